@@ -1,0 +1,121 @@
+//! Configuration files and value parsers shared by the command line and the runtime.
+//!
+//! `config/index.txt` and `config/seeds.txt` hold one `host:port` a line; `#` starts a
+//! comment and blank lines are ignored.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+/// An address as the user wrote it (`host:port`), resolved when it is dialled so that
+/// container host names work.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NodeAddr(String);
+
+impl NodeAddr {
+    pub fn parse(text: &str) -> Result<NodeAddr, String> {
+        let text = text.trim();
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{text}' is not host:port"))?;
+        if host.is_empty() {
+            return Err(format!("'{text}' has no host"));
+        }
+        port.parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("'{text}' has no valid port (1-65535)"))?;
+        Ok(NodeAddr(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Parses an address list: one `host:port` a line, `#` comments, blank lines ignored.
+pub fn parse_addr_list(text: &str) -> Result<Vec<NodeAddr>, String> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        for word in line.split_whitespace() {
+            out.push(NodeAddr::parse(word).map_err(|e| format!("line {}: {e}", i + 1))?);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads an address list file; `Ok(None)` when the file does not exist.
+pub fn read_addr_list(path: &Path) -> Result<Option<Vec<NodeAddr>>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_addr_list(&text)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Parses a duration: `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (try 500ms, 30s, 2m)"))?;
+    let scale = match unit {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "'{text}': unknown unit '{unit}' (use ms, s, m or h)"
+            ))
+        }
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
+        return Err(format!("'{text}' is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_lists_skip_comments_and_blanks() {
+        let list =
+            parse_addr_list("# index servers\n127.0.0.1:1024\n\n  idx2:1024 # second\n").unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1].as_str(), "idx2:1024");
+        assert!(parse_addr_list("nohost\n").unwrap_err().contains("line 1"));
+        assert!(parse_addr_list("h:0\n").is_err());
+        assert!(NodeAddr::parse("[::1]:1024").is_ok());
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

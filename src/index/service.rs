@@ -1,0 +1,470 @@
+//! The index service: decoded requests in, replies out, around one [`IndexStore`].
+//!
+//! Threads: the server's connection threads call [`IndexService::handle`]; one
+//! `index-sweep` thread expires lapsed leases every second.
+//!
+//! Locks: the store sits behind one `RwLock`. Reads (`get`, `search`, `status`) share
+//! it; writes (`hello`, `publish`, ...) take it briefly. No I/O happens under it.
+
+use super::search::Query;
+use super::store::{Endpoint, FileMeta, IndexStore, PeerKind, StoreError};
+use crate::clock::Clock;
+use crate::net::server::ServerStats;
+use crate::net::{Reply, Service};
+use crate::protocol::codec::{self, Classic, Request};
+use crate::protocol::commands::{Role, Verb};
+use crate::protocol::hash::Sha1Digest;
+use crate::protocol::name::{FileName, PeerId};
+use crate::protocol::{ErrorCode, Refusal, VERSION};
+use rand::seq::SliceRandom;
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread;
+use std::time::Duration;
+
+/// Limits and timings of an index server.
+#[derive(Clone, Debug)]
+pub struct IndexConfig {
+    /// A modern peer that does not beat for this long is dropped with its files.
+    pub lease: Duration,
+    /// Classic peers cannot beat; each `set` renews their entries for this long.
+    pub classic_lease: Duration,
+    /// Search results returned when the client names no limit.
+    pub default_results: usize,
+    /// Largest limit a client may ask for.
+    pub max_results: usize,
+    /// Most holders returned by one `get`.
+    pub max_holders: usize,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            lease: Duration::from_secs(30),
+            classic_lease: Duration::from_secs(600),
+            default_results: 100,
+            max_results: 1000,
+            max_holders: 200,
+        }
+    }
+}
+
+/// Per-connection state: the peer that said hello, and an open `sync`.
+#[derive(Default)]
+pub struct IndexConn {
+    peer: Option<PeerId>,
+    sync_seen: Option<HashSet<String>>,
+}
+
+pub struct IndexService {
+    id: String,
+    store: RwLock<IndexStore>,
+    clock: Clock,
+    config: IndexConfig,
+    stats: Arc<ServerStats>,
+}
+
+type Outcome = Result<Reply, Refusal>;
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
+    Refusal::new(code, message)
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Refusal {
+        let code = match e {
+            StoreError::Conflict { .. } => ErrorCode::Conflict,
+            StoreError::UnknownPeer(_) => ErrorCode::UnknownPeer,
+        };
+        Refusal::new(code, e.to_string())
+    }
+}
+
+/// The host part of a connection's source address (IPv4-mapped addresses unwrapped).
+pub fn source_host(remote: SocketAddr) -> IpAddr {
+    remote.ip().to_canonical()
+}
+
+fn parse_name(text: &str, row: Option<usize>) -> Result<FileName, Refusal> {
+    FileName::parse(text).map_err(|e| {
+        let at = row.map(|r| format!("row {r}: ")).unwrap_or_default();
+        refuse(
+            ErrorCode::BadName,
+            format!("{at}'{}': {e}", codec::printable(text)),
+        )
+    })
+}
+
+fn parse_file_row(row: &[String], n: usize) -> Result<(FileName, FileMeta), Refusal> {
+    let name = parse_name(&row[0], Some(n))?;
+    let size: u64 = row[1].parse().map_err(|_| {
+        refuse(
+            ErrorCode::BadRequest,
+            format!(
+                "row {n}: size '{}' is not a number",
+                codec::printable(&row[1])
+            ),
+        )
+    })?;
+    let hash = |text: &str, what: &str| {
+        Sha1Digest::parse(text)
+            .map_err(|e| refuse(ErrorCode::BadRequest, format!("row {n}: {what}: {e}")))
+    };
+    Ok((
+        name,
+        FileMeta {
+            size: Some(size),
+            id: Some(hash(&row[2], "content id")?),
+            digest: Some(hash(&row[3], "pieces digest")?),
+        },
+    ))
+}
+
+fn opt_field<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".to_owned())
+}
+
+impl IndexService {
+    pub fn new(id: String, config: IndexConfig, stats: Arc<ServerStats>) -> IndexService {
+        IndexService {
+            id,
+            store: RwLock::new(IndexStore::new()),
+            clock: Clock::new(),
+            config,
+            stats,
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, IndexStore> {
+        self.store.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, IndexStore> {
+        self.store.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts the `index-sweep` thread that drops peers whose lease ran out.
+    pub fn start_sweeper(self: &Arc<Self>) -> std::io::Result<()> {
+        let weak = Arc::downgrade(self);
+        let period =
+            (self.config.lease / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        thread::Builder::new()
+            .name("index-sweep".into())
+            .spawn(move || loop {
+                thread::sleep(period);
+                let Some(service) = weak.upgrade() else {
+                    return;
+                };
+                let now = service.clock.now();
+                let expired = service.write().expire(now);
+                for id in expired {
+                    log::info!("lease of peer '{id}' ran out; its files are withdrawn");
+                }
+            })?;
+        Ok(())
+    }
+
+    fn session_peer<'a>(&self, conn: &'a IndexConn) -> Result<&'a PeerId, Refusal> {
+        conn.peer.as_ref().ok_or_else(|| {
+            refuse(
+                ErrorCode::UnknownPeer,
+                "say hello as a peer on this connection first",
+            )
+        })
+    }
+
+    fn hello(&self, args: &[String], remote: SocketAddr, conn: &mut IndexConn) -> Outcome {
+        if args[0] != VERSION.to_string() {
+            return Err(refuse(
+                ErrorCode::BadVersion,
+                format!(
+                    "this index speaks protocol version {VERSION}, not '{}'",
+                    codec::printable(&args[0])
+                ),
+            ));
+        }
+        let id = PeerId::parse(&args[2]).map_err(|e| {
+            refuse(
+                ErrorCode::BadName,
+                format!("peer id '{}': {e}", codec::printable(&args[2])),
+            )
+        })?;
+        let host = source_host(remote);
+        let files_known = match args[1].as_str() {
+            "peer" => {
+                let port: u16 = args[3].parse().ok().filter(|&p| p != 0).ok_or_else(|| {
+                    refuse(
+                        ErrorCode::BadRequest,
+                        "a peer must announce a port from 1 to 65535",
+                    )
+                })?;
+                let endpoint = Endpoint { host, port };
+                let known = self.write().hello(
+                    &id,
+                    endpoint,
+                    PeerKind::Modern,
+                    self.clock.now(),
+                    self.config.lease,
+                )?;
+                log::info!("peer '{id}' at {host}:{port} said hello ({known} files known)");
+                conn.peer = Some(id);
+                known
+            }
+            "client" => 0,
+            other => {
+                return Err(refuse(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "role must be 'peer' or 'client', not '{}'",
+                        codec::printable(other)
+                    ),
+                ))
+            }
+        };
+        let lease = self.config.lease.as_secs().max(1).to_string();
+        Ok(Reply::Text(codec::line(&[
+            "ok",
+            "index",
+            &self.id,
+            &host.to_string(),
+            &lease,
+            &files_known.to_string(),
+        ])))
+    }
+
+    fn publish(&self, req: &Request, conn: &mut IndexConn) -> Outcome {
+        let peer = self.session_peer(conn)?.clone();
+        let files = req
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| parse_file_row(row, i + 1))
+            .collect::<Result<Vec<_>, _>>()?;
+        let now = self.clock.now();
+        let applied = self.write().publish(&peer, &files, now)?;
+        if req.verb == Verb::Sync {
+            let seen = conn.sync_seen.get_or_insert_with(HashSet::new);
+            seen.extend(files.into_iter().map(|(n, _)| n.into_string()));
+            if req.args.get(1).map(String::as_str) == Some("more") {
+                return Ok(Reply::Text(codec::line(&["ok", &applied.to_string()])));
+            }
+            let seen = conn.sync_seen.take().unwrap_or_default();
+            let known = self.write().retain(&peer, &seen, now)?;
+            log::info!("peer '{peer}' synced {known} files");
+            return Ok(Reply::Text(codec::line(&["ok", &known.to_string()])));
+        }
+        Ok(Reply::Text(codec::line(&["ok", &applied.to_string()])))
+    }
+
+    fn withdraw(&self, req: &Request, conn: &IndexConn) -> Outcome {
+        let peer = self.session_peer(conn)?;
+        let names = req
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| parse_name(&row[0], Some(i + 1)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let removed = self.write().withdraw(peer, &names, self.clock.now())?;
+        Ok(Reply::Text(codec::line(&["ok", &removed.to_string()])))
+    }
+
+    fn get(&self, args: &[String]) -> Outcome {
+        let name = parse_name(&args[0], None)?;
+        let id = match args.get(1) {
+            Some(text) => Some(
+                Sha1Digest::parse(text)
+                    .map_err(|e| refuse(ErrorCode::BadRequest, format!("content id: {e}")))?,
+            ),
+            None => None,
+        };
+        let mut holders = self.read().holders(name.as_str(), id, self.clock.now());
+        holders.shuffle(&mut rand::thread_rng());
+        holders.truncate(self.config.max_holders);
+        let mut out = codec::line(&["ok", &holders.len().to_string()]);
+        for h in holders {
+            out.push_str(&codec::line(&[
+                &h.endpoint.host.to_string(),
+                &h.endpoint.port.to_string(),
+                h.peer.as_str(),
+                &opt_field(h.meta.size),
+                &opt_field(h.meta.id),
+                &opt_field(h.meta.digest),
+            ]));
+        }
+        Ok(Reply::Text(out))
+    }
+
+    fn search(&self, args: &[String]) -> Outcome {
+        let query =
+            Query::parse(&args[0]).map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
+        let limit = match args.get(1) {
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n >= 1 && n <= self.config.max_results)
+                .ok_or_else(|| {
+                    refuse(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "limit must be a number from 1 to {}",
+                            self.config.max_results
+                        ),
+                    )
+                })?,
+            None => self.config.default_results,
+        };
+        let results = self.read().search(&query, limit, self.clock.now());
+        let more = if results.more { "1" } else { "0" };
+        let mut out = codec::line(&["ok", &results.rows.len().to_string(), more]);
+        for r in &results.rows {
+            out.push_str(&codec::line(&[
+                &r.name,
+                &opt_field(r.meta.size),
+                &opt_field(r.meta.id),
+                &r.holders.to_string(),
+            ]));
+        }
+        Ok(Reply::Text(out))
+    }
+
+    fn status(&self) -> Reply {
+        let counts = self.read().counts();
+        let rows: Vec<(&str, String)> = vec![
+            ("role", "index".into()),
+            ("id", self.id.clone()),
+            ("version", env!("CARGO_PKG_VERSION").into()),
+            ("protocol", VERSION.to_string()),
+            ("uptime_secs", self.clock.uptime().as_secs().to_string()),
+            ("peers", counts.peers.to_string()),
+            ("files", counts.names.to_string()),
+            ("entries", counts.entries.to_string()),
+            ("words", counts.words.to_string()),
+            (
+                "connections",
+                self.stats.live.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "requests",
+                self.stats.requests.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "refused_busy",
+                self.stats.refused_busy.load(Ordering::Relaxed).to_string(),
+            ),
+            ("lease_secs", self.config.lease.as_secs().to_string()),
+            ("health", "ok".into()),
+        ];
+        status_reply(&rows)
+    }
+}
+
+/// `ok|<n>` and n `key|value` rows.
+pub fn status_reply(rows: &[(&str, String)]) -> Reply {
+    let mut out = codec::line(&["ok", &rows.len().to_string()]);
+    for (k, v) in rows {
+        out.push_str(&codec::line(&[k, v]));
+    }
+    Reply::Text(out)
+}
+
+impl Service for IndexService {
+    type Conn = IndexConn;
+
+    fn role(&self) -> Role {
+        Role::Index
+    }
+
+    fn handle(&self, req: Request, remote: SocketAddr, conn: &mut IndexConn) -> Reply {
+        let outcome = match req.verb {
+            Verb::Hello => self.hello(&req.args, remote, conn),
+            Verb::Ping => Ok(Reply::Text("ok|pong\n".into())),
+            Verb::Status => Ok(self.status()),
+            Verb::Beat => self.session_peer(conn).cloned().and_then(|peer| {
+                let known = self
+                    .write()
+                    .beat(&peer, self.clock.now(), self.config.lease)?;
+                Ok(Reply::Text(codec::line(&["ok", &known.to_string()])))
+            }),
+            Verb::Publish | Verb::Sync => self.publish(&req, conn),
+            Verb::Withdraw => self.withdraw(&req, conn),
+            Verb::Bye => {
+                if let Some(peer) = conn.peer.take() {
+                    self.write().remove_peer(&peer);
+                    log::info!("peer '{peer}' left");
+                }
+                Ok(Reply::Text("ok|bye\n".into()))
+            }
+            Verb::Get => self.get(&req.args),
+            Verb::Search => self.search(&req.args),
+            Verb::Pieces | Verb::Fetch => {
+                Err(refuse(ErrorCode::UnknownVerb, "not served by an index"))
+            }
+        };
+        outcome.unwrap_or_else(|r| Reply::Text(r.to_line()))
+    }
+
+    fn classic(&self, req: Classic, remote: SocketAddr) -> Reply {
+        let text = match req {
+            Classic::Get { name } => {
+                let holders = match FileName::parse(&name) {
+                    Ok(name) => self.read().holders(name.as_str(), None, self.clock.now()),
+                    Err(_) => Vec::new(),
+                };
+                match holders.choose(&mut rand::thread_rng()) {
+                    Some(h) => format!("{}|{}|{}", h.endpoint.host, h.peer, h.endpoint.port),
+                    None => "notfound".to_owned(),
+                }
+            }
+            Classic::Set {
+                name,
+                peer_id,
+                port,
+            } => match self.classic_set(&name, &peer_id, &port, remote) {
+                Ok(()) => "Successfully Updated".to_owned(),
+                Err(e) => format!("Error: {e}"),
+            },
+            Classic::Malformed(why) => format!("Error: {why}"),
+            Classic::Download { .. } => "Error: this is an index server".to_owned(),
+        };
+        Reply::Close(text)
+    }
+}
+
+impl IndexService {
+    fn classic_set(
+        &self,
+        name: &str,
+        peer_id: &str,
+        port: &str,
+        remote: SocketAddr,
+    ) -> Result<(), String> {
+        let name = FileName::parse(name).map_err(|e| format!("bad name: {e}"))?;
+        let id = PeerId::parse(peer_id).map_err(|e| format!("bad peer id: {e}"))?;
+        let port: u16 = port.parse().ok().filter(|&p| p != 0).ok_or("bad port")?;
+        let endpoint = Endpoint {
+            host: source_host(remote),
+            port,
+        };
+        let now = self.clock.now();
+        let mut store = self.write();
+        store
+            .hello(
+                &id,
+                endpoint,
+                PeerKind::Classic,
+                now,
+                self.config.classic_lease,
+            )
+            .map_err(|e| e.to_string())?;
+        store
+            .publish(&id, &[(name.clone(), FileMeta::UNKNOWN)], now)
+            .map_err(|e| e.to_string())?;
+        log::info!(
+            "classic peer '{id}' at {}:{port} set '{name}'",
+            endpoint.host
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,709 @@
+//! The index store: which peer holds which file, with leases and a word index.
+//!
+//! A pure core: no sockets, clocks or threads. Time comes in as [`Millis`]; the
+//! runtime (`index::service`) owns the lock around it and the sweep timer.
+//!
+//! Invariants:
+//! * every holding points at a peer slot that is occupied, and that peer's `files`
+//!   set contains the holding's name slot (and nothing else does);
+//! * a name slot that has ever been given a holding since it was (re)assigned is in
+//!   the postings of each of its tokens exactly once; names whose last holding went
+//!   away stay there until [`IndexStore::compact`] drops them (lazy deletion keeps
+//!   withdrawals O(1) however common a word is);
+//! * reads never return a holding whose peer's lease has run out, even before the
+//!   sweep removes it.
+
+use super::search::{self, Query};
+use crate::clock::Millis;
+use crate::protocol::hash::Sha1Digest;
+use crate::protocol::name::{FileName, PeerId};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a peer says about one file it holds. Classic peers say nothing: all `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileMeta {
+    pub size: Option<u64>,
+    pub id: Option<Sha1Digest>,
+    pub digest: Option<Sha1Digest>,
+}
+
+impl FileMeta {
+    pub const UNKNOWN: FileMeta = FileMeta {
+        size: None,
+        id: None,
+        digest: None,
+    };
+}
+
+/// Where a peer serves: the host seen on its connection and the port it announced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub host: IpAddr,
+    pub port: u16,
+}
+
+/// How a peer registered: the modern protocol heartbeats; classic peers only `set`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerKind {
+    Modern,
+    Classic,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// The id belongs to a live peer at another address.
+    Conflict { id: PeerId, holder: Endpoint },
+    /// No live peer with this id (never said hello, left, or its lease ran out).
+    UnknownPeer(PeerId),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Conflict { id, holder } => write!(
+                f,
+                "peer id '{id}' is held by a live peer at {}:{}",
+                holder.host, holder.port
+            ),
+            StoreError::UnknownPeer(id) => {
+                write!(f, "no live peer '{id}' here; say hello and publish again")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// One live holder of a file, as `get` returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HolderView {
+    pub peer: PeerId,
+    pub endpoint: Endpoint,
+    pub meta: FileMeta,
+}
+
+/// One search result: a (name, content) pair and how many live peers hold it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchRow {
+    pub name: Arc<str>,
+    pub meta: FileMeta,
+    pub holders: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SearchResults {
+    pub rows: Vec<SearchRow>,
+    /// More matches exist than were returned.
+    pub more: bool,
+}
+
+/// Counts for `status`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    pub peers: usize,
+    pub names: usize,
+    pub entries: usize,
+    pub words: usize,
+}
+
+struct PeerRecord {
+    id: PeerId,
+    endpoint: Endpoint,
+    kind: PeerKind,
+    lease_until: Millis,
+    files: HashSet<u32>,
+}
+
+#[derive(Clone, Copy)]
+struct Holding {
+    peer: u32,
+    meta: FileMeta,
+}
+
+struct NameEntry {
+    name: Arc<str>,
+    holdings: Vec<Holding>,
+    /// In the postings of its tokens.
+    indexed: bool,
+}
+
+/// Matches collected before ranking; bounds the work of one search.
+const COLLECT_CAP: usize = 2000;
+
+#[derive(Default)]
+pub struct IndexStore {
+    peers: Vec<Option<PeerRecord>>,
+    free_peers: Vec<u32>,
+    peer_slots: HashMap<PeerId, u32>,
+    names: Vec<NameEntry>,
+    free_names: Vec<u32>,
+    name_slots: HashMap<Arc<str>, u32>,
+    words: BTreeMap<Box<str>, Vec<u32>>,
+    /// Indexed names with no holdings (waiting for compaction).
+    empty_indexed: usize,
+    entries: usize,
+}
+
+impl IndexStore {
+    pub fn new() -> IndexStore {
+        IndexStore::default()
+    }
+
+    fn peer(&self, slot: u32) -> &PeerRecord {
+        self.peers[slot as usize]
+            .as_ref()
+            .expect("holding points at a live peer slot")
+    }
+
+    fn live_slot(&self, id: &PeerId, now: Millis) -> Option<u32> {
+        let slot = *self.peer_slots.get(id)?;
+        (self.peer(slot).lease_until > now).then_some(slot)
+    }
+
+    /// Registers or renews a peer. Returns how many files the index holds for it.
+    pub fn hello(
+        &mut self,
+        id: &PeerId,
+        endpoint: Endpoint,
+        kind: PeerKind,
+        now: Millis,
+        lease: Duration,
+    ) -> Result<usize, StoreError> {
+        if let Some(&slot) = self.peer_slots.get(id) {
+            let rec = self.peers[slot as usize]
+                .as_mut()
+                .expect("mapped slot is live");
+            if rec.endpoint != endpoint && rec.lease_until > now {
+                return Err(StoreError::Conflict {
+                    id: id.clone(),
+                    holder: rec.endpoint,
+                });
+            }
+            rec.endpoint = endpoint;
+            rec.kind = kind;
+            rec.lease_until = now.plus(lease);
+            return Ok(rec.files.len());
+        }
+        let rec = PeerRecord {
+            id: id.clone(),
+            endpoint,
+            kind,
+            lease_until: now.plus(lease),
+            files: HashSet::new(),
+        };
+        let slot = match self.free_peers.pop() {
+            Some(s) => {
+                self.peers[s as usize] = Some(rec);
+                s
+            }
+            None => {
+                self.peers.push(Some(rec));
+                (self.peers.len() - 1) as u32
+            }
+        };
+        self.peer_slots.insert(id.clone(), slot);
+        Ok(0)
+    }
+
+    /// Renews a live peer's lease. Returns how many files the index holds for it.
+    pub fn beat(&mut self, id: &PeerId, now: Millis, lease: Duration) -> Result<usize, StoreError> {
+        let slot = self
+            .live_slot(id, now)
+            .ok_or_else(|| StoreError::UnknownPeer(id.clone()))?;
+        let rec = self.peers[slot as usize].as_mut().expect("live slot");
+        rec.lease_until = now.plus(lease);
+        Ok(rec.files.len())
+    }
+
+    /// Adds or updates files held by a live peer. Returns how many rows were applied.
+    pub fn publish(
+        &mut self,
+        id: &PeerId,
+        files: &[(FileName, FileMeta)],
+        now: Millis,
+    ) -> Result<usize, StoreError> {
+        let peer = self
+            .live_slot(id, now)
+            .ok_or_else(|| StoreError::UnknownPeer(id.clone()))?;
+        for (name, meta) in files {
+            let slot = self.intern(name.as_str());
+            let entry = &mut self.names[slot as usize];
+            match entry.holdings.iter_mut().find(|h| h.peer == peer) {
+                Some(h) => h.meta = *meta,
+                None => {
+                    if entry.holdings.is_empty() && entry.indexed {
+                        self.empty_indexed -= 1;
+                    }
+                    entry.holdings.push(Holding { peer, meta: *meta });
+                    self.entries += 1;
+                    if !entry.indexed {
+                        entry.indexed = true;
+                        let lower = entry.name.to_lowercase();
+                        let mut toks = search::tokens(&lower);
+                        toks.sort_unstable();
+                        toks.dedup();
+                        for t in toks {
+                            match self.words.get_mut(t) {
+                                Some(list) => list.push(slot),
+                                None => {
+                                    self.words.insert(t.into(), vec![slot]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            self.peers[peer as usize]
+                .as_mut()
+                .expect("live slot")
+                .files
+                .insert(slot);
+        }
+        Ok(files.len())
+    }
+
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&slot) = self.name_slots.get(name) {
+            return slot;
+        }
+        let name: Arc<str> = Arc::from(name);
+        let entry = NameEntry {
+            name: name.clone(),
+            holdings: Vec::new(),
+            indexed: false,
+        };
+        let slot = match self.free_names.pop() {
+            Some(s) => {
+                self.names[s as usize] = entry;
+                s
+            }
+            None => {
+                self.names.push(entry);
+                (self.names.len() - 1) as u32
+            }
+        };
+        self.name_slots.insert(name, slot);
+        slot
+    }
+
+    fn drop_holding(&mut self, name_slot: u32, peer: u32) -> bool {
+        let entry = &mut self.names[name_slot as usize];
+        let Some(pos) = entry.holdings.iter().position(|h| h.peer == peer) else {
+            return false;
+        };
+        entry.holdings.swap_remove(pos);
+        self.entries -= 1;
+        if entry.holdings.is_empty() && entry.indexed {
+            self.empty_indexed += 1;
+        }
+        true
+    }
+
+    /// Removes files a live peer holds. Names it does not hold are ignored, so a peer
+    /// can only ever withdraw its own files. Returns how many were removed.
+    pub fn withdraw(
+        &mut self,
+        id: &PeerId,
+        names: &[FileName],
+        now: Millis,
+    ) -> Result<usize, StoreError> {
+        let peer = self
+            .live_slot(id, now)
+            .ok_or_else(|| StoreError::UnknownPeer(id.clone()))?;
+        let mut removed = 0;
+        for name in names {
+            let Some(&slot) = self.name_slots.get(name.as_str()) else {
+                continue;
+            };
+            if self.drop_holding(slot, peer) {
+                self.peers[peer as usize]
+                    .as_mut()
+                    .expect("live")
+                    .files
+                    .remove(&slot);
+                removed += 1;
+            }
+        }
+        self.maybe_compact();
+        Ok(removed)
+    }
+
+    /// Removes every file of a live peer whose name is not in `keep` (the end of a
+    /// `sync`). Returns how many files the peer holds afterwards.
+    pub fn retain(
+        &mut self,
+        id: &PeerId,
+        keep: &HashSet<String>,
+        now: Millis,
+    ) -> Result<usize, StoreError> {
+        let peer = self
+            .live_slot(id, now)
+            .ok_or_else(|| StoreError::UnknownPeer(id.clone()))?;
+        let files: Vec<u32> = self.peer(peer).files.iter().copied().collect();
+        for slot in files {
+            if !keep.contains(&*self.names[slot as usize].name) {
+                self.drop_holding(slot, peer);
+                self.peers[peer as usize]
+                    .as_mut()
+                    .expect("live")
+                    .files
+                    .remove(&slot);
+            }
+        }
+        self.maybe_compact();
+        Ok(self.peer(peer).files.len())
+    }
+
+    /// Removes a peer and all its files.
+    pub fn remove_peer(&mut self, id: &PeerId) -> bool {
+        let Some(slot) = self.peer_slots.remove(id) else {
+            return false;
+        };
+        let rec = self.peers[slot as usize]
+            .take()
+            .expect("mapped slot is live");
+        for name_slot in rec.files {
+            self.drop_holding(name_slot, slot);
+        }
+        self.free_peers.push(slot);
+        self.maybe_compact();
+        true
+    }
+
+    /// Drops every peer whose lease has run out, with its files. Returns their ids.
+    pub fn expire(&mut self, now: Millis) -> Vec<PeerId> {
+        let expired: Vec<PeerId> = self
+            .peers
+            .iter()
+            .flatten()
+            .filter(|p| p.lease_until <= now)
+            .map(|p| p.id.clone())
+            .collect();
+        for id in &expired {
+            self.remove_peer(id);
+        }
+        expired
+    }
+
+    /// Live holders of `name`, optionally only those with content `id`.
+    pub fn holders(&self, name: &str, id: Option<Sha1Digest>, now: Millis) -> Vec<HolderView> {
+        let Some(&slot) = self.name_slots.get(name) else {
+            return Vec::new();
+        };
+        self.names[slot as usize]
+            .holdings
+            .iter()
+            .filter(|h| id.is_none() || h.meta.id == id)
+            .filter_map(|h| {
+                let p = self.peer(h.peer);
+                (p.lease_until > now).then(|| HolderView {
+                    peer: p.id.clone(),
+                    endpoint: p.endpoint,
+                    meta: h.meta,
+                })
+            })
+            .collect()
+    }
+
+    /// Kind of a live peer.
+    pub fn peer_kind(&self, id: &PeerId, now: Millis) -> Option<PeerKind> {
+        self.live_slot(id, now).map(|s| self.peer(s).kind)
+    }
+
+    /// Names matching `query`, one row per (name, content id), most held first.
+    pub fn search(&self, query: &Query, limit: usize, now: Millis) -> SearchResults {
+        // Drive the scan from the most selective word; check the others per name.
+        let mut best: Option<(usize, &str)> = None;
+        for word in &query.include {
+            let token = search::lookup_token(word);
+            let mut estimate = 0usize;
+            for (_, list) in self.prefix_range(token) {
+                estimate += list.len();
+                if best.is_some_and(|(b, _)| estimate >= b) {
+                    break;
+                }
+            }
+            if best.is_none_or(|(b, _)| estimate < b) {
+                best = Some((estimate, token));
+            }
+        }
+        let Some((_, driver)) = best else {
+            return SearchResults::default();
+        };
+        let mut seen: HashSet<u32> = HashSet::new();
+        let multi_token = self.prefix_range(driver).nth(1).is_some();
+        let mut rows: Vec<SearchRow> = Vec::new();
+        let mut truncated = false;
+        'scan: for (_, list) in self.prefix_range(driver) {
+            for &slot in list {
+                if multi_token && !seen.insert(slot) {
+                    continue;
+                }
+                let entry = &self.names[slot as usize];
+                if entry.holdings.is_empty() || !query.matches(&entry.name.to_lowercase()) {
+                    continue;
+                }
+                let before = rows.len();
+                self.rows_for(entry, now, &mut rows);
+                if rows.len() > before && rows.len() >= COLLECT_CAP {
+                    truncated = true;
+                    break 'scan;
+                }
+            }
+        }
+        rows.sort_by(|a, b| b.holders.cmp(&a.holders).then_with(|| a.name.cmp(&b.name)));
+        let more = truncated || rows.len() > limit;
+        rows.truncate(limit);
+        SearchResults { rows, more }
+    }
+
+    fn rows_for(&self, entry: &NameEntry, now: Millis, out: &mut Vec<SearchRow>) {
+        let start = out.len();
+        for h in &entry.holdings {
+            if self.peer(h.peer).lease_until <= now {
+                continue;
+            }
+            match out[start..].iter_mut().find(|r| r.meta.id == h.meta.id) {
+                Some(row) => row.holders += 1,
+                None => out.push(SearchRow {
+                    name: entry.name.clone(),
+                    meta: h.meta,
+                    holders: 1,
+                }),
+            }
+        }
+    }
+
+    fn prefix_range<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a Box<str>, &'a Vec<u32>)> + 'a {
+        self.words
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+    }
+
+    /// Drops names without holdings from the word index once they are a large share.
+    fn maybe_compact(&mut self) {
+        let live = self.name_slots.len() - self.empty_indexed;
+        if self.empty_indexed > 1024 && self.empty_indexed > live {
+            self.compact();
+        }
+    }
+
+    /// Removes every name without holdings from the word index and frees its slot.
+    pub fn compact(&mut self) {
+        let names = &self.names;
+        self.words.retain(|_, list| {
+            list.retain(|&s| !names[s as usize].holdings.is_empty());
+            !list.is_empty()
+        });
+        for slot in 0..self.names.len() {
+            let entry = &mut self.names[slot];
+            if entry.holdings.is_empty() && self.name_slots.remove(&*entry.name).is_some() {
+                entry.indexed = false;
+                entry.name = Arc::from("");
+                self.free_names.push(slot as u32);
+            }
+        }
+        self.empty_indexed = 0;
+    }
+
+    pub fn counts(&self) -> StoreCounts {
+        StoreCounts {
+            peers: self.peer_slots.len(),
+            names: self.name_slots.len() - self.empty_indexed,
+            entries: self.entries,
+            words: self.words.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEASE: Duration = Duration::from_secs(30);
+
+    fn pid(s: &str) -> PeerId {
+        PeerId::parse(s).unwrap()
+    }
+
+    fn ep(port: u16) -> Endpoint {
+        Endpoint {
+            host: "127.0.0.1".parse().unwrap(),
+            port,
+        }
+    }
+
+    fn meta(seed: &str) -> FileMeta {
+        FileMeta {
+            size: Some(seed.len() as u64),
+            id: Some(Sha1Digest::of(seed.as_bytes())),
+            digest: Some(Sha1Digest::of(b"pieces")),
+        }
+    }
+
+    fn file(name: &str) -> (FileName, FileMeta) {
+        (FileName::parse(name).unwrap(), meta(name))
+    }
+
+    fn names(r: &SearchResults) -> Vec<&str> {
+        r.rows.iter().map(|r| &*r.name).collect()
+    }
+
+    fn store_with(peers: &[(&str, u16, &[&str])]) -> IndexStore {
+        let mut s = IndexStore::new();
+        for (id, port, files) in peers {
+            s.hello(&pid(id), ep(*port), PeerKind::Modern, Millis(0), LEASE)
+                .unwrap();
+            let rows: Vec<_> = files.iter().map(|f| file(f)).collect();
+            s.publish(&pid(id), &rows, Millis(0)).unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn get_returns_every_live_holder() {
+        let s = store_with(&[("p1", 1, &["a.txt"]), ("p2", 2, &["a.txt", "b.txt"])]);
+        let h = s.holders("a.txt", None, Millis(1));
+        assert_eq!(h.len(), 2);
+        assert_eq!(s.holders("b.txt", None, Millis(1))[0].peer, pid("p2"));
+        assert!(s.holders("c.txt", None, Millis(1)).is_empty());
+        assert_eq!(s.counts().entries, 3);
+    }
+
+    #[test]
+    fn leases_hide_then_expire_silent_peers() {
+        let mut s = store_with(&[("p1", 1, &["a.txt"]), ("p2", 2, &["a.txt"])]);
+        s.beat(&pid("p2"), Millis(20_000), LEASE).unwrap();
+        // p1 stopped beating at 0: hidden at 30 s even before the sweep...
+        assert_eq!(s.holders("a.txt", None, Millis(30_000)).len(), 1);
+        // ...and gone after it, with its files.
+        assert_eq!(s.expire(Millis(30_000)), vec![pid("p1")]);
+        assert_eq!(s.counts().peers, 1);
+        assert_eq!(s.counts().entries, 1);
+        assert_eq!(
+            s.beat(&pid("p1"), Millis(30_001), LEASE),
+            Err(StoreError::UnknownPeer(pid("p1")))
+        );
+    }
+
+    #[test]
+    fn a_live_id_cannot_be_taken_from_another_address() {
+        let mut s = store_with(&[("p1", 1, &[])]);
+        assert!(matches!(
+            s.hello(&pid("p1"), ep(9), PeerKind::Modern, Millis(1), LEASE),
+            Err(StoreError::Conflict { .. })
+        ));
+        // The same address may say hello again (a restart) and keeps its files.
+        assert_eq!(
+            s.hello(&pid("p1"), ep(1), PeerKind::Modern, Millis(1), LEASE),
+            Ok(0)
+        );
+        // Once the lease has run out, the id is free.
+        assert!(s
+            .hello(&pid("p1"), ep(9), PeerKind::Modern, Millis(40_000), LEASE)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_peer_withdraws_only_its_own_files() {
+        let mut s = store_with(&[("p1", 1, &["a.txt"]), ("p2", 2, &["a.txt"])]);
+        let n = s
+            .withdraw(&pid("p2"), &[FileName::parse("a.txt").unwrap()], Millis(1))
+            .unwrap();
+        assert_eq!(n, 1);
+        let n = s
+            .withdraw(&pid("p2"), &[FileName::parse("a.txt").unwrap()], Millis(1))
+            .unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(s.holders("a.txt", None, Millis(1))[0].peer, pid("p1"));
+    }
+
+    #[test]
+    fn search_needs_every_word_and_honours_exclusions() {
+        let s = store_with(&[
+            ("p1", 1, &["onekb.txt", "tenkb.txt", "Holiday 2024.MP4"]),
+            ("p2", 2, &["onekb.txt", "one-mb.bin"]),
+        ]);
+        let q = |t: &str| s.search(&Query::parse(t).unwrap(), 100, Millis(1));
+        assert_eq!(names(&q("one")), vec!["onekb.txt", "one-mb.bin"]);
+        assert_eq!(q("one")[0].holders, 2);
+        assert_eq!(names(&q("ONE -txt")), vec!["one-mb.bin"]);
+        assert_eq!(names(&q("kb txt")), Vec::<&str>::new());
+        assert_eq!(names(&q("tenkb txt")), vec!["tenkb.txt"]);
+        assert_eq!(names(&q("holiday 2024")), vec!["Holiday 2024.MP4"]);
+        assert_eq!(names(&q("mp4")), vec!["Holiday 2024.MP4"]);
+        assert!(q("zebra").rows.is_empty());
+    }
+
+    impl std::ops::Index<usize> for SearchResults {
+        type Output = SearchRow;
+        fn index(&self, i: usize) -> &SearchRow {
+            &self.rows[i]
+        }
+    }
+
+    #[test]
+    fn search_results_are_capped() {
+        let files: Vec<String> = (0..300).map(|i| format!("song {i}.mp3")).collect();
+        let refs: Vec<&str> = files.iter().map(String::as_str).collect();
+        let s = store_with(&[("p1", 1, &refs)]);
+        let r = s.search(&Query::parse("song").unwrap(), 100, Millis(1));
+        assert_eq!(r.rows.len(), 100);
+        assert!(r.more);
+    }
+
+    #[test]
+    fn different_contents_under_one_name_are_separate_rows() {
+        let mut s = store_with(&[("p1", 1, &["a.txt"])]);
+        s.hello(&pid("p2"), ep(2), PeerKind::Modern, Millis(0), LEASE)
+            .unwrap();
+        s.publish(
+            &pid("p2"),
+            &[(FileName::parse("a.txt").unwrap(), meta("other"))],
+            Millis(0),
+        )
+        .unwrap();
+        let r = s.search(&Query::parse("a").unwrap(), 10, Millis(1));
+        assert_eq!(r.rows.len(), 2);
+        let only = s.holders("a.txt", meta("other").id, Millis(1));
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].peer, pid("p2"));
+    }
+
+    #[test]
+    fn compaction_keeps_search_right_after_mass_withdrawal() {
+        let files: Vec<String> = (0..3000).map(|i| format!("f{i}.dat")).collect();
+        let refs: Vec<&str> = files.iter().map(String::as_str).collect();
+        let mut s = store_with(&[("p1", 1, &refs)]);
+        let gone: Vec<FileName> = files[..2500]
+            .iter()
+            .map(|f| FileName::parse(f).unwrap())
+            .collect();
+        s.withdraw(&pid("p1"), &gone, Millis(1)).unwrap();
+        assert_eq!(s.counts().names, 500);
+        let r = s.search(&Query::parse("dat").unwrap(), 1000, Millis(1));
+        assert_eq!(r.rows.len(), 500);
+        // A freed slot is reused and indexed again.
+        s.publish(&pid("p1"), &[file("fresh.dat")], Millis(1))
+            .unwrap();
+        let r = s.search(&Query::parse("fresh").unwrap(), 10, Millis(1));
+        assert_eq!(names(&r), vec!["fresh.dat"]);
+    }
+
+    #[test]
+    fn sync_retains_only_the_listed_names() {
+        let mut s = store_with(&[("p1", 1, &["a", "b", "c"])]);
+        let keep: HashSet<String> = ["b".to_owned()].into_iter().collect();
+        assert_eq!(s.retain(&pid("p1"), &keep, Millis(1)), Ok(1));
+        assert!(s.holders("a", None, Millis(1)).is_empty());
+        assert_eq!(s.holders("b", None, Millis(1)).len(), 1);
+    }
+}

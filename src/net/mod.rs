@@ -1,0 +1,149 @@
+//! The threaded network runtime: a server with one named thread per connection
+//! ([`server`]) and a blocking client with a timeout on every operation ([`client`]).
+//!
+//! Transport and logic meet through typed values: a [`Service`] receives decoded
+//! requests and returns a [`Reply`]; it never sees a socket.
+
+pub mod client;
+pub mod server;
+
+use crate::protocol::codec::{Classic, Request};
+use crate::protocol::commands::Role;
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What a service sends back for one request.
+pub enum Reply {
+    /// One or more complete lines.
+    Text(String),
+    /// Raw bytes (a header line and a payload already joined).
+    Bytes(Vec<u8>),
+    /// A `data|<len>` header (in `header`, may be empty for the classic dialect)
+    /// followed by `len` bytes of `file` from `offset`, handed to the kernel.
+    File {
+        header: String,
+        file: File,
+        offset: u64,
+        len: u64,
+    },
+    /// A final line; the connection closes after it.
+    Close(String),
+}
+
+/// The logic behind a server: decoded requests in, replies out.
+pub trait Service: Send + Sync + 'static {
+    /// State kept for one connection (for example, the peer that said hello on it).
+    type Conn: Default + Send;
+
+    fn role(&self) -> Role;
+
+    /// Handles one modern request.
+    fn handle(&self, req: Request, remote: SocketAddr, conn: &mut Self::Conn) -> Reply;
+
+    /// Handles the one request of a classic-dialect connection; the connection closes
+    /// after the reply.
+    fn classic(&self, req: Classic, remote: SocketAddr) -> Reply;
+
+    /// Called once when a connection ends, however it ends.
+    fn closed(&self, _remote: SocketAddr, _conn: &mut Self::Conn) {}
+}
+
+/// Timeouts for dialling and for each read or write on a client connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub io: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(3),
+            io: Duration::from_secs(15),
+        }
+    }
+}
+
+/// A failed exchange with a remote node, naming the node and the verb.
+#[derive(Debug)]
+pub enum NetError {
+    /// The address did not resolve, or no connection could be made.
+    Connect { addr: String, source: io::Error },
+    /// The remote did not answer within the timeout.
+    Timeout { addr: String, verb: String },
+    /// The connection failed or closed mid-exchange.
+    Io {
+        addr: String,
+        verb: String,
+        source: io::Error,
+    },
+    /// The remote sent something that breaks the protocol.
+    Protocol {
+        addr: String,
+        verb: String,
+        message: String,
+    },
+    /// The remote answered `err|<code>|<message>`.
+    Remote {
+        addr: String,
+        verb: String,
+        refusal: crate::protocol::Refusal,
+    },
+}
+
+impl NetError {
+    pub(crate) fn from_io(addr: &str, verb: &str, e: io::Error) -> NetError {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => NetError::Timeout {
+                addr: addr.to_owned(),
+                verb: verb.to_owned(),
+            },
+            _ => NetError::Io {
+                addr: addr.to_owned(),
+                verb: verb.to_owned(),
+                source: e,
+            },
+        }
+    }
+
+    /// The error code when the remote refused the request.
+    pub fn refusal(&self) -> Option<&crate::protocol::Refusal> {
+        match self {
+            NetError::Remote { refusal, .. } => Some(refusal),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetError::Connect { addr, source } => write!(f, "{addr}: cannot connect: {source}"),
+            NetError::Timeout { addr, verb } => write!(f, "{addr}: {verb}: timed out"),
+            NetError::Io { addr, verb, source } => write!(f, "{addr}: {verb}: {source}"),
+            NetError::Protocol {
+                addr,
+                verb,
+                message,
+            } => write!(f, "{addr}: {verb}: protocol error: {message}"),
+            NetError::Remote {
+                addr,
+                verb,
+                refusal,
+            } => write!(f, "{addr}: {verb}: {refusal}"),
+        }
+    }
+}
+
+impl std::error::Error for NetError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NetError::Connect { source, .. } | NetError::Io { source, .. } => Some(source),
+            NetError::Remote { refusal, .. } => Some(refusal),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! The accept loop and the per-connection session loop.
+//!
+//! Threads: one `<role>-accept` thread, and one `<role>-conn-<n>` thread per live
+//! connection, at most `max_connections` of them; a connection beyond the cap is
+//! answered `err|busy|...` from the accept thread and closed. Every socket has read
+//! and write timeouts, so a silent client is dropped after `read_timeout`.
+//!
+//! Shared state: the live-connection registry (a small mutex-guarded map used only to
+//! shut connections down) and atomic counters. No lock is held across I/O.
+
+use super::{Reply, Service};
+use crate::protocol::codec::{self, Decoded};
+use crate::protocol::commands;
+use crate::protocol::{ErrorCode, MAX_FRAME, MAX_LINE};
+use std::collections::HashMap;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// Limits of one server.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerConfig {
+    pub max_connections: usize,
+    /// How long a connection may stay silent before it is closed.
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_line: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_connections: 512,
+            read_timeout: Duration::from_secs(120),
+            write_timeout: Duration::from_secs(30),
+            max_line: MAX_LINE,
+        }
+    }
+}
+
+/// Counters a server keeps; services show them in `status`.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pub live: AtomicUsize,
+    pub accepted: AtomicU64,
+    pub refused_busy: AtomicU64,
+    pub requests: AtomicU64,
+    pub protocol_errors: AtomicU64,
+}
+
+type Registry = Arc<Mutex<HashMap<u64, TcpStream>>>;
+
+/// A running server. Dropping it does not stop it; call [`ServerHandle::shutdown`].
+pub struct ServerHandle {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    registry: Registry,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, closes every live connection and waits for the accept thread.
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept with a connection of our own.
+        let wake = if self.addr.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], self.addr.port()))
+        } else {
+            self.addr
+        };
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        for stream in lock(&self.registry).values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Blocks until the server stops.
+    pub fn wait(mut self) {
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts serving `service` on `listener` in background threads.
+pub fn spawn<S: Service>(
+    listener: TcpListener,
+    config: ServerConfig,
+    service: Arc<S>,
+    stats: Arc<ServerStats>,
+) -> io::Result<ServerHandle> {
+    let addr = listener.local_addr()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let registry: Registry = Arc::new(Mutex::new(HashMap::new()));
+    let role = service.role().as_str();
+    let accept = {
+        let stop = stop.clone();
+        let registry = registry.clone();
+        thread::Builder::new()
+            .name(format!("{role}-accept"))
+            .spawn(move || accept_loop(listener, config, service, stats, stop, registry))?
+    };
+    Ok(ServerHandle {
+        addr,
+        stop,
+        registry,
+        accept: Some(accept),
+    })
+}
+
+fn accept_loop<S: Service>(
+    listener: TcpListener,
+    config: ServerConfig,
+    service: Arc<S>,
+    stats: Arc<ServerStats>,
+    stop: Arc<AtomicBool>,
+    registry: Registry,
+) {
+    let role = service.role().as_str();
+    let mut next_id: u64 = 0;
+    for incoming in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let stream = match incoming {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                log::warn!("{role}: accept failed: {e}");
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let remote = match stream.peer_addr() {
+            Ok(a) => a,
+            Err(_) => continue,
+        };
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        if stats.live.load(Ordering::SeqCst) >= config.max_connections {
+            stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+            log::warn!(
+                "{role}: refusing {remote}: at the cap of {} connections",
+                config.max_connections
+            );
+            refuse_busy(stream, config.max_connections);
+            continue;
+        }
+        stats.live.fetch_add(1, Ordering::SeqCst);
+        next_id += 1;
+        let id = next_id;
+        if let Ok(clone) = stream.try_clone() {
+            lock(&registry).insert(id, clone);
+        }
+        let guard = LiveGuard {
+            stats: stats.clone(),
+            registry: registry.clone(),
+            id,
+        };
+        let service = service.clone();
+        let stats = stats.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("{role}-conn-{id}"))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let _guard = guard;
+                let mut conn = S::Conn::default();
+                if let Err(e) = session(&stream, remote, &config, &*service, &mut conn, &stats) {
+                    log::debug!("{role}: {remote}: connection ended: {e}");
+                }
+                service.closed(remote, &mut conn);
+            });
+        if let Err(e) = spawned {
+            log::error!("{role}: cannot start a connection thread: {e}");
+        }
+    }
+    log::info!(
+        "{role}: stopped accepting on {}",
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
+}
+
+/// Decrements the live count and leaves the registry when a connection thread ends.
+struct LiveGuard {
+    stats: Arc<ServerStats>,
+    registry: Registry,
+    id: u64,
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        lock(&self.registry).remove(&self.id);
+        self.stats.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn refuse_busy(stream: TcpStream, cap: usize) {
+    // Drain what the client already sent, so closing does not turn into a reset that
+    // would destroy the reply before the client reads it.
+    let _ = stream.set_nonblocking(true);
+    let mut scratch = [0u8; 4096];
+    let _ = (&stream).read(&mut scratch);
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let line = codec::error_line(
+        ErrorCode::Busy,
+        &format!("server is at its limit of {cap} connections; try again later"),
+    );
+    let _ = (&stream).write_all(line.as_bytes());
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+/// Writes one reply. Returns `false` when the connection must close after it.
+fn write_reply(
+    out: &mut BufWriter<&TcpStream>,
+    stream: &TcpStream,
+    reply: Reply,
+) -> io::Result<bool> {
+    match reply {
+        Reply::Text(text) => out.write_all(text.as_bytes())?,
+        Reply::Bytes(bytes) => out.write_all(&bytes)?,
+        Reply::Close(text) => {
+            out.write_all(text.as_bytes())?;
+            return Ok(false);
+        }
+        Reply::File {
+            header,
+            mut file,
+            offset,
+            len,
+        } => {
+            out.write_all(header.as_bytes())?;
+            out.flush()?;
+            file.seek(SeekFrom::Start(offset))?;
+            // File to socket: std hands this to sendfile(2) on Linux, so the bytes go
+            // from the page cache to the socket without passing through user space.
+            let sent = io::copy(&mut (&file).take(len), &mut &*stream)?;
+            if sent != len {
+                // The file shrank under us: the stream can no longer be framed.
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("file ended after {sent} of {len} bytes"),
+                ));
+            }
+        }
+    }
+    Ok(true)
+}
+
+fn session<S: Service>(
+    stream: &TcpStream,
+    remote: SocketAddr,
+    config: &ServerConfig,
+    service: &S,
+    conn: &mut S::Conn,
+    stats: &ServerStats,
+) -> io::Result<()> {
+    stream.set_read_timeout(Some(config.read_timeout))?;
+    stream.set_write_timeout(Some(config.write_timeout))?;
+    stream.set_nodelay(true)?;
+    let role = service.role();
+    let mut out = BufWriter::with_capacity(64 * 1024, stream);
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut start = 0usize;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut first = true;
+    loop {
+        let n = match (&*stream).read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                log::debug!(
+                    "{role}: {remote}: idle for {:?}, closing",
+                    config.read_timeout
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        if first {
+            first = false;
+            if let Some(classic) = codec::classic_shape(&buf, role) {
+                stats.requests.fetch_add(1, Ordering::Relaxed);
+                let reply = service.classic(classic, remote);
+                write_reply(&mut out, stream, reply)?;
+                out.flush()?;
+                let _ = stream.shutdown(Shutdown::Write);
+                return Ok(());
+            }
+        }
+        loop {
+            match codec::decode_request(&buf[start..], config.max_line) {
+                Ok(Decoded::NeedMore) => break,
+                Ok(Decoded::Frame(req, used)) => {
+                    start += used;
+                    stats.requests.fetch_add(1, Ordering::Relaxed);
+                    let cmd = commands::command(req.verb);
+                    let reply = if cmd.roles.contains(&role) {
+                        service.handle(req, remote, conn)
+                    } else {
+                        Reply::Text(codec::error_line(
+                            ErrorCode::UnknownVerb,
+                            &format!("'{}' is not served by a {role} node", cmd.name),
+                        ))
+                    };
+                    if !write_reply(&mut out, stream, reply)? {
+                        out.flush()?;
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    log::debug!("{role}: {remote}: {}", e.refusal);
+                    out.write_all(e.refusal.to_line().as_bytes())?;
+                    match e.skip {
+                        Some(n) => start += n,
+                        None => {
+                            out.flush()?;
+                            let _ = stream.shutdown(Shutdown::Write);
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        out.flush()?;
+        if start == buf.len() {
+            buf.clear();
+            start = 0;
+        } else if start >= 64 * 1024 {
+            buf.drain(..start);
+            start = 0;
+        }
+        // The codec refuses frames past these caps; this is a second fence.
+        if buf.len() - start > MAX_FRAME + config.max_line {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "frame over the cap",
+            ));
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! The shared-file catalog: what a peer shares, with the hashes that identify it.
+//!
+//! Scanning and hashing read the disk; the [`Catalog`] itself is a plain map. The
+//! catalog is the only way a request reaches a file: a name from the wire is looked
+//! up here, never joined onto a path, so nothing outside the shared folder (and no
+//! dotfile, and no symlink that leaves the folder) can ever be served.
+
+use crate::protocol::hash::{piece_list_digest, Sha1Digest};
+use crate::protocol::name::FileName;
+use crate::protocol::PIECE_SIZE;
+use sha1::{Digest, Sha1};
+use std::collections::BTreeMap;
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Identity of a file's bytes on disk as of hashing: if any of these change, the
+/// hashes no longer describe the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl FileStamp {
+    pub fn of(meta: &Metadata) -> FileStamp {
+        FileStamp {
+            size: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+/// Hashes of a file's content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContentHashes {
+    pub size: u64,
+    /// SHA-1 of the whole file: the content id.
+    pub id: Sha1Digest,
+    /// SHA-1 of each piece, in order.
+    pub pieces: Arc<Vec<Sha1Digest>>,
+    /// SHA-1 of the concatenated piece hashes.
+    pub digest: Sha1Digest,
+}
+
+impl ContentHashes {
+    pub fn from_parts(size: u64, id: Sha1Digest, pieces: Vec<Sha1Digest>) -> ContentHashes {
+        let digest = piece_list_digest(&pieces);
+        ContentHashes {
+            size,
+            id,
+            pieces: Arc::new(pieces),
+            digest,
+        }
+    }
+}
+
+/// One shared file.
+#[derive(Clone, Debug)]
+pub struct SharedFile {
+    pub name: FileName,
+    /// The real path (symlinks resolved, inside the shared folder).
+    pub path: PathBuf,
+    pub stamp: FileStamp,
+    pub hashes: ContentHashes,
+}
+
+/// Hashes a reader in one pass: whole-file SHA-1 and one SHA-1 per piece.
+pub fn hash_reader(mut reader: impl Read) -> io::Result<ContentHashes> {
+    let mut whole = Sha1::new();
+    let mut pieces = Vec::new();
+    let mut buf = vec![0u8; PIECE_SIZE as usize];
+    let mut size = 0u64;
+    loop {
+        // Fill a whole piece (reads may return less).
+        let mut filled = 0;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        whole.update(&buf[..filled]);
+        pieces.push(Sha1Digest::of(&buf[..filled]));
+        size += filled as u64;
+        if filled < buf.len() {
+            break;
+        }
+    }
+    Ok(ContentHashes::from_parts(
+        size,
+        Sha1Digest(whole.finalize().into()),
+        pieces,
+    ))
+}
+
+/// Opens a file for reading without following a symlink in its last component.
+pub fn open_nofollow(path: &Path) -> io::Result<File> {
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Hashes the file at `path`, checking that it did not change while being read.
+pub fn hash_file(path: &Path) -> io::Result<(FileStamp, ContentHashes)> {
+    let file = open_nofollow(path)?;
+    let before = FileStamp::of(&file.metadata()?);
+    let hashes = hash_reader(&file)?;
+    let after = FileStamp::of(&file.metadata()?);
+    if before != after || hashes.size != after.size {
+        return Err(io::Error::new(
+            io::ErrorKind::Interrupted,
+            "file changed while it was being hashed",
+        ));
+    }
+    Ok((after, hashes))
+}
+
+/// A file found by a scan, not yet hashed.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub name: FileName,
+    pub path: PathBuf,
+    pub stamp: FileStamp,
+}
+
+/// Why an entry of the folder is not shared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub entry: String,
+    pub reason: String,
+}
+
+/// Lists the shareable files at the top of `dir`: regular files whose names pass the
+/// naming rules (so no dotfiles), and symlinks only when they resolve to a regular
+/// file inside `dir`.
+pub fn scan(dir: &Path) -> io::Result<(Vec<Candidate>, Vec<Skipped>)> {
+    let root = dir.canonicalize()?;
+    let mut found = Vec::new();
+    let mut skipped = Vec::new();
+    for entry in fs::read_dir(&root)? {
+        let entry = entry?;
+        let raw = entry.file_name();
+        let Some(text) = raw.to_str() else {
+            skipped.push(Skipped {
+                entry: raw.to_string_lossy().into_owned(),
+                reason: "name is not valid UTF-8".into(),
+            });
+            continue;
+        };
+        if text.starts_with('.') {
+            continue; // dotfiles (and the state dir) are never shared, silently
+        }
+        let name = match FileName::parse(text) {
+            Ok(n) => n,
+            Err(e) => {
+                skipped.push(Skipped {
+                    entry: text.to_owned(),
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let path = entry.path();
+        let link_meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(_) => continue, // vanished since read_dir
+        };
+        let real = if link_meta.file_type().is_symlink() {
+            match path.canonicalize() {
+                Ok(real) if real.parent() == Some(root.as_path()) => real,
+                Ok(_) => {
+                    skipped.push(Skipped {
+                        entry: text.to_owned(),
+                        reason: "symlink leads outside the shared folder".into(),
+                    });
+                    continue;
+                }
+                Err(_) => {
+                    skipped.push(Skipped {
+                        entry: text.to_owned(),
+                        reason: "dangling symlink".into(),
+                    });
+                    continue;
+                }
+            }
+        } else {
+            path
+        };
+        let meta = match fs::symlink_metadata(&real) {
+            Ok(m) => m,
+            Err(_) => continue,
+        };
+        if !meta.file_type().is_file() {
+            if !meta.is_dir() {
+                skipped.push(Skipped {
+                    entry: text.to_owned(),
+                    reason: "not a regular file".into(),
+                });
+            }
+            continue;
+        }
+        found.push(Candidate {
+            name,
+            path: real,
+            stamp: FileStamp::of(&meta),
+        });
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((found, skipped))
+}
+
+/// The files a peer shares, by name.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    files: BTreeMap<FileName, SharedFile>,
+}
+
+impl Catalog {
+    pub fn new() -> Catalog {
+        Catalog::default()
+    }
+
+    pub fn insert(&mut self, file: SharedFile) -> Option<SharedFile> {
+        self.files.insert(file.name.clone(), file)
+    }
+
+    pub fn remove(&mut self, name: &FileName) -> Option<SharedFile> {
+        self.files.remove(name)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&SharedFile> {
+        // FileName's ordering is its string's, so a lookup by &str is sound.
+        FileName::parse(name).ok().and_then(|n| self.files.get(&n))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &SharedFile> {
+        self.files.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.files.values().map(|f| f.hashes.size).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_cover_whole_file_and_each_piece() {
+        let data: Vec<u8> = (0..(PIECE_SIZE as usize * 2 + 10))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let h = hash_reader(&data[..]).unwrap();
+        assert_eq!(h.size, data.len() as u64);
+        assert_eq!(h.id, Sha1Digest::of(&data));
+        assert_eq!(h.pieces.len(), 3);
+        assert_eq!(
+            h.pieces[2],
+            Sha1Digest::of(&data[2 * PIECE_SIZE as usize..])
+        );
+        assert_eq!(h.digest, piece_list_digest(&h.pieces));
+    }
+
+    #[test]
+    fn empty_file_has_no_pieces() {
+        let h = hash_reader(&b""[..]).unwrap();
+        assert_eq!(h.size, 0);
+        assert!(h.pieces.is_empty());
+        assert_eq!(h.id, Sha1Digest::of(b""));
+    }
+
+    #[test]
+    fn scan_shares_only_plain_files_inside_the_folder() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"s").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("a.txt"), b"a").unwrap();
+        std::fs::write(d.join(".hidden"), b"h").unwrap();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        std::fs::write(d.join("sub").join("deep.txt"), b"d").unwrap();
+        std::fs::write(d.join("bad|name"), b"b").unwrap();
+        std::os::unix::fs::symlink(d.join("a.txt"), d.join("inside-link")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), d.join("outside-link")).unwrap();
+        let (found, skipped) = scan(d).unwrap();
+        let names: Vec<&str> = found.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, vec!["a.txt", "inside-link"]);
+        let reasons: Vec<&str> = skipped.iter().map(|s| s.entry.as_str()).collect();
+        assert!(reasons.contains(&"outside-link"));
+        assert!(reasons.contains(&"bad|name"));
+    }
+}

@@ -1,0 +1,370 @@
+//! The peer's interactive console: search, download, list, status.
+//!
+//! The console is one of the two places that print to the user (with main.rs). Its
+//! commands come from one table, [`CONSOLE_COMMANDS`], which drives dispatch and
+//! `help`. Log lines and events are printed above the prompt through the output sink,
+//! so they never scramble the line being typed; during a download they go above the
+//! progress bar.
+
+use super::download::{Outcome, Progress};
+use super::pool::Found;
+use super::{Peer, PeerEvent};
+use crate::output::{self, LinePrinter};
+use crate::protocol::hash::Sha1Digest;
+use crate::protocol::name::FileName;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rustyline::error::ReadlineError;
+use rustyline::{DefaultEditor, ExternalPrinter};
+use std::io::IsTerminal;
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+
+/// A console command: name, arguments, summary.
+pub struct ConsoleCommand {
+    pub name: &'static str,
+    pub args: &'static str,
+    pub summary: &'static str,
+}
+
+pub const CONSOLE_COMMANDS: &[ConsoleCommand] = &[
+    ConsoleCommand {
+        name: "search",
+        args: "WORDS...",
+        summary: "find files on the index: every word must match, -word excludes",
+    },
+    ConsoleCommand {
+        name: "get",
+        args: "NAME | N",
+        summary: "download a file by name, or result N of the last search",
+    },
+    ConsoleCommand {
+        name: "ls",
+        args: "",
+        summary: "list the files this peer shares",
+    },
+    ConsoleCommand {
+        name: "status",
+        args: "",
+        summary: "this peer's counters and its index servers",
+    },
+    ConsoleCommand {
+        name: "help",
+        args: "",
+        summary: "this list",
+    },
+    ConsoleCommand {
+        name: "quit",
+        args: "",
+        summary: "leave the network and exit (also Ctrl-D)",
+    },
+];
+
+/// Human-readable byte counts (binary units).
+pub fn fmt_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The text of an event, as the console and main.rs print it.
+pub fn describe(event: &PeerEvent) -> String {
+    match event {
+        PeerEvent::Shared {
+            files,
+            bytes,
+            skipped,
+        } => {
+            let mut s = format!("sharing {files} files ({})", fmt_bytes(*bytes));
+            for why in skipped {
+                s.push_str(&format!("\n  not shared: {why}"));
+            }
+            s
+        }
+        PeerEvent::ScanFailed(why) => format!("cannot scan the shared folder: {why}"),
+        PeerEvent::IndexUp { index, files } => {
+            format!("index {index}: connected, {files} files published")
+        }
+        PeerEvent::IndexDown { index, reason } => format!("index {index}: unreachable ({reason})"),
+    }
+}
+
+struct EditorPrinter<P: ExternalPrinter + Send>(P);
+
+impl<P: ExternalPrinter + Send> LinePrinter for EditorPrinter<P> {
+    fn print_line(&mut self, line: String) {
+        let _ = self.0.print(line + "\n");
+    }
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub struct BarProgress {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl BarProgress {
+    pub fn new() -> BarProgress {
+        BarProgress {
+            bar: Mutex::new(None),
+        }
+    }
+}
+
+impl Default for BarProgress {
+    fn default() -> Self {
+        BarProgress::new()
+    }
+}
+
+impl Progress for BarProgress {
+    fn begin(&self, name: &str, total: Option<u64>) {
+        let bar = match total {
+            Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()),
+            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+        };
+        let style = ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_message(name.to_owned());
+        output::set_progress(Some(bar.clone()));
+        *self.bar.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
+    }
+
+    fn advance(&self, bytes: u64) {
+        if let Some(b) = &*self.bar.lock().unwrap_or_else(|e| e.into_inner()) {
+            b.inc(bytes);
+        }
+    }
+
+    fn source(&self, holder: &str) {
+        log::info!("downloading from {holder}");
+    }
+
+    fn note(&self, text: &str) {
+        output::say(text);
+    }
+
+    fn end(&self) {
+        if let Some(b) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            b.finish_and_clear();
+        }
+        output::set_progress(None);
+    }
+}
+
+struct Console<'a> {
+    peer: &'a Peer,
+    last_results: Vec<Found>,
+}
+
+/// Runs the console until `quit` or end of input.
+pub fn run(peer: &Peer) {
+    let interactive = std::io::stdin().is_terminal();
+    let mut editor = match DefaultEditor::new() {
+        Ok(e) => e,
+        Err(e) => {
+            output::say(format!("cannot start the console: {e}"));
+            return;
+        }
+    };
+    let history = peer.config().state_dir.join("history.txt");
+    if interactive {
+        let _ = editor.load_history(&history);
+        if let Ok(p) = editor.create_external_printer() {
+            output::set_printer(Some(Box::new(EditorPrinter(p))));
+        }
+    }
+    let events = peer.events().clone();
+    let _ = std::thread::Builder::new()
+        .name("console-events".into())
+        .spawn(move || {
+            for ev in events {
+                output::say(describe(&ev));
+            }
+        });
+    output::say("type 'help' for commands");
+    let mut console = Console {
+        peer,
+        last_results: Vec::new(),
+    };
+    loop {
+        match editor.readline("p2pshare> ") {
+            Ok(line) => {
+                let line = line.trim();
+                if line.is_empty() {
+                    continue;
+                }
+                let _ = editor.add_history_entry(line);
+                if !console.dispatch(line) {
+                    break;
+                }
+            }
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                output::say(format!("console error: {e}"));
+                break;
+            }
+        }
+    }
+    if interactive {
+        let _ = editor.save_history(&history);
+    }
+    output::set_printer(None);
+}
+
+impl Console<'_> {
+    /// Runs one command line. Returns false to quit.
+    fn dispatch(&mut self, line: &str) -> bool {
+        let (cmd, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let rest = rest.trim();
+        match cmd {
+            "search" | "s" => self.search(rest),
+            "get" | "g" => self.get(rest),
+            "ls" => self.ls(),
+            "status" => self.status(),
+            "help" | "?" => help(),
+            "quit" | "exit" | "q" => return false,
+            other => output::say(format!("unknown command '{other}'; type 'help'")),
+        }
+        true
+    }
+
+    fn search(&mut self, words: &str) {
+        if words.is_empty() {
+            output::say("usage: search WORDS...  (every word must match, -word excludes)");
+            return;
+        }
+        match self.peer.pool().search(words, 100) {
+            Ok((found, more)) => {
+                if found.is_empty() {
+                    output::say(format!("no file matches '{words}'"));
+                }
+                for (i, f) in found.iter().enumerate() {
+                    let size = f
+                        .size
+                        .map(fmt_bytes)
+                        .unwrap_or_else(|| "size unknown".into());
+                    let id = f.id.map(|d| d.short()).unwrap_or_else(|| "classic".into());
+                    output::say(format!(
+                        "{:>3}. {}  ({size}, {} holder{}, {id})",
+                        i + 1,
+                        f.name,
+                        f.holders,
+                        if f.holders == 1 { "" } else { "s" }
+                    ));
+                }
+                if more {
+                    output::say("(more results: narrow the search)");
+                }
+                self.last_results = found;
+            }
+            Err(e) => output::say(format!("search failed: {e}")),
+        }
+    }
+
+    fn get(&mut self, arg: &str) {
+        if arg.is_empty() {
+            output::say("usage: get NAME | N  (N: a result number from the last search)");
+            return;
+        }
+        let (name, id): (String, Option<Sha1Digest>) = match arg.parse::<usize>() {
+            Ok(n) if n >= 1 && n <= self.last_results.len() => {
+                let f = &self.last_results[n - 1];
+                (f.name.clone(), f.id)
+            }
+            Ok(n) if !self.last_results.is_empty() || FileName::parse(arg).is_err() => {
+                output::say(format!("no result {n} in the last search"));
+                return;
+            }
+            _ => (arg.to_owned(), None),
+        };
+        let name = match FileName::parse(&name) {
+            Ok(n) => n,
+            Err(e) => {
+                output::say(format!("'{name}': {e}"));
+                return;
+            }
+        };
+        let progress = BarProgress::new();
+        let cancel = AtomicBool::new(false);
+        match self.peer.download(name.clone(), id, &progress, &cancel) {
+            Ok(Outcome::Downloaded(done)) => {
+                let secs = done.elapsed.as_secs_f64().max(1e-6);
+                let rate = done.hashes.size as f64 / secs;
+                let check = if done.verified_in_advance {
+                    "verified"
+                } else {
+                    "NOT verified in advance (classic holder)"
+                };
+                output::say(format!(
+                    "downloaded {} ({}, {check}) from {} in {:.2}s ({}/s); now sharing it",
+                    name,
+                    fmt_bytes(done.hashes.size),
+                    done.sources.join(", "),
+                    secs,
+                    fmt_bytes(rate as u64)
+                ));
+            }
+            Ok(Outcome::AlreadyHave { path, id }) => {
+                output::say(format!("already have {} ({})", path.display(), id.short()));
+            }
+            Err(e) => output::say(format!("get failed: {e}")),
+        }
+    }
+
+    fn ls(&self) {
+        let catalog = self.peer.shared().catalog();
+        if catalog.is_empty() {
+            output::say("sharing no files yet");
+        }
+        for f in catalog.iter() {
+            output::say(format!(
+                "{}  ({}, {})",
+                f.name,
+                fmt_bytes(f.hashes.size),
+                f.hashes.id.short()
+            ));
+        }
+    }
+
+    fn status(&self) {
+        output::say(format!("listening on {}", self.peer.local_addr()));
+        for (k, v) in self.peer.shared().status_rows() {
+            output::say(format!("{k:>16}: {v}"));
+        }
+        for l in self.peer.link_states() {
+            let state = if l.connected {
+                format!("connected, {} files published", l.files_known)
+            } else {
+                format!(
+                    "down ({})",
+                    l.last_error.unwrap_or_else(|| "connecting".into())
+                )
+            };
+            output::say(format!("{:>16}: {state}", format!("index {}", l.index)));
+        }
+    }
+}
+
+fn help() {
+    for c in CONSOLE_COMMANDS {
+        let usage = if c.args.is_empty() {
+            c.name.to_owned()
+        } else {
+            format!("{} {}", c.name, c.args)
+        };
+        output::say(format!("  {usage:<18} {}", c.summary));
+    }
+}

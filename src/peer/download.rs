@@ -1,0 +1,727 @@
+//! Downloads: holders from the index, pieces from the holders, verified, then moved
+//! into place.
+//!
+//! What must never happen: an unverified byte appearing under the file's name, or a
+//! file the user already has being replaced. Bytes land in `<state>/partial/<id>.part`;
+//! each piece is checked against the piece list (itself checked against the digest
+//! the index gave), the whole file against its content id; the partial is fsynced and
+//! only then linked into the folder under its name, refusing to replace anything.
+//!
+//! If a holder fails, stalls or sends a bad piece, the next holder carries on from
+//! the pieces still missing. The scheduling core is [`PiecePlan`]; this module is
+//! its runtime.
+
+use super::catalog::{hash_file, hash_reader, ContentHashes, FileStamp};
+use super::plan::PiecePlan;
+use super::pool::{Holder, IndexPool};
+use crate::net::client::{dial, Client};
+use crate::net::{NetError, Timeouts};
+use crate::protocol::codec;
+use crate::protocol::hash::{parse_piece_list, piece_list_digest, Sha1Digest};
+use crate::protocol::name::FileName;
+use crate::protocol::{piece_count, PIECE_SIZE};
+use sha1::{Digest, Sha1};
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Fetch requests kept in flight on one connection, so the source never idles
+/// between pieces.
+const PIPELINE_DEPTH: usize = 4;
+
+/// Written data is handed to the disk every this many bytes, so the final fsync has
+/// little left to do.
+const WRITEBACK_EVERY: u64 = 32 * 1024 * 1024;
+
+/// What the user sees of a download in progress.
+pub trait Progress: Sync {
+    fn begin(&self, _name: &str, _total: Option<u64>) {}
+    fn advance(&self, _bytes: u64) {}
+    /// Which holder the bytes now come from.
+    fn source(&self, _holder: &str) {}
+    /// Something the user should know (a holder failed, a check could not be made).
+    fn note(&self, _text: &str) {}
+    fn end(&self) {}
+}
+
+/// Progress that shows nothing.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// What to download, and where.
+pub struct DownloadRequest<'a> {
+    pub name: FileName,
+    /// Only this content; `None` takes the content most holders have.
+    pub id: Option<Sha1Digest>,
+    pub dest_dir: &'a Path,
+    /// Where partial files live (never shared).
+    pub state_dir: &'a Path,
+    /// Content id of the file already at the destination, when known without hashing.
+    pub existing: Option<Sha1Digest>,
+    /// Our id, sent in `hello` to holders.
+    pub self_id: &'a str,
+    pub timeouts: Timeouts,
+}
+
+/// A finished download.
+#[derive(Clone, Debug)]
+pub struct Completed {
+    pub path: PathBuf,
+    pub hashes: ContentHashes,
+    pub stamp: FileStamp,
+    /// False when the bytes came from a classic holder without a piece list.
+    pub verified_in_advance: bool,
+    pub sources: Vec<String>,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Downloaded(Completed),
+    /// The destination already holds this content.
+    AlreadyHave {
+        path: PathBuf,
+        id: Sha1Digest,
+    },
+}
+
+#[derive(Debug)]
+pub enum DownloadError {
+    Index(NetError),
+    NotFound {
+        name: String,
+    },
+    /// A different file with this name is already in the folder.
+    Exists {
+        path: PathBuf,
+    },
+    AllSourcesFailed {
+        name: String,
+        tried: usize,
+        last: String,
+    },
+    Io {
+        path: PathBuf,
+        source: io::Error,
+    },
+    Cancelled,
+}
+
+impl fmt::Display for DownloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DownloadError::Index(e) => write!(f, "index: {e}"),
+            DownloadError::NotFound { name } => write!(f, "no live peer holds '{name}'"),
+            DownloadError::Exists { path } => write!(
+                f,
+                "{} already exists with different content; move it away to download this one",
+                path.display()
+            ),
+            DownloadError::AllSourcesFailed { name, tried, last } => {
+                write!(f, "'{name}': all {tried} holders failed (last: {last})")
+            }
+            DownloadError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            DownloadError::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for DownloadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DownloadError::Index(e) => Some(e),
+            DownloadError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn io_at(path: &Path) -> impl Fn(io::Error) -> DownloadError + '_ {
+    move |source| DownloadError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Why one holder could not finish the job.
+#[derive(Debug)]
+enum SourceError {
+    Net(NetError),
+    /// The holder sent bytes that do not match the hashes.
+    Lied(String),
+    Disk(io::Error),
+    Cancelled,
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceError::Net(e) => write!(f, "{e}"),
+            SourceError::Lied(what) => f.write_str(what),
+            SourceError::Disk(e) => write!(f, "local disk: {e}"),
+            SourceError::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+impl From<NetError> for SourceError {
+    fn from(e: NetError) -> Self {
+        SourceError::Net(e)
+    }
+}
+
+/// The content to fetch, as the index describes it.
+#[derive(Clone, Copy, Debug)]
+struct Target {
+    id: Sha1Digest,
+    digest: Sha1Digest,
+    size: u64,
+}
+
+/// Picks the content: the requested id, or the one most modern holders have.
+fn choose_target(holders: &[Holder], wanted: Option<Sha1Digest>) -> Option<Target> {
+    let mut best: Option<(Target, usize)> = None;
+    for h in holders.iter().filter(|h| !h.is_classic()) {
+        let (Some(id), Some(digest), Some(size)) = (h.id, h.digest, h.size) else {
+            continue;
+        };
+        if wanted.is_some_and(|w| w != id) {
+            continue;
+        }
+        let count = holders
+            .iter()
+            .filter(|o| o.id == Some(id) && o.digest == Some(digest))
+            .count();
+        if best.is_none_or(|(_, c)| count > c) {
+            best = Some((Target { id, digest, size }, count));
+        }
+    }
+    best.map(|(t, _)| t)
+}
+
+/// Downloads one file. See the module documentation for the guarantees.
+pub fn download(
+    pool: &IndexPool,
+    req: &DownloadRequest<'_>,
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<Outcome, DownloadError> {
+    let started = Instant::now();
+    let holders = pool
+        .holders(&req.name, req.id)
+        .map_err(DownloadError::Index)?;
+    if holders.is_empty() {
+        return Err(DownloadError::NotFound {
+            name: req.name.to_string(),
+        });
+    }
+    let target = choose_target(&holders, req.id);
+    let dest = req.dest_dir.join(req.name.as_str());
+    if fs::symlink_metadata(&dest).is_ok() {
+        let existing = match req.existing {
+            Some(id) => id,
+            None => hash_file(&dest).map_err(io_at(&dest))?.1.id,
+        };
+        return match target {
+            Some(t) if t.id == existing => Ok(Outcome::AlreadyHave {
+                path: dest,
+                id: existing,
+            }),
+            _ if req.id == Some(existing) => Ok(Outcome::AlreadyHave {
+                path: dest,
+                id: existing,
+            }),
+            _ => Err(DownloadError::Exists { path: dest }),
+        };
+    }
+    let partial_dir = req.state_dir.join("partial");
+    fs::create_dir_all(&partial_dir).map_err(io_at(&partial_dir))?;
+
+    let mut tried = 0;
+    let mut last = String::from("no holder could be reached");
+    let mut result: Option<(PathBuf, ContentHashes, bool, Vec<String>)> = None;
+
+    if let Some(t) = target {
+        // Holders of exactly this content first; classic holders after, as a last
+        // resort whose stream is checked against the content id.
+        let modern: Vec<&Holder> = holders
+            .iter()
+            .filter(|h| h.id == Some(t.id) && h.digest == Some(t.digest))
+            .collect();
+        let part = partial_dir.join(format!("{}.part", t.id.hex()));
+        progress.begin(req.name.as_str(), Some(t.size));
+        match fetch_pieces(
+            req, t, &modern, &part, progress, cancel, &mut tried, &mut last,
+        ) {
+            Ok(Some((hashes, sources))) => result = Some((part.clone(), hashes, true, sources)),
+            Ok(None) => {}
+            Err(e) => {
+                progress.end();
+                let _ = fs::remove_file(&part);
+                return Err(e);
+            }
+        }
+        if result.is_none() {
+            let _ = fs::remove_file(&part);
+        }
+    }
+    if result.is_none() {
+        let classic: Vec<&Holder> = holders.iter().filter(|h| h.is_classic()).collect();
+        let expect = target.map(|t| t.id).or(req.id);
+        if target.is_none() {
+            progress.begin(req.name.as_str(), None);
+        }
+        for h in classic {
+            if cancel.load(Ordering::SeqCst) {
+                progress.end();
+                return Err(DownloadError::Cancelled);
+            }
+            tried += 1;
+            let part = partial_dir.join(format!("classic-{}.part", std::process::id()));
+            progress.source(&format!("{} ({}, classic)", h.peer, h.addr()));
+            match fetch_classic(req, h, &part, progress) {
+                Ok(hashes) if expect.is_some_and(|e| e != hashes.id) => {
+                    let _ = fs::remove_file(&part);
+                    last = format!(
+                        "classic holder {} sent content {}, not the expected one",
+                        h.peer, hashes.id
+                    );
+                    progress.note(&last);
+                }
+                Ok(hashes) => {
+                    if expect.is_none() {
+                        progress.note(&format!(
+                            "'{}' came from classic peer {} without a piece list: it could not be verified in advance (content id {})",
+                            req.name, h.peer, hashes.id
+                        ));
+                    }
+                    result = Some((part, hashes, expect.is_some(), vec![h.peer.clone()]));
+                    break;
+                }
+                Err(e) => {
+                    let _ = fs::remove_file(&part);
+                    last = format!("{} ({}): {e}", h.peer, h.addr());
+                    progress.note(&format!("holder {last}; trying the next"));
+                }
+            }
+        }
+    }
+    progress.end();
+    let Some((part, hashes, verified_in_advance, sources)) = result else {
+        return Err(DownloadError::AllSourcesFailed {
+            name: req.name.to_string(),
+            tried,
+            last,
+        });
+    };
+    let stamp = place(&part, &dest)?;
+    Ok(Outcome::Downloaded(Completed {
+        path: dest,
+        hashes,
+        stamp,
+        verified_in_advance,
+        sources,
+        elapsed: started.elapsed(),
+    }))
+}
+
+/// Fetches every piece from the holders in turn. `Ok(None)` when all of them failed.
+#[allow(clippy::too_many_arguments)]
+fn fetch_pieces(
+    req: &DownloadRequest<'_>,
+    t: Target,
+    holders: &[&Holder],
+    part: &Path,
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+    tried: &mut usize,
+    last: &mut String,
+) -> Result<Option<(ContentHashes, Vec<String>)>, DownloadError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(part)
+        .map_err(io_at(part))?;
+    file.set_len(t.size).map_err(io_at(part))?;
+    let mut job = Job {
+        name: &req.name,
+        target: t,
+        file: &file,
+        plan: PiecePlan::new(piece_count(t.size) as usize),
+        pieces: None,
+        whole: WholeHasher::new(),
+        written_since_flush: 0,
+        progress,
+        cancel,
+    };
+    let mut sources = Vec::new();
+    for h in holders {
+        if job.plan.finished() && job.pieces.is_some() {
+            break;
+        }
+        *tried += 1;
+        progress.source(&format!("{} ({})", h.peer, h.addr()));
+        match job.run_source(h, req.self_id, &req.timeouts) {
+            Ok(()) => sources.push(h.peer.clone()),
+            Err(SourceError::Cancelled) => return Err(DownloadError::Cancelled),
+            Err(SourceError::Disk(e)) => return Err(io_at(part)(e)),
+            Err(e) => {
+                *last = format!("{} ({}): {e}", h.peer, h.addr());
+                progress.note(&format!("holder {last}; trying the next"));
+            }
+        }
+    }
+    if !(job.plan.finished() && job.pieces.is_some()) {
+        return Ok(None);
+    }
+    let pieces = job.pieces.take().unwrap_or_default();
+    let id = job.whole.finish(&job.plan, &file).map_err(io_at(part))?;
+    if id != t.id {
+        // Every piece matched a piece list whose digest the index gave, but the whole
+        // does not match the content id published beside it: the publisher lied.
+        *last = format!("pieces verified but the file hashes to {id}, not {}", t.id);
+        progress.note(last);
+        return Ok(None);
+    }
+    file.sync_all().map_err(io_at(part))?;
+    Ok(Some((
+        ContentHashes::from_parts(t.size, id, pieces),
+        sources,
+    )))
+}
+
+/// One download in progress over the piece protocol.
+struct Job<'a> {
+    name: &'a FileName,
+    target: Target,
+    file: &'a File,
+    plan: PiecePlan,
+    pieces: Option<Vec<Sha1Digest>>,
+    whole: WholeHasher,
+    written_since_flush: u64,
+    progress: &'a dyn Progress,
+    cancel: &'a AtomicBool,
+}
+
+impl Job<'_> {
+    fn piece_len(&self, i: usize) -> u64 {
+        let start = i as u64 * PIECE_SIZE;
+        PIECE_SIZE.min(self.target.size - start)
+    }
+
+    fn run_source(
+        &mut self,
+        h: &Holder,
+        self_id: &str,
+        timeouts: &Timeouts,
+    ) -> Result<(), SourceError> {
+        let mut client = Client::connect(&h.addr(), timeouts)?;
+        client.hello("client", self_id, 0)?;
+        if self.pieces.is_none() {
+            self.pieces = Some(self.fetch_piece_list(&mut client)?);
+        }
+        let mut in_flight: VecDeque<usize> = VecDeque::new();
+        let result = self.pump(&mut client, &mut in_flight);
+        for i in in_flight {
+            self.plan.release(i);
+        }
+        result
+    }
+
+    fn fetch_piece_list(&self, client: &mut Client) -> Result<Vec<Sha1Digest>, SourceError> {
+        let id = self.target.id.to_string();
+        client.send(
+            codec::line(&["pieces", self.name.as_str(), &id]).as_bytes(),
+            "pieces",
+        )?;
+        let expected = piece_count(self.target.size) * 20;
+        let len = client.read_data_header("pieces", expected)?;
+        if len != expected {
+            return Err(SourceError::Lied(format!(
+                "piece list of {len} bytes, expected {expected}"
+            )));
+        }
+        let mut raw = vec![0u8; len as usize];
+        client.read_exact(&mut raw, "pieces")?;
+        let pieces = parse_piece_list(&raw).unwrap_or_default();
+        if piece_list_digest(&pieces) != self.target.digest {
+            return Err(SourceError::Lied(
+                "piece list does not match the digest from the index".into(),
+            ));
+        }
+        Ok(pieces)
+    }
+
+    fn pump(
+        &mut self,
+        client: &mut Client,
+        in_flight: &mut VecDeque<usize>,
+    ) -> Result<(), SourceError> {
+        let id = self.target.id.to_string();
+        let mut buf = vec![0u8; PIECE_SIZE as usize];
+        loop {
+            let mut batch = String::new();
+            while in_flight.len() < PIPELINE_DEPTH {
+                let Some(i) = self.plan.take_next() else { break };
+                let offset = (i as u64 * PIECE_SIZE).to_string();
+                let len = self.piece_len(i).to_string();
+                batch.push_str(&codec::line(&[
+                    "fetch",
+                    self.name.as_str(),
+                    &id,
+                    &offset,
+                    &len,
+                ]));
+                in_flight.push_back(i);
+            }
+            if !batch.is_empty() {
+                client.send(batch.as_bytes(), "fetch")?;
+            }
+            let Some(&i) = in_flight.front() else {
+                return Ok(());
+            };
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(SourceError::Cancelled);
+            }
+            let expected = self.piece_len(i);
+            let len = client.read_data_header("fetch", expected)?;
+            if len != expected {
+                return Err(SourceError::Lied(format!(
+                    "piece {i}: {len} bytes, expected {expected}"
+                )));
+            }
+            let data = &mut buf[..len as usize];
+            client.read_exact(data, "fetch")?;
+            in_flight.pop_front();
+            let want = self.pieces.as_ref().map(|p| p[i]);
+            if Some(Sha1Digest::of(data)) != want {
+                self.plan.release(i);
+                return Err(SourceError::Lied(format!(
+                    "piece {i} does not match its hash"
+                )));
+            }
+            let offset = i as u64 * PIECE_SIZE;
+            self.file
+                .write_all_at(data, offset)
+                .map_err(SourceError::Disk)?;
+            self.plan.verified(i);
+            self.whole
+                .piece_verified(i, data, &self.plan, self.file)
+                .map_err(SourceError::Disk)?;
+            self.progress.advance(len);
+            self.written_since_flush += len;
+            if self.written_since_flush >= WRITEBACK_EVERY {
+                start_writeback(self.file);
+                self.written_since_flush = 0;
+            }
+        }
+    }
+}
+
+/// Asks the kernel to start writing dirty pages of `file` to disk now, without
+/// waiting, so the final fsync finds little left to do.
+fn start_writeback(file: &File) {
+    // SAFETY: sync_file_range only reads its integer arguments; the fd is valid for
+    // the lifetime of `file`.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// The whole-file SHA-1, fed with pieces in order as they are verified; pieces that
+/// arrive early are read back from the partial file when their turn comes.
+struct WholeHasher {
+    next: usize,
+    sha: Sha1,
+}
+
+impl WholeHasher {
+    fn new() -> WholeHasher {
+        WholeHasher {
+            next: 0,
+            sha: Sha1::new(),
+        }
+    }
+
+    fn piece_verified(
+        &mut self,
+        i: usize,
+        data: &[u8],
+        plan: &PiecePlan,
+        file: &File,
+    ) -> io::Result<()> {
+        if i == self.next {
+            self.sha.update(data);
+            self.next += 1;
+            self.catch_up(plan, file)?;
+        }
+        Ok(())
+    }
+
+    fn catch_up(&mut self, plan: &PiecePlan, file: &File) -> io::Result<()> {
+        let mut scratch = Vec::new();
+        while self.next < plan.len() && plan.is_verified(self.next) {
+            let offset = self.next as u64 * PIECE_SIZE;
+            let len = PIECE_SIZE.min(file.metadata()?.len() - offset) as usize;
+            scratch.resize(len, 0);
+            file.read_exact_at(&mut scratch, offset)?;
+            self.sha.update(&scratch);
+            self.next += 1;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, plan: &PiecePlan, file: &File) -> io::Result<Sha1Digest> {
+        self.catch_up(plan, file)?;
+        Ok(Sha1Digest(self.sha.finalize().into()))
+    }
+}
+
+/// Copies what it reads into a file, for hashing a classic stream while saving it.
+struct Tee<'a, R> {
+    inner: R,
+    file: &'a mut File,
+    progress: &'a dyn Progress,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.file.write_all(&buf[..n])?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
+/// Downloads a whole file from a classic holder: `./<peer>/<name>`, then the bytes
+/// until the holder closes.
+fn fetch_classic(
+    req: &DownloadRequest<'_>,
+    h: &Holder,
+    part: &Path,
+    progress: &dyn Progress,
+) -> Result<ContentHashes, SourceError> {
+    let addr = h.addr();
+    let mut stream = dial(&addr, &req.timeouts)?;
+    let request = format!("./{}/{}", h.peer, req.name);
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| NetError::from_io(&addr, "classic download", e))?;
+    let mut file = File::create(part).map_err(SourceError::Disk)?;
+    let hashes = hash_reader(Tee {
+        inner: &stream,
+        file: &mut file,
+        progress,
+    })
+    .map_err(|e| NetError::from_io(&addr, "classic download", e))?;
+    if hashes.size == 0 {
+        return Err(SourceError::Lied(
+            "classic holder sent nothing (it may not have the file)".into(),
+        ));
+    }
+    file.sync_all().map_err(SourceError::Disk)?;
+    Ok(hashes)
+}
+
+/// Moves a finished, fsynced partial into place under `dest`, never replacing an
+/// existing file, and makes the new directory entry durable.
+fn place(part: &Path, dest: &Path) -> Result<FileStamp, DownloadError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    match fs::hard_link(part, dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let _ = fs::remove_file(part);
+            return Err(DownloadError::Exists {
+                path: dest.to_owned(),
+            });
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            // The state dir is on another file system: copy next to the destination
+            // first, then link that copy into place.
+            let tmp = dir.join(format!(".{}.p2pshare-tmp", std::process::id()));
+            fs::copy(part, &tmp).map_err(io_at(&tmp))?;
+            File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(io_at(&tmp))?;
+            let linked = fs::hard_link(&tmp, dest);
+            let _ = fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return Err(DownloadError::Exists {
+                        path: dest.to_owned(),
+                    })
+                }
+                Err(e) => return Err(io_at(dest)(e)),
+            }
+        }
+        Err(e) => return Err(io_at(dest)(e)),
+    }
+    let _ = fs::remove_file(part);
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_at(dir))?;
+    let meta = fs::metadata(dest).map_err(io_at(dest))?;
+    Ok(FileStamp::of(&meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(id: &str, digest: &str, peer: &str) -> Holder {
+        Holder {
+            host: "127.0.0.1".parse().unwrap(),
+            port: 1,
+            peer: peer.into(),
+            size: Some(1),
+            id: Some(Sha1Digest::of(id.as_bytes())),
+            digest: Some(Sha1Digest::of(digest.as_bytes())),
+        }
+    }
+
+    #[test]
+    fn the_content_most_holders_have_wins() {
+        let hs = vec![
+            holder("a", "da", "p1"),
+            holder("b", "db", "p2"),
+            holder("b", "db", "p3"),
+        ];
+        let t = choose_target(&hs, None).unwrap();
+        assert_eq!(t.id, Sha1Digest::of(b"b"));
+        let t = choose_target(&hs, Some(Sha1Digest::of(b"a"))).unwrap();
+        assert_eq!(t.id, Sha1Digest::of(b"a"));
+        assert!(choose_target(&hs, Some(Sha1Digest::of(b"zz"))).is_none());
+    }
+
+    #[test]
+    fn classic_holders_have_no_target() {
+        let mut h = holder("a", "da", "p1");
+        h.id = None;
+        h.digest = None;
+        h.size = None;
+        assert!(choose_target(&[h], None).is_none());
+    }
+
+    #[test]
+    fn place_never_replaces_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("x.part");
+        let dest = dir.path().join("x");
+        fs::write(&part, b"new").unwrap();
+        fs::write(&dest, b"mine").unwrap();
+        assert!(matches!(
+            place(&part, &dest),
+            Err(DownloadError::Exists { .. })
+        ));
+        assert_eq!(fs::read(&dest).unwrap(), b"mine");
+    }
+}

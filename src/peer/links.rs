@@ -1,0 +1,357 @@
+//! Index links: one `link-<addr>` thread per index server a peer knows, keeping a
+//! persistent session there (hello, sync, heartbeats, publish and withdraw).
+//!
+//! Each link owns its connection; the rest of the peer talks to it through a
+//! crossbeam channel. When the index is unreachable the link retries with backoff;
+//! when it reconnects, or the index says it does not know the peer (a lease that ran
+//! out, an index that lost its state), the link syncs the whole catalog again, so
+//! commands lost while it was down need no replay.
+
+use super::catalog::SharedFile;
+use super::serve::PeerShared;
+use super::PeerEvent;
+use crate::config::NodeAddr;
+use crate::net::client::Client;
+use crate::net::{NetError, Timeouts};
+use crate::protocol::codec;
+use crate::protocol::name::FileName;
+use crate::protocol::{ErrorCode, MAX_ROWS};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Longest wait for the initial scan before a link first connects; a larger folder
+/// is published in batches as it is hashed.
+pub const SCAN_GRACE: Duration = Duration::from_secs(2);
+
+/// A change for the indexes.
+#[derive(Clone, Debug)]
+pub enum LinkCommand {
+    Publish(Vec<SharedFile>),
+    Withdraw(Vec<FileName>),
+    /// Leave the index (files dropped at once) and stop the link.
+    Leave,
+}
+
+/// What `status` shows of a link.
+#[derive(Clone, Debug, Default)]
+pub struct LinkState {
+    pub index: String,
+    pub connected: bool,
+    pub files_known: usize,
+    pub last_error: Option<String>,
+}
+
+/// The set of links of one peer.
+pub struct Links {
+    senders: Vec<Sender<LinkCommand>>,
+    states: Arc<Mutex<Vec<LinkState>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// How the links reach the indexes.
+#[derive(Clone, Debug)]
+pub struct LinkConfig {
+    pub listen_port: u16,
+    pub timeouts: Timeouts,
+    /// Longest wait between reconnection attempts.
+    pub max_backoff: Duration,
+}
+
+impl Links {
+    /// Starts one link per index. Each waits (at most [`SCAN_GRACE`]) for `scan_gate`
+    /// to close, so that a small folder is published whole in the first sync.
+    pub fn start(
+        indexes: &[NodeAddr],
+        shared: Arc<PeerShared>,
+        config: LinkConfig,
+        events: Sender<PeerEvent>,
+        scan_gate: Receiver<()>,
+    ) -> std::io::Result<Links> {
+        let states = Arc::new(Mutex::new(
+            indexes
+                .iter()
+                .map(|a| LinkState {
+                    index: a.to_string(),
+                    ..LinkState::default()
+                })
+                .collect::<Vec<_>>(),
+        ));
+        let mut senders = Vec::new();
+        let mut threads = Vec::new();
+        for (slot, addr) in indexes.iter().enumerate() {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let link = Link {
+                addr: addr.to_string(),
+                slot,
+                shared: shared.clone(),
+                config: config.clone(),
+                states: states.clone(),
+                events: events.clone(),
+                synced_once: false,
+            };
+            let gate = scan_gate.clone();
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("link-{addr}"))
+                    .spawn(move || {
+                        let _ = gate.recv_timeout(SCAN_GRACE);
+                        link.run(rx)
+                    })?,
+            );
+            senders.push(tx);
+        }
+        Ok(Links {
+            senders,
+            states,
+            threads,
+        })
+    }
+
+    pub fn send(&self, cmd: LinkCommand) {
+        self.publisher().send(cmd);
+    }
+
+    /// A handle other threads use to send commands to every link.
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            senders: self.senders.clone(),
+        }
+    }
+
+    pub fn states(&self) -> Vec<LinkState> {
+        self.states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Says `bye` to every index (bounded by the link timeouts) and stops the links.
+    pub fn leave(self) {
+        self.send(LinkCommand::Leave);
+        drop(self.senders);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sends commands to every link of a peer.
+#[derive(Clone)]
+pub struct Publisher {
+    senders: Vec<Sender<LinkCommand>>,
+}
+
+impl Publisher {
+    pub fn send(&self, cmd: LinkCommand) {
+        for tx in &self.senders {
+            let _ = tx.send(cmd.clone());
+        }
+    }
+}
+
+struct Link {
+    addr: String,
+    slot: usize,
+    shared: Arc<PeerShared>,
+    config: LinkConfig,
+    states: Arc<Mutex<Vec<LinkState>>>,
+    events: Sender<PeerEvent>,
+    /// The first session of this process always syncs: the index may remember an
+    /// older file set from before a restart.
+    synced_once: bool,
+}
+
+struct Session {
+    client: Client,
+    beat_every: Duration,
+}
+
+fn file_row(f: &SharedFile) -> String {
+    codec::line(&[
+        f.name.as_str(),
+        &f.hashes.size.to_string(),
+        &f.hashes.id.to_string(),
+        &f.hashes.digest.to_string(),
+    ])
+}
+
+impl Link {
+    fn set_state(&self, f: impl FnOnce(&mut LinkState)) {
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut states[self.slot]);
+    }
+
+    fn run(mut self, rx: Receiver<LinkCommand>) {
+        let mut backoff = Duration::from_millis(250);
+        let mut reported_down = false;
+        loop {
+            let session = match self.open() {
+                Ok(s) => {
+                    backoff = Duration::from_millis(250);
+                    s
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    self.set_state(|s| {
+                        s.connected = false;
+                        s.last_error = Some(reason.clone());
+                    });
+                    if !reported_down {
+                        log::warn!("index {}: {reason}; retrying", self.addr);
+                        let _ = self.events.send(PeerEvent::IndexDown {
+                            index: self.addr.clone(),
+                            reason,
+                        });
+                        reported_down = true;
+                    }
+                    // Commands that arrive while down are covered by the sync on
+                    // reconnection; only Leave matters.
+                    match rx.recv_timeout(backoff) {
+                        Ok(LinkCommand::Leave) | Err(RecvTimeoutError::Disconnected) => return,
+                        _ => {}
+                    }
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    continue;
+                }
+            };
+            match self.serve(session, &rx) {
+                Ok(()) => return, // left
+                Err(e) => {
+                    let reason = e.to_string();
+                    log::warn!("index {}: {reason}; reconnecting", self.addr);
+                    self.set_state(|s| {
+                        s.connected = false;
+                        s.last_error = Some(reason.clone());
+                    });
+                    let _ = self.events.send(PeerEvent::IndexDown {
+                        index: self.addr.clone(),
+                        reason,
+                    });
+                    // Reported now; the reconnection attempts stay quiet.
+                    reported_down = true;
+                }
+            }
+        }
+    }
+
+    /// Connects, says hello, and syncs when the index's view may differ from ours.
+    fn open(&mut self) -> Result<Session, NetError> {
+        let mut client = Client::connect(&self.addr, &self.config.timeouts)?;
+        let hello = client.hello("peer", self.shared.id.as_str(), self.config.listen_port)?;
+        let local = self.shared.catalog().len();
+        let files = if !self.synced_once || hello.files_known as usize != local {
+            let n = self.sync(&mut client)?;
+            self.synced_once = true;
+            n
+        } else {
+            local
+        };
+        self.set_state(|s| {
+            s.connected = true;
+            s.files_known = files;
+            s.last_error = None;
+        });
+        log::info!("index {}: session open, {files} files published", self.addr);
+        let _ = self.events.send(PeerEvent::IndexUp {
+            index: self.addr.clone(),
+            files,
+        });
+        let lease = Duration::from_secs(hello.lease_secs.max(1));
+        Ok(Session {
+            client,
+            beat_every: lease / 3,
+        })
+    }
+
+    /// Replaces the index's view of our files with the catalog, in batches.
+    fn sync(&self, client: &mut Client) -> Result<usize, NetError> {
+        let rows: Vec<String> = self.shared.catalog().iter().map(file_row).collect();
+        let batches: Vec<&[String]> = if rows.is_empty() {
+            vec![&[]]
+        } else {
+            rows.chunks(MAX_ROWS).collect()
+        };
+        let last = batches.len() - 1;
+        let mut known = 0;
+        for (i, batch) in batches.into_iter().enumerate() {
+            let mut msg = if i == last {
+                codec::line(&["sync", &batch.len().to_string()])
+            } else {
+                codec::line(&["sync", &batch.len().to_string(), "more"])
+            };
+            for r in batch {
+                msg.push_str(r);
+            }
+            client.send(msg.as_bytes(), "sync")?;
+            let reply = client.read_ok("sync")?;
+            if i == last {
+                known = reply.first().and_then(|n| n.parse().ok()).unwrap_or(0);
+            }
+        }
+        Ok(known)
+    }
+
+    fn serve(&mut self, mut session: Session, rx: &Receiver<LinkCommand>) -> Result<(), NetError> {
+        let mut next_beat = Instant::now() + session.beat_every;
+        loop {
+            let wait = next_beat.saturating_duration_since(Instant::now());
+            let outcome = match rx.recv_timeout(wait) {
+                Ok(LinkCommand::Publish(files)) => self.batch(
+                    &mut session.client,
+                    "publish",
+                    files.iter().map(file_row).collect(),
+                ),
+                Ok(LinkCommand::Withdraw(names)) => self.batch(
+                    &mut session.client,
+                    "withdraw",
+                    names.iter().map(|n| codec::line(&[n.as_str()])).collect(),
+                ),
+                Ok(LinkCommand::Leave) | Err(RecvTimeoutError::Disconnected) => {
+                    let _ = session.client.call(&["bye"]);
+                    self.set_state(|s| s.connected = false);
+                    return Ok(());
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    next_beat = Instant::now() + session.beat_every;
+                    session.client.call(&["beat"]).map(|f| {
+                        let known = f.first().and_then(|n| n.parse().ok()).unwrap_or(0);
+                        self.set_state(|s| s.files_known = known);
+                    })
+                }
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(e)
+                    if e.refusal()
+                        .is_some_and(|r| r.code == ErrorCode::UnknownPeer) =>
+                {
+                    // The index forgot us (lease ran out, or it lost its state):
+                    // start over with a fresh hello and a full sync.
+                    log::info!(
+                        "index {} does not know this peer any more; re-publishing",
+                        self.addr
+                    );
+                    self.synced_once = false;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn batch(&self, client: &mut Client, verb: &str, rows: Vec<String>) -> Result<(), NetError> {
+        for chunk in rows.chunks(MAX_ROWS) {
+            let mut msg = codec::line(&[verb, &chunk.len().to_string()]);
+            for r in chunk {
+                msg.push_str(r);
+            }
+            client.send(msg.as_bytes(), verb)?;
+            client.read_ok(verb)?;
+        }
+        let known = self.shared.catalog().len();
+        self.set_state(|s| s.files_known = known);
+        Ok(())
+    }
+}

@@ -1,0 +1,277 @@
+//! The peer: shares a folder, serves it, downloads, and keeps the indexes informed.
+//!
+//! Threads: the server's accept and connection threads (serve.rs), one link thread
+//! per index (links.rs), one `peer-scan` thread that hashes the folder at start, and
+//! whoever calls [`Peer::download`] (the console, or a one-shot command).
+//!
+//! The cores it drives are the [`catalog::Catalog`] and the [`plan::PiecePlan`].
+
+pub mod catalog;
+pub mod console;
+pub mod download;
+pub mod links;
+pub mod plan;
+pub mod pool;
+pub mod serve;
+
+use crate::config::NodeAddr;
+use crate::net::server::{self, ServerConfig, ServerHandle, ServerStats};
+use crate::net::Timeouts;
+use crate::protocol::hash::Sha1Digest;
+use crate::protocol::name::{FileName, PeerId};
+use catalog::{hash_file, SharedFile};
+use crossbeam_channel::{Receiver, Sender};
+use download::{DownloadError, DownloadRequest, Outcome, Progress};
+use links::{LinkCommand, LinkConfig, Links};
+use pool::IndexPool;
+use serve::{PeerService, PeerShared};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a peer needs to start.
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    pub dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub indexes: Vec<NodeAddr>,
+    pub id: PeerId,
+    pub server: ServerConfig,
+    pub timeouts: Timeouts,
+}
+
+/// Things the user may want to see, for the console (or main.rs) to print.
+#[derive(Clone, Debug)]
+pub enum PeerEvent {
+    /// The initial scan finished.
+    Shared {
+        files: usize,
+        bytes: u64,
+        skipped: Vec<String>,
+    },
+    ScanFailed(String),
+    IndexUp {
+        index: String,
+        files: usize,
+    },
+    IndexDown {
+        index: String,
+        reason: String,
+    },
+}
+
+pub struct Peer {
+    config: PeerConfig,
+    shared: Arc<PeerShared>,
+    pool: IndexPool,
+    links: Option<Links>,
+    server: Option<ServerHandle>,
+    events: Receiver<PeerEvent>,
+}
+
+/// Files hashed before the scan publishes what it has so far.
+const SCAN_BATCH: usize = 256;
+
+impl Peer {
+    /// Binds, starts serving, connects to the indexes and starts hashing the folder.
+    pub fn start(config: PeerConfig) -> Result<Peer, String> {
+        if !config.dir.is_dir() {
+            return Err(format!("{} is not a folder", config.dir.display()));
+        }
+        std::fs::create_dir_all(&config.state_dir).map_err(|e| {
+            format!(
+                "cannot create state dir {}: {e}",
+                config.state_dir.display()
+            )
+        })?;
+        let listener = TcpListener::bind(config.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let stats = Arc::new(ServerStats::default());
+        let shared = Arc::new(PeerShared::new(config.id.clone(), stats.clone()));
+        let server = server::spawn(
+            listener,
+            config.server,
+            Arc::new(PeerService {
+                shared: shared.clone(),
+            }),
+            stats,
+        )
+        .map_err(|e| format!("cannot start the server: {e}"))?;
+        let (tx, events) = crossbeam_channel::unbounded();
+        // Closed (dropped) by the scan thread when the initial scan is done.
+        let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+        let links = Links::start(
+            &config.indexes,
+            shared.clone(),
+            LinkConfig {
+                listen_port: server.local_addr().port(),
+                timeouts: config.timeouts,
+                max_backoff: Duration::from_secs(5),
+            },
+            tx.clone(),
+            gate_rx,
+        )
+        .map_err(|e| format!("cannot start index links: {e}"))?;
+        let pool = IndexPool::new(config.indexes.clone(), config.timeouts);
+        let peer = Peer {
+            config,
+            shared,
+            pool,
+            links: Some(links),
+            server: Some(server),
+            events,
+        };
+        peer.start_scan(tx, gate_tx)?;
+        Ok(peer)
+    }
+
+    fn start_scan(&self, events: Sender<PeerEvent>, gate: Sender<()>) -> Result<(), String> {
+        let dir = self.config.dir.clone();
+        let shared = self.shared.clone();
+        let senders = self.links.as_ref().map(|l| l.publisher());
+        std::thread::Builder::new()
+            .name("peer-scan".into())
+            .spawn(move || {
+                let gate_open = gate;
+                let (candidates, skipped) = match catalog::scan(&dir) {
+                    Ok(found) => found,
+                    Err(e) => {
+                        let _ =
+                            events.send(PeerEvent::ScanFailed(format!("{}: {e}", dir.display())));
+                        return;
+                    }
+                };
+                let mut skipped: Vec<String> = skipped
+                    .into_iter()
+                    .map(|s| format!("{}: {}", s.entry, s.reason))
+                    .collect();
+                let mut batch = Vec::new();
+                for c in candidates {
+                    match hash_file(&c.path) {
+                        Ok((stamp, hashes)) => {
+                            let file = SharedFile {
+                                name: c.name,
+                                path: c.path,
+                                stamp,
+                                hashes,
+                            };
+                            shared.catalog_mut().insert(file.clone());
+                            batch.push(file);
+                        }
+                        Err(e) => skipped.push(format!("{}: {e}", c.name)),
+                    }
+                    if batch.len() >= SCAN_BATCH {
+                        if let Some(p) = &senders {
+                            p.send(LinkCommand::Publish(std::mem::take(&mut batch)));
+                        }
+                    }
+                }
+                if !batch.is_empty() {
+                    if let Some(p) = &senders {
+                        p.send(LinkCommand::Publish(batch));
+                    }
+                }
+                let (files, bytes) = {
+                    let c = shared.catalog();
+                    (c.len(), c.total_bytes())
+                };
+                log::info!(
+                    "sharing {files} files ({bytes} bytes) from {}",
+                    dir.display()
+                );
+                drop(gate_open);
+                let _ = events.send(PeerEvent::Shared {
+                    files,
+                    bytes,
+                    skipped,
+                });
+            })
+            .map(|_| ())
+            .map_err(|e| format!("cannot start the scan: {e}"))
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server
+            .as_ref()
+            .map(|s| s.local_addr())
+            .unwrap_or(self.config.listen)
+    }
+
+    pub fn config(&self) -> &PeerConfig {
+        &self.config
+    }
+
+    pub fn shared(&self) -> &Arc<PeerShared> {
+        &self.shared
+    }
+
+    pub fn pool(&self) -> &IndexPool {
+        &self.pool
+    }
+
+    pub fn events(&self) -> &Receiver<PeerEvent> {
+        &self.events
+    }
+
+    pub fn link_states(&self) -> Vec<links::LinkState> {
+        self.links.as_ref().map(|l| l.states()).unwrap_or_default()
+    }
+
+    /// Downloads into the shared folder, then shares the file onward.
+    pub fn download(
+        &self,
+        name: FileName,
+        id: Option<Sha1Digest>,
+        progress: &dyn Progress,
+        cancel: &AtomicBool,
+    ) -> Result<Outcome, DownloadError> {
+        let existing = self
+            .shared
+            .catalog()
+            .get(name.as_str())
+            .map(|f| f.hashes.id);
+        let req = DownloadRequest {
+            name: name.clone(),
+            id,
+            dest_dir: &self.config.dir,
+            state_dir: &self.config.state_dir,
+            existing,
+            self_id: self.shared.id.as_str(),
+            timeouts: self.config.timeouts,
+        };
+        let outcome = download::download(&self.pool, &req, progress, cancel)?;
+        if let Outcome::Downloaded(done) = &outcome {
+            self.shared.downloads.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .bytes_downloaded
+                .fetch_add(done.hashes.size, Ordering::Relaxed);
+            let file = SharedFile {
+                name,
+                path: done
+                    .path
+                    .canonicalize()
+                    .unwrap_or_else(|_| done.path.clone()),
+                stamp: done.stamp,
+                hashes: done.hashes.clone(),
+            };
+            self.shared.catalog_mut().insert(file.clone());
+            if let Some(l) = &self.links {
+                l.send(LinkCommand::Publish(vec![file]));
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Leaves every index and stops serving.
+    pub fn shutdown(mut self) {
+        if let Some(l) = self.links.take() {
+            l.leave();
+        }
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The peer's server side: piece lists, byte ranges and the classic download.
+//!
+//! Every file is reached through the [`Catalog`] (never by joining a wire name onto
+//! a path) and opened without following a final symlink; before a byte is served the
+//! open file is checked against the stamp taken when it was hashed, so a file that
+//! changed since is refused instead of being served under a stale content id.
+
+use super::catalog::{open_nofollow, Catalog, FileStamp, SharedFile};
+use crate::clock::Clock;
+use crate::index::service::{source_host, status_reply};
+use crate::net::server::ServerStats;
+use crate::net::{Reply, Service};
+use crate::protocol::codec::{self, Classic, Request};
+use crate::protocol::commands::{Role, Verb};
+use crate::protocol::hash::Sha1Digest;
+use crate::protocol::name::{FileName, PeerId};
+use crate::protocol::{ErrorCode, Refusal, CHUNK_SIZE, MAX_FETCH, VERSION};
+use std::fs::File;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// State the peer's server, console and links share.
+pub struct PeerShared {
+    pub id: PeerId,
+    pub catalog: RwLock<Catalog>,
+    pub clock: Clock,
+    pub stats: Arc<ServerStats>,
+    pub bytes_uploaded: AtomicU64,
+    pub bytes_downloaded: AtomicU64,
+    pub downloads: AtomicU64,
+}
+
+impl PeerShared {
+    pub fn new(id: PeerId, stats: Arc<ServerStats>) -> PeerShared {
+        PeerShared {
+            id,
+            catalog: RwLock::new(Catalog::new()),
+            clock: Clock::new(),
+            stats,
+            bytes_uploaded: AtomicU64::new(0),
+            bytes_downloaded: AtomicU64::new(0),
+            downloads: AtomicU64::new(0),
+        }
+    }
+
+    pub fn catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
+        self.catalog.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn catalog_mut(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
+        self.catalog.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The rows of `status`.
+    pub fn status_rows(&self) -> Vec<(&'static str, String)> {
+        let (files, bytes) = {
+            let c = self.catalog();
+            (c.len(), c.total_bytes())
+        };
+        vec![
+            ("role", "peer".into()),
+            ("id", self.id.to_string()),
+            ("version", env!("CARGO_PKG_VERSION").into()),
+            ("protocol", VERSION.to_string()),
+            ("uptime_secs", self.clock.uptime().as_secs().to_string()),
+            ("files", files.to_string()),
+            ("bytes_shared", bytes.to_string()),
+            (
+                "connections",
+                self.stats.live.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "requests",
+                self.stats.requests.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "bytes_uploaded",
+                self.bytes_uploaded.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "bytes_downloaded",
+                self.bytes_downloaded.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "downloads",
+                self.downloads.load(Ordering::Relaxed).to_string(),
+            ),
+            ("health", "ok".into()),
+        ]
+    }
+}
+
+/// The peer's [`Service`].
+pub struct PeerService {
+    pub shared: Arc<PeerShared>,
+}
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
+    Refusal::new(code, message)
+}
+
+/// Opens a shared file and checks it is still the file that was hashed.
+fn open_checked(file: &SharedFile) -> Result<File, Refusal> {
+    let f = open_nofollow(&file.path).map_err(|e| {
+        refuse(
+            ErrorCode::NotFound,
+            format!("'{}' cannot be opened: {e}", file.name),
+        )
+    })?;
+    let now = f
+        .metadata()
+        .map(|m| FileStamp::of(&m))
+        .map_err(|e| refuse(ErrorCode::Internal, e.to_string()))?;
+    if now != file.stamp {
+        return Err(refuse(
+            ErrorCode::UnknownId,
+            format!("'{}' changed on disk since it was hashed", file.name),
+        ));
+    }
+    Ok(f)
+}
+
+impl PeerService {
+    fn lookup(&self, name: &str, id: &str) -> Result<SharedFile, Refusal> {
+        let name = FileName::parse(name).map_err(|e| {
+            refuse(
+                ErrorCode::BadName,
+                format!("'{}': {e}", codec::printable(name)),
+            )
+        })?;
+        let id = Sha1Digest::parse(id)
+            .map_err(|e| refuse(ErrorCode::BadRequest, format!("content id: {e}")))?;
+        let catalog = self.shared.catalog();
+        let file = catalog
+            .get(name.as_str())
+            .ok_or_else(|| refuse(ErrorCode::NotFound, format!("no shared file '{name}'")))?;
+        if file.hashes.id != id {
+            return Err(refuse(
+                ErrorCode::UnknownId,
+                format!("'{name}' here has content {}, not {id}", file.hashes.id),
+            ));
+        }
+        Ok(file.clone())
+    }
+
+    fn pieces(&self, args: &[String]) -> Result<Reply, Refusal> {
+        let file = self.lookup(&args[0], &args[1])?;
+        let mut out = codec::data_header(file.hashes.pieces.len() as u64 * 20).into_bytes();
+        for p in file.hashes.pieces.iter() {
+            out.extend_from_slice(&p.0);
+        }
+        Ok(Reply::Bytes(out))
+    }
+
+    fn fetch(&self, args: &[String]) -> Result<Reply, Refusal> {
+        let file = self.lookup(&args[0], &args[1])?;
+        let number = |text: &str, what: &str| {
+            text.parse::<u64>().map_err(|_| {
+                refuse(
+                    ErrorCode::BadRequest,
+                    format!("{what} '{}' is not a number", codec::printable(text)),
+                )
+            })
+        };
+        let offset = number(&args[2], "offset")?;
+        let len = number(&args[3], "length")?;
+        let size = file.hashes.size;
+        if len > MAX_FETCH {
+            return Err(refuse(
+                ErrorCode::TooLarge,
+                format!("length {len} is over the cap of {MAX_FETCH}"),
+            ));
+        }
+        if offset % CHUNK_SIZE != 0 {
+            return Err(refuse(
+                ErrorCode::BadRange,
+                format!("offset {offset} is not a multiple of {CHUNK_SIZE}"),
+            ));
+        }
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= size)
+            .ok_or_else(|| {
+                refuse(
+                    ErrorCode::BadRange,
+                    format!(
+                        "range {offset}+{len} is past the end of '{}' ({size} bytes)",
+                        file.name
+                    ),
+                )
+            })?;
+        if len == 0 || (len % CHUNK_SIZE != 0 && end != size) {
+            return Err(refuse(
+                ErrorCode::BadRange,
+                format!("length {len} must be a positive multiple of {CHUNK_SIZE}, or reach the end of the file"),
+            ));
+        }
+        let f = open_checked(&file)?;
+        self.shared.bytes_uploaded.fetch_add(len, Ordering::Relaxed);
+        Ok(Reply::File {
+            header: codec::data_header(len),
+            file: f,
+            offset,
+            len,
+        })
+    }
+}
+
+impl Service for PeerService {
+    type Conn = ();
+
+    fn role(&self) -> Role {
+        Role::Peer
+    }
+
+    fn handle(&self, req: Request, remote: SocketAddr, _conn: &mut ()) -> Reply {
+        let outcome = match req.verb {
+            Verb::Hello if req.args[0] != VERSION.to_string() => Err(refuse(
+                ErrorCode::BadVersion,
+                format!("this peer speaks protocol version {VERSION}"),
+            )),
+            Verb::Hello => Ok(Reply::Text(codec::line(&[
+                "ok",
+                "peer",
+                self.shared.id.as_str(),
+                &source_host(remote).to_string(),
+                "0",
+                "0",
+            ]))),
+            Verb::Ping => Ok(Reply::Text("ok|pong\n".into())),
+            Verb::Status => Ok(status_reply(&self.shared.status_rows())),
+            Verb::Pieces => self.pieces(&req.args),
+            Verb::Fetch => self.fetch(&req.args),
+            _ => Err(refuse(ErrorCode::UnknownVerb, "not served by a peer")),
+        };
+        outcome.unwrap_or_else(|r| Reply::Text(r.to_line()))
+    }
+
+    fn classic(&self, req: Classic, remote: SocketAddr) -> Reply {
+        let Classic::Download { name } = req else {
+            return Reply::Close(String::new());
+        };
+        let found = FileName::parse(&name)
+            .map_err(|e| e.to_string())
+            .and_then(|n| {
+                self.shared
+                    .catalog()
+                    .get(n.as_str())
+                    .cloned()
+                    .ok_or_else(|| "not shared here".to_owned())
+            })
+            .and_then(|file| {
+                open_checked(&file)
+                    .map(|f| (file, f))
+                    .map_err(|r| r.message)
+            });
+        match found {
+            Ok((file, f)) => {
+                log::info!("classic download of '{}' by {remote}", file.name);
+                self.shared
+                    .bytes_uploaded
+                    .fetch_add(file.hashes.size, Ordering::Relaxed);
+                Reply::File {
+                    header: String::new(),
+                    file: f,
+                    offset: 0,
+                    len: file.hashes.size,
+                }
+            }
+            Err(why) => {
+                // The classic dialect has no error reply: close without a byte.
+                log::warn!(
+                    "classic request for '{}' from {remote} refused: {why}",
+                    codec::printable(&name)
+                );
+                Reply::Close(String::new())
+            }
+        }
+    }
+}

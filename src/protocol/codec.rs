@@ -1,0 +1,537 @@
+//! The wire codec: a pure function from bytes to messages, and messages to bytes.
+//!
+//! Decoding never blocks and never allocates beyond its caps: it looks at the bytes
+//! received so far and answers "need more", "a message and the bytes it used", or a
+//! typed error that says whether the connection can resynchronise (the bytes to skip)
+//! or must be closed. Every length is checked against its cap before anything is
+//! buffered for it.
+
+use super::commands::{self, Role, Verb};
+use super::{ErrorCode, Refusal, MAX_FRAME, MAX_ROWS};
+
+/// The result of a decode step.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded<T> {
+    /// The buffer holds no complete message yet.
+    NeedMore,
+    /// A message, and how many bytes of the buffer it used.
+    Frame(T, usize),
+}
+
+/// A request that failed to decode.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    /// What goes back to the client.
+    pub refusal: Refusal,
+    /// `Some(n)`: drop n bytes and go on with the next request. `None`: the stream
+    /// cannot be resynchronised; answer and close.
+    pub skip: Option<usize>,
+}
+
+impl DecodeError {
+    fn recoverable(code: ErrorCode, message: impl Into<String>, skip: usize) -> Self {
+        DecodeError {
+            refusal: Refusal::new(code, message),
+            skip: Some(skip),
+        }
+    }
+
+    fn fatal(code: ErrorCode, message: impl Into<String>) -> Self {
+        DecodeError {
+            refusal: Refusal::new(code, message),
+            skip: None,
+        }
+    }
+}
+
+/// A decoded request: a verb from the command table, its arguments and its rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub verb: Verb,
+    pub args: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Why a line could not be taken from the buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineError {
+    /// No terminator within the cap.
+    TooLong { cap: usize },
+}
+
+/// Finds the first line in `buf`. Returns the line without its `\n` (or `\r\n`) and
+/// the bytes used, `None` when no terminator has arrived yet, or an error when the cap
+/// is reached without one. A line of exactly `cap` bytes including `\n` is accepted.
+pub fn next_line(buf: &[u8], cap: usize) -> Result<Option<(&[u8], usize)>, LineError> {
+    let window = &buf[..buf.len().min(cap)];
+    match window.iter().position(|&b| b == b'\n') {
+        Some(end) => {
+            let line = &buf[..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            Ok(Some((line, end + 1)))
+        }
+        None if buf.len() >= cap => Err(LineError::TooLong { cap }),
+        None => Ok(None),
+    }
+}
+
+fn split_fields(line: &[u8]) -> Result<Vec<String>, &'static str> {
+    let text = std::str::from_utf8(line).map_err(|_| "line is not valid UTF-8")?;
+    Ok(text.split('|').map(str::to_owned).collect())
+}
+
+/// Decodes one request from the front of `buf`. Empty lines are skipped.
+pub fn decode_request(buf: &[u8], max_line: usize) -> Result<Decoded<Request>, DecodeError> {
+    let mut start = 0;
+    loop {
+        let (line, used) = match next_line(&buf[start..], max_line) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(Decoded::NeedMore),
+            Err(LineError::TooLong { cap }) => {
+                return Err(DecodeError::fatal(
+                    ErrorCode::TooLarge,
+                    format!("line longer than {cap} bytes"),
+                ))
+            }
+        };
+        if line.is_empty() {
+            start += used;
+            continue;
+        }
+        let end = start + used;
+        let mut fields = split_fields(line)
+            .map_err(|why| DecodeError::recoverable(ErrorCode::BadRequest, why, end))?;
+        let verb_text = fields.remove(0);
+        let Some(cmd) = commands::lookup(&verb_text) else {
+            return Err(DecodeError::recoverable(
+                ErrorCode::UnknownVerb,
+                format!("unknown verb '{}'", printable(&verb_text)),
+                end,
+            ));
+        };
+        if fields.len() < cmd.min_args || fields.len() > cmd.max_args {
+            return Err(DecodeError::recoverable(
+                ErrorCode::BadRequest,
+                format!("wrong number of fields; usage: {}", cmd.usage),
+                end,
+            ));
+        }
+        let Some(spec) = cmd.rows else {
+            return Ok(Decoded::Frame(
+                Request {
+                    verb: cmd.verb,
+                    args: fields,
+                    rows: Vec::new(),
+                },
+                end,
+            ));
+        };
+        // A batch: the first argument is the row count. Without a valid count the
+        // rows cannot be skipped, so a bad count closes the connection.
+        let count: usize = fields[0].parse().map_err(|_| {
+            DecodeError::fatal(
+                ErrorCode::BadRequest,
+                format!("row count '{}' is not a number", printable(&fields[0])),
+            )
+        })?;
+        if count > MAX_ROWS {
+            return Err(DecodeError::fatal(
+                ErrorCode::TooLarge,
+                format!("{count} rows in one batch, at most {MAX_ROWS} allowed"),
+            ));
+        }
+        let mut rows = Vec::with_capacity(count);
+        let mut at = end;
+        let mut bad_row: Option<String> = None;
+        for i in 0..count {
+            let (row, used) = match next_line(&buf[at..], max_line) {
+                Ok(Some(found)) => found,
+                Ok(None) if at - start >= MAX_FRAME => {
+                    return Err(DecodeError::fatal(
+                        ErrorCode::TooLarge,
+                        format!("batch larger than {MAX_FRAME} bytes"),
+                    ))
+                }
+                Ok(None) => return Ok(Decoded::NeedMore),
+                Err(LineError::TooLong { cap }) => {
+                    return Err(DecodeError::fatal(
+                        ErrorCode::TooLarge,
+                        format!("row longer than {cap} bytes"),
+                    ))
+                }
+            };
+            at += used;
+            if at - start > MAX_FRAME {
+                return Err(DecodeError::fatal(
+                    ErrorCode::TooLarge,
+                    format!("batch larger than {MAX_FRAME} bytes"),
+                ));
+            }
+            if bad_row.is_some() {
+                continue;
+            }
+            match split_fields(row) {
+                Ok(r) if r.len() == spec.fields => rows.push(r),
+                Ok(_) => {
+                    bad_row = Some(format!(
+                        "row {} has the wrong number of fields; rows are {}",
+                        i + 1,
+                        spec.shape
+                    ))
+                }
+                Err(why) => bad_row = Some(format!("row {}: {why}", i + 1)),
+            }
+        }
+        if let Some(message) = bad_row {
+            return Err(DecodeError::recoverable(ErrorCode::BadRequest, message, at));
+        }
+        return Ok(Decoded::Frame(
+            Request {
+                verb: cmd.verb,
+                args: fields,
+                rows,
+            },
+            at,
+        ));
+    }
+}
+
+/// Shortens and escapes client text for use inside an error message.
+pub fn printable(text: &str) -> String {
+    let mut out: String = text.chars().take(64).flat_map(char::escape_debug).collect();
+    if text.chars().count() > 64 {
+        out.push_str("...");
+    }
+    out
+}
+
+/// The first line of a reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplyHead {
+    /// `ok|...`: the fields after `ok`.
+    Ok(Vec<String>),
+    /// `err|<code>|<message>`.
+    Err(Refusal),
+    /// `data|<len>`: exactly len raw bytes follow.
+    Data(u64),
+}
+
+/// Parses the first line of a reply (without its terminator).
+pub fn parse_reply(line: &[u8]) -> Result<ReplyHead, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "reply is not valid UTF-8".to_owned())?;
+    let (kind, rest) = text.split_once('|').unwrap_or((text, ""));
+    match kind {
+        "ok" if rest.is_empty() => Ok(ReplyHead::Ok(Vec::new())),
+        "ok" => Ok(ReplyHead::Ok(rest.split('|').map(str::to_owned).collect())),
+        "err" => {
+            let (code, message) = rest.split_once('|').unwrap_or((rest, ""));
+            let refusal = match ErrorCode::parse(code) {
+                Some(code) => Refusal::new(code, message),
+                None => Refusal::new(ErrorCode::Internal, format!("{code}: {message}")),
+            };
+            Ok(ReplyHead::Err(refusal))
+        }
+        "data" => rest
+            .parse()
+            .map(ReplyHead::Data)
+            .map_err(|_| format!("bad data length '{}'", printable(rest))),
+        _ => Err(format!("unexpected reply '{}'", printable(text))),
+    }
+}
+
+/// Joins fields into a line with its terminator. Fields come from validated values;
+/// a field holding a separator or line break would be a bug, so it is replaced.
+pub fn line(fields: &[&str]) -> String {
+    let mut out = String::with_capacity(fields.iter().map(|f| f.len() + 1).sum::<usize>() + 1);
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push('|');
+        }
+        debug_assert!(!f.contains(['|', '\n', '\r']), "field {f:?} breaks framing");
+        out.extend(f.chars().map(|c| match c {
+            '|' | '\n' | '\r' => '_',
+            c => c,
+        }));
+    }
+    out.push('\n');
+    out
+}
+
+/// `err|<code>|<message>\n`; line breaks in the message become spaces.
+pub fn error_line(code: ErrorCode, message: &str) -> String {
+    let message: String = message
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .collect();
+    format!("err|{}|{message}\n", code.as_str())
+}
+
+/// `data|<len>\n`, the header of a binary payload.
+pub fn data_header(len: u64) -> String {
+    format!("data|{len}\n")
+}
+
+/// A request of the classic seed-003 dialect: one request per connection, no newline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Classic {
+    /// `get|<name>` sent to an index.
+    Get { name: String },
+    /// `set|<name>|<host>|<peerid>|<port>` sent to an index.
+    Set {
+        name: String,
+        peer_id: String,
+        port: String,
+    },
+    /// `./<peerid>/<name>` sent to a peer: only the final path component counts.
+    Download { name: String },
+    /// Classic by shape, but not a request this role understands.
+    Malformed(String),
+}
+
+/// Recognises the classic dialect by its shape: the first bytes of a connection hold
+/// no newline and start like a classic request of this role (`get|`, `set|` for an
+/// index, `./` for a peer). Modern clients always end their lines with a newline, so
+/// they never match and are never delayed.
+pub fn classic_shape(first: &[u8], role: Role) -> Option<Classic> {
+    if first.contains(&b'\n') {
+        return None;
+    }
+    let looks_classic = match role {
+        Role::Index => first.starts_with(b"get|") || first.starts_with(b"set|"),
+        Role::Peer => first.starts_with(b"./"),
+        Role::Seed => false,
+    };
+    if !looks_classic {
+        return None;
+    }
+    let Ok(text) = std::str::from_utf8(first) else {
+        return Some(Classic::Malformed("request is not valid UTF-8".into()));
+    };
+    if role == Role::Peer {
+        let name = text.rsplit(['/', '\\']).next().unwrap_or("");
+        return Some(Classic::Download {
+            name: name.to_owned(),
+        });
+    }
+    let fields: Vec<&str> = text.split('|').collect();
+    Some(match fields.as_slice() {
+        ["get", name] => Classic::Get {
+            name: (*name).to_owned(),
+        },
+        ["set", name, _host, peer_id, port] => Classic::Set {
+            name: (*name).to_owned(),
+            peer_id: (*peer_id).to_owned(),
+            port: (*port).to_owned(),
+        },
+        _ => Classic::Malformed(format!(
+            "expected get|<name> or set|<name>|<host>|<peerid>|<port>, got '{}'",
+            printable(text)
+        )),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::MAX_LINE;
+
+    fn frame(buf: &[u8]) -> (Request, usize) {
+        match decode_request(buf, MAX_LINE) {
+            Ok(Decoded::Frame(r, used)) => (r, used),
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    const REAL_FRAMES: &[&[u8]] = &[
+        b"hello|1|peer|peer1|1025\n",
+        b"get|onekb.txt\r\n",
+        b"search|one kb -txt|10\n",
+        b"fetch|onekb.txt|sha1:a9993e364706816aba3e25717850c26c9cd0d89d|0|4096\n",
+        b"publish|2\na.txt|3|sha1:a9993e364706816aba3e25717850c26c9cd0d89d|sha1:a9993e364706816aba3e25717850c26c9cd0d89d\nb|0|sha1:a9993e364706816aba3e25717850c26c9cd0d89d|sha1:a9993e364706816aba3e25717850c26c9cd0d89d\n",
+        b"withdraw|1\na.txt\n",
+        b"status\n",
+    ];
+
+    #[test]
+    fn every_split_point_of_real_frames_needs_more_then_decodes() {
+        for whole in REAL_FRAMES {
+            let (expected, used) = frame(whole);
+            assert_eq!(used, whole.len());
+            for cut in 0..whole.len() {
+                assert_eq!(
+                    decode_request(&whole[..cut], MAX_LINE),
+                    Ok(Decoded::NeedMore),
+                    "cut at {cut} of {:?}",
+                    String::from_utf8_lossy(whole)
+                );
+            }
+            // The same frame followed by the start of another decodes the same way.
+            let mut two = whole.to_vec();
+            two.extend_from_slice(b"pi");
+            assert_eq!(frame(&two), (expected, used));
+        }
+    }
+
+    #[test]
+    fn pipelined_requests_decode_one_by_one() {
+        let buf = b"ping\nget|x\n\nstatus\n";
+        let (a, n1) = frame(buf);
+        assert_eq!(a.verb, Verb::Ping);
+        let (b, n2) = frame(&buf[n1..]);
+        assert_eq!((b.verb, b.args), (Verb::Get, vec!["x".to_owned()]));
+        let (c, n3) = frame(&buf[n1 + n2..]);
+        assert_eq!(c.verb, Verb::Status);
+        assert_eq!(n1 + n2 + n3, buf.len());
+    }
+
+    #[test]
+    fn batch_rows_are_split_into_fields() {
+        let (req, _) = frame(REAL_FRAMES[4]);
+        assert_eq!(req.verb, Verb::Publish);
+        assert_eq!(req.rows.len(), 2);
+        assert_eq!(req.rows[1][0], "b");
+    }
+
+    #[test]
+    fn unknown_verb_is_recoverable() {
+        let err = decode_request(b"frobnicate|x\nping\n", MAX_LINE).unwrap_err();
+        assert_eq!(err.refusal.code, ErrorCode::UnknownVerb);
+        assert_eq!(err.skip, Some(13));
+    }
+
+    #[test]
+    fn wrong_arity_names_the_usage() {
+        let err = decode_request(b"get\n", MAX_LINE).unwrap_err();
+        assert_eq!(err.refusal.code, ErrorCode::BadRequest);
+        assert!(err.refusal.message.contains("get|<name>"));
+        let err = decode_request(b"ping|extra\n", MAX_LINE).unwrap_err();
+        assert_eq!(err.skip, Some(11));
+    }
+
+    #[test]
+    fn invalid_utf8_is_recoverable() {
+        let err = decode_request(b"get|\xff\xfe\n", MAX_LINE).unwrap_err();
+        assert_eq!(err.refusal.code, ErrorCode::BadRequest);
+        assert_eq!(err.skip, Some(7));
+    }
+
+    #[test]
+    fn over_long_line_is_fatal_before_buffering_more() {
+        let long = vec![b'a'; 100];
+        let err = decode_request(&long, 64).unwrap_err();
+        assert_eq!(err.refusal.code, ErrorCode::TooLarge);
+        assert_eq!(err.skip, None);
+        // Exactly at the cap, with its newline, is fine.
+        let mut ok = b"get|".to_vec();
+        ok.extend(vec![b'a'; 59]);
+        ok.push(b'\n');
+        assert_eq!(ok.len(), 64);
+        assert!(matches!(decode_request(&ok, 64), Ok(Decoded::Frame(..))));
+    }
+
+    #[test]
+    fn bad_row_count_is_fatal() {
+        let err = decode_request(b"publish|lots\n", MAX_LINE).unwrap_err();
+        assert_eq!(err.skip, None);
+        let err = decode_request(b"publish|999999999\n", MAX_LINE).unwrap_err();
+        assert_eq!(err.refusal.code, ErrorCode::TooLarge);
+        assert_eq!(err.skip, None);
+    }
+
+    #[test]
+    fn bad_row_skips_the_whole_batch() {
+        let buf = b"withdraw|2\na|b\nc\nping\n";
+        let err = decode_request(buf, MAX_LINE).unwrap_err();
+        assert_eq!(err.refusal.code, ErrorCode::BadRequest);
+        assert!(err.refusal.message.contains("row 1"));
+        assert_eq!(err.skip, Some(buf.len() - 5));
+    }
+
+    #[test]
+    fn replies_parse() {
+        assert_eq!(
+            parse_reply(b"ok|pong"),
+            Ok(ReplyHead::Ok(vec!["pong".into()]))
+        );
+        assert_eq!(parse_reply(b"ok"), Ok(ReplyHead::Ok(vec![])));
+        assert_eq!(parse_reply(b"data|4096"), Ok(ReplyHead::Data(4096)));
+        assert_eq!(
+            parse_reply(b"err|not-found|no file 'x' | here"),
+            Ok(ReplyHead::Err(Refusal::new(
+                ErrorCode::NotFound,
+                "no file 'x' | here"
+            )))
+        );
+        assert!(parse_reply(b"data|-1").is_err());
+        assert!(parse_reply(b"hello").is_err());
+    }
+
+    #[test]
+    fn encoding_round_trips_through_the_decoder() {
+        let l = line(&["get", "a b.txt"]);
+        let (req, used) = frame(l.as_bytes());
+        assert_eq!(used, l.len());
+        assert_eq!(req.args, vec!["a b.txt".to_owned()]);
+        assert_eq!(error_line(ErrorCode::Busy, "a\nb"), "err|busy|a b\n");
+    }
+
+    #[test]
+    fn classic_dialect_is_recognised_by_shape() {
+        assert_eq!(
+            classic_shape(b"get|onekb.txt", Role::Index),
+            Some(Classic::Get {
+                name: "onekb.txt".into()
+            })
+        );
+        assert_eq!(
+            classic_shape(b"set|onekb.txt|localhost|peer1|1025", Role::Index),
+            Some(Classic::Set {
+                name: "onekb.txt".into(),
+                peer_id: "peer1".into(),
+                port: "1025".into()
+            })
+        );
+        assert_eq!(classic_shape(b"get|onekb.txt\n", Role::Index), None);
+        assert_eq!(classic_shape(b"status", Role::Index), None);
+        assert!(matches!(
+            classic_shape(b"set|x", Role::Index),
+            Some(Classic::Malformed(_))
+        ));
+        assert_eq!(
+            classic_shape(b"./peer1/../../etc/passwd", Role::Peer),
+            Some(Classic::Download {
+                name: "passwd".into()
+            })
+        );
+        assert_eq!(
+            classic_shape(b"./peer1/..", Role::Peer),
+            Some(Classic::Download { name: "..".into() })
+        );
+        assert_eq!(classic_shape(b"get|x", Role::Peer), None);
+    }
+
+    #[test]
+    fn decoder_never_panics_on_noise() {
+        // A small deterministic fuzz: random bytes biased towards protocol characters.
+        let alphabet = b"|\n\r\\/.aeg0123456789publishwithdrawfetchget\xff";
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            let len = (state % 64) as usize;
+            let mut buf = Vec::with_capacity(len);
+            for _ in 0..len {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                buf.push(alphabet[(state % alphabet.len() as u64) as usize]);
+            }
+            match decode_request(&buf, 32) {
+                Ok(Decoded::Frame(_, used)) => assert!(used <= buf.len()),
+                Err(DecodeError { skip: Some(n), .. }) => assert!(n <= buf.len() && n > 0),
+                _ => {}
+            }
+            let _ = classic_shape(&buf, Role::Index);
+            let _ = classic_shape(&buf, Role::Peer);
+            let _ = parse_reply(&buf);
+        }
+    }
+}

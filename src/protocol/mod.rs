@@ -1,0 +1,140 @@
+//! Wire protocol v1, as specified normatively in docs/PROTOCOL.md.
+//!
+//! This module owns the pure parts of the protocol: framing ([`codec`]), the command
+//! table ([`commands`]), validated names ([`name`]), hashes ([`hash`]) and error codes
+//! ([`ErrorCode`]). Nothing here performs I/O.
+
+pub mod codec;
+pub mod commands;
+pub mod hash;
+pub mod name;
+
+use std::fmt;
+
+/// The protocol version spoken by this build, sent in `hello`.
+pub const VERSION: u32 = 1;
+
+/// Size of a chunk, the unit of range alignment and of streaming.
+pub const CHUNK_SIZE: u64 = 4096;
+
+/// Size of a piece: 256 chunks. The unit of hashing and of scheduling.
+pub const PIECE_SIZE: u64 = 256 * CHUNK_SIZE;
+
+/// Default hard cap on the length of one control line, terminator included.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Cap on the number of rows in one batch request or multi-row reply.
+pub const MAX_ROWS: usize = 10_000;
+
+/// Cap on the total size of one request frame (header line plus rows).
+pub const MAX_FRAME: usize = 8 * 1024 * 1024;
+
+/// Cap on the length of one `fetch` range.
+pub const MAX_FETCH: u64 = 16 * PIECE_SIZE;
+
+/// Number of pieces of a file of `size` bytes.
+pub fn piece_count(size: u64) -> u64 {
+    size.div_ceil(PIECE_SIZE)
+}
+
+/// The fixed set of error codes carried by `err|<code>|<message>` replies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The line is not a well-formed request (wrong arity, bad number, not UTF-8).
+    BadRequest,
+    /// The verb is not known, or not served by this role.
+    UnknownVerb,
+    /// A file or peer name breaks the naming rules.
+    BadName,
+    /// The named file or key does not exist here.
+    NotFound,
+    /// The file exists but not with the requested content id.
+    UnknownId,
+    /// A byte range is misaligned or past the end of the file.
+    BadRange,
+    /// The server is at its connection limit.
+    Busy,
+    /// A line, frame, row count or range exceeds its cap.
+    TooLarge,
+    /// The request needs a `hello` first, or the peer's lease has expired.
+    UnknownPeer,
+    /// The peer id is held by another live peer at another address.
+    Conflict,
+    /// The client speaks a protocol version this server does not.
+    BadVersion,
+    /// Something failed inside the server; the request may be retried.
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownVerb,
+        ErrorCode::BadName,
+        ErrorCode::NotFound,
+        ErrorCode::UnknownId,
+        ErrorCode::BadRange,
+        ErrorCode::Busy,
+        ErrorCode::TooLarge,
+        ErrorCode::UnknownPeer,
+        ErrorCode::Conflict,
+        ErrorCode::BadVersion,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad-request",
+            ErrorCode::UnknownVerb => "unknown-verb",
+            ErrorCode::BadName => "bad-name",
+            ErrorCode::NotFound => "not-found",
+            ErrorCode::UnknownId => "unknown-id",
+            ErrorCode::BadRange => "bad-range",
+            ErrorCode::Busy => "busy",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::UnknownPeer => "unknown-peer",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::BadVersion => "bad-version",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request the server refuses, with the code and message that go back on the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The reply line, `err|<code>|<message>\n`.
+    pub fn to_line(&self) -> String {
+        codec::error_line(self.code, &self.message)
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Refusal {}
