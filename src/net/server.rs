@@ -322,7 +322,7 @@ fn session<S: Service>(
                     } else {
                         Reply::Text(codec::error_line(
                             ErrorCode::UnknownVerb,
-                            &format!("'{}' is not served by a {role} node", cmd.name),
+                            &format!("'{}' is not served by the {role} role", cmd.name),
                         ))
                     };
                     if !write_reply(&mut out, stream, reply)? {

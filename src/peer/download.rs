@@ -216,12 +216,24 @@ pub fn download(
     let holders = pool
         .holders(&req.name, req.id)
         .map_err(DownloadError::Index)?;
+    download_from(&holders, req, progress, cancel, started)
+}
+
+/// Downloads one file from holders already known, trying them in the order given
+/// (the index returns them shuffled).
+pub fn download_from(
+    holders: &[Holder],
+    req: &DownloadRequest<'_>,
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+    started: Instant,
+) -> Result<Outcome, DownloadError> {
     if holders.is_empty() {
         return Err(DownloadError::NotFound {
             name: req.name.to_string(),
         });
     }
-    let target = choose_target(&holders, req.id);
+    let target = choose_target(holders, req.id);
     let dest = req.dest_dir.join(req.name.as_str());
     if fs::symlink_metadata(&dest).is_ok() {
         let existing = match req.existing {
@@ -470,7 +482,9 @@ impl Job<'_> {
         loop {
             let mut batch = String::new();
             while in_flight.len() < PIPELINE_DEPTH {
-                let Some(i) = self.plan.take_next() else { break };
+                let Some(i) = self.plan.take_next() else {
+                    break;
+                };
                 let offset = (i as u64 * PIECE_SIZE).to_string();
                 let len = self.piece_len(i).to_string();
                 batch.push_str(&codec::line(&[

@@ -1,0 +1,707 @@
+//! End-to-end tests: the real binary on 127.0.0.1 with ephemeral ports, killed on
+//! drop, with a deadline on every wait.
+
+mod util;
+
+use p2pshare::config::NodeAddr;
+use p2pshare::net::Timeouts;
+use p2pshare::peer::download::{download_from, DownloadError, DownloadRequest, Outcome, Progress};
+use p2pshare::peer::pool::{Holder, IndexPool};
+use p2pshare::protocol::hash::Sha1Digest;
+use p2pshare::protocol::name::FileName;
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use util::*;
+
+fn pool(index: &Proc) -> IndexPool {
+    IndexPool::new(
+        vec![NodeAddr::parse(&index.addr_str()).unwrap()],
+        Timeouts::default(),
+    )
+}
+
+/// Holders of `name` from the real index, ordered as `order` lists their peer ids.
+fn holders_in_order(index: &Proc, name: &str, order: &[&str]) -> Vec<Holder> {
+    let mut hs = pool(index)
+        .holders(&FileName::parse(name).unwrap(), None)
+        .unwrap();
+    hs.sort_by_key(|h| {
+        order
+            .iter()
+            .position(|o| *o == h.peer)
+            .unwrap_or(usize::MAX)
+    });
+    assert_eq!(hs.len(), order.len(), "holders: {hs:?}");
+    hs
+}
+
+fn request<'a>(name: &str, dest: &'a Path, state: &'a Path) -> DownloadRequest<'a> {
+    DownloadRequest {
+        name: FileName::parse(name).unwrap(),
+        id: None,
+        dest_dir: dest,
+        state_dir: state,
+        existing: None,
+        self_id: "test",
+        timeouts: Timeouts {
+            connect: Duration::from_secs(2),
+            io: Duration::from_secs(5),
+        },
+    }
+}
+
+/// Records what a download tells the user.
+#[derive(Default)]
+struct Notes(Mutex<Vec<String>>);
+
+impl Progress for Notes {
+    fn note(&self, text: &str) {
+        self.0.lock().unwrap().push(text.to_owned());
+    }
+}
+
+impl Notes {
+    fn text(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+}
+
+fn status_value(addr: &str, key: &str) -> String {
+    let (code, out, err) = run(&["status", addr, "--json"], Path::new("."));
+    assert_eq!(code, 0, "status failed: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["status"][key].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn full_flow_one_index_three_peers_search_download_and_share_onward() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = sample_peers(root.path());
+    let index = index(root.path(), &[]);
+    let _p1 = peer(&dirs[0], &index, &[]);
+    let mut p2 = peer(&dirs[1], &index, &[]);
+    let mut p3 = console_peer(&dirs[2], &index, &[]);
+
+    p3.type_line("search onekb");
+    let hit = p3.wait_line(|l| l.contains("1. onekb.txt"));
+    assert!(hit.contains("2 holders"), "{hit}");
+    p3.type_line("get 1");
+    p3.wait_line(|l| l.contains("downloaded onekb.txt"));
+    assert_eq!(
+        fs::read(dirs[2].join("onekb.txt")).unwrap(),
+        fs::read(dirs[0].join("onekb.txt")).unwrap()
+    );
+
+    p3.type_line("get hundredkb.txt");
+    let done = p3.wait_line(|l| l.contains("downloaded hundredkb.txt") || l.contains("failed"));
+    assert!(done.contains("verified"), "{done}");
+    let original = fs::read(dirs[1].join("hundredkb.txt")).unwrap();
+    assert_eq!(fs::read(dirs[2].join("hundredkb.txt")).unwrap(), original);
+    p3.type_line("get hundredkb.txt");
+    p3.wait_line(|l| l.contains("already have"));
+
+    // The downloader became a holder: with the original holder gone, a one-shot get
+    // still finds the file, from peer3.
+    eventually("peer3 listed as a holder", DEADLINE, || {
+        holders(index.addr, "hundredkb.txt").contains(&"peer3".to_owned())
+    });
+    p2.kill9();
+    let fresh = root.path().join("fresh");
+    let idx = index.addr_str();
+    let (code, out, err) = run(
+        &[
+            "get",
+            "hundredkb.txt",
+            "--index",
+            &idx,
+            "--dir",
+            fresh.to_str().unwrap(),
+            "--json",
+        ],
+        root.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"], "downloaded");
+    assert_eq!(v["sources"][0], "peer3");
+    assert_eq!(fs::read(fresh.join("hundredkb.txt")).unwrap(), original);
+    // Nothing partial is left behind, and the state dir is never shared.
+    assert_eq!(
+        fs::read_dir(fresh.join(".p2pshare/partial"))
+            .unwrap()
+            .count(),
+        0
+    );
+
+    p3.type_line("ls");
+    p3.wait_line(|l| l.starts_with("hundredkb.txt"));
+    p3.type_line("status");
+    p3.wait_line(|l| l.contains("health: ok"));
+    p3.type_line("help");
+    p3.wait_line(|l| l.contains("search WORDS"));
+    p3.type_line("frobnicate");
+    p3.wait_line(|l| l.contains("unknown command 'frobnicate'"));
+    p3.type_line("quit");
+    // Leaving says bye: the index drops peer3 at once, without waiting for its lease.
+    eventually("peer3 gone after quit", Duration::from_secs(5), || {
+        !holders(index.addr, "onekb.txt").contains(&"peer3".to_owned())
+    });
+}
+
+#[test]
+fn search_matches_every_word_excludes_and_answers_json() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = sample_peers(root.path());
+    let index = index(root.path(), &[]);
+    let _p1 = peer(&dirs[0], &index, &[]);
+    let _p2 = peer(&dirs[1], &index, &[]);
+    let idx = index.addr_str();
+    let (code, out, _) = run(
+        &["search", "TXT -onekb -hundredkb", "--index", &idx, "--json"],
+        root.path(),
+    );
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut names: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["poem.txt", "readme-peer1.txt", "tenkb.txt"]);
+    let (code, out, _) = run(&["search", "readme", "peer1", "--index", &idx], root.path());
+    assert_eq!(code, 0);
+    assert!(out.contains("1. readme-peer1.txt"), "{out}");
+    let (code, out, _) = run(
+        &["search", "nothing-like-this", "--index", &idx],
+        root.path(),
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("no file matches"), "{out}");
+}
+
+#[test]
+fn holder_killed_mid_download_finishes_from_another() {
+    let root = tempfile::tempdir().unwrap();
+    let data = noise(24 * 1024 * 1024 + 123, 7);
+    for d in ["a", "b"] {
+        fs::create_dir_all(root.path().join(d)).unwrap();
+        fs::write(root.path().join(d).join("big.bin"), &data).unwrap();
+    }
+    let index = index(root.path(), &[]);
+    let a = peer(&root.path().join("a"), &index, &[]);
+    let b = peer(&root.path().join("b"), &index, &[]);
+    let b_addr = b.addr_str();
+
+    /// Kills holder a as soon as the first bytes of the file arrive from it.
+    struct KillFirstSource {
+        victim: Mutex<Option<Proc>>,
+        notes: Notes,
+    }
+    impl Progress for KillFirstSource {
+        fn advance(&self, _bytes: u64) {
+            if let Some(mut p) = self.victim.lock().unwrap().take() {
+                p.kill9();
+            }
+        }
+        fn note(&self, text: &str) {
+            self.notes.note(text);
+        }
+    }
+    let hs = holders_in_order(&index, "big.bin", &["a", "b"]);
+    let progress = KillFirstSource {
+        victim: Mutex::new(Some(a)),
+        notes: Notes::default(),
+    };
+    let dest = root.path().join("dest");
+    fs::create_dir_all(&dest).unwrap();
+    let state = root.path().join("state");
+    let outcome = download_from(
+        &hs,
+        &request("big.bin", &dest, &state),
+        &progress,
+        &AtomicBool::new(false),
+        Instant::now(),
+    )
+    .unwrap_or_else(|e| panic!("download failed: {e}; notes: {}", progress.notes.text()));
+    let Outcome::Downloaded(done) = outcome else {
+        panic!("expected a download")
+    };
+    assert!(
+        progress.victim.lock().unwrap().is_none(),
+        "holder a was never used"
+    );
+    assert_eq!(done.sources, vec!["b".to_owned()]);
+    assert!(
+        progress.notes.text().contains("a (127.0.0.1"),
+        "notes: {}",
+        progress.notes.text()
+    );
+    assert_eq!(fs::read(dest.join("big.bin")).unwrap(), data);
+    assert!(
+        status_value(&b_addr, "bytes_uploaded")
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+}
+
+#[test]
+fn byte_changed_on_disk_is_detected_and_fetched_elsewhere() {
+    let root = tempfile::tempdir().unwrap();
+    let data = noise(8 * 1024 * 1024, 11);
+    for d in ["corrupt", "good"] {
+        fs::create_dir_all(root.path().join(d)).unwrap();
+        fs::write(root.path().join(d).join("data.bin"), &data).unwrap();
+    }
+    let index = index(root.path(), &[]);
+    let _c = peer(&root.path().join("corrupt"), &index, &[]);
+    let _g = peer(&root.path().join("good"), &index, &[]);
+
+    // Flip one byte in piece 5 behind the serving peer's back, keeping size, inode
+    // and modification time, so only the downloader's hashes can notice.
+    let path = root.path().join("corrupt").join("data.bin");
+    let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let mtime = f.metadata().unwrap().modified().unwrap();
+    f.write_all_at(&[data[5 * 1024 * 1024 + 17] ^ 0xff], 5 * 1024 * 1024 + 17)
+        .unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+
+    let state = root.path().join("state");
+    // With only the corrupt holder, the download fails and nothing appears.
+    let lonely = root.path().join("lonely");
+    fs::create_dir_all(&lonely).unwrap();
+    let hs = holders_in_order(&index, "data.bin", &["corrupt", "good"]);
+    let notes = Notes::default();
+    let err = download_from(
+        &hs[..1],
+        &request("data.bin", &lonely, &state),
+        &notes,
+        &AtomicBool::new(false),
+        Instant::now(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, DownloadError::AllSourcesFailed { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("piece 5 does not match"), "{err}");
+    assert!(!lonely.join("data.bin").exists());
+    assert_eq!(fs::read_dir(state.join("partial")).unwrap().count(), 0);
+
+    // With a good holder after it, the bad piece is fetched from the good one.
+    let dest = root.path().join("dest");
+    fs::create_dir_all(&dest).unwrap();
+    let notes = Notes::default();
+    let outcome = download_from(
+        &hs,
+        &request("data.bin", &dest, &state),
+        &notes,
+        &AtomicBool::new(false),
+        Instant::now(),
+    )
+    .unwrap();
+    let Outcome::Downloaded(done) = outcome else {
+        panic!("expected a download")
+    };
+    assert_eq!(done.sources, vec!["good".to_owned()]);
+    assert!(
+        notes.text().contains("piece 5 does not match its hash"),
+        "{}",
+        notes.text()
+    );
+    assert_eq!(fs::read(dest.join("data.bin")).unwrap(), data);
+    assert_eq!(done.hashes.id, Sha1Digest::of(&data));
+}
+
+#[test]
+fn a_changed_file_is_refused_by_its_own_peer() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir_all(root.path().join("p")).unwrap();
+    fs::write(root.path().join("p").join("x.txt"), b"version one").unwrap();
+    let index = index(root.path(), &[]);
+    let p = peer(&root.path().join("p"), &index, &[]);
+    let id = Sha1Digest::of(b"version one");
+    fs::write(root.path().join("p").join("x.txt"), b"version two").unwrap();
+    let mut raw = Raw::connect(p.addr);
+    let reply = raw.ask(&format!("fetch|x.txt|{id}|0|11"));
+    assert!(
+        reply.starts_with("err|unknown-id|'x.txt' changed on disk"),
+        "{reply}"
+    );
+}
+
+#[test]
+fn killed_peer_leaves_the_index_after_its_lease() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = sample_peers(root.path());
+    let index = index(root.path(), &["--lease", "1s"]);
+    let mut p1 = peer(&dirs[0], &index, &[]);
+    let _p2 = peer(&dirs[1], &index, &[]);
+    let mut both = holders(index.addr, "onekb.txt");
+    both.sort();
+    assert_eq!(both, vec!["peer1", "peer2"]);
+    p1.kill9();
+    eventually(
+        "peer1 dropped after its lease",
+        Duration::from_secs(5),
+        || holders(index.addr, "onekb.txt") == vec!["peer2".to_owned()],
+    );
+    assert!(holders(index.addr, "tenkb.txt").is_empty());
+    // peer2 keeps beating, so it stays well past several lease periods.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(holders(index.addr, "onekb.txt"), vec!["peer2".to_owned()]);
+}
+
+#[test]
+fn classic_index_exchanges_byte_for_byte() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = sample_peers(root.path());
+    let index = index(root.path(), &[]);
+    let p1 = peer(&dirs[0], &index, &[]);
+    assert_eq!(
+        classic(index.addr, "get|onekb.txt"),
+        format!("127.0.0.1|peer1|{}", p1.addr.port()).into_bytes()
+    );
+    assert_eq!(classic(index.addr, "get|nobody-has-this.txt"), b"notfound");
+    assert_eq!(
+        classic(index.addr, "set|legacy.txt|somewhere.example|oldpeer|2000"),
+        b"Successfully Updated"
+    );
+    // The entry is listed like any other, with the host taken from the connection.
+    assert_eq!(
+        classic(index.addr, "get|legacy.txt"),
+        b"127.0.0.1|oldpeer|2000"
+    );
+    let mut raw = Raw::connect(index.addr);
+    assert_eq!(raw.ask("get|legacy.txt"), "ok|1");
+    assert_eq!(raw.line(), "127.0.0.1|2000|oldpeer|-|-|-");
+    assert_eq!(raw.ask("search|legacy"), "ok|1|0");
+    assert_eq!(raw.line(), "legacy.txt|-|-|1");
+    assert!(String::from_utf8(classic(index.addr, "set|x"))
+        .unwrap()
+        .starts_with("Error: "));
+    assert!(String::from_utf8(classic(index.addr, "set|../x|h|p|1"))
+        .unwrap()
+        .starts_with("Error: bad name"));
+}
+
+#[test]
+fn classic_peer_download_streams_the_file_and_never_leaves_the_folder() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = sample_peers(root.path());
+    fs::write(root.path().join("secret.txt"), b"outside").unwrap();
+    fs::write(dirs[0].join(".hidden"), b"dotfile").unwrap();
+    std::os::unix::fs::symlink(root.path().join("secret.txt"), dirs[0].join("escape.txt")).unwrap();
+    let index = index(root.path(), &[]);
+    let p1 = peer(&dirs[0], &index, &[]);
+    let ten = fs::read(dirs[0].join("tenkb.txt")).unwrap();
+    assert_eq!(classic(p1.addr, "./peer1/tenkb.txt"), ten);
+    assert_eq!(classic(p1.addr, "./anything/../tenkb.txt"), ten);
+    for bad in [
+        "./peer1/../secret.txt",
+        "./peer1/../../etc/passwd",
+        "./peer1/.hidden",
+        "./peer1/escape.txt",
+        "./peer1/..",
+        "./peer1/",
+    ] {
+        assert!(classic(p1.addr, bad).is_empty(), "{bad} was served");
+    }
+    // The peer goes on serving modern clients.
+    assert_eq!(Raw::connect(p1.addr).ask("ping"), "ok|pong");
+}
+
+#[test]
+fn modern_download_from_a_classic_holder_says_it_was_not_verified() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir_all(root.path().join("old")).unwrap();
+    let data = noise(300_000, 3);
+    fs::write(root.path().join("old").join("legacy.bin"), &data).unwrap();
+    let index = index(root.path(), &[]);
+    // A peer that answers the classic download, known to the index only through a
+    // classic `set` (its own links point at an index that is not running).
+    let mut old = Proc::start(
+        "old",
+        &[
+            "peer",
+            "--dir",
+            root.path().join("old").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--index",
+            "127.0.0.1:9",
+            "--no-console",
+        ],
+        root.path(),
+        false,
+    );
+    old.wait_line(|l| l.contains("sharing 1 files"));
+    let set = format!("set|legacy.bin|localhost|old|{}", old.addr.port());
+    assert_eq!(classic(index.addr, &set), b"Successfully Updated");
+    let dest = root.path().join("dest");
+    let idx = index.addr_str();
+    let (code, out, err) = run(
+        &[
+            "get",
+            "legacy.bin",
+            "--index",
+            &idx,
+            "--dir",
+            dest.to_str().unwrap(),
+        ],
+        root.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("NOT verified in advance"), "{out}");
+    assert_eq!(fs::read(dest.join("legacy.bin")).unwrap(), data);
+}
+
+#[test]
+fn malformed_input_gets_clear_errors_and_the_index_keeps_serving() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &[]);
+    let mut raw = Raw::connect(index.addr);
+    assert_eq!(
+        raw.ask("frobnicate|x"),
+        "err|unknown-verb|unknown verb 'frobnicate'"
+    );
+    assert_eq!(
+        raw.ask("get"),
+        "err|bad-request|wrong number of fields; usage: get|<name>[|<content-id>]"
+    );
+    assert!(raw.ask("get|../../etc/passwd").starts_with("err|bad-name|"));
+    assert!(raw.ask("get|a/b").starts_with("err|bad-name|"));
+    assert_eq!(
+        raw.ask("fetch|a|b|0|1"),
+        "err|unknown-verb|'fetch' is not served by the index role"
+    );
+    raw.send(b"get|\xff\xfe\n");
+    assert_eq!(raw.line(), "err|bad-request|line is not valid UTF-8");
+    assert!(raw
+        .ask("search|--- ...")
+        .starts_with("err|bad-request|a search needs"));
+    assert!(raw
+        .ask("search|x|0")
+        .starts_with("err|bad-request|limit must be"));
+    assert!(raw.ask("beat").starts_with("err|unknown-peer|"));
+    raw.send(b"publish|1\nx|1|sha1:00|sha1:00\n");
+    assert!(raw.line().starts_with("err|unknown-peer|"));
+    assert!(raw
+        .ask("hello|1|peer|p|0")
+        .starts_with("err|bad-request|a peer must announce a port"));
+    assert!(raw.ask("hello|9|peer|p|1").starts_with("err|bad-version|"));
+    assert!(raw.ask("hello|1|peer|p|1").starts_with("ok|index|"));
+    raw.send(b"publish|1\n../x|1|sha1:0000000000000000000000000000000000000000|sha1:0000000000000000000000000000000000000000\n");
+    assert!(raw.line().starts_with("err|bad-name|row 1: '../x'"));
+    raw.send(b"publish|1\nx|big|sha1:00|sha1:00\n");
+    assert!(raw.line().starts_with("err|bad-request|row 1: size"));
+    raw.send(b"withdraw|2\nonly-one-row\n");
+    raw.send(b"a|b\n");
+    assert!(raw
+        .line()
+        .starts_with("err|bad-request|row 2 has the wrong number of fields"));
+    assert_eq!(raw.ask("ping"), "ok|pong");
+    raw.send(b"publish|99999999\n");
+    assert!(raw.line().starts_with("err|too-large|"));
+    assert!(
+        raw.read_to_end().is_empty(),
+        "connection should close after a fatal error"
+    );
+
+    // An over-long line is refused before it is buffered, and the connection closed.
+    let mut long = Raw::connect(index.addr);
+    long.send(&vec![b'a'; 70_000]);
+    assert_eq!(long.line(), "err|too-large|line longer than 65536 bytes");
+    assert!(long.read_to_end().is_empty());
+
+    // The next client is served as if nothing happened.
+    assert_eq!(Raw::connect(index.addr).ask("ping"), "ok|pong");
+    let (code, _, _) = run(&["status", &index.addr_str()], root.path());
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn fetch_checks_names_ranges_and_ids_on_one_connection() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = sample_peers(root.path());
+    let index = index(root.path(), &[]);
+    let p1 = peer(&dirs[0], &index, &[]);
+    let mut q = Raw::connect(index.addr);
+    assert_eq!(q.ask("get|tenkb.txt"), "ok|1");
+    let row = q.line();
+    let fields: Vec<&str> = row.split('|').collect();
+    let (id, digest) = (fields[4].to_owned(), fields[5].to_owned());
+    let file = fs::read(dirs[0].join("tenkb.txt")).unwrap();
+    assert_eq!(file.len(), 10240);
+
+    let mut raw = Raw::connect(p1.addr);
+    assert!(raw
+        .ask("hello|1|client|t|0")
+        .starts_with("ok|peer|peer1|127.0.0.1|"));
+    assert_eq!(
+        raw.ask(&format!("fetch|tenkb.txt|{id}|0|4096")),
+        "data|4096"
+    );
+    assert_eq!(raw.read_exact(4096), file[..4096]);
+    assert_eq!(
+        raw.ask(&format!("fetch|tenkb.txt|{id}|8192|2048")),
+        "data|2048"
+    );
+    assert_eq!(raw.read_exact(2048), file[8192..]);
+    assert!(raw
+        .ask(&format!("fetch|tenkb.txt|{id}|8192|4096"))
+        .starts_with("err|bad-range|range 8192+4096 is past the end"));
+    assert!(raw
+        .ask(&format!("fetch|tenkb.txt|{id}|100|4096"))
+        .starts_with("err|bad-range|offset 100"));
+    assert!(raw
+        .ask(&format!("fetch|tenkb.txt|{id}|0|100"))
+        .starts_with("err|bad-range|length 100"));
+    assert!(raw
+        .ask(&format!("fetch|tenkb.txt|{id}|0|0"))
+        .starts_with("err|bad-range|"));
+    assert!(raw
+        .ask(&format!("fetch|tenkb.txt|{id}|0|999999999"))
+        .starts_with("err|too-large|"));
+    assert!(raw
+        .ask(&format!("fetch|tenkb.txt|{id}|x|4096"))
+        .starts_with("err|bad-request|offset 'x'"));
+    let other = Sha1Digest::of(b"other");
+    assert!(raw
+        .ask(&format!("fetch|tenkb.txt|{other}|0|4096"))
+        .starts_with("err|unknown-id|"));
+    assert!(raw
+        .ask(&format!("fetch|nope.txt|{id}|0|4096"))
+        .starts_with("err|not-found|"));
+    assert!(raw
+        .ask(&format!("fetch|../peer2/onekb.txt|{id}|0|4096"))
+        .starts_with("err|bad-name|"));
+    assert!(raw
+        .ask(&format!("fetch|.p2pshare|{id}|0|4096"))
+        .starts_with("err|bad-name|"));
+    assert!(raw
+        .ask("fetch|tenkb.txt|md5:abc|0|4096")
+        .starts_with("err|bad-request|content id"));
+    assert!(raw.ask("search|x").starts_with("err|unknown-verb|"));
+    assert_eq!(raw.ask(&format!("pieces|tenkb.txt|{id}")), "data|20");
+    let list = raw.read_exact(20);
+    assert_eq!(Sha1Digest::of(&list).to_string(), digest);
+    assert_eq!(raw.ask("ping"), "ok|pong");
+}
+
+#[test]
+fn connections_beyond_the_cap_are_told_busy() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &["--max-connections", "2"]);
+    let mut c1 = Raw::connect(index.addr);
+    let mut c2 = Raw::connect(index.addr);
+    assert_eq!(c1.ask("ping"), "ok|pong");
+    assert_eq!(c2.ask("ping"), "ok|pong");
+    let mut c3 = Raw::connect(index.addr);
+    assert!(c3
+        .line()
+        .starts_with("err|busy|server is at its limit of 2 connections"));
+    assert!(c3.read_to_end().is_empty());
+    // The connections within the cap are unaffected...
+    assert_eq!(c1.ask("ping"), "ok|pong");
+    // ...and a freed place is taken by the next client.
+    drop(c2);
+    eventually("a place frees up", Duration::from_secs(5), || {
+        let mut c = Raw::connect(index.addr);
+        c.send(b"ping\n");
+        c.line() == "ok|pong"
+    });
+}
+
+#[test]
+fn silent_client_is_dropped_after_the_idle_timeout() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &["--idle-timeout", "300ms"]);
+    let mut silent = Raw::connect(index.addr);
+    silent.send(b"search|half a li");
+    let started = Instant::now();
+    assert!(silent.read_to_end().is_empty());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(Raw::connect(index.addr).ask("ping"), "ok|pong");
+}
+
+#[test]
+fn a_download_never_replaces_a_different_file() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = sample_peers(root.path());
+    let index = index(root.path(), &[]);
+    let _p1 = peer(&dirs[0], &index, &[]);
+    let dest = root.path().join("dest");
+    fs::create_dir_all(&dest).unwrap();
+    fs::write(dest.join("tenkb.txt"), b"my own notes").unwrap();
+    let idx = index.addr_str();
+    let (code, _, err) = run(
+        &[
+            "get",
+            "tenkb.txt",
+            "--index",
+            &idx,
+            "--dir",
+            dest.to_str().unwrap(),
+        ],
+        root.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("already exists with different content"),
+        "{err}"
+    );
+    assert_eq!(fs::read(dest.join("tenkb.txt")).unwrap(), b"my own notes");
+    let (code, _, err) = run(
+        &[
+            "get",
+            "missing.txt",
+            "--index",
+            &idx,
+            "--dir",
+            dest.to_str().unwrap(),
+        ],
+        root.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("no live peer holds 'missing.txt'"), "{err}");
+    let (code, _, err) = run(
+        &[
+            "get",
+            "../escape",
+            "--index",
+            &idx,
+            "--dir",
+            dest.to_str().unwrap(),
+        ],
+        root.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("dotfiles are never shared"), "{err}");
+}
+
+#[test]
+fn status_exits_zero_only_for_a_healthy_node() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &[]);
+    let (code, out, _) = run(&["status", &index.addr_str(), "--json"], root.path());
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["healthy"], true);
+    assert_eq!(v["status"]["role"], "index");
+    // Nothing listens on port 9 (discard) here: unreachable is unhealthy.
+    let (code, out, _) = run(
+        &["status", "127.0.0.1:9", "--json", "--timeout", "1s"],
+        root.path(),
+    );
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["healthy"], false);
+}
