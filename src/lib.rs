@@ -19,3 +19,4 @@ pub mod net;
 pub mod output;
 pub mod peer;
 pub mod protocol;
+pub mod signals;

@@ -17,6 +17,7 @@ use p2pshare::peer::pool::IndexPool;
 use p2pshare::peer::{Peer, PeerConfig};
 use p2pshare::protocol::hash::Sha1Digest;
 use p2pshare::protocol::name::{FileName, PeerId};
+use p2pshare::signals::{self, Signal};
 use serde_json::json;
 use std::net::TcpListener;
 use std::path::Path;
@@ -77,6 +78,7 @@ fn server_config(flags: &ServerFlags) -> ServerConfig {
 }
 
 fn run_index(a: IndexArgs) -> Result<(), Failure> {
+    let signals = signals::take_over()?;
     let listener =
         TcpListener::bind(a.listen).map_err(|e| format!("cannot listen on {}: {e}", a.listen))?;
     let stats = Arc::new(ServerStats::default());
@@ -92,7 +94,9 @@ fn run_index(a: IndexArgs) -> Result<(), Failure> {
         "p2pshare index listening on {}",
         handle.local_addr()
     ));
-    handle.wait();
+    let sig = signals.recv().unwrap_or(Signal::Terminate);
+    log::info!("{sig:?}: shutting down");
+    handle.shutdown();
     Ok(())
 }
 
@@ -139,6 +143,13 @@ fn run_peer(a: PeerArgs) -> Result<(), Failure> {
         timeouts: timeouts(&a.index),
     };
     let indexes: Vec<String> = config.indexes.iter().map(|i| i.to_string()).collect();
+    // Without a console, SIGINT and SIGTERM make the peer leave its indexes cleanly.
+    // With one, Ctrl-C belongs to the line editor and `quit` leaves.
+    let signals = if a.no_console {
+        Some(signals::take_over()?)
+    } else {
+        None
+    };
     let peer = Peer::start(config)?;
     output::say(format!(
         "p2pshare peer '{id}' listening on {}, sharing {}, index {}",
@@ -146,9 +157,19 @@ fn run_peer(a: PeerArgs) -> Result<(), Failure> {
         dir.display(),
         indexes.join(", ")
     ));
-    if a.no_console {
-        for ev in peer.events().clone() {
-            output::say(console::describe(&ev));
+    if let Some(signals) = signals {
+        let events = peer.events().clone();
+        loop {
+            crossbeam_channel::select! {
+                recv(events) -> ev => match ev {
+                    Ok(ev) => output::say(console::describe(&ev)),
+                    Err(_) => break,
+                },
+                recv(signals) -> sig => {
+                    output::say(format!("{:?}: leaving the network", sig.unwrap_or(Signal::Terminate)));
+                    break;
+                }
+            }
         }
     } else {
         console::run(&peer);

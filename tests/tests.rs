@@ -442,7 +442,7 @@ fn modern_download_from_a_classic_holder_says_it_was_not_verified() {
         root.path(),
         false,
     );
-    old.wait_line(|l| l.contains("sharing 1 files"));
+    old.wait_line(|l| l.contains("sharing 1 file "));
     let set = format!("set|legacy.bin|localhost|old|{}", old.addr.port());
     assert_eq!(classic(index.addr, &set), b"Successfully Updated");
     let dest = root.path().join("dest");
@@ -704,4 +704,20 @@ fn status_exits_zero_only_for_a_healthy_node() {
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["healthy"], false);
+}
+
+#[test]
+fn sigterm_makes_a_peer_leave_its_index_at_once() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = sample_peers(root.path());
+    // A long lease: only a clean leave can remove the peer within the test.
+    let index = index(root.path(), &["--lease", "5m"]);
+    let mut p1 = peer(&dirs[0], &index, &[]);
+    assert_eq!(holders(index.addr, "tenkb.txt"), vec!["peer1".to_owned()]);
+    // SAFETY: plain kill(2) on a child we started.
+    assert_eq!(unsafe { libc::kill(p1.pid() as i32, libc::SIGTERM) }, 0);
+    p1.wait_line(|l| l.contains("leaving the network"));
+    eventually("peer1 gone after SIGTERM", Duration::from_secs(5), || {
+        holders(index.addr, "tenkb.txt").is_empty()
+    });
 }

@@ -13,8 +13,10 @@ use crate::protocol::codec::{self, Decoded};
 use crate::protocol::commands;
 use crate::protocol::{ErrorCode, MAX_FRAME, MAX_LINE};
 use std::collections::HashMap;
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::io::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -79,13 +81,6 @@ impl ServerHandle {
         for stream in lock(&self.registry).values() {
             let _ = stream.shutdown(Shutdown::Both);
         }
-        if let Some(t) = self.accept.take() {
-            let _ = t.join();
-        }
-    }
-
-    /// Blocks until the server stops.
-    pub fn wait(mut self) {
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
@@ -241,26 +236,49 @@ fn write_reply(
         }
         Reply::File {
             header,
-            mut file,
+            file,
             offset,
             len,
         } => {
             out.write_all(header.as_bytes())?;
             out.flush()?;
-            file.seek(SeekFrom::Start(offset))?;
-            // File to socket: std hands this to sendfile(2) on Linux, so the bytes go
-            // from the page cache to the socket without passing through user space.
-            let sent = io::copy(&mut (&file).take(len), &mut &*stream)?;
-            if sent != len {
-                // The file shrank under us: the stream can no longer be framed.
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("file ended after {sent} of {len} bytes"),
-                ));
-            }
+            send_file(stream, &file, offset, len)?;
         }
     }
     Ok(true)
+}
+
+/// Sends `len` bytes of `file` from `offset` with sendfile(2): the bytes go from the
+/// page cache to the socket without passing through user space. The socket's write
+/// timeout bounds each call.
+fn send_file(stream: &TcpStream, file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let mut offset = offset;
+    let mut left = len;
+    while left > 0 {
+        let mut off = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+        let want = left.min(1 << 30) as usize;
+        // SAFETY: both descriptors are open for the duration of the call, and `off`
+        // is a valid, exclusively borrowed off_t.
+        let n = unsafe { libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut off, want) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            // The file shrank under us: the stream can no longer be framed.
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("file ended after {} of {len} bytes", len - left),
+            ));
+        }
+        offset += n as u64;
+        left -= n as u64;
+    }
+    Ok(())
 }
 
 fn session<S: Service>(

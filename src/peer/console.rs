@@ -75,6 +75,15 @@ pub fn fmt_bytes(n: u64) -> String {
     }
 }
 
+/// `1 holder`, `2 holders`.
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// The text of an event, as the console and main.rs print it.
 pub fn describe(event: &PeerEvent) -> String {
     match event {
@@ -83,7 +92,11 @@ pub fn describe(event: &PeerEvent) -> String {
             bytes,
             skipped,
         } => {
-            let mut s = format!("sharing {files} files ({})", fmt_bytes(*bytes));
+            let mut s = format!(
+                "sharing {} ({})",
+                plural(*files as u64, "file"),
+                fmt_bytes(*bytes)
+            );
             for why in skipped {
                 s.push_str(&format!("\n  not shared: {why}"));
             }
@@ -91,7 +104,10 @@ pub fn describe(event: &PeerEvent) -> String {
         }
         PeerEvent::ScanFailed(why) => format!("cannot scan the shared folder: {why}"),
         PeerEvent::IndexUp { index, files } => {
-            format!("index {index}: connected, {files} files published")
+            format!(
+                "index {index}: connected, {} published",
+                plural(*files as u64, "file")
+            )
         }
         PeerEvent::IndexDown { index, reason } => format!("index {index}: unreachable ({reason})"),
     }
@@ -211,7 +227,12 @@ pub fn run(peer: &Peer) {
                 }
             }
             Err(ReadlineError::Interrupted) => continue,
-            Err(ReadlineError::Eof) => break,
+            Err(ReadlineError::Eof) => {
+                if !interactive {
+                    output::say("console input ended; leaving (run with --no-console to serve without a console)");
+                }
+                break;
+            }
             Err(e) => {
                 output::say(format!("console error: {e}"));
                 break;
@@ -258,11 +279,10 @@ impl Console<'_> {
                         .unwrap_or_else(|| "size unknown".into());
                     let id = f.id.map(|d| d.short()).unwrap_or_else(|| "classic".into());
                     output::say(format!(
-                        "{:>3}. {}  ({size}, {} holder{}, {id})",
+                        "{:>3}. {}  ({size}, {}, {id})",
                         i + 1,
                         f.name,
-                        f.holders,
-                        if f.holders == 1 { "" } else { "s" }
+                        plural(f.holders, "holder")
                     ));
                 }
                 if more {
@@ -346,7 +366,10 @@ impl Console<'_> {
         }
         for l in self.peer.link_states() {
             let state = if l.connected {
-                format!("connected, {} files published", l.files_known)
+                format!(
+                    "connected, {} published",
+                    plural(l.files_known as u64, "file")
+                )
             } else {
                 format!(
                     "down ({})",

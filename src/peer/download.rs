@@ -35,9 +35,9 @@ use std::time::{Duration, Instant};
 /// between pieces.
 const PIPELINE_DEPTH: usize = 4;
 
-/// Written data is handed to the disk every this many bytes, so the final fsync has
-/// little left to do.
-const WRITEBACK_EVERY: u64 = 32 * 1024 * 1024;
+/// Written data is handed to the disk in windows of this many bytes, so the final
+/// fsync has little left to do.
+const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 /// What the user sees of a download in progress.
 pub trait Progress: Sync {
@@ -123,6 +123,13 @@ impl fmt::Display for DownloadError {
                 "{} already exists with different content; move it away to download this one",
                 path.display()
             ),
+            DownloadError::AllSourcesFailed {
+                name,
+                tried: 1,
+                last,
+            } => {
+                write!(f, "'{name}': the only holder failed: {last}")
+            }
             DownloadError::AllSourcesFailed { name, tried, last } => {
                 write!(f, "'{name}': all {tried} holders failed (last: {last})")
             }
@@ -344,6 +351,11 @@ pub fn download_from(
 }
 
 /// Fetches every piece from the holders in turn. `Ok(None)` when all of them failed.
+///
+/// Two threads share the work: this one talks to the holders and checks each piece
+/// against its hash; a `download-disk` thread writes verified pieces in place, feeds
+/// the whole-file hash and starts write-back early. On two cores the hashing of pieces
+/// and of the whole file then run side by side instead of one after the other.
 #[allow(clippy::too_many_arguments)]
 fn fetch_pieces(
     req: &DownloadRequest<'_>,
@@ -363,39 +375,86 @@ fn fetch_pieces(
         .open(part)
         .map_err(io_at(part))?;
     file.set_len(t.size).map_err(io_at(part))?;
-    let mut job = Job {
-        name: &req.name,
-        target: t,
-        file: &file,
-        plan: PiecePlan::new(piece_count(t.size) as usize),
-        pieces: None,
-        whole: WholeHasher::new(),
-        written_since_flush: 0,
-        progress,
-        cancel,
-    };
-    let mut sources = Vec::new();
-    for h in holders {
-        if job.plan.finished() && job.pieces.is_some() {
-            break;
-        }
-        *tried += 1;
-        progress.source(&format!("{} ({})", h.peer, h.addr()));
-        match job.run_source(h, req.self_id, &req.timeouts) {
-            Ok(()) => sources.push(h.peer.clone()),
-            Err(SourceError::Cancelled) => return Err(DownloadError::Cancelled),
-            Err(SourceError::Disk(e)) => return Err(io_at(part)(e)),
+    let count = piece_count(t.size) as usize;
+    let (to_disk, disk_rx) = crossbeam_channel::bounded::<(usize, Vec<u8>)>(DISK_QUEUE);
+    let (spare_tx, spare) = crossbeam_channel::bounded::<Vec<u8>>(DISK_QUEUE + 1);
+    let (fetched, disk_result) = std::thread::scope(|scope| {
+        let disk = std::thread::Builder::new()
+            .name("download-disk".into())
+            .spawn_scoped(scope, || {
+                DiskWriter::new(&file, t.size, count).run(&disk_rx, &spare_tx)
+            });
+        let disk = match disk {
+            Ok(handle) => handle,
             Err(e) => {
-                *last = format!("{} ({}): {e}", h.peer, h.addr());
-                progress.note(&format!("holder {last}; trying the next"));
+                return (
+                    Err(DownloadError::Io {
+                        path: part.to_owned(),
+                        source: e,
+                    }),
+                    None,
+                )
+            }
+        };
+        let mut job = Job {
+            name: &req.name,
+            target: t,
+            plan: PiecePlan::new(count),
+            pieces: None,
+            to_disk,
+            spare,
+            progress,
+            cancel,
+        };
+        let mut sources = Vec::new();
+        let mut outcome = Ok(());
+        for h in holders {
+            if job.plan.finished() && job.pieces.is_some() {
+                break;
+            }
+            *tried += 1;
+            progress.source(&format!("{} ({})", h.peer, h.addr()));
+            match job.run_source(h, req.self_id, &req.timeouts) {
+                Ok(()) => sources.push(h.peer.clone()),
+                Err(SourceError::Cancelled) => {
+                    outcome = Err(DownloadError::Cancelled);
+                    break;
+                }
+                Err(SourceError::Disk(e)) => {
+                    outcome = Err(io_at(part)(e));
+                    break;
+                }
+                Err(e) => {
+                    *last = format!("{} ({}): {e}", h.peer, h.addr());
+                    progress.note(&format!("holder {last}; trying the next"));
+                }
             }
         }
-    }
-    if !(job.plan.finished() && job.pieces.is_some()) {
+        let finished = job.plan.finished() && job.pieces.is_some();
+        let pieces = job.pieces.take();
+        drop(job); // closes the queue: the disk thread finishes what it has
+        let disk_result = disk
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the disk thread panicked")));
+        // When the disk thread stopped on an error, that error is the real cause.
+        let outcome = match (outcome, &disk_result) {
+            (Err(DownloadError::Io { path, .. }), Err(e)) => Err(DownloadError::Io {
+                path,
+                source: io::Error::new(e.kind(), e.to_string()),
+            }),
+            (other, _) => other,
+        };
+        let fetched = outcome.map(|()| finished.then(|| (pieces.unwrap_or_default(), sources)));
+        (fetched, Some(disk_result))
+    });
+    let Some((pieces, sources)) = fetched? else {
         return Ok(None);
-    }
-    let pieces = job.pieces.take().unwrap_or_default();
-    let id = job.whole.finish(&job.plan, &file).map_err(io_at(part))?;
+    };
+    let id = match disk_result {
+        Some(Ok(id)) => id,
+        Some(Err(e)) => return Err(io_at(part)(e)),
+        None => return Ok(None),
+    };
     if id != t.id {
         // Every piece matched a piece list whose digest the index gave, but the whole
         // does not match the content id published beside it: the publisher lied.
@@ -410,15 +469,22 @@ fn fetch_pieces(
     )))
 }
 
-/// One download in progress over the piece protocol.
+/// Bytes hashed and written at a time: small enough to stay in the CPU cache
+/// between the copy that brings them and the hash that reads them.
+const CACHE_SLICE: usize = 128 * 1024;
+
+/// Verified pieces waiting for the disk thread.
+const DISK_QUEUE: usize = 8;
+
+/// The network side of a download over the piece protocol.
 struct Job<'a> {
     name: &'a FileName,
     target: Target,
-    file: &'a File,
     plan: PiecePlan,
     pieces: Option<Vec<Sha1Digest>>,
-    whole: WholeHasher,
-    written_since_flush: u64,
+    to_disk: crossbeam_channel::Sender<(usize, Vec<u8>)>,
+    /// Buffers the disk thread is done with.
+    spare: crossbeam_channel::Receiver<Vec<u8>>,
     progress: &'a dyn Progress,
     cancel: &'a AtomicBool,
 }
@@ -478,7 +544,6 @@ impl Job<'_> {
         in_flight: &mut VecDeque<usize>,
     ) -> Result<(), SourceError> {
         let id = self.target.id.to_string();
-        let mut buf = vec![0u8; PIECE_SIZE as usize];
         loop {
             let mut batch = String::new();
             while in_flight.len() < PIPELINE_DEPTH {
@@ -512,90 +577,145 @@ impl Job<'_> {
                     "piece {i}: {len} bytes, expected {expected}"
                 )));
             }
-            let data = &mut buf[..len as usize];
-            client.read_exact(data, "fetch")?;
+            let mut buf = self.spare.try_recv().unwrap_or_default();
+            buf.resize(len as usize, 0);
+            // Hash each slice right after it is received, while it is still in the
+            // CPU cache: a whole piece is larger than the cache.
+            let mut sha = Sha1::new();
+            for slice in buf.chunks_mut(CACHE_SLICE) {
+                client.read_exact(slice, "fetch")?;
+                sha.update(&*slice);
+            }
             in_flight.pop_front();
             let want = self.pieces.as_ref().map(|p| p[i]);
-            if Some(Sha1Digest::of(data)) != want {
+            if Some(Sha1Digest(sha.finalize().into())) != want {
                 self.plan.release(i);
                 return Err(SourceError::Lied(format!(
                     "piece {i} does not match its hash"
                 )));
             }
-            let offset = i as u64 * PIECE_SIZE;
-            self.file
-                .write_all_at(data, offset)
-                .map_err(SourceError::Disk)?;
+            self.to_disk
+                .send((i, buf))
+                .map_err(|_| SourceError::Disk(io::Error::other("the disk thread stopped")))?;
             self.plan.verified(i);
-            self.whole
-                .piece_verified(i, data, &self.plan, self.file)
-                .map_err(SourceError::Disk)?;
             self.progress.advance(len);
-            self.written_since_flush += len;
-            if self.written_since_flush >= WRITEBACK_EVERY {
-                start_writeback(self.file);
-                self.written_since_flush = 0;
-            }
         }
     }
 }
 
-/// Asks the kernel to start writing dirty pages of `file` to disk now, without
-/// waiting, so the final fsync finds little left to do.
-fn start_writeback(file: &File) {
-    // SAFETY: sync_file_range only reads its integer arguments; the fd is valid for
-    // the lifetime of `file`.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-/// The whole-file SHA-1, fed with pieces in order as they are verified; pieces that
-/// arrive early are read back from the partial file when their turn comes.
-struct WholeHasher {
+/// The disk side of a download: writes verified pieces in place, hands dirty pages to
+/// the disk early, and computes the whole-file SHA-1 in piece order (reading back
+/// pieces that were written before their turn came).
+struct DiskWriter<'a> {
+    file: &'a File,
+    size: u64,
+    written: Vec<bool>,
     next: usize,
     sha: Sha1,
+    /// Write-back has been started up to here...
+    started: u64,
+    /// ...and waited for up to here.
+    waited: u64,
 }
 
-impl WholeHasher {
-    fn new() -> WholeHasher {
-        WholeHasher {
+impl<'a> DiskWriter<'a> {
+    fn new(file: &'a File, size: u64, count: usize) -> DiskWriter<'a> {
+        DiskWriter {
+            file,
+            size,
+            written: vec![false; count],
             next: 0,
             sha: Sha1::new(),
+            started: 0,
+            waited: 0,
         }
     }
 
-    fn piece_verified(
-        &mut self,
-        i: usize,
-        data: &[u8],
-        plan: &PiecePlan,
-        file: &File,
-    ) -> io::Result<()> {
-        if i == self.next {
-            self.sha.update(data);
-            self.next += 1;
-            self.catch_up(plan, file)?;
+    fn run(
+        mut self,
+        queue: &crossbeam_channel::Receiver<(usize, Vec<u8>)>,
+        spare: &crossbeam_channel::Sender<Vec<u8>>,
+    ) -> io::Result<Sha1Digest> {
+        for (i, data) in queue {
+            let offset = i as u64 * PIECE_SIZE;
+            if i == self.next {
+                // Hash and write slice by slice, each while it is in the CPU cache.
+                for (k, slice) in data.chunks(CACHE_SLICE).enumerate() {
+                    self.sha.update(slice);
+                    self.file
+                        .write_all_at(slice, offset + (k * CACHE_SLICE) as u64)?;
+                }
+                self.written[i] = true;
+                self.next += 1;
+                self.catch_up()?;
+            } else {
+                self.file.write_all_at(&data, offset)?;
+                self.written[i] = true;
+            }
+            self.write_back();
+            let _ = spare.try_send(data);
         }
-        Ok(())
+        self.catch_up()?;
+        if self.next < self.written.len() {
+            return Err(io::Error::other("download ended with pieces missing"));
+        }
+        Ok(Sha1Digest(self.sha.finalize().into()))
     }
 
-    fn catch_up(&mut self, plan: &PiecePlan, file: &File) -> io::Result<()> {
+    /// Streams the in-order prefix of the file to the disk as it grows: starts
+    /// writing each new window, and waits for the window before it, so dirty pages
+    /// never pile up and the final fsync has only the last window left to do.
+    fn write_back(&mut self) {
+        let done = (self.next as u64 * PIECE_SIZE).min(self.size);
+        if done - self.started < WRITEBACK_EVERY {
+            return;
+        }
+        sync_range(
+            self.file,
+            self.started,
+            done - self.started,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+        sync_range(
+            self.file,
+            self.waited,
+            self.started - self.waited,
+            libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+        );
+        self.waited = self.started;
+        self.started = done;
+    }
+
+    fn catch_up(&mut self) -> io::Result<()> {
         let mut scratch = Vec::new();
-        while self.next < plan.len() && plan.is_verified(self.next) {
+        while self.next < self.written.len() && self.written[self.next] {
             let offset = self.next as u64 * PIECE_SIZE;
-            let len = PIECE_SIZE.min(file.metadata()?.len() - offset) as usize;
-            scratch.resize(len, 0);
-            file.read_exact_at(&mut scratch, offset)?;
+            scratch.resize(PIECE_SIZE.min(self.size - offset) as usize, 0);
+            self.file.read_exact_at(&mut scratch, offset)?;
             self.sha.update(&scratch);
             self.next += 1;
         }
         Ok(())
     }
+}
 
-    fn finish(mut self, plan: &PiecePlan, file: &File) -> io::Result<Sha1Digest> {
-        self.catch_up(plan, file)?;
-        Ok(Sha1Digest(self.sha.finalize().into()))
+/// sync_file_range(2) on a byte range. Write-back hints only: durability still comes
+/// from the fsync before the file is linked into place, so a failure here is ignored.
+fn sync_range(file: &File, offset: u64, len: u64, flags: libc::c_uint) {
+    if len == 0 {
+        return;
+    }
+    // SAFETY: sync_file_range only reads its integer arguments; the fd is valid for
+    // the lifetime of `file`.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            flags,
+        );
     }
 }
 
