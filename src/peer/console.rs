@@ -19,45 +19,93 @@ use std::io::IsTerminal;
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
-/// A console command: name, arguments, summary.
-pub struct ConsoleCommand {
-    pub name: &'static str,
-    pub args: &'static str,
-    pub summary: &'static str,
+/// What to do after a command.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Quit,
 }
 
-pub const CONSOLE_COMMANDS: &[ConsoleCommand] = &[
+/// A console command: the one table that drives dispatch and `help`.
+struct ConsoleCommand {
+    name: &'static str,
+    aliases: &'static [&'static str],
+    args: &'static str,
+    summary: &'static str,
+    run: fn(&mut Console<'_>, &str) -> Flow,
+}
+
+const CONSOLE_COMMANDS: &[ConsoleCommand] = &[
     ConsoleCommand {
         name: "search",
+        aliases: &["s"],
         args: "WORDS...",
         summary: "find files on the index: every word must match, -word excludes",
+        run: |c, args| {
+            c.search(args);
+            Flow::Continue
+        },
     },
     ConsoleCommand {
         name: "get",
+        aliases: &["g"],
         args: "NAME | N",
         summary: "download a file by name, or result N of the last search",
+        run: |c, args| {
+            c.get(args);
+            Flow::Continue
+        },
     },
     ConsoleCommand {
         name: "ls",
+        aliases: &[],
         args: "",
         summary: "list the files this peer shares",
+        run: |c, _| {
+            c.ls();
+            Flow::Continue
+        },
     },
     ConsoleCommand {
         name: "status",
+        aliases: &[],
         args: "",
         summary: "this peer's counters and its index servers",
+        run: |c, _| {
+            c.status();
+            Flow::Continue
+        },
     },
     ConsoleCommand {
         name: "help",
+        aliases: &["?"],
         args: "",
         summary: "this list",
+        run: |_, _| help(),
     },
     ConsoleCommand {
         name: "quit",
+        aliases: &["exit", "q"],
         args: "",
         summary: "leave the network and exit (also Ctrl-D)",
+        run: |_, _| Flow::Quit,
     },
 ];
+
+/// The console's help text, one line a command.
+pub fn help_lines() -> Vec<String> {
+    CONSOLE_COMMANDS
+        .iter()
+        .map(|c| {
+            let usage = if c.args.is_empty() {
+                c.name.to_owned()
+            } else {
+                format!("{} {}", c.name, c.args)
+            };
+            format!("  {usage:<18} {}", c.summary)
+        })
+        .collect()
+}
 
 /// Human-readable byte counts (binary units).
 pub fn fmt_bytes(n: u64) -> String {
@@ -222,7 +270,7 @@ pub fn run(peer: &Peer) {
                     continue;
                 }
                 let _ = editor.add_history_entry(line);
-                if !console.dispatch(line) {
+                if console.dispatch(line) == Flow::Quit {
                     break;
                 }
             }
@@ -246,20 +294,19 @@ pub fn run(peer: &Peer) {
 }
 
 impl Console<'_> {
-    /// Runs one command line. Returns false to quit.
-    fn dispatch(&mut self, line: &str) -> bool {
-        let (cmd, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-        let rest = rest.trim();
-        match cmd {
-            "search" | "s" => self.search(rest),
-            "get" | "g" => self.get(rest),
-            "ls" => self.ls(),
-            "status" => self.status(),
-            "help" | "?" => help(),
-            "quit" | "exit" | "q" => return false,
-            other => output::say(format!("unknown command '{other}'; type 'help'")),
+    /// Runs one command line.
+    fn dispatch(&mut self, line: &str) -> Flow {
+        let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        match CONSOLE_COMMANDS
+            .iter()
+            .find(|c| c.name == word || c.aliases.contains(&word))
+        {
+            Some(cmd) => (cmd.run)(self, rest.trim()),
+            None => {
+                output::say(format!("unknown command '{word}'; type 'help'"));
+                Flow::Continue
+            }
         }
-        true
     }
 
     fn search(&mut self, words: &str) {
@@ -381,13 +428,9 @@ impl Console<'_> {
     }
 }
 
-fn help() {
-    for c in CONSOLE_COMMANDS {
-        let usage = if c.args.is_empty() {
-            c.name.to_owned()
-        } else {
-            format!("{} {}", c.name, c.args)
-        };
-        output::say(format!("  {usage:<18} {}", c.summary));
+fn help() -> Flow {
+    for line in help_lines() {
+        output::say(line);
     }
+    Flow::Continue
 }
