@@ -41,6 +41,44 @@ pub enum Command {
     Get(GetArgs),
     /// Ask a node for its status; exits 0 only when it answers healthy.
     Status(StatusArgs),
+    /// Load generators for measuring (see bench/BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Load an index server: N connections sending requests back to back.
+    Index(BenchIndexArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchIndexArgs {
+    /// The index server to load.
+    #[arg(long = "index", value_parser = node_addr, default_value = "127.0.0.1:1024")]
+    pub index: NodeAddr,
+    /// What each request does: get, search, publish, or classic-get (a new connection
+    /// and `get|name` without a newline per request).
+    #[arg(long, default_value = "get")]
+    pub op: String,
+    /// Concurrent connections.
+    #[arg(long, short = 'c', default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connections: u32,
+    /// Requests sent back to back on a connection before reading the replies.
+    #[arg(long, short = 'P', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub pipeline: u32,
+    /// How long to run.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub duration: Duration,
+    /// Stop after this many requests in all (if that comes before --duration).
+    #[arg(long, short = 'n')]
+    pub requests: Option<u64>,
+    /// Names published before the run, for get and search to find.
+    #[arg(long, default_value_t = 10_000)]
+    pub names: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn duration(text: &str) -> Result<Duration, String> {

@@ -11,6 +11,7 @@
 //!
 //! Only `main.rs` and the console print to the user; everything else logs.
 
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;

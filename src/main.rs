@@ -2,8 +2,10 @@
 //! turn the result into an exit code. Everything else lives in the library.
 
 use clap::Parser;
+use p2pshare::bench::index_load;
 use p2pshare::cli::{
-    Cli, Command, GetArgs, IndexArgs, IndexFlags, PeerArgs, SearchArgs, ServerFlags, StatusArgs,
+    BenchCommand, BenchIndexArgs, Cli, Command, GetArgs, IndexArgs, IndexFlags, PeerArgs,
+    SearchArgs, ServerFlags, StatusArgs,
 };
 use p2pshare::config::{read_addr_list, NodeAddr};
 use p2pshare::index::service::{IndexConfig, IndexService};
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Search(a) => run_search(a),
         Command::Get(a) => run_get(a),
         Command::Status(a) => run_status(a),
+        Command::Bench(BenchCommand::Index(a)) => run_bench_index(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -337,4 +340,61 @@ fn run_status(a: StatusArgs) -> Result<(), Failure> {
             code: 1,
         })
     }
+}
+
+fn run_bench_index(a: BenchIndexArgs) -> Result<(), Failure> {
+    let op = index_load::Op::parse(&a.op)?;
+    let cfg = index_load::LoadConfig {
+        index: a.index.to_string(),
+        op,
+        connections: a.connections as usize,
+        pipeline: if op == index_load::Op::ClassicGet {
+            1
+        } else {
+            a.pipeline as usize
+        },
+        duration: a.duration,
+        requests: a.requests,
+        names: a.names,
+        timeouts: Timeouts::default(),
+    };
+    let r = index_load::run(&cfg)?;
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "op": a.op,
+                "connections": r.connections,
+                "pipeline": r.pipeline,
+                "requests": r.requests,
+                "errors": r.errors,
+                "seconds": r.elapsed.as_secs_f64(),
+                "ops_per_sec": r.ops_per_sec(),
+                "p50_us": r.p50_us,
+                "p99_us": r.p99_us,
+                "max_us": r.max_us,
+            })
+        );
+    } else {
+        println!(
+            "{} x{} conns, pipeline {}: {} requests in {:.2}s = {:.0} ops/s; latency p50 {} us, p99 {} us, max {} us; {} errors",
+            a.op,
+            r.connections,
+            r.pipeline,
+            r.requests,
+            r.elapsed.as_secs_f64(),
+            r.ops_per_sec(),
+            r.p50_us,
+            r.p99_us,
+            r.max_us,
+            r.errors
+        );
+    }
+    if r.errors > 0 && r.requests == 0 {
+        return Err(Failure {
+            message: "every request failed".into(),
+            code: 1,
+        });
+    }
+    Ok(())
 }

@@ -1,8 +1,11 @@
 //! The accept loop and the per-connection session loop.
 //!
-//! Threads: one `<role>-accept` thread, and one `<role>-conn-<n>` thread per live
+//! Threads: one `<role>-accept` thread, and one `<role>-worker-<n>` thread per live
 //! connection, at most `max_connections` of them; a connection beyond the cap is
-//! answered `err|busy|...` from the accept thread and closed. Every socket has read
+//! answered `err|busy|...` from the accept thread and closed. A worker whose
+//! connection ends waits a few seconds for the next one before it exits, so a burst
+//! of short connections (the classic dialect opens one per request) does not pay for
+//! a thread start each time. One thread still serves one connection at a time. Every socket has read
 //! and write timeouts, so a silent client is dropped after `read_timeout`.
 //!
 //! Shared state: the live-connection registry (a small mutex-guarded map used only to
@@ -12,6 +15,7 @@ use super::{Reply, Service};
 use crate::protocol::codec::{self, Decoded};
 use crate::protocol::commands;
 use crate::protocol::{ErrorCode, MAX_FRAME, MAX_LINE};
+use crossbeam_channel::TrySendError;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -127,6 +131,8 @@ fn accept_loop<S: Service>(
 ) {
     let role = service.role().as_str();
     let mut next_id: u64 = 0;
+    let mut next_worker: u64 = 0;
+    let (idle_tx, idle_rx) = crossbeam_channel::bounded::<Job>(0);
     for incoming in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             break;
@@ -160,23 +166,37 @@ fn accept_loop<S: Service>(
         if let Ok(clone) = stream.try_clone() {
             lock(&registry).insert(id, clone);
         }
-        let guard = LiveGuard {
-            stats: stats.clone(),
-            registry: registry.clone(),
-            id,
+        let job = Job {
+            stream,
+            remote,
+            _guard: LiveGuard {
+                stats: stats.clone(),
+                registry: registry.clone(),
+                id,
+            },
         };
+        // Hand the connection to an idle worker if one is waiting (a rendezvous
+        // channel only accepts when a receiver is blocked on it); otherwise start one.
+        let job = match idle_tx.try_send(job) {
+            Ok(()) => continue,
+            Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => job,
+        };
+        next_worker += 1;
         let service = service.clone();
         let stats = stats.clone();
+        let idle_rx = idle_rx.clone();
         let spawned = thread::Builder::new()
-            .name(format!("{role}-conn-{id}"))
+            .name(format!("{role}-worker-{next_worker}"))
             .stack_size(256 * 1024)
             .spawn(move || {
-                let _guard = guard;
-                let mut conn = S::Conn::default();
-                if let Err(e) = session(&stream, remote, &config, &*service, &mut conn, &stats) {
-                    log::debug!("{role}: {remote}: connection ended: {e}");
+                let mut job = job;
+                loop {
+                    serve_connection(job, &config, &*service, &stats);
+                    match idle_rx.recv_timeout(WORKER_IDLE) {
+                        Ok(next) => job = next,
+                        Err(_) => return,
+                    }
                 }
-                service.closed(remote, &mut conn);
             });
         if let Err(e) = spawned {
             log::error!("{role}: cannot start a connection thread: {e}");
@@ -191,7 +211,26 @@ fn accept_loop<S: Service>(
     );
 }
 
-/// Decrements the live count and leaves the registry when a connection thread ends.
+/// How long a worker thread waits for another connection before it exits.
+const WORKER_IDLE: Duration = Duration::from_secs(10);
+
+/// A connection on its way to a worker thread.
+struct Job {
+    stream: TcpStream,
+    remote: SocketAddr,
+    /// Counts the connection as live until the worker is done with it.
+    _guard: LiveGuard,
+}
+
+fn serve_connection<S: Service>(job: Job, config: &ServerConfig, service: &S, stats: &ServerStats) {
+    let mut conn = S::Conn::default();
+    if let Err(e) = session(&job.stream, job.remote, config, service, &mut conn, stats) {
+        log::debug!("{}: {}: connection ended: {e}", service.role(), job.remote);
+    }
+    service.closed(job.remote, &mut conn);
+}
+
+/// Decrements the live count and leaves the registry when a connection ends.
 struct LiveGuard {
     stats: Arc<ServerStats>,
     registry: Registry,

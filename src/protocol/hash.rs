@@ -56,10 +56,11 @@ impl Sha1Digest {
 
     /// The 40 hex digits without the algorithm prefix (used in file names).
     pub fn hex(&self) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut s = String::with_capacity(40);
         for b in self.0 {
-            s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-            s.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
+            s.push(char::from(DIGITS[usize::from(b >> 4)]));
+            s.push(char::from(DIGITS[usize::from(b & 15)]));
         }
         s
     }

@@ -1,0 +1,3 @@
+//! Load generators behind `p2pshare bench`. They measure; they never assert.
+
+pub mod index_load;
