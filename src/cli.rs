@@ -73,9 +73,13 @@ pub struct BenchIndexArgs {
     /// Stop after this many requests in all (if that comes before --duration).
     #[arg(long, short = 'n')]
     pub requests: Option<u64>,
-    /// Names published before the run, for get and search to find.
-    #[arg(long, default_value_t = 10_000)]
-    pub names: usize,
+    /// Names get and search ask for; they are published before the run.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub names: u64,
+    /// Do not publish the names first (the server already has them, for example
+    /// registered with classic `set`).
+    #[arg(long)]
+    pub no_populate: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,

@@ -355,7 +355,8 @@ fn run_bench_index(a: BenchIndexArgs) -> Result<(), Failure> {
         },
         duration: a.duration,
         requests: a.requests,
-        names: a.names,
+        names: a.names as usize,
+        populate: !a.no_populate,
         timeouts: Timeouts::default(),
     };
     let r = index_load::run(&cfg)?;

@@ -50,8 +50,10 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// Stop after this many requests in all, if set (before the duration).
     pub requests: Option<u64>,
-    /// Names published before the run, for `get` and `search` to find.
+    /// Names `get` and `search` ask for.
     pub names: usize,
+    /// Publish those names before the run (false when the server already has them).
+    pub populate: bool,
     pub timeouts: Timeouts,
 }
 
@@ -238,10 +240,10 @@ fn percentile(sorted: &[u32], p: f64) -> u64 {
 
 /// Populates the index, runs the load and gathers the figures.
 pub fn run(cfg: &LoadConfig) -> Result<LoadReport, NetError> {
-    let mut sessions = if cfg.op == Op::Publish && cfg.names == 0 {
-        Vec::new()
-    } else {
+    let mut sessions = if cfg.populate && cfg.names > 0 {
         populate(cfg)?
+    } else {
+        Vec::new()
     };
     let stop = Arc::new(AtomicBool::new(false));
     // Keep the populating peers alive however long the run lasts.

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Index-server load benchmark: p2pshare's index under `p2pshare bench index`, next to
+# redis-server under redis-benchmark (same connections and pipeline depth), and the
+# classic dialect next to a rebuild of the seed-003 index design. Prints one table of
+# ops/s, latency and ratios; writes the raw figures to OUT/index.json.
+#
+# Usage: bench/index.sh [--duration 5s] [--connections 50] [--pipeline 16]
+#                       [--install] [--smoke] [--out DIR]
+#   --install   apt-get install redis-server (redis-benchmark) if missing
+#   --smoke     one second per row, for CI: checks the scripts still run
+set -euo pipefail
+
+DURATION=5s
+CONNS=50
+PIPE=16
+INSTALL=0
+OUT=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --duration) DURATION="$2"; shift 2 ;;
+        --connections) CONNS="$2"; shift 2 ;;
+        --pipeline) PIPE="$2"; shift 2 ;;
+        --install) INSTALL=1; shift ;;
+        --smoke) DURATION=1s; shift ;;
+        --out) OUT="$2"; shift 2 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        *) echo "index.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+OUT="${OUT:-bench/results/index-$(date -u +%Y%m%dT%H%M%SZ)}"
+mkdir -p "$OUT"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [ "$INSTALL" = 1 ] && ! command -v redis-benchmark >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+
+echo "# index benchmark  $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
+echo "# command: bench/index.sh --duration $DURATION --connections $CONNS --pipeline $PIPE"
+
+cargo build --release --quiet
+BIN="$REPO/target/release/p2pshare"
+
+# Waits (bounded) for a line matching a pattern in a file; prints the match.
+wait_for() {
+    local file="$1" pattern="$2" deadline=$((SECONDS + 20))
+    while [ $SECONDS -lt $deadline ]; do
+        if grep -m1 -o "$pattern" "$file" 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "index.sh: timed out waiting for '$pattern' in $file" >&2
+    cat "$file" >&2
+    return 1
+}
+
+"$BIN" index --listen 127.0.0.1:0 --max-connections 4096 >"$WORK/index.out" 2>"$WORK/index.err" &
+PIDS+=($!)
+INDEX="$(wait_for "$WORK/index.out" '127\.0\.0\.1:[0-9]*')"
+
+ROWS="$WORK/rows.jsonl"
+: >"$ROWS"
+run_p2p() { # label, args...
+    local label="$1"; shift
+    "$BIN" bench index --index "$INDEX" --duration "$DURATION" --json "$@" |
+        python3 -c 'import json,sys; r=json.load(sys.stdin); r["label"]=sys.argv[1]; print(json.dumps(r))' "$label" >>"$ROWS"
+}
+run_p2p "p2pshare get" --op get -c "$CONNS" -P 1
+run_p2p "p2pshare get -P$PIPE" --op get -c "$CONNS" -P "$PIPE"
+run_p2p "p2pshare search" --op search -c "$CONNS" -P 1
+run_p2p "p2pshare publish" --op publish -c "$CONNS" -P 1
+run_p2p "p2pshare classic get" --op classic-get -c "$CONNS"
+
+# The seed-003 design, rebuilt in Python, under the same classic load.
+python3 bench/seed003_index.py "$WORK/seed.port" &
+PIDS+=($!)
+for _ in $(seq 100); do [ -s "$WORK/seed.port" ] && break; sleep 0.05; done
+SEED="127.0.0.1:$(cat "$WORK/seed.port")"
+python3 - "$SEED" <<'PY'
+import socket, sys
+host, port = sys.argv[1].split(":")
+for i in range(10000):
+    s = socket.create_connection((host, int(port)))
+    s.sendall(f"set|bench-file-{i:07}.dat|127.0.0.1|seed|1025".encode())
+    s.recv(64); s.close()
+PY
+"$BIN" bench index --index "$SEED" --op classic-get -c "$CONNS" --duration "$DURATION" --no-populate --json 2>/dev/null |
+    python3 -c 'import json,sys; r=json.load(sys.stdin); r["label"]="seed-003 design (Python) classic get"; print(json.dumps(r))' >>"$ROWS" ||
+    echo "# seed-003 rebuild: no figure (it may not keep up with $CONNS connections)"
+
+if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
+    RPORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+    SECS="$(python3 -c 'import sys; t=sys.argv[1]; print(float(t[:-2])/1000 if t.endswith("ms") else float(t.rstrip("s")))' "$DURATION")"
+    for P in 1 "$PIPE"; do
+        # Enough requests for about the same duration as the p2pshare rows.
+        N="$(python3 -c "print(int(max(20000, $SECS * (100000 if $P == 1 else 1000000))))")"
+        redis-benchmark -p "$RPORT" -t get,set -c "$CONNS" -P "$P" -n "$N" --csv 2>/dev/null |
+            python3 -c '
+import csv, json, sys
+p = sys.argv[1]
+for row in csv.reader(sys.stdin):
+    if row and row[0] in ("GET", "SET"):
+        print(json.dumps({"label": f"redis {row[0]}" + (f" -P{p}" if p != "1" else ""), "ops_per_sec": float(row[1]),
+                          "p50_us": float(row[4]) * 1000 if len(row) > 4 else None,
+                          "p99_us": float(row[6]) * 1000 if len(row) > 6 else None,
+                          "connections": int(sys.argv[2]), "pipeline": int(p)}))' "$P" "$CONNS" >>"$ROWS"
+    done
+else
+    echo "# skipped: redis-server/redis-benchmark not installed (run with --install)"
+fi
+
+python3 - "$ROWS" "$OUT/index.json" "$PIPE" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+json.dump(rows, open(sys.argv[2], "w"), indent=1)
+by = {r["label"]: r for r in rows}
+pipe = sys.argv[3]
+def ops(label):
+    r = by.get(label)
+    return r["ops_per_sec"] if r else None
+print()
+print(f"{'row':<40} {'ops/s':>12} {'p50 us':>9} {'p99 us':>9}")
+for r in rows:
+    p50 = r.get("p50_us"); p99 = r.get("p99_us")
+    fmt = lambda v: "-" if v is None else f"{v:,.0f}"
+    print(f"{r['label']:<40} {r['ops_per_sec']:>12,.0f} {fmt(p50):>9} {fmt(p99):>9}")
+print()
+def ratio(a, b, target):
+    x, y = ops(a), ops(b)
+    if x and y:
+        print(f"{a} / {b}: {x / y:.2f}  (target >= {target})")
+    else:
+        print(f"{a} / {b}: n/a (a row is missing)")
+ratio("p2pshare get", "redis GET", "1.0")
+ratio(f"p2pshare get -P{pipe}", f"redis GET -P{pipe}", "0.5")
+ratio("p2pshare classic get", "seed-003 design (Python) classic get", "3")
+PY
+echo
+echo "raw figures: $OUT/index.json"
