@@ -118,6 +118,10 @@ pub struct IndexArgs {
     /// This index's name, shown in `status` and `hello`.
     #[arg(long, default_value = "index")]
     pub id: String,
+    /// SQLite database holding the index across restarts (WAL mode; readable with the
+    /// sqlite3 command). `:memory:` for a throwaway index that forgets on exit.
+    #[arg(long, default_value = "p2pshare-index.db")]
+    pub db: PathBuf,
     #[command(flatten)]
     pub server: ServerFlags,
 }

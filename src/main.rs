@@ -8,6 +8,7 @@ use p2pshare::cli::{
     SearchArgs, ServerFlags, StatusArgs,
 };
 use p2pshare::config::{read_addr_list, NodeAddr};
+use p2pshare::index::durable::Durable;
 use p2pshare::index::service::{IndexConfig, IndexService};
 use p2pshare::net::client::Client;
 use p2pshare::net::server::{self, ServerConfig, ServerStats};
@@ -90,7 +91,17 @@ fn run_index(a: IndexArgs) -> Result<(), Failure> {
         classic_lease: a.classic_lease,
         ..IndexConfig::default()
     };
-    let service = Arc::new(IndexService::new(a.id, config, stats.clone()));
+    let mut service = IndexService::new(a.id, config, stats.clone());
+    if a.db.as_os_str() != ":memory:" {
+        let (durable, restored) = Durable::open(&a.db)?;
+        let (with_db, peers, files) = service.with_database(durable, restored);
+        service = with_db;
+        log::info!(
+            "index database {}: restored {peers} peers and {files} files",
+            a.db.display()
+        );
+    }
+    let service = Arc::new(service);
     service.start_sweeper()?;
     let handle = server::spawn(listener, server_config(&a.server), service, stats)?;
     output::say(format!(

@@ -6,6 +6,7 @@
 //! Locks: the store sits behind one `RwLock`. Reads (`get`, `search`, `status`) share
 //! it; writes (`hello`, `publish`, ...) take it briefly. No I/O happens under it.
 
+use super::durable::{Change, Durable, RestoredPeer, Ticket};
 use super::search::Query;
 use super::store::{Endpoint, FileMeta, IndexStore, PeerKind, StoreError};
 use crate::clock::Clock;
@@ -64,6 +65,8 @@ pub struct IndexService {
     clock: Clock,
     config: IndexConfig,
     stats: Arc<ServerStats>,
+    /// Where changes are logged; `None` for a throwaway index (`--db :memory:`).
+    durable: Option<Durable>,
 }
 
 type Outcome = Result<Reply, Refusal>;
@@ -134,6 +137,64 @@ impl IndexService {
             clock: Clock::new(),
             config,
             stats,
+            durable: None,
+        }
+    }
+
+    /// Makes the index durable: loads what the database holds (each restored peer gets
+    /// one lease period to come back) and logs every later change to it. Returns the
+    /// number of peers and files restored.
+    pub fn with_database(
+        mut self,
+        durable: Durable,
+        restored: Vec<RestoredPeer>,
+    ) -> (IndexService, usize, usize) {
+        let now = self.clock.now();
+        let (mut peers, mut files) = (0, 0);
+        {
+            let store = self.store.get_mut().unwrap_or_else(|e| e.into_inner());
+            for p in restored {
+                let Ok(id) = PeerId::parse(&p.id) else {
+                    log::warn!(
+                        "database: skipping peer with bad id '{}'",
+                        codec::printable(&p.id)
+                    );
+                    continue;
+                };
+                let lease = match p.kind {
+                    PeerKind::Modern => self.config.lease,
+                    PeerKind::Classic => self.config.classic_lease,
+                };
+                if store.hello(&id, p.endpoint, p.kind, now, lease).is_err() {
+                    continue;
+                }
+                let rows: Vec<(FileName, FileMeta)> = p
+                    .files
+                    .into_iter()
+                    .filter_map(|(n, m)| FileName::parse(&n).ok().map(|n| (n, m)))
+                    .collect();
+                files += rows.len();
+                let _ = store.publish(&id, &rows, now);
+                peers += 1;
+            }
+        }
+        self.durable = Some(durable);
+        (self, peers, files)
+    }
+
+    /// Logs a change made under the store's write lock (so the log's order is the
+    /// store's order). Wait on the ticket after releasing the lock.
+    fn log(&self, change: impl FnOnce() -> Change) -> Option<Ticket> {
+        self.durable.as_ref().map(|d| d.log(change()))
+    }
+
+    /// Waits until a logged change is durable.
+    fn durable(&self, ticket: Option<Ticket>) -> Result<(), Refusal> {
+        match ticket {
+            Some(t) => t
+                .wait()
+                .map_err(|e| refuse(ErrorCode::Internal, format!("not saved: {e}"))),
+            None => Ok(()),
         }
     }
 
@@ -158,9 +219,15 @@ impl IndexService {
                     return;
                 };
                 let now = service.clock.now();
-                let expired = service.write().expire(now);
+                let mut store = service.write();
+                let expired = store.expire(now);
                 for id in expired {
                     log::info!("lease of peer '{id}' ran out; its files are withdrawn");
+                    if let Some(d) = &service.durable {
+                        d.log_quietly(Change::RemovePeer {
+                            peer: id.to_string(),
+                        });
+                    }
                 }
             })?;
         Ok(())
@@ -201,13 +268,23 @@ impl IndexService {
                     )
                 })?;
                 let endpoint = Endpoint { host, port };
-                let known = self.write().hello(
-                    &id,
-                    endpoint,
-                    PeerKind::Modern,
-                    self.clock.now(),
-                    self.config.lease,
-                )?;
+                let (known, ticket) = {
+                    let mut store = self.write();
+                    let known = store.hello(
+                        &id,
+                        endpoint,
+                        PeerKind::Modern,
+                        self.clock.now(),
+                        self.config.lease,
+                    )?;
+                    let ticket = self.log(|| Change::Peer {
+                        id: id.to_string(),
+                        endpoint,
+                        kind: PeerKind::Modern,
+                    });
+                    (known, ticket)
+                };
+                self.durable(ticket)?;
                 log::info!("peer '{id}' at {host}:{port} said hello ({known} files known)");
                 conn.peer = Some(id);
                 known
@@ -243,7 +320,16 @@ impl IndexService {
             .map(|(i, row)| parse_file_row(row, i + 1))
             .collect::<Result<Vec<_>, _>>()?;
         let now = self.clock.now();
-        let applied = self.write().publish(&peer, &files, now)?;
+        let (applied, ticket) = {
+            let mut store = self.write();
+            let applied = store.publish(&peer, &files, now)?;
+            let ticket = self.log(|| Change::Publish {
+                peer: peer.to_string(),
+                files: files.iter().map(|(n, m)| (n.to_string(), *m)).collect(),
+            });
+            (applied, ticket)
+        };
+        self.durable(ticket)?;
         if req.verb == Verb::Sync {
             let seen = conn.sync_seen.get_or_insert_with(HashSet::new);
             seen.extend(files.into_iter().map(|(n, _)| n.into_string()));
@@ -251,7 +337,18 @@ impl IndexService {
                 return Ok(Reply::Text(codec::line(&["ok", &applied.to_string()])));
             }
             let seen = conn.sync_seen.take().unwrap_or_default();
-            let known = self.write().retain(&peer, &seen, now)?;
+            let (known, ticket) = {
+                let mut store = self.write();
+                let (known, removed) = store.retain(&peer, &seen, now)?;
+                let ticket = (!removed.is_empty()).then(|| {
+                    self.log(|| Change::Withdraw {
+                        peer: peer.to_string(),
+                        names: removed,
+                    })
+                });
+                (known, ticket.flatten())
+            };
+            self.durable(ticket)?;
             log::info!("peer '{peer}' synced {known} files");
             return Ok(Reply::Text(codec::line(&["ok", &known.to_string()])));
         }
@@ -266,7 +363,16 @@ impl IndexService {
             .enumerate()
             .map(|(i, row)| parse_name(&row[0], Some(i + 1)))
             .collect::<Result<Vec<_>, _>>()?;
-        let removed = self.write().withdraw(peer, &names, self.clock.now())?;
+        let (removed, ticket) = {
+            let mut store = self.write();
+            let removed = store.withdraw(peer, &names, self.clock.now())?;
+            let ticket = self.log(|| Change::Withdraw {
+                peer: peer.to_string(),
+                names: names.iter().map(|n| n.to_string()).collect(),
+            });
+            (removed, ticket)
+        };
+        self.durable(ticket)?;
         Ok(Reply::Text(codec::line(&["ok", &removed.to_string()])))
     }
 
@@ -390,11 +496,17 @@ impl Service for IndexService {
             Verb::Publish | Verb::Sync => self.publish(&req, conn),
             Verb::Withdraw => self.withdraw(&req, conn),
             Verb::Bye => {
+                let mut ticket = None;
                 if let Some(peer) = conn.peer.take() {
-                    self.write().remove_peer(&peer);
+                    let mut store = self.write();
+                    store.remove_peer(&peer);
+                    ticket = self.log(|| Change::RemovePeer {
+                        peer: peer.to_string(),
+                    });
                     log::info!("peer '{peer}' left");
                 }
-                Ok(Reply::Text("ok|bye\n".into()))
+                self.durable(ticket)
+                    .map(|()| Reply::Text("ok|bye\n".into()))
             }
             Verb::Get => self.get(&req.args),
             Verb::Search => self.search(&req.args),
@@ -448,19 +560,31 @@ impl IndexService {
             port,
         };
         let now = self.clock.now();
-        let mut store = self.write();
-        store
-            .hello(
-                &id,
+        let ticket = {
+            let mut store = self.write();
+            store
+                .hello(
+                    &id,
+                    endpoint,
+                    PeerKind::Classic,
+                    now,
+                    self.config.classic_lease,
+                )
+                .map_err(|e| e.to_string())?;
+            store
+                .publish(&id, &[(name.clone(), FileMeta::UNKNOWN)], now)
+                .map_err(|e| e.to_string())?;
+            self.log(|| Change::Peer {
+                id: id.to_string(),
                 endpoint,
-                PeerKind::Classic,
-                now,
-                self.config.classic_lease,
-            )
-            .map_err(|e| e.to_string())?;
-        store
-            .publish(&id, &[(name.clone(), FileMeta::UNKNOWN)], now)
-            .map_err(|e| e.to_string())?;
+                kind: PeerKind::Classic,
+            });
+            self.log(|| Change::Publish {
+                peer: id.to_string(),
+                files: vec![(name.to_string(), FileMeta::UNKNOWN)],
+            })
+        };
+        self.durable(ticket).map_err(|r| r.message)?;
         log::info!(
             "classic peer '{id}' at {}:{port} set '{name}'",
             endpoint.host

@@ -334,19 +334,21 @@ impl IndexStore {
     }
 
     /// Removes every file of a live peer whose name is not in `keep` (the end of a
-    /// `sync`). Returns how many files the peer holds afterwards.
+    /// `sync`). Returns how many files the peer holds afterwards, and the names removed.
     pub fn retain(
         &mut self,
         id: &PeerId,
         keep: &HashSet<String>,
         now: Millis,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<(usize, Vec<String>), StoreError> {
         let peer = self
             .live_slot(id, now)
             .ok_or_else(|| StoreError::UnknownPeer(id.clone()))?;
         let files: Vec<u32> = self.peer(peer).files.iter().copied().collect();
+        let mut removed = Vec::new();
         for slot in files {
             if !keep.contains(&*self.names[slot as usize].name) {
+                removed.push(self.names[slot as usize].name.to_string());
                 self.drop_holding(slot, peer);
                 self.peers[peer as usize]
                     .as_mut()
@@ -356,7 +358,7 @@ impl IndexStore {
             }
         }
         self.maybe_compact();
-        Ok(self.peer(peer).files.len())
+        Ok((self.peer(peer).files.len(), removed))
     }
 
     /// Removes a peer and all its files.
@@ -702,7 +704,9 @@ mod tests {
     fn sync_retains_only_the_listed_names() {
         let mut s = store_with(&[("p1", 1, &["a", "b", "c"])]);
         let keep: HashSet<String> = ["b".to_owned()].into_iter().collect();
-        assert_eq!(s.retain(&pid("p1"), &keep, Millis(1)), Ok(1));
+        let (n, mut removed) = s.retain(&pid("p1"), &keep, Millis(1)).unwrap();
+        removed.sort();
+        assert_eq!((n, removed), (1, vec!["a".to_owned(), "c".to_owned()]));
         assert!(s.holders("a", None, Millis(1)).is_empty());
         assert_eq!(s.holders("b", None, Millis(1)).len(), 1);
     }

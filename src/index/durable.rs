@@ -1,0 +1,395 @@
+//! The index's durable state: SQLite in WAL mode, written by one thread that commits
+//! whatever has queued in one transaction (group commit).
+//!
+//! Reads never come here: the index serves them from memory ([`super::store`]). Every
+//! change to the store is also sent here, in the order the store applied it (the
+//! service sends while it holds the store's write lock), and the service answers `ok`
+//! only after the transaction holding the change has committed with
+//! `synchronous=FULL`, so an acknowledged change survives kill -9 and power loss.
+//!
+//! Threads: `index-db` owns the connection. Lease deadlines are not stored: a peer
+//! restored from disk gets one fresh lease period to come back.
+//!
+//! Schema (readable with the sqlite3 command):
+//!
+//! ```sql
+//! CREATE TABLE peers (id TEXT PRIMARY KEY, host TEXT NOT NULL, port INTEGER NOT NULL,
+//!                     kind TEXT NOT NULL CHECK (kind IN ('modern', 'classic')));
+//! CREATE TABLE files (peer TEXT NOT NULL REFERENCES peers(id) ON DELETE CASCADE,
+//!                     name TEXT NOT NULL, size INTEGER, content_id TEXT, digest TEXT,
+//!                     PRIMARY KEY (peer, name)) WITHOUT ROWID;
+//! ```
+
+use super::store::{Endpoint, FileMeta, PeerKind};
+use crate::protocol::hash::Sha1Digest;
+use crossbeam_channel::{Receiver, Sender};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::fmt;
+use std::path::Path;
+use std::thread;
+
+/// Most changes committed in one transaction.
+const MAX_GROUP: usize = 8192;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS peers (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('modern', 'classic'))
+);
+CREATE TABLE IF NOT EXISTS files (
+    peer TEXT NOT NULL REFERENCES peers(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    size INTEGER,
+    content_id TEXT,
+    digest TEXT,
+    PRIMARY KEY (peer, name)
+) WITHOUT ROWID;
+";
+
+const SCHEMA_VERSION: &str = "1";
+
+/// One change to the index's state.
+#[derive(Clone, Debug)]
+pub enum Change {
+    Peer {
+        id: String,
+        endpoint: Endpoint,
+        kind: PeerKind,
+    },
+    Publish {
+        peer: String,
+        files: Vec<(String, FileMeta)>,
+    },
+    Withdraw {
+        peer: String,
+        names: Vec<String>,
+    },
+    RemovePeer {
+        peer: String,
+    },
+}
+
+#[derive(Debug)]
+pub struct DbError(String);
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DbError {}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError(e.to_string())
+    }
+}
+
+/// A restored peer and its files.
+#[derive(Clone, Debug)]
+pub struct RestoredPeer {
+    pub id: String,
+    pub endpoint: Endpoint,
+    pub kind: PeerKind,
+    pub files: Vec<(String, FileMeta)>,
+}
+
+type Ack = Sender<Result<(), String>>;
+
+/// The handle the service uses to log changes.
+pub struct Durable {
+    tx: Sender<(Change, Option<Ack>)>,
+}
+
+/// A change on its way to disk; `wait` returns once it is committed.
+pub struct Ticket(Receiver<Result<(), String>>);
+
+impl Ticket {
+    pub fn wait(self) -> Result<(), String> {
+        self.0
+            .recv()
+            .unwrap_or_else(|_| Err("the database writer stopped".into()))
+    }
+}
+
+fn kind_text(k: PeerKind) -> &'static str {
+    match k {
+        PeerKind::Modern => "modern",
+        PeerKind::Classic => "classic",
+    }
+}
+
+fn hash_text(h: Option<Sha1Digest>) -> Option<String> {
+    h.map(|d| d.to_string())
+}
+
+fn open_connection(path: &Path) -> Result<Connection, DbError> {
+    let conn = Connection::open(path)
+        .map_err(|e| DbError(format!("cannot open {}: {e}", path.display())))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.execute_batch(SCHEMA)?;
+    let version: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    match version.as_deref() {
+        None => {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
+                [SCHEMA_VERSION],
+            )?;
+        }
+        Some(SCHEMA_VERSION) => {}
+        Some(other) => {
+            return Err(DbError(format!(
+                "{} has schema version {other}; this build reads version {SCHEMA_VERSION}",
+                path.display()
+            )))
+        }
+    }
+    Ok(conn)
+}
+
+fn load(conn: &Connection) -> Result<Vec<RestoredPeer>, DbError> {
+    let mut peers = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    {
+        let mut stmt = conn.prepare("SELECT id, host, port, kind FROM peers")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, host, port, kind) = row?;
+            let (Ok(host), Ok(port)) = (host.parse(), u16::try_from(port)) else {
+                log::warn!("database: skipping peer '{id}' with a bad address");
+                continue;
+            };
+            index.insert(id.clone(), peers.len());
+            peers.push(RestoredPeer {
+                id,
+                endpoint: Endpoint { host, port },
+                kind: if kind == "classic" {
+                    PeerKind::Classic
+                } else {
+                    PeerKind::Modern
+                },
+                files: Vec::new(),
+            });
+        }
+    }
+    let mut stmt = conn.prepare("SELECT peer, name, size, content_id, digest FROM files")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<i64>>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, Option<String>>(4)?,
+        ))
+    })?;
+    for row in rows {
+        let (peer, name, size, id, digest) = row?;
+        let Some(&slot) = index.get(&peer) else {
+            continue;
+        };
+        let meta = FileMeta {
+            size: size.and_then(|s| u64::try_from(s).ok()),
+            id: id.and_then(|t| Sha1Digest::parse(&t).ok()),
+            digest: digest.and_then(|t| Sha1Digest::parse(&t).ok()),
+        };
+        peers[slot].files.push((name, meta));
+    }
+    Ok(peers)
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
+    match change {
+        Change::Peer { id, endpoint, kind } => {
+            tx.prepare_cached(
+                "INSERT INTO peers (id, host, port, kind) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET host = excluded.host, port = excluded.port, kind = excluded.kind",
+            )?
+            .execute(params![id, endpoint.host.to_string(), endpoint.port, kind_text(*kind)])?;
+        }
+        Change::Publish { peer, files } => {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO files (peer, name, size, content_id, digest) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(peer, name) DO UPDATE SET size = excluded.size,
+                     content_id = excluded.content_id, digest = excluded.digest",
+            )?;
+            for (name, meta) in files {
+                stmt.execute(params![
+                    peer,
+                    name,
+                    meta.size.map(|s| s as i64),
+                    hash_text(meta.id),
+                    hash_text(meta.digest)
+                ])?;
+            }
+        }
+        Change::Withdraw { peer, names } => {
+            let mut stmt = tx.prepare_cached("DELETE FROM files WHERE peer = ?1 AND name = ?2")?;
+            for name in names {
+                stmt.execute(params![peer, name])?;
+            }
+        }
+        Change::RemovePeer { peer } => {
+            tx.prepare_cached("DELETE FROM peers WHERE id = ?1")?
+                .execute(params![peer])?;
+        }
+    }
+    Ok(())
+}
+
+fn writer(mut conn: Connection, rx: Receiver<(Change, Option<Ack>)>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            for (change, _) in &group {
+                apply(&tx, change)?;
+            }
+            tx.commit()
+        })();
+        let outcome = result.map_err(|e| {
+            log::error!("database: commit of {} changes failed: {e}", group.len());
+            format!("database: {e}")
+        });
+        for (_, ack) in group {
+            if let Some(ack) = ack {
+                let _ = ack.send(outcome.clone());
+            }
+        }
+    }
+}
+
+impl Durable {
+    /// Opens (or creates) the database, loads what it holds, and starts the writer.
+    pub fn open(path: &Path) -> Result<(Durable, Vec<RestoredPeer>), DbError> {
+        let conn = open_connection(path)?;
+        let restored = load(&conn)?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        thread::Builder::new()
+            .name("index-db".into())
+            .spawn(move || writer(conn, rx))
+            .map_err(|e| DbError(format!("cannot start the database writer: {e}")))?;
+        Ok((Durable { tx }, restored))
+    }
+
+    /// Queues a change; the ticket resolves when it is committed.
+    pub fn log(&self, change: Change) -> Ticket {
+        let (ack, done) = crossbeam_channel::bounded(1);
+        if let Err(e) = self.tx.send((change, Some(ack))) {
+            let (ack, done) = crossbeam_channel::bounded(1);
+            let _ = ack.send(Err(format!("the database writer stopped ({e})")));
+            return Ticket(done);
+        }
+        Ticket(done)
+    }
+
+    /// Queues a change nobody waits for (lease expiry).
+    pub fn log_quietly(&self, change: Change) {
+        let _ = self.tx.send((change, None));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(n: u8) -> FileMeta {
+        FileMeta {
+            size: Some(u64::from(n)),
+            id: Some(Sha1Digest::of(&[n])),
+            digest: Some(Sha1Digest::of(&[n, n])),
+        }
+    }
+
+    #[test]
+    fn changes_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        let ep = Endpoint {
+            host: "127.0.0.1".parse().unwrap(),
+            port: 1025,
+        };
+        {
+            let (db, restored) = Durable::open(&path).unwrap();
+            assert!(restored.is_empty());
+            db.log(Change::Peer {
+                id: "p1".into(),
+                endpoint: ep,
+                kind: PeerKind::Modern,
+            })
+            .wait()
+            .unwrap();
+            db.log(Change::Peer {
+                id: "p2".into(),
+                endpoint: ep,
+                kind: PeerKind::Classic,
+            })
+            .wait()
+            .unwrap();
+            db.log(Change::Publish {
+                peer: "p1".into(),
+                files: vec![
+                    ("a".into(), meta(1)),
+                    ("b".into(), meta(2)),
+                    ("c".into(), meta(3)),
+                ],
+            })
+            .wait()
+            .unwrap();
+            db.log(Change::Publish {
+                peer: "p2".into(),
+                files: vec![("x".into(), FileMeta::UNKNOWN)],
+            })
+            .wait()
+            .unwrap();
+            db.log(Change::Withdraw {
+                peer: "p1".into(),
+                names: vec!["b".into()],
+            })
+            .wait()
+            .unwrap();
+            db.log(Change::Publish {
+                peer: "p1".into(),
+                files: vec![("a".into(), meta(9))],
+            })
+            .wait()
+            .unwrap();
+        }
+        let (db, mut restored) = Durable::open(&path).unwrap();
+        restored.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(restored.len(), 2);
+        let mut files = restored[0].files.clone();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(files, vec![("a".into(), meta(9)), ("c".into(), meta(3))]);
+        assert_eq!(restored[1].kind, PeerKind::Classic);
+        assert_eq!(restored[1].files, vec![("x".to_owned(), FileMeta::UNKNOWN)]);
+        db.log(Change::RemovePeer { peer: "p1".into() })
+            .wait()
+            .unwrap();
+        drop(db);
+        let (_, restored) = Durable::open(&path).unwrap();
+        assert_eq!(restored.len(), 1, "files of a removed peer go with it");
+    }
+}
