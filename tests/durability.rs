@@ -1,0 +1,245 @@
+//! The durable, redundant index: restarts, kill -9 during load, two index servers.
+
+mod util;
+
+use p2pshare::net::client::Client;
+use p2pshare::net::{NetError, Timeouts};
+use p2pshare::protocol::codec;
+use p2pshare::protocol::hash::Sha1Digest;
+use rand::Rng;
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+use util::*;
+
+fn index_at(root: &Path, listen: &str, db: &Path, extra: &[&str]) -> Proc {
+    let mut args = vec!["index", "--listen", listen, "--db", db.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Proc::start("index", &args, root, false)
+}
+
+#[test]
+fn a_restarted_index_serves_what_it_had_and_peers_carry_on() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = sample_peers(root.path());
+    let db = root.path().join("index.db");
+    let mut index = index_at(root.path(), "127.0.0.1:0", &db, &["--lease", "2s"]);
+    let port = index.addr.port();
+    let _p1 = peer(&dirs[0], &index, &[]);
+    let mut p2 = peer(&dirs[1], &index, &[]);
+    index.kill9();
+    // While the index is down, peer2 dies too: it must expire after one lease.
+    p2.kill9();
+    let listen = format!("127.0.0.1:{port}");
+    let index = index_at(root.path(), &listen, &db, &["--lease", "2s"]);
+    // Restored from disk at once, before any peer has reconnected.
+    let mut onekb = holders(index.addr, "onekb.txt");
+    onekb.sort();
+    assert_eq!(onekb, vec!["peer1", "peer2"]);
+    // peer1 reconnects and keeps beating; peer2 never comes back and expires.
+    eventually(
+        "peer2 expired after one lease",
+        Duration::from_secs(10),
+        || holders(index.addr, "onekb.txt") == vec!["peer1".to_owned()],
+    );
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(holders(index.addr, "tenkb.txt"), vec!["peer1".to_owned()]);
+}
+
+#[test]
+fn a_lost_database_heals_within_a_heartbeat() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = sample_peers(root.path());
+    let mut index = index_at(
+        root.path(),
+        "127.0.0.1:0",
+        Path::new(":memory:"),
+        &["--lease", "2s"],
+    );
+    let port = index.addr.port();
+    let _p1 = peer(&dirs[0], &index, &[]);
+    index.kill9();
+    let listen = format!("127.0.0.1:{port}");
+    let index = index_at(
+        root.path(),
+        &listen,
+        Path::new(":memory:"),
+        &["--lease", "2s"],
+    );
+    assert!(holders(index.addr, "tenkb.txt").is_empty());
+    // The peer's link reconnects, sees an index that knows nothing of it, re-publishes.
+    eventually("peer1 re-published", Duration::from_secs(10), || {
+        holders(index.addr, "tenkb.txt") == vec!["peer1".to_owned()]
+    });
+}
+
+/// Publishes batches from several peer sessions until told to stop, recording every
+/// (peer, name) whose batch was acknowledged.
+fn publish_load(
+    addr: String,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<(String, String)>>>,
+    trial: usize,
+) {
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let (addr, stop, acked) = (addr.clone(), stop.clone(), acked.clone());
+            thread::spawn(move || {
+                let peer = format!("load-{trial}-{w}");
+                let t = Timeouts {
+                    connect: Duration::from_secs(1),
+                    io: Duration::from_secs(5),
+                };
+                let Ok(mut c) = Client::connect(&addr, &t) else {
+                    return;
+                };
+                if c.hello("peer", &peer, 2000 + w as u16).is_err() {
+                    return;
+                }
+                let digest = Sha1Digest::of(b"d").to_string();
+                let mut rng = rand::thread_rng();
+                let mut seq = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let n = rng.gen_range(1..50);
+                    let names: Vec<String> = (0..n).map(|i| format!("f-{seq}-{i}.bin")).collect();
+                    seq += 1;
+                    let mut msg = codec::line(&["publish", &n.to_string()]);
+                    for name in &names {
+                        let id = Sha1Digest::of(name.as_bytes()).to_string();
+                        msg.push_str(&codec::line(&[name, "1", &id, &digest]));
+                    }
+                    let result: Result<_, NetError> = c
+                        .send(msg.as_bytes(), "publish")
+                        .and_then(|()| c.read_ok("publish"));
+                    match result {
+                        Ok(_) => acked
+                            .lock()
+                            .unwrap()
+                            .extend(names.into_iter().map(|n| (peer.clone(), n))),
+                        Err(_) => return, // the index died mid-request: not acknowledged
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.join();
+    }
+}
+
+#[test]
+fn kill_9_during_heavy_publishing_loses_no_acknowledged_write() {
+    let root = tempfile::tempdir().unwrap();
+    let db = root.path().join("crash.db");
+    let mut rng = rand::thread_rng();
+    let mut total_acked = 0;
+    for trial in 0..20 {
+        let mut index = index_at(root.path(), "127.0.0.1:0", &db, &["--lease", "10m"]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let load = {
+            let (addr, stop, acked) = (index.addr_str(), stop.clone(), acked.clone());
+            thread::spawn(move || publish_load(addr, stop, acked, trial))
+        };
+        thread::sleep(Duration::from_millis(rng.gen_range(50..400)));
+        index.kill9();
+        stop.store(true, Ordering::Relaxed);
+        load.join().unwrap();
+        let acked = acked.lock().unwrap().clone();
+        total_acked += acked.len();
+        // Restart on the same database and look for every acknowledged file.
+        let index = index_at(root.path(), "127.0.0.1:0", &db, &["--lease", "10m"]);
+        let mut raw = Raw::connect(index.addr);
+        let mut missing = Vec::new();
+        for chunk in acked.chunks(200) {
+            let mut batch = String::new();
+            for (_, name) in chunk {
+                batch.push_str(&format!("get|{name}\n"));
+            }
+            raw.send(batch.as_bytes());
+            for (peer, name) in chunk {
+                let n: usize = raw.line().strip_prefix("ok|").unwrap().parse().unwrap();
+                let peers: HashSet<String> = (0..n)
+                    .map(|_| raw.line().split('|').nth(2).unwrap().to_owned())
+                    .collect();
+                if !peers.contains(peer) {
+                    missing.push(name.clone());
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "trial {trial}: {} acknowledged files lost, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+    }
+    assert!(
+        total_acked > 1000,
+        "the load acknowledged only {total_acked} files in 20 trials"
+    );
+}
+
+#[test]
+fn searches_and_downloads_survive_the_loss_of_one_index_server() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = sample_peers(root.path());
+    let mut a = index_at(root.path(), "127.0.0.1:0", &root.path().join("a.db"), &[]);
+    let b = index_at(root.path(), "127.0.0.1:0", &root.path().join("b.db"), &[]);
+    let (a_addr, b_addr) = (a.addr_str(), b.addr_str());
+    let both = ["--index", a_addr.as_str(), "--index", b_addr.as_str()];
+    let start = |dir: &Path| {
+        let mut args = vec![
+            "peer",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--no-console",
+        ];
+        args.extend_from_slice(&both);
+        let p = Proc::start(
+            dir.file_name().unwrap().to_str().unwrap(),
+            &args,
+            root.path(),
+            false,
+        );
+        eventually("connected to both indexes", DEADLINE, || {
+            let seen = p.seen.lock().unwrap();
+            [&a_addr, &b_addr].iter().all(|i| {
+                seen.iter()
+                    .any(|l| l.contains(&format!("index {i}: connected")))
+            })
+        });
+        p
+    };
+    let _peers: Vec<Proc> = dirs.iter().map(|d| start(d)).collect();
+    let search = |words: &str| {
+        let mut args = vec!["search", words, "--json"];
+        args.extend_from_slice(&both);
+        let (code, out, err) = run(&args, root.path());
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["results"].as_array().unwrap().len()
+    };
+    assert_eq!(search("onekb"), 1);
+    a.kill9();
+    // The first index is gone: searches and downloads go to the second.
+    assert_eq!(search("onekb"), 1);
+    let dest = root.path().join("dest");
+    let mut args = vec!["get", "hundredkb.txt", "--dir", dest.to_str().unwrap()];
+    args.extend_from_slice(&both);
+    let (code, out, err) = run(&args, root.path());
+    assert_eq!(code, 0, "{out}{err}");
+    // Restarted empty on its old port, the first index catches up from the peers.
+    let listen = a_addr.clone();
+    let a = index_at(root.path(), &listen, Path::new(":memory:"), &[]);
+    eventually("index a caught up", Duration::from_secs(15), || {
+        let mut h = holders(a.addr, "onekb.txt");
+        h.sort();
+        h == vec!["peer1", "peer2"]
+    });
+}
