@@ -157,6 +157,13 @@ pub struct PeerArgs {
     /// No interactive console: serve until killed (for supervisors and containers).
     #[arg(long)]
     pub no_console: bool,
+    /// A new or changed file is published once it has not changed for this long, so
+    /// a file still being written is never published half-written.
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    pub settle: Duration,
+    /// Rescan the whole folder this often, besides watching it for changes.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub rescan_interval: Duration,
     #[command(flatten)]
     pub index: IndexFlags,
     #[command(flatten)]

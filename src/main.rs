@@ -17,6 +17,7 @@ use p2pshare::output::{self, LogWriter};
 use p2pshare::peer::console::{self, fmt_bytes, BarProgress};
 use p2pshare::peer::download::{self, DownloadRequest, Outcome, Progress, Quiet};
 use p2pshare::peer::pool::IndexPool;
+use p2pshare::peer::watch::WatchConfig;
 use p2pshare::peer::{Peer, PeerConfig};
 use p2pshare::protocol::hash::Sha1Digest;
 use p2pshare::protocol::name::{FileName, PeerId};
@@ -155,6 +156,10 @@ fn run_peer(a: PeerArgs) -> Result<(), Failure> {
         id: id.clone(),
         server: server_config(&a.server),
         timeouts: timeouts(&a.index),
+        watch: WatchConfig {
+            settle: a.settle,
+            rescan_every: a.rescan_interval,
+        },
     };
     let indexes: Vec<String> = config.indexes.iter().map(|i| i.to_string()).collect();
     // Without a console, SIGINT and SIGTERM make the peer leave its indexes cleanly.
@@ -176,7 +181,11 @@ fn run_peer(a: PeerArgs) -> Result<(), Failure> {
         loop {
             crossbeam_channel::select! {
                 recv(events) -> ev => match ev {
-                    Ok(ev) => output::say(console::describe(&ev)),
+                    Ok(ev) => {
+                        if let Some(text) = console::describe(&ev) {
+                            output::say(text);
+                        }
+                    }
                     Err(_) => break,
                 },
                 recv(signals) -> sig => {

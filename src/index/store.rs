@@ -56,7 +56,7 @@ pub enum PeerKind {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreError {
-    /// The id belongs to a live peer at another address.
+    /// The id belongs to a live peer on another host.
     Conflict { id: PeerId, holder: Endpoint },
     /// No live peer with this id (never said hello, left, or its lease ran out).
     UnknownPeer(PeerId),
@@ -178,7 +178,9 @@ impl IndexStore {
             let rec = self.peers[slot as usize]
                 .as_mut()
                 .expect("mapped slot is live");
-            if rec.endpoint != endpoint && rec.lease_until > now {
+            // Another host may not take a live id; the same host may (a peer that
+            // restarted, perhaps on another port).
+            if rec.endpoint.host != endpoint.host && rec.lease_until > now {
                 return Err(StoreError::Conflict {
                     id: id.clone(),
                     holder: rec.endpoint,
@@ -597,20 +599,32 @@ mod tests {
     }
 
     #[test]
-    fn a_live_id_cannot_be_taken_from_another_address() {
-        let mut s = store_with(&[("p1", 1, &[])]);
+    fn a_live_id_cannot_be_taken_from_another_host() {
+        let mut s = store_with(&[("p1", 1, &["a.txt"])]);
+        let elsewhere = Endpoint {
+            host: "10.0.0.9".parse().unwrap(),
+            port: 1,
+        };
         assert!(matches!(
-            s.hello(&pid("p1"), ep(9), PeerKind::Modern, Millis(1), LEASE),
+            s.hello(&pid("p1"), elsewhere, PeerKind::Modern, Millis(1), LEASE),
             Err(StoreError::Conflict { .. })
         ));
-        // The same address may say hello again (a restart) and keeps its files.
+        // The same host may say hello again, even from another port (a restart), and
+        // keeps its files.
         assert_eq!(
-            s.hello(&pid("p1"), ep(1), PeerKind::Modern, Millis(1), LEASE),
-            Ok(0)
+            s.hello(&pid("p1"), ep(9), PeerKind::Modern, Millis(1), LEASE),
+            Ok(1)
         );
-        // Once the lease has run out, the id is free.
+        assert_eq!(s.holders("a.txt", None, Millis(1))[0].endpoint, ep(9));
+        // Once the lease has run out, any host may take the id.
         assert!(s
-            .hello(&pid("p1"), ep(9), PeerKind::Modern, Millis(40_000), LEASE)
+            .hello(
+                &pid("p1"),
+                elsewhere,
+                PeerKind::Modern,
+                Millis(40_000),
+                LEASE
+            )
             .is_ok());
     }
 

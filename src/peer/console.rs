@@ -132,12 +132,14 @@ pub fn plural(n: u64, noun: &str) -> String {
     }
 }
 
-/// The text of an event, as the console and main.rs print it.
-pub fn describe(event: &PeerEvent) -> String {
-    match event {
+/// The text of an event, as the console and main.rs print it; `None` for progress,
+/// which the console draws as a bar.
+pub fn describe(event: &PeerEvent) -> Option<String> {
+    Some(match event {
         PeerEvent::Shared {
             files,
             bytes,
+            from_cache,
             skipped,
         } => {
             let mut s = format!(
@@ -145,6 +147,11 @@ pub fn describe(event: &PeerEvent) -> String {
                 plural(*files as u64, "file"),
                 fmt_bytes(*bytes)
             );
+            if *from_cache > 0 {
+                s.push_str(&format!(
+                    ", {from_cache} unchanged since last run (hash cache)"
+                ));
+            }
             for why in skipped {
                 s.push_str(&format!("\n  not shared: {why}"));
             }
@@ -158,6 +165,44 @@ pub fn describe(event: &PeerEvent) -> String {
             )
         }
         PeerEvent::IndexDown { index, reason } => format!("index {index}: unreachable ({reason})"),
+        PeerEvent::Hashing { .. } => return None,
+    })
+}
+
+/// Prints events, drawing hashing progress as a bar.
+fn print_events(events: crossbeam_channel::Receiver<PeerEvent>) {
+    let mut bar: Option<ProgressBar> = None;
+    for ev in events {
+        if let PeerEvent::Hashing {
+            files_done,
+            files_total,
+            bytes_done,
+            bytes_total,
+        } = ev
+        {
+            let b = bar.get_or_insert_with(|| {
+                let b =
+                    ProgressBar::with_draw_target(Some(bytes_total), ProgressDrawTarget::stderr());
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "hashing {msg} [{bar:30}] {bytes}/{total_bytes} ETA {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                output::set_progress(Some(b.clone()));
+                b
+            });
+            b.set_position(bytes_done);
+            b.set_message(format!("{files_done}/{files_total} files"));
+            if bytes_done >= bytes_total {
+                b.finish_and_clear();
+                output::set_progress(None);
+                bar = None;
+            }
+        } else if let Some(text) = describe(&ev) {
+            output::say(text);
+        }
     }
 }
 
@@ -252,11 +297,7 @@ pub fn run(peer: &Peer) {
     let events = peer.events().clone();
     let _ = std::thread::Builder::new()
         .name("console-events".into())
-        .spawn(move || {
-            for ev in events {
-                output::say(describe(&ev));
-            }
-        });
+        .spawn(move || print_events(events));
     output::say("type 'help' for commands");
     let mut console = Console {
         peer,

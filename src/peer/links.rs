@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 /// Longest wait for the initial scan before a link first connects; a larger folder
 /// is published in batches as it is hashed.
-pub const SCAN_GRACE: Duration = Duration::from_secs(2);
+pub const SCAN_GRACE: Duration = Duration::from_secs(3);
 
 /// A change for the indexes.
 #[derive(Clone, Debug)]

@@ -9,18 +9,20 @@
 pub mod catalog;
 pub mod console;
 pub mod download;
+pub mod hashcache;
 pub mod links;
 pub mod plan;
 pub mod pool;
 pub mod serve;
+pub mod watch;
 
 use crate::config::NodeAddr;
 use crate::net::server::{self, ServerConfig, ServerHandle, ServerStats};
 use crate::net::Timeouts;
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::{FileName, PeerId};
-use catalog::{hash_file, SharedFile};
-use crossbeam_channel::{Receiver, Sender};
+use catalog::SharedFile;
+use crossbeam_channel::Receiver;
 use download::{DownloadError, DownloadRequest, Outcome, Progress};
 use links::{LinkCommand, LinkConfig, Links};
 use pool::IndexPool;
@@ -30,6 +32,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use watch::WatchConfig;
 
 /// Everything a peer needs to start.
 #[derive(Clone, Debug)]
@@ -41,6 +44,7 @@ pub struct PeerConfig {
     pub id: PeerId,
     pub server: ServerConfig,
     pub timeouts: Timeouts,
+    pub watch: WatchConfig,
 }
 
 /// Things the user may want to see, for the console (or main.rs) to print.
@@ -50,7 +54,16 @@ pub enum PeerEvent {
     Shared {
         files: usize,
         bytes: u64,
+        /// How many of them the hash cache spared hashing again.
+        from_cache: usize,
         skipped: Vec<String>,
+    },
+    /// Hashing a large folder: how far it has got.
+    Hashing {
+        files_done: usize,
+        files_total: usize,
+        bytes_done: u64,
+        bytes_total: u64,
     },
     ScanFailed(String),
     IndexUp {
@@ -71,9 +84,6 @@ pub struct Peer {
     server: Option<ServerHandle>,
     events: Receiver<PeerEvent>,
 }
-
-/// Files hashed before the scan publishes what it has so far.
-const SCAN_BATCH: usize = 256;
 
 impl Peer {
     /// Binds, starts serving, connects to the indexes and starts hashing the folder.
@@ -124,73 +134,22 @@ impl Peer {
             server: Some(server),
             events,
         };
-        peer.start_scan(tx, gate_tx)?;
+        let publisher = peer
+            .links
+            .as_ref()
+            .map(|l| l.publisher())
+            .expect("links were just started");
+        watch::Sharer {
+            dir: peer.config.dir.clone(),
+            cache_path: peer.config.state_dir.join("hashcache.bin"),
+            shared: peer.shared.clone(),
+            publisher,
+            events: tx,
+            config: peer.config.watch,
+        }
+        .spawn(gate_tx)
+        .map_err(|e| format!("cannot start sharing: {e}"))?;
         Ok(peer)
-    }
-
-    fn start_scan(&self, events: Sender<PeerEvent>, gate: Sender<()>) -> Result<(), String> {
-        let dir = self.config.dir.clone();
-        let shared = self.shared.clone();
-        let senders = self.links.as_ref().map(|l| l.publisher());
-        std::thread::Builder::new()
-            .name("peer-scan".into())
-            .spawn(move || {
-                let gate_open = gate;
-                let (candidates, skipped) = match catalog::scan(&dir) {
-                    Ok(found) => found,
-                    Err(e) => {
-                        let _ =
-                            events.send(PeerEvent::ScanFailed(format!("{}: {e}", dir.display())));
-                        return;
-                    }
-                };
-                let mut skipped: Vec<String> = skipped
-                    .into_iter()
-                    .map(|s| format!("{}: {}", s.entry, s.reason))
-                    .collect();
-                let mut batch = Vec::new();
-                for c in candidates {
-                    match hash_file(&c.path) {
-                        Ok((stamp, hashes)) => {
-                            let file = SharedFile {
-                                name: c.name,
-                                path: c.path,
-                                stamp,
-                                hashes,
-                            };
-                            shared.catalog_mut().insert(file.clone());
-                            batch.push(file);
-                        }
-                        Err(e) => skipped.push(format!("{}: {e}", c.name)),
-                    }
-                    if batch.len() >= SCAN_BATCH {
-                        if let Some(p) = &senders {
-                            p.send(LinkCommand::Publish(std::mem::take(&mut batch)));
-                        }
-                    }
-                }
-                if !batch.is_empty() {
-                    if let Some(p) = &senders {
-                        p.send(LinkCommand::Publish(batch));
-                    }
-                }
-                let (files, bytes) = {
-                    let c = shared.catalog();
-                    (c.len(), c.total_bytes())
-                };
-                log::info!(
-                    "sharing {files} files ({bytes} bytes) from {}",
-                    dir.display()
-                );
-                drop(gate_open);
-                let _ = events.send(PeerEvent::Shared {
-                    files,
-                    bytes,
-                    skipped,
-                });
-            })
-            .map(|_| ())
-            .map_err(|e| format!("cannot start the scan: {e}"))
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -267,6 +226,7 @@ impl Peer {
 
     /// Leaves every index and stops serving.
     pub fn shutdown(mut self) {
+        self.shared.stopping.store(true, Ordering::Relaxed);
         if let Some(l) = self.links.take() {
             l.leave();
         }

@@ -17,7 +17,7 @@ use crate::protocol::name::{FileName, PeerId};
 use crate::protocol::{ErrorCode, Refusal, CHUNK_SIZE, MAX_FETCH, VERSION};
 use std::fs::File;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// State the peer's server, console and links share.
@@ -29,6 +29,8 @@ pub struct PeerShared {
     pub bytes_uploaded: AtomicU64,
     pub bytes_downloaded: AtomicU64,
     pub downloads: AtomicU64,
+    /// Set when the peer shuts down; background threads stop at their next tick.
+    pub stopping: AtomicBool,
 }
 
 impl PeerShared {
@@ -41,6 +43,7 @@ impl PeerShared {
             bytes_uploaded: AtomicU64::new(0),
             bytes_downloaded: AtomicU64::new(0),
             downloads: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
         }
     }
 

@@ -58,7 +58,7 @@ pub enum ErrorCode {
     TooLarge,
     /// The request needs a `hello` first, or the peer's lease has expired.
     UnknownPeer,
-    /// The peer id is held by another live peer at another address.
+    /// The peer id is held by a live peer on another host.
     Conflict,
     /// The client speaks a protocol version this server does not.
     BadVersion,

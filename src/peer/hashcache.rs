@@ -1,0 +1,219 @@
+//! The hash cache: content hashes of shared files, kept in the state dir so that a
+//! restarted peer does not hash unchanged files again.
+//!
+//! An entry is used only when the file's name, size, modification time, device and
+//! inode all match what was recorded. The file is written atomically (temporary file,
+//! fsync, rename, fsync of the folder) and ends with a SHA-1 of its contents: a cache
+//! that does not check out is discarded with a warning, never trusted.
+//!
+//! Format (integers big-endian):
+//! `"P2PHASH1"`, u32 count, then per entry: u16 name length, name (UTF-8), u64 size,
+//! i64 mtime seconds, u32 mtime nanoseconds, u64 dev, u64 inode, 20-byte content id,
+//! u32 piece count, 20 bytes per piece; then the 20-byte SHA-1 of all that precedes.
+
+use super::catalog::{Catalog, ContentHashes, FileStamp};
+use crate::protocol::hash::Sha1Digest;
+use byteorder::{BigEndian, ReadBytesExt, WriteBytesExt};
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Cursor, Read, Write};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"P2PHASH1";
+
+/// Cached hashes by file name.
+#[derive(Debug, Default)]
+pub struct HashCache {
+    entries: HashMap<String, (FileStamp, ContentHashes)>,
+}
+
+impl HashCache {
+    /// Hashes recorded for this name, if the file still has the same stamp.
+    pub fn lookup(&self, name: &str, stamp: &FileStamp) -> Option<ContentHashes> {
+        self.entries
+            .get(name)
+            .filter(|(s, _)| s == stamp)
+            .map(|(_, h)| h.clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Loads the cache; a missing file is an empty cache, a corrupt one is discarded
+    /// (the error says why).
+    pub fn load(path: &Path) -> Result<HashCache, String> {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashCache::default()),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        decode(&bytes).map_err(|e| {
+            format!(
+                "{} is corrupt ({e}); it is ignored and files are hashed again",
+                path.display()
+            )
+        })
+    }
+
+    /// Writes the catalog's hashes atomically.
+    pub fn save(catalog: &Catalog, path: &Path) -> io::Result<()> {
+        let bytes = encode(catalog)?;
+        let tmp = tmp_path(path);
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+fn encode(catalog: &Catalog) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(64 + catalog.len() * 128);
+    out.write_all(MAGIC)?;
+    out.write_u32::<BigEndian>(catalog.len() as u32)?;
+    for f in catalog.iter() {
+        let name = f.name.as_str().as_bytes();
+        out.write_u16::<BigEndian>(name.len() as u16)?;
+        out.write_all(name)?;
+        out.write_u64::<BigEndian>(f.stamp.size)?;
+        out.write_i64::<BigEndian>(f.stamp.mtime_ns.div_euclid(1_000_000_000) as i64)?;
+        out.write_u32::<BigEndian>(f.stamp.mtime_ns.rem_euclid(1_000_000_000) as u32)?;
+        out.write_u64::<BigEndian>(f.stamp.dev)?;
+        out.write_u64::<BigEndian>(f.stamp.ino)?;
+        out.write_all(&f.hashes.id.0)?;
+        out.write_u32::<BigEndian>(f.hashes.pieces.len() as u32)?;
+        for p in f.hashes.pieces.iter() {
+            out.write_all(&p.0)?;
+        }
+    }
+    let check = Sha1Digest::of(&out);
+    out.write_all(&check.0)?;
+    Ok(out)
+}
+
+fn read_digest(r: &mut impl Read) -> io::Result<Sha1Digest> {
+    let mut d = [0u8; 20];
+    r.read_exact(&mut d)?;
+    Ok(Sha1Digest(d))
+}
+
+fn decode(bytes: &[u8]) -> Result<HashCache, String> {
+    if bytes.len() < MAGIC.len() + 4 + 20 || &bytes[..8] != MAGIC {
+        return Err("not a hash cache".into());
+    }
+    let (body, check) = bytes.split_at(bytes.len() - 20);
+    if Sha1Digest::of(body).0 != check {
+        return Err("checksum mismatch".into());
+    }
+    let mut r = Cursor::new(&body[8..]);
+    let bad = |e: io::Error| format!("truncated entry ({e})");
+    let count = r.read_u32::<BigEndian>().map_err(bad)?;
+    let mut entries = HashMap::new();
+    for _ in 0..count {
+        let len = r.read_u16::<BigEndian>().map_err(bad)? as usize;
+        let mut name = vec![0u8; len];
+        r.read_exact(&mut name).map_err(bad)?;
+        let name = String::from_utf8(name).map_err(|_| "a name is not UTF-8".to_owned())?;
+        let size = r.read_u64::<BigEndian>().map_err(bad)?;
+        let secs = r.read_i64::<BigEndian>().map_err(bad)?;
+        let nanos = r.read_u32::<BigEndian>().map_err(bad)?;
+        let dev = r.read_u64::<BigEndian>().map_err(bad)?;
+        let ino = r.read_u64::<BigEndian>().map_err(bad)?;
+        let id = read_digest(&mut r).map_err(bad)?;
+        let n = r.read_u32::<BigEndian>().map_err(bad)? as usize;
+        if n as u64 != crate::protocol::piece_count(size) {
+            return Err(format!("'{name}': {n} pieces for {size} bytes"));
+        }
+        let mut pieces = Vec::with_capacity(n);
+        for _ in 0..n {
+            pieces.push(read_digest(&mut r).map_err(bad)?);
+        }
+        let stamp = FileStamp {
+            size,
+            mtime_ns: i128::from(secs) * 1_000_000_000 + i128::from(nanos),
+            dev,
+            ino,
+        };
+        entries.insert(name, (stamp, ContentHashes::from_parts(size, id, pieces)));
+    }
+    if r.position() as usize != body.len() - 8 {
+        return Err("trailing bytes".into());
+    }
+    Ok(HashCache { entries })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::catalog::{hash_reader, SharedFile};
+    use crate::protocol::name::FileName;
+
+    fn catalog() -> Catalog {
+        let mut c = Catalog::new();
+        for (i, name) in ["a.txt", "bigger.bin"].iter().enumerate() {
+            let data = vec![i as u8; 1_500_000 * i + 10];
+            c.insert(SharedFile {
+                name: FileName::parse(name).unwrap(),
+                path: PathBuf::from(name),
+                stamp: FileStamp {
+                    size: data.len() as u64,
+                    mtime_ns: -1_500_000_000 + i as i128,
+                    dev: 1,
+                    ino: 100 + i as u64,
+                },
+                hashes: hash_reader(&data[..]).unwrap(),
+            });
+        }
+        c
+    }
+
+    #[test]
+    fn round_trips_and_matches_only_identical_stamps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hashcache.bin");
+        let c = catalog();
+        HashCache::save(&c, &path).unwrap();
+        let cache = HashCache::load(&path).unwrap();
+        assert_eq!(cache.len(), 2);
+        let f = c.get("bigger.bin").unwrap();
+        assert_eq!(cache.lookup("bigger.bin", &f.stamp), Some(f.hashes.clone()));
+        let mut touched = f.stamp;
+        touched.mtime_ns += 1;
+        assert_eq!(cache.lookup("bigger.bin", &touched), None);
+        let mut moved = f.stamp;
+        moved.ino += 1;
+        assert_eq!(cache.lookup("bigger.bin", &moved), None);
+    }
+
+    #[test]
+    fn a_corrupt_cache_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hashcache.bin");
+        HashCache::save(&catalog(), &path).unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[40] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        assert!(HashCache::load(&path).unwrap_err().contains("corrupt"));
+        fs::write(&path, &bytes[..30]).unwrap();
+        assert!(HashCache::load(&path).is_err());
+        assert!(HashCache::load(&dir.path().join("none"))
+            .unwrap()
+            .is_empty());
+    }
+}

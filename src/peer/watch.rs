@@ -1,0 +1,312 @@
+//! The live shared folder: the initial scan, then changes as they happen.
+//!
+//! One `peer-share` thread owns this. It reconciles the folder with the catalog: a
+//! new or changed file is hashed (or taken from the hash cache) and published; a file
+//! that disappeared, or changed, is withdrawn at once. A file is published only once
+//! it has settled: its modification time is at least `settle` old, or its stamp stayed
+//! the same for `settle` (for clocks that disagree), so a file still being written is
+//! never published half-written.
+//!
+//! Change notices come from the OS (inotify, through the notify crate) and only
+//! trigger a reconciliation; a periodic rescan catches whatever the OS drops.
+
+use super::catalog::{hash_file, scan, Candidate, FileStamp, SharedFile};
+use super::hashcache::HashCache;
+use super::links::{LinkCommand, Publisher};
+use super::serve::PeerShared;
+use super::PeerEvent;
+use crate::protocol::name::FileName;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use notify::{RecursiveMode, Watcher};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Files hashed before what is ready so far is published.
+const PUBLISH_BATCH: usize = 256;
+
+/// How often a folder with unsettled files is looked at again.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Folders smaller than this are hashed without progress events.
+const PROGRESS_FROM: u64 = 64 * 1024 * 1024;
+
+#[derive(Clone, Copy, Debug)]
+pub struct WatchConfig {
+    /// How long a file must stay unchanged before it is published.
+    pub settle: Duration,
+    /// Full rescan period, the safety net for notices the OS drops.
+    pub rescan_every: Duration,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            settle: Duration::from_secs(1),
+            rescan_every: Duration::from_secs(30),
+        }
+    }
+}
+
+pub(super) struct Sharer {
+    pub dir: PathBuf,
+    pub cache_path: PathBuf,
+    pub shared: Arc<PeerShared>,
+    pub publisher: Publisher,
+    pub events: Sender<PeerEvent>,
+    pub config: WatchConfig,
+}
+
+struct State {
+    cache: HashCache,
+    /// Files seen changing: the stamp last seen and since when.
+    pending: HashMap<FileName, (FileStamp, Instant)>,
+    /// Names reported as not shareable, so each is reported once.
+    reported: HashSet<String>,
+    /// Files whose hashes came from the cache instead of the disk.
+    from_cache: usize,
+}
+
+fn wall_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+impl Sharer {
+    /// Starts the `peer-share` thread. `gate` is dropped when the initial scan ends.
+    pub fn spawn(self, gate: Sender<()>) -> std::io::Result<()> {
+        thread::Builder::new()
+            .name("peer-share".into())
+            .spawn(move || self.run(gate))
+            .map(|_| ())
+    }
+
+    fn run(self, gate: Sender<()>) {
+        let (notice_tx, notices) = crossbeam_channel::bounded::<()>(1);
+        let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            let _ = notice_tx.try_send(());
+        })
+        .and_then(|mut w| w.watch(&self.dir, RecursiveMode::NonRecursive).map(|()| w));
+        let _watcher = match watcher {
+            Ok(w) => Some(w),
+            Err(e) => {
+                log::warn!(
+                    "cannot watch {}: {e}; changes are found by rescanning every {:?}",
+                    self.dir.display(),
+                    self.config.rescan_every
+                );
+                None
+            }
+        };
+        let cache = match HashCache::load(&self.cache_path) {
+            Ok(c) => c,
+            Err(why) => {
+                log::warn!("{why}");
+                HashCache::default()
+            }
+        };
+        let mut state = State {
+            cache,
+            pending: HashMap::new(),
+            reported: HashSet::new(),
+            from_cache: 0,
+        };
+        let mut skipped = self.reconcile(&mut state, true);
+        // Files that are still settling at start (just copied in, say) are waited for
+        // a little, so that a fresh folder is published whole in the first sync.
+        let started = Instant::now();
+        while !state.pending.is_empty() && started.elapsed() < super::links::SCAN_GRACE {
+            thread::sleep(TICK);
+            skipped.extend(self.reconcile(&mut state, true));
+        }
+        drop(gate);
+        let (files, bytes) = {
+            let c = self.shared.catalog();
+            (c.len(), c.total_bytes())
+        };
+        log::info!(
+            "sharing {files} files ({bytes} bytes) from {}",
+            self.dir.display()
+        );
+        let _ = self.events.send(PeerEvent::Shared {
+            files,
+            bytes,
+            from_cache: state.from_cache,
+            skipped,
+        });
+        self.watch(&mut state, &notices);
+    }
+
+    fn watch(&self, state: &mut State, notices: &Receiver<()>) {
+        let mut last_full = Instant::now();
+        while !self.shared.stopping.load(Ordering::Relaxed) {
+            let wait = if state.pending.is_empty() {
+                self.config.rescan_every.saturating_sub(last_full.elapsed())
+            } else {
+                TICK
+            };
+            match notices.recv_timeout(wait) {
+                Ok(()) => {
+                    // Let a burst of changes arrive before looking.
+                    thread::sleep(Duration::from_millis(100));
+                    while notices.try_recv().is_ok() {}
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => thread::sleep(wait),
+            }
+            if last_full.elapsed() >= self.config.rescan_every {
+                last_full = Instant::now();
+            }
+            let skipped = self.reconcile(state, false);
+            for why in skipped {
+                log::warn!("not shared: {why}");
+            }
+        }
+    }
+
+    /// Brings the catalog in line with the folder. Returns new reasons for skipping.
+    fn reconcile(&self, state: &mut State, initial: bool) -> Vec<String> {
+        let (candidates, skipped) = match scan(&self.dir) {
+            Ok(found) => found,
+            Err(e) => {
+                log::warn!("cannot scan {}: {e}", self.dir.display());
+                return Vec::new();
+            }
+        };
+        let mut new_skips = Vec::new();
+        for s in skipped {
+            let line = format!("{}: {}", s.entry, s.reason);
+            if state.reported.insert(line.clone()) {
+                new_skips.push(line);
+            }
+        }
+        let now = Instant::now();
+        let wall = wall_ns();
+        let present: HashSet<FileName> = candidates.iter().map(|c| c.name.clone()).collect();
+        let mut withdrawn = Vec::new();
+        let mut cached = Vec::new();
+        let mut to_hash = Vec::new();
+        {
+            let mut catalog = self.shared.catalog_mut();
+            let gone: Vec<FileName> = catalog
+                .iter()
+                .filter(|f| !present.contains(&f.name))
+                .map(|f| f.name.clone())
+                .collect();
+            for name in gone {
+                catalog.remove(&name);
+                withdrawn.push(name);
+            }
+            for c in candidates {
+                if catalog
+                    .get(c.name.as_str())
+                    .is_some_and(|f| f.stamp == c.stamp)
+                {
+                    state.pending.remove(&c.name);
+                    continue;
+                }
+                // Changed or new: what the index has for this name is stale now.
+                if catalog.remove(&c.name).is_some() {
+                    withdrawn.push(c.name.clone());
+                }
+                if let Some(hashes) = state.cache.lookup(c.name.as_str(), &c.stamp) {
+                    state.pending.remove(&c.name);
+                    state.from_cache += 1;
+                    let file = SharedFile {
+                        name: c.name,
+                        path: c.path,
+                        stamp: c.stamp,
+                        hashes,
+                    };
+                    catalog.insert(file.clone());
+                    cached.push(file);
+                    continue;
+                }
+                let aged = wall - c.stamp.mtime_ns >= self.config.settle.as_nanos() as i128;
+                let steady = state.pending.get(&c.name).is_some_and(|(s, since)| {
+                    *s == c.stamp && now.duration_since(*since) >= self.config.settle
+                });
+                if aged || steady {
+                    state.pending.remove(&c.name);
+                    to_hash.push(c);
+                } else if state
+                    .pending
+                    .get(&c.name)
+                    .is_none_or(|(s, _)| *s != c.stamp)
+                {
+                    state.pending.insert(c.name, (c.stamp, now));
+                }
+            }
+        }
+        if !withdrawn.is_empty() {
+            log::info!("withdrawing {} files no longer shared", withdrawn.len());
+            self.publisher.send(LinkCommand::Withdraw(withdrawn));
+        }
+        // Files known to the cache go out first; the rest as they are hashed.
+        let changed = !cached.is_empty() || !to_hash.is_empty();
+        for batch in cached.chunks(PUBLISH_BATCH) {
+            self.publisher.send(LinkCommand::Publish(batch.to_vec()));
+        }
+        self.hash_and_publish(to_hash, state, initial);
+        if changed {
+            if let Err(e) = HashCache::save(&self.shared.catalog(), &self.cache_path) {
+                log::warn!(
+                    "cannot save the hash cache {}: {e}",
+                    self.cache_path.display()
+                );
+            }
+        }
+        new_skips
+    }
+
+    fn hash_and_publish(&self, files: Vec<Candidate>, state: &mut State, initial: bool) {
+        let total_bytes: u64 = files.iter().map(|f| f.stamp.size).sum();
+        let total_files = files.len();
+        let report = total_bytes >= PROGRESS_FROM;
+        let mut done_bytes = 0;
+        let mut batch = Vec::new();
+        for (i, f) in files.into_iter().enumerate() {
+            match hash_file(&f.path) {
+                Ok((stamp, hashes)) => {
+                    let file = SharedFile {
+                        name: f.name.clone(),
+                        path: f.path.clone(),
+                        stamp,
+                        hashes,
+                    };
+                    self.shared.catalog_mut().insert(file.clone());
+                    batch.push(file);
+                }
+                Err(e) => {
+                    // It changed while being hashed (or vanished): look again later.
+                    log::debug!("'{}' not hashed: {e}", f.name);
+                    state.pending.insert(f.name, (f.stamp, Instant::now()));
+                }
+            }
+            done_bytes += f.stamp.size;
+            if report {
+                let _ = self.events.send(PeerEvent::Hashing {
+                    files_done: i + 1,
+                    files_total: total_files,
+                    bytes_done: done_bytes,
+                    bytes_total: total_bytes,
+                });
+            }
+            if batch.len() >= PUBLISH_BATCH {
+                self.publisher
+                    .send(LinkCommand::Publish(std::mem::take(&mut batch)));
+            }
+        }
+        if !batch.is_empty() {
+            if !initial {
+                log::info!("publishing {} new or changed files", batch.len());
+            }
+            self.publisher.send(LinkCommand::Publish(batch));
+        }
+    }
+}
