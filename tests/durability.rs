@@ -133,10 +133,10 @@ fn publish_load(
 #[test]
 fn kill_9_during_heavy_publishing_loses_no_acknowledged_write() {
     let root = tempfile::tempdir().unwrap();
-    let db = root.path().join("crash.db");
     let mut rng = rand::thread_rng();
     let mut total_acked = 0;
     for trial in 0..20 {
+        let db = root.path().join(format!("crash-{trial}.db"));
         let mut index = index_at(root.path(), "127.0.0.1:0", &db, &["--lease", "10m"]);
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
