@@ -190,7 +190,9 @@ fn print_events(events: crossbeam_channel::Receiver<PeerEvent>) {
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .progress_chars("=> "),
                 );
-                output::set_progress(Some(b.clone()));
+                if !b.is_hidden() {
+                    output::set_progress(Some(b.clone()));
+                }
                 b
             });
             b.set_position(bytes_done);
@@ -246,7 +248,11 @@ impl Progress for BarProgress {
         .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(name.to_owned());
-        output::set_progress(Some(bar.clone()));
+        // A hidden bar (stderr is not a terminal) would swallow what is printed
+        // through it: route output through the bar only when it is drawn.
+        if !bar.is_hidden() {
+            output::set_progress(Some(bar.clone()));
+        }
         *self.bar.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
     }
 

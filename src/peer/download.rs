@@ -37,7 +37,7 @@ const PIPELINE_DEPTH: usize = 4;
 
 /// Written data is handed to the disk in windows of this many bytes, so the final
 /// fsync has little left to do.
-const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
+const WRITEBACK_EVERY: u64 = 16 * 1024 * 1024;
 
 /// What the user sees of a download in progress.
 pub trait Progress: Sync {
@@ -450,6 +450,7 @@ fn fetch_pieces(
     let Some((pieces, sources)) = fetched? else {
         return Ok(None);
     };
+    log::debug!("all pieces fetched and written");
     let id = match disk_result {
         Some(Ok(id)) => id,
         Some(Err(e)) => return Err(io_at(part)(e)),
@@ -474,7 +475,7 @@ fn fetch_pieces(
 const CACHE_SLICE: usize = 128 * 1024;
 
 /// Verified pieces waiting for the disk thread.
-const DISK_QUEUE: usize = 8;
+const DISK_QUEUE: usize = 16;
 
 /// The network side of a download over the piece protocol.
 struct Job<'a> {
