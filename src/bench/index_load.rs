@@ -60,6 +60,8 @@ pub struct LoadConfig {
 /// The result of a run.
 #[derive(Clone, Debug)]
 pub struct LoadReport {
+    /// Time to publish the names before the run (zero when not populating).
+    pub populate: Duration,
     pub op: Op,
     pub connections: usize,
     pub pipeline: usize,
@@ -240,10 +242,16 @@ fn percentile(sorted: &[u32], p: f64) -> u64 {
 
 /// Populates the index, runs the load and gathers the figures.
 pub fn run(cfg: &LoadConfig) -> Result<LoadReport, NetError> {
+    let populate_started = Instant::now();
     let mut sessions = if cfg.populate && cfg.names > 0 {
         populate(cfg)?
     } else {
         Vec::new()
+    };
+    let populate_time = if sessions.is_empty() {
+        Duration::ZERO
+    } else {
+        populate_started.elapsed()
     };
     let stop = Arc::new(AtomicBool::new(false));
     // Keep the populating peers alive however long the run lasts.
@@ -307,6 +315,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, NetError> {
         .collect();
     all.sort_unstable();
     Ok(LoadReport {
+        populate: populate_time,
         op: cfg.op,
         connections: cfg.connections,
         pipeline: cfg.pipeline,
