@@ -386,7 +386,7 @@ setup_size() { # LABEL BYTES
     done
     SRC_SHA1="$(sha1sum "$src" | awk '{ print $1 }')"
 
-    start_bg "$LOGDIR/index-$label.log" "$BIN" index --listen 127.0.0.1:0
+    start_bg "$LOGDIR/index-$label.log" "$BIN" index --listen 127.0.0.1:0 --db :memory:
     INDEX_PID="$BG_PID"
     INDEX="$(wait_for_line "$LOGDIR/index-$label.log" "$INDEX_PID" \
         's/^p2pshare index listening on \([^ ]*\).*/\1/p' "$WAIT_SECS")"

@@ -108,7 +108,7 @@ info "work dir: $WORK"
 info "generated peer1/$BIG ($SIZE_MB MiB of random data)"
 
 step "Starting the index server on an ephemeral port"
-"$BIN" index --listen 127.0.0.1:0 >"$WORK/index.log" 2>&1 &
+"$BIN" index --listen 127.0.0.1:0 --db "$WORK/index.db" >"$WORK/index.log" 2>&1 &
 INDEX_PID=$!
 PIDS+=("$INDEX_PID")
 LOGS+=("$WORK/index.log")

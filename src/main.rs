@@ -400,7 +400,11 @@ fn run_bench_index(a: BenchIndexArgs) -> Result<(), Failure> {
         );
     } else {
         if !r.populate.is_zero() {
-            println!("published {} names in {:.3}s", a.names, r.populate.as_secs_f64());
+            println!(
+                "published {} names in {:.3}s",
+                a.names,
+                r.populate.as_secs_f64()
+            );
         }
         println!(
             "{} x{} conns, pipeline {}: {} requests in {:.2}s = {:.0} ops/s; latency p50 {} us, p99 {} us, max {} us; {} errors",

@@ -2,8 +2,10 @@
 //! back (optionally pipelined), or classic `get|name` on a new connection each, against
 //! a running index server. Prints operations per second and latency percentiles.
 //!
-//! Threads: one `bench-<k>` thread per connection and one `bench-beat` thread that
-//! keeps the populating peers' leases alive while the load runs.
+//! Threads: modern requests are driven by one `bench-0` thread over every connection
+//! with poll(2), as redis-benchmark does, so the generator takes as little of the
+//! machine as it can; the classic dialect uses one thread per connection. A
+//! `bench-beat` thread keeps the populating peers' leases alive while the load runs.
 
 use crate::net::client::Client;
 use crate::net::{NetError, Timeouts};
@@ -12,6 +14,7 @@ use crate::protocol::hash::Sha1Digest;
 use rand::Rng;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::io::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -123,83 +126,179 @@ fn request(op: Op, rng: &mut impl Rng, names: usize, worker: usize, seq: u64) ->
     }
 }
 
-/// Reads one reply to `op`, including its rows.
-fn read_reply(c: &mut Client, op: Op) -> Result<(), NetError> {
-    let verb = match op {
-        Op::Search => "search",
-        Op::Publish => "publish",
-        _ => "get",
-    };
-    match c.read_head(verb)? {
-        ReplyHead::Ok(f) if op != Op::Publish => {
-            let rows: usize = f.first().and_then(|n| n.parse().ok()).unwrap_or(0);
-            for _ in 0..rows {
-                c.read_line(verb)?;
-            }
-            Ok(())
-        }
-        ReplyHead::Ok(_) => Ok(()),
-        ReplyHead::Err(refusal) => Err(NetError::Remote {
-            addr: c.addr().to_owned(),
-            verb: verb.into(),
-            refusal,
-        }),
-        ReplyHead::Data(_) => Err(NetError::Protocol {
-            addr: c.addr().to_owned(),
-            verb: verb.into(),
-            message: "unexpected data".into(),
-        }),
-    }
-}
-
 struct WorkerResult {
     latencies_us: Vec<u32>,
     errors: u64,
 }
 
-fn run_modern(cfg: &LoadConfig, worker: usize, stop: &AtomicBool, budget: u64) -> WorkerResult {
+/// One connection of the event loop.
+struct LoadConn {
+    stream: TcpStream,
+    out: Vec<u8>,
+    sent: usize,
+    inbuf: Vec<u8>,
+    /// Replies still expected for the batch in flight.
+    expecting: usize,
+    /// Rows still expected for the reply being read (`None`: its first line).
+    rows_left: Option<usize>,
+    batch_started: Instant,
+    seq: u64,
+}
+
+/// Opens a connection and says hello, blocking; then switches it to non-blocking.
+fn open_load_conn(cfg: &LoadConfig, worker: usize) -> Result<LoadConn, NetError> {
+    let mut c = Client::connect(&cfg.index, &cfg.timeouts)?;
+    let role = if cfg.op == Op::Publish {
+        "peer"
+    } else {
+        "client"
+    };
+    c.hello(role, &format!("load-{worker}"), 41_000 + worker as u16)?;
+    let stream = c
+        .stream()
+        .try_clone()
+        .map_err(|e| NetError::from_io(&cfg.index, "bench", e))?;
+    stream
+        .set_nonblocking(true)
+        .map_err(|e| NetError::from_io(&cfg.index, "bench", e))?;
+    Ok(LoadConn {
+        stream,
+        out: Vec::new(),
+        sent: 0,
+        inbuf: Vec::new(),
+        expecting: 0,
+        rows_left: None,
+        batch_started: Instant::now(),
+        seq: 0,
+    })
+}
+
+impl LoadConn {
+    /// Consumes complete replies from the input buffer; returns how many finished and
+    /// how many of those were errors.
+    fn take_replies(&mut self, op: Op) -> (usize, u64) {
+        let mut done = 0;
+        let mut errors = 0;
+        let mut at = 0;
+        while let Some(end) = self.inbuf[at..].iter().position(|&b| b == b'\n') {
+            let line = &self.inbuf[at..at + end];
+            at += end + 1;
+            match self.rows_left {
+                Some(n) if n > 1 => self.rows_left = Some(n - 1),
+                Some(_) => {
+                    self.rows_left = None;
+                    done += 1;
+                }
+                None => {
+                    let rows = match codec::parse_reply(line) {
+                        Ok(ReplyHead::Ok(f)) if op != Op::Publish => {
+                            f.first().and_then(|n| n.parse::<usize>().ok()).unwrap_or(0)
+                        }
+                        Ok(ReplyHead::Ok(_)) => 0,
+                        _ => {
+                            errors += 1;
+                            0
+                        }
+                    };
+                    if rows == 0 {
+                        done += 1;
+                    } else {
+                        self.rows_left = Some(rows);
+                    }
+                }
+            }
+        }
+        self.inbuf.drain(..at);
+        (done, errors)
+    }
+}
+
+/// Drives every connection from one thread with poll(2), as redis-benchmark does, so
+/// the load generator costs the machine as little as possible.
+fn run_event_loop(cfg: &LoadConfig, stop: &AtomicBool, budget: u64) -> WorkerResult {
     let mut out = WorkerResult {
         latencies_us: Vec::new(),
         errors: 0,
     };
-    let mut rng = rand::thread_rng();
-    let mut client = match Client::connect(&cfg.index, &cfg.timeouts).and_then(|mut c| {
-        let role = if cfg.op == Op::Publish {
-            "peer"
-        } else {
-            "client"
-        };
-        c.hello(role, &format!("load-{worker}"), 41_000 + worker as u16)?;
-        Ok(c)
-    }) {
-        Ok(c) => c,
-        Err(e) => {
-            log::warn!("worker {worker}: {e}");
-            out.errors += 1;
-            return out;
-        }
-    };
-    let mut seq = 0u64;
-    let mut batch = String::new();
-    while !stop.load(Ordering::Relaxed) && (out.latencies_us.len() as u64) < budget {
-        batch.clear();
-        for _ in 0..cfg.pipeline {
-            batch.push_str(&request(cfg.op, &mut rng, cfg.names, worker, seq));
-            seq += 1;
-        }
-        let t = Instant::now();
-        if client.send(batch.as_bytes(), "bench").is_err() {
-            out.errors += 1;
-            return out;
-        }
-        for _ in 0..cfg.pipeline {
-            if read_reply(&mut client, cfg.op).is_err() {
+    let mut conns = Vec::new();
+    for w in 0..cfg.connections {
+        match open_load_conn(cfg, w) {
+            Ok(c) => conns.push(c),
+            Err(e) => {
+                log::warn!("connection {w}: {e}");
                 out.errors += 1;
             }
         }
-        let us = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
-        for _ in 0..cfg.pipeline {
-            out.latencies_us.push(us);
+    }
+    let mut rng = rand::thread_rng();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut fds: Vec<libc::pollfd> = Vec::with_capacity(conns.len());
+    while !stop.load(Ordering::Relaxed)
+        && (out.latencies_us.len() as u64) < budget
+        && !conns.is_empty()
+    {
+        fds.clear();
+        for (w, c) in conns.iter_mut().enumerate() {
+            if c.expecting == 0 {
+                c.out.clear();
+                c.sent = 0;
+                for _ in 0..cfg.pipeline {
+                    c.out.extend_from_slice(
+                        request(cfg.op, &mut rng, cfg.names, w, c.seq).as_bytes(),
+                    );
+                    c.seq += 1;
+                }
+                c.expecting = cfg.pipeline;
+                c.batch_started = Instant::now();
+            }
+            let mut events = libc::POLLIN;
+            if c.sent < c.out.len() {
+                events |= libc::POLLOUT;
+            }
+            fds.push(libc::pollfd {
+                fd: c.stream.as_raw_fd(),
+                events,
+                revents: 0,
+            });
+        }
+        // SAFETY: `fds` is a valid array of pollfd of the given length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
+        if n < 0 {
+            continue;
+        }
+        let mut dead = Vec::new();
+        for (i, fd) in fds.iter().enumerate() {
+            let c = &mut conns[i];
+            if fd.revents & libc::POLLOUT != 0 {
+                match (&c.stream).write(&c.out[c.sent..]) {
+                    Ok(k) => c.sent += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => dead.push(i),
+                }
+            }
+            if fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+                match (&c.stream).read(&mut buf) {
+                    Ok(0) => dead.push(i),
+                    Ok(k) => {
+                        c.inbuf.extend_from_slice(&buf[..k]);
+                        let (done, errors) = c.take_replies(cfg.op);
+                        out.errors += errors;
+                        c.expecting = c.expecting.saturating_sub(done);
+                        if c.expecting == 0 {
+                            let us =
+                                c.batch_started.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                            out.latencies_us
+                                .extend(std::iter::repeat_n(us, cfg.pipeline));
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => dead.push(i),
+                }
+            }
+        }
+        for i in dead.into_iter().rev() {
+            out.errors += 1;
+            conns.swap_remove(i);
         }
     }
     out
@@ -282,8 +381,20 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, NetError> {
         .map(|r| r.div_ceil(cfg.connections as u64))
         .unwrap_or(u64::MAX);
     let started = Instant::now();
+    // Modern requests: one event-loop thread drives every connection. Classic
+    // requests: one thread per connection, each dialling anew for every request.
+    let threads = if cfg.op == Op::ClassicGet {
+        cfg.connections
+    } else {
+        1
+    };
+    let per_thread = if cfg.op == Op::ClassicGet {
+        budget
+    } else {
+        cfg.requests.unwrap_or(u64::MAX)
+    };
     let results: Vec<WorkerResult> = thread::scope(|scope| {
-        let handles: Vec<_> = (0..cfg.connections)
+        let handles: Vec<_> = (0..threads)
             .map(|w| {
                 let stop = &stop;
                 thread::Builder::new()
@@ -291,9 +402,9 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, NetError> {
                     .stack_size(256 * 1024)
                     .spawn_scoped(scope, move || {
                         if cfg.op == Op::ClassicGet {
-                            run_classic(cfg, stop, budget)
+                            run_classic(cfg, stop, per_thread)
                         } else {
-                            run_modern(cfg, w, stop, budget)
+                            run_event_loop(cfg, stop, per_thread)
                         }
                     })
                     .expect("spawn a bench worker")

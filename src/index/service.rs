@@ -19,6 +19,7 @@ use crate::protocol::name::{FileName, PeerId};
 use crate::protocol::{ErrorCode, Refusal, VERSION};
 use rand::seq::SliceRandom;
 use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -385,19 +386,26 @@ impl IndexService {
             ),
             None => None,
         };
-        let mut holders = self.read().holders(name.as_str(), id, self.clock.now());
+        let store = self.read();
+        let mut holders = store.holder_refs(name.as_str(), id, self.clock.now());
         holders.shuffle(&mut rand::thread_rng());
         holders.truncate(self.config.max_holders);
-        let mut out = codec::line(&["ok", &holders.len().to_string()]);
+        // Rows are formatted straight into the reply under the read lock: no copies.
+        let mut out = String::with_capacity(16 + holders.len() * 128);
+        let _ = writeln!(out, "ok|{}", holders.len());
         for h in holders {
-            out.push_str(&codec::line(&[
-                &h.endpoint.host.to_string(),
-                &h.endpoint.port.to_string(),
-                h.peer.as_str(),
-                &opt_field(h.meta.size),
-                &opt_field(h.meta.id),
-                &opt_field(h.meta.digest),
-            ]));
+            let _ = write!(out, "{}|{}|{}|", h.endpoint.host, h.endpoint.port, h.peer);
+            match (h.meta.size, h.meta.id, h.meta.digest) {
+                (Some(size), Some(id), Some(digest)) => {
+                    let _ = writeln!(out, "{size}|{id}|{digest}");
+                }
+                _ => out.push_str(&format!(
+                    "{}|{}|{}\n",
+                    opt_field(h.meta.size),
+                    opt_field(h.meta.id),
+                    opt_field(h.meta.digest)
+                )),
+            }
         }
         Ok(Reply::Text(out))
     }

@@ -87,6 +87,14 @@ pub struct HolderView {
     pub meta: FileMeta,
 }
 
+/// One live holder of a file, borrowed from the store.
+#[derive(Clone, Copy, Debug)]
+pub struct HolderRef<'a> {
+    pub peer: &'a PeerId,
+    pub endpoint: Endpoint,
+    pub meta: FileMeta,
+}
+
 /// One search result: a (name, content) pair and how many live peers hold it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SearchRow {
@@ -392,6 +400,32 @@ impl IndexStore {
             self.remove_peer(id);
         }
         expired
+    }
+
+    /// Live holders of `name`, optionally only those with content `id`, borrowed from
+    /// the store (the hot path of `get`: nothing is copied).
+    pub fn holder_refs(
+        &self,
+        name: &str,
+        id: Option<Sha1Digest>,
+        now: Millis,
+    ) -> Vec<HolderRef<'_>> {
+        let Some(&slot) = self.name_slots.get(name) else {
+            return Vec::new();
+        };
+        self.names[slot as usize]
+            .holdings
+            .iter()
+            .filter(|h| id.is_none() || h.meta.id == id)
+            .filter_map(|h| {
+                let p = self.peer(h.peer);
+                (p.lease_until > now).then_some(HolderRef {
+                    peer: &p.id,
+                    endpoint: p.endpoint,
+                    meta: h.meta,
+                })
+            })
+            .collect()
     }
 
     /// Live holders of `name`, optionally only those with content `id`.

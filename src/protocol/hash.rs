@@ -82,7 +82,15 @@ fn hex_value(b: u8) -> Option<u8> {
 
 impl fmt::Display for Sha1Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{PREFIX}{}", self.hex())
+        // Formatted on the stack: this runs for every row of every `get` reply.
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 45];
+        text[..5].copy_from_slice(PREFIX.as_bytes());
+        for (i, b) in self.0.iter().enumerate() {
+            text[5 + 2 * i] = DIGITS[usize::from(b >> 4)];
+            text[6 + 2 * i] = DIGITS[usize::from(b & 15)];
+        }
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
