@@ -4,13 +4,14 @@
 # classic dialect next to a rebuild of the seed-003 index design. Prints one table of
 # ops/s, latency and ratios; writes the raw figures to OUT/index.json.
 #
-# Usage: bench/index.sh [--duration 5s] [--connections 50] [--pipeline 16]
+# Usage: bench/index.sh [--duration 5s] [--rounds 3] [--connections 50] [--pipeline 16]
 #                       [--install] [--smoke] [--out DIR]
 #   --install   apt-get install redis-server (redis-benchmark) if missing
 #   --smoke     one second per row, for CI: checks the scripts still run
 set -euo pipefail
 
 DURATION=5s
+ROUNDS=3
 CONNS=50
 PIPE=16
 INSTALL=0
@@ -21,7 +22,8 @@ while [ $# -gt 0 ]; do
         --connections) CONNS="$2"; shift 2 ;;
         --pipeline) PIPE="$2"; shift 2 ;;
         --install) INSTALL=1; shift ;;
-        --smoke) DURATION=1s; shift ;;
+        --rounds) ROUNDS="$2"; shift 2 ;;
+        --smoke) DURATION=1s; ROUNDS=1; shift ;;
         --out) OUT="$2"; shift 2 ;;
         -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "index.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -47,7 +49,7 @@ fi
 
 echo "# index benchmark  $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
-echo "# command: bench/index.sh --duration $DURATION --connections $CONNS --pipeline $PIPE"
+echo "# command: bench/index.sh --duration $DURATION --rounds $ROUNDS --connections $CONNS --pipeline $PIPE"
 
 cargo build --release --quiet
 BIN="$REPO/target/release/p2pshare"
@@ -75,13 +77,7 @@ run_p2p() { # label, args...
     "$BIN" bench index --index "$INDEX" --duration "$DURATION" --json "$@" |
         python3 -c 'import json,sys; r=json.load(sys.stdin); r["label"]=sys.argv[1]; print(json.dumps(r))' "$label" >>"$ROWS"
 }
-run_p2p "p2pshare get" --op get -c "$CONNS" -P 1
-run_p2p "p2pshare get -P$PIPE" --op get -c "$CONNS" -P "$PIPE"
-run_p2p "p2pshare search" --op search -c "$CONNS" -P 1
-run_p2p "p2pshare publish" --op publish -c "$CONNS" -P 1
-run_p2p "p2pshare classic get" --op classic-get -c "$CONNS"
-
-# The seed-003 design, rebuilt in Python, under the same classic load.
+# The seed-003 design, rebuilt in Python, for the classic dialect.
 python3 bench/seed003_index.py "$WORK/seed.port" &
 PIDS+=($!)
 for _ in $(seq 100); do [ -s "$WORK/seed.port" ] && break; sleep 0.05; done
@@ -94,21 +90,30 @@ for i in range(10000):
     s.sendall(f"set|bench-file-{i:07}.dat|127.0.0.1|seed|1025".encode())
     s.recv(64); s.close()
 PY
-"$BIN" bench index --index "$SEED" --op classic-get -c "$CONNS" --duration "$DURATION" --no-populate --json 2>/dev/null |
-    python3 -c 'import json,sys; r=json.load(sys.stdin); r["label"]="seed-003 design (Python) classic get"; print(json.dumps(r))' >>"$ROWS" ||
-    echo "# seed-003 rebuild: no figure (it may not keep up with $CONNS connections)"
+run_seed() {
+    "$BIN" bench index --index "$SEED" --op classic-get -c "$CONNS" --duration "$DURATION" --no-populate --json 2>/dev/null |
+        python3 -c 'import json,sys; r=json.load(sys.stdin); r["label"]="seed-003 design (Python) classic get"; print(json.dumps(r))' >>"$ROWS" ||
+        echo "# seed-003 rebuild: no figure this round"
+}
 
+HAVE_REDIS=0
 if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
+    HAVE_REDIS=1
     RPORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
     redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
     SECS="$(python3 -c 'import sys; t=sys.argv[1]; print(float(t[:-2])/1000 if t.endswith("ms") else float(t.rstrip("s")))' "$DURATION")"
-    for P in 1 "$PIPE"; do
-        # Enough requests for about the same duration as the p2pshare rows.
-        N="$(python3 -c "print(int(max(20000, $SECS * (100000 if $P == 1 else 1000000))))")"
-        redis-benchmark -p "$RPORT" -t get,set -c "$CONNS" -P "$P" -n "$N" --csv 2>/dev/null |
-            python3 -c '
+else
+    echo "# skipped: redis-server/redis-benchmark not installed (run with --install)"
+fi
+run_redis() { # tests, pipeline
+    [ "$HAVE_REDIS" = 1 ] || return 0
+    local tests="$1" P="$2" N
+    # Enough requests for about the same duration as the p2pshare rows.
+    N="$(python3 -c "print(int(max(20000, $SECS * (80000 if $P == 1 else 800000))))")"
+    redis-benchmark -p "$RPORT" -t "$tests" -c "$CONNS" -P "$P" -n "$N" --csv 2>/dev/null |
+        python3 -c '
 import csv, json, sys
 p = sys.argv[1]
 for row in csv.reader(sys.stdin):
@@ -117,26 +122,41 @@ for row in csv.reader(sys.stdin):
                           "p50_us": float(row[4]) * 1000 if len(row) > 4 else None,
                           "p99_us": float(row[6]) * 1000 if len(row) > 6 else None,
                           "connections": int(sys.argv[2]), "pipeline": int(p)}))' "$P" "$CONNS" >>"$ROWS"
-    done
-else
-    echo "# skipped: redis-server/redis-benchmark not installed (run with --install)"
-fi
+}
+
+# The rows that carry a target alternate with their reference, round after round, so
+# a slow moment of the machine hits both; the tables show medians.
+for round in $(seq "$ROUNDS"); do
+    echo "# round $round of $ROUNDS"
+    run_p2p "p2pshare get" --op get -c "$CONNS" -P 1
+    run_redis get 1
+    run_p2p "p2pshare get -P$PIPE" --op get -c "$CONNS" -P "$PIPE"
+    run_redis get "$PIPE"
+    run_p2p "p2pshare classic get" --op classic-get -c "$CONNS"
+    run_seed
+done
+run_p2p "p2pshare search" --op search -c "$CONNS" -P 1
+run_p2p "p2pshare publish (durable)" --op publish -c "$CONNS" -P 1
+run_redis set 1
 
 python3 - "$ROWS" "$OUT/index.json" "$PIPE" <<'PY'
-import json, sys
+import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 json.dump(rows, open(sys.argv[2], "w"), indent=1)
-by = {r["label"]: r for r in rows}
 pipe = sys.argv[3]
+labels = list(dict.fromkeys(r["label"] for r in rows))
+def med(label, key):
+    vals = [r[key] for r in rows if r["label"] == label and r.get(key) is not None]
+    return statistics.median(vals) if vals else None
 def ops(label):
-    r = by.get(label)
-    return r["ops_per_sec"] if r else None
+    return med(label, "ops_per_sec")
 print()
-print(f"{'row':<40} {'ops/s':>12} {'p50 us':>9} {'p99 us':>9}")
-for r in rows:
-    p50 = r.get("p50_us"); p99 = r.get("p99_us")
-    fmt = lambda v: "-" if v is None else f"{v:,.0f}"
-    print(f"{r['label']:<40} {r['ops_per_sec']:>12,.0f} {fmt(p50):>9} {fmt(p99):>9}")
+print(f"{'row (median of rounds)':<40} {'ops/s':>12} {'min-max ops/s':>20} {'p50 us':>9} {'p99 us':>9}")
+fmt = lambda v: "-" if v is None else f"{v:,.0f}"
+for label in labels:
+    all_ops = [r["ops_per_sec"] for r in rows if r["label"] == label]
+    spread = f"{min(all_ops):,.0f}-{max(all_ops):,.0f}" if len(all_ops) > 1 else ""
+    print(f"{label:<40} {ops(label):>12,.0f} {spread:>20} {fmt(med(label, 'p50_us')):>9} {fmt(med(label, 'p99_us')):>9}")
 print()
 def ratio(a, b, target):
     x, y = ops(a), ops(b)
