@@ -8,7 +8,6 @@ use p2pshare::cli::{
     SearchArgs, ServerFlags, StatusArgs,
 };
 use p2pshare::config::{read_addr_list, NodeAddr};
-use p2pshare::index::durable::Durable;
 use p2pshare::index::service::{IndexConfig, IndexService};
 use p2pshare::net::client::Client;
 use p2pshare::net::server::{self, ServerConfig, ServerStats};
@@ -94,8 +93,7 @@ fn run_index(a: IndexArgs) -> Result<(), Failure> {
     };
     let mut service = IndexService::new(a.id, config, stats.clone());
     if a.db.as_os_str() != ":memory:" {
-        let (durable, restored) = Durable::open(&a.db)?;
-        let (with_db, peers, files) = service.with_database(durable, restored);
+        let (with_db, peers, files) = service.open_database(&a.db)?;
         service = with_db;
         log::info!(
             "index database {}: restored {peers} peers and {files} files",

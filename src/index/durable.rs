@@ -89,13 +89,20 @@ impl From<rusqlite::Error> for DbError {
     }
 }
 
-/// A restored peer and its files.
+/// One row read back from the database at start.
 #[derive(Clone, Debug)]
-pub struct RestoredPeer {
-    pub id: String,
-    pub endpoint: Endpoint,
-    pub kind: PeerKind,
-    pub files: Vec<(String, FileMeta)>,
+pub enum Restored {
+    Peer {
+        id: String,
+        endpoint: Endpoint,
+        kind: PeerKind,
+    },
+    /// A file of a peer already restored.
+    File {
+        peer: String,
+        name: String,
+        meta: FileMeta,
+    },
 }
 
 type Ack = Sender<Result<(), String>>;
@@ -157,61 +164,49 @@ fn open_connection(path: &Path) -> Result<Connection, DbError> {
     Ok(conn)
 }
 
-fn load(conn: &Connection) -> Result<Vec<RestoredPeer>, DbError> {
-    let mut peers = Vec::new();
-    let mut index = std::collections::HashMap::new();
-    {
-        let mut stmt = conn.prepare("SELECT id, host, port, kind FROM peers")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })?;
-        for row in rows {
-            let (id, host, port, kind) = row?;
-            let (Ok(host), Ok(port)) = (host.parse(), u16::try_from(port)) else {
-                log::warn!("database: skipping peer '{id}' with a bad address");
-                continue;
-            };
-            index.insert(id.clone(), peers.len());
-            peers.push(RestoredPeer {
-                id,
-                endpoint: Endpoint { host, port },
-                kind: if kind == "classic" {
-                    PeerKind::Classic
-                } else {
-                    PeerKind::Modern
-                },
-                files: Vec::new(),
-            });
-        }
-    }
-    let mut stmt = conn.prepare("SELECT peer, name, size, content_id, digest FROM files")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, Option<i64>>(2)?,
-            r.get::<_, Option<String>>(3)?,
-            r.get::<_, Option<String>>(4)?,
-        ))
-    })?;
-    for row in rows {
-        let (peer, name, size, id, digest) = row?;
-        let Some(&slot) = index.get(&peer) else {
+/// Streams the database's rows to `sink`: every peer first, then every file (grouped
+/// by peer, the table's key order). Nothing is buffered, so loading a million entries
+/// needs no more memory than the store they go into.
+fn load(conn: &Connection, sink: &mut dyn FnMut(Restored)) -> Result<(), DbError> {
+    let mut stmt = conn.prepare("SELECT id, host, port, kind FROM peers")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: String = r.get(0)?;
+        let host: String = r.get(1)?;
+        let port: i64 = r.get(2)?;
+        let kind: String = r.get(3)?;
+        let (Ok(host), Ok(port)) = (host.parse(), u16::try_from(port)) else {
+            log::warn!("database: skipping peer '{id}' with a bad address");
             continue;
         };
-        let meta = FileMeta {
-            size: size.and_then(|s| u64::try_from(s).ok()),
-            id: id.and_then(|t| Sha1Digest::parse(&t).ok()),
-            digest: digest.and_then(|t| Sha1Digest::parse(&t).ok()),
+        let kind = if kind == "classic" {
+            PeerKind::Classic
+        } else {
+            PeerKind::Modern
         };
-        peers[slot].files.push((name, meta));
+        sink(Restored::Peer {
+            id,
+            endpoint: Endpoint { host, port },
+            kind,
+        });
     }
-    Ok(peers)
+    let mut stmt = conn.prepare("SELECT peer, name, size, content_id, digest FROM files")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let size: Option<i64> = r.get(2)?;
+        let id: Option<String> = r.get(3)?;
+        let digest: Option<String> = r.get(4)?;
+        sink(Restored::File {
+            peer: r.get(0)?,
+            name: r.get(1)?,
+            meta: FileMeta {
+                size: size.and_then(|s| u64::try_from(s).ok()),
+                id: id.and_then(|t| Sha1Digest::parse(&t).ok()),
+                digest: digest.and_then(|t| Sha1Digest::parse(&t).ok()),
+            },
+        });
+    }
+    Ok(())
 }
 
 fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
@@ -282,16 +277,17 @@ fn writer(mut conn: Connection, rx: Receiver<(Change, Option<Ack>)>) {
 }
 
 impl Durable {
-    /// Opens (or creates) the database, loads what it holds, and starts the writer.
-    pub fn open(path: &Path) -> Result<(Durable, Vec<RestoredPeer>), DbError> {
+    /// Opens (or creates) the database, streams what it holds to `sink`, and starts the
+    /// writer.
+    pub fn open(path: &Path, sink: &mut dyn FnMut(Restored)) -> Result<Durable, DbError> {
         let conn = open_connection(path)?;
-        let restored = load(&conn)?;
+        load(&conn, sink)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         thread::Builder::new()
             .name("index-db".into())
             .spawn(move || writer(conn, rx))
             .map_err(|e| DbError(format!("cannot start the database writer: {e}")))?;
-        Ok((Durable { tx }, restored))
+        Ok(Durable { tx })
     }
 
     /// Queues a change; the ticket resolves when it is committed.
@@ -323,6 +319,26 @@ mod tests {
         }
     }
 
+    /// Reads a database back as (peers, files), sorted.
+    fn read_back(
+        path: &Path,
+    ) -> (
+        Durable,
+        Vec<(String, PeerKind)>,
+        Vec<(String, String, FileMeta)>,
+    ) {
+        let mut peers = Vec::new();
+        let mut files = Vec::new();
+        let db = Durable::open(path, &mut |r| match r {
+            Restored::Peer { id, kind, .. } => peers.push((id, kind)),
+            Restored::File { peer, name, meta } => files.push((peer, name, meta)),
+        })
+        .unwrap();
+        peers.sort_by(|a, b| a.0.cmp(&b.0));
+        files.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        (db, peers, files)
+    }
+
     #[test]
     fn changes_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
@@ -332,8 +348,8 @@ mod tests {
             port: 1025,
         };
         {
-            let (db, restored) = Durable::open(&path).unwrap();
-            assert!(restored.is_empty());
+            let (db, peers, _) = read_back(&path);
+            assert!(peers.is_empty());
             db.log(Change::Peer {
                 id: "p1".into(),
                 endpoint: ep,
@@ -377,19 +393,28 @@ mod tests {
             .wait()
             .unwrap();
         }
-        let (db, mut restored) = Durable::open(&path).unwrap();
-        restored.sort_by(|a, b| a.id.cmp(&b.id));
-        assert_eq!(restored.len(), 2);
-        let mut files = restored[0].files.clone();
-        files.sort_by(|a, b| a.0.cmp(&b.0));
-        assert_eq!(files, vec![("a".into(), meta(9)), ("c".into(), meta(3))]);
-        assert_eq!(restored[1].kind, PeerKind::Classic);
-        assert_eq!(restored[1].files, vec![("x".to_owned(), FileMeta::UNKNOWN)]);
+        let (db, peers, files) = read_back(&path);
+        assert_eq!(
+            peers,
+            vec![
+                ("p1".into(), PeerKind::Modern),
+                ("p2".into(), PeerKind::Classic)
+            ]
+        );
+        assert_eq!(
+            files,
+            vec![
+                ("p1".into(), "a".into(), meta(9)),
+                ("p1".into(), "c".into(), meta(3)),
+                ("p2".into(), "x".into(), FileMeta::UNKNOWN),
+            ]
+        );
         db.log(Change::RemovePeer { peer: "p1".into() })
             .wait()
             .unwrap();
         drop(db);
-        let (_, restored) = Durable::open(&path).unwrap();
-        assert_eq!(restored.len(), 1, "files of a removed peer go with it");
+        let (_, peers, files) = read_back(&path);
+        assert_eq!(peers.len(), 1);
+        assert_eq!(files.len(), 1, "files of a removed peer go with it");
     }
 }

@@ -6,7 +6,7 @@
 //! Locks: the store sits behind one `RwLock`. Reads (`get`, `search`, `status`) share
 //! it; writes (`hello`, `publish`, ...) take it briefly. No I/O happens under it.
 
-use super::durable::{Change, Durable, RestoredPeer, Ticket};
+use super::durable::{Change, DbError, Durable, Restored, Ticket};
 use super::search::Query;
 use super::store::{Endpoint, FileMeta, IndexStore, PeerKind, StoreError};
 use crate::clock::Clock;
@@ -21,6 +21,7 @@ use rand::seq::SliceRandom;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
@@ -81,6 +82,7 @@ impl From<StoreError> for Refusal {
         let code = match e {
             StoreError::Conflict { .. } => ErrorCode::Conflict,
             StoreError::UnknownPeer(_) => ErrorCode::UnknownPeer,
+            StoreError::Full => ErrorCode::TooLarge,
         };
         Refusal::new(code, e.to_string())
     }
@@ -142,45 +144,49 @@ impl IndexService {
         }
     }
 
-    /// Makes the index durable: loads what the database holds (each restored peer gets
-    /// one lease period to come back) and logs every later change to it. Returns the
-    /// number of peers and files restored.
-    pub fn with_database(
-        mut self,
-        durable: Durable,
-        restored: Vec<RestoredPeer>,
-    ) -> (IndexService, usize, usize) {
+    /// Makes the index durable: opens (or creates) the database at `path`, loads what
+    /// it holds straight into the store (each restored peer gets one lease period to
+    /// come back), and logs every later change to it. Returns the number of peers and
+    /// files restored.
+    pub fn open_database(mut self, path: &Path) -> Result<(IndexService, usize, usize), DbError> {
         let now = self.clock.now();
+        let (lease, classic_lease) = (self.config.lease, self.config.classic_lease);
+        let store = self.store.get_mut().unwrap_or_else(|e| e.into_inner());
         let (mut peers, mut files) = (0, 0);
-        {
-            let store = self.store.get_mut().unwrap_or_else(|e| e.into_inner());
-            for p in restored {
-                let Ok(id) = PeerId::parse(&p.id) else {
+        let mut current: Option<PeerId> = None;
+        let durable = Durable::open(path, &mut |row| match row {
+            Restored::Peer { id, endpoint, kind } => {
+                let Ok(id) = PeerId::parse(&id) else {
                     log::warn!(
                         "database: skipping peer with bad id '{}'",
-                        codec::printable(&p.id)
+                        codec::printable(&id)
                     );
-                    continue;
+                    return;
                 };
-                let lease = match p.kind {
-                    PeerKind::Modern => self.config.lease,
-                    PeerKind::Classic => self.config.classic_lease,
+                let lease = match kind {
+                    PeerKind::Modern => lease,
+                    PeerKind::Classic => classic_lease,
                 };
-                if store.hello(&id, p.endpoint, p.kind, now, lease).is_err() {
-                    continue;
+                if store.hello(&id, endpoint, kind, now, lease).is_ok() {
+                    peers += 1;
                 }
-                let rows: Vec<(FileName, FileMeta)> = p
-                    .files
-                    .into_iter()
-                    .filter_map(|(n, m)| FileName::parse(&n).ok().map(|n| (n, m)))
-                    .collect();
-                files += rows.len();
-                let _ = store.publish(&id, &rows, now);
-                peers += 1;
             }
-        }
+            Restored::File { peer, name, meta } => {
+                if current.as_ref().is_none_or(|c| c.as_str() != peer) {
+                    current = PeerId::parse(&peer).ok();
+                }
+                let (Some(id), Ok(name)) = (&current, FileName::parse(&name)) else {
+                    return;
+                };
+                if store.publish(id, &[(name, meta)], now).is_ok() {
+                    files += 1;
+                }
+            }
+        })?;
+        store.shrink_to_fit();
+        release_free_memory();
         self.durable = Some(durable);
-        (self, peers, files)
+        Ok((self, peers, files))
     }
 
     /// Logs a change made under the store's write lock (so the log's order is the
@@ -471,6 +477,16 @@ impl IndexService {
             ("health", "ok".into()),
         ];
         status_reply(&rows)
+    }
+}
+
+/// Hands memory freed during a bulk load back to the system, so the resident size
+/// reflects what the index holds.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -6,22 +6,29 @@
 //! Invariants:
 //! * every holding points at a peer slot that is occupied, and that peer's `files`
 //!   set contains the holding's name slot (and nothing else does);
-//! * a name slot that has ever been given a holding since it was (re)assigned is in
-//!   the postings of each of its tokens exactly once; names whose last holding went
-//!   away stay there until [`IndexStore::compact`] drops them (lazy deletion keeps
-//!   withdrawals O(1) however common a word is);
+//! * a name slot in `name_slots` is in the postings of each of its tokens exactly
+//!   once; names whose last holding went away stay there until [`IndexStore::compact`]
+//!   drops them (lazy deletion keeps withdrawals O(1) however common a word is);
 //! * reads never return a holding whose peer's lease has run out, even before the
 //!   sweep removes it.
+//!
+//! Memory: the store is sized for millions of (file, holder) entries. A name is stored
+//! once; the name table holds only slot numbers; a holding is 56 bytes with its hashes
+//! inline; a name or token with a single holder or posting needs no allocation of its
+//! own ([`OneOrMany`]); short tokens are stored inline ([`Token`]).
 
 use super::search::{self, Query};
 use crate::clock::Millis;
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::{FileName, PeerId};
+use hashbrown::hash_map::DefaultHashBuilder;
+use hashbrown::HashTable;
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::ops::Bound;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// What a peer says about one file it holds. Classic peers say nothing: all `None`.
@@ -60,6 +67,8 @@ pub enum StoreError {
     Conflict { id: PeerId, holder: Endpoint },
     /// No live peer with this id (never said hello, left, or its lease ran out).
     UnknownPeer(PeerId),
+    /// The name arena is at its 4 GiB limit.
+    Full,
 }
 
 impl fmt::Display for StoreError {
@@ -73,6 +82,7 @@ impl fmt::Display for StoreError {
             StoreError::UnknownPeer(id) => {
                 write!(f, "no live peer '{id}' here; say hello and publish again")
             }
+            StoreError::Full => f.write_str("the index holds as many names as it can"),
         }
     }
 }
@@ -98,7 +108,7 @@ pub struct HolderRef<'a> {
 /// One search result: a (name, content) pair and how many live peers hold it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SearchRow {
-    pub name: Arc<str>,
+    pub name: String,
     pub meta: FileMeta,
     pub holders: usize,
 }
@@ -119,6 +129,142 @@ pub struct StoreCounts {
     pub words: usize,
 }
 
+/// None, one or many values, with no allocation for the common single value.
+#[derive(Clone, Debug, Default)]
+pub enum OneOrMany<T> {
+    #[default]
+    None,
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: Copy> OneOrMany<T> {
+    pub fn as_slice(&self) -> &[T] {
+        match self {
+            OneOrMany::None => &[],
+            OneOrMany::One(v) => std::slice::from_ref(v),
+            OneOrMany::Many(v) => v,
+        }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        match self {
+            OneOrMany::None => &mut [],
+            OneOrMany::One(v) => std::slice::from_mut(v),
+            OneOrMany::Many(v) => v,
+        }
+    }
+
+    pub fn push(&mut self, value: T) {
+        *self = match std::mem::take(self) {
+            OneOrMany::None => OneOrMany::One(value),
+            OneOrMany::One(first) => OneOrMany::Many(vec![first, value]),
+            OneOrMany::Many(mut v) => {
+                v.push(value);
+                OneOrMany::Many(v)
+            }
+        };
+    }
+
+    pub fn swap_remove(&mut self, index: usize) {
+        *self = match std::mem::take(self) {
+            OneOrMany::Many(mut v) => {
+                v.swap_remove(index);
+                match v.len() {
+                    0 => OneOrMany::None,
+                    1 => OneOrMany::One(v[0]),
+                    _ => OneOrMany::Many(v),
+                }
+            }
+            _ => OneOrMany::None,
+        };
+    }
+
+    pub fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
+        let mut v: Vec<T> = self.as_slice().to_vec();
+        v.retain(keep);
+        *self = match v.len() {
+            0 => OneOrMany::None,
+            1 => OneOrMany::One(v[0]),
+            _ => OneOrMany::Many(v),
+        };
+    }
+
+    pub fn shrink_to_fit(&mut self) {
+        if let OneOrMany::Many(v) = self {
+            v.shrink_to_fit();
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(self, OneOrMany::None)
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+}
+
+/// A word-index key: short tokens (most of them) are stored inline.
+#[derive(Clone)]
+enum Token {
+    Inline { len: u8, bytes: [u8; 22] },
+    Heap(Box<str>),
+}
+
+impl Token {
+    fn new(text: &str) -> Token {
+        if text.len() <= 22 {
+            let mut bytes = [0u8; 22];
+            bytes[..text.len()].copy_from_slice(text.as_bytes());
+            Token::Inline {
+                len: text.len() as u8,
+                bytes,
+            }
+        } else {
+            Token::Heap(text.into())
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // SAFETY: the bytes were copied whole from a &str in `Token::new`, so they
+            // are valid UTF-8. This runs on every comparison of a word lookup, which
+            // is why it does not validate again.
+            Token::Inline { len, bytes } => unsafe {
+                std::str::from_utf8_unchecked(&bytes[..*len as usize])
+            },
+            Token::Heap(s) => s,
+        }
+    }
+}
+
+impl Borrow<str> for Token {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for Token {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Token {}
+
+impl PartialOrd for Token {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Token {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
 struct PeerRecord {
     id: PeerId,
     endpoint: Endpoint,
@@ -127,17 +273,59 @@ struct PeerRecord {
     files: HashSet<u32>,
 }
 
-#[derive(Clone, Copy)]
+/// One peer holding one name: 56 bytes, hashes inline.
+#[derive(Clone, Copy, Debug)]
 struct Holding {
+    size: u64,
     peer: u32,
-    meta: FileMeta,
+    /// Whether size and hashes are known (false for classic peers).
+    known: bool,
+    id: [u8; 20],
+    digest: [u8; 20],
 }
 
+impl Holding {
+    fn new(peer: u32, meta: &FileMeta) -> Holding {
+        match (meta.size, meta.id, meta.digest) {
+            (Some(size), Some(id), Some(digest)) => Holding {
+                size,
+                peer,
+                known: true,
+                id: id.0,
+                digest: digest.0,
+            },
+            _ => Holding {
+                size: 0,
+                peer,
+                known: false,
+                id: [0; 20],
+                digest: [0; 20],
+            },
+        }
+    }
+
+    fn meta(&self) -> FileMeta {
+        if self.known {
+            FileMeta {
+                size: Some(self.size),
+                id: Some(Sha1Digest(self.id)),
+                digest: Some(Sha1Digest(self.digest)),
+            }
+        } else {
+            FileMeta::UNKNOWN
+        }
+    }
+
+    fn content_id(&self) -> Option<Sha1Digest> {
+        self.known.then_some(Sha1Digest(self.id))
+    }
+}
+
+/// A name: its holdings, and where its text is in the name arena.
 struct NameEntry {
-    name: Arc<str>,
-    holdings: Vec<Holding>,
-    /// In the postings of its tokens.
-    indexed: bool,
+    holdings: OneOrMany<Holding>,
+    at: u32,
+    len: u16,
 }
 
 /// Matches collected before ranking; bounds the work of one search.
@@ -149,12 +337,22 @@ pub struct IndexStore {
     free_peers: Vec<u32>,
     peer_slots: HashMap<PeerId, u32>,
     names: Vec<NameEntry>,
+    /// The text of every name, back to back (`NameEntry::at`, `len`); freed names stay
+    /// until a compaction rebuilds it.
+    name_text: String,
     free_names: Vec<u32>,
-    name_slots: HashMap<Arc<str>, u32>,
-    words: BTreeMap<Box<str>, Vec<u32>>,
-    /// Indexed names with no holdings (waiting for compaction).
-    empty_indexed: usize,
+    /// Name slots, found by hashing the name stored in `names`.
+    name_slots: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    words: BTreeMap<Token, OneOrMany<u32>>,
+    /// Names in `name_slots` with no holdings (waiting for compaction).
+    empty_names: usize,
     entries: usize,
+}
+
+fn text_of<'a>(text: &'a str, entry: &NameEntry) -> &'a str {
+    let at = entry.at as usize;
+    &text[at..at + entry.len as usize]
 }
 
 impl IndexStore {
@@ -171,6 +369,17 @@ impl IndexStore {
     fn live_slot(&self, id: &PeerId, now: Millis) -> Option<u32> {
         let slot = *self.peer_slots.get(id)?;
         (self.peer(slot).lease_until > now).then_some(slot)
+    }
+
+    fn name_of(&self, slot: u32) -> &str {
+        text_of(&self.name_text, &self.names[slot as usize])
+    }
+
+    fn name_slot(&self, name: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(name);
+        self.name_slots
+            .find(hash, |&s| self.name_of(s) == name)
+            .copied()
     }
 
     /// Registers or renews a peer. Returns how many files the index holds for it.
@@ -241,31 +450,22 @@ impl IndexStore {
             .live_slot(id, now)
             .ok_or_else(|| StoreError::UnknownPeer(id.clone()))?;
         for (name, meta) in files {
-            let slot = self.intern(name.as_str());
+            let slot = self.intern(name.as_str())?;
             let entry = &mut self.names[slot as usize];
-            match entry.holdings.iter_mut().find(|h| h.peer == peer) {
-                Some(h) => h.meta = *meta,
+            let holding = Holding::new(peer, meta);
+            match entry
+                .holdings
+                .as_mut_slice()
+                .iter_mut()
+                .find(|h| h.peer == peer)
+            {
+                Some(h) => *h = holding,
                 None => {
-                    if entry.holdings.is_empty() && entry.indexed {
-                        self.empty_indexed -= 1;
+                    if entry.holdings.is_empty() {
+                        self.empty_names -= 1;
                     }
-                    entry.holdings.push(Holding { peer, meta: *meta });
+                    entry.holdings.push(holding);
                     self.entries += 1;
-                    if !entry.indexed {
-                        entry.indexed = true;
-                        let lower = entry.name.to_lowercase();
-                        let mut toks = search::tokens(&lower);
-                        toks.sort_unstable();
-                        toks.dedup();
-                        for t in toks {
-                            match self.words.get_mut(t) {
-                                Some(list) => list.push(slot),
-                                None => {
-                                    self.words.insert(t.into(), vec![slot]);
-                                }
-                            }
-                        }
-                    }
                 }
             }
             self.peers[peer as usize]
@@ -277,16 +477,24 @@ impl IndexStore {
         Ok(files.len())
     }
 
-    fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&slot) = self.name_slots.get(name) {
-            return slot;
+    /// The slot of a name, creating it (and indexing its words) if it is new. A new
+    /// name counts as empty until its first holding arrives.
+    fn intern(&mut self, name: &str) -> Result<u32, StoreError> {
+        if let Some(slot) = self.name_slot(name) {
+            return Ok(slot);
         }
-        let name: Arc<str> = Arc::from(name);
+        if self.name_text.len() + name.len() > u32::MAX as usize {
+            self.compact();
+            if self.name_text.len() + name.len() > u32::MAX as usize {
+                return Err(StoreError::Full);
+            }
+        }
         let entry = NameEntry {
-            name: name.clone(),
-            holdings: Vec::new(),
-            indexed: false,
+            holdings: OneOrMany::None,
+            at: self.name_text.len() as u32,
+            len: name.len() as u16,
         };
+        self.name_text.push_str(name);
         let slot = match self.free_names.pop() {
             Some(s) => {
                 self.names[s as usize] = entry;
@@ -297,19 +505,41 @@ impl IndexStore {
                 (self.names.len() - 1) as u32
             }
         };
-        self.name_slots.insert(name, slot);
-        slot
+        let hash = self.hasher.hash_one(name);
+        let (names, text, hasher) = (&self.names, &self.name_text, &self.hasher);
+        self.name_slots.insert_unique(hash, slot, |&s| {
+            hasher.hash_one(text_of(text, &names[s as usize]))
+        });
+        self.empty_names += 1;
+        let lower = name.to_lowercase();
+        let mut toks = search::tokens(&lower);
+        toks.sort_unstable();
+        toks.dedup();
+        for t in toks {
+            match self.words.get_mut(t) {
+                Some(list) => list.push(slot),
+                None => {
+                    self.words.insert(Token::new(t), OneOrMany::One(slot));
+                }
+            }
+        }
+        Ok(slot)
     }
 
     fn drop_holding(&mut self, name_slot: u32, peer: u32) -> bool {
         let entry = &mut self.names[name_slot as usize];
-        let Some(pos) = entry.holdings.iter().position(|h| h.peer == peer) else {
+        let Some(pos) = entry
+            .holdings
+            .as_slice()
+            .iter()
+            .position(|h| h.peer == peer)
+        else {
             return false;
         };
         entry.holdings.swap_remove(pos);
         self.entries -= 1;
-        if entry.holdings.is_empty() && entry.indexed {
-            self.empty_indexed += 1;
+        if entry.holdings.is_empty() {
+            self.empty_names += 1;
         }
         true
     }
@@ -327,7 +557,7 @@ impl IndexStore {
             .ok_or_else(|| StoreError::UnknownPeer(id.clone()))?;
         let mut removed = 0;
         for name in names {
-            let Some(&slot) = self.name_slots.get(name.as_str()) else {
+            let Some(slot) = self.name_slot(name.as_str()) else {
                 continue;
             };
             if self.drop_holding(slot, peer) {
@@ -357,8 +587,8 @@ impl IndexStore {
         let files: Vec<u32> = self.peer(peer).files.iter().copied().collect();
         let mut removed = Vec::new();
         for slot in files {
-            if !keep.contains(&*self.names[slot as usize].name) {
-                removed.push(self.names[slot as usize].name.to_string());
+            if !keep.contains(self.name_of(slot)) {
+                removed.push(self.name_of(slot).to_owned());
                 self.drop_holding(slot, peer);
                 self.peers[peer as usize]
                     .as_mut()
@@ -410,19 +640,20 @@ impl IndexStore {
         id: Option<Sha1Digest>,
         now: Millis,
     ) -> Vec<HolderRef<'_>> {
-        let Some(&slot) = self.name_slots.get(name) else {
+        let Some(slot) = self.name_slot(name) else {
             return Vec::new();
         };
         self.names[slot as usize]
             .holdings
+            .as_slice()
             .iter()
-            .filter(|h| id.is_none() || h.meta.id == id)
+            .filter(|h| id.is_none() || h.content_id() == id)
             .filter_map(|h| {
                 let p = self.peer(h.peer);
                 (p.lease_until > now).then_some(HolderRef {
                     peer: &p.id,
                     endpoint: p.endpoint,
-                    meta: h.meta,
+                    meta: h.meta(),
                 })
             })
             .collect()
@@ -430,20 +661,12 @@ impl IndexStore {
 
     /// Live holders of `name`, optionally only those with content `id`.
     pub fn holders(&self, name: &str, id: Option<Sha1Digest>, now: Millis) -> Vec<HolderView> {
-        let Some(&slot) = self.name_slots.get(name) else {
-            return Vec::new();
-        };
-        self.names[slot as usize]
-            .holdings
-            .iter()
-            .filter(|h| id.is_none() || h.meta.id == id)
-            .filter_map(|h| {
-                let p = self.peer(h.peer);
-                (p.lease_until > now).then(|| HolderView {
-                    peer: p.id.clone(),
-                    endpoint: p.endpoint,
-                    meta: h.meta,
-                })
+        self.holder_refs(name, id, now)
+            .into_iter()
+            .map(|h| HolderView {
+                peer: h.peer.clone(),
+                endpoint: h.endpoint,
+                meta: h.meta,
             })
             .collect()
     }
@@ -478,16 +701,16 @@ impl IndexStore {
         let mut rows: Vec<SearchRow> = Vec::new();
         let mut truncated = false;
         'scan: for (_, list) in self.prefix_range(driver) {
-            for &slot in list {
+            for &slot in list.as_slice() {
                 if multi_token && !seen.insert(slot) {
                     continue;
                 }
                 let entry = &self.names[slot as usize];
-                if entry.holdings.is_empty() || !query.matches(&entry.name.to_lowercase()) {
+                if entry.holdings.is_empty() || !query.matches(&self.name_of(slot).to_lowercase()) {
                     continue;
                 }
                 let before = rows.len();
-                self.rows_for(entry, now, &mut rows);
+                self.rows_for(slot, now, &mut rows);
                 if rows.len() > before && rows.len() >= COLLECT_CAP {
                     truncated = true;
                     break 'scan;
@@ -500,17 +723,18 @@ impl IndexStore {
         SearchResults { rows, more }
     }
 
-    fn rows_for(&self, entry: &NameEntry, now: Millis, out: &mut Vec<SearchRow>) {
+    fn rows_for(&self, slot: u32, now: Millis, out: &mut Vec<SearchRow>) {
         let start = out.len();
-        for h in &entry.holdings {
+        for h in self.names[slot as usize].holdings.as_slice() {
             if self.peer(h.peer).lease_until <= now {
                 continue;
             }
-            match out[start..].iter_mut().find(|r| r.meta.id == h.meta.id) {
+            let meta = h.meta();
+            match out[start..].iter_mut().find(|r| r.meta.id == meta.id) {
                 Some(row) => row.holders += 1,
                 None => out.push(SearchRow {
-                    name: entry.name.clone(),
-                    meta: h.meta,
+                    name: self.name_of(slot).to_owned(),
+                    meta,
                     holders: 1,
                 }),
             }
@@ -520,42 +744,75 @@ impl IndexStore {
     fn prefix_range<'a>(
         &'a self,
         prefix: &'a str,
-    ) -> impl Iterator<Item = (&'a Box<str>, &'a Vec<u32>)> + 'a {
+    ) -> impl Iterator<Item = (&'a Token, &'a OneOrMany<u32>)> + 'a {
         self.words
             .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(move |(k, _)| k.starts_with(prefix))
+            .take_while(move |(k, _)| k.as_str().starts_with(prefix))
     }
 
     /// Drops names without holdings from the word index once they are a large share.
     fn maybe_compact(&mut self) {
-        let live = self.name_slots.len() - self.empty_indexed;
-        if self.empty_indexed > 1024 && self.empty_indexed > live {
+        let live = self.name_slots.len() - self.empty_names;
+        if self.empty_names > 1024 && self.empty_names > live {
             self.compact();
         }
     }
 
-    /// Removes every name without holdings from the word index and frees its slot.
+    /// Removes every name without holdings from the word index, frees its slot and
+    /// rebuilds the name arena without the text of freed names.
     pub fn compact(&mut self) {
         let names = &self.names;
         self.words.retain(|_, list| {
             list.retain(|&s| !names[s as usize].holdings.is_empty());
             !list.is_empty()
         });
-        for slot in 0..self.names.len() {
-            let entry = &mut self.names[slot];
-            if entry.holdings.is_empty() && self.name_slots.remove(&*entry.name).is_some() {
-                entry.indexed = false;
-                entry.name = Arc::from("");
-                self.free_names.push(slot as u32);
+        let mut freed = Vec::new();
+        self.name_slots.retain(|&mut s| {
+            let keep = !names[s as usize].holdings.is_empty();
+            if !keep {
+                freed.push(s);
             }
+            keep
+        });
+        for &s in &freed {
+            self.names[s as usize].len = 0;
+            self.free_names.push(s);
         }
-        self.empty_indexed = 0;
+        let mut text = String::with_capacity(self.name_text.len());
+        for entry in &mut self.names {
+            let at = text.len() as u32;
+            text.push_str(text_of(&self.name_text, entry));
+            entry.at = at;
+        }
+        self.name_text = text;
+        let (names, text, hasher) = (&self.names, &self.name_text, &self.hasher);
+        self.name_slots
+            .shrink_to_fit(|&s| hasher.hash_one(text_of(text, &names[s as usize])));
+        self.empty_names = 0;
+    }
+
+    /// Gives back spare capacity, after a bulk load.
+    pub fn shrink_to_fit(&mut self) {
+        self.names.shrink_to_fit();
+        // Keys inserted in order leave B-tree nodes half full; a tree collected from
+        // sorted pairs is built with full nodes.
+        self.words = std::mem::take(&mut self.words).into_iter().collect();
+        for list in self.words.values_mut() {
+            list.shrink_to_fit();
+        }
+        for p in self.peers.iter_mut().flatten() {
+            p.files.shrink_to_fit();
+        }
+        self.name_text.shrink_to_fit();
+        let (names, text, hasher) = (&self.names, &self.name_text, &self.hasher);
+        self.name_slots
+            .shrink_to_fit(|&s| hasher.hash_one(text_of(text, &names[s as usize])));
     }
 
     pub fn counts(&self) -> StoreCounts {
         StoreCounts {
             peers: self.peer_slots.len(),
-            names: self.name_slots.len() - self.empty_indexed,
+            names: self.name_slots.len() - self.empty_names,
             entries: self.entries,
             words: self.words.len(),
         }
