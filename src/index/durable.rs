@@ -319,14 +319,11 @@ mod tests {
         }
     }
 
+    type Peers = Vec<(String, PeerKind)>;
+    type Files = Vec<(String, String, FileMeta)>;
+
     /// Reads a database back as (peers, files), sorted.
-    fn read_back(
-        path: &Path,
-    ) -> (
-        Durable,
-        Vec<(String, PeerKind)>,
-        Vec<(String, String, FileMeta)>,
-    ) {
+    fn read_back(path: &Path) -> (Durable, Peers, Files) {
         let mut peers = Vec::new();
         let mut files = Vec::new();
         let db = Durable::open(path, &mut |r| match r {
