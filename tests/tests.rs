@@ -500,6 +500,10 @@ fn malformed_input_gets_clear_errors_and_the_index_keeps_serving() {
     assert!(raw.ask("hello|1|peer|p|1").starts_with("ok|index|"));
     raw.send(b"publish|1\n../x|1|sha1:0000000000000000000000000000000000000000|sha1:0000000000000000000000000000000000000000\n");
     assert!(raw.line().starts_with("err|bad-name|row 1: '../x'"));
+    raw.send(b"publish|1\nhuge|1099511627777|sha1:0000000000000000000000000000000000000000|sha1:0000000000000000000000000000000000000000\n");
+    assert!(raw
+        .line()
+        .starts_with("err|too-large|row 1: 1099511627777 bytes"));
     raw.send(b"publish|1\nx|big|sha1:00|sha1:00\n");
     assert!(raw.line().starts_with("err|bad-request|row 1: size"));
     raw.send(b"withdraw|2\nonly-one-row\n");

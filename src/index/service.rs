@@ -16,7 +16,7 @@ use crate::protocol::codec::{self, Classic, Request};
 use crate::protocol::commands::{Role, Verb};
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::{FileName, PeerId};
-use crate::protocol::{ErrorCode, Refusal, VERSION};
+use crate::protocol::{ErrorCode, Refusal, MAX_FILE_SIZE, VERSION};
 use rand::seq::SliceRandom;
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -114,6 +114,12 @@ fn parse_file_row(row: &[String], n: usize) -> Result<(FileName, FileMeta), Refu
             ),
         )
     })?;
+    if size > MAX_FILE_SIZE {
+        return Err(refuse(
+            ErrorCode::TooLarge,
+            format!("row {n}: {size} bytes is over the limit of {MAX_FILE_SIZE}"),
+        ));
+    }
     let hash = |text: &str, what: &str| {
         Sha1Digest::parse(text)
             .map_err(|e| refuse(ErrorCode::BadRequest, format!("row {n}: {what}: {e}")))

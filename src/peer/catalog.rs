@@ -203,6 +203,16 @@ pub fn scan(dir: &Path) -> io::Result<(Vec<Candidate>, Vec<Skipped>)> {
             Ok(m) => m,
             Err(_) => continue,
         };
+        if meta.file_type().is_file() && meta.len() > crate::protocol::MAX_FILE_SIZE {
+            skipped.push(Skipped {
+                entry: text.to_owned(),
+                reason: format!(
+                    "larger than the {} byte limit",
+                    crate::protocol::MAX_FILE_SIZE
+                ),
+            });
+            continue;
+        }
         if !meta.file_type().is_file() {
             if !meta.is_dir() {
                 skipped.push(Skipped {

@@ -19,7 +19,7 @@ use crate::net::{NetError, Timeouts};
 use crate::protocol::codec;
 use crate::protocol::hash::{parse_piece_list, piece_list_digest, Sha1Digest};
 use crate::protocol::name::FileName;
-use crate::protocol::{piece_count, PIECE_SIZE};
+use crate::protocol::{piece_count, MAX_FILE_SIZE, PIECE_SIZE};
 use sha1::{Digest, Sha1};
 use std::collections::VecDeque;
 use std::fmt;
@@ -241,6 +241,16 @@ pub fn download_from(
         });
     }
     let target = choose_target(holders, req.id);
+    if let Some(t) = target.filter(|t| t.size > MAX_FILE_SIZE) {
+        return Err(DownloadError::AllSourcesFailed {
+            name: req.name.to_string(),
+            tried: 0,
+            last: format!(
+                "the index says it is {} bytes, over the limit of {MAX_FILE_SIZE}",
+                t.size
+            ),
+        });
+    }
     let dest = req.dest_dir.join(req.name.as_str());
     if fs::symlink_metadata(&dest).is_ok() {
         let existing = match req.existing {
@@ -304,7 +314,8 @@ pub fn download_from(
             tried += 1;
             let part = partial_dir.join(format!("classic-{}.part", std::process::id()));
             progress.source(&format!("{} ({}, classic)", h.peer, h.addr()));
-            match fetch_classic(req, h, &part, progress) {
+            let limit = target.map(|t| t.size).unwrap_or(MAX_FILE_SIZE);
+            match fetch_classic(req, h, &part, progress, limit) {
                 Ok(hashes) if expect.is_some_and(|e| e != hashes.id) => {
                     let _ = fs::remove_file(&part);
                     last = format!(
@@ -725,11 +736,21 @@ struct Tee<'a, R> {
     inner: R,
     file: &'a mut File,
     progress: &'a dyn Progress,
+    total: u64,
+    /// More than this is an error: the expected size when known, else the limit.
+    limit: u64,
 }
 
 impl<R: Read> Read for Tee<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        self.total += n as u64;
+        if self.total > self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the holder sent more than {} bytes", self.limit),
+            ));
+        }
         self.file.write_all(&buf[..n])?;
         self.progress.advance(n as u64);
         Ok(n)
@@ -743,6 +764,7 @@ fn fetch_classic(
     h: &Holder,
     part: &Path,
     progress: &dyn Progress,
+    limit: u64,
 ) -> Result<ContentHashes, SourceError> {
     let addr = h.addr();
     let mut stream = dial(&addr, &req.timeouts)?;
@@ -755,6 +777,8 @@ fn fetch_classic(
         inner: &stream,
         file: &mut file,
         progress,
+        total: 0,
+        limit,
     })
     .map_err(|e| NetError::from_io(&addr, "classic download", e))?;
     if hashes.size == 0 {

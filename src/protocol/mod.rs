@@ -32,6 +32,11 @@ pub const MAX_FRAME: usize = 8 * 1024 * 1024;
 /// Cap on the length of one `fetch` range.
 pub const MAX_FETCH: u64 = 16 * PIECE_SIZE;
 
+/// Largest file the network shares: 1 TiB, a piece list of 20 MiB. Checked wherever
+/// a size enters (publish, download, folder scan), so no size from the network can
+/// make a peer allocate or write without bound.
+pub const MAX_FILE_SIZE: u64 = 1 << 40;
+
 /// Number of pieces of a file of `size` bytes.
 pub fn piece_count(size: u64) -> u64 {
     size.div_ceil(PIECE_SIZE)
