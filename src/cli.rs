@@ -93,6 +93,20 @@ fn node_addr(text: &str) -> Result<NodeAddr, String> {
     NodeAddr::parse(text)
 }
 
+fn rate(text: &str) -> Result<u64, String> {
+    crate::net::rate::parse_rate(text)
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TransferFlags {
+    /// Most holders a download takes pieces from at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_sources: u32,
+    /// Limit on download speed, bytes per second (k, M, G suffixes: 500k, 25M).
+    #[arg(long, value_parser = rate, value_name = "RATE")]
+    pub max_download_rate: Option<u64>,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ServerFlags {
     /// Most connections served at once; more are answered 'err|busy' and closed.
@@ -164,6 +178,12 @@ pub struct PeerArgs {
     /// Rescan the whole folder this often, besides watching it for changes.
     #[arg(long, default_value = "30s", value_parser = duration)]
     pub rescan_interval: Duration,
+    /// Limit on upload speed, bytes per second, shared by every download from this
+    /// peer (modern and classic alike; k, M, G suffixes: 500k, 25M).
+    #[arg(long, value_parser = rate, value_name = "RATE")]
+    pub max_upload_rate: Option<u64>,
+    #[command(flatten)]
+    pub transfer: TransferFlags,
     #[command(flatten)]
     pub index: IndexFlags,
     #[command(flatten)]
@@ -202,6 +222,8 @@ pub struct GetArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub transfer: TransferFlags,
     #[command(flatten)]
     pub index: IndexFlags,
 }

@@ -10,6 +10,7 @@ use p2pshare::cli::{
 use p2pshare::config::{read_addr_list, NodeAddr};
 use p2pshare::index::service::{IndexConfig, IndexService};
 use p2pshare::net::client::Client;
+use p2pshare::net::rate::TokenBucket;
 use p2pshare::net::server::{self, ServerConfig, ServerStats};
 use p2pshare::net::Timeouts;
 use p2pshare::output::{self, LogWriter};
@@ -158,6 +159,12 @@ fn run_peer(a: PeerArgs) -> Result<(), Failure> {
             settle: a.settle,
             rescan_every: a.rescan_interval,
         },
+        max_sources: a.transfer.max_sources as usize,
+        upload_limit: a.max_upload_rate.map(|r| Arc::new(TokenBucket::new(r))),
+        download_limit: a
+            .transfer
+            .max_download_rate
+            .map(|r| Arc::new(TokenBucket::new(r))),
     };
     let indexes: Vec<String> = config.indexes.iter().map(|i| i.to_string()).collect();
     // Without a console, SIGINT and SIGTERM make the peer leave its indexes cleanly.
@@ -264,6 +271,11 @@ fn run_get(a: GetArgs) -> Result<(), Failure> {
         existing: None,
         self_id: &self_id,
         timeouts: timeouts(&a.index),
+        max_sources: a.transfer.max_sources as usize,
+        download_limit: a
+            .transfer
+            .max_download_rate
+            .map(|r| Arc::new(TokenBucket::new(r))),
     };
     let bar = BarProgress::new();
     let progress: &dyn Progress = if a.json { &Quiet } else { &bar };

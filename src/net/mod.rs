@@ -5,6 +5,7 @@
 //! requests and returns a [`Reply`]; it never sees a socket.
 
 pub mod client;
+pub mod rate;
 pub mod server;
 
 use crate::protocol::codec::{Classic, Request};
@@ -28,6 +29,8 @@ pub enum Reply {
         file: File,
         offset: u64,
         len: u64,
+        /// Paces the bytes when the node has an upload limit.
+        limit: Option<std::sync::Arc<rate::TokenBucket>>,
     },
     /// A final line; the connection closes after it.
     Close(String),

@@ -278,10 +278,23 @@ fn write_reply(
             file,
             offset,
             len,
+            limit,
         } => {
             out.write_all(header.as_bytes())?;
             out.flush()?;
-            send_file(stream, &file, offset, len)?;
+            match limit {
+                None => send_file(stream, &file, offset, len)?,
+                Some(bucket) => {
+                    // Paced: one 64 KiB slice at a time, each after its tokens.
+                    let mut at = 0;
+                    while at < len {
+                        let n = (len - at).min(64 * 1024);
+                        bucket.take(n);
+                        send_file(stream, &file, offset + at, n)?;
+                        at += n;
+                    }
+                }
+            }
         }
     }
     Ok(true)

@@ -15,25 +15,32 @@ use super::catalog::{hash_file, hash_reader, ContentHashes, FileStamp};
 use super::plan::PiecePlan;
 use super::pool::{Holder, IndexPool};
 use crate::net::client::{dial, Client};
+use crate::net::rate::TokenBucket;
 use crate::net::{NetError, Timeouts};
 use crate::protocol::codec;
 use crate::protocol::hash::{parse_piece_list, piece_list_digest, Sha1Digest};
 use crate::protocol::name::FileName;
 use crate::protocol::{piece_count, MAX_FILE_SIZE, PIECE_SIZE};
+use byteorder::{BigEndian, ReadBytesExt, WriteBytesExt};
 use sha1::{Digest, Sha1};
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
+use std::io::Cursor;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Fetch requests kept in flight on one connection, so the source never idles
 /// between pieces.
 const PIPELINE_DEPTH: usize = 4;
+
+/// Progress is recorded in the state file (after an fdatasync) every this many bytes.
+const STATE_EVERY: u64 = 32 * 1024 * 1024;
 
 /// Written data is handed to the disk in windows of this many bytes, so the final
 /// fsync has little left to do.
@@ -43,6 +50,8 @@ const WRITEBACK_EVERY: u64 = 16 * 1024 * 1024;
 pub trait Progress: Sync {
     fn begin(&self, _name: &str, _total: Option<u64>) {}
     fn advance(&self, _bytes: u64) {}
+    /// How many sources are sending now.
+    fn sources(&self, _active: usize) {}
     /// Which holder the bytes now come from.
     fn source(&self, _holder: &str) {}
     /// Something the user should know (a holder failed, a check could not be made).
@@ -67,6 +76,10 @@ pub struct DownloadRequest<'a> {
     /// Our id, sent in `hello` to holders.
     pub self_id: &'a str,
     pub timeouts: Timeouts,
+    /// Most holders used at once.
+    pub max_sources: usize,
+    /// Shared limit on the bytes received per second, if any.
+    pub download_limit: Option<Arc<TokenBucket>>,
 }
 
 /// A finished download.
@@ -223,7 +236,8 @@ pub fn download(
     let holders = pool
         .holders(&req.name, req.id)
         .map_err(DownloadError::Index)?;
-    download_from(&holders, req, progress, cancel, started)
+    let requery = || pool.holders(&req.name, req.id).unwrap_or_default();
+    download_from(&holders, req, &requery, progress, cancel, started)
 }
 
 /// Downloads one file from holders already known, trying them in the order given
@@ -231,6 +245,7 @@ pub fn download(
 pub fn download_from(
     holders: &[Holder],
     req: &DownloadRequest<'_>,
+    requery: &dyn Fn() -> Vec<Holder>,
     progress: &dyn Progress,
     cancel: &AtomicBool,
     started: Instant,
@@ -279,25 +294,29 @@ pub fn download_from(
     if let Some(t) = target {
         // Holders of exactly this content first; classic holders after, as a last
         // resort whose stream is checked against the content id.
-        let modern: Vec<&Holder> = holders
-            .iter()
-            .filter(|h| h.id == Some(t.id) && h.digest == Some(t.digest))
-            .collect();
+        let same = |h: &Holder| h.id == Some(t.id) && h.digest == Some(t.digest);
+        let modern: Vec<Holder> = holders.iter().filter(|h| same(h)).cloned().collect();
+        let requery_same = || requery().into_iter().filter(|h| same(h)).collect();
         let part = partial_dir.join(format!("{}.part", t.id.hex()));
         progress.begin(req.name.as_str(), Some(t.size));
+        // A partial that stops early stays, with its state file, for a resume.
         match fetch_pieces(
-            req, t, &modern, &part, progress, cancel, &mut tried, &mut last,
+            req,
+            t,
+            modern,
+            &requery_same,
+            &part,
+            progress,
+            cancel,
+            &mut tried,
+            &mut last,
         ) {
             Ok(Some((hashes, sources))) => result = Some((part.clone(), hashes, true, sources)),
             Ok(None) => {}
             Err(e) => {
                 progress.end();
-                let _ = fs::remove_file(&part);
                 return Err(e);
             }
-        }
-        if result.is_none() {
-            let _ = fs::remove_file(&part);
         }
     }
     if result.is_none() {
@@ -361,89 +380,131 @@ pub fn download_from(
     }))
 }
 
-/// Fetches every piece from the holders in turn. `Ok(None)` when all of them failed.
+/// Fetches every piece from up to `max_sources` holders at once. `Ok(None)` when every
+/// holder failed.
 ///
-/// Two threads share the work: this one talks to the holders and checks each piece
-/// against its hash; a `download-disk` thread writes verified pieces in place, feeds
-/// the whole-file hash and starts write-back early. On two cores the hashing of pieces
-/// and of the whole file then run side by side instead of one after the other.
+/// One `download-src-<k>` thread per source pulls pieces from the shared plan with
+/// [`PIPELINE_DEPTH`] requests in flight, hashes each piece slice by slice as it
+/// arrives and hands it to the `download-disk` thread, which writes pieces in place,
+/// feeds the whole-file hash and streams write-back. When nothing is missing any more,
+/// idle sources duplicate the slowest pieces (endgame); the first copy wins. A source
+/// that fails gives its pieces back; one that sends two bad pieces is banned for the
+/// rest of the download. When every source has stopped with pieces still missing, the
+/// index is asked again for holders (`requery`).
 #[allow(clippy::too_many_arguments)]
 fn fetch_pieces(
     req: &DownloadRequest<'_>,
     t: Target,
-    holders: &[&Holder],
+    holders: Vec<Holder>,
+    requery: &dyn Fn() -> Vec<Holder>,
     part: &Path,
     progress: &dyn Progress,
     cancel: &AtomicBool,
     tried: &mut usize,
     last: &mut String,
 ) -> Result<Option<(ContentHashes, Vec<String>)>, DownloadError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(part)
-        .map_err(io_at(part))?;
-    file.set_len(t.size).map_err(io_at(part))?;
+    let partial = Partial::open(part, t)?;
     let count = piece_count(t.size) as usize;
+    let mut plan = PiecePlan::new(count);
+    let saved_list = partial.load_piece_list();
+    let resumed = saved_list
+        .as_deref()
+        .map(|list| partial.resume(&mut plan, list))
+        .unwrap_or(0);
+    if resumed > 0 {
+        progress.note(&format!(
+            "resuming '{}': {resumed} of {count} pieces already here and checked",
+            req.name
+        ));
+        progress.advance((plan.done() as u64 * PIECE_SIZE).min(t.size));
+    }
     let (to_disk, disk_rx) = crossbeam_channel::bounded::<(usize, Vec<u8>)>(DISK_QUEUE);
     let (spare_tx, spare) = crossbeam_channel::bounded::<Vec<u8>>(DISK_QUEUE + 1);
-    let (fetched, disk_result) = std::thread::scope(|scope| {
+    let swarm = Swarm {
+        name: &req.name,
+        target: t,
+        state: Mutex::new(SwarmState {
+            plan,
+            bad: HashMap::new(),
+            banned: HashSet::new(),
+            active: 0,
+        }),
+        pieces: saved_list.map(OnceLock::from).unwrap_or_default(),
+        partial: &partial,
+        to_disk,
+        spare,
+        progress,
+        cancel,
+        limiter: req.download_limit.as_deref(),
+    };
+    let resumed_pieces: Vec<bool> = {
+        let st = swarm.lock();
+        (0..count).map(|i| st.plan.is_verified(i)).collect()
+    };
+    let (outcome, sources, disk_result) = std::thread::scope(|scope| {
         let disk = std::thread::Builder::new()
             .name("download-disk".into())
             .spawn_scoped(scope, || {
-                DiskWriter::new(&file, t.size, count).run(&disk_rx, &spare_tx)
+                DiskWriter::new(&partial, t.size, resumed_pieces).run(&disk_rx, &spare_tx)
             });
         let disk = match disk {
             Ok(handle) => handle,
-            Err(e) => {
-                return (
-                    Err(DownloadError::Io {
-                        path: part.to_owned(),
-                        source: e,
-                    }),
-                    None,
-                )
-            }
-        };
-        let mut job = Job {
-            name: &req.name,
-            target: t,
-            plan: PiecePlan::new(count),
-            pieces: None,
-            to_disk,
-            spare,
-            progress,
-            cancel,
+            Err(e) => return (Err(io_at(part)(e)), Vec::new(), None),
         };
         let mut sources = Vec::new();
         let mut outcome = Ok(());
-        for h in holders {
-            if job.plan.finished() && job.pieces.is_some() {
+        let mut tried_addrs: HashSet<String> = HashSet::new();
+        let mut candidates = holders;
+        for round in 0..MAX_ROUNDS {
+            let banned = swarm.lock().banned.clone();
+            let batch: Vec<Holder> = candidates
+                .into_iter()
+                .filter(|h| !banned.contains(&h.addr()))
+                .filter(|h| round == 0 || !tried_addrs.contains(&h.addr()) || round >= 2)
+                .take(req.max_sources.max(1))
+                .collect();
+            if batch.is_empty() {
                 break;
             }
-            *tried += 1;
-            progress.source(&format!("{} ({})", h.peer, h.addr()));
-            match job.run_source(h, req.self_id, &req.timeouts) {
-                Ok(()) => sources.push(h.peer.clone()),
-                Err(SourceError::Cancelled) => {
-                    outcome = Err(DownloadError::Cancelled);
-                    break;
-                }
-                Err(SourceError::Disk(e)) => {
-                    outcome = Err(io_at(part)(e));
-                    break;
-                }
-                Err(e) => {
-                    *last = format!("{} ({}): {e}", h.peer, h.addr());
-                    progress.note(&format!("holder {last}; trying the next"));
+            *tried += batch.len();
+            let results: Vec<(Holder, Result<(), SourceError>)> = std::thread::scope(|inner| {
+                let handles: Vec<_> = batch
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, h)| {
+                        let swarm = &swarm;
+                        std::thread::Builder::new()
+                            .name(format!("download-src-{k}"))
+                            .spawn_scoped(inner, move || {
+                                let r = swarm.run_source(&h, req.self_id, &req.timeouts);
+                                (h, r)
+                            })
+                    })
+                    .filter_map(Result::ok)
+                    .collect();
+                handles.into_iter().filter_map(|h| h.join().ok()).collect()
+            });
+            for (h, r) in results {
+                tried_addrs.insert(h.addr());
+                match r {
+                    Ok(()) => sources.push(h.peer.clone()),
+                    Err(SourceError::Cancelled) => outcome = Err(DownloadError::Cancelled),
+                    Err(SourceError::Disk(e)) => outcome = Err(io_at(part)(e)),
+                    Err(e) => {
+                        *last = format!("{} ({}): {e}", h.peer, h.addr());
+                        progress.note(&format!("holder {last}"));
+                    }
                 }
             }
+            if outcome.is_err() || swarm.done() {
+                break;
+            }
+            // Every source stopped with pieces missing: ask the index again.
+            candidates = requery();
         }
-        let finished = job.plan.finished() && job.pieces.is_some();
-        let pieces = job.pieces.take();
-        drop(job); // closes the queue: the disk thread finishes what it has
+        let finished = swarm.done();
+        let pieces = swarm.pieces.get().cloned();
+        drop(swarm); // closes the disk queue: the disk thread finishes what it has
         let disk_result = disk
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the disk thread panicked")));
@@ -455,10 +516,10 @@ fn fetch_pieces(
             }),
             (other, _) => other,
         };
-        let fetched = outcome.map(|()| finished.then(|| (pieces.unwrap_or_default(), sources)));
-        (fetched, Some(disk_result))
+        let outcome = outcome.map(|()| finished.then(|| pieces.unwrap_or_default()));
+        (outcome, sources, Some(disk_result))
     });
-    let Some((pieces, sources)) = fetched? else {
+    let Some(pieces) = outcome? else {
         return Ok(None);
     };
     log::debug!("all pieces fetched and written");
@@ -472,57 +533,102 @@ fn fetch_pieces(
         // does not match the content id published beside it: the publisher lied.
         *last = format!("pieces verified but the file hashes to {id}, not {}", t.id);
         progress.note(last);
+        partial.discard();
         return Ok(None);
     }
-    file.sync_all().map_err(io_at(part))?;
+    partial.file.sync_all().map_err(io_at(part))?;
+    partial.forget();
+    log::debug!("partial file fsynced");
     Ok(Some((
         ContentHashes::from_parts(t.size, id, pieces),
         sources,
     )))
 }
 
-/// Bytes hashed and written at a time: small enough to stay in the CPU cache
-/// between the copy that brings them and the hash that reads them.
-const CACHE_SLICE: usize = 128 * 1024;
+/// Rounds of asking the index for holders again when every source has stopped.
+const MAX_ROUNDS: usize = 4;
+
+/// Bad pieces after which a source is banned for the rest of the download.
+const BAD_PIECES_BAN: u32 = 2;
 
 /// Verified pieces waiting for the disk thread.
 const DISK_QUEUE: usize = 16;
 
-/// The network side of a download over the piece protocol.
-struct Job<'a> {
+/// Bytes hashed and written at a time: small enough to stay in the CPU cache
+/// between the copy that brings them and the hash that reads them.
+const CACHE_SLICE: usize = 128 * 1024;
+
+/// What the sources of one download share.
+struct SwarmState {
+    plan: PiecePlan,
+    /// Bad pieces per source address.
+    bad: HashMap<String, u32>,
+    banned: HashSet<String>,
+    /// Sources currently pulling pieces.
+    active: usize,
+}
+
+/// The network side of a download: the sources and what they share.
+struct Swarm<'a> {
     name: &'a FileName,
     target: Target,
-    plan: PiecePlan,
-    pieces: Option<Vec<Sha1Digest>>,
+    state: Mutex<SwarmState>,
+    /// The piece list, checked against the digest from the index, once a source gave it.
+    pieces: OnceLock<Vec<Sha1Digest>>,
+    partial: &'a Partial,
     to_disk: crossbeam_channel::Sender<(usize, Vec<u8>)>,
     /// Buffers the disk thread is done with.
     spare: crossbeam_channel::Receiver<Vec<u8>>,
     progress: &'a dyn Progress,
     cancel: &'a AtomicBool,
+    limiter: Option<&'a TokenBucket>,
 }
 
-impl Job<'_> {
+impl Swarm<'_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SwarmState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn done(&self) -> bool {
+        self.pieces.get().is_some() && self.lock().plan.finished()
+    }
+
     fn piece_len(&self, i: usize) -> u64 {
         let start = i as u64 * PIECE_SIZE;
         PIECE_SIZE.min(self.target.size - start)
     }
 
     fn run_source(
-        &mut self,
+        &self,
         h: &Holder,
         self_id: &str,
         timeouts: &Timeouts,
     ) -> Result<(), SourceError> {
         let mut client = Client::connect(&h.addr(), timeouts)?;
         client.hello("client", self_id, 0)?;
-        if self.pieces.is_none() {
-            self.pieces = Some(self.fetch_piece_list(&mut client)?);
+        if self.pieces.get().is_none() {
+            let list = self.fetch_piece_list(&mut client)?;
+            self.partial.save_piece_list(&list);
+            let _ = self.pieces.set(list);
         }
+        let active = {
+            let mut st = self.lock();
+            st.active += 1;
+            st.active
+        };
+        self.progress.sources(active);
+        log::info!("downloading from {} ({})", h.peer, h.addr());
         let mut in_flight: VecDeque<usize> = VecDeque::new();
-        let result = self.pump(&mut client, &mut in_flight);
-        for i in in_flight {
-            self.plan.release(i);
-        }
+        let result = self.pump(&mut client, h, &mut in_flight);
+        let active = {
+            let mut st = self.lock();
+            for &i in &in_flight {
+                st.plan.release(i);
+            }
+            st.active -= 1;
+            st.active
+        };
+        self.progress.sources(active);
         result
     }
 
@@ -550,16 +656,33 @@ impl Job<'_> {
         Ok(pieces)
     }
 
+    /// Takes the next piece for a source: a missing one, or in the endgame one that
+    /// another source has in flight.
+    fn next_piece(&self, mine: &VecDeque<usize>) -> Option<usize> {
+        let mut st = self.lock();
+        st.plan.take_next().or_else(|| {
+            let mine: Vec<usize> = mine.iter().copied().collect();
+            (!st.plan.finished())
+                .then(|| st.plan.take_endgame(&mine))
+                .flatten()
+        })
+    }
+
     fn pump(
-        &mut self,
+        &self,
         client: &mut Client,
+        h: &Holder,
         in_flight: &mut VecDeque<usize>,
     ) -> Result<(), SourceError> {
         let id = self.target.id.to_string();
+        let want = self.pieces.get().cloned().unwrap_or_default();
         loop {
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(SourceError::Cancelled);
+            }
             let mut batch = String::new();
             while in_flight.len() < PIPELINE_DEPTH {
-                let Some(i) = self.plan.take_next() else {
+                let Some(i) = self.next_piece(in_flight) else {
                     break;
                 };
                 let offset = (i as u64 * PIECE_SIZE).to_string();
@@ -579,9 +702,6 @@ impl Job<'_> {
             let Some(&i) = in_flight.front() else {
                 return Ok(());
             };
-            if self.cancel.load(Ordering::SeqCst) {
-                return Err(SourceError::Cancelled);
-            }
             let expected = self.piece_len(i);
             let len = client.read_data_header("fetch", expected)?;
             if len != expected {
@@ -595,23 +715,203 @@ impl Job<'_> {
             // CPU cache: a whole piece is larger than the cache.
             let mut sha = Sha1::new();
             for slice in buf.chunks_mut(CACHE_SLICE) {
+                if let Some(limit) = self.limiter {
+                    limit.take(slice.len() as u64);
+                }
                 client.read_exact(slice, "fetch")?;
                 sha.update(&*slice);
             }
             in_flight.pop_front();
-            let want = self.pieces.as_ref().map(|p| p[i]);
-            if Some(Sha1Digest(sha.finalize().into())) != want {
-                self.plan.release(i);
-                return Err(SourceError::Lied(format!(
-                    "piece {i} does not match its hash"
-                )));
+            if Some(&Sha1Digest(sha.finalize().into())) != want.get(i) {
+                let mut st = self.lock();
+                st.plan.release(i);
+                let bad = st.bad.entry(h.addr()).or_insert(0);
+                *bad += 1;
+                if *bad >= BAD_PIECES_BAN {
+                    st.banned.insert(h.addr());
+                    return Err(SourceError::Lied(format!(
+                        "piece {i} does not match its hash; a second bad piece: {} is banned for this download",
+                        h.peer
+                    )));
+                }
+                drop(st);
+                self.progress.note(&format!(
+                    "holder {} ({}): piece {i} does not match its hash; it is fetched again",
+                    h.peer,
+                    h.addr()
+                ));
+                continue;
             }
-            self.to_disk
-                .send((i, buf))
-                .map_err(|_| SourceError::Disk(io::Error::other("the disk thread stopped")))?;
-            self.plan.verified(i);
-            self.progress.advance(len);
+            let first = self.lock().plan.verified(i);
+            if first {
+                self.to_disk
+                    .send((i, buf))
+                    .map_err(|_| SourceError::Disk(io::Error::other("the disk thread stopped")))?;
+                self.progress.advance(len);
+            }
+            if self.done() {
+                return Ok(());
+            }
         }
+    }
+}
+
+/// The partial download on disk: `<id>.part` (the bytes, in place) and `<id>.state`
+/// (which pieces are verified and durable), both in the state dir.
+struct Partial {
+    path: PathBuf,
+    state_path: PathBuf,
+    file: File,
+    target: Target,
+}
+
+/// `<id>.state` format, big-endian: "P2PPART1", 20-byte content id, u64 size, u32 piece
+/// size, u32 piece count, the bitmap of verified pieces, then the SHA-1 of all that.
+const STATE_MAGIC: &[u8; 8] = b"P2PPART1";
+
+impl Partial {
+    fn open(part: &Path, t: Target) -> Result<Partial, DownloadError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(part)
+            .map_err(io_at(part))?;
+        file.set_len(t.size).map_err(io_at(part))?;
+        Ok(Partial {
+            path: part.to_owned(),
+            state_path: part.with_extension("state"),
+            file,
+            target: t,
+        })
+    }
+
+    /// Marks the pieces the state file records as done, after checking each against
+    /// its hash on disk: a piece is never trusted only because the state file says so.
+    /// Returns how many pieces were kept.
+    fn resume(&self, plan: &mut PiecePlan, pieces: &[Sha1Digest]) -> usize {
+        let Some(marked) = self.read_state() else {
+            return 0;
+        };
+        let mut kept = 0;
+        let mut buf = vec![0u8; PIECE_SIZE as usize];
+        for (i, done) in marked.into_iter().enumerate() {
+            if !done || i >= plan.len() || i >= pieces.len() {
+                continue;
+            }
+            let offset = i as u64 * PIECE_SIZE;
+            let len = PIECE_SIZE.min(self.target.size - offset) as usize;
+            if self.file.read_exact_at(&mut buf[..len], offset).is_ok()
+                && Sha1Digest::of(&buf[..len]) == pieces[i]
+            {
+                plan.already_have(i);
+                kept += 1;
+            } else {
+                log::warn!("resume: piece {i} on disk does not match its hash; fetching it again");
+            }
+        }
+        kept
+    }
+
+    fn list_path(&self) -> PathBuf {
+        self.path.with_extension("pieces")
+    }
+
+    /// The piece list saved by an earlier attempt, if it still matches the digest.
+    fn load_piece_list(&self) -> Option<Vec<Sha1Digest>> {
+        let raw = fs::read(self.list_path()).ok()?;
+        let list = parse_piece_list(&raw)?;
+        (list.len() as u64 == piece_count(self.target.size)
+            && piece_list_digest(&list) == self.target.digest)
+            .then_some(list)
+    }
+
+    /// Keeps the (verified) piece list next to the partial, for a resume.
+    fn save_piece_list(&self, list: &[Sha1Digest]) {
+        let raw: Vec<u8> = list.iter().flat_map(|d| d.0).collect();
+        let tmp = self.list_path().with_extension("pieces.tmp");
+        let saved = File::create(&tmp)
+            .and_then(|mut f| f.write_all(&raw).and_then(|()| f.sync_all()))
+            .and_then(|()| fs::rename(&tmp, self.list_path()));
+        if let Err(e) = saved {
+            log::warn!("cannot save the piece list for a resume: {e}");
+        }
+    }
+
+    fn read_state(&self) -> Option<Vec<bool>> {
+        let bytes = fs::read(&self.state_path).ok()?;
+        let count = piece_count(self.target.size) as usize;
+        let map_len = count.div_ceil(8);
+        let expect = 8 + 20 + 8 + 4 + 4 + map_len + 20;
+        if bytes.len() != expect || &bytes[..8] != STATE_MAGIC {
+            log::warn!(
+                "{}: not a state file of this download; starting over",
+                self.state_path.display()
+            );
+            return None;
+        }
+        let (body, check) = bytes.split_at(bytes.len() - 20);
+        if Sha1Digest::of(body).0 != check {
+            log::warn!("{}: corrupt; starting over", self.state_path.display());
+            return None;
+        }
+        let mut r = Cursor::new(&body[8..]);
+        let mut id = [0u8; 20];
+        r.read_exact(&mut id).ok()?;
+        let size = r.read_u64::<BigEndian>().ok()?;
+        let piece = r.read_u32::<BigEndian>().ok()?;
+        let n = r.read_u32::<BigEndian>().ok()? as usize;
+        if id != self.target.id.0
+            || size != self.target.size
+            || u64::from(piece) != PIECE_SIZE
+            || n != count
+        {
+            return None;
+        }
+        let map = &body[body.len() - map_len..];
+        Some(
+            (0..count)
+                .map(|i| map[i / 8] & (1 << (i % 8)) != 0)
+                .collect(),
+        )
+    }
+
+    /// Records `plan`'s verified pieces, after making their bytes durable.
+    fn save_state(&self, bitmap: &[u8]) -> io::Result<()> {
+        self.file.sync_data()?;
+        let mut out = Vec::with_capacity(64 + bitmap.len());
+        out.extend_from_slice(STATE_MAGIC);
+        out.extend_from_slice(&self.target.id.0);
+        out.write_u64::<BigEndian>(self.target.size)?;
+        out.write_u32::<BigEndian>(PIECE_SIZE as u32)?;
+        out.write_u32::<BigEndian>(piece_count(self.target.size) as u32)?;
+        out.extend_from_slice(bitmap);
+        let check = Sha1Digest::of(&out);
+        out.extend_from_slice(&check.0);
+        let tmp = self.state_path.with_extension("state.tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&out)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &self.state_path)?;
+        if let Some(dir) = self.state_path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Removes the partial and its state (the content is bad or the file is done).
+    fn discard(&self) {
+        let _ = fs::remove_file(&self.path);
+        self.forget();
+    }
+
+    /// Removes the state and piece list (the partial itself was moved into place).
+    fn forget(&self) {
+        let _ = fs::remove_file(&self.state_path);
+        let _ = fs::remove_file(self.list_path());
     }
 }
 
@@ -619,6 +919,7 @@ impl Job<'_> {
 /// the disk early, and computes the whole-file SHA-1 in piece order (reading back
 /// pieces that were written before their turn came).
 struct DiskWriter<'a> {
+    partial: &'a Partial,
     file: &'a File,
     size: u64,
     written: Vec<bool>,
@@ -628,18 +929,23 @@ struct DiskWriter<'a> {
     started: u64,
     /// ...and waited for up to here.
     waited: u64,
+    /// Bytes written since the state file last recorded progress.
+    since_state: u64,
 }
 
 impl<'a> DiskWriter<'a> {
-    fn new(file: &'a File, size: u64, count: usize) -> DiskWriter<'a> {
+    /// `written`: the pieces already on disk (resumed).
+    fn new(partial: &'a Partial, size: u64, written: Vec<bool>) -> DiskWriter<'a> {
         DiskWriter {
-            file,
+            partial,
+            file: &partial.file,
             size,
-            written: vec![false; count],
+            written,
             next: 0,
             sha: Sha1::new(),
             started: 0,
             waited: 0,
+            since_state: 0,
         }
     }
 
@@ -648,6 +954,7 @@ impl<'a> DiskWriter<'a> {
         queue: &crossbeam_channel::Receiver<(usize, Vec<u8>)>,
         spare: &crossbeam_channel::Sender<Vec<u8>>,
     ) -> io::Result<Sha1Digest> {
+        self.catch_up()?;
         for (i, data) in queue {
             let offset = i as u64 * PIECE_SIZE;
             if i == self.next {
@@ -665,13 +972,32 @@ impl<'a> DiskWriter<'a> {
                 self.written[i] = true;
             }
             self.write_back();
+            self.since_state += data.len() as u64;
+            if self.since_state >= STATE_EVERY {
+                self.save_state()?;
+            }
             let _ = spare.try_send(data);
         }
         self.catch_up()?;
         if self.next < self.written.len() {
+            // Stopped early (every source failed, or cancelled): record what is here,
+            // so the download can resume.
+            self.save_state()?;
             return Err(io::Error::other("download ended with pieces missing"));
         }
         Ok(Sha1Digest(self.sha.finalize().into()))
+    }
+
+    /// Makes the written pieces durable and records them in the state file.
+    fn save_state(&mut self) -> io::Result<()> {
+        let mut bitmap = vec![0u8; self.written.len().div_ceil(8)];
+        for (i, w) in self.written.iter().enumerate() {
+            if *w {
+                bitmap[i / 8] |= 1 << (i % 8);
+            }
+        }
+        self.since_state = 0;
+        self.partial.save_state(&bitmap)
     }
 
     /// Streams the in-order prefix of the file to the disk as it grows: starts

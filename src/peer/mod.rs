@@ -17,6 +17,7 @@ pub mod serve;
 pub mod watch;
 
 use crate::config::NodeAddr;
+use crate::net::rate::TokenBucket;
 use crate::net::server::{self, ServerConfig, ServerHandle, ServerStats};
 use crate::net::Timeouts;
 use crate::protocol::hash::Sha1Digest;
@@ -45,6 +46,10 @@ pub struct PeerConfig {
     pub server: ServerConfig,
     pub timeouts: Timeouts,
     pub watch: WatchConfig,
+    /// Most holders a download uses at once.
+    pub max_sources: usize,
+    pub upload_limit: Option<Arc<TokenBucket>>,
+    pub download_limit: Option<Arc<TokenBucket>>,
 }
 
 /// Things the user may want to see, for the console (or main.rs) to print.
@@ -106,6 +111,7 @@ impl Peer {
             config.server,
             Arc::new(PeerService {
                 shared: shared.clone(),
+                upload_limit: config.upload_limit.clone(),
             }),
             stats,
         )
@@ -200,6 +206,8 @@ impl Peer {
             existing,
             self_id: self.shared.id.as_str(),
             timeouts: self.config.timeouts,
+            max_sources: self.config.max_sources,
+            download_limit: self.config.download_limit.clone(),
         };
         let outcome = download::download(&self.pool, &req, progress, cancel)?;
         if let Outcome::Downloaded(done) = &outcome {

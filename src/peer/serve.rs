@@ -8,6 +8,7 @@
 use super::catalog::{open_nofollow, Catalog, FileStamp, SharedFile};
 use crate::clock::Clock;
 use crate::index::service::{source_host, status_reply};
+use crate::net::rate::TokenBucket;
 use crate::net::server::ServerStats;
 use crate::net::{Reply, Service};
 use crate::protocol::codec::{self, Classic, Request};
@@ -97,6 +98,8 @@ impl PeerShared {
 /// The peer's [`Service`].
 pub struct PeerService {
     pub shared: Arc<PeerShared>,
+    /// Shared limit on the bytes sent per second, if any (modern and classic alike).
+    pub upload_limit: Option<Arc<TokenBucket>>,
 }
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
@@ -206,6 +209,7 @@ impl PeerService {
             file: f,
             offset,
             len,
+            limit: self.upload_limit.clone(),
         })
     }
 }
@@ -269,6 +273,7 @@ impl Service for PeerService {
                     file: f,
                     offset: 0,
                     len: file.hashes.size,
+                    limit: self.upload_limit.clone(),
                 }
             }
             Err(why) => {
