@@ -39,8 +39,10 @@ use std::time::{Duration, Instant};
 /// between pieces.
 const PIPELINE_DEPTH: usize = 4;
 
-/// Progress is recorded in the state file (after an fdatasync) every this many bytes.
+/// Progress is recorded in the state file (after an fdatasync) every this many bytes,
+/// or this often, whichever comes first: a killed download loses at most that much.
 const STATE_EVERY: u64 = 32 * 1024 * 1024;
+const STATE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Written data is handed to the disk in windows of this many bytes, so the final
 /// fsync has little left to do.
@@ -929,8 +931,9 @@ struct DiskWriter<'a> {
     started: u64,
     /// ...and waited for up to here.
     waited: u64,
-    /// Bytes written since the state file last recorded progress.
+    /// Bytes written since the state file last recorded progress, and when it did.
     since_state: u64,
+    last_state: Instant,
 }
 
 impl<'a> DiskWriter<'a> {
@@ -946,6 +949,7 @@ impl<'a> DiskWriter<'a> {
             started: 0,
             waited: 0,
             since_state: 0,
+            last_state: Instant::now(),
         }
     }
 
@@ -973,7 +977,7 @@ impl<'a> DiskWriter<'a> {
             }
             self.write_back();
             self.since_state += data.len() as u64;
-            if self.since_state >= STATE_EVERY {
+            if self.since_state >= STATE_EVERY || self.last_state.elapsed() >= STATE_INTERVAL {
                 self.save_state()?;
             }
             let _ = spare.try_send(data);
@@ -997,6 +1001,7 @@ impl<'a> DiskWriter<'a> {
             }
         }
         self.since_state = 0;
+        self.last_state = Instant::now();
         self.partial.save_state(&bitmap)
     }
 
