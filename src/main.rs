@@ -167,13 +167,10 @@ fn run_peer(a: PeerArgs) -> Result<(), Failure> {
             .map(|r| Arc::new(TokenBucket::new(r))),
     };
     let indexes: Vec<String> = config.indexes.iter().map(|i| i.to_string()).collect();
-    // Without a console, SIGINT and SIGTERM make the peer leave its indexes cleanly.
-    // With one, Ctrl-C belongs to the line editor and `quit` leaves.
-    let signals = if a.no_console {
-        Some(signals::take_over()?)
-    } else {
-        None
-    };
+    // SIGINT and SIGTERM become messages (before any other thread starts, so every
+    // thread inherits the mask). Without a console they make the peer leave its
+    // indexes cleanly; with one, Ctrl-C cancels a running download.
+    let signals = signals::take_over()?;
     let peer = Peer::start(config)?;
     output::say(format!(
         "p2pshare peer '{id}' listening on {}, sharing {}, index {}",
@@ -181,7 +178,7 @@ fn run_peer(a: PeerArgs) -> Result<(), Failure> {
         dir.display(),
         indexes.join(", ")
     ));
-    if let Some(signals) = signals {
+    if a.no_console {
         let events = peer.events().clone();
         loop {
             crossbeam_channel::select! {
@@ -200,7 +197,7 @@ fn run_peer(a: PeerArgs) -> Result<(), Failure> {
             }
         }
     } else {
-        console::run(&peer);
+        console::run(&peer, signals);
     }
     peer.shutdown();
     Ok(())

@@ -169,3 +169,45 @@ fn a_downloader_killed_at_random_moments_resumes_and_never_leaves_a_corrupt_file
         "only {resumed_trials} of 20 trials resumed anything"
     );
 }
+
+#[test]
+fn ctrl_c_cancels_a_console_download_that_resume_then_finishes() {
+    let root = tempfile::tempdir().unwrap();
+    let data = noise(6 * 1024 * 1024, 13);
+    let index = index(root.path(), &[]);
+    let _holder = holders_of(
+        root.path(),
+        &index,
+        1,
+        "slow.bin",
+        &data,
+        &["--max-upload-rate", "3M"],
+    );
+    let me = root.path().join("me");
+    fs::create_dir_all(&me).unwrap();
+    let mut console = console_peer(&me, &index, &[]);
+    console.type_line("get slow.bin");
+    // Once the first progress is on disk, Ctrl-C (SIGINT) stops the download.
+    let partial = me.join(".p2pshare/partial");
+    eventually("progress recorded", DEADLINE, || {
+        fs::read_dir(&partial)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.path().extension().is_some_and(|x| x == "state"))
+            })
+            .unwrap_or(false)
+    });
+    // SAFETY: plain kill(2) on a child we started.
+    assert_eq!(unsafe { libc::kill(console.pid() as i32, libc::SIGINT) }, 0);
+    console.wait_line(|l| l.contains("cancelled; the partial download is kept: 'resume slow.bin'"));
+    assert!(!me.join("slow.bin").exists());
+    console.type_line("downloads");
+    let line = console.wait_line(|l| l.starts_with("slow.bin"));
+    assert!(line.contains("of 6 pieces"), "{line}");
+    console.type_line("resume slow.bin");
+    console.wait_line(|l| l.contains("resuming 'slow.bin'"));
+    console.wait_line(|l| l.contains("downloaded slow.bin"));
+    assert_eq!(fs::read(me.join("slow.bin")).unwrap(), data);
+    console.type_line("downloads");
+    console.wait_line(|l| l.contains("no stopped downloads"));
+}

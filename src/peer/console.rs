@@ -6,17 +6,21 @@
 //! so they never scramble the line being typed; during a download they go above the
 //! progress bar.
 
-use super::download::{Outcome, Progress};
+use super::download::{partials, DownloadError, Outcome, Progress};
+use super::links::LinkCommand;
 use super::pool::Found;
 use super::{Peer, PeerEvent};
 use crate::output::{self, LinePrinter};
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::FileName;
+use crate::signals::Signal;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rustyline::error::ReadlineError;
 use rustyline::{DefaultEditor, ExternalPrinter};
 use std::io::IsTerminal;
 use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::sync::Mutex;
 
 /// What to do after a command.
@@ -53,6 +57,26 @@ const CONSOLE_COMMANDS: &[ConsoleCommand] = &[
         summary: "download a file by name, or result N of the last search",
         run: |c, args| {
             c.get(args);
+            Flow::Continue
+        },
+    },
+    ConsoleCommand {
+        name: "downloads",
+        aliases: &[],
+        args: "",
+        summary: "downloads that stopped before the end (Ctrl-C, a crash) and can resume",
+        run: |c, _| {
+            c.downloads();
+            Flow::Continue
+        },
+    },
+    ConsoleCommand {
+        name: "resume",
+        aliases: &[],
+        args: "NAME",
+        summary: "continue a stopped download; pieces already here are not fetched again",
+        run: |c, args| {
+            c.resume(args);
             Flow::Continue
         },
     },
@@ -219,12 +243,14 @@ impl<P: ExternalPrinter + Send> LinePrinter for EditorPrinter<P> {
 /// A progress bar on stderr (hidden when stderr is not a terminal).
 pub struct BarProgress {
     bar: Mutex<Option<ProgressBar>>,
+    name: Mutex<String>,
 }
 
 impl BarProgress {
     pub fn new() -> BarProgress {
         BarProgress {
             bar: Mutex::new(None),
+            name: Mutex::new(String::new()),
         }
     }
 }
@@ -248,6 +274,7 @@ impl Progress for BarProgress {
         .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(name.to_owned());
+        *self.name.lock().unwrap_or_else(|e| e.into_inner()) = name.to_owned();
         // A hidden bar (stderr is not a terminal) would swallow what is printed
         // through it: route output through the bar only when it is drawn.
         if !bar.is_hidden() {
@@ -259,6 +286,13 @@ impl Progress for BarProgress {
     fn advance(&self, bytes: u64) {
         if let Some(b) = &*self.bar.lock().unwrap_or_else(|e| e.into_inner()) {
             b.inc(bytes);
+        }
+    }
+
+    fn sources(&self, active: usize) {
+        if let Some(b) = &*self.bar.lock().unwrap_or_else(|e| e.into_inner()) {
+            let name = self.name.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            b.set_message(format!("{name} ({})", plural(active as u64, "source")));
         }
     }
 
@@ -281,10 +315,15 @@ impl Progress for BarProgress {
 struct Console<'a> {
     peer: &'a Peer,
     last_results: Vec<Found>,
+    /// Set by Ctrl-C (SIGINT) while a download runs; the download stops and keeps a
+    /// resumable partial.
+    cancel: Arc<AtomicBool>,
 }
 
-/// Runs the console until `quit` or end of input.
-pub fn run(peer: &Peer) {
+/// Runs the console until `quit` or end of input. `signals` carries SIGINT and
+/// SIGTERM: Ctrl-C during a download cancels it (at the prompt, the line editor sees
+/// Ctrl-C as a key and clears the line); SIGTERM leaves the network and exits.
+pub fn run(peer: &Peer, signals: crossbeam_channel::Receiver<Signal>) {
     let interactive = std::io::stdin().is_terminal();
     let mut editor = match DefaultEditor::new() {
         Ok(e) => e,
@@ -305,9 +344,33 @@ pub fn run(peer: &Peer) {
         .name("console-events".into())
         .spawn(move || print_events(events));
     output::say("type 'help' for commands");
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        let leave = peer.publisher();
+        let _ = std::thread::Builder::new()
+            .name("console-signals".into())
+            .spawn(move || {
+                for sig in signals {
+                    match sig {
+                        Signal::Interrupt => cancel.store(true, Ordering::SeqCst),
+                        Signal::Terminate => {
+                            output::say("terminated: leaving the network");
+                            if let Some(l) = &leave {
+                                l.send(LinkCommand::Leave);
+                            }
+                            // Give the links a moment to say bye, then go.
+                            std::thread::sleep(std::time::Duration::from_millis(500));
+                            std::process::exit(0);
+                        }
+                    }
+                }
+            });
+    }
     let mut console = Console {
         peer,
         last_results: Vec::new(),
+        cancel,
     };
     loop {
         match editor.readline("p2pshare> ") {
@@ -404,6 +467,11 @@ impl Console<'_> {
             }
             _ => (arg.to_owned(), None),
         };
+        self.fetch(name, id);
+    }
+
+    /// Downloads a file (by name, optionally only one content) and reports the outcome.
+    fn fetch(&mut self, name: String, id: Option<Sha1Digest>) {
         let name = match FileName::parse(&name) {
             Ok(n) => n,
             Err(e) => {
@@ -412,8 +480,11 @@ impl Console<'_> {
             }
         };
         let progress = BarProgress::new();
-        let cancel = AtomicBool::new(false);
-        match self.peer.download(name.clone(), id, &progress, &cancel) {
+        self.cancel.store(false, Ordering::SeqCst);
+        match self
+            .peer
+            .download(name.clone(), id, &progress, &self.cancel)
+        {
             Ok(Outcome::Downloaded(done)) => {
                 let secs = done.elapsed.as_secs_f64().max(1e-6);
                 let rate = done.hashes.size as f64 / secs;
@@ -434,8 +505,48 @@ impl Console<'_> {
             Ok(Outcome::AlreadyHave { path, id }) => {
                 output::say(format!("already have {} ({})", path.display(), id.short()));
             }
+            Err(DownloadError::Cancelled) => output::say(format!(
+                "cancelled; the partial download is kept: 'resume {name}' continues it"
+            )),
             Err(e) => output::say(format!("get failed: {e}")),
         }
+    }
+
+    fn downloads(&self) {
+        let list = partials(&self.peer.config().state_dir);
+        if list.is_empty() {
+            output::say("no stopped downloads");
+        }
+        for p in list {
+            let pct = if p.pieces == 0 {
+                100
+            } else {
+                p.pieces_done * 100 / p.pieces
+            };
+            output::say(format!(
+                "{}  ({}, {} of {} pieces, {pct}%, {})",
+                p.name,
+                fmt_bytes(p.size),
+                p.pieces_done,
+                p.pieces,
+                p.id.short()
+            ));
+        }
+    }
+
+    fn resume(&mut self, name: &str) {
+        if name.is_empty() {
+            output::say("usage: resume NAME  (see 'downloads')");
+            return;
+        }
+        let Some(p) = partials(&self.peer.config().state_dir)
+            .into_iter()
+            .find(|p| p.name == name)
+        else {
+            output::say(format!("no stopped download of '{name}'; see 'downloads'"));
+            return;
+        };
+        self.fetch(p.name, Some(p.id));
     }
 
     fn ls(&self) {

@@ -405,7 +405,7 @@ fn fetch_pieces(
     tried: &mut usize,
     last: &mut String,
 ) -> Result<Option<(ContentHashes, Vec<String>)>, DownloadError> {
-    let partial = Partial::open(part, t)?;
+    let partial = Partial::open(part, t, &req.name)?;
     let count = piece_count(t.size) as usize;
     let mut plan = PiecePlan::new(count);
     let saved_list = partial.load_piece_list();
@@ -765,14 +765,90 @@ struct Partial {
     state_path: PathBuf,
     file: File,
     target: Target,
+    name: FileName,
 }
 
 /// `<id>.state` format, big-endian: "P2PPART1", 20-byte content id, u64 size, u32 piece
-/// size, u32 piece count, the bitmap of verified pieces, then the SHA-1 of all that.
+/// size, u32 piece count, u16 name length, the name, the bitmap of verified pieces,
+/// then the SHA-1 of all that.
 const STATE_MAGIC: &[u8; 8] = b"P2PPART1";
 
+/// What a state file records.
+struct StateRecord {
+    id: Sha1Digest,
+    size: u64,
+    name: String,
+    verified: Vec<bool>,
+}
+
+fn decode_state(bytes: &[u8]) -> Option<StateRecord> {
+    if bytes.len() < 8 + 20 + 8 + 4 + 4 + 2 + 20 || &bytes[..8] != STATE_MAGIC {
+        return None;
+    }
+    let (body, check) = bytes.split_at(bytes.len() - 20);
+    if Sha1Digest::of(body).0 != check {
+        return None;
+    }
+    let mut r = Cursor::new(&body[8..]);
+    let mut id = [0u8; 20];
+    r.read_exact(&mut id).ok()?;
+    let size = r.read_u64::<BigEndian>().ok()?;
+    let piece = r.read_u32::<BigEndian>().ok()?;
+    let count = r.read_u32::<BigEndian>().ok()? as usize;
+    let name_len = r.read_u16::<BigEndian>().ok()? as usize;
+    let mut name = vec![0u8; name_len];
+    r.read_exact(&mut name).ok()?;
+    let name = String::from_utf8(name).ok()?;
+    let map_len = count.div_ceil(8);
+    let rest = &body[8 + r.position() as usize..];
+    if u64::from(piece) != PIECE_SIZE || count as u64 != piece_count(size) || rest.len() != map_len
+    {
+        return None;
+    }
+    Some(StateRecord {
+        id: Sha1Digest(id),
+        size,
+        name,
+        verified: (0..count)
+            .map(|i| rest[i / 8] & (1 << (i % 8)) != 0)
+            .collect(),
+    })
+}
+
+/// A download that stopped before the end and can be resumed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartialInfo {
+    pub name: String,
+    pub id: Sha1Digest,
+    pub size: u64,
+    pub pieces_done: usize,
+    pub pieces: usize,
+}
+
+/// The resumable downloads in a state dir.
+pub fn partials(state_dir: &Path) -> Vec<PartialInfo> {
+    let Ok(entries) = fs::read_dir(state_dir.join("partial")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PartialInfo> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "state"))
+        .filter_map(|e| fs::read(e.path()).ok())
+        .filter_map(|bytes| decode_state(&bytes))
+        .map(|r| PartialInfo {
+            pieces_done: r.verified.iter().filter(|v| **v).count(),
+            pieces: r.verified.len(),
+            name: r.name,
+            id: r.id,
+            size: r.size,
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
 impl Partial {
-    fn open(part: &Path, t: Target) -> Result<Partial, DownloadError> {
+    fn open(part: &Path, t: Target, name: &FileName) -> Result<Partial, DownloadError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -786,6 +862,7 @@ impl Partial {
             state_path: part.with_extension("state"),
             file,
             target: t,
+            name: name.clone(),
         })
     }
 
@@ -843,40 +920,11 @@ impl Partial {
 
     fn read_state(&self) -> Option<Vec<bool>> {
         let bytes = fs::read(&self.state_path).ok()?;
-        let count = piece_count(self.target.size) as usize;
-        let map_len = count.div_ceil(8);
-        let expect = 8 + 20 + 8 + 4 + 4 + map_len + 20;
-        if bytes.len() != expect || &bytes[..8] != STATE_MAGIC {
-            log::warn!(
-                "{}: not a state file of this download; starting over",
-                self.state_path.display()
-            );
-            return None;
-        }
-        let (body, check) = bytes.split_at(bytes.len() - 20);
-        if Sha1Digest::of(body).0 != check {
+        let Some(record) = decode_state(&bytes) else {
             log::warn!("{}: corrupt; starting over", self.state_path.display());
             return None;
-        }
-        let mut r = Cursor::new(&body[8..]);
-        let mut id = [0u8; 20];
-        r.read_exact(&mut id).ok()?;
-        let size = r.read_u64::<BigEndian>().ok()?;
-        let piece = r.read_u32::<BigEndian>().ok()?;
-        let n = r.read_u32::<BigEndian>().ok()? as usize;
-        if id != self.target.id.0
-            || size != self.target.size
-            || u64::from(piece) != PIECE_SIZE
-            || n != count
-        {
-            return None;
-        }
-        let map = &body[body.len() - map_len..];
-        Some(
-            (0..count)
-                .map(|i| map[i / 8] & (1 << (i % 8)) != 0)
-                .collect(),
-        )
+        };
+        (record.id == self.target.id && record.size == self.target.size).then_some(record.verified)
     }
 
     /// Records `plan`'s verified pieces, after making their bytes durable.
@@ -888,6 +936,8 @@ impl Partial {
         out.write_u64::<BigEndian>(self.target.size)?;
         out.write_u32::<BigEndian>(PIECE_SIZE as u32)?;
         out.write_u32::<BigEndian>(piece_count(self.target.size) as u32)?;
+        out.write_u16::<BigEndian>(self.name.as_str().len() as u16)?;
+        out.extend_from_slice(self.name.as_str().as_bytes());
         out.extend_from_slice(bitmap);
         let check = Sha1Digest::of(&out);
         out.extend_from_slice(&check.0);

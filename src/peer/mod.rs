@@ -181,6 +181,12 @@ impl Peer {
         &self.events
     }
 
+    /// A handle that sends commands to every index link (for leaving from another
+    /// thread).
+    pub fn publisher(&self) -> Option<links::Publisher> {
+        self.links.as_ref().map(|l| l.publisher())
+    }
+
     pub fn link_states(&self) -> Vec<links::LinkState> {
         self.links.as_ref().map(|l| l.states()).unwrap_or_default()
     }
