@@ -518,11 +518,7 @@ impl Console<'_> {
             output::say("no stopped downloads");
         }
         for p in list {
-            let pct = if p.pieces == 0 {
-                100
-            } else {
-                p.pieces_done * 100 / p.pieces
-            };
+            let pct = (p.pieces_done * 100).checked_div(p.pieces).unwrap_or(100);
             output::say(format!(
                 "{}  ({}, {} of {} pieces, {pct}%, {})",
                 p.name,
