@@ -23,7 +23,7 @@ COPY --chown=p2pshare:p2pshare config/ /opt/p2pshare/config/
 WORKDIR /opt/p2pshare
 USER p2pshare
 
-# 1024: index server; 1025: peer; 1500: reserved for the seed mode of a later release.
+# 1024: index server; 1025: peer; 1500: seed.
 EXPOSE 1024 1025 1500
 
 # Checks the index on its default port. The port must match the mode the container

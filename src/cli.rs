@@ -13,14 +13,17 @@ use std::time::Duration;
 #[command(
     name = "p2pshare",
     version,
-    about = "Peer-to-peer file sharing over raw TCP: an index server, sharing peers, verified downloads.",
+    about = "Peer-to-peer file sharing over raw TCP: index servers, seeds and sharing peers, verified downloads, gossip.",
     long_about = "Peer-to-peer file sharing over raw TCP.\n\n\
         Start an index server, then peers that share folders; search and download from a \
-        peer's console, or with the one-shot commands.\n\n\
+        peer's console, or with the one-shot commands. Seeds (optional) let peers find each \
+        other, watch each other's liveness and broadcast messages with `say`.\n\n\
         Quick start (three terminals):\n  \
         p2pshare index\n  \
         p2pshare peer --dir peers/peer1 --listen 0.0.0.0:1025\n  \
         p2pshare peer --dir peers/peer2 --listen 0.0.0.0:1026\n\n\
+        With seeds (config/seeds.txt lists 127.0.0.1:1500-1502):\n  \
+        p2pshare seed --listen 0.0.0.0:1500   (and 1501, 1502)\n\n\
         Logging: RUST_LOG=debug (default: info for servers, warn for one-shot commands).\n\
         Exit codes: 0 success, 1 failure (or an unhealthy node for 'status'), 2 bad usage."
 )]
@@ -33,14 +36,20 @@ pub struct Cli {
 pub enum Command {
     /// Run an index server: which peer holds which file; search; leases.
     Index(IndexArgs),
+    /// Run a seed: peers register and get peer lists; deaths are confirmed here.
+    Seed(SeedArgs),
     /// Share a folder, serve it, and search and download from a console.
-    Peer(PeerArgs),
+    Peer(Box<PeerArgs>),
     /// Search the index and print the matching files.
     Search(SearchArgs),
     /// Download one file into a folder (verified before it appears).
     Get(GetArgs),
     /// Ask a node for its status; exits 0 only when it answers healthy.
     Status(StatusArgs),
+    /// Broadcast a message to every live peer, through a running peer.
+    Say(SayArgs),
+    /// List the members a peer or a seed knows, with their state.
+    Members(MembersArgs),
     /// Load generators for measuring (see bench/BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -50,6 +59,47 @@ pub enum Command {
 pub enum BenchCommand {
     /// Load an index server: N connections sending requests back to back.
     Index(BenchIndexArgs),
+    /// Run the overlay (membership, liveness, gossip) in the deterministic simulator:
+    /// broadcast reach, failure detection, false deaths under loss, half the network
+    /// killed. The same --seed replays the same run.
+    Overlay(BenchOverlayArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchOverlayArgs {
+    /// Peers in the simulated network.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(2..=100_000))]
+    pub peers: u32,
+    /// Seeds in the simulated network.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub seeds: u32,
+    /// Seeds every random choice: the same seed replays the same run.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// One-way latency of a message, uniform between these bounds.
+    #[arg(long, default_value = "5ms", value_parser = duration)]
+    pub latency_min: Duration,
+    #[arg(long, default_value = "25ms", value_parser = duration)]
+    pub latency_max: Duration,
+    /// Broadcasts sent in the broadcast scenario.
+    #[arg(long, default_value_t = 50)]
+    pub broadcasts: usize,
+    /// Peers killed at once in the failure-detection scenario.
+    #[arg(long, default_value_t = 20)]
+    pub kills: usize,
+    /// Share of messages lost in the loss scenario.
+    #[arg(long, default_value_t = 0.10)]
+    pub loss: f64,
+    /// Virtual time the loss scenario runs.
+    #[arg(long, default_value = "30m", value_parser = duration)]
+    pub loss_duration: Duration,
+    /// The liveness checks to simulate: swim, or classic (the original design: ping
+    /// every neighbour every 13 s, dead after 3 misses).
+    #[arg(long, default_value = "swim")]
+    pub liveness: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -117,6 +167,103 @@ pub struct ServerFlags {
     pub idle_timeout: Duration,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct LogFlags {
+    /// Also write an event log here (joins, deaths, departures, messages: one line
+    /// each, with a UTC timestamp), besides the RUST_LOG logging on stderr.
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SeedListFlags {
+    /// File listing the seed nodes, one host:port a line ('#' comments).
+    /// Default: config/seeds.txt (no seeds when it does not exist).
+    #[arg(long = "seeds", value_name = "FILE")]
+    pub seeds_file: Option<PathBuf>,
+    /// A seed node (repeatable); replaces the seeds file.
+    #[arg(long = "seed", value_name = "HOST:PORT", value_parser = node_addr)]
+    pub seeds: Vec<NodeAddr>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LivenessFlags {
+    /// How neighbours are checked: swim (probes, indirect probes, suspicion that a live
+    /// peer refutes) or classic (the original design: ping every neighbour every 13 s,
+    /// dead after 3 misses in a row).
+    #[arg(long, default_value = "swim", value_parser = ["swim", "classic"])]
+    pub liveness: String,
+    /// Time in which every neighbour is probed once [default: 1s; classic: 13s].
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    pub probe_interval: Option<Duration>,
+    /// Wait this long for a probe's answer [default: 300ms; classic: 3s].
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    pub probe_timeout: Option<Duration>,
+    /// Others asked to probe a neighbour that did not answer [default: 3].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub indirect_probes: Option<u32>,
+    /// A suspected neighbour that does not refute within this long is declared dead
+    /// [default: 4s].
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    pub suspicion_timeout: Option<Duration>,
+    /// Classic liveness: missed pings in a row before a neighbour is dead [default: 3].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub dead_after_misses: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct SeedArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:1500")]
+    pub listen: SocketAddr,
+    /// This seed's name, shown in `status`. Default: HOSTNAME:PORT.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Forget a peer neither seen nor vouched for (by a neighbour, or another seed) for
+    /// this long.
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    pub forget_after: Duration,
+    /// Send the registry to the other seeds this often.
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    pub sync_interval: Duration,
+    /// Most peers in one peer list (a random sample when there are more).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub list_cap: u32,
+    #[command(flatten)]
+    pub seeds: SeedListFlags,
+    #[command(flatten)]
+    pub log: LogFlags,
+    #[command(flatten)]
+    pub server: ServerFlags,
+}
+
+#[derive(Args, Debug)]
+pub struct SayArgs {
+    /// The text to broadcast.
+    #[arg(required = true, num_args = 1..)]
+    pub text: Vec<String>,
+    /// The peer that sends it (its id becomes the message's origin).
+    #[arg(long, default_value = "127.0.0.1:1025", value_parser = node_addr)]
+    pub peer: NodeAddr,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value = "3s", value_parser = duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct MembersArgs {
+    /// The peer or seed to ask.
+    #[arg(value_parser = node_addr)]
+    pub addr: NodeAddr,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value = "3s", value_parser = duration)]
+    pub timeout: Duration,
+}
+
 #[derive(Args, Debug)]
 pub struct IndexArgs {
     /// Address to listen on.
@@ -136,6 +283,8 @@ pub struct IndexArgs {
     /// sqlite3 command). `:memory:` for a throwaway index that forgets on exit.
     #[arg(long, default_value = "p2pshare-index.db")]
     pub db: PathBuf,
+    #[command(flatten)]
+    pub log: LogFlags,
     #[command(flatten)]
     pub server: ServerFlags,
 }
@@ -187,6 +336,12 @@ pub struct PeerArgs {
     #[command(flatten)]
     pub index: IndexFlags,
     #[command(flatten)]
+    pub seeds: SeedListFlags,
+    #[command(flatten)]
+    pub liveness: LivenessFlags,
+    #[command(flatten)]
+    pub log: LogFlags,
+    #[command(flatten)]
     pub server: ServerFlags,
 }
 
@@ -230,7 +385,7 @@ pub struct GetArgs {
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    /// The node to ask (index or peer).
+    /// The node to ask (index server, seed or peer).
     #[arg(value_parser = node_addr)]
     pub addr: NodeAddr,
     /// Print JSON instead of text.

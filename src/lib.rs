@@ -18,6 +18,7 @@ pub mod config;
 pub mod index;
 pub mod net;
 pub mod output;
+pub mod overlay;
 pub mod peer;
 pub mod protocol;
 pub mod signals;

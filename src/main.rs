@@ -4,8 +4,9 @@
 use clap::Parser;
 use p2pshare::bench::index_load;
 use p2pshare::cli::{
-    BenchCommand, BenchIndexArgs, Cli, Command, GetArgs, IndexArgs, IndexFlags, PeerArgs,
-    SearchArgs, ServerFlags, StatusArgs,
+    BenchCommand, BenchIndexArgs, BenchOverlayArgs, Cli, Command, GetArgs, IndexArgs, IndexFlags,
+    LivenessFlags, LogFlags, MembersArgs, PeerArgs, SayArgs, SearchArgs, SeedArgs, SeedListFlags,
+    ServerFlags, StatusArgs,
 };
 use p2pshare::config::{read_addr_list, NodeAddr};
 use p2pshare::index::service::{IndexConfig, IndexService};
@@ -14,11 +15,16 @@ use p2pshare::net::rate::TokenBucket;
 use p2pshare::net::server::{self, ServerConfig, ServerStats};
 use p2pshare::net::Timeouts;
 use p2pshare::output::{self, LogWriter};
+use p2pshare::overlay::runtime::{self, CoreSetup, EventLog, Identity, OverlayHandle, SeedService};
+use p2pshare::overlay::seed::SeedNode;
+use p2pshare::overlay::{wire, Liveness, OverlayConfig, OverlayEvent, SeedConfig};
 use p2pshare::peer::console::{self, fmt_bytes, BarProgress};
 use p2pshare::peer::download::{self, DownloadRequest, Outcome, Progress, Quiet};
 use p2pshare::peer::pool::IndexPool;
 use p2pshare::peer::watch::WatchConfig;
+use p2pshare::peer::OverlaySettings;
 use p2pshare::peer::{Peer, PeerConfig};
+use p2pshare::protocol::commands::Role;
 use p2pshare::protocol::hash::Sha1Digest;
 use p2pshare::protocol::name::{FileName, PeerId};
 use p2pshare::signals::{self, Signal};
@@ -53,15 +59,22 @@ fn init_logging(default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let is_server = matches!(cli.command, Command::Index(_) | Command::Peer(_));
+    let is_server = matches!(
+        cli.command,
+        Command::Index(_) | Command::Peer(_) | Command::Seed(_)
+    );
     init_logging(if is_server { "info" } else { "warn" });
     let result = match cli.command {
         Command::Index(a) => run_index(a),
-        Command::Peer(a) => run_peer(a),
+        Command::Seed(a) => run_seed(a),
+        Command::Peer(a) => run_peer(*a),
+        Command::Say(a) => run_say(a),
+        Command::Members(a) => run_members(a),
         Command::Search(a) => run_search(a),
         Command::Get(a) => run_get(a),
         Command::Status(a) => run_status(a),
         Command::Bench(BenchCommand::Index(a)) => run_bench_index(a),
+        Command::Bench(BenchCommand::Overlay(a)) => run_bench_overlay(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -93,6 +106,9 @@ fn run_index(a: IndexArgs) -> Result<(), Failure> {
         ..IndexConfig::default()
     };
     let mut service = IndexService::new(a.id, config, stats.clone());
+    if let Some(log) = event_log(&a.log)? {
+        service = service.with_event_log(log);
+    }
     if a.db.as_os_str() != ":memory:" {
         let (with_db, peers, files) = service.open_database(&a.db)?;
         service = with_db;
@@ -132,6 +148,229 @@ fn index_addrs(flags: &IndexFlags) -> Result<Vec<NodeAddr>, Failure> {
     }
 }
 
+fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        message: message.into(),
+        code: 2,
+    }
+}
+
+fn event_log(flags: &LogFlags) -> Result<Option<Arc<EventLog>>, Failure> {
+    match &flags.log_file {
+        None => Ok(None),
+        Some(p) => EventLog::open(p)
+            .map(|l| Some(Arc::new(l)))
+            .map_err(|e| format!("--log-file {}: {e}", p.display()).into()),
+    }
+}
+
+/// The seeds to use: --seed flags, else the --seeds file (which must exist when
+/// named), else config/seeds.txt when it exists, else none.
+fn seed_addrs(flags: &SeedListFlags) -> Result<Vec<NodeAddr>, Failure> {
+    if !flags.seeds.is_empty() {
+        return Ok(flags.seeds.clone());
+    }
+    match &flags.seeds_file {
+        Some(path) => match read_addr_list(path)? {
+            Some(list) => Ok(list),
+            None => Err(format!("--seeds {}: no such file", path.display()).into()),
+        },
+        None => Ok(read_addr_list(Path::new("config/seeds.txt"))?.unwrap_or_default()),
+    }
+}
+
+fn overlay_config(f: &LivenessFlags) -> Result<OverlayConfig, Failure> {
+    let mut c = match f.liveness.as_str() {
+        "classic" => OverlayConfig::classic(),
+        _ => OverlayConfig::default(),
+    };
+    if let Some(d) = f.probe_interval {
+        c.probe_round = d;
+    }
+    if let Some(d) = f.probe_timeout {
+        c.probe_timeout = d;
+    }
+    if let Some(n) = f.indirect_probes {
+        c.indirect_probes = n as usize;
+    }
+    if let Some(d) = f.suspicion_timeout {
+        c.suspicion_timeout = d;
+    }
+    match (f.dead_after_misses, &mut c.liveness) {
+        (Some(n), Liveness::Classic { misses }) => *misses = n,
+        (Some(_), Liveness::Swim) => {
+            return Err(usage("--dead-after-misses goes with --liveness classic"))
+        }
+        _ => {}
+    }
+    if c.probe_timeout >= c.probe_round.max(c.suspicion_timeout) {
+        return Err(usage(format!(
+            "--probe-timeout ({:?}) must be shorter than the probe interval and the suspicion timeout",
+            c.probe_timeout
+        )));
+    }
+    Ok(c)
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into the buffer we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "seed".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+fn run_seed(a: SeedArgs) -> Result<(), Failure> {
+    let signals = signals::take_over()?;
+    let seeds = seed_addrs(&a.seeds)?;
+    let log = event_log(&a.log)?;
+    let listener =
+        TcpListener::bind(a.listen).map_err(|e| format!("cannot listen on {}: {e}", a.listen))?;
+    let port = listener.local_addr()?.port();
+    let id_text =
+        a.id.clone()
+            .unwrap_or_else(|| format!("{}:{port}", hostname()));
+    let id = PeerId::parse(&id_text).map_err(|e| usage(format!("seed id '{id_text}': {e}")))?;
+    let stats = Arc::new(ServerStats::default());
+    let (handle, inbox) = OverlayHandle::channel();
+    let service = SeedService {
+        id: id.clone(),
+        overlay: handle.clone(),
+        stats: stats.clone(),
+        clock: p2pshare::clock::Clock::new(),
+    };
+    let server = server::spawn(listener, server_config(&a.server), Arc::new(service), stats)?;
+    let node = SeedNode::new(
+        id.clone(),
+        seeds.len(),
+        SeedConfig {
+            forget_after: a.forget_after,
+            sync_interval: a.sync_interval,
+            list_cap: a.list_cap as usize,
+            ..SeedConfig::default()
+        },
+        runtime::random_seed(),
+        runtime::random_seed(),
+    );
+    let log_seeds = seeds.clone();
+    let sink: runtime::EventSink = Box::new(move |ev: OverlayEvent| {
+        if let Some(l) = &log {
+            runtime::log_event(l, &ev, &log_seeds);
+        }
+        match &ev {
+            OverlayEvent::Joined { id, addr } => log::info!("{id} at {addr} joined"),
+            OverlayEvent::Dead { id, by } => log::info!("{id} is dead (confirmed by {by})"),
+            OverlayEvent::Left { id } => log::info!("{id} left"),
+            OverlayEvent::Forgotten { id } => {
+                log::info!("{id} forgotten: not seen nor vouched for in time")
+            }
+            _ => {}
+        }
+    });
+    runtime::spawn_seed(
+        node,
+        CoreSetup {
+            me: Identity {
+                role: Role::Seed,
+                id: id.clone(),
+                port,
+            },
+            seeds: seeds.clone(),
+            timeouts: Timeouts::default(),
+            inbox,
+            handle: handle.clone(),
+            sink,
+        },
+    )?;
+    output::say(format!(
+        "p2pshare seed '{id}' listening on {}, seeds {}",
+        server.local_addr(),
+        if seeds.is_empty() {
+            "none".to_owned()
+        } else {
+            seeds
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ));
+    let sig = signals.recv().unwrap_or(Signal::Terminate);
+    log::info!("{sig:?}: shutting down");
+    handle.leave();
+    server.shutdown();
+    Ok(())
+}
+
+fn run_say(a: SayArgs) -> Result<(), Failure> {
+    let text = a.text.join(" ");
+    if text.len() > wire::MAX_TEXT {
+        return Err(usage(format!("the text is over {} bytes", wire::MAX_TEXT)));
+    }
+    let t = Timeouts {
+        connect: a.timeout,
+        io: a.timeout,
+    };
+    let fields = Client::connect(a.peer.as_str(), &t)
+        .and_then(|mut c| c.call(&["say", &wire::escape_text(&text)]))?;
+    let id = fields.first().cloned().unwrap_or_default();
+    if a.json {
+        println!("{}", json!({ "peer": a.peer.as_str(), "id": id }));
+    } else {
+        println!("sent through {} as {id}", a.peer);
+    }
+    Ok(())
+}
+
+fn run_members(a: MembersArgs) -> Result<(), Failure> {
+    let t = Timeouts {
+        connect: a.timeout,
+        io: a.timeout,
+    };
+    let (_, rows) = Client::connect(a.addr.as_str(), &t).and_then(|mut c| {
+        c.send(b"members\n", "members")?;
+        c.read_rows("members", 7)
+    })?;
+    if a.json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "id": r[0],
+                    "host": r[1],
+                    "port": r[2].parse::<u16>().ok(),
+                    "state": r[3],
+                    "incarnation": r[4].parse::<u64>().ok(),
+                    "view": r[5],
+                    "rtt_ms": r[6].parse::<u64>().ok(),
+                })
+            })
+            .collect();
+        println!("{}", json!({ "address": a.addr.as_str(), "members": list }));
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("{} knows no members", a.addr);
+    }
+    for r in &rows {
+        let addr = if r[1].contains(':') {
+            format!("[{}]:{}", r[1], r[2])
+        } else {
+            format!("{}:{}", r[1], r[2])
+        };
+        let rtt = if r[6] == "-" {
+            String::new()
+        } else {
+            format!("rtt {} ms", r[6])
+        };
+        println!("{:<24} {addr:<24} {:<8} {:<8} {rtt}", r[0], r[3], r[5]);
+    }
+    Ok(())
+}
+
 fn run_peer(a: PeerArgs) -> Result<(), Failure> {
     let dir = a
         .dir
@@ -165,18 +404,29 @@ fn run_peer(a: PeerArgs) -> Result<(), Failure> {
             .transfer
             .max_download_rate
             .map(|r| Arc::new(TokenBucket::new(r))),
+        overlay: OverlaySettings {
+            seeds: seed_addrs(&a.seeds)?,
+            config: overlay_config(&a.liveness)?,
+            log: event_log(&a.log)?,
+        },
     };
     let indexes: Vec<String> = config.indexes.iter().map(|i| i.to_string()).collect();
+    let seeds: Vec<String> = config.overlay.seeds.iter().map(|s| s.to_string()).collect();
     // SIGINT and SIGTERM become messages (before any other thread starts, so every
     // thread inherits the mask). Without a console they make the peer leave its
     // indexes cleanly; with one, Ctrl-C cancels a running download.
     let signals = signals::take_over()?;
     let peer = Peer::start(config)?;
     output::say(format!(
-        "p2pshare peer '{id}' listening on {}, sharing {}, index {}",
+        "p2pshare peer '{id}' listening on {}, sharing {}, index {}, seeds {}",
         peer.local_addr(),
         dir.display(),
-        indexes.join(", ")
+        indexes.join(", "),
+        if seeds.is_empty() {
+            "none".to_owned()
+        } else {
+            seeds.join(", ")
+        }
     ));
     if a.no_console {
         let events = peer.events().clone();
@@ -432,6 +682,57 @@ fn run_bench_index(a: BenchIndexArgs) -> Result<(), Failure> {
             message: "every request failed".into(),
             code: 1,
         });
+    }
+    Ok(())
+}
+
+fn run_bench_overlay(a: BenchOverlayArgs) -> Result<(), Failure> {
+    use p2pshare::bench::overlay::{self, OverlayBench};
+    use p2pshare::overlay::sim::SimConfig;
+    use p2pshare::overlay::OverlayConfig;
+    let overlay = match a.liveness.as_str() {
+        "swim" => OverlayConfig::default(),
+        "classic" => OverlayConfig::classic(),
+        other => {
+            return Err(Failure {
+                message: format!("--liveness must be swim or classic, not '{other}'"),
+                code: 2,
+            })
+        }
+    };
+    if !(0.0..1.0).contains(&a.loss) {
+        return Err(Failure {
+            message: format!("--loss must be at least 0 and below 1, not {}", a.loss),
+            code: 2,
+        });
+    }
+    if a.latency_max < a.latency_min {
+        return Err(Failure {
+            message: "--latency-max is below --latency-min".into(),
+            code: 2,
+        });
+    }
+    let bench = OverlayBench {
+        sim: SimConfig {
+            peers: a.peers as usize,
+            seeds: a.seeds as usize,
+            seed: a.seed,
+            latency_min: a.latency_min,
+            latency_max: a.latency_max,
+            overlay,
+            ..SimConfig::default()
+        },
+        broadcasts: a.broadcasts,
+        kills: a.kills.min(a.peers as usize / 2),
+        loss: a.loss,
+        loss_duration: a.loss_duration,
+        ..OverlayBench::default()
+    };
+    let report = overlay::run(&bench);
+    if a.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.text());
     }
     Ok(())
 }

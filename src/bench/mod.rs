@@ -1,3 +1,4 @@
 //! Load generators behind `p2pshare bench`. They measure; they never assert.
 
 pub mod index_load;
+pub mod overlay;

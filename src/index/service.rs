@@ -69,6 +69,8 @@ pub struct IndexService {
     stats: Arc<ServerStats>,
     /// Where changes are logged; `None` for a throwaway index (`--db :memory:`).
     durable: Option<Durable>,
+    /// The event log (`--log-file`): joins, departures, expired leases.
+    events: Option<Arc<crate::overlay::runtime::EventLog>>,
 }
 
 type Outcome = Result<Reply, Refusal>;
@@ -147,6 +149,7 @@ impl IndexService {
             config,
             stats,
             durable: None,
+            events: None,
         }
     }
 
@@ -220,6 +223,18 @@ impl IndexService {
     }
 
     /// Starts the `index-sweep` thread that drops peers whose lease ran out.
+    /// Writes joins, departures and expired leases to an event log.
+    pub fn with_event_log(mut self, log: Arc<crate::overlay::runtime::EventLog>) -> Self {
+        self.events = Some(log);
+        self
+    }
+
+    fn event(&self, kind: &str, text: &str) {
+        if let Some(l) = &self.events {
+            l.write(kind, text);
+        }
+    }
+
     pub fn start_sweeper(self: &Arc<Self>) -> std::io::Result<()> {
         let weak = Arc::downgrade(self);
         let period =
@@ -236,6 +251,7 @@ impl IndexService {
                 let expired = store.expire(now);
                 for id in expired {
                     log::info!("lease of peer '{id}' ran out; its files are withdrawn");
+                    service.event("expired", &format!("peer={id}"));
                     if let Some(d) = &service.durable {
                         d.log_quietly(Change::RemovePeer {
                             peer: id.to_string(),
@@ -299,6 +315,13 @@ impl IndexService {
                 };
                 self.durable(ticket)?;
                 log::info!("peer '{id}' at {host}:{port} said hello ({known} files known)");
+                self.event(
+                    "join",
+                    &format!(
+                        "peer={id} addr={} files={known}",
+                        SocketAddr::new(host, port)
+                    ),
+                );
                 conn.peer = Some(id);
                 known
             }
@@ -476,6 +499,10 @@ impl IndexService {
                 self.stats.requests.load(Ordering::Relaxed).to_string(),
             ),
             (
+                "messages",
+                self.stats.requests.load(Ordering::Relaxed).to_string(),
+            ),
+            (
                 "refused_busy",
                 self.stats.refused_busy.load(Ordering::Relaxed).to_string(),
             ),
@@ -534,15 +561,14 @@ impl Service for IndexService {
                         peer: peer.to_string(),
                     });
                     log::info!("peer '{peer}' left");
+                    self.event("left", &format!("peer={peer}"));
                 }
                 self.durable(ticket)
                     .map(|()| Reply::Text("ok|bye\n".into()))
             }
             Verb::Get => self.get(&req.args),
             Verb::Search => self.search(&req.args),
-            Verb::Pieces | Verb::Fetch => {
-                Err(refuse(ErrorCode::UnknownVerb, "not served by an index"))
-            }
+            _ => Err(refuse(ErrorCode::UnknownVerb, "not served by an index")),
         };
         outcome.unwrap_or_else(|r| Reply::Text(r.to_line()))
     }

@@ -10,7 +10,9 @@ use super::download::{partials, DownloadError, Outcome, Progress};
 use super::links::LinkCommand;
 use super::pool::Found;
 use super::{Peer, PeerEvent};
+use crate::clock;
 use crate::output::{self, LinePrinter};
+use crate::overlay::{wire, MemberState, OverlayEvent};
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::FileName;
 use crate::signals::Signal;
@@ -77,6 +79,36 @@ const CONSOLE_COMMANDS: &[ConsoleCommand] = &[
         summary: "continue a stopped download; pieces already here are not fetched again",
         run: |c, args| {
             c.resume(args);
+            Flow::Continue
+        },
+    },
+    ConsoleCommand {
+        name: "say",
+        aliases: &[],
+        args: "TEXT",
+        summary: "broadcast TEXT to every live peer",
+        run: |c, args| {
+            c.say(args);
+            Flow::Continue
+        },
+    },
+    ConsoleCommand {
+        name: "msg",
+        aliases: &[],
+        args: "PEER TEXT",
+        summary: "send TEXT to one peer (id or host:port) and show its reply",
+        run: |c, args| {
+            c.msg(args);
+            Flow::Continue
+        },
+    },
+    ConsoleCommand {
+        name: "peers",
+        aliases: &[],
+        args: "",
+        summary: "neighbours with their state and round-trip time; members known",
+        run: |c, _| {
+            c.peers();
             Flow::Continue
         },
     },
@@ -190,6 +222,67 @@ pub fn describe(event: &PeerEvent) -> Option<String> {
         }
         PeerEvent::IndexDown { index, reason } => format!("index {index}: unreachable ({reason})"),
         PeerEvent::Hashing { .. } => return None,
+        PeerEvent::Message { from, text, remote } => {
+            format!(
+                "message from {from} ({}): {text}",
+                remote.ip().to_canonical()
+            )
+        }
+        PeerEvent::Overlay(ev) => return describe_overlay(ev),
+    })
+}
+
+/// The overlay events a user wants to see; the rest are only logged.
+fn describe_overlay(ev: &OverlayEvent) -> Option<String> {
+    Some(match ev {
+        OverlayEvent::Said {
+            origin,
+            time_ms,
+            text,
+            local,
+            ..
+        } => {
+            let who = if *local {
+                format!("{origin} (you)")
+            } else {
+                origin.to_string()
+            };
+            format!("[{}] {who}: {text}", clock::local_time_of_day(*time_ms))
+        }
+        OverlayEvent::SeedUp { seed, peers } => {
+            format!("seed #{}: registered, {}", seed + 1, plural(*peers as u64, "peer"))
+        }
+        OverlayEvent::SeedDown { seed } => {
+            log::info!("seed #{} did not answer; trying again later", seed + 1);
+            return None;
+        }
+        OverlayEvent::IdConflict { seed } => format!(
+            "seed #{} refused this peer: its id is in use by a live peer on another host (choose another with --id)",
+            seed + 1
+        ),
+        OverlayEvent::Dead { id, by } => format!("{id} is dead (declared by {by})"),
+        OverlayEvent::Left { id } => format!("{id} left the network"),
+        OverlayEvent::RefutedSelf { incarnation } => {
+            log::info!("refuted a suspicion about this peer (incarnation {incarnation})");
+            return None;
+        }
+        OverlayEvent::NeighborUp { id } => {
+            log::debug!("neighbour {id} up");
+            return None;
+        }
+        OverlayEvent::NeighborDown { id, reason } => {
+            log::debug!("neighbour {id} down ({reason})");
+            return None;
+        }
+        OverlayEvent::Suspected { id } => {
+            log::info!("{id} is suspected (no answer to probes)");
+            return None;
+        }
+        OverlayEvent::Refuted { id, .. } => {
+            log::info!("{id} is alive after all (refuted)");
+            return None;
+        }
+        OverlayEvent::Joined { .. } | OverlayEvent::Forgotten { .. } => return None,
     })
 }
 
@@ -560,6 +653,118 @@ impl Console<'_> {
         }
     }
 
+    fn say(&self, text: &str) {
+        if text.is_empty() {
+            output::say("usage: say TEXT");
+            return;
+        }
+        if text.len() > wire::MAX_TEXT {
+            output::say(format!("too long: at most {} bytes", wire::MAX_TEXT));
+            return;
+        }
+        if let Err(e) = self.peer.overlay().say(text.to_owned()) {
+            output::say(format!("say failed: {e}"));
+        }
+    }
+
+    fn msg(&self, args: &str) {
+        let Some((who, text)) = args.split_once(char::is_whitespace) else {
+            output::say("usage: msg PEER TEXT  (PEER: an id from 'peers', or host:port)");
+            return;
+        };
+        let text = text.trim();
+        let addr = if let Ok(a) = who.parse::<std::net::SocketAddr>() {
+            a.to_string()
+        } else {
+            let rows = match self.peer.overlay().status(true) {
+                Ok(s) => s.rows,
+                Err(e) => {
+                    output::say(format!("msg failed: {e}"));
+                    return;
+                }
+            };
+            match rows.iter().find(|r| r.id.as_str() == who) {
+                Some(r) if !r.member.state.is_gone() => r.member.addr.to_string(),
+                Some(r) => {
+                    output::say(format!("{who} is {}", r.member.state));
+                    return;
+                }
+                None => {
+                    output::say(format!(
+                        "no peer '{who}' known; see 'peers', or give host:port"
+                    ));
+                    return;
+                }
+            }
+        };
+        let t = self.peer.config().timeouts;
+        let me = self.peer.shared().id.clone();
+        let reply = crate::net::client::Client::connect(&addr, &t)
+            .and_then(|mut c| c.call(&["msg", me.as_str(), &wire::escape_text(text)]));
+        match reply {
+            Ok(f) => {
+                let text = f
+                    .first()
+                    .and_then(|r| wire::unescape_text(r).ok())
+                    .unwrap_or_default();
+                output::say(format!("reply from {who}: {text}"));
+            }
+            Err(e) => output::say(format!("msg failed: {e}")),
+        }
+    }
+
+    fn peers(&self) {
+        let st = match self.peer.overlay().status(true) {
+            Ok(s) => s,
+            Err(e) => {
+                output::say(format!("peers failed: {e}"));
+                return;
+            }
+        };
+        let neighbours: Vec<_> = st
+            .rows
+            .iter()
+            .filter(|r| r.view == crate::overlay::peer::View::Active)
+            .collect();
+        if neighbours.is_empty() {
+            output::say("no neighbours yet");
+        }
+        for r in &neighbours {
+            let rtt = r
+                .member
+                .rtt_ms
+                .map_or("rtt -".to_owned(), |ms| format!("rtt {ms} ms"));
+            output::say(format!(
+                "  {:<20} {:<22} {:<8} {rtt}",
+                r.id.as_str(),
+                r.member.addr.to_string(),
+                r.member.state.as_str()
+            ));
+        }
+        let suspect = st
+            .rows
+            .iter()
+            .filter(|r| r.member.state == MemberState::Suspect)
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>();
+        let dead = st
+            .rows
+            .iter()
+            .filter(|r| r.member.state.is_gone())
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>();
+        output::say(format!(
+            "{} neighbours, {} in reserve, {} members alive; incarnation {}",
+            st.neighbours, st.passive, st.peers, st.incarnation
+        ));
+        if !suspect.is_empty() {
+            output::say(format!("suspect: {}", suspect.join(", ")));
+        }
+        if !dead.is_empty() {
+            output::say(format!("dead or left: {}", dead.join(", ")));
+        }
+    }
+
     fn status(&self) {
         output::say(format!("listening on {}", self.peer.local_addr()));
         for (k, v) in self.peer.shared().status_rows() {
@@ -578,6 +783,19 @@ impl Console<'_> {
                 )
             };
             output::say(format!("{:>16}: {state}", format!("index {}", l.index)));
+        }
+        match self.peer.overlay().status(false) {
+            Ok(o) => output::say(format!(
+                "{:>16}: {} neighbours, {} members, {} of {} seeds up, {} messages said, {} heard",
+                "overlay",
+                o.neighbours,
+                o.peers,
+                o.seeds_up,
+                self.peer.config().overlay.seeds.len(),
+                o.said,
+                o.heard
+            )),
+            Err(e) => output::say(format!("{:>16}: {e}", "overlay")),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The peer: shares a folder, serves it, downloads, and keeps the indexes informed.
 //!
 //! Threads: the server's accept and connection threads (serve.rs), one link thread
-//! per index (links.rs), one `peer-scan` thread that hashes the folder at start, and
+//! per index (links.rs), one `peer-scan` thread that hashes the folder at start, the
+//! overlay's `overlay` and `olink-*` threads ([`crate::overlay::runtime`]), and
 //! whoever calls [`Peer::download`] (the console, or a one-shot command).
 //!
 //! The cores it drives are the [`catalog::Catalog`] and the [`plan::PiecePlan`].
@@ -20,6 +21,10 @@ use crate::config::NodeAddr;
 use crate::net::rate::TokenBucket;
 use crate::net::server::{self, ServerConfig, ServerHandle, ServerStats};
 use crate::net::Timeouts;
+use crate::overlay::peer::PeerNode;
+use crate::overlay::runtime::{self, CoreSetup, EventLog, Identity, OverlayHandle};
+use crate::overlay::{OverlayConfig, OverlayEvent};
+use crate::protocol::commands::Role;
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::{FileName, PeerId};
 use catalog::SharedFile;
@@ -50,6 +55,26 @@ pub struct PeerConfig {
     pub max_sources: usize,
     pub upload_limit: Option<Arc<TokenBucket>>,
     pub download_limit: Option<Arc<TokenBucket>>,
+    pub overlay: OverlaySettings,
+}
+
+/// The peer's part in the overlay: seeds, timers, event log.
+#[derive(Clone)]
+pub struct OverlaySettings {
+    /// The seeds to join through (none: the peer joins only when others contact it).
+    pub seeds: Vec<NodeAddr>,
+    pub config: OverlayConfig,
+    pub log: Option<Arc<EventLog>>,
+}
+
+impl std::fmt::Debug for OverlaySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OverlaySettings")
+            .field("seeds", &self.seeds)
+            .field("config", &self.config)
+            .field("log", &self.log.is_some())
+            .finish()
+    }
 }
 
 /// Things the user may want to see, for the console (or main.rs) to print.
@@ -79,6 +104,14 @@ pub enum PeerEvent {
         index: String,
         reason: String,
     },
+    /// Membership and broadcast news from the overlay.
+    Overlay(OverlayEvent),
+    /// A direct message (`msg`) from another node.
+    Message {
+        from: String,
+        text: String,
+        remote: SocketAddr,
+    },
 }
 
 pub struct Peer {
@@ -88,6 +121,7 @@ pub struct Peer {
     links: Option<Links>,
     server: Option<ServerHandle>,
     events: Receiver<PeerEvent>,
+    overlay: OverlayHandle,
 }
 
 impl Peer {
@@ -106,17 +140,28 @@ impl Peer {
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         let stats = Arc::new(ServerStats::default());
         let shared = Arc::new(PeerShared::new(config.id.clone(), stats.clone()));
+        let (tx, events) = crossbeam_channel::unbounded();
+        let (overlay, inbox) = OverlayHandle::channel();
         let server = server::spawn(
             listener,
             config.server,
             Arc::new(PeerService {
                 shared: shared.clone(),
                 upload_limit: config.upload_limit.clone(),
+                overlay: overlay.clone(),
+                events: tx.clone(),
             }),
             stats,
         )
         .map_err(|e| format!("cannot start the server: {e}"))?;
-        let (tx, events) = crossbeam_channel::unbounded();
+        Self::start_overlay(
+            &config,
+            server.local_addr().port(),
+            overlay.clone(),
+            inbox,
+            tx.clone(),
+        )
+        .map_err(|e| format!("cannot start the overlay: {e}"))?;
         // Closed (dropped) by the scan thread when the initial scan is done.
         let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
         let links = Links::start(
@@ -139,6 +184,7 @@ impl Peer {
             links: Some(links),
             server: Some(server),
             events,
+            overlay,
         };
         let publisher = peer
             .links
@@ -156,6 +202,55 @@ impl Peer {
         .spawn(gate_tx)
         .map_err(|e| format!("cannot start sharing: {e}"))?;
         Ok(peer)
+    }
+
+    fn start_overlay(
+        config: &PeerConfig,
+        port: u16,
+        handle: OverlayHandle,
+        inbox: Receiver<runtime::Input>,
+        events: crossbeam_channel::Sender<PeerEvent>,
+    ) -> std::io::Result<()> {
+        let settings = config.overlay.clone();
+        let wall = crate::clock::wall_ms();
+        // A restarted peer must outrank its earlier self (which may have been declared
+        // dead) and must not reuse its broadcast numbers: both start from the clock.
+        let node = PeerNode::new(
+            config.id.clone(),
+            settings.seeds.len(),
+            settings.config.clone(),
+            runtime::random_seed(),
+            wall / 1000,
+            wall * 1000,
+        );
+        let seeds = settings.seeds.clone();
+        let log = settings.log.clone();
+        let sink: runtime::EventSink = Box::new(move |ev: OverlayEvent| {
+            if let Some(l) = &log {
+                runtime::log_event(l, &ev, &seeds);
+            }
+            let _ = events.send(PeerEvent::Overlay(ev));
+        });
+        runtime::spawn_peer(
+            node,
+            CoreSetup {
+                me: Identity {
+                    role: Role::Peer,
+                    id: config.id.clone(),
+                    port,
+                },
+                seeds: settings.seeds,
+                timeouts: config.timeouts,
+                inbox,
+                handle,
+                sink,
+            },
+        )
+    }
+
+    /// The overlay: broadcast, members, status.
+    pub fn overlay(&self) -> &OverlayHandle {
+        &self.overlay
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -238,9 +333,10 @@ impl Peer {
         Ok(outcome)
     }
 
-    /// Leaves every index and stops serving.
+    /// Leaves the overlay and every index, and stops serving.
     pub fn shutdown(mut self) {
         self.shared.stopping.store(true, Ordering::Relaxed);
+        self.overlay.leave();
         if let Some(l) = self.links.take() {
             l.leave();
         }

@@ -11,6 +11,8 @@ use crate::index::service::{source_host, status_reply};
 use crate::net::rate::TokenBucket;
 use crate::net::server::ServerStats;
 use crate::net::{Reply, Service};
+use crate::overlay::runtime::{self, OverlayConn, OverlayHandle};
+use crate::overlay::wire;
 use crate::protocol::codec::{self, Classic, Request};
 use crate::protocol::commands::{Role, Verb};
 use crate::protocol::hash::Sha1Digest;
@@ -100,6 +102,9 @@ pub struct PeerService {
     pub shared: Arc<PeerShared>,
     /// Shared limit on the bytes sent per second, if any (modern and classic alike).
     pub upload_limit: Option<Arc<TokenBucket>>,
+    pub overlay: OverlayHandle,
+    /// Where direct messages go (the console, or the log without one).
+    pub events: crossbeam_channel::Sender<super::PeerEvent>,
 }
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
@@ -214,32 +219,106 @@ impl PeerService {
     }
 }
 
+impl PeerService {
+    fn status(&self) -> Reply {
+        let mut rows = self.shared.status_rows();
+        rows.retain(|(k, _)| *k != "health");
+        let health = match self.overlay.status(false) {
+            Ok(o) => {
+                rows.extend([
+                    ("peers", o.peers.to_string()),
+                    ("neighbours", o.neighbours.to_string()),
+                    ("passive", o.passive.to_string()),
+                    ("suspects", o.suspects.to_string()),
+                    ("incarnation", o.incarnation.to_string()),
+                    ("seeds_up", o.seeds_up.to_string()),
+                    ("messages", (o.said + o.heard).to_string()),
+                    ("messages_said", o.said.to_string()),
+                    ("messages_heard", o.heard.to_string()),
+                    ("overlay_in", o.messages_in.to_string()),
+                    ("overlay_out", o.messages_out.to_string()),
+                ]);
+                "ok".to_owned()
+            }
+            Err(e) => format!("failing: {e}"),
+        };
+        rows.push(("health", health));
+        status_reply(&rows)
+    }
+
+    fn say(&self, args: &[String]) -> Result<Reply, Refusal> {
+        let text = wire::unescape_text(&args[0])?;
+        if text.trim().is_empty() {
+            return Err(refuse(ErrorCode::BadRequest, "nothing to say"));
+        }
+        let id = self
+            .overlay
+            .say(text)
+            .map_err(|e| refuse(ErrorCode::Internal, e))?;
+        Ok(Reply::Text(codec::line(&["ok", &id.to_string()])))
+    }
+
+    fn message(&self, args: &[String], remote: SocketAddr) -> Result<Reply, Refusal> {
+        let from = PeerId::parse(&args[0]).map_err(|e| {
+            refuse(
+                ErrorCode::BadName,
+                format!("sender '{}': {e}", codec::printable(&args[0])),
+            )
+        })?;
+        let text = wire::unescape_text(&args[1])?;
+        let now = crate::clock::wall_ms();
+        let _ = self.events.send(super::PeerEvent::Message {
+            from: from.to_string(),
+            text,
+            remote,
+        });
+        let reply = format!(
+            "{} got your message at {}; hello, {from}",
+            self.shared.id,
+            crate::clock::utc_timestamp(now)
+        );
+        Ok(Reply::Text(codec::line(&[
+            "ok",
+            &wire::escape_text(&reply),
+        ])))
+    }
+}
+
 impl Service for PeerService {
-    type Conn = ();
+    type Conn = OverlayConn;
 
     fn role(&self) -> Role {
         Role::Peer
     }
 
-    fn handle(&self, req: Request, remote: SocketAddr, _conn: &mut ()) -> Reply {
+    fn handle(&self, req: Request, remote: SocketAddr, conn: &mut OverlayConn) -> Reply {
         let outcome = match req.verb {
-            Verb::Hello if req.args[0] != VERSION.to_string() => Err(refuse(
-                ErrorCode::BadVersion,
-                format!("this peer speaks protocol version {VERSION}"),
-            )),
-            Verb::Hello => Ok(Reply::Text(codec::line(&[
-                "ok",
-                "peer",
-                self.shared.id.as_str(),
-                &source_host(remote).to_string(),
-                "0",
-                "0",
-            ]))),
+            Verb::Hello => runtime::hello_from(&req.args, remote).map(|from| {
+                conn.from = from;
+                Reply::Text(codec::line(&[
+                    "ok",
+                    "peer",
+                    self.shared.id.as_str(),
+                    &source_host(remote).to_string(),
+                    "0",
+                    "0",
+                ]))
+            }),
             Verb::Ping => Ok(Reply::Text("ok|pong\n".into())),
-            Verb::Status => Ok(status_reply(&self.shared.status_rows())),
+            Verb::Status => Ok(self.status()),
             Verb::Pieces => self.pieces(&req.args),
             Verb::Fetch => self.fetch(&req.args),
-            _ => Err(refuse(ErrorCode::UnknownVerb, "not served by a peer")),
+            Verb::Say => self.say(&req.args),
+            Verb::Msg => self.message(&req.args, remote),
+            Verb::Members => self
+                .overlay
+                .status(true)
+                .map(|s| runtime::members_reply(&s))
+                .map_err(|e| refuse(ErrorCode::Internal, e)),
+            _ => match runtime::overlay_request(&req, conn.from.as_ref(), &self.overlay) {
+                Some(r) => r,
+                None => Err(refuse(ErrorCode::UnknownVerb, "not served by a peer")),
+            },
         };
         outcome.unwrap_or_else(|r| Reply::Text(r.to_line()))
     }

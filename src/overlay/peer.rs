@@ -1,0 +1,1564 @@
+//! A peer's membership: joining through the seeds, the active and passive views,
+//! peer-list exchange, SWIM liveness, and the glue to the broadcast layer.
+//!
+//! State document (the invariants the code keeps):
+//!
+//! * **Members.** Every peer this node has heard of is in `members` with an address,
+//!   an incarnation and a state (alive, suspect, dead, left), merged by SWIM's rules:
+//!   a higher incarnation wins; at the same incarnation, dead beats suspect beats
+//!   alive. Only a member itself raises its incarnation. Dead and left members stay as
+//!   tombstones for `dead_retention`, so stale news of them is ignored.
+//! * **Views.** `active` (the neighbours) and `passive` are disjoint, never hold this
+//!   node, and hold only members that are alive or suspect. The active view is
+//!   symmetric: a node enters it only through an accepted `neighbor` request (either
+//!   way), and leaves it with a `disconnect` to the other side, or when it is
+//!   suspected or dead. Its target size is max(`active_min`, ⌈log2 N⌉ + 1) for the N
+//!   members known; it accepts requests up to one and a half times that
+//!   (well-connected peers attract more), and always accepts a high-priority request
+//!   from a peer that has no neighbour at all.
+//! * **Liveness.** Only neighbours are probed, one at a time in shuffled order, every
+//!   neighbour once per `probe_round`. A probe that gets no ack within `probe_timeout`
+//!   is retried directly and through `indirect_probes` helpers; with no ack after
+//!   `indirect_timeout` more, the neighbour is suspected: it leaves the active view (to
+//!   be replaced from the passive view at once), and is told of the suspicion every
+//!   `suspect_resend` so that, if alive, it refutes with a higher incarnation. A
+//!   suspicion that stands for `suspicion_timeout` becomes a death: broadcast to every
+//!   peer and reported to every seed.
+//! * **Broadcast.** The [`Plumtree`]'s neighbours are exactly the active view.
+//!
+//! No sockets, clocks or threads: methods take `now`, and what to send accumulates in
+//! an outbox that the caller drains with [`PeerNode::take_out`].
+
+use super::gossip::{GossipStats, Plumtree};
+use super::{
+    after, Body, Broadcast, Dest, DetMap, From, ListStatus, Liveness, MemberEvent, MemberInfo,
+    MemberState, Msg, MsgId, Out, OverlayConfig, OverlayEvent, SELF_ADDR,
+};
+use crate::clock::Millis;
+use crate::protocol::name::PeerId;
+use rand::rngs::StdRng;
+use rand::seq::{IteratorRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What this node knows of another.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub addr: SocketAddr,
+    pub incarnation: u64,
+    pub state: MemberState,
+    /// When the state last changed.
+    pub since: Millis,
+    pub degree: u32,
+    /// Round-trip time of the last direct probe answered.
+    pub rtt_ms: Option<u64>,
+}
+
+/// Which view a member is in, for display.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    Active,
+    Passive,
+    None,
+}
+
+impl View {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            View::Active => "active",
+            View::Passive => "passive",
+            View::None => "-",
+        }
+    }
+}
+
+/// A row of [`PeerNode::members`].
+#[derive(Clone, Debug)]
+pub struct MemberRow {
+    pub id: PeerId,
+    pub member: Member,
+    pub view: View,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum SeedPhase {
+    Idle,
+    Waiting { deadline: Millis },
+    Up,
+    Down { retry_at: Millis },
+}
+
+#[derive(Clone, Debug)]
+struct SeedLink {
+    chosen: bool,
+    phase: SeedPhase,
+    /// The seq of the last registration sent, to match the answer.
+    last_seq: u64,
+    backoff: Duration,
+    /// Answered the last registration (events fire only when this changes).
+    reachable: bool,
+    /// `SeedDown` was reported since the seed was last reachable.
+    down_reported: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ProbePhase {
+    Direct,
+    Indirect,
+}
+
+#[derive(Clone, Debug)]
+struct Probe {
+    target: PeerId,
+    started: Millis,
+    phase: ProbePhase,
+}
+
+#[derive(Clone, Debug)]
+struct Relay {
+    requester: SocketAddr,
+    seq: u64,
+    deadline: Millis,
+}
+
+#[derive(Clone, Debug)]
+struct Suspicion {
+    incarnation: u64,
+    deadline: Millis,
+    next_resend: Millis,
+}
+
+/// Counters, for `status`, the console and the simulator.
+#[derive(Clone, Debug, Default)]
+pub struct PeerStats {
+    pub probes_sent: u64,
+    pub suspicions: u64,
+    pub refutations: u64,
+    pub deaths_declared: u64,
+    pub said: u64,
+    pub heard: u64,
+    pub shuffles: u64,
+}
+
+/// Most indirect probes relayed at once for others.
+const RELAYS_MAX: usize = 1024;
+/// Shortest gap between two probes, however many neighbours there are.
+const MIN_PROBE_GAP: u64 = 10;
+/// Longest wait between two seed registration attempts.
+const MAX_SEED_BACKOFF: Duration = Duration::from_secs(60);
+/// How often a node with no view at all asks the seeds again.
+const REJOIN_EVERY: Duration = Duration::from_secs(2);
+const CLEANUP_EVERY: Duration = Duration::from_secs(10);
+
+/// A peer's membership and broadcast state machine.
+pub struct PeerNode {
+    me: PeerId,
+    config: OverlayConfig,
+    rng: StdRng,
+    incarnation: u64,
+    next_seq: u64,
+    next_probe_seq: u64,
+    next_register_seq: u64,
+    seeds: Vec<SeedLink>,
+    majority: usize,
+    members: DetMap<PeerId, Member>,
+    active: Vec<PeerId>,
+    passive: Vec<PeerId>,
+    /// Neighbour requests in flight, with their deadlines.
+    pending: BTreeMap<PeerId, Millis>,
+    probe_order: Vec<PeerId>,
+    next_probe_at: Millis,
+    probes: BTreeMap<u64, Probe>,
+    relays: BTreeMap<u64, Relay>,
+    suspects: BTreeMap<PeerId, Suspicion>,
+    misses: BTreeMap<PeerId, u32>,
+    gossip: Plumtree,
+    next_shuffle: Millis,
+    next_rotate: Millis,
+    /// The neighbour request of a rotation in flight.
+    rotating: Option<PeerId>,
+    next_refresh: Millis,
+    next_rejoin: Millis,
+    next_cleanup: Millis,
+    /// The active view's target size, recomputed when the member count may have
+    /// changed much (counting members on every tick would cost O(N)).
+    target: usize,
+    left: bool,
+    out: Vec<Out>,
+    events: Vec<OverlayEvent>,
+    pub stats: PeerStats,
+}
+
+impl PeerNode {
+    /// A node with `seeds` configured seeds. `incarnation` should exceed that of any
+    /// earlier run of the same peer (the runtime uses the wall clock in seconds), and
+    /// `first_seq` the seq of any broadcast it sent before (wall clock in ms), so a
+    /// restarted peer is neither mistaken for its dead self nor deduplicated away.
+    pub fn new(
+        me: PeerId,
+        seeds: usize,
+        config: OverlayConfig,
+        rng_seed: u64,
+        incarnation: u64,
+        first_seq: u64,
+    ) -> PeerNode {
+        let gossip = Plumtree::new(config.gossip.clone());
+        PeerNode {
+            me,
+            rng: StdRng::seed_from_u64(rng_seed),
+            incarnation,
+            next_seq: first_seq,
+            next_probe_seq: 1,
+            next_register_seq: 1,
+            seeds: vec![
+                SeedLink {
+                    chosen: false,
+                    phase: SeedPhase::Idle,
+                    last_seq: 0,
+                    backoff: Duration::from_secs(5),
+                    reachable: false,
+                    down_reported: false,
+                };
+                seeds
+            ],
+            majority: seeds / 2 + 1,
+            members: DetMap::default(),
+            active: Vec::new(),
+            passive: Vec::new(),
+            pending: BTreeMap::new(),
+            probe_order: Vec::new(),
+            next_probe_at: Millis(0),
+            probes: BTreeMap::new(),
+            relays: BTreeMap::new(),
+            suspects: BTreeMap::new(),
+            misses: BTreeMap::new(),
+            gossip,
+            next_shuffle: Millis(0),
+            next_rotate: Millis(0),
+            rotating: None,
+            next_refresh: Millis(0),
+            next_rejoin: Millis(0),
+            next_cleanup: Millis(0),
+            target: config.active_min,
+            left: false,
+            out: Vec::new(),
+            events: Vec::new(),
+            stats: PeerStats::default(),
+            config,
+        }
+    }
+
+    pub fn id(&self) -> &PeerId {
+        &self.me
+    }
+
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    pub fn config(&self) -> &OverlayConfig {
+        &self.config
+    }
+
+    pub fn gossip_stats(&self) -> &GossipStats {
+        &self.gossip.stats
+    }
+
+    pub fn has_seen(&self, id: &MsgId) -> bool {
+        self.gossip.has_seen(id)
+    }
+
+    pub fn active(&self) -> &[PeerId] {
+        &self.active
+    }
+
+    pub fn passive(&self) -> &[PeerId] {
+        &self.passive
+    }
+
+    pub fn member(&self, id: &PeerId) -> Option<&Member> {
+        self.members.get(id)
+    }
+
+    /// Members alive or suspect, this node excluded.
+    pub fn live_members(&self) -> usize {
+        self.members.values().filter(|m| !m.state.is_gone()).count()
+    }
+
+    pub fn suspects(&self) -> usize {
+        self.suspects.len()
+    }
+
+    /// Seeds that answered the last registration.
+    pub fn seeds_up(&self) -> usize {
+        self.seeds.iter().filter(|s| s.reachable).count()
+    }
+
+    /// Every member known, with the view it is in, by id.
+    pub fn members(&self) -> Vec<MemberRow> {
+        let mut rows: Vec<MemberRow> = self
+            .members
+            .iter()
+            .map(|(id, m)| MemberRow {
+                id: id.clone(),
+                member: m.clone(),
+                view: self.view_of(id),
+            })
+            .collect();
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        rows
+    }
+
+    fn view_of(&self, id: &PeerId) -> View {
+        if self.active.contains(id) {
+            View::Active
+        } else if self.passive.contains(id) {
+            View::Passive
+        } else {
+            View::None
+        }
+    }
+
+    /// Messages to send, in order.
+    pub fn take_out(&mut self) -> Vec<Out> {
+        std::mem::take(&mut self.out)
+    }
+
+    pub fn take_events(&mut self) -> Vec<OverlayEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The active view's target size: max(`active_min`, ⌈log2 N⌉ + 1) for the N
+    /// members known (this node included) at the last recount.
+    pub fn target_active(&self) -> usize {
+        self.target
+    }
+
+    fn recount(&mut self) {
+        let n = self.live_members() + 1;
+        let log = (n as f64).log2().ceil() as usize + 1;
+        self.target = log.max(self.config.active_min);
+    }
+
+    fn active_max(&self) -> usize {
+        self.target_active() + self.target_active() / 2
+    }
+
+    // ----- sending -----
+
+    fn send(&mut self, to: Dest, msg: Msg) {
+        self.out.push(Out { to, msg });
+    }
+
+    fn send_to(&mut self, id: &PeerId, msg: Msg) {
+        if let Some(m) = self.members.get(id) {
+            let to = Dest::Node(m.addr);
+            self.send(to, msg);
+        }
+    }
+
+    fn info(&self, id: &PeerId, m: &Member) -> MemberInfo {
+        MemberInfo {
+            id: id.clone(),
+            addr: m.addr,
+            incarnation: m.incarnation,
+            state: m.state,
+            degree: m.degree,
+        }
+    }
+
+    fn flush_gossip(&mut self, now: Millis) {
+        for (to, msg) in self.gossip.take_out() {
+            self.send_to(&to, msg);
+        }
+        for b in self.gossip.take_delivered() {
+            self.on_delivered(b, now);
+        }
+    }
+
+    // ----- starting and leaving -----
+
+    /// Registers with a majority of the seeds, chosen at random.
+    pub fn start(&mut self, now: Millis) {
+        let mut order: Vec<usize> = (0..self.seeds.len()).collect();
+        order.shuffle(&mut self.rng);
+        for &i in order.iter().take(self.majority.min(self.seeds.len())) {
+            self.seeds[i].chosen = true;
+            self.register(i, now);
+        }
+        self.next_refresh = after(now, self.config.seed_refresh);
+        self.next_shuffle = after(now, self.config.shuffle_interval);
+        let rotate = self.config.rotate_interval.as_millis() as u64;
+        self.next_rotate = Millis(now.0 + rotate + self.rng.gen_range(0..rotate.max(1)));
+        self.next_cleanup = after(now, CLEANUP_EVERY);
+        self.recount();
+    }
+
+    fn register(&mut self, seed: usize, now: Millis) {
+        let seq = self.next_register_seq;
+        self.next_register_seq += 1;
+        let s = &mut self.seeds[seed];
+        s.last_seq = seq;
+        s.phase = SeedPhase::Waiting {
+            deadline: after(now, self.config.seed_timeout),
+        };
+        let msg = Msg::Register {
+            seq,
+            incarnation: self.incarnation,
+            degree: self.active.len() as u32,
+            neighbours: self.active.clone(),
+        };
+        self.send(Dest::Seed(seed), msg);
+    }
+
+    /// Leaves on purpose: tells the neighbours and the seeds, and broadcasts it.
+    pub fn leave(&mut self, now: Millis) {
+        if self.left {
+            return;
+        }
+        self.left = true;
+        let me = MemberInfo {
+            id: self.me.clone(),
+            addr: SELF_ADDR,
+            incarnation: self.incarnation,
+            state: MemberState::Left,
+            degree: 0,
+        };
+        self.broadcast_member(me.clone(), now);
+        for n in self.active.clone() {
+            self.send_to(&n, Msg::Disconnect);
+        }
+        for i in 0..self.seeds.len() {
+            self.send(Dest::Seed(i), Msg::Report { member: me.clone() });
+        }
+    }
+
+    // ----- broadcasts -----
+
+    fn next_broadcast(&mut self, body: Body, wall_ms: u64) -> Broadcast {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Broadcast {
+            origin: self.me.clone(),
+            seq,
+            hops: 0,
+            time_ms: wall_ms,
+            body,
+        }
+    }
+
+    /// Broadcasts a text to every live peer; returns its id.
+    pub fn say(&mut self, text: String, wall_ms: u64, now: Millis) -> MsgId {
+        let b = self.next_broadcast(Body::Say(text), wall_ms);
+        let id = b.id();
+        self.stats.said += 1;
+        self.gossip.broadcast(b, now);
+        self.flush_gossip(now);
+        id
+    }
+
+    fn broadcast_member(&mut self, info: MemberInfo, now: Millis) {
+        let b = self.next_broadcast(Body::Member(MemberEvent { info }), now.0);
+        self.gossip.broadcast(b, now);
+        self.flush_gossip(now);
+    }
+
+    fn on_delivered(&mut self, b: Broadcast, now: Millis) {
+        let id = b.id();
+        match b.body {
+            Body::Say(text) => {
+                let local = b.origin == self.me;
+                if !local {
+                    self.stats.heard += 1;
+                }
+                self.events.push(OverlayEvent::Said {
+                    id,
+                    origin: b.origin,
+                    time_ms: b.time_ms,
+                    text,
+                    hops: b.hops,
+                    local,
+                });
+            }
+            Body::Member(ev) => {
+                if b.origin == self.me {
+                    return;
+                }
+                self.on_member_event(ev.info, &b.origin, now);
+            }
+        }
+    }
+
+    fn on_member_event(&mut self, info: MemberInfo, origin: &PeerId, now: Millis) {
+        if info.id == self.me {
+            if info.state.is_gone() && info.incarnation >= self.incarnation && !self.left {
+                self.refute(info.incarnation, now);
+            }
+            return;
+        }
+        // The broadcast names the member's address as its declarer knew it; a member
+        // we know keeps the address we know.
+        let applied = self.apply(&info, now);
+        self.after_apply(&info.id, applied, Some(origin), now);
+    }
+
+    fn refute(&mut self, heard: u64, now: Millis) {
+        self.incarnation = self.incarnation.max(heard) + 1;
+        self.stats.refutations += 1;
+        self.events.push(OverlayEvent::RefutedSelf {
+            incarnation: self.incarnation,
+        });
+        let me = MemberInfo {
+            id: self.me.clone(),
+            addr: SELF_ADDR,
+            incarnation: self.incarnation,
+            state: MemberState::Alive,
+            degree: self.active.len() as u32,
+        };
+        self.broadcast_member(me, now);
+    }
+
+    // ----- the member table -----
+
+    /// Merges news of a member by SWIM's rules; returns what changed.
+    fn apply(&mut self, info: &MemberInfo, now: Millis) -> Applied {
+        if info.id == self.me {
+            return Applied::Unchanged;
+        }
+        let Some(m) = self.members.get_mut(&info.id) else {
+            // News of a member we never heard of, without an address to reach it by, or
+            // past the cap, is not worth keeping.
+            if info.addr == SELF_ADDR
+                || (self.members.len() >= self.config.members_max && !info.state.is_gone())
+            {
+                return Applied::Unchanged;
+            }
+            self.members.insert(
+                info.id.clone(),
+                Member {
+                    addr: info.addr,
+                    incarnation: info.incarnation,
+                    state: info.state,
+                    since: now,
+                    degree: info.degree,
+                    rtt_ms: None,
+                },
+            );
+            return Applied::New(info.state);
+        };
+        match info.state {
+            MemberState::Alive => {
+                if info.incarnation > m.incarnation {
+                    m.incarnation = info.incarnation;
+                    if info.addr != SELF_ADDR {
+                        m.addr = info.addr;
+                    }
+                    m.degree = info.degree;
+                    if m.state != MemberState::Alive {
+                        m.state = MemberState::Alive;
+                        m.since = now;
+                        return Applied::Revived;
+                    }
+                } else if info.incarnation == m.incarnation && m.state == MemberState::Alive {
+                    m.degree = info.degree;
+                }
+                Applied::Unchanged
+            }
+            MemberState::Suspect => {
+                if m.state == MemberState::Alive && info.incarnation >= m.incarnation {
+                    m.incarnation = info.incarnation;
+                    m.state = MemberState::Suspect;
+                    m.since = now;
+                    return Applied::Suspected;
+                }
+                Applied::Unchanged
+            }
+            MemberState::Dead | MemberState::Left => {
+                if !m.state.is_gone() && info.incarnation >= m.incarnation {
+                    m.incarnation = info.incarnation;
+                    m.state = info.state;
+                    m.since = now;
+                    return Applied::Gone(info.state);
+                }
+                if m.state.is_gone() && info.incarnation > m.incarnation {
+                    m.incarnation = info.incarnation;
+                }
+                Applied::Unchanged
+            }
+        }
+    }
+
+    fn after_apply(&mut self, id: &PeerId, applied: Applied, by: Option<&PeerId>, now: Millis) {
+        match applied {
+            Applied::New(MemberState::Alive) => self.add_passive(id.clone()),
+            Applied::Revived => {
+                self.suspects.remove(id);
+                if let Some(m) = self.members.get(id) {
+                    self.events.push(OverlayEvent::Refuted {
+                        id: id.clone(),
+                        incarnation: m.incarnation,
+                    });
+                }
+                self.add_passive(id.clone());
+            }
+            Applied::Gone(state) => {
+                self.drop_from_views(
+                    id,
+                    if state == MemberState::Left {
+                        "left"
+                    } else {
+                        "dead"
+                    },
+                    now,
+                );
+                self.events.push(match state {
+                    MemberState::Left => OverlayEvent::Left { id: id.clone() },
+                    _ => OverlayEvent::Dead {
+                        id: id.clone(),
+                        by: by.cloned().unwrap_or_else(|| self.me.clone()),
+                    },
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// First-hand contact: the sender is alive at the address it spoke from.
+    fn note(&mut self, from: &From, incarnation: Option<u64>, degree: Option<u32>, now: Millis) {
+        if from.id == self.me {
+            return;
+        }
+        match self.members.get_mut(&from.id) {
+            None => {
+                if self.members.len() >= self.config.members_max {
+                    return;
+                }
+                self.members.insert(
+                    from.id.clone(),
+                    Member {
+                        addr: from.addr,
+                        incarnation: incarnation.unwrap_or(0),
+                        state: MemberState::Alive,
+                        since: now,
+                        degree: degree.unwrap_or(0),
+                        rtt_ms: None,
+                    },
+                );
+            }
+            Some(m) => {
+                m.addr = from.addr;
+                if let Some(d) = degree {
+                    m.degree = d;
+                }
+                if let Some(inc) = incarnation {
+                    if inc > m.incarnation {
+                        m.incarnation = inc;
+                        if m.state != MemberState::Alive {
+                            m.state = MemberState::Alive;
+                            m.since = now;
+                            self.suspects.remove(&from.id);
+                            self.events.push(OverlayEvent::Refuted {
+                                id: from.id.clone(),
+                                incarnation: inc,
+                            });
+                        }
+                    }
+                }
+                if m.state != MemberState::Alive && !self.suspects.contains_key(&from.id) {
+                    // It talks to us but we hold it dead: tell it, so it refutes.
+                    let inc = m.incarnation;
+                    self.send(Dest::Node(from.addr), Msg::Suspect { incarnation: inc });
+                }
+            }
+        }
+    }
+
+    fn is_alive(&self, id: &PeerId) -> bool {
+        self.members
+            .get(id)
+            .is_some_and(|m| m.state == MemberState::Alive)
+    }
+
+    // ----- views -----
+
+    fn add_passive(&mut self, id: PeerId) {
+        if id == self.me
+            || self.active.contains(&id)
+            || self.passive.contains(&id)
+            || !self.is_alive(&id)
+        {
+            return;
+        }
+        if self.passive.len() >= self.config.passive_max {
+            let i = self.rng.gen_range(0..self.passive.len());
+            self.passive.swap_remove(i);
+        }
+        self.passive.push(id);
+    }
+
+    fn add_active(&mut self, id: PeerId, now: Millis) {
+        self.pending.remove(&id);
+        self.passive.retain(|p| *p != id);
+        if self.active.contains(&id) {
+            return;
+        }
+        self.active.push(id.clone());
+        self.gossip.neighbor_up(id.clone(), now);
+        self.events.push(OverlayEvent::NeighborUp { id });
+        self.flush_gossip(now);
+    }
+
+    /// Takes a member out of the active view (without telling it).
+    fn remove_active(&mut self, id: &PeerId, reason: &'static str) -> bool {
+        let Some(i) = self.active.iter().position(|a| a == id) else {
+            return false;
+        };
+        self.active.remove(i);
+        self.gossip.neighbor_down(id);
+        self.misses.remove(id);
+        self.events.push(OverlayEvent::NeighborDown {
+            id: id.clone(),
+            reason,
+        });
+        true
+    }
+
+    fn drop_from_views(&mut self, id: &PeerId, reason: &'static str, now: Millis) {
+        self.remove_active(id, reason);
+        self.passive.retain(|p| p != id);
+        self.pending.remove(id);
+        self.suspects.remove(id);
+        self.misses.remove(id);
+        self.probes.retain(|_, p| p.target != *id);
+        self.fill_active(now);
+    }
+
+    /// Sends neighbour requests until active + pending reaches the target.
+    fn fill_active(&mut self, now: Millis) {
+        if self.left {
+            return;
+        }
+        let target = self.target_active();
+        while self.active.len() + self.pending.len() < target {
+            let Some(c) = self.pick_candidate() else {
+                break;
+            };
+            let high = self.active.is_empty();
+            self.pending
+                .insert(c.clone(), after(now, self.config.neighbor_timeout));
+            let msg = Msg::Neighbor {
+                high,
+                incarnation: self.incarnation,
+                degree: self.active.len() as u32,
+            };
+            self.send_to(&c, msg);
+        }
+    }
+
+    /// A neighbour candidate: from the passive view if it has any, else from every
+    /// live member; half the time weighted by degree (well-connected peers attract
+    /// more neighbours: a power-law tail), half the time uniformly.
+    fn pick_candidate(&mut self) -> Option<PeerId> {
+        let usable = |id: &PeerId, s: &PeerNode| {
+            !s.active.contains(id) && !s.pending.contains_key(id) && s.is_alive(id)
+        };
+        let mut pool: Vec<PeerId> = self
+            .passive
+            .iter()
+            .filter(|id| usable(id, self))
+            .cloned()
+            .collect();
+        if pool.is_empty() {
+            pool = self
+                .members
+                .keys()
+                .filter(|id| usable(id, self))
+                .cloned()
+                .collect();
+        }
+        if pool.is_empty() {
+            return None;
+        }
+        if self.rng.gen_bool(0.5) {
+            let weights: Vec<u64> = pool
+                .iter()
+                .map(|id| self.members.get(id).map_or(1, |m| m.degree as u64 + 1))
+                .collect();
+            let total: u64 = weights.iter().sum();
+            let mut pick = self.rng.gen_range(0..total);
+            for (id, w) in pool.iter().zip(&weights) {
+                if pick < *w {
+                    return Some(id.clone());
+                }
+                pick -= w;
+            }
+        }
+        pool.choose(&mut self.rng).cloned()
+    }
+
+    fn sample(&mut self, exclude: &PeerId) -> Vec<MemberInfo> {
+        // A quarter from the active view, half from the passive view, the rest from
+        // every member known.
+        let size = self.config.shuffle_size;
+        let mut ids: Vec<PeerId> = Vec::with_capacity(size);
+        let take = |from: Vec<PeerId>, ids: &mut Vec<PeerId>| {
+            for id in from {
+                if ids.len() >= size {
+                    break;
+                }
+                if id != *exclude && !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        };
+        let mut act = self.active.clone();
+        act.shuffle(&mut self.rng);
+        act.truncate(size / 4);
+        take(act, &mut ids);
+        let mut pas = self.passive.clone();
+        pas.shuffle(&mut self.rng);
+        pas.truncate(size / 2);
+        take(pas, &mut ids);
+        let others: Vec<PeerId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.state == MemberState::Alive)
+            .map(|(id, _)| id)
+            .choose_multiple(&mut self.rng, size)
+            .into_iter()
+            .cloned()
+            .collect();
+        take(others, &mut ids);
+        ids.iter()
+            .filter_map(|id| self.members.get(id).map(|m| self.info(id, m)))
+            .filter(|i| i.state == MemberState::Alive)
+            .collect()
+    }
+
+    /// Merges a peer list. A seed's list is first-hand (the seed heard from each
+    /// member recently): a member listed alive that we hold dead at the same
+    /// incarnation is told so, and refutes if it is alive (after a partition, each
+    /// side holds the other dead without the other knowing).
+    fn merge_list(&mut self, list: Vec<MemberInfo>, from_seed: bool, now: Millis) {
+        for info in list {
+            if info.id == self.me {
+                if info.state.is_gone() && info.incarnation >= self.incarnation && !self.left {
+                    self.refute(info.incarnation, now);
+                }
+                continue;
+            }
+            if from_seed && info.state == MemberState::Alive {
+                if let Some(m) = self.members.get(&info.id) {
+                    if m.state.is_gone() && m.incarnation >= info.incarnation {
+                        let incarnation = m.incarnation;
+                        self.send(Dest::Node(info.addr), Msg::Suspect { incarnation });
+                        continue;
+                    }
+                }
+            }
+            let applied = self.apply(&info, now);
+            let id = info.id.clone();
+            self.after_apply(&id, applied, None, now);
+            if info.state == MemberState::Alive {
+                self.add_passive(id);
+            }
+        }
+        self.recount();
+    }
+
+    // ----- liveness -----
+
+    fn suspect(&mut self, id: &PeerId, now: Millis) {
+        let Some(m) = self.members.get_mut(id) else {
+            return;
+        };
+        if m.state != MemberState::Alive {
+            return;
+        }
+        m.state = MemberState::Suspect;
+        m.since = now;
+        let incarnation = m.incarnation;
+        self.stats.suspicions += 1;
+        self.suspects.insert(
+            id.clone(),
+            Suspicion {
+                incarnation,
+                deadline: after(now, self.config.suspicion_timeout),
+                next_resend: now,
+            },
+        );
+        self.events.push(OverlayEvent::Suspected { id: id.clone() });
+        if self.remove_active(id, "suspected") {
+            // If it is alive after all, it must drop us too: views stay symmetric.
+            self.send_to(id, Msg::Disconnect);
+        }
+        self.passive.retain(|p| p != id);
+        self.fill_active(now);
+    }
+
+    fn declare_dead(&mut self, id: &PeerId, now: Millis) {
+        let Some(m) = self.members.get_mut(id) else {
+            return;
+        };
+        if m.state.is_gone() {
+            return;
+        }
+        m.state = MemberState::Dead;
+        m.since = now;
+        let info = MemberInfo {
+            id: id.clone(),
+            addr: m.addr,
+            incarnation: m.incarnation,
+            state: MemberState::Dead,
+            degree: 0,
+        };
+        self.stats.deaths_declared += 1;
+        self.drop_from_views(id, "dead", now);
+        self.events.push(OverlayEvent::Dead {
+            id: id.clone(),
+            by: self.me.clone(),
+        });
+        self.broadcast_member(info.clone(), now);
+        for i in 0..self.seeds.len() {
+            self.send(
+                Dest::Seed(i),
+                Msg::Report {
+                    member: info.clone(),
+                },
+            );
+        }
+    }
+
+    fn next_probe_target(&mut self) -> Option<PeerId> {
+        loop {
+            match self.probe_order.pop() {
+                Some(id) if self.active.contains(&id) => return Some(id),
+                Some(_) => continue,
+                None => {
+                    if self.active.is_empty() {
+                        return None;
+                    }
+                    self.probe_order = self.active.clone();
+                    self.probe_order.shuffle(&mut self.rng);
+                }
+            }
+        }
+    }
+
+    fn start_probe(&mut self, target: PeerId, now: Millis) {
+        if self.probes.values().any(|p| p.target == target) {
+            return;
+        }
+        let seq = self.next_probe_seq;
+        self.next_probe_seq += 1;
+        self.stats.probes_sent += 1;
+        self.send_to(&target, Msg::Probe { seq });
+        self.probes.insert(
+            seq,
+            Probe {
+                target,
+                started: now,
+                phase: ProbePhase::Direct,
+            },
+        );
+    }
+
+    fn tick_probes(&mut self, now: Millis) {
+        let round = self.config.probe_round.as_millis() as u64;
+        match self.config.liveness {
+            Liveness::Swim => {
+                if now >= self.next_probe_at && !self.active.is_empty() {
+                    let gap = (round / self.active.len() as u64).max(MIN_PROBE_GAP);
+                    self.next_probe_at = Millis(now.0 + gap);
+                    if let Some(t) = self.next_probe_target() {
+                        self.start_probe(t, now);
+                    }
+                }
+            }
+            Liveness::Classic { .. } => {
+                if now >= self.next_probe_at {
+                    self.next_probe_at = Millis(now.0 + round);
+                    for t in self.active.clone() {
+                        self.start_probe(t, now);
+                    }
+                }
+            }
+        }
+        let direct = self.config.probe_timeout.as_millis() as u64;
+        let indirect = self.config.indirect_timeout.as_millis() as u64;
+        let due: Vec<u64> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| match p.phase {
+                ProbePhase::Direct => now.0 >= p.started.0 + direct,
+                ProbePhase::Indirect => now.0 >= p.started.0 + direct + indirect,
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in due {
+            let Some(p) = self.probes.get(&seq).cloned() else {
+                continue;
+            };
+            match (self.config.liveness, p.phase) {
+                (Liveness::Swim, ProbePhase::Direct) if self.config.indirect_probes > 0 => {
+                    if let Some(probe) = self.probes.get_mut(&seq) {
+                        probe.phase = ProbePhase::Indirect;
+                    }
+                    self.send_to(&p.target, Msg::Probe { seq });
+                    let addr = match self.members.get(&p.target) {
+                        Some(m) => m.addr,
+                        None => continue,
+                    };
+                    let mut helpers: Vec<PeerId> = self
+                        .active
+                        .iter()
+                        .chain(self.passive.iter())
+                        .filter(|h| **h != p.target)
+                        .cloned()
+                        .collect();
+                    helpers.shuffle(&mut self.rng);
+                    helpers.truncate(self.config.indirect_probes);
+                    for h in helpers {
+                        self.send_to(
+                            &h,
+                            Msg::ProbeReq {
+                                seq,
+                                target: p.target.clone(),
+                                addr,
+                            },
+                        );
+                    }
+                }
+                (Liveness::Swim, _) => {
+                    self.probes.remove(&seq);
+                    self.suspect(&p.target, now);
+                }
+                (Liveness::Classic { misses }, _) => {
+                    self.probes.remove(&seq);
+                    let n = self.misses.entry(p.target.clone()).or_insert(0);
+                    *n += 1;
+                    if *n >= misses {
+                        self.declare_dead(&p.target, now);
+                    }
+                }
+            }
+        }
+        self.relays.retain(|_, r| r.deadline > now);
+    }
+
+    fn tick_suspects(&mut self, now: Millis) {
+        let ids: Vec<PeerId> = self.suspects.keys().cloned().collect();
+        for id in ids {
+            let Some(s) = self.suspects.get_mut(&id) else {
+                continue;
+            };
+            if now >= s.deadline {
+                self.suspects.remove(&id);
+                self.declare_dead(&id, now);
+            } else if now >= s.next_resend {
+                s.next_resend = after(now, self.config.suspect_resend);
+                let incarnation = s.incarnation;
+                self.send_to(&id, Msg::Suspect { incarnation });
+            }
+        }
+    }
+
+    // ----- seeds -----
+
+    fn tick_seeds(&mut self, now: Millis) {
+        for i in 0..self.seeds.len() {
+            match self.seeds[i].phase {
+                SeedPhase::Waiting { deadline } if now >= deadline => self.seed_down(i, now),
+                SeedPhase::Down { retry_at } if now >= retry_at && self.seeds[i].chosen => {
+                    self.register(i, now)
+                }
+                _ => {}
+            }
+        }
+        if now >= self.next_refresh {
+            self.next_refresh = after(now, self.config.seed_refresh);
+            for i in 0..self.seeds.len() {
+                if self.seeds[i].chosen
+                    && matches!(self.seeds[i].phase, SeedPhase::Up | SeedPhase::Idle)
+                {
+                    self.register(i, now);
+                }
+            }
+        }
+        if self.active.is_empty()
+            && self.pending.is_empty()
+            && self.passive.is_empty()
+            && now >= self.next_rejoin
+            && !self.seeds.is_empty()
+        {
+            self.next_rejoin = after(now, REJOIN_EVERY);
+            for i in 0..self.seeds.len() {
+                if self.seeds[i].chosen
+                    && !matches!(
+                        self.seeds[i].phase,
+                        SeedPhase::Waiting { .. } | SeedPhase::Down { .. }
+                    )
+                {
+                    self.register(i, now);
+                }
+            }
+        }
+    }
+
+    fn seed_down(&mut self, i: usize, now: Millis) {
+        let s = &mut self.seeds[i];
+        if matches!(s.phase, SeedPhase::Down { .. }) {
+            return;
+        }
+        s.phase = SeedPhase::Down {
+            retry_at: after(now, s.backoff),
+        };
+        s.backoff = (s.backoff * 2).min(MAX_SEED_BACKOFF);
+        s.reachable = false;
+        if !std::mem::replace(&mut s.down_reported, true) {
+            self.events.push(OverlayEvent::SeedDown { seed: i });
+        }
+        // Keep a majority of seeds in use: take another one if any is left.
+        let usable = self
+            .seeds
+            .iter()
+            .filter(|s| s.chosen && !matches!(s.phase, SeedPhase::Down { .. }))
+            .count();
+        if usable < self.majority {
+            let spare: Vec<usize> = (0..self.seeds.len())
+                .filter(|&j| !self.seeds[j].chosen)
+                .collect();
+            if let Some(&j) = spare.choose(&mut self.rng) {
+                self.seeds[j].chosen = true;
+                self.register(j, now);
+            }
+        }
+    }
+
+    /// The runtime could not reach a destination at all (connection refused, no route,
+    /// name not resolved): a hint that spares a timeout.
+    pub fn unreachable(&mut self, dest: Dest, now: Millis) {
+        match dest {
+            Dest::Seed(i) if i < self.seeds.len() => {
+                if matches!(self.seeds[i].phase, SeedPhase::Waiting { .. }) {
+                    self.seed_down(i, now);
+                }
+            }
+            Dest::Node(addr) => {
+                let pending: Vec<PeerId> = self
+                    .pending
+                    .keys()
+                    .filter(|id| self.members.get(*id).is_some_and(|m| m.addr == addr))
+                    .cloned()
+                    .collect();
+                for id in pending {
+                    self.pending.remove(&id);
+                    self.passive.retain(|p| *p != id);
+                }
+                self.fill_active(now);
+            }
+            Dest::Seed(_) => {}
+        }
+    }
+
+    // ----- input -----
+
+    /// Handles one message from another node.
+    pub fn handle(&mut self, from: &From, msg: Msg, now: Millis) {
+        if from.id == self.me {
+            return;
+        }
+        if from.seed {
+            // Seeds are not members: they only answer registrations and probe.
+            match msg {
+                Msg::Peers { .. } => {}
+                Msg::Probe { seq } => {
+                    let ack = Msg::Ack {
+                        seq,
+                        incarnation: self.incarnation,
+                    };
+                    self.send(Dest::Node(from.addr), ack);
+                    return;
+                }
+                _ => return,
+            }
+        } else if matches!(msg, Msg::Peers { .. }) {
+            return;
+        }
+        match msg {
+            Msg::Peers {
+                seq,
+                status,
+                members,
+            } => {
+                let Some(i) = self.seeds.iter().position(|s| s.last_seq == seq) else {
+                    return;
+                };
+                match status {
+                    ListStatus::Conflict => {
+                        self.seeds[i].phase = SeedPhase::Down {
+                            retry_at: after(now, MAX_SEED_BACKOFF),
+                        };
+                        self.events.push(OverlayEvent::IdConflict { seed: i });
+                    }
+                    ListStatus::Ok => {
+                        let s = &mut self.seeds[i];
+                        s.phase = SeedPhase::Up;
+                        s.backoff = Duration::from_secs(5);
+                        s.down_reported = false;
+                        let was_reachable = std::mem::replace(&mut s.reachable, true);
+                        if !was_reachable {
+                            self.events.push(OverlayEvent::SeedUp {
+                                seed: i,
+                                peers: members.len(),
+                            });
+                        }
+                        self.merge_list(members, true, now);
+                        self.fill_active(now);
+                    }
+                }
+            }
+            Msg::Neighbor {
+                high,
+                incarnation,
+                degree,
+            } => {
+                self.note(from, Some(incarnation), Some(degree), now);
+                let accepted = if self.left {
+                    false
+                } else if self.active.contains(&from.id) {
+                    true
+                } else if self.active.len() < self.active_max() || high {
+                    if self.active.len() >= self.active_max() {
+                        let i = self.rng.gen_range(0..self.active.len());
+                        let evicted = self.active[i].clone();
+                        self.remove_active(&evicted, "replaced");
+                        self.send_to(&evicted, Msg::Disconnect);
+                        self.add_passive(evicted);
+                    }
+                    self.add_active(from.id.clone(), now);
+                    true
+                } else {
+                    self.add_passive(from.id.clone());
+                    false
+                };
+                let reply = Msg::NeighborReply {
+                    accepted,
+                    incarnation: self.incarnation,
+                    degree: self.active.len() as u32,
+                };
+                self.send(Dest::Node(from.addr), reply);
+            }
+            Msg::NeighborReply {
+                accepted,
+                incarnation,
+                degree,
+            } => {
+                self.note(from, Some(incarnation), Some(degree), now);
+                self.pending.remove(&from.id);
+                let rotation = self.rotating.as_ref() == Some(&from.id);
+                if rotation {
+                    self.rotating = None;
+                }
+                if accepted && !self.left {
+                    if self.active.contains(&from.id) {
+                        return;
+                    }
+                    if self.active.len() < self.active_max() && self.is_alive(&from.id) {
+                        self.add_active(from.id.clone(), now);
+                        if rotation && self.active.len() > self.target_active() {
+                            // The swap: drop another neighbour, which keeps it in
+                            // the passive view.
+                            let others: Vec<PeerId> = self
+                                .active
+                                .iter()
+                                .filter(|a| **a != from.id)
+                                .cloned()
+                                .collect();
+                            if let Some(old) = others.choose(&mut self.rng).cloned() {
+                                self.remove_active(&old, "rotated");
+                                self.send_to(&old, Msg::Disconnect);
+                                self.add_passive(old);
+                            }
+                        }
+                    } else {
+                        self.send(Dest::Node(from.addr), Msg::Disconnect);
+                        self.add_passive(from.id.clone());
+                    }
+                } else {
+                    self.add_passive(from.id.clone());
+                    self.fill_active(now);
+                }
+            }
+            Msg::Disconnect => {
+                self.note(from, None, None, now);
+                if self.remove_active(&from.id, "disconnected") {
+                    self.add_passive(from.id.clone());
+                    self.fill_active(now);
+                }
+            }
+            Msg::Shuffle { reply, members } => {
+                self.note(from, None, None, now);
+                self.stats.shuffles += 1;
+                if !reply {
+                    let sample = self.sample(&from.id);
+                    self.send(
+                        Dest::Node(from.addr),
+                        Msg::Shuffle {
+                            reply: true,
+                            members: sample,
+                        },
+                    );
+                }
+                self.merge_list(members, false, now);
+                self.fill_active(now);
+            }
+            Msg::Probe { seq } => {
+                self.note(from, None, None, now);
+                let ack = Msg::Ack {
+                    seq,
+                    incarnation: self.incarnation,
+                };
+                self.send(Dest::Node(from.addr), ack);
+            }
+            Msg::Ack { seq, incarnation } => {
+                if let Some(p) = self.probes.remove(&seq) {
+                    if p.target == from.id {
+                        self.note(from, Some(incarnation), None, now);
+                        if let Some(m) = self.members.get_mut(&from.id) {
+                            m.rtt_ms = Some(now.0.saturating_sub(p.started.0));
+                        }
+                    } else if let Some(m) = self.members.get_mut(&p.target) {
+                        // Relayed by a helper: the target is alive.
+                        if incarnation > m.incarnation {
+                            m.incarnation = incarnation;
+                        }
+                    }
+                    self.misses.remove(&p.target);
+                } else if let Some(r) = self.relays.remove(&seq) {
+                    self.send(
+                        Dest::Node(r.requester),
+                        Msg::Ack {
+                            seq: r.seq,
+                            incarnation,
+                        },
+                    );
+                }
+            }
+            Msg::ProbeReq { seq, target, addr } => {
+                self.note(from, None, None, now);
+                if target == self.me || self.relays.len() >= RELAYS_MAX {
+                    return;
+                }
+                let my_seq = self.next_probe_seq;
+                self.next_probe_seq += 1;
+                self.relays.insert(
+                    my_seq,
+                    Relay {
+                        requester: from.addr,
+                        seq,
+                        deadline: after(
+                            now,
+                            self.config.probe_timeout + self.config.indirect_timeout,
+                        ),
+                    },
+                );
+                self.send(Dest::Node(addr), Msg::Probe { seq: my_seq });
+            }
+            Msg::Suspect { incarnation } => {
+                if incarnation >= self.incarnation && !self.left {
+                    self.incarnation = incarnation + 1;
+                    self.stats.refutations += 1;
+                    self.events.push(OverlayEvent::RefutedSelf {
+                        incarnation: self.incarnation,
+                    });
+                }
+                let alive = Msg::Alive {
+                    incarnation: self.incarnation,
+                };
+                self.send(Dest::Node(from.addr), alive);
+            }
+            Msg::Alive { incarnation } => {
+                let suspected = self.suspects.get(&from.id).map(|s| s.incarnation);
+                if let Some(m) = self.members.get_mut(&from.id) {
+                    m.addr = from.addr;
+                    let refutes =
+                        incarnation > m.incarnation || suspected.is_some_and(|s| incarnation > s);
+                    if refutes {
+                        m.incarnation = m.incarnation.max(incarnation);
+                        if m.state != MemberState::Alive {
+                            m.state = MemberState::Alive;
+                            m.since = now;
+                            self.suspects.remove(&from.id);
+                            self.events.push(OverlayEvent::Refuted {
+                                id: from.id.clone(),
+                                incarnation,
+                            });
+                            self.add_passive(from.id.clone());
+                        }
+                    }
+                } else {
+                    self.note(from, Some(incarnation), None, now);
+                }
+            }
+            Msg::Gossip(b) => {
+                self.note(from, None, None, now);
+                self.gossip.on_gossip(&from.id, b, now);
+                self.flush_gossip(now);
+            }
+            Msg::IHave { ids } => {
+                self.note(from, None, None, now);
+                self.gossip.on_ihave(&from.id, ids, now);
+            }
+            Msg::Graft { id } => {
+                self.note(from, None, None, now);
+                self.gossip.on_graft(&from.id, id, now);
+                self.flush_gossip(now);
+            }
+            Msg::Prune => self.gossip.on_prune(&from.id),
+            // Messages for seeds.
+            Msg::Register { .. } | Msg::Report { .. } | Msg::SeedSync { .. } => {}
+        }
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn tick(&mut self, now: Millis) {
+        if self.left {
+            self.gossip.tick(now);
+            self.flush_gossip(now);
+            return;
+        }
+        let expired: Vec<PeerId> = self
+            .pending
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            self.pending.remove(id);
+            self.passive.retain(|p| p != id);
+            if self.rotating.as_ref() == Some(id) {
+                self.rotating = None;
+            }
+        }
+        self.tick_seeds(now);
+        self.tick_probes(now);
+        self.tick_suspects(now);
+        if now >= self.next_shuffle {
+            self.next_shuffle = after(now, self.config.shuffle_interval);
+            if let Some(n) = self.active.choose(&mut self.rng).cloned() {
+                let sample = self.sample(&n);
+                self.send_to(
+                    &n,
+                    Msg::Shuffle {
+                        reply: false,
+                        members: sample,
+                    },
+                );
+            }
+        }
+        if now >= self.next_rotate {
+            self.next_rotate = after(now, self.config.rotate_interval);
+            self.rotate(now);
+        }
+        self.fill_active(now);
+        self.gossip.tick(now);
+        self.flush_gossip(now);
+        if now >= self.next_cleanup {
+            self.next_cleanup = after(now, CLEANUP_EVERY);
+            self.cleanup(now);
+        }
+    }
+
+    /// Asks a random passive member to become a neighbour; if it accepts while the
+    /// active view is full, another neighbour is dropped (see the reply).
+    fn rotate(&mut self, now: Millis) {
+        if self.rotating.is_some() || self.active.len() < self.target_active() {
+            return;
+        }
+        let pool: Vec<PeerId> = self
+            .passive
+            .iter()
+            .filter(|p| !self.pending.contains_key(*p) && self.is_alive(p))
+            .cloned()
+            .collect();
+        let Some(c) = pool.choose(&mut self.rng).cloned() else {
+            return;
+        };
+        self.pending
+            .insert(c.clone(), after(now, self.config.neighbor_timeout));
+        self.rotating = Some(c.clone());
+        let msg = Msg::Neighbor {
+            high: false,
+            incarnation: self.incarnation,
+            degree: self.active.len() as u32,
+        };
+        self.send_to(&c, msg);
+    }
+
+    fn cleanup(&mut self, now: Millis) {
+        let keep = self.config.dead_retention.as_millis() as u64;
+        self.members
+            .retain(|_, m| !(m.state.is_gone() && now.0.saturating_sub(m.since.0) > keep));
+        self.recount();
+    }
+
+    /// The earliest time `tick` has work to do.
+    pub fn poll_at(&self) -> Millis {
+        let mut at = self.gossip.poll_at().min(self.next_cleanup);
+        if self.left {
+            return at;
+        }
+        at = at
+            .min(self.next_refresh)
+            .min(self.next_shuffle)
+            .min(self.next_rotate);
+        if !self.active.is_empty() {
+            at = at.min(self.next_probe_at);
+        }
+        let direct = self.config.probe_timeout.as_millis() as u64;
+        let indirect = self.config.indirect_timeout.as_millis() as u64;
+        for p in self.probes.values() {
+            let d = match p.phase {
+                ProbePhase::Direct => p.started.0 + direct,
+                ProbePhase::Indirect => p.started.0 + direct + indirect,
+            };
+            at = at.min(Millis(d));
+        }
+        for s in self.suspects.values() {
+            at = at.min(s.next_resend).min(s.deadline);
+        }
+        for d in self.pending.values() {
+            at = at.min(*d);
+        }
+        for s in &self.seeds {
+            match s.phase {
+                SeedPhase::Waiting { deadline } => at = at.min(deadline),
+                SeedPhase::Down { retry_at } if s.chosen => at = at.min(retry_at),
+                _ => {}
+            }
+        }
+        if self.active.is_empty() && self.pending.is_empty() && self.passive.is_empty() {
+            at = at.min(self.next_rejoin);
+        }
+        at
+    }
+}
+
+/// What merging news of a member changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Applied {
+    New(MemberState),
+    Unchanged,
+    Suspected,
+    /// Back to alive from suspect, dead or left, with a higher incarnation.
+    Revived,
+    Gone(MemberState),
+}
+
+/// Ids of every peer in a set of rows (for tests and the simulator).
+pub fn ids(rows: &[MemberRow]) -> BTreeSet<PeerId> {
+    rows.iter().map(|r| r.id.clone()).collect()
+}

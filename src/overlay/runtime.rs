@@ -1,0 +1,731 @@
+//! The overlay's threaded runtime: each core runs in one thread that owns it, and its
+//! messages travel over TCP links.
+//!
+//! Threads:
+//! * `overlay` (a peer) or `seed-core` (a seed): owns the [`PeerNode`] or [`SeedNode`]
+//!   and selects over its inbox with a timeout that is the core's next deadline. The
+//!   inbox carries messages from the server's connection threads, link failures,
+//!   and requests from the console and the `say`/`members`/`status` verbs.
+//! * `olink-<dest>`, one per destination in use: dials (with a connect timeout), says
+//!   `hello`, then writes the messages queued for it in batches and reads the `ok`s.
+//!   It exits after `LINK_IDLE` without traffic, or on any error, reporting the
+//!   destination unreachable to the core; its queued messages are then lost, which the
+//!   cores expect (every overlay message is one-way and may be lost).
+//!
+//! Nothing here blocks the core thread on the network: links have bounded queues
+//! and a full queue drops the message.
+
+use super::peer::{MemberRow, PeerNode};
+use super::seed::SeedNode;
+use super::{wire, Dest, From, Msg, MsgId, Out, OverlayEvent};
+use crate::clock::{self, Clock, Millis};
+use crate::config::NodeAddr;
+use crate::index::service::{source_host, status_reply};
+use crate::net::client::Client;
+use crate::net::server::ServerStats;
+use crate::net::{Reply, Service, Timeouts};
+use crate::protocol::codec::{self, Classic, ReplyHead, Request};
+use crate::protocol::commands::{Role, Verb};
+use crate::protocol::name::PeerId;
+use crate::protocol::{ErrorCode, Refusal, VERSION};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// A link closes after this long without a message to send.
+const LINK_IDLE: Duration = Duration::from_secs(60);
+/// Messages queued for one destination before new ones are dropped.
+const LINK_QUEUE: usize = 1024;
+/// Messages written to a link before reading their `ok`s.
+const LINK_BATCH: usize = 64;
+/// Most links open at once.
+const LINKS_MAX: usize = 1024;
+/// Messages waiting for the core thread before new ones are refused.
+const INBOX: usize = 8192;
+/// How long a request to the core thread may wait for its answer.
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The seed-004 style event log (`--log-file`): one line per join, death, departure
+/// and message, with a UTC timestamp, appended and flushed as it happens.
+pub struct EventLog {
+    file: Mutex<File>,
+}
+
+impl EventLog {
+    pub fn open(path: &Path) -> std::io::Result<EventLog> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(EventLog {
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Appends `<timestamp> <kind> <text>`.
+    pub fn write(&self, kind: &str, text: &str) {
+        let line = format!("{} {kind} {text}\n", clock::utc_timestamp(clock::wall_ms()));
+        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = f.write_all(line.as_bytes()) {
+            log::warn!("event log: {e}");
+        }
+    }
+}
+
+/// Writes the events worth keeping to the event log.
+pub fn log_event(log: &EventLog, ev: &OverlayEvent, seeds: &[NodeAddr]) {
+    let seed = |i: &usize| seeds.get(*i).map(|s| s.to_string()).unwrap_or_default();
+    match ev {
+        OverlayEvent::Said {
+            origin,
+            time_ms,
+            text,
+            hops,
+            ..
+        } => log.write(
+            "message",
+            &format!(
+                "from={origin} sent={} hops={hops} text={}",
+                clock::utc_timestamp(*time_ms),
+                wire::escape_text(text)
+            ),
+        ),
+        OverlayEvent::Joined { id, addr } => log.write("join", &format!("peer={id} addr={addr}")),
+        OverlayEvent::NeighborUp { id } => log.write("neighbour-up", &format!("peer={id}")),
+        OverlayEvent::NeighborDown { id, reason } => {
+            log.write("neighbour-down", &format!("peer={id} reason={reason}"))
+        }
+        OverlayEvent::Suspected { id } => log.write("suspect", &format!("peer={id}")),
+        OverlayEvent::Refuted { id, incarnation } => {
+            log.write("refuted", &format!("peer={id} incarnation={incarnation}"))
+        }
+        OverlayEvent::RefutedSelf { incarnation } => {
+            log.write("refuted-self", &format!("incarnation={incarnation}"))
+        }
+        OverlayEvent::Dead { id, by } => log.write("dead", &format!("peer={id} declared-by={by}")),
+        OverlayEvent::Left { id } => log.write("left", &format!("peer={id}")),
+        OverlayEvent::Forgotten { id } => log.write("forgotten", &format!("peer={id}")),
+        OverlayEvent::SeedUp { seed: i, peers } => {
+            log.write("seed-up", &format!("seed={} peers={peers}", seed(i)))
+        }
+        OverlayEvent::SeedDown { seed: i } => log.write("seed-down", &format!("seed={}", seed(i))),
+        OverlayEvent::IdConflict { seed: i } => {
+            log.write("id-conflict", &format!("seed={}", seed(i)))
+        }
+    }
+}
+
+/// Who this node is on its outgoing links.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub role: Role,
+    pub id: PeerId,
+    pub port: u16,
+}
+
+/// A request to a core thread.
+pub enum Input {
+    Msg(From, Msg),
+    /// A link could not reach its destination.
+    Unreachable(Dest),
+    Say {
+        text: String,
+        reply: Sender<MsgId>,
+    },
+    Status {
+        rows: bool,
+        reply: Sender<OverlayStatus>,
+    },
+    Leave {
+        done: Sender<()>,
+    },
+}
+
+/// What a core thread says about itself.
+#[derive(Clone, Debug, Default)]
+pub struct OverlayStatus {
+    pub id: String,
+    pub incarnation: u64,
+    /// Members alive or suspect (peers), or live registrations (seeds).
+    pub peers: usize,
+    pub neighbours: usize,
+    pub passive: usize,
+    pub suspects: usize,
+    pub dead: usize,
+    pub seeds_up: usize,
+    pub seeds: usize,
+    pub said: u64,
+    pub heard: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub dropped: u64,
+    pub rows: Vec<MemberRow>,
+}
+
+/// Counters kept by the runtime around a core.
+#[derive(Debug, Default)]
+pub struct OverlayCounters {
+    pub messages_in: AtomicU64,
+    pub messages_out: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// A handle to a core thread, for server connection threads and the console.
+#[derive(Clone)]
+pub struct OverlayHandle {
+    inbox: Sender<Input>,
+    counters: Arc<OverlayCounters>,
+}
+
+impl OverlayHandle {
+    /// A handle and the inbox its core thread will read.
+    pub fn channel() -> (OverlayHandle, Receiver<Input>) {
+        let (tx, rx) = bounded(INBOX);
+        (
+            OverlayHandle {
+                inbox: tx,
+                counters: Arc::new(OverlayCounters::default()),
+            },
+            rx,
+        )
+    }
+
+    pub fn counters(&self) -> &Arc<OverlayCounters> {
+        &self.counters
+    }
+
+    /// Queues a message from another node; refused when the core is overwhelmed.
+    pub fn deliver(&self, from: From, msg: Msg) -> Result<(), Refusal> {
+        self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
+        match self.inbox.try_send(Input::Msg(from, msg)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                Err(Refusal::new(ErrorCode::Busy, "overlay queue is full"))
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                Err(Refusal::new(ErrorCode::Internal, "the overlay has stopped"))
+            }
+        }
+    }
+
+    fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Input) -> Result<T, String> {
+        let (tx, rx) = bounded(1);
+        self.inbox
+            .send_timeout(make(tx), ASK_TIMEOUT)
+            .map_err(|_| "the overlay is not responding".to_owned())?;
+        rx.recv_timeout(ASK_TIMEOUT)
+            .map_err(|_| "the overlay is not responding".to_owned())
+    }
+
+    /// Broadcasts a text from this node.
+    pub fn say(&self, text: String) -> Result<MsgId, String> {
+        self.ask(|reply| Input::Say { text, reply })
+    }
+
+    pub fn status(&self, rows: bool) -> Result<OverlayStatus, String> {
+        self.ask(|reply| Input::Status { rows, reply })
+    }
+
+    /// Leaves the network: neighbours, seeds and every peer are told.
+    pub fn leave(&self) {
+        let _ = self.ask(|done| Input::Leave { done });
+    }
+}
+
+/// One outgoing link: its queue, and a flag its thread sets when it exits.
+struct Link {
+    tx: Sender<Msg>,
+    done: Arc<AtomicBool>,
+}
+
+/// The outgoing links of one core thread.
+struct Outbox {
+    me: Identity,
+    seeds: Arc<Vec<NodeAddr>>,
+    timeouts: Timeouts,
+    links: HashMap<Dest, Link>,
+    inbox: Sender<Input>,
+    counters: Arc<OverlayCounters>,
+}
+
+impl Outbox {
+    fn send(&mut self, out: Out) {
+        let mut msg = out.msg;
+        if let Some(link) = self.links.get(&out.to) {
+            match link.tx.try_send(msg) {
+                Ok(()) => {
+                    self.counters.messages_out.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(TrySendError::Full(_)) => {
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(TrySendError::Disconnected(m)) => {
+                    self.links.remove(&out.to);
+                    msg = m;
+                }
+            }
+        }
+        if self.links.len() >= LINKS_MAX {
+            self.links.retain(|_, l| !l.done.load(Ordering::Relaxed));
+            if self.links.len() >= LINKS_MAX {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        let addr = match out.to {
+            Dest::Node(a) => a.to_string(),
+            Dest::Seed(i) => match self.seeds.get(i) {
+                Some(s) => s.to_string(),
+                None => return,
+            },
+        };
+        let (tx, rx) = bounded(LINK_QUEUE);
+        let _ = tx.try_send(msg);
+        self.counters.messages_out.fetch_add(1, Ordering::Relaxed);
+        let dest = out.to;
+        let me = self.me.clone();
+        let timeouts = self.timeouts;
+        let inbox = self.inbox.clone();
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("olink-{addr}"))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                link(dest, addr, me, timeouts, rx, inbox);
+                flag.store(true, Ordering::Relaxed);
+            });
+        match spawned {
+            Ok(_) => {
+                self.links.insert(dest, Link { tx, done });
+            }
+            Err(e) => log::warn!("overlay: cannot start a link thread: {e}"),
+        }
+    }
+
+    /// Waits (a little) for the links to write what is queued, before leaving.
+    fn drain(&self, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline && self.links.values().any(|l| !l.tx.is_empty())
+        {
+            thread::sleep(Duration::from_millis(10));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn link(
+    dest: Dest,
+    addr: String,
+    me: Identity,
+    timeouts: Timeouts,
+    rx: Receiver<Msg>,
+    inbox: Sender<Input>,
+) {
+    let unreachable = |why: String| {
+        log::debug!("overlay: {addr} ({dest}): {why}");
+        let _ = inbox.try_send(Input::Unreachable(dest));
+    };
+    let mut client = match Client::connect(&addr, &timeouts) {
+        Ok(c) => c,
+        Err(e) => return unreachable(e.to_string()),
+    };
+    if let Err(e) = client.hello(me.role.as_str(), me.id.as_str(), me.port) {
+        return unreachable(e.to_string());
+    }
+    loop {
+        let first = match rx.recv_timeout(LINK_IDLE) {
+            Ok(m) => m,
+            Err(_) => return,
+        };
+        let mut batch = wire::encode(&first);
+        let mut n = 1;
+        while n < LINK_BATCH {
+            match rx.try_recv() {
+                Ok(m) => {
+                    batch.push_str(&wire::encode(&m));
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = client.send(batch.as_bytes(), "overlay") {
+            return unreachable(e.to_string());
+        }
+        for _ in 0..n {
+            match client.read_head("overlay") {
+                Ok(ReplyHead::Ok(_)) => {}
+                Ok(ReplyHead::Err(r)) => log::debug!("overlay: {addr} refused a message: {r}"),
+                Ok(ReplyHead::Data(_)) => return unreachable("unexpected data reply".into()),
+                Err(e) => return unreachable(e.to_string()),
+            }
+        }
+    }
+}
+
+/// What a core thread does with the events of its core.
+pub type EventSink = Box<dyn Fn(OverlayEvent) + Send>;
+
+/// Everything a core thread needs.
+pub struct CoreSetup {
+    pub me: Identity,
+    pub seeds: Vec<NodeAddr>,
+    pub timeouts: Timeouts,
+    pub inbox: Receiver<Input>,
+    pub handle: OverlayHandle,
+    pub sink: EventSink,
+}
+
+impl CoreSetup {
+    fn outbox(&self) -> Outbox {
+        Outbox {
+            me: self.me.clone(),
+            seeds: Arc::new(self.seeds.clone()),
+            timeouts: self.timeouts,
+            links: HashMap::new(),
+            inbox: self.handle.inbox.clone(),
+            counters: self.handle.counters.clone(),
+        }
+    }
+}
+
+/// The seed from which a core's random choices start.
+pub fn random_seed() -> u64 {
+    rand::random()
+}
+
+fn wait_for(next: Millis, clock: &Clock) -> Duration {
+    Duration::from_millis(next.0.saturating_sub(clock.now().0).min(1000))
+}
+
+/// Starts the `overlay` thread of a peer.
+pub fn spawn_peer(mut node: PeerNode, setup: CoreSetup) -> std::io::Result<()> {
+    thread::Builder::new()
+        .name("overlay".into())
+        .spawn(move || {
+            let clock = Clock::new();
+            let mut outbox = setup.outbox();
+            node.start(clock.now());
+            let mut leaving: Option<Sender<()>> = None;
+            loop {
+                flush_peer(&mut node, &mut outbox, &setup.sink);
+                if let Some(done) = leaving.take() {
+                    outbox.drain(Duration::from_millis(500));
+                    let _ = done.send(());
+                    return;
+                }
+                let input = match setup.inbox.recv_timeout(wait_for(node.poll_at(), &clock)) {
+                    Ok(i) => Some(i),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                };
+                let now = clock.now();
+                match input {
+                    Some(Input::Msg(from, msg)) => node.handle(&from, msg, now),
+                    Some(Input::Unreachable(dest)) => node.unreachable(dest, now),
+                    Some(Input::Say { text, reply }) => {
+                        let _ = reply.send(node.say(text, clock::wall_ms(), now));
+                    }
+                    Some(Input::Status { rows, reply }) => {
+                        let _ = reply.send(peer_status(&node, &setup.handle, rows));
+                    }
+                    Some(Input::Leave { done }) => {
+                        node.leave(now);
+                        leaving = Some(done);
+                    }
+                    None => {}
+                }
+                if node.poll_at() <= clock.now() {
+                    node.tick(clock.now());
+                }
+            }
+        })
+        .map(|_| ())
+}
+
+fn flush_peer(node: &mut PeerNode, outbox: &mut Outbox, sink: &EventSink) {
+    for out in node.take_out() {
+        outbox.send(out);
+    }
+    for ev in node.take_events() {
+        sink(ev);
+    }
+}
+
+fn peer_status(node: &PeerNode, handle: &OverlayHandle, rows: bool) -> OverlayStatus {
+    let c = &handle.counters;
+    OverlayStatus {
+        id: node.id().to_string(),
+        incarnation: node.incarnation(),
+        peers: node.live_members(),
+        neighbours: node.active().len(),
+        passive: node.passive().len(),
+        suspects: node.suspects(),
+        dead: 0,
+        seeds_up: node.seeds_up(),
+        seeds: 0,
+        said: node.stats.said,
+        heard: node.stats.heard,
+        messages_in: c.messages_in.load(Ordering::Relaxed),
+        messages_out: c.messages_out.load(Ordering::Relaxed),
+        dropped: c.dropped.load(Ordering::Relaxed),
+        rows: if rows { node.members() } else { Vec::new() },
+    }
+}
+
+/// Starts the `seed-core` thread of a seed.
+pub fn spawn_seed(mut node: SeedNode, setup: CoreSetup) -> std::io::Result<()> {
+    thread::Builder::new()
+        .name("seed-core".into())
+        .spawn(move || {
+            let clock = Clock::new();
+            let mut outbox = setup.outbox();
+            node.tick(clock.now());
+            loop {
+                for out in node.take_out() {
+                    outbox.send(out);
+                }
+                for ev in node.take_events() {
+                    (setup.sink)(ev);
+                }
+                let input = match setup.inbox.recv_timeout(wait_for(node.poll_at(), &clock)) {
+                    Ok(i) => Some(i),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                };
+                let now = clock.now();
+                match input {
+                    Some(Input::Msg(from, msg)) => node.handle(&from, msg, now),
+                    Some(Input::Status { rows, reply }) => {
+                        let _ = reply.send(seed_status(&node, &setup.handle, rows, now));
+                    }
+                    Some(Input::Leave { done }) => {
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(Input::Unreachable(_)) | Some(Input::Say { .. }) | None => {}
+                }
+                if node.poll_at() <= clock.now() {
+                    node.tick(clock.now());
+                }
+            }
+        })
+        .map(|_| ())
+}
+
+fn seed_status(node: &SeedNode, handle: &OverlayHandle, rows: bool, now: Millis) -> OverlayStatus {
+    let c = &handle.counters;
+    OverlayStatus {
+        id: node.id().to_string(),
+        peers: node.alive(),
+        suspects: node.reported(),
+        dead: node.tombstones(),
+        seeds: node.seeds_heard(now),
+        messages_in: c.messages_in.load(Ordering::Relaxed),
+        messages_out: c.messages_out.load(Ordering::Relaxed),
+        dropped: c.dropped.load(Ordering::Relaxed),
+        rows: if rows {
+            let mut rows: Vec<MemberRow> = node
+                .records()
+                .map(|(id, r)| MemberRow {
+                    id: id.clone(),
+                    member: super::peer::Member {
+                        addr: r.addr,
+                        incarnation: r.incarnation,
+                        state: if !r.state.is_gone() && !r.reporters.is_empty() {
+                            super::MemberState::Suspect
+                        } else {
+                            r.state
+                        },
+                        since: r.since,
+                        degree: r.degree,
+                        rtt_ms: None,
+                    },
+                    view: super::peer::View::None,
+                })
+                .collect();
+            rows.sort_by(|a, b| a.id.cmp(&b.id));
+            rows
+        } else {
+            Vec::new()
+        },
+        ..OverlayStatus::default()
+    }
+}
+
+/// The sender of a connection, from its `hello`: `Some` for a peer or a seed (with
+/// the connection's source host and the port it announced), `None` for a client.
+pub fn hello_from(args: &[String], remote: SocketAddr) -> Result<Option<From>, Refusal> {
+    if args[0] != VERSION.to_string() {
+        return Err(Refusal::new(
+            ErrorCode::BadVersion,
+            format!(
+                "this node speaks protocol version {VERSION}, not '{}'",
+                codec::printable(&args[0])
+            ),
+        ));
+    }
+    let seed = match args[1].as_str() {
+        "peer" => false,
+        "seed" => true,
+        _ => return Ok(None),
+    };
+    let id = PeerId::parse(&args[2]).map_err(|e| {
+        Refusal::new(
+            ErrorCode::BadName,
+            format!("peer id '{}': {e}", codec::printable(&args[2])),
+        )
+    })?;
+    let port: u16 = args[3].parse().ok().filter(|p| *p != 0).ok_or_else(|| {
+        Refusal::new(
+            ErrorCode::BadRequest,
+            format!("port '{}' is not 1-65535", codec::printable(&args[3])),
+        )
+    })?;
+    Ok(Some(From {
+        id,
+        addr: SocketAddr::new(source_host(remote), port),
+        seed,
+    }))
+}
+
+/// Serves an overlay message on a connection: decodes it and queues it for the core.
+pub fn overlay_request(
+    req: &Request,
+    from: Option<&From>,
+    overlay: &OverlayHandle,
+) -> Option<Result<Reply, Refusal>> {
+    let msg = match wire::decode(req) {
+        Ok(Some(m)) => m,
+        Ok(None) => return None,
+        Err(r) => return Some(Err(r)),
+    };
+    let Some(from) = from else {
+        return Some(Err(Refusal::new(
+            ErrorCode::UnknownPeer,
+            format!(
+                "'{}' needs a session: say hello as a peer or a seed first",
+                msg.verb()
+            ),
+        )));
+    };
+    Some(
+        overlay
+            .deliver(from.clone(), msg)
+            .map(|()| Reply::Text("ok\n".into())),
+    )
+}
+
+/// The rows of `members`.
+pub fn members_reply(status: &OverlayStatus) -> Reply {
+    let mut out = codec::line(&["ok", &status.rows.len().to_string()]);
+    for r in &status.rows {
+        let m = &r.member;
+        out.push_str(&codec::line(&[
+            r.id.as_str(),
+            &m.addr.ip().to_canonical().to_string(),
+            &m.addr.port().to_string(),
+            m.state.as_str(),
+            &m.incarnation.to_string(),
+            r.view.as_str(),
+            &m.rtt_ms.map_or("-".to_owned(), |r| r.to_string()),
+        ]));
+    }
+    Reply::Text(out)
+}
+
+/// A seed's [`Service`].
+pub struct SeedService {
+    pub id: PeerId,
+    pub overlay: OverlayHandle,
+    pub stats: Arc<ServerStats>,
+    pub clock: Clock,
+}
+
+/// The state of one connection to a seed or a peer: who said hello on it.
+#[derive(Default)]
+pub struct OverlayConn {
+    pub from: Option<From>,
+}
+
+impl SeedService {
+    fn status(&self) -> Reply {
+        let st = self.overlay.status(false);
+        let healthy = st.is_ok();
+        let st = st.unwrap_or_default();
+        let rows: Vec<(&str, String)> = vec![
+            ("role", "seed".into()),
+            ("id", self.id.to_string()),
+            ("version", env!("CARGO_PKG_VERSION").into()),
+            ("protocol", VERSION.to_string()),
+            ("uptime_secs", self.clock.uptime().as_secs().to_string()),
+            ("peers", st.peers.to_string()),
+            ("reported", st.suspects.to_string()),
+            ("dead", st.dead.to_string()),
+            ("seeds_heard", st.seeds.to_string()),
+            ("files", "0".into()),
+            ("messages", st.messages_in.to_string()),
+            ("messages_out", st.messages_out.to_string()),
+            (
+                "connections",
+                self.stats.live.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "health",
+                if healthy {
+                    "ok".into()
+                } else {
+                    "failing: the seed's core is not responding".into()
+                },
+            ),
+        ];
+        status_reply(&rows)
+    }
+}
+
+impl Service for SeedService {
+    type Conn = OverlayConn;
+
+    fn role(&self) -> Role {
+        Role::Seed
+    }
+
+    fn handle(&self, req: Request, remote: SocketAddr, conn: &mut OverlayConn) -> Reply {
+        let outcome = match req.verb {
+            Verb::Hello => hello_from(&req.args, remote).map(|from| {
+                conn.from = from;
+                Reply::Text(codec::line(&[
+                    "ok",
+                    "seed",
+                    self.id.as_str(),
+                    &source_host(remote).to_string(),
+                    "0",
+                    "0",
+                ]))
+            }),
+            Verb::Ping => Ok(Reply::Text("ok|pong\n".into())),
+            Verb::Status => Ok(self.status()),
+            Verb::Members => self
+                .overlay
+                .status(true)
+                .map(|s| members_reply(&s))
+                .map_err(|e| Refusal::new(ErrorCode::Internal, e)),
+            _ => match overlay_request(&req, conn.from.as_ref(), &self.overlay) {
+                Some(r) => r,
+                None => Err(Refusal::new(ErrorCode::UnknownVerb, "not served by a seed")),
+            },
+        };
+        outcome.unwrap_or_else(|r| Reply::Text(r.to_line()))
+    }
+
+    fn classic(&self, _req: Classic, _remote: SocketAddr) -> Reply {
+        Reply::Close(String::new())
+    }
+}

@@ -1,0 +1,609 @@
+//! Overlay messages on the wire: [`Msg`] to protocol lines and back (pure).
+//!
+//! The codec has already split the line into fields, looked the verb up in the
+//! command table and checked its arity and row shape; this module turns fields into
+//! typed values and refuses anything malformed with a [`Refusal`] naming the field.
+//! docs/PROTOCOL.md section 6 is the normative description.
+
+use super::{Body, Broadcast, ListStatus, MemberEvent, MemberInfo, MemberState, Msg, SeedRow};
+use crate::protocol::codec::{self, Request};
+use crate::protocol::commands::Verb;
+use crate::protocol::hash::Sha1Digest;
+use crate::protocol::name::PeerId;
+use crate::protocol::{ErrorCode, Refusal};
+use std::net::{IpAddr, SocketAddr};
+
+/// Longest text of a `say` or `msg`, in bytes, after unescaping.
+pub const MAX_TEXT: usize = 1000;
+
+fn bad(message: impl Into<String>) -> Refusal {
+    Refusal::new(ErrorCode::BadRequest, message)
+}
+
+fn number<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, Refusal> {
+    text.parse().map_err(|_| {
+        bad(format!(
+            "{what} '{}' is not a number",
+            codec::printable(text)
+        ))
+    })
+}
+
+fn peer_id(text: &str) -> Result<PeerId, Refusal> {
+    PeerId::parse(text).map_err(|e| {
+        Refusal::new(
+            ErrorCode::BadName,
+            format!("peer id '{}': {e}", codec::printable(text)),
+        )
+    })
+}
+
+fn addr(host: &str, port: &str) -> Result<SocketAddr, Refusal> {
+    let ip: IpAddr = host.parse().map_err(|_| {
+        bad(format!(
+            "host '{}' is not an IP address",
+            codec::printable(host)
+        ))
+    })?;
+    let port: u16 = number(port, "port")?;
+    if port == 0 {
+        return Err(bad("port 0"));
+    }
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn state(text: &str) -> Result<MemberState, Refusal> {
+    MemberState::parse(text).ok_or_else(|| {
+        bad(format!(
+            "state '{}' is not alive, suspect, dead or left",
+            codec::printable(text)
+        ))
+    })
+}
+
+fn digest(text: &str) -> Result<Sha1Digest, Refusal> {
+    Sha1Digest::parse(text).map_err(|e| bad(format!("message id: {e}")))
+}
+
+/// Escapes a text for one field: `%`, `|`, CR and LF become `%25`, `%7C`, `%0D`, `%0A`.
+pub fn escape_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '|' => out.push_str("%7C"),
+            '\r' => out.push_str("%0D"),
+            '\n' => out.push_str("%0A"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Reverses [`escape_text`] (any `%XX` is accepted), and checks the length cap.
+pub fn unescape_text(field: &str) -> Result<String, Refusal> {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| bad("text has a '%' not followed by two hex digits"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    if out.len() > MAX_TEXT {
+        return Err(Refusal::new(
+            ErrorCode::TooLarge,
+            format!("text is {} bytes, at most {MAX_TEXT}", out.len()),
+        ));
+    }
+    String::from_utf8(out).map_err(|_| bad("text is not valid UTF-8"))
+}
+
+fn member_fields(m: &MemberInfo) -> [String; 6] {
+    [
+        m.id.to_string(),
+        m.addr.ip().to_canonical().to_string(),
+        m.addr.port().to_string(),
+        m.incarnation.to_string(),
+        m.state.as_str().to_owned(),
+        m.degree.to_string(),
+    ]
+}
+
+fn member_row(row: &[String]) -> Result<MemberInfo, Refusal> {
+    Ok(MemberInfo {
+        id: peer_id(&row[0])?,
+        addr: addr(&row[1], &row[2])?,
+        incarnation: number(&row[3], "incarnation")?,
+        state: state(&row[4])?,
+        degree: number(&row[5], "degree")?,
+    })
+}
+
+fn push_line(out: &mut String, fields: &[&str]) {
+    out.push_str(&codec::line(fields));
+}
+
+fn push_rows<T>(out: &mut String, rows: &[T], fields: impl Fn(&T) -> Vec<String>) {
+    for r in rows {
+        let f = fields(r);
+        let refs: Vec<&str> = f.iter().map(String::as_str).collect();
+        push_line(out, &refs);
+    }
+}
+
+/// The lines of a message, ready to write.
+pub fn encode(msg: &Msg) -> String {
+    let mut out = String::new();
+    match msg {
+        Msg::Register {
+            seq,
+            incarnation,
+            degree,
+            neighbours,
+        } => {
+            push_line(
+                &mut out,
+                &[
+                    "register",
+                    &neighbours.len().to_string(),
+                    &seq.to_string(),
+                    &incarnation.to_string(),
+                    &degree.to_string(),
+                ],
+            );
+            push_rows(&mut out, neighbours, |n| vec![n.to_string()]);
+        }
+        Msg::Peers {
+            seq,
+            status,
+            members,
+        } => {
+            let status = match status {
+                ListStatus::Ok => "ok",
+                ListStatus::Conflict => "conflict",
+            };
+            push_line(
+                &mut out,
+                &[
+                    "peers",
+                    &members.len().to_string(),
+                    &seq.to_string(),
+                    status,
+                ],
+            );
+            push_rows(&mut out, members, |m| member_fields(m).to_vec());
+        }
+        Msg::Report { member } => {
+            let f = member_fields(member);
+            push_line(&mut out, &["report", &f[0], &f[1], &f[2], &f[3], &f[4]]);
+        }
+        Msg::SeedSync { nonce, to, rows } => {
+            push_line(
+                &mut out,
+                &[
+                    "seed-sync",
+                    &rows.len().to_string(),
+                    &nonce.to_string(),
+                    &to.to_string(),
+                ],
+            );
+            push_rows(&mut out, rows, |r| {
+                let mut f = member_fields(&r.info).to_vec();
+                f.push(r.seen_ago_ms.to_string());
+                f
+            });
+        }
+        Msg::Neighbor {
+            high,
+            incarnation,
+            degree,
+        } => push_line(
+            &mut out,
+            &[
+                "neighbor",
+                if *high { "high" } else { "low" },
+                &incarnation.to_string(),
+                &degree.to_string(),
+            ],
+        ),
+        Msg::NeighborReply {
+            accepted,
+            incarnation,
+            degree,
+        } => push_line(
+            &mut out,
+            &[
+                "neighbor-reply",
+                if *accepted { "yes" } else { "no" },
+                &incarnation.to_string(),
+                &degree.to_string(),
+            ],
+        ),
+        Msg::Disconnect => push_line(&mut out, &["disconnect"]),
+        Msg::Shuffle { reply, members } => {
+            push_line(
+                &mut out,
+                &[
+                    "shuffle",
+                    &members.len().to_string(),
+                    if *reply { "reply" } else { "request" },
+                ],
+            );
+            push_rows(&mut out, members, |m| member_fields(m).to_vec());
+        }
+        Msg::Probe { seq } => push_line(&mut out, &["probe", &seq.to_string()]),
+        Msg::Ack { seq, incarnation } => push_line(
+            &mut out,
+            &["ack", &seq.to_string(), &incarnation.to_string()],
+        ),
+        Msg::ProbeReq { seq, target, addr } => push_line(
+            &mut out,
+            &[
+                "probe-req",
+                &seq.to_string(),
+                target.as_str(),
+                &addr.ip().to_canonical().to_string(),
+                &addr.port().to_string(),
+            ],
+        ),
+        Msg::Suspect { incarnation } => push_line(&mut out, &["suspect", &incarnation.to_string()]),
+        Msg::Alive { incarnation } => push_line(&mut out, &["alive", &incarnation.to_string()]),
+        Msg::Gossip(b) => {
+            let head = [
+                "gossip".to_owned(),
+                b.origin.to_string(),
+                b.seq.to_string(),
+                b.hops.to_string(),
+                b.time_ms.to_string(),
+            ];
+            let mut fields: Vec<String> = head.to_vec();
+            match &b.body {
+                Body::Say(text) => {
+                    fields.push("say".into());
+                    fields.push(escape_text(text));
+                }
+                Body::Member(ev) => {
+                    let f = member_fields(&ev.info);
+                    fields.push(f[4].clone());
+                    fields.extend_from_slice(&f[..4]);
+                }
+            }
+            let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
+            push_line(&mut out, &refs);
+        }
+        Msg::IHave { ids } => {
+            push_line(&mut out, &["ihave", &ids.len().to_string()]);
+            push_rows(&mut out, ids, |(id, hops)| {
+                vec![id.to_string(), hops.to_string()]
+            });
+        }
+        Msg::Graft { id } => push_line(&mut out, &["graft", &id.to_string()]),
+        Msg::Prune => push_line(&mut out, &["prune"]),
+    }
+    out
+}
+
+/// Turns a decoded request into an overlay message. `Ok(None)` when the verb is not
+/// an overlay message (a client verb such as `say`, or a file-sharing verb).
+pub fn decode(req: &Request) -> Result<Option<Msg>, Refusal> {
+    let a = &req.args;
+    let msg = match req.verb {
+        Verb::Register => Msg::Register {
+            seq: number(&a[1], "seq")?,
+            incarnation: number(&a[2], "incarnation")?,
+            degree: number(&a[3], "degree")?,
+            neighbours: req
+                .rows
+                .iter()
+                .map(|r| peer_id(&r[0]))
+                .collect::<Result<_, _>>()?,
+        },
+        Verb::Peers => Msg::Peers {
+            seq: number(&a[1], "seq")?,
+            status: match a[2].as_str() {
+                "ok" => ListStatus::Ok,
+                "conflict" => ListStatus::Conflict,
+                other => {
+                    return Err(bad(format!(
+                        "status '{}' is not ok or conflict",
+                        codec::printable(other)
+                    )))
+                }
+            },
+            members: req
+                .rows
+                .iter()
+                .map(|r| member_row(r))
+                .collect::<Result<_, _>>()?,
+        },
+        Verb::Report => {
+            let mut row = a.clone();
+            row.push("0".into());
+            let member = member_row(&row)?;
+            if !member.state.is_gone() {
+                return Err(bad("a report is about a dead or left member"));
+            }
+            Msg::Report { member }
+        }
+        Verb::SeedSync => Msg::SeedSync {
+            nonce: number(&a[1], "nonce")?,
+            to: number(&a[2], "seed position")?,
+            rows: req
+                .rows
+                .iter()
+                .map(|r| {
+                    Ok(SeedRow {
+                        info: member_row(&r[..6])?,
+                        seen_ago_ms: number(&r[6], "seen-ago")?,
+                    })
+                })
+                .collect::<Result<_, Refusal>>()?,
+        },
+        Verb::Neighbor => Msg::Neighbor {
+            high: match a[0].as_str() {
+                "high" => true,
+                "low" => false,
+                _ => return Err(bad("priority must be high or low")),
+            },
+            incarnation: number(&a[1], "incarnation")?,
+            degree: number(&a[2], "degree")?,
+        },
+        Verb::NeighborReply => Msg::NeighborReply {
+            accepted: match a[0].as_str() {
+                "yes" => true,
+                "no" => false,
+                _ => return Err(bad("answer must be yes or no")),
+            },
+            incarnation: number(&a[1], "incarnation")?,
+            degree: number(&a[2], "degree")?,
+        },
+        Verb::Disconnect => Msg::Disconnect,
+        Verb::Shuffle => Msg::Shuffle {
+            reply: match a[1].as_str() {
+                "request" => false,
+                "reply" => true,
+                _ => return Err(bad("shuffle kind must be request or reply")),
+            },
+            members: req
+                .rows
+                .iter()
+                .map(|r| member_row(r))
+                .collect::<Result<_, _>>()?,
+        },
+        Verb::Probe => Msg::Probe {
+            seq: number(&a[0], "seq")?,
+        },
+        Verb::Ack => Msg::Ack {
+            seq: number(&a[0], "seq")?,
+            incarnation: number(&a[1], "incarnation")?,
+        },
+        Verb::ProbeReq => Msg::ProbeReq {
+            seq: number(&a[0], "seq")?,
+            target: peer_id(&a[1])?,
+            addr: addr(&a[2], &a[3])?,
+        },
+        Verb::Suspect => Msg::Suspect {
+            incarnation: number(&a[0], "incarnation")?,
+        },
+        Verb::Alive => Msg::Alive {
+            incarnation: number(&a[0], "incarnation")?,
+        },
+        Verb::Gossip => {
+            let body = match (a[4].as_str(), a.len()) {
+                ("say", 6) => Body::Say(unescape_text(&a[5])?),
+                (kind, 9) if kind != "say" => {
+                    let state = state(kind)?;
+                    if state == MemberState::Suspect {
+                        return Err(bad("suspicions are not broadcast"));
+                    }
+                    Body::Member(MemberEvent {
+                        info: MemberInfo {
+                            id: peer_id(&a[5])?,
+                            addr: addr(&a[6], &a[7])?,
+                            incarnation: number(&a[8], "incarnation")?,
+                            state,
+                            degree: 0,
+                        },
+                    })
+                }
+                _ => {
+                    return Err(bad(
+                        "gossip is <origin>|<seq>|<hops>|<time-ms>|say|<text> or \
+                         <origin>|<seq>|<hops>|<time-ms>|<alive|dead|left>|<id>|<host>|<port>|<incarnation>",
+                    ))
+                }
+            };
+            Msg::Gossip(Broadcast {
+                origin: peer_id(&a[0])?,
+                seq: number(&a[1], "seq")?,
+                hops: number(&a[2], "hops")?,
+                time_ms: number(&a[3], "time")?,
+                body,
+            })
+        }
+        Verb::IHave => Msg::IHave {
+            ids: req
+                .rows
+                .iter()
+                .map(|r| Ok((digest(&r[0])?, number(&r[1], "hops")?)))
+                .collect::<Result<_, Refusal>>()?,
+        },
+        Verb::Graft => Msg::Graft { id: digest(&a[0])? },
+        Verb::Prune => Msg::Prune,
+        _ => return Ok(None),
+    };
+    Ok(Some(msg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::codec::{decode_request, Decoded};
+    use crate::protocol::MAX_LINE;
+
+    fn id(s: &str) -> PeerId {
+        PeerId::parse(s).unwrap()
+    }
+
+    fn info(s: &str, port: u16, state: MemberState) -> MemberInfo {
+        MemberInfo {
+            id: id(s),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            incarnation: 7,
+            state,
+            degree: 3,
+        }
+    }
+
+    fn round_trip(msg: Msg) {
+        let bytes = encode(&msg);
+        let Ok(Decoded::Frame(req, used)) = decode_request(bytes.as_bytes(), MAX_LINE) else {
+            panic!("{bytes:?} does not decode")
+        };
+        assert_eq!(used, bytes.len(), "{bytes:?}");
+        assert_eq!(decode(&req).unwrap(), Some(msg), "{bytes:?}");
+    }
+
+    #[test]
+    fn every_message_round_trips_through_the_codec() {
+        let v6 = SocketAddr::new("2001:db8::1".parse().unwrap(), 1500);
+        for msg in [
+            Msg::Register {
+                seq: 1,
+                incarnation: 2,
+                degree: 3,
+                neighbours: vec![id("a"), id("b")],
+            },
+            Msg::Peers {
+                seq: 9,
+                status: ListStatus::Ok,
+                members: vec![
+                    info("a", 1, MemberState::Alive),
+                    MemberInfo {
+                        addr: v6,
+                        ..info("b", 2, MemberState::Alive)
+                    },
+                ],
+            },
+            Msg::Peers {
+                seq: 9,
+                status: ListStatus::Conflict,
+                members: vec![],
+            },
+            Msg::Report {
+                member: MemberInfo {
+                    degree: 0,
+                    ..info("x", 5, MemberState::Dead)
+                },
+            },
+            Msg::SeedSync {
+                nonce: u64::MAX,
+                to: 2,
+                rows: vec![SeedRow {
+                    info: info("a", 1, MemberState::Left),
+                    seen_ago_ms: 1234,
+                }],
+            },
+            Msg::Neighbor {
+                high: true,
+                incarnation: 1,
+                degree: 0,
+            },
+            Msg::NeighborReply {
+                accepted: false,
+                incarnation: 1,
+                degree: 9,
+            },
+            Msg::Disconnect,
+            Msg::Shuffle {
+                reply: true,
+                members: vec![info("c", 3, MemberState::Alive)],
+            },
+            Msg::Probe { seq: 42 },
+            Msg::Ack {
+                seq: 42,
+                incarnation: 3,
+            },
+            Msg::ProbeReq {
+                seq: 1,
+                target: id("t"),
+                addr: v6,
+            },
+            Msg::Suspect { incarnation: 4 },
+            Msg::Alive { incarnation: 5 },
+            Msg::Gossip(Broadcast {
+                origin: id("o"),
+                seq: 77,
+                hops: 2,
+                time_ms: 1_700_000_000_000,
+                body: Body::Say("hello | world %\nsecond line".into()),
+            }),
+            Msg::Gossip(Broadcast {
+                origin: id("o"),
+                seq: 78,
+                hops: 0,
+                time_ms: 1,
+                body: Body::Member(MemberEvent {
+                    info: MemberInfo {
+                        degree: 0,
+                        ..info("d", 9, MemberState::Dead)
+                    },
+                }),
+            }),
+            Msg::IHave {
+                ids: vec![(Sha1Digest::of(b"x"), 3)],
+            },
+            Msg::Graft {
+                id: Sha1Digest::of(b"y"),
+            },
+            Msg::Prune,
+        ] {
+            round_trip(msg);
+        }
+    }
+
+    #[test]
+    fn malformed_fields_are_refused_with_the_field_named() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"probe|x\n", "seq 'x' is not a number"),
+            (b"probe-req|1|..|127.0.0.1|5\n", "peer id"),
+            (b"probe-req|1|t|localhost|5\n", "not an IP address"),
+            (b"probe-req|1|t|127.0.0.1|0\n", "port 0"),
+            (b"neighbor|maybe|1|1\n", "high or low"),
+            (b"gossip|o|1|0|5|say|bad %zz\n", "two hex digits"),
+            (b"gossip|o|1|0|5|suspect|x|127.0.0.1|5|1\n", "not broadcast"),
+            (b"gossip|o|1|0|5|say|a|b\n", "gossip is"),
+            (b"report|x|127.0.0.1|5|1|alive\n", "dead or left"),
+            (b"graft|sha1:00\n", "message id"),
+        ];
+        for (bytes, want) in cases {
+            let Ok(Decoded::Frame(req, _)) = decode_request(bytes, MAX_LINE) else {
+                panic!("{bytes:?} does not frame")
+            };
+            let err = decode(&req).unwrap_err();
+            assert!(err.message.contains(want), "{bytes:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn texts_are_escaped_and_capped() {
+        assert_eq!(escape_text("a|b%c\r\n"), "a%7Cb%25c%0D%0A");
+        assert_eq!(unescape_text("a%7Cb%25c%0D%0A").unwrap(), "a|b%c\r\n");
+        assert_eq!(unescape_text("%e2%82%ac").unwrap(), "€");
+        assert!(unescape_text("%").is_err());
+        assert!(unescape_text("%ff").is_err(), "not UTF-8");
+        let long = "x".repeat(MAX_TEXT + 1);
+        assert_eq!(unescape_text(&long).unwrap_err().code, ErrorCode::TooLarge);
+        assert!(unescape_text(&"x".repeat(MAX_TEXT)).is_ok());
+    }
+}

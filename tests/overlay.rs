@@ -1,0 +1,353 @@
+//! The overlay on real processes: seeds, joining, broadcast, liveness, direct messages.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use util::*;
+
+/// A member row as `members` gives it: (state, view).
+type Members = BTreeMap<String, (String, String)>;
+
+fn members(addr: SocketAddr) -> Members {
+    let mut raw = Raw::connect(addr);
+    let head = raw.ask("members");
+    let n: usize = head
+        .strip_prefix("ok|")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("members: {head}"));
+    (0..n)
+        .map(|_| {
+            let row = raw.line();
+            let f: Vec<&str> = row.split('|').collect();
+            assert_eq!(f.len(), 7, "{row}");
+            (f[0].to_owned(), (f[3].to_owned(), f[5].to_owned()))
+        })
+        .collect()
+}
+
+fn neighbours(addr: SocketAddr) -> Vec<String> {
+    members(addr)
+        .into_iter()
+        .filter(|(_, (_, view))| view == "active")
+        .map(|(id, _)| id)
+        .collect()
+}
+
+fn seed(root: &Path, name: &str, others: &[&Proc]) -> Proc {
+    let log = root.join(format!("{name}.log"));
+    let log = log.to_str().unwrap().to_owned();
+    let addrs: Vec<String> = others.iter().map(|s| s.addr_str()).collect();
+    let mut args = vec!["seed", "--listen", "127.0.0.1:0", "--log-file", &log];
+    for a in &addrs {
+        args.extend(["--seed", a.as_str()]);
+    }
+    Proc::start(name, &args, root, false)
+}
+
+fn seed_flags(seeds: &[&Proc]) -> Vec<String> {
+    seeds
+        .iter()
+        .flat_map(|s| ["--seed".to_owned(), s.addr_str()])
+        .collect()
+}
+
+/// Starts `n` peers named p0..p{n-1} joining through `seeds`.
+fn peers(root: &Path, index: &Proc, seeds: &[&Proc], n: usize, console: bool) -> Vec<Proc> {
+    let flags = seed_flags(seeds);
+    (0..n)
+        .map(|i| {
+            let dir = root.join(format!("p{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let log = root.join(format!("p{i}.log"));
+            let mut extra: Vec<&str> = flags.iter().map(String::as_str).collect();
+            let log = log.to_str().unwrap().to_owned();
+            extra.extend(["--log-file", &log]);
+            if console {
+                console_peer(&dir, index, &extra)
+            } else {
+                peer(&dir, index, &extra)
+            }
+        })
+        .collect()
+}
+
+fn said_lines(p: &Proc, text: &str) -> usize {
+    p.seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.ends_with(&format!(": {text}")))
+        .count()
+}
+
+#[test]
+fn three_seeds_and_ten_peers_join_broadcast_and_detect_deaths() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &["--db", ":memory:"]);
+    let s1 = seed(root.path(), "s1", &[]);
+    let s2 = seed(root.path(), "s2", &[&s1]);
+    let s3 = seed(root.path(), "s3", &[&s1, &s2]);
+    let seeds = [&s1, &s2, &s3];
+    let mut ps = peers(root.path(), &index, &seeds, 10, false);
+
+    // Every peer joins and keeps at least four neighbours; every seed knows everyone.
+    eventually(
+        "every peer has 4 neighbours",
+        Duration::from_secs(10),
+        || ps.iter().all(|p| neighbours(p.addr).len() >= 4),
+    );
+    eventually(
+        "every seed knows the 10 peers",
+        Duration::from_secs(10),
+        || {
+            seeds.iter().all(|s| {
+                members(s.addr)
+                    .values()
+                    .filter(|(state, _)| state == "alive")
+                    .count()
+                    == 10
+            })
+        },
+    );
+    let (code, out, _) = run(&["status", &s2.addr_str()], root.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("role: seed") && out.contains("peers: 10"),
+        "{out}"
+    );
+
+    // A broadcast reaches every peer, each prints it once with its origin.
+    let (code, out, err) = run(
+        &["say", "hello | from the test", "--peer", &ps[3].addr_str()],
+        root.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    for p in ps.iter_mut() {
+        p.wait_line(|l| l.contains("p3") && l.ends_with(": hello | from the test"));
+    }
+    // A second broadcast, from elsewhere, as a barrier: duplicates of the first would
+    // have arrived by the time it is everywhere.
+    run(&["say", "second", "--peer", &ps[7].addr_str()], root.path());
+    for p in ps.iter_mut() {
+        p.wait_line(|l| l.ends_with(": second"));
+    }
+    for p in &ps {
+        assert_eq!(said_lines(p, "hello | from the test"), 1, "{}", p.name);
+    }
+
+    // Two peers crash: every seed and every peer holds them dead, and nobody else.
+    let victims: Vec<String> = vec!["p2".into(), "p8".into()];
+    ps[2].kill9();
+    ps[8].kill9();
+    let live: Vec<&Proc> = ps.iter().filter(|p| !victims.contains(&p.name)).collect();
+    let gone = |m: &Members, id: &str| {
+        m.get(id)
+            .is_none_or(|(state, _)| state == "dead" || state == "left")
+    };
+    eventually(
+        "the seeds drop the dead peers",
+        Duration::from_secs(20),
+        || {
+            seeds.iter().all(|s| {
+                let m = members(s.addr);
+                victims.iter().all(|v| gone(&m, v))
+            })
+        },
+    );
+    eventually(
+        "every live peer holds them dead",
+        Duration::from_secs(20),
+        || {
+            live.iter().all(|p| {
+                let m = members(p.addr);
+                victims
+                    .iter()
+                    .all(|v| gone(&m, v) && m.get(v).is_none_or(|(_, view)| view != "active"))
+            })
+        },
+    );
+    for s in seeds {
+        let m = members(s.addr);
+        for p in &live {
+            assert_eq!(m[&p.name].0, "alive", "{} at {}", p.name, s.name);
+        }
+    }
+    for p in &live {
+        let m = members(p.addr);
+        for other in &live {
+            if other.name != p.name {
+                assert!(
+                    m.get(&other.name).is_none_or(|(state, _)| state == "alive"),
+                    "{} holds {} as {:?}",
+                    p.name,
+                    other.name,
+                    m.get(&other.name)
+                );
+            }
+        }
+        let dead_lines: Vec<String> = p
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" is dead "))
+            .cloned()
+            .collect();
+        for line in &dead_lines {
+            assert!(
+                line.starts_with("p2 ") || line.starts_with("p8 "),
+                "{}: {line}",
+                p.name
+            );
+        }
+    }
+
+    // The event logs tell the story: every peer joined some seed (each registers with
+    // a majority of them), each death is in every seed's log, messages in a peer's.
+    let logs: Vec<String> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|s| std::fs::read_to_string(root.path().join(format!("{s}.log"))).unwrap())
+        .collect();
+    for i in 0..10 {
+        let line = format!(" join peer=p{i} ");
+        assert!(logs.iter().any(|l| l.contains(&line)), "p{i}: {logs:?}");
+    }
+    for log in &logs {
+        assert!(
+            log.contains(" dead peer=p2 ") && log.contains(" dead peer=p8 "),
+            "{log}"
+        );
+    }
+    let log = std::fs::read_to_string(root.path().join("p5.log")).unwrap();
+    assert!(
+        log.contains(" message from=p3 ") && log.contains("text=hello %7C from the test"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_direct_message_is_answered_and_peers_lists_neighbours() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &["--db", ":memory:"]);
+    let s1 = seed(root.path(), "s1", &[]);
+    let mut ps = peers(root.path(), &index, &[&s1], 3, true);
+    eventually("p0 and p1 know each other", Duration::from_secs(10), || {
+        members(ps[0].addr).contains_key("p1") && members(ps[1].addr).contains_key("p0")
+    });
+    ps[0].type_line("msg p1 hello there");
+    let reply = ps[0].wait_line(|l| l.starts_with("reply from p1: "));
+    assert!(
+        reply.contains("p1 got your message") && reply.contains("hello, p0"),
+        "{reply}"
+    );
+    ps[1].wait_line(|l| l.starts_with("message from p0 (127.0.0.1): hello there"));
+    ps[0].type_line("msg nobody hi");
+    ps[0].wait_line(|l| l.contains("no peer 'nobody' known"));
+    eventually("p0 has neighbours", Duration::from_secs(10), || {
+        !neighbours(ps[0].addr).is_empty()
+    });
+    ps[0].type_line("peers");
+    ps[0].wait_line(|l| l.contains(" neighbours, ") && l.contains(" members alive"));
+    ps[2].type_line("say from the console");
+    for p in ps.iter_mut() {
+        p.wait_line(|l| l.ends_with(": from the console") && l.contains("p2"));
+    }
+}
+
+#[test]
+fn a_peer_that_leaves_is_dropped_without_suspicion() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &["--db", ":memory:"]);
+    let s1 = seed(root.path(), "s1", &[]);
+    // A suspicion timeout far beyond the deadline: only the leave can be seen in time.
+    let extra = ["--seed", &s1.addr_str(), "--suspicion-timeout", "60s"];
+    let dirs: Vec<_> = (0..3)
+        .map(|i| {
+            let d = root.path().join(format!("q{i}"));
+            std::fs::create_dir_all(&d).unwrap();
+            d
+        })
+        .collect();
+    let q0 = peer(&dirs[0], &index, &extra);
+    let q1 = peer(&dirs[1], &index, &extra);
+    let q2 = peer(&dirs[2], &index, &extra);
+    eventually("q0 knows q2", Duration::from_secs(10), || {
+        members(q0.addr)
+            .get("q2")
+            .is_some_and(|(s, _)| s == "alive")
+    });
+    // SIGTERM: q2 leaves on purpose.
+    // SAFETY: kill(2) on a child we started.
+    unsafe {
+        libc::kill(q2.pid() as i32, libc::SIGTERM);
+    }
+    eventually(
+        "the seed and the peers see q2 leave",
+        Duration::from_secs(10),
+        || {
+            members(s1.addr).get("q2").is_some_and(|(s, _)| s == "left")
+                && [&q0, &q1]
+                    .iter()
+                    .all(|p| members(p.addr).get("q2").is_some_and(|(s, _)| s == "left"))
+        },
+    );
+}
+
+#[test]
+fn overlay_input_is_validated_and_the_node_keeps_serving() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &["--db", ":memory:"]);
+    let s1 = seed(root.path(), "s1", &[]);
+    let dir = root.path().join("v");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = peer(&dir, &index, &["--seed", &s1.addr_str()]);
+    let mut raw = Raw::connect(p.addr);
+    // Overlay messages need a session.
+    assert!(raw.ask("probe|1").starts_with("err|unknown-peer|"));
+    assert!(raw
+        .ask("hello|1|peer|../x|2000")
+        .starts_with("err|bad-name|"));
+    assert!(raw
+        .ask("hello|1|peer|tester|0")
+        .starts_with("err|bad-request|"));
+    assert!(raw
+        .ask("hello|1|peer|tester|2000")
+        .starts_with("ok|peer|v|127.0.0.1|"));
+    for (line, code) in [
+        ("probe|x", "bad-request"),
+        ("gossip|o|1|0|5|say|bad %zz", "bad-request"),
+        ("gossip|o|1|0|5|shout|a|b|c|d", "bad-request"),
+        ("gossip|o|1|0|5|suspect|x|127.0.0.1|5|1", "bad-request"),
+        ("neighbor|maybe|1|1", "bad-request"),
+        ("probe-req|1|t|not-an-ip|5", "bad-request"),
+        ("register|0|1|1|1", "unknown-verb"),
+        ("say|", "bad-request"),
+        ("msg|../x|hi", "bad-name"),
+    ] {
+        let reply = raw.ask(line);
+        assert!(
+            reply.starts_with(&format!("err|{code}|")),
+            "{line} -> {reply}"
+        );
+    }
+    let long = format!("say|{}", "x".repeat(1001));
+    assert!(raw.ask(&long).starts_with("err|too-large|"));
+    // A shuffle row batch with the wrong shape skips the whole batch.
+    raw.send(b"shuffle|1|request\na|b\n");
+    assert!(raw.line().starts_with("err|bad-request|row 1"));
+    // Well-formed messages are taken; the peer goes on serving everyone.
+    assert_eq!(raw.ask("probe|7"), "ok");
+    assert!(raw.ask("say|still here").starts_with("ok|sha1:"));
+    let (code, out, _) = run(&["status", &p.addr_str()], root.path());
+    assert_eq!(code, 0, "{out}");
+    // A seed refuses what only peers serve, and registrations without a session.
+    let mut raw = Raw::connect(s1.addr);
+    assert!(raw.ask("register|0|1|1|1").starts_with("err|unknown-peer|"));
+    assert!(raw
+        .ask("gossip|o|1|0|5|say|x")
+        .starts_with("err|unknown-verb|"));
+    assert!(raw.ask("members").starts_with("ok|"));
+}
