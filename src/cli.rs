@@ -95,11 +95,14 @@ pub struct BenchOverlayArgs {
     pub loss_duration: Duration,
     /// The liveness checks to simulate: swim, or classic (the original design: ping
     /// every neighbour every 13 s, dead after 3 misses).
-    #[arg(long, default_value = "swim")]
+    #[arg(long, default_value = "swim", value_parser = ["swim", "classic"])]
     pub liveness: String,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also write the figures as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -220,7 +223,7 @@ pub struct SeedArgs {
     #[arg(long)]
     pub id: Option<String>,
     /// Forget a peer neither seen nor vouched for (by a neighbour, or another seed) for
-    /// this long.
+    /// this long (more than 15s: peers register again every 15s).
     #[arg(long, default_value = "60s", value_parser = duration)]
     pub forget_after: Duration,
     /// Send the registry to the other seeds this often.

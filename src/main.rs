@@ -224,6 +224,14 @@ fn hostname() -> String {
 }
 
 fn run_seed(a: SeedArgs) -> Result<(), Failure> {
+    let refresh = OverlayConfig::default().seed_refresh;
+    if a.forget_after <= refresh {
+        return Err(usage(format!(
+            "--forget-after must be longer than {}s: peers register again every {}s",
+            refresh.as_secs(),
+            refresh.as_secs()
+        )));
+    }
     let signals = signals::take_over()?;
     let seeds = seed_addrs(&a.seeds)?;
     let log = event_log(&a.log)?;
@@ -729,6 +737,10 @@ fn run_bench_overlay(a: BenchOverlayArgs) -> Result<(), Failure> {
         ..OverlayBench::default()
     };
     let report = overlay::run(&bench);
+    if let Some(path) = &a.json_out {
+        std::fs::write(path, report.json().to_string() + "\n")
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     if a.json {
         println!("{}", report.json());
     } else {
