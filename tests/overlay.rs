@@ -56,7 +56,21 @@ fn seed_flags(seeds: &[&Proc]) -> Vec<String> {
 
 /// Starts `n` peers named p0..p{n-1} joining through `seeds`.
 fn peers(root: &Path, index: &Proc, seeds: &[&Proc], n: usize, console: bool) -> Vec<Proc> {
-    let flags = seed_flags(seeds);
+    peers_with(root, index, seeds, &[], n, console)
+}
+
+fn peers_with(
+    root: &Path,
+    index: &Proc,
+    seeds: &[&Proc],
+    more_seeds: &[&str],
+    n: usize,
+    console: bool,
+) -> Vec<Proc> {
+    let mut flags = seed_flags(seeds);
+    for s in more_seeds {
+        flags.extend(["--seed".to_owned(), s.to_string()]);
+    }
     (0..n)
         .map(|i| {
             let dir = root.join(format!("p{i}"));
@@ -91,7 +105,11 @@ fn three_seeds_and_ten_peers_join_broadcast_and_detect_deaths() {
     let s2 = seed(root.path(), "s2", &[&s1]);
     let s3 = seed(root.path(), "s3", &[&s1, &s2]);
     let seeds = [&s1, &s2, &s3];
-    let mut ps = peers(root.path(), &index, &seeds, 10, false);
+    // A fourth seed that is down: peers that pick it skip it and take another.
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down_addr = down.local_addr().unwrap().to_string();
+    drop(down);
+    let mut ps = peers_with(root.path(), &index, &seeds, &[&down_addr], 10, false);
 
     // Every peer joins and keeps at least four neighbours; every seed knows everyone.
     eventually(
@@ -203,6 +221,19 @@ fn three_seeds_and_ten_peers_join_broadcast_and_detect_deaths() {
                 p.name
             );
         }
+    }
+
+    // With every seed gone too, the peers still broadcast to each other.
+    let mut seeds_procs = [s1, s2, s3];
+    for s in seeds_procs.iter_mut() {
+        s.kill9();
+    }
+    run(
+        &["say", "without seeds", "--peer", &ps[0].addr_str()],
+        root.path(),
+    );
+    for p in ps.iter_mut().filter(|p| !victims.contains(&p.name)) {
+        p.wait_line(|l| l.ends_with(": without seeds"));
     }
 
     // The event logs tell the story: every peer joined some seed (each registers with

@@ -607,6 +607,31 @@ mod tests {
     }
 
     #[test]
+    fn with_every_seed_dead_the_overlay_still_heals_around_deaths() {
+        let mut sim = Sim::new(small(9));
+        sim.run_until(Millis(15_000));
+        for s in 0..sim.config().seeds {
+            sim.kill(s);
+        }
+        let peers = sim.live_peers();
+        for &i in peers.iter().take(12) {
+            sim.kill(i);
+        }
+        sim.run_until(Millis(45_000));
+        for i in sim.live_peers() {
+            assert!(sim.peer(i).unwrap().active().len() >= 4, "{}", sim.id(i));
+        }
+        let id = sim.say(peers[20], "no seeds left");
+        sim.run_until(Millis(47_000));
+        assert!(
+            missed(&sim, &id).is_empty(),
+            "missed by {:?}",
+            missed(&sim, &id)
+        );
+        assert!(sim.obs.false_deaths.is_empty());
+    }
+
+    #[test]
     fn a_partition_heals_into_one_overlay() {
         let mut sim = Sim::new(small(5));
         sim.run_until(Millis(10_000));
