@@ -243,3 +243,72 @@ fn searches_and_downloads_survive_the_loss_of_one_index_server() {
         h == vec!["peer1", "peer2"]
     });
 }
+
+/// Two index servers, the first started with `first_extra`, and a peer that publishes
+/// to the second only.
+fn two_indexes(root: &Path, first_extra: &[&str]) -> (Proc, Proc, Proc) {
+    let dirs = sample_peers(root);
+    let a = index_at(root, "127.0.0.1:0", Path::new(":memory:"), first_extra);
+    let b = index_at(root, "127.0.0.1:0", Path::new(":memory:"), &[]);
+    let b_addr = b.addr_str();
+    let mut p = Proc::start(
+        "peer1",
+        &[
+            "peer",
+            "--dir",
+            dirs[0].to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--no-console",
+            "--index",
+            &b_addr,
+        ],
+        root,
+        false,
+    );
+    p.wait_line(|l| l.contains(&format!("index {b_addr}: connected")));
+    (a, b, p)
+}
+
+/// `p2pshare search WORDS --index A --index B ...`: exit code and result names.
+fn search_both(root: &Path, a: &Proc, b: &Proc, words: &str, extra: &[&str]) -> (i32, String) {
+    let (a_addr, b_addr) = (a.addr_str(), b.addr_str());
+    let mut args = vec![
+        "search", words, "--json", "--index", &a_addr, "--index", &b_addr,
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = run(&args, root);
+    (code, format!("{out}{err}"))
+}
+
+#[test]
+fn a_busy_index_is_passed_over_for_the_next() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b, _p) = two_indexes(root.path(), &["--max-connections", "1"]);
+    // Take index a's only place.
+    let mut hog = Raw::connect(a.addr);
+    assert_eq!(hog.ask("ping"), "ok|pong");
+    let (code, out) = search_both(root.path(), &a, &b, "tenkb", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"name\":\"tenkb.txt\""), "{out}");
+}
+
+#[test]
+fn a_hung_index_costs_no_more_than_a_connect_timeout() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b, _p) = two_indexes(root.path(), &[]);
+    // A stopped process still completes TCP handshakes (the kernel does), but never
+    // answers: only a reply timeout can tell.
+    // SAFETY: plain kill(2) on a child we started; it is killed on drop.
+    assert_eq!(unsafe { libc::kill(a.pid() as i32, libc::SIGSTOP) }, 0);
+    // With a one-hour I/O timeout, waiting for a's reply would outlast the test.
+    let (code, out) = search_both(
+        root.path(),
+        &a,
+        &b,
+        "tenkb",
+        &["--connect-timeout", "1s", "--io-timeout", "1h"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"name\":\"tenkb.txt\""), "{out}");
+}
