@@ -180,7 +180,23 @@ pub fn scan(dir: &Path) -> io::Result<(Vec<Candidate>, Vec<Skipped>)> {
         };
         let real = if link_meta.file_type().is_symlink() {
             match path.canonicalize() {
-                Ok(real) if real.parent() == Some(root.as_path()) => real,
+                // A dotfile stays private even behind a link with a plain name.
+                Ok(real)
+                    if real.parent() == Some(root.as_path())
+                        && real
+                            .file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| FileName::parse(n).is_ok()) =>
+                {
+                    real
+                }
+                Ok(real) if real.parent() == Some(root.as_path()) => {
+                    skipped.push(Skipped {
+                        entry: text.to_owned(),
+                        reason: "symlink leads to a file that is not shared (a dotfile)".into(),
+                    });
+                    continue;
+                }
                 Ok(_) => {
                     skipped.push(Skipped {
                         entry: text.to_owned(),
@@ -314,11 +330,13 @@ mod tests {
         std::fs::write(d.join("bad|name"), b"b").unwrap();
         std::os::unix::fs::symlink(d.join("a.txt"), d.join("inside-link")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("secret"), d.join("outside-link")).unwrap();
+        std::os::unix::fs::symlink(d.join(".hidden"), d.join("dotfile-link")).unwrap();
         let (found, skipped) = scan(d).unwrap();
         let names: Vec<&str> = found.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, vec!["a.txt", "inside-link"]);
         let reasons: Vec<&str> = skipped.iter().map(|s| s.entry.as_str()).collect();
         assert!(reasons.contains(&"outside-link"));
+        assert!(reasons.contains(&"dotfile-link"));
         assert!(reasons.contains(&"bad|name"));
     }
 }
