@@ -72,7 +72,15 @@ pub struct SharedFile {
 }
 
 /// Hashes a reader in one pass: whole-file SHA-1 and one SHA-1 per piece.
-pub fn hash_reader(mut reader: impl Read) -> io::Result<ContentHashes> {
+pub fn hash_reader(reader: impl Read) -> io::Result<ContentHashes> {
+    hash_reader_with(reader, &mut |_| {})
+}
+
+/// [`hash_reader`], calling `hashed` with the bytes of each piece once it is hashed.
+pub fn hash_reader_with(
+    mut reader: impl Read,
+    hashed: &mut dyn FnMut(u64),
+) -> io::Result<ContentHashes> {
     let mut whole = Sha1::new();
     let mut pieces = Vec::new();
     let mut buf = vec![0u8; PIECE_SIZE as usize];
@@ -94,6 +102,7 @@ pub fn hash_reader(mut reader: impl Read) -> io::Result<ContentHashes> {
         whole.update(&buf[..filled]);
         pieces.push(Sha1Digest::of(&buf[..filled]));
         size += filled as u64;
+        hashed(filled as u64);
         if filled < buf.len() {
             break;
         }
@@ -115,9 +124,17 @@ pub fn open_nofollow(path: &Path) -> io::Result<File> {
 
 /// Hashes the file at `path`, checking that it did not change while being read.
 pub fn hash_file(path: &Path) -> io::Result<(FileStamp, ContentHashes)> {
+    hash_file_with(path, &mut |_| {})
+}
+
+/// [`hash_file`], calling `hashed` with the bytes of each piece once it is hashed.
+pub fn hash_file_with(
+    path: &Path,
+    hashed: &mut dyn FnMut(u64),
+) -> io::Result<(FileStamp, ContentHashes)> {
     let file = open_nofollow(path)?;
     let before = FileStamp::of(&file.metadata()?);
-    let hashes = hash_reader(&file)?;
+    let hashes = hash_reader_with(&file, hashed)?;
     let after = FileStamp::of(&file.metadata()?);
     if before != after || hashes.size != after.size {
         return Err(io::Error::new(
