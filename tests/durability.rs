@@ -312,3 +312,53 @@ fn a_hung_index_costs_no_more_than_a_connect_timeout() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("\"name\":\"tenkb.txt\""), "{out}");
 }
+
+#[test]
+fn an_index_that_cannot_save_says_it_is_unhealthy_until_it_can() {
+    let root = tempfile::tempdir().unwrap();
+    let db = root.path().join("index.db");
+    // Create the database, then make it refuse one file name, as a full or broken
+    // disk would refuse everything.
+    index_at(root.path(), "127.0.0.1:0", &db, &[]).kill9();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON files WHEN NEW.name = 'poison.txt'
+             BEGIN SELECT RAISE(ABORT, 'the disk is on fire'); END;",
+        )
+        .unwrap();
+    let index = index_at(root.path(), "127.0.0.1:0", &db, &[]);
+    let addr = index.addr_str();
+    let status = || {
+        let (code, out, _) = run(&["status", &addr, "--json"], root.path());
+        (
+            code,
+            serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        )
+    };
+    let row = |name: &str| {
+        let id = Sha1Digest::of(name.as_bytes()).to_string();
+        format!("publish|1\n{name}|1|{id}|{id}\n")
+    };
+    let mut raw = Raw::connect(index.addr);
+    assert!(raw.ask("hello|1|peer|p|2000").starts_with("ok|index|"));
+    raw.send(row("poison.txt").as_bytes());
+    let reply = raw.line();
+    assert!(reply.starts_with("err|internal|not saved: "), "{reply}");
+    let (code, v) = status();
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["healthy"], false);
+    assert!(
+        v["status"]["failing"]
+            .as_str()
+            .unwrap()
+            .contains("the disk is on fire"),
+        "{v}"
+    );
+    // The next commit goes through: healthy again.
+    raw.send(row("fine.txt").as_bytes());
+    assert_eq!(raw.line(), "ok|1");
+    let (code, v) = status();
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["status"]["health"], "ok");
+}

@@ -495,8 +495,17 @@ impl IndexService {
                 self.stats.refused_busy.load(Ordering::Relaxed).to_string(),
             ),
             ("lease_secs", self.config.lease.as_secs().to_string()),
-            ("health", "ok".into()),
         ];
+        let mut rows = rows;
+        // Healthy means serving *and* saving: an index whose last commit failed answers
+        // reads, but refuses writes with `err|internal`.
+        match self.durable.as_ref().and_then(Durable::failing) {
+            None => rows.push(("health", "ok".into())),
+            Some(why) => {
+                rows.push(("health", "failing".into()));
+                rows.push(("failing", codec::printable_field(&why)));
+            }
+        }
         status_reply(&rows)
     }
 }

@@ -299,6 +299,15 @@ fn lines_needed(buf: &[u8], max_line: usize) -> usize {
     lines + 1
 }
 
+/// Free text (an error from a library, say) made fit for one field of a reply: at most
+/// 256 characters, separators and control characters turned into spaces.
+pub fn printable_field(text: &str) -> String {
+    text.chars()
+        .take(256)
+        .map(|c| if c == '|' || c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// Shortens and escapes client text for use inside an error message.
 pub fn printable(text: &str) -> String {
     let mut out: String = text.chars().take(64).flat_map(char::escape_debug).collect();
