@@ -8,6 +8,7 @@ use p2pshare::protocol::codec;
 use p2pshare::protocol::hash::Sha1Digest;
 use rand::Rng;
 use std::collections::HashSet;
+use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -361,4 +362,25 @@ fn an_index_that_cannot_save_says_it_is_unhealthy_until_it_can() {
     let (code, v) = status();
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["status"]["health"], "ok");
+}
+
+#[test]
+fn a_rename_made_while_the_index_was_down_reaches_it_after_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = sample_peers(root.path());
+    let db = root.path().join("index.db");
+    let mut index = index_at(root.path(), "127.0.0.1:0", &db, &[]);
+    let listen = index.addr_str();
+    let p1 = peer(&dirs[0], &index, &["--rescan-interval", "1h"]);
+    index.kill9();
+    // Same number of files before and after: only a full sync can tell the index.
+    fs::rename(dirs[0].join("tenkb.txt"), dirs[0].join("renamed.txt")).unwrap();
+    eventually("the peer noticed the rename", DEADLINE, || {
+        p1.stderr_text().contains("withdrawing 1 files")
+    });
+    let index = index_at(root.path(), &listen, &db, &[]);
+    eventually("the index has the new name", DEADLINE, || {
+        holders(index.addr, "renamed.txt") == vec!["peer1".to_owned()]
+    });
+    assert!(holders(index.addr, "tenkb.txt").is_empty());
 }
