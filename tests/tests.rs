@@ -184,6 +184,10 @@ fn search_matches_every_word_excludes_and_answers_json() {
     let (code, out, _) = run(&["search", "readme", "peer1", "--index", &idx], root.path());
     assert_eq!(code, 0);
     assert!(out.contains("1. readme-peer1.txt"), "{out}");
+    // A '|' typed in a query separates words; it cannot break the request line.
+    let (code, out, err) = run(&["search", "readme|peer1", "--index", &idx], root.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1. readme-peer1.txt"), "{out}");
     let (code, out, _) = run(
         &["search", "nothing-like-this", "--index", &idx],
         root.path(),

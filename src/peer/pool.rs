@@ -188,9 +188,15 @@ impl IndexPool {
 
     /// Search results and whether more exist.
     pub fn search(&self, words: &str, limit: usize) -> Result<(Vec<Found>, bool), NetError> {
+        // Words come from a person: a '|' or a line break cannot travel in a field, and
+        // between words it means what a space means.
+        let words: String = words
+            .chars()
+            .map(|c| if c == '|' || c.is_control() { ' ' } else { c })
+            .collect();
         self.query(|c| {
             c.send(
-                codec::line(&["search", words, &limit.to_string()]).as_bytes(),
+                codec::line(&["search", &words, &limit.to_string()]).as_bytes(),
                 "search",
             )?;
             let (head, rows) = c.read_rows("search", 4)?;
