@@ -15,7 +15,9 @@ RUN cargo build --release --locked
 
 # Stage 2: a small runtime image with the binary and the sample folders.
 FROM debian:bookworm-slim
-RUN useradd --system --home-dir /opt/p2pshare --shell /usr/sbin/nologin p2pshare
+# The index writes its database (p2pshare-index.db) in the working directory, and peers
+# their state dirs inside their folders: both must belong to the user that runs them.
+RUN useradd --system --create-home --home-dir /opt/p2pshare --shell /usr/sbin/nologin p2pshare
 COPY --from=build /src/target/release/p2pshare /usr/local/bin/p2pshare
 COPY --chown=p2pshare:p2pshare peers/ /opt/p2pshare/peers/
 COPY --chown=p2pshare:p2pshare config/ /opt/p2pshare/config/

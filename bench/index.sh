@@ -18,6 +18,10 @@ INSTALL=0
 OUT=""
 while [ $# -gt 0 ]; do
     case "$1" in
+        --duration | --connections | --pipeline | --rounds | --out | --publish | --entries | --files)
+            [ $# -ge 2 ] || { echo "index.sh: $1 needs a value (see --help)" >&2; exit 2; } ;;
+    esac
+    case "$1" in
         --duration) DURATION="$2"; shift 2 ;;
         --connections) CONNS="$2"; shift 2 ;;
         --pipeline) PIPE="$2"; shift 2 ;;
@@ -52,7 +56,8 @@ echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d:
 echo "# command: bench/index.sh --duration $DURATION --rounds $ROUNDS --connections $CONNS --pipeline $PIPE"
 
 cargo build --release --quiet
-BIN="$REPO/target/release/p2pshare"
+BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/p2pshare" # where cargo put it
+case "$BIN" in /*) ;; *) BIN="$REPO/$BIN" ;; esac
 
 # Waits (bounded) for a line matching a pattern in a file; prints the match.
 wait_for() {

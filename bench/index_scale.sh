@@ -17,6 +17,10 @@ FILES=10000
 OUT=""
 while [ $# -gt 0 ]; do
     case "$1" in
+        --duration | --connections | --pipeline | --rounds | --out | --publish | --entries | --files)
+            [ $# -ge 2 ] || { echo "index_scale.sh: $1 needs a value (see --help)" >&2; exit 2; } ;;
+    esac
+    case "$1" in
         --publish) PUBLISH="$2"; shift 2 ;;
         --entries) ENTRIES="$2"; shift 2 ;;
         --files) FILES="$2"; shift 2 ;;
@@ -41,7 +45,8 @@ cleanup() {
 trap cleanup EXIT
 
 cargo build --release --quiet
-BIN="$REPO/target/release/p2pshare"
+BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/p2pshare" # where cargo put it
+case "$BIN" in /*) ;; *) BIN="$REPO/$BIN" ;; esac
 echo "# index and folder scale  $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r), $(df -T "$WORK" | awk 'NR==2 {print $2}') disk"
 echo "# command: bench/index_scale.sh --publish $PUBLISH --entries $ENTRIES --files $FILES"

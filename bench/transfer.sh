@@ -3,8 +3,8 @@
 # next to the limits around it:
 #
 #   p2pshare            p2pshare get from one peer over loopback (SHA-1 verified, fsynced)
-#   p2pshare-Nsrc       the same with N peers holding the file (--sources; the downloader
-#                       uses one source at a time, the others are failover)
+#   p2pshare-Nsrc       the same with N peers holding the file (--sources): the
+#                       downloader takes pieces from all of them at once
 #   dd                  dd bs=1M conv=fsync: a local copy, no network, no hashing (the disk)
 #   curl                nginx (sendfile on) -> curl: plain HTTP, no verification, no fsync
 #   curl+sha1sum+sync   the same, then sha1sum and sync (what a careful user does)
@@ -44,13 +44,14 @@ Options:
   --sizes LIST    file sizes, comma-separated; K, M, G suffixes are binary
                   (1M = 1048576 bytes)                        [default: 1M,100M,1G]
   --runs N        rounds per size (methods interleaved)       [default: 5]
-  --sources LIST  numbers of peers holding the file, e.g. 1,2,4 (one p2pshare row
-                  each; the downloader uses one source at a time, the rest is
-                  failover)                                    [default: 1]
+  --sources LIST  numbers of peers holding the file (one p2pshare row each; the
+                  downloader takes pieces from all of them at once)
+                                                               [default: 1,2,4]
   --out DIR       results folder       [default: bench/results/<UTC timestamp>]
   --install       apt-get install nginx-light, curl and iperf3 if missing
                   (without it, a missing tool's rows are skipped)
-  --smoke         1M only, 1 run: a few seconds, for CI (nginx/iperf3 optional)
+  --smoke         1M only, 1 run, 1 and 2 sources: a few seconds, for CI
+                  (nginx/iperf3 optional)
   -h, --help      this help
 
 Environment:
@@ -70,7 +71,7 @@ usage_error() {
 
 SIZES_ARG="1M,100M,1G"
 RUNS=5
-SOURCES_ARG="1"
+SOURCES_ARG="1,2,4"
 OUT=""
 INSTALL=0
 SMOKE=0
@@ -102,6 +103,7 @@ done
 if [ "$SMOKE" -eq 1 ]; then
     SIZES_ARG="1M"
     RUNS=1
+    SOURCES_ARG="1,2"
 fi
 case "$RUNS" in '' | *[!0-9]*) usage_error "--runs must be a positive whole number, not '$RUNS'" ;; esac
 RUNS=$((10#$RUNS))

@@ -8,6 +8,7 @@ use p2pshare::protocol::codec;
 use p2pshare::protocol::hash::Sha1Digest;
 use rand::Rng;
 use std::collections::HashSet;
+use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -242,4 +243,144 @@ fn searches_and_downloads_survive_the_loss_of_one_index_server() {
         h.sort();
         h == vec!["peer1", "peer2"]
     });
+}
+
+/// Two index servers, the first started with `first_extra`, and a peer that publishes
+/// to the second only.
+fn two_indexes(root: &Path, first_extra: &[&str]) -> (Proc, Proc, Proc) {
+    let dirs = sample_peers(root);
+    let a = index_at(root, "127.0.0.1:0", Path::new(":memory:"), first_extra);
+    let b = index_at(root, "127.0.0.1:0", Path::new(":memory:"), &[]);
+    let b_addr = b.addr_str();
+    let mut p = Proc::start(
+        "peer1",
+        &[
+            "peer",
+            "--dir",
+            dirs[0].to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--no-console",
+            "--index",
+            &b_addr,
+        ],
+        root,
+        false,
+    );
+    p.wait_line(|l| l.contains(&format!("index {b_addr}: connected")));
+    (a, b, p)
+}
+
+/// `p2pshare search WORDS --index A --index B ...`: exit code and result names.
+fn search_both(root: &Path, a: &Proc, b: &Proc, words: &str, extra: &[&str]) -> (i32, String) {
+    let (a_addr, b_addr) = (a.addr_str(), b.addr_str());
+    let mut args = vec![
+        "search", words, "--json", "--index", &a_addr, "--index", &b_addr,
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = run(&args, root);
+    (code, format!("{out}{err}"))
+}
+
+#[test]
+fn a_busy_index_is_passed_over_for_the_next() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b, _p) = two_indexes(root.path(), &["--max-connections", "1"]);
+    // Take index a's only place.
+    let mut hog = Raw::connect(a.addr);
+    assert_eq!(hog.ask("ping"), "ok|pong");
+    let (code, out) = search_both(root.path(), &a, &b, "tenkb", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"name\":\"tenkb.txt\""), "{out}");
+}
+
+#[test]
+fn a_hung_index_costs_no_more_than_a_connect_timeout() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b, _p) = two_indexes(root.path(), &[]);
+    // A stopped process still completes TCP handshakes (the kernel does), but never
+    // answers: only a reply timeout can tell.
+    // SAFETY: plain kill(2) on a child we started; it is killed on drop.
+    assert_eq!(unsafe { libc::kill(a.pid() as i32, libc::SIGSTOP) }, 0);
+    // With a one-hour I/O timeout, waiting for a's reply would outlast the test.
+    let (code, out) = search_both(
+        root.path(),
+        &a,
+        &b,
+        "tenkb",
+        &["--connect-timeout", "1s", "--io-timeout", "1h"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"name\":\"tenkb.txt\""), "{out}");
+}
+
+#[test]
+fn an_index_that_cannot_save_says_it_is_unhealthy_until_it_can() {
+    let root = tempfile::tempdir().unwrap();
+    let db = root.path().join("index.db");
+    // Create the database, then make it refuse one file name, as a full or broken
+    // disk would refuse everything.
+    index_at(root.path(), "127.0.0.1:0", &db, &[]).kill9();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON files WHEN NEW.name = 'poison.txt'
+             BEGIN SELECT RAISE(ABORT, 'the disk is on fire'); END;",
+        )
+        .unwrap();
+    let index = index_at(root.path(), "127.0.0.1:0", &db, &[]);
+    let addr = index.addr_str();
+    let status = || {
+        let (code, out, _) = run(&["status", &addr, "--json"], root.path());
+        (
+            code,
+            serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        )
+    };
+    let row = |name: &str| {
+        let id = Sha1Digest::of(name.as_bytes()).to_string();
+        format!("publish|1\n{name}|1|{id}|{id}\n")
+    };
+    let mut raw = Raw::connect(index.addr);
+    assert!(raw.ask("hello|1|peer|p|2000").starts_with("ok|index|"));
+    raw.send(row("poison.txt").as_bytes());
+    let reply = raw.line();
+    assert!(reply.starts_with("err|internal|not saved: "), "{reply}");
+    let (code, v) = status();
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["healthy"], false);
+    assert!(
+        v["status"]["failing"]
+            .as_str()
+            .unwrap()
+            .contains("the disk is on fire"),
+        "{v}"
+    );
+    // The next commit goes through: healthy again.
+    raw.send(row("fine.txt").as_bytes());
+    assert_eq!(raw.line(), "ok|1");
+    let (code, v) = status();
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["status"]["health"], "ok");
+}
+
+#[test]
+fn a_rename_made_while_the_index_was_down_reaches_it_after_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = sample_peers(root.path());
+    let db = root.path().join("index.db");
+    let mut index = index_at(root.path(), "127.0.0.1:0", &db, &[]);
+    let listen = index.addr_str();
+    let p1 = peer(&dirs[0], &index, &["--rescan-interval", "1h"]);
+    index.kill9();
+    // Same number of files before and after: only a full sync can tell the index.
+    fs::rename(dirs[0].join("tenkb.txt"), dirs[0].join("renamed.txt")).unwrap();
+    eventually("the peer noticed the rename", DEADLINE, || {
+        p1.stderr_text().contains("withdrawing 1 files")
+    });
+    let index = index_at(root.path(), &listen, &db, &[]);
+    eventually("the index has the new name", DEADLINE, || {
+        holders(index.addr, "renamed.txt") == vec!["peer1".to_owned()]
+    });
+    assert!(holders(index.addr, "tenkb.txt").is_empty());
 }

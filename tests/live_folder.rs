@@ -43,7 +43,8 @@ fn sha1_of(bytes: &[u8]) -> String {
     p2pshare::protocol::hash::Sha1Digest::of(bytes).to_string()
 }
 
-/// Within 2 s of the change settling (settle is 200 ms here), the index agrees.
+/// How long after a change the index must agree: the settle time (1 s by default),
+/// then well within the 2 s allowed once the change has settled.
 const PROMPTLY: Duration = Duration::from_millis(2200);
 
 fn solo_peer(root: &Path) -> (Proc, Proc, std::path::PathBuf) {

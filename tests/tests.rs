@@ -184,6 +184,10 @@ fn search_matches_every_word_excludes_and_answers_json() {
     let (code, out, _) = run(&["search", "readme", "peer1", "--index", &idx], root.path());
     assert_eq!(code, 0);
     assert!(out.contains("1. readme-peer1.txt"), "{out}");
+    // A '|' typed in a query separates words; it cannot break the request line.
+    let (code, out, err) = run(&["search", "readme|peer1", "--index", &idx], root.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1. readme-peer1.txt"), "{out}");
     let (code, out, _) = run(
         &["search", "nothing-like-this", "--index", &idx],
         root.path(),
@@ -413,6 +417,37 @@ fn classic_index_exchanges_byte_for_byte() {
 }
 
 #[test]
+fn a_classic_set_cannot_take_over_a_live_modern_peer() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = sample_peers(root.path());
+    let index = index(root.path(), &[]);
+    let p1 = peer(&dirs[0], &index, &[]);
+    let reply = String::from_utf8(classic(index.addr, "set|bait.txt|h|peer1|9999")).unwrap();
+    assert!(
+        reply.starts_with("Error: peer id 'peer1' belongs to a live peer"),
+        "{reply}"
+    );
+    // peer1's files still point at peer1, and nothing was added in its name.
+    let mut raw = Raw::connect(index.addr);
+    assert_eq!(raw.ask("get|tenkb.txt"), "ok|1");
+    let row = raw.line();
+    assert!(
+        row.starts_with(&format!("127.0.0.1|{}|peer1|", p1.addr.port())),
+        "{row}"
+    );
+    assert_eq!(raw.ask("get|bait.txt"), "ok|0");
+    // A classic peer's own id is still its to renew.
+    assert_eq!(
+        classic(index.addr, "set|a.txt|h|oldie|2000"),
+        b"Successfully Updated"
+    );
+    assert_eq!(
+        classic(index.addr, "set|b.txt|h|oldie|2000"),
+        b"Successfully Updated"
+    );
+}
+
+#[test]
 fn classic_peer_download_streams_the_file_and_never_leaves_the_folder() {
     let root = tempfile::tempdir().unwrap();
     let dirs = sample_peers(root.path());
@@ -526,6 +561,10 @@ fn malformed_input_gets_clear_errors_and_the_index_keeps_serving() {
         .starts_with("err|too-large|row 1: 1099511627777 bytes"));
     raw.send(b"publish|1\nx|big|sha1:00|sha1:00\n");
     assert!(raw.line().starts_with("err|bad-request|row 1: size"));
+    raw.send(b"sync|0|less\n");
+    assert!(raw
+        .line()
+        .starts_with("err|bad-request|the field after a sync's row count must be 'more'"));
     raw.send(b"withdraw|2\nonly-one-row\n");
     raw.send(b"a|b\n");
     assert!(raw
@@ -744,4 +783,16 @@ fn sigterm_makes_a_peer_leave_its_index_at_once() {
     eventually("peer1 gone after SIGTERM", Duration::from_secs(5), || {
         holders(index.addr, "tenkb.txt").is_empty()
     });
+}
+
+#[test]
+fn readme_lists_every_console_command() {
+    let readme = include_str!("../README.md");
+    for line in p2pshare::peer::console::help_lines() {
+        let command = line.split_whitespace().next().unwrap();
+        assert!(
+            readme.contains(&format!("| `{command}")),
+            "README.md does not list the console command '{command}'"
+        );
+    }
 }

@@ -26,6 +26,7 @@ use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::fmt;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 /// Most changes committed in one transaction.
@@ -107,9 +108,13 @@ pub enum Restored {
 
 type Ack = Sender<Result<(), String>>;
 
+/// The error of the last group commit, if it failed (shared with the writer).
+type Failing = Arc<Mutex<Option<String>>>;
+
 /// The handle the service uses to log changes.
 pub struct Durable {
     tx: Sender<(Change, Option<Ack>)>,
+    failing: Failing,
 }
 
 /// A change on its way to disk; `wait` returns once it is committed.
@@ -248,7 +253,23 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()
     Ok(())
 }
 
-fn writer(mut conn: Connection, rx: Receiver<(Change, Option<Ack>)>) {
+/// Applies one change inside the group's transaction, under a savepoint: a change that
+/// fails is undone alone, and the others of its group are still committed.
+fn apply_alone(tx: &rusqlite::Transaction<'_>, change: &Change) -> Result<(), String> {
+    tx.execute_batch("SAVEPOINT change")
+        .map_err(|e| format!("database: {e}"))?;
+    match apply(tx, change) {
+        Ok(()) => tx
+            .execute_batch("RELEASE change")
+            .map_err(|e| format!("database: {e}")),
+        Err(e) => {
+            let _ = tx.execute_batch("ROLLBACK TO change; RELEASE change");
+            Err(format!("database: {e}"))
+        }
+    }
+}
+
+fn writer(mut conn: Connection, rx: Receiver<(Change, Option<Ack>)>, failing: Failing) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -257,20 +278,22 @@ fn writer(mut conn: Connection, rx: Receiver<(Change, Option<Ack>)>) {
                 Err(_) => break,
             }
         }
-        let result = (|| -> rusqlite::Result<()> {
-            let tx = conn.transaction()?;
-            for (change, _) in &group {
-                apply(&tx, change)?;
-            }
-            tx.commit()
-        })();
-        let outcome = result.map_err(|e| {
-            log::error!("database: commit of {} changes failed: {e}", group.len());
-            format!("database: {e}")
-        });
-        for (_, ack) in group {
+        let outcomes = (|| -> Result<Vec<Result<(), String>>, String> {
+            let tx = conn.transaction().map_err(|e| format!("database: {e}"))?;
+            let outcomes = group.iter().map(|(c, _)| apply_alone(&tx, c)).collect();
+            tx.commit().map_err(|e| format!("database: {e}"))?;
+            Ok(outcomes)
+        })()
+        .unwrap_or_else(|e| vec![Err(e); group.len()]);
+        let first_error = outcomes.iter().find_map(|o| o.as_ref().err()).cloned();
+        if let Some(e) = &first_error {
+            let failed = outcomes.iter().filter(|o| o.is_err()).count();
+            log::error!("{e} ({failed} of {} changes not saved)", group.len());
+        }
+        *failing.lock().unwrap_or_else(|e| e.into_inner()) = first_error;
+        for ((_, ack), outcome) in group.into_iter().zip(outcomes) {
             if let Some(ack) = ack {
-                let _ = ack.send(outcome.clone());
+                let _ = ack.send(outcome);
             }
         }
     }
@@ -283,11 +306,22 @@ impl Durable {
         let conn = open_connection(path)?;
         load(&conn, sink)?;
         let (tx, rx) = crossbeam_channel::unbounded();
+        let failing = Failing::default();
+        let writer_failing = failing.clone();
         thread::Builder::new()
             .name("index-db".into())
-            .spawn(move || writer(conn, rx))
+            .spawn(move || writer(conn, rx, writer_failing))
             .map_err(|e| DbError(format!("cannot start the database writer: {e}")))?;
-        Ok(Durable { tx })
+        Ok(Durable { tx, failing })
+    }
+
+    /// Why the last commit failed, while the database is failing; `None` when the last
+    /// commit went through.
+    pub fn failing(&self) -> Option<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Queues a change; the ticket resolves when it is committed.
@@ -334,6 +368,53 @@ mod tests {
         peers.sort_by(|a, b| a.0.cmp(&b.0));
         files.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         (db, peers, files)
+    }
+
+    #[test]
+    fn a_change_that_fails_does_not_take_its_group_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        let conn = open_connection(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON files WHEN NEW.name = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END;",
+        )
+        .unwrap();
+        let ep = Endpoint {
+            host: "127.0.0.1".parse().unwrap(),
+            port: 1,
+        };
+        // Queued before the writer runs, so all five are one group.
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut tickets = Vec::new();
+        let publish = |name: &str| Change::Publish {
+            peer: "p".into(),
+            files: vec![(name.into(), meta(1))],
+        };
+        for change in [
+            Change::Peer {
+                id: "p".into(),
+                endpoint: ep,
+                kind: PeerKind::Modern,
+            },
+            publish("a"),
+            publish("poison"),
+            publish("b"),
+        ] {
+            let (ack, done) = crossbeam_channel::bounded(1);
+            tx.send((change, Some(ack))).unwrap();
+            tickets.push(Ticket(done));
+        }
+        drop(tx);
+        let failing = Failing::default();
+        writer(conn, rx, failing.clone());
+        let outcomes: Vec<bool> = tickets.into_iter().map(|t| t.wait().is_ok()).collect();
+        assert_eq!(outcomes, vec![true, true, false, true]);
+        let why = failing.lock().unwrap().clone().unwrap();
+        assert!(why.contains("refused by a trigger"), "{why}");
+        let (_, _, files) = read_back(&path);
+        let names: Vec<&str> = files.iter().map(|f| f.1.as_str()).collect();
+        assert_eq!(names, vec!["a", "b"]);
     }
 
     #[test]

@@ -315,6 +315,8 @@ impl IndexService {
                 };
                 self.durable(ticket)?;
                 log::info!("peer '{id}' at {host}:{port} said hello ({known} files known)");
+                // A sync begun under another hello does not carry over to this one.
+                conn.sync_seen = None;
                 self.event(
                     "join",
                     &format!(
@@ -349,6 +351,19 @@ impl IndexService {
 
     fn publish(&self, req: &Request, conn: &mut IndexConn) -> Outcome {
         let peer = self.session_peer(conn)?.clone();
+        let more = match req.args.get(1).map(String::as_str) {
+            None => false,
+            Some("more") => true,
+            Some(other) => {
+                return Err(refuse(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "the field after a sync's row count must be 'more', not '{}'",
+                        codec::printable(other)
+                    ),
+                ))
+            }
+        };
         let files = req
             .rows
             .iter()
@@ -369,7 +384,7 @@ impl IndexService {
         if req.verb == Verb::Sync {
             let seen = conn.sync_seen.get_or_insert_with(HashSet::new);
             seen.extend(files.into_iter().map(|(n, _)| n.into_string()));
-            if req.args.get(1).map(String::as_str) == Some("more") {
+            if more {
                 return Ok(Reply::Text(codec::line(&["ok", &applied.to_string()])));
             }
             let seen = conn.sync_seen.take().unwrap_or_default();
@@ -507,8 +522,17 @@ impl IndexService {
                 self.stats.refused_busy.load(Ordering::Relaxed).to_string(),
             ),
             ("lease_secs", self.config.lease.as_secs().to_string()),
-            ("health", "ok".into()),
         ];
+        let mut rows = rows;
+        // Healthy means serving *and* saving: an index whose last commit failed answers
+        // reads, but refuses writes with `err|internal`.
+        match self.durable.as_ref().and_then(Durable::failing) {
+            None => rows.push(("health", "ok".into())),
+            Some(why) => {
+                rows.push(("health", "failing".into()));
+                rows.push(("failing", codec::printable_field(&why)));
+            }
+        }
         status_reply(&rows)
     }
 }
@@ -618,6 +642,13 @@ impl IndexService {
         let now = self.clock.now();
         let ticket = {
             let mut store = self.write();
+            // A classic client cannot re-point a live modern peer's entries at another
+            // port: it could never heartbeat for them, and the peer would not notice.
+            if store.peer_kind(&id, now) == Some(PeerKind::Modern) {
+                return Err(format!(
+                    "peer id '{id}' belongs to a live peer that speaks the modern protocol"
+                ));
+            }
             store
                 .hello(
                     &id,

@@ -331,6 +331,12 @@ struct NameEntry {
 /// Matches collected before ranking; bounds the work of one search.
 const COLLECT_CAP: usize = 2000;
 
+/// Names looked at by one search. A query whose words match most of the index but
+/// whose exclusions (or other words) reject nearly all of them (`bench -bench` over a
+/// million `bench-*` names) would otherwise read every name under the read lock, for
+/// hundreds of milliseconds; past this many, the search stops and says `more`.
+pub const EXAMINE_CAP: usize = 100_000;
+
 #[derive(Default)]
 pub struct IndexStore {
     peers: Vec<Option<PeerRecord>>,
@@ -678,6 +684,17 @@ impl IndexStore {
 
     /// Names matching `query`, one row per (name, content id), most held first.
     pub fn search(&self, query: &Query, limit: usize, now: Millis) -> SearchResults {
+        self.search_within(query, limit, now, EXAMINE_CAP)
+    }
+
+    /// [`IndexStore::search`], looking at no more than `examine` names.
+    pub fn search_within(
+        &self,
+        query: &Query,
+        limit: usize,
+        now: Millis,
+        examine: usize,
+    ) -> SearchResults {
         // Drive the scan from the most selective word; check the others per name.
         let mut best: Option<(usize, &str)> = None;
         for word in &query.include {
@@ -700,13 +717,26 @@ impl IndexStore {
         let multi_token = self.prefix_range(driver).nth(1).is_some();
         let mut rows: Vec<SearchRow> = Vec::new();
         let mut truncated = false;
+        let mut examined = 0;
+        // One buffer for the lowercased names: no allocation per name looked at.
+        let mut lower = String::new();
         'scan: for (_, list) in self.prefix_range(driver) {
             for &slot in list.as_slice() {
                 if multi_token && !seen.insert(slot) {
                     continue;
                 }
                 let entry = &self.names[slot as usize];
-                if entry.holdings.is_empty() || !query.matches(&self.name_of(slot).to_lowercase()) {
+                if entry.holdings.is_empty() {
+                    continue;
+                }
+                if examined == examine {
+                    truncated = true;
+                    break 'scan;
+                }
+                examined += 1;
+                lower.clear();
+                lower.extend(self.name_of(slot).chars().flat_map(char::to_lowercase));
+                if !query.matches(&lower) {
                     continue;
                 }
                 let before = rows.len();
@@ -965,6 +995,30 @@ mod tests {
         let r = s.search(&Query::parse("song").unwrap(), 100, Millis(1));
         assert_eq!(r.rows.len(), 100);
         assert!(r.more);
+    }
+
+    #[test]
+    fn a_search_that_would_read_every_name_stops_and_says_more() {
+        let files: Vec<String> = (0..500).map(|i| format!("song {i}.mp3")).collect();
+        let refs: Vec<&str> = files.iter().map(String::as_str).collect();
+        let s = store_with(&[("p1", 1, &refs)]);
+        let q = Query::parse("song -mp3").unwrap();
+        // Every name is a candidate and none matches: the whole index would be read.
+        assert_eq!(
+            s.search_within(&q, 100, Millis(1), 1000),
+            SearchResults::default()
+        );
+        let cut = s.search_within(&q, 100, Millis(1), 200);
+        assert!(cut.rows.is_empty());
+        assert!(cut.more, "a search cut short must say so");
+        // Matches found before the cut are returned (the 111 names with a number
+        // starting with 4 are the candidates; all of them match).
+        let q = Query::parse("song 4").unwrap();
+        assert_eq!(s.search_within(&q, 200, Millis(1), 1000).rows.len(), 111);
+        let cut = s.search_within(&q, 200, Millis(1), 50);
+        assert!(cut.more);
+        assert_eq!(cut.rows.len(), 50);
+        assert!(cut.rows.iter().all(|r| r.name.starts_with("song 4")));
     }
 
     #[test]

@@ -350,6 +350,7 @@ fn session<S: Service>(
     let mut start = 0usize;
     let mut chunk = vec![0u8; 64 * 1024];
     let mut first = true;
+    let mut decoder = codec::Decoder::new(config.max_line);
     loop {
         let n = match (&*stream).read(&mut chunk) {
             Ok(0) => return Ok(()),
@@ -381,7 +382,7 @@ fn session<S: Service>(
             }
         }
         loop {
-            match codec::decode_request(&buf[start..], config.max_line) {
+            match decoder.decode(&buf[start..]) {
                 Ok(Decoded::NeedMore) => break,
                 Ok(Decoded::Frame(req, used)) => {
                     start += used;

@@ -677,15 +677,14 @@ impl SeedService {
                 "connections",
                 self.stats.live.load(Ordering::Relaxed).to_string(),
             ),
-            (
-                "health",
-                if healthy {
-                    "ok".into()
-                } else {
-                    "failing: the seed's core is not responding".into()
-                },
-            ),
         ];
+        let mut rows = rows;
+        if healthy {
+            rows.push(("health", "ok".into()));
+        } else {
+            rows.push(("health", "failing".into()));
+            rows.push(("failing", "the seed's core is not responding".into()));
+        }
         status_reply(&rows)
     }
 }

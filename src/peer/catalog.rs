@@ -72,7 +72,15 @@ pub struct SharedFile {
 }
 
 /// Hashes a reader in one pass: whole-file SHA-1 and one SHA-1 per piece.
-pub fn hash_reader(mut reader: impl Read) -> io::Result<ContentHashes> {
+pub fn hash_reader(reader: impl Read) -> io::Result<ContentHashes> {
+    hash_reader_with(reader, &mut |_| {})
+}
+
+/// [`hash_reader`], calling `hashed` with the bytes of each piece once it is hashed.
+pub fn hash_reader_with(
+    mut reader: impl Read,
+    hashed: &mut dyn FnMut(u64),
+) -> io::Result<ContentHashes> {
     let mut whole = Sha1::new();
     let mut pieces = Vec::new();
     let mut buf = vec![0u8; PIECE_SIZE as usize];
@@ -94,6 +102,7 @@ pub fn hash_reader(mut reader: impl Read) -> io::Result<ContentHashes> {
         whole.update(&buf[..filled]);
         pieces.push(Sha1Digest::of(&buf[..filled]));
         size += filled as u64;
+        hashed(filled as u64);
         if filled < buf.len() {
             break;
         }
@@ -115,9 +124,17 @@ pub fn open_nofollow(path: &Path) -> io::Result<File> {
 
 /// Hashes the file at `path`, checking that it did not change while being read.
 pub fn hash_file(path: &Path) -> io::Result<(FileStamp, ContentHashes)> {
+    hash_file_with(path, &mut |_| {})
+}
+
+/// [`hash_file`], calling `hashed` with the bytes of each piece once it is hashed.
+pub fn hash_file_with(
+    path: &Path,
+    hashed: &mut dyn FnMut(u64),
+) -> io::Result<(FileStamp, ContentHashes)> {
     let file = open_nofollow(path)?;
     let before = FileStamp::of(&file.metadata()?);
-    let hashes = hash_reader(&file)?;
+    let hashes = hash_reader_with(&file, hashed)?;
     let after = FileStamp::of(&file.metadata()?);
     if before != after || hashes.size != after.size {
         return Err(io::Error::new(
@@ -180,7 +197,23 @@ pub fn scan(dir: &Path) -> io::Result<(Vec<Candidate>, Vec<Skipped>)> {
         };
         let real = if link_meta.file_type().is_symlink() {
             match path.canonicalize() {
-                Ok(real) if real.parent() == Some(root.as_path()) => real,
+                // A dotfile stays private even behind a link with a plain name.
+                Ok(real)
+                    if real.parent() == Some(root.as_path())
+                        && real
+                            .file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| FileName::parse(n).is_ok()) =>
+                {
+                    real
+                }
+                Ok(real) if real.parent() == Some(root.as_path()) => {
+                    skipped.push(Skipped {
+                        entry: text.to_owned(),
+                        reason: "symlink leads to a file that is not shared (a dotfile)".into(),
+                    });
+                    continue;
+                }
                 Ok(_) => {
                     skipped.push(Skipped {
                         entry: text.to_owned(),
@@ -314,11 +347,13 @@ mod tests {
         std::fs::write(d.join("bad|name"), b"b").unwrap();
         std::os::unix::fs::symlink(d.join("a.txt"), d.join("inside-link")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("secret"), d.join("outside-link")).unwrap();
+        std::os::unix::fs::symlink(d.join(".hidden"), d.join("dotfile-link")).unwrap();
         let (found, skipped) = scan(d).unwrap();
         let names: Vec<&str> = found.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, vec!["a.txt", "inside-link"]);
         let reasons: Vec<&str> = skipped.iter().map(|s| s.entry.as_str()).collect();
         assert!(reasons.contains(&"outside-link"));
+        assert!(reasons.contains(&"dotfile-link"));
         assert!(reasons.contains(&"bad|name"));
     }
 }

@@ -137,8 +137,19 @@ fn decode(bytes: &[u8]) -> Result<HashCache, String> {
         let ino = r.read_u64::<BigEndian>().map_err(bad)?;
         let id = read_digest(&mut r).map_err(bad)?;
         let n = r.read_u32::<BigEndian>().map_err(bad)? as usize;
+        if size > crate::protocol::MAX_FILE_SIZE {
+            return Err(format!(
+                "'{name}': {size} bytes is over the file size limit"
+            ));
+        }
         if n as u64 != crate::protocol::piece_count(size) {
             return Err(format!("'{name}': {n} pieces for {size} bytes"));
+        }
+        // The checksum vouches for the bytes, not for the counts in them: check a
+        // count against what is left before allocating for it.
+        let left = body.len() - 8 - r.position() as usize;
+        if n.saturating_mul(20) > left {
+            return Err(format!("'{name}': {n} pieces, but only {left} bytes left"));
         }
         let mut pieces = Vec::with_capacity(n);
         for _ in 0..n {
@@ -199,6 +210,40 @@ mod tests {
         let mut moved = f.stamp;
         moved.ino += 1;
         assert_eq!(cache.lookup("bigger.bin", &moved), None);
+    }
+
+    /// A cache whose checksum is right but whose counts are not, as a bug or a
+    /// hand-made file could leave it.
+    fn sealed(body: &[u8]) -> Vec<u8> {
+        let mut bytes = body.to_vec();
+        bytes.extend_from_slice(&Sha1Digest::of(body).0);
+        bytes
+    }
+
+    #[test]
+    fn counts_in_a_checksummed_cache_are_checked_before_allocating() {
+        let mut body = MAGIC.to_vec();
+        body.write_u32::<BigEndian>(1).unwrap();
+        body.write_u16::<BigEndian>(1).unwrap();
+        body.push(b'x');
+        // 1 TiB is 1 048 576 pieces: 20 MiB of piece hashes the file does not hold.
+        body.write_u64::<BigEndian>(1 << 40).unwrap();
+        body.extend_from_slice(&[0; 8 + 4 + 8 + 8 + 20]);
+        body.write_u32::<BigEndian>(1 << 20).unwrap();
+        let err = decode(&sealed(&body)).unwrap_err();
+        assert!(err.contains("only 0 bytes left"), "{err}");
+        // Past the size limit, with the piece count to match (4 billion pieces, 80 GiB
+        // of hashes): refused before anything is allocated for them.
+        let at = MAGIC.len() + 4 + 2 + 1;
+        body[at..at + 8].copy_from_slice(&(u64::from(u32::MAX) << 20).to_be_bytes());
+        let n_at = body.len() - 4;
+        body[n_at..].copy_from_slice(&u32::MAX.to_be_bytes());
+        let err = decode(&sealed(&body)).unwrap_err();
+        assert!(err.contains("over the file size limit"), "{err}");
+        // More entries than the file holds.
+        let mut body = MAGIC.to_vec();
+        body.write_u32::<BigEndian>(u32::MAX).unwrap();
+        assert!(decode(&sealed(&body)).is_err());
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //!
 //! Each link owns its connection; the rest of the peer talks to it through a
 //! crossbeam channel. When the index is unreachable the link retries with backoff;
-//! when it reconnects, or the index says it does not know the peer (a lease that ran
-//! out, an index that lost its state), the link syncs the whole catalog again, so
-//! commands lost while it was down need no replay.
+//! when it reconnects after a broken session or dropped commands, or the index says
+//! it does not know the peer (a lease that ran out, an index that lost its state), the
+//! link syncs the whole catalog again, so commands lost while it was down need no
+//! replay.
 
 use super::catalog::SharedFile;
 use super::serve::PeerShared;
@@ -89,7 +90,7 @@ impl Links {
                 config: config.clone(),
                 states: states.clone(),
                 events: events.clone(),
-                synced_once: false,
+                must_sync: true,
             };
             let gate = scan_gate.clone();
             threads.push(
@@ -158,9 +159,12 @@ struct Link {
     config: LinkConfig,
     states: Arc<Mutex<Vec<LinkState>>>,
     events: Sender<PeerEvent>,
-    /// The first session of this process always syncs: the index may remember an
-    /// older file set from before a restart.
-    synced_once: bool,
+    /// Whether the next session must sync the whole catalog. The first session of this
+    /// process always does (the index may remember an older file set from before a
+    /// restart), and so does the first after changes were dropped while the index was
+    /// unreachable: counting files is not enough, since a renamed or rewritten file
+    /// leaves the count as it was.
+    must_sync: bool,
 }
 
 struct Session {
@@ -210,7 +214,8 @@ impl Link {
                     // reconnection; only Leave matters.
                     match rx.recv_timeout(backoff) {
                         Ok(LinkCommand::Leave) | Err(RecvTimeoutError::Disconnected) => return,
-                        _ => {}
+                        Ok(_) => self.must_sync = true,
+                        Err(RecvTimeoutError::Timeout) => {}
                     }
                     backoff = (backoff * 2).min(self.config.max_backoff);
                     continue;
@@ -219,6 +224,8 @@ impl Link {
             match self.serve(session, &rx) {
                 Ok(()) => return, // left
                 Err(e) => {
+                    // A change in flight may or may not have reached the index.
+                    self.must_sync = true;
                     let reason = e.to_string();
                     log::warn!("index {}: {reason}; reconnecting", self.addr);
                     self.set_state(|s| {
@@ -241,9 +248,9 @@ impl Link {
         let mut client = Client::connect(&self.addr, &self.config.timeouts)?;
         let hello = client.hello("peer", self.shared.id.as_str(), self.config.listen_port)?;
         let local = self.shared.catalog().len();
-        let files = if !self.synced_once || hello.files_known as usize != local {
+        let files = if self.must_sync || hello.files_known as usize != local {
             let n = self.sync(&mut client)?;
-            self.synced_once = true;
+            self.must_sync = false;
             n
         } else {
             local
@@ -333,7 +340,6 @@ impl Link {
                         "index {} does not know this peer any more; re-publishing",
                         self.addr
                     );
-                    self.synced_once = false;
                     return Err(e);
                 }
                 Err(e) => return Err(e),

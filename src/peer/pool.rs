@@ -1,7 +1,10 @@
 //! The index servers a node knows, as seen from the client side.
 //!
-//! Queries go to the first index that answers; an index that fails to connect or
-//! times out is marked down for a while, so later queries do not wait on it again.
+//! Queries go to the first index that answers. An index that cannot be reached, does
+//! not answer within the connect timeout (at least 1 s: a hung process accepts
+//! connections but never replies), or says it is busy or failing, is marked down:
+//! tried last, so later queries do not wait on it again. The mark lasts 15 s, doubling
+//! up to 5 minutes while the index keeps failing, and goes as soon as it answers.
 //! Lock order: the down-map mutex is a leaf, never held across I/O.
 
 use crate::clock::{Clock, Millis};
@@ -11,13 +14,22 @@ use crate::net::{NetError, Timeouts};
 use crate::protocol::codec;
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::FileName;
+use crate::protocol::ErrorCode;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// How long an index that failed is skipped.
+/// How long an index that failed is tried last; doubled at each failure in a row.
 const DOWN_FOR: Duration = Duration::from_secs(15);
+const MAX_DOWN_FOR: Duration = Duration::from_secs(300);
+
+/// An index marked down: until when, and for how long the last mark was.
+#[derive(Clone, Copy, Debug)]
+struct Down {
+    until: Millis,
+    period: Duration,
+}
 
 /// One holder of a file, as an index reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +66,7 @@ pub struct IndexPool {
     addrs: Vec<NodeAddr>,
     timeouts: Timeouts,
     clock: Clock,
-    down_until: Mutex<HashMap<usize, Millis>>,
+    down: Mutex<HashMap<usize, Down>>,
 }
 
 fn opt<T>(text: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, String> {
@@ -72,7 +84,7 @@ impl IndexPool {
             addrs,
             timeouts,
             clock: Clock::new(),
-            down_until: Mutex::new(HashMap::new()),
+            down: Mutex::new(HashMap::new()),
         }
     }
 
@@ -81,7 +93,8 @@ impl IndexPool {
     }
 
     /// Runs `f` against the first index that answers. Indexes marked down are tried
-    /// last. A refusal (`err|...`) is an answer and is returned as is.
+    /// last. A refusal (`err|...`) is an answer and is returned as is, except `busy`
+    /// and `internal`, which say this index cannot serve now: the next one is tried.
     pub fn query<T>(
         &self,
         mut f: impl FnMut(&mut Client) -> Result<T, NetError>,
@@ -89,36 +102,63 @@ impl IndexPool {
         let now = self.clock.now();
         let mut order: Vec<usize> = (0..self.addrs.len()).collect();
         {
-            let down = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
-            order.sort_by_key(|i| down.get(i).is_some_and(|&until| until > now));
+            let down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+            order.sort_by_key(|i| down.get(i).is_some_and(|d| d.until > now));
         }
+        // A query's reply is small and quick: an index that has not answered within
+        // the connect timeout (at least 1 s) is treated as down, rather than waited on
+        // for the full I/O timeout, which is sized for transfers.
+        let timeouts = Timeouts {
+            connect: self.timeouts.connect,
+            io: self
+                .timeouts
+                .io
+                .min(self.timeouts.connect.max(Duration::from_secs(1))),
+        };
         let mut last = None;
         for i in order {
             let addr = self.addrs[i].as_str();
-            let result = Client::connect(addr, &self.timeouts).and_then(|mut c| f(&mut c));
-            match result {
-                Err(e @ NetError::Remote { .. }) => return Err(e),
-                Err(e) => {
-                    log::info!("index {addr} unavailable: {e}");
-                    self.down_until
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(i, self.clock.now().plus(DOWN_FOR));
-                    last = Some(e);
+            let result = Client::connect(addr, &timeouts).and_then(|mut c| f(&mut c));
+            let unavailable = match &result {
+                Ok(_) => false,
+                Err(NetError::Remote { refusal, .. }) => {
+                    matches!(refusal.code, ErrorCode::Busy | ErrorCode::Internal)
                 }
-                Ok(v) => {
-                    self.down_until
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&i);
-                    return Ok(v);
-                }
+                Err(_) => true,
+            };
+            if !unavailable {
+                self.down
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&i);
+                return result;
+            }
+            if let Err(e) = result {
+                log::info!("index {addr} unavailable: {e}");
+                self.mark_down(i);
+                last = Some(e);
             }
         }
         Err(last.unwrap_or_else(|| NetError::Connect {
             addr: "(no index server configured)".into(),
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no index server"),
         }))
+    }
+
+    fn mark_down(&self, i: usize) {
+        let now = self.clock.now();
+        let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        let period = match down.get(&i) {
+            Some(d) => (d.period * 2).min(MAX_DOWN_FOR),
+            None => DOWN_FOR,
+        };
+        down.insert(
+            i,
+            Down {
+                until: now.plus(period),
+                period,
+            },
+        );
     }
 
     /// Live holders of `name` (optionally only those with content `id`).
@@ -148,9 +188,15 @@ impl IndexPool {
 
     /// Search results and whether more exist.
     pub fn search(&self, words: &str, limit: usize) -> Result<(Vec<Found>, bool), NetError> {
+        // Words come from a person: a '|' or a line break cannot travel in a field, and
+        // between words it means what a space means.
+        let words: String = words
+            .chars()
+            .map(|c| if c == '|' || c.is_control() { ' ' } else { c })
+            .collect();
         self.query(|c| {
             c.send(
-                codec::line(&["search", words, &limit.to_string()]).as_bytes(),
+                codec::line(&["search", &words, &limit.to_string()]).as_bytes(),
                 "search",
             )?;
             let (head, rows) = c.read_rows("search", 4)?;

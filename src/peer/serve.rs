@@ -223,7 +223,7 @@ impl PeerService {
     fn status(&self) -> Reply {
         let mut rows = self.shared.status_rows();
         rows.retain(|(k, _)| *k != "health");
-        let health = match self.overlay.status(false) {
+        match self.overlay.status(false) {
             Ok(o) => {
                 rows.extend([
                     ("peers", o.peers.to_string()),
@@ -238,11 +238,13 @@ impl PeerService {
                     ("overlay_in", o.messages_in.to_string()),
                     ("overlay_out", o.messages_out.to_string()),
                 ]);
-                "ok".to_owned()
+                rows.push(("health", "ok".to_owned()));
             }
-            Err(e) => format!("failing: {e}"),
-        };
-        rows.push(("health", health));
+            Err(e) => {
+                rows.push(("health", "failing".to_owned()));
+                rows.push(("failing", e));
+            }
+        }
         status_reply(&rows)
     }
 

@@ -10,7 +10,7 @@
 //! Change notices come from the OS (inotify, through the notify crate) and only
 //! trigger a reconciliation; a periodic rescan catches whatever the OS drops.
 
-use super::catalog::{hash_file, scan, Candidate, FileStamp, SharedFile};
+use super::catalog::{hash_file_with, scan, Candidate, FileStamp, SharedFile};
 use super::hashcache::HashCache;
 use super::links::{LinkCommand, Publisher};
 use super::serve::PeerShared;
@@ -27,6 +27,48 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Files hashed before what is ready so far is published.
 const PUBLISH_BATCH: usize = 256;
+
+/// Longest a hashed file waits for others to fill its batch before it is published.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+/// A file this large takes a while to hash: what is ready goes out before it starts.
+const SLOW_TO_HASH: u64 = 64 * 1024 * 1024;
+
+/// How often hashing progress is reported while one large file is hashed.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// Hashed files on their way to the indexes. They go out in batches (one request for
+/// many files), but a file never waits long for others: the batch is sent when it is
+/// full, when its first file has waited [`PUBLISH_EVERY`], and before a file that is
+/// slow to hash, so a folder is published as it is hashed rather than at the end.
+#[derive(Debug, Default)]
+struct PublishBatch {
+    files: Vec<SharedFile>,
+    since: Option<Instant>,
+}
+
+impl PublishBatch {
+    fn push(&mut self, file: SharedFile, now: Instant) {
+        self.since.get_or_insert(now);
+        self.files.push(file);
+    }
+
+    /// Whether to send what is gathered before hashing a file of `next_size` bytes
+    /// (`None` when no file comes next, only time passes).
+    fn due(&self, now: Instant, next_size: Option<u64>) -> bool {
+        let Some(since) = self.since else {
+            return false;
+        };
+        self.files.len() >= PUBLISH_BATCH
+            || now.duration_since(since) >= PUBLISH_EVERY
+            || next_size.is_some_and(|s| s >= SLOW_TO_HASH)
+    }
+
+    fn take(&mut self) -> Vec<SharedFile> {
+        self.since = None;
+        std::mem::take(&mut self.files)
+    }
+}
 
 /// How often a folder with unsettled files is looked at again.
 const TICK: Duration = Duration::from_millis(250);
@@ -269,9 +311,37 @@ impl Sharer {
         let total_files = files.len();
         let report = total_bytes >= PROGRESS_FROM;
         let mut done_bytes = 0;
-        let mut batch = Vec::new();
+        let mut batch = PublishBatch::default();
+        let mut published = 0;
+        let mut send = |batch: &mut PublishBatch| {
+            let files = batch.take();
+            published += files.len();
+            self.publisher.send(LinkCommand::Publish(files));
+        };
         for (i, f) in files.into_iter().enumerate() {
-            match hash_file(&f.path) {
+            if batch.due(Instant::now(), Some(f.stamp.size)) {
+                send(&mut batch);
+            }
+            // A large file reports its progress piece by piece (a few times a second),
+            // so the bar moves while it is hashed.
+            let mut within = 0u64;
+            let mut last_report = Instant::now();
+            let mut on_piece = |bytes: u64| {
+                within += bytes;
+                if report
+                    && last_report.elapsed() >= PROGRESS_EVERY
+                    && done_bytes + within < total_bytes
+                {
+                    last_report = Instant::now();
+                    let _ = self.events.send(PeerEvent::Hashing {
+                        files_done: i,
+                        files_total: total_files,
+                        bytes_done: done_bytes + within.min(f.stamp.size),
+                        bytes_total: total_bytes,
+                    });
+                }
+            };
+            match hash_file_with(&f.path, &mut on_piece) {
                 Ok((stamp, hashes)) => {
                     let file = SharedFile {
                         name: f.name.clone(),
@@ -280,7 +350,7 @@ impl Sharer {
                         hashes,
                     };
                     self.shared.catalog_mut().insert(file.clone());
-                    batch.push(file);
+                    batch.push(file, Instant::now());
                 }
                 Err(e) => {
                     // It changed while being hashed (or vanished): look again later.
@@ -297,16 +367,64 @@ impl Sharer {
                     bytes_total: total_bytes,
                 });
             }
-            if batch.len() >= PUBLISH_BATCH {
-                self.publisher
-                    .send(LinkCommand::Publish(std::mem::take(&mut batch)));
+            if batch.due(Instant::now(), None) {
+                send(&mut batch);
             }
         }
-        if !batch.is_empty() {
-            if !initial {
-                log::info!("publishing {} new or changed files", batch.len());
-            }
-            self.publisher.send(LinkCommand::Publish(batch));
+        if !batch.files.is_empty() {
+            send(&mut batch);
         }
+        if !initial && published > 0 {
+            log::info!("published {published} new or changed files");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::catalog::{hash_reader, FileStamp};
+    use crate::protocol::name::FileName;
+
+    fn file(name: &str) -> SharedFile {
+        SharedFile {
+            name: FileName::parse(name).unwrap(),
+            path: PathBuf::from(name),
+            stamp: FileStamp {
+                size: 1,
+                mtime_ns: 0,
+                dev: 0,
+                ino: 0,
+            },
+            hashes: hash_reader(&b"x"[..]).unwrap(),
+        }
+    }
+
+    #[test]
+    fn hashed_files_do_not_wait_for_the_end_of_the_folder() {
+        let t0 = Instant::now();
+        let mut batch = PublishBatch::default();
+        assert!(!batch.due(t0, Some(SLOW_TO_HASH)), "nothing to send yet");
+        batch.push(file("a"), t0);
+        // Small files right after it join the batch...
+        assert!(!batch.due(t0 + Duration::from_millis(10), Some(4096)));
+        batch.push(file("b"), t0 + Duration::from_millis(10));
+        assert!(!batch.due(t0 + Duration::from_millis(20), None));
+        // ...but not for long, and never while a large file is hashed.
+        assert!(batch.due(t0 + PUBLISH_EVERY, Some(4096)));
+        assert!(batch.due(t0 + Duration::from_millis(20), Some(SLOW_TO_HASH)));
+        assert_eq!(batch.take().len(), 2);
+        assert!(!batch.due(t0 + PUBLISH_EVERY * 2, None), "sent already");
+    }
+
+    #[test]
+    fn a_full_batch_goes_out_at_once() {
+        let t0 = Instant::now();
+        let mut batch = PublishBatch::default();
+        for i in 0..PUBLISH_BATCH {
+            assert!(!batch.due(t0, Some(1)));
+            batch.push(file(&format!("f{i}")), t0);
+        }
+        assert!(batch.due(t0, Some(1)));
     }
 }
