@@ -96,6 +96,15 @@ fn server_config(flags: &ServerFlags) -> ServerConfig {
 }
 
 fn run_index(a: IndexArgs) -> Result<(), Failure> {
+    // The id goes into replies as a field: the naming rules keep it framable.
+    PeerId::parse(&a.id).map_err(|e| usage(format!("--id '{}': {e}", a.id)))?;
+    for (flag, lease) in [("--lease", a.lease), ("--classic-lease", a.classic_lease)] {
+        if lease < std::time::Duration::from_secs(1) {
+            return Err(usage(format!(
+                "{flag} must be at least 1s (peers are told it in whole seconds)"
+            )));
+        }
+    }
     let signals = signals::take_over()?;
     let listener =
         TcpListener::bind(a.listen).map_err(|e| format!("cannot listen on {}: {e}", a.listen))?;

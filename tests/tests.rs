@@ -150,6 +150,9 @@ fn full_flow_one_index_three_peers_search_download_and_share_onward() {
     p3.wait_line(|l| l.contains("health: ok"));
     p3.type_line("help");
     p3.wait_line(|l| l.contains("search WORDS"));
+    // The wire verbs come from the command table, the one that drives dispatch.
+    p3.type_line("help wire");
+    p3.wait_line(|l| l.contains("fetch|<name>|<content-id>|<offset>|<length>"));
     p3.type_line("frobnicate");
     p3.wait_line(|l| l.contains("unknown command 'frobnicate'"));
     p3.type_line("quit");

@@ -13,6 +13,7 @@ use super::{Peer, PeerEvent};
 use crate::clock;
 use crate::output::{self, LinePrinter};
 use crate::overlay::{wire, MemberState, OverlayEvent};
+use crate::protocol::commands::Role;
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::FileName;
 use crate::signals::Signal;
@@ -135,9 +136,9 @@ const CONSOLE_COMMANDS: &[ConsoleCommand] = &[
     ConsoleCommand {
         name: "help",
         aliases: &["?"],
-        args: "",
-        summary: "this list",
-        run: |_, _| help(),
+        args: "[wire]",
+        summary: "this list; 'help wire': the protocol verbs each role serves",
+        run: |_, args| help(args),
     },
     ConsoleCommand {
         name: "quit",
@@ -800,7 +801,17 @@ impl Console<'_> {
     }
 }
 
-fn help() -> Flow {
+fn help(args: &str) -> Flow {
+    if args == "wire" {
+        // The wire verbs, from the same command table that drives dispatch and arity.
+        for role in [Role::Index, Role::Seed, Role::Peer] {
+            output::say(format!("{role}:"));
+            for line in crate::protocol::commands::help(role).lines() {
+                output::say(format!("  {line}"));
+            }
+        }
+        return Flow::Continue;
+    }
     for line in help_lines() {
         output::say(line);
     }
