@@ -13,6 +13,9 @@
 //!    declared of a peer that is alive is a false death.
 //! 4. **Half killed**: half the peers crash at once and a survivor broadcasts at once
 //!    (and a few seconds later): the share of survivors reached within 5 s.
+//! 5. **Partition**: half the peers are cut off from the other half and the seeds, then
+//!    the network heals: the time until a broadcast reaches every peer again, and how
+//!    many live peers are still held dead anywhere a minute after the heal.
 //!
 //! It measures; it never asserts. The same `--seed` replays the same figures.
 
@@ -33,6 +36,7 @@ pub struct OverlayBench {
     pub kills: usize,
     pub loss: f64,
     pub loss_duration: Duration,
+    pub partition: Duration,
     pub settle: Duration,
 }
 
@@ -44,6 +48,7 @@ impl Default for OverlayBench {
             kills: 20,
             loss: 0.10,
             loss_duration: Duration::from_secs(30 * 60),
+            partition: Duration::from_secs(30),
             settle: Duration::from_secs(30),
         }
     }
@@ -134,6 +139,17 @@ pub struct HalfResult {
 }
 
 #[derive(Clone, Debug, Default)]
+pub struct PartitionResult {
+    pub seconds: f64,
+    /// Deaths declared while the network was cut (each side declares the other dead).
+    pub deaths_during: usize,
+    /// From the heal until a broadcast (one every second) reached every peer.
+    pub heal_to_broadcast: Option<u64>,
+    /// (peer, member) pairs where a live member is held dead, a minute after the heal.
+    pub still_dead_after_60s: usize,
+}
+
+#[derive(Clone, Debug, Default)]
 pub struct OverlayReport {
     pub peers: usize,
     pub seeds: usize,
@@ -143,6 +159,7 @@ pub struct OverlayReport {
     pub kills: KillResult,
     pub loss: LossResult,
     pub half: HalfResult,
+    pub partition: PartitionResult,
     pub wall_seconds: f64,
 }
 
@@ -318,6 +335,55 @@ pub fn half(b: &OverlayBench) -> HalfResult {
     }
 }
 
+/// Scenario 5.
+pub fn partition(b: &OverlayBench) -> PartitionResult {
+    let mut sim = Sim::new(b.sim.clone());
+    let mut rng = StdRng::seed_from_u64(b.sim.seed ^ 0x9a);
+    let t = settled(b);
+    sim.run_until(t);
+    let mut live = sim.live_peers();
+    live.shuffle(&mut rng);
+    let cut: Vec<usize> = live[..live.len() / 2].to_vec();
+    for &i in &cut {
+        sim.set_group(i, 1);
+    }
+    let before = sim.obs.marked_dead.values().map(|m| m.len()).sum::<usize>();
+    let healed = Millis(t.0 + b.partition.as_millis() as u64);
+    sim.run_until(healed);
+    let deaths_during = sim.obs.marked_dead.values().map(|m| m.len()).sum::<usize>() - before;
+    for &i in &cut {
+        sim.set_group(i, 0);
+    }
+    let peers = sim.live_peers();
+    let mut heal_to_broadcast = None;
+    for k in 0..120u64 {
+        sim.run_until(Millis(healed.0 + k * 1000));
+        let from = cut[k as usize % cut.len()];
+        let id = sim.say(from, &format!("after the heal {k}"));
+        sim.run_until(Millis(sim.now().0 + 3000));
+        if reach_of(&sim, &id, &peers).is_some() {
+            heal_to_broadcast = Some(k * 1000);
+            break;
+        }
+    }
+    sim.run_until(Millis(healed.0 + 60_000));
+    let mut still_dead = 0;
+    for &i in &peers {
+        let Some(p) = sim.peer(i) else { continue };
+        for &j in &peers {
+            if p.member(sim.id(j)).is_some_and(|m| m.state.is_gone()) {
+                still_dead += 1;
+            }
+        }
+    }
+    PartitionResult {
+        seconds: b.partition.as_secs_f64(),
+        deaths_during,
+        heal_to_broadcast,
+        still_dead_after_60s: still_dead,
+    }
+}
+
 /// Runs every scenario.
 pub fn run(b: &OverlayBench) -> OverlayReport {
     let started = Instant::now();
@@ -337,6 +403,7 @@ pub fn run(b: &OverlayBench) -> OverlayReport {
         kills: kills(b),
         loss: loss(b),
         half: half(b),
+        partition: partition(b),
         wall_seconds: started.elapsed().as_secs_f64(),
     }
 }
@@ -376,6 +443,12 @@ impl OverlayReport {
                 "survivors": self.half.survivors,
                 "rounds": self.half.rounds.iter().map(|(t, share)| json!({"sent_after_kill_s": t, "reached_within_5s": share})).collect::<Vec<_>>(),
                 "time_to_all": self.half.reach.json(),
+            },
+            "partition": {
+                "seconds": self.partition.seconds,
+                "deaths_declared_during": self.partition.deaths_during,
+                "heal_to_broadcast_ms": self.partition.heal_to_broadcast,
+                "live_held_dead_60s_after": self.partition.still_dead_after_60s,
             },
             "wall_seconds": self.wall_seconds,
         })
@@ -434,6 +507,15 @@ impl OverlayReport {
             ));
         }
         s.push_str(&format!("    time to every survivor: {}\n", h.reach.text()));
+        let p = &self.partition;
+        s.push_str(&format!(
+            "  half of the peers cut off for {:.0} s: {} deaths declared meanwhile; after the heal, a broadcast reached every peer {}; {} live peers held dead somewhere 60 s later\n",
+            p.seconds,
+            p.deaths_during,
+            p.heal_to_broadcast
+                .map_or("never (within 2 minutes)".to_owned(), |ms| format!("when sent {:.0} s after", ms as f64 / 1000.0)),
+            p.still_dead_after_60s
+        ));
         s.push_str(&format!("  ({:.1} s of wall clock)\n", self.wall_seconds));
         s
     }

@@ -241,8 +241,9 @@ pub enum Msg {
         target: PeerId,
         addr: SocketAddr,
     },
-    /// To the suspected member itself: "I suspect you at this incarnation".
-    Suspect { incarnation: u64 },
+    /// To the suspected member itself: "I suspect you at this incarnation", or with
+    /// `dead`, "I hold you dead": then the member refutes to everyone, by broadcast.
+    Suspect { incarnation: u64, dead: bool },
     /// The refutation of a suspicion, straight back to the suspecter.
     Alive { incarnation: u64 },
     /// A broadcast, pushed eagerly.

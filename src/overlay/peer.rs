@@ -151,6 +151,9 @@ const MAX_SEED_BACKOFF: Duration = Duration::from_secs(60);
 /// How often a node with no view at all asks the seeds again.
 const REJOIN_EVERY: Duration = Duration::from_secs(2);
 const CLEANUP_EVERY: Duration = Duration::from_secs(10);
+/// Shortest gap between two refutations by broadcast (many peers may tell a peer at
+/// once that they hold it dead).
+const REFUTE_BROADCAST_GAP: Duration = Duration::from_secs(5);
 
 /// A peer's membership and broadcast state machine.
 pub struct PeerNode {
@@ -182,6 +185,8 @@ pub struct PeerNode {
     next_refresh: Millis,
     next_rejoin: Millis,
     next_cleanup: Millis,
+    /// A refutation by broadcast is sent at most this often.
+    next_refute_broadcast: Millis,
     /// The active view's target size, recomputed when the member count may have
     /// changed much (counting members on every tick would cost O(N)).
     target: usize,
@@ -241,6 +246,7 @@ impl PeerNode {
             next_refresh: Millis(0),
             next_rejoin: Millis(0),
             next_cleanup: Millis(0),
+            next_refute_broadcast: Millis(0),
             target: config.active_min,
             left: false,
             out: Vec::new(),
@@ -669,7 +675,13 @@ impl PeerNode {
                 if m.state != MemberState::Alive && !self.suspects.contains_key(&from.id) {
                     // It talks to us but we hold it dead: tell it, so it refutes.
                     let inc = m.incarnation;
-                    self.send(Dest::Node(from.addr), Msg::Suspect { incarnation: inc });
+                    self.send(
+                        Dest::Node(from.addr),
+                        Msg::Suspect {
+                            incarnation: inc,
+                            dead: true,
+                        },
+                    );
                 }
             }
         }
@@ -853,7 +865,13 @@ impl PeerNode {
                 if let Some(m) = self.members.get(&info.id) {
                     if m.state.is_gone() && m.incarnation >= info.incarnation {
                         let incarnation = m.incarnation;
-                        self.send(Dest::Node(info.addr), Msg::Suspect { incarnation });
+                        self.send(
+                            Dest::Node(info.addr),
+                            Msg::Suspect {
+                                incarnation,
+                                dead: true,
+                            },
+                        );
                         continue;
                     }
                 }
@@ -1060,7 +1078,13 @@ impl PeerNode {
             } else if now >= s.next_resend {
                 s.next_resend = after(now, self.config.suspect_resend);
                 let incarnation = s.incarnation;
-                self.send_to(&id, Msg::Suspect { incarnation });
+                self.send_to(
+                    &id,
+                    Msg::Suspect {
+                        incarnation,
+                        dead: false,
+                    },
+                );
             }
         }
     }
@@ -1367,8 +1391,16 @@ impl PeerNode {
                 );
                 self.send(Dest::Node(addr), Msg::Probe { seq: my_seq });
             }
-            Msg::Suspect { incarnation } => {
-                if incarnation >= self.incarnation && !self.left {
+            Msg::Suspect { incarnation, dead } => {
+                if self.left {
+                    return;
+                }
+                if dead && now >= self.next_refute_broadcast {
+                    // Held dead: everyone may hold us dead (after a partition, each
+                    // side declared the other dead), so refute to everyone.
+                    self.next_refute_broadcast = after(now, REFUTE_BROADCAST_GAP);
+                    self.refute(incarnation, now);
+                } else if incarnation >= self.incarnation {
                     self.incarnation = incarnation + 1;
                     self.stats.refutations += 1;
                     self.events.push(OverlayEvent::RefutedSelf {

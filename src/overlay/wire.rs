@@ -256,7 +256,14 @@ pub fn encode(msg: &Msg) -> String {
                 &addr.port().to_string(),
             ],
         ),
-        Msg::Suspect { incarnation } => push_line(&mut out, &["suspect", &incarnation.to_string()]),
+        Msg::Suspect { incarnation, dead } => {
+            let inc = incarnation.to_string();
+            if *dead {
+                push_line(&mut out, &["suspect", &inc, "dead"])
+            } else {
+                push_line(&mut out, &["suspect", &inc])
+            }
+        }
         Msg::Alive { incarnation } => push_line(&mut out, &["alive", &incarnation.to_string()]),
         Msg::Gossip(b) => {
             let head = [
@@ -394,6 +401,16 @@ pub fn decode(req: &Request) -> Result<Option<Msg>, Refusal> {
         },
         Verb::Suspect => Msg::Suspect {
             incarnation: number(&a[0], "incarnation")?,
+            dead: match a.get(1).map(String::as_str) {
+                None => false,
+                Some("dead") => true,
+                Some(other) => {
+                    return Err(bad(format!(
+                        "'{}': the only flag of suspect is dead",
+                        codec::printable(other)
+                    )))
+                }
+            },
         },
         Verb::Alive => Msg::Alive {
             incarnation: number(&a[0], "incarnation")?,
@@ -539,7 +556,14 @@ mod tests {
                 target: id("t"),
                 addr: v6,
             },
-            Msg::Suspect { incarnation: 4 },
+            Msg::Suspect {
+                incarnation: 4,
+                dead: false,
+            },
+            Msg::Suspect {
+                incarnation: 4,
+                dead: true,
+            },
             Msg::Alive { incarnation: 5 },
             Msg::Gossip(Broadcast {
                 origin: id("o"),
