@@ -146,6 +146,10 @@ fn node_addr(text: &str) -> Result<NodeAddr, String> {
     NodeAddr::parse(text)
 }
 
+fn size(text: &str) -> Result<u64, String> {
+    crate::config::parse_size(text)
+}
+
 fn rate(text: &str) -> Result<u64, String> {
     crate::net::rate::parse_rate(text)
 }
@@ -168,6 +172,11 @@ pub struct ServerFlags {
     /// Close a connection that sends nothing for this long (e.g. 90s, 2m).
     #[arg(long, default_value = "120s", value_parser = duration)]
     pub idle_timeout: Duration,
+    /// Memory for requests being received, across connections, beyond 256 KiB each
+    /// (K, M, G: binary units); a connection that needs more than is left gets
+    /// 'err|busy' and is closed.
+    #[arg(long, default_value = "256M", value_parser = size, value_name = "SIZE")]
+    pub request_memory: u64,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -93,6 +93,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Parses a size: a number of bytes with an optional K, M or G (binary: 2^10, 2^20,
+/// 2^30), as `256M`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (number, scale) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (try 64M, 1G, 65536)"))?;
+    n.checked_mul(scale)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("'{text}' is out of range"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +124,17 @@ mod tests {
         assert!(parse_addr_list("nohost\n").unwrap_err().contains("line 1"));
         assert!(parse_addr_list("h:0\n").is_err());
         assert!(NodeAddr::parse("[::1]:1024").is_ok());
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("4k"), Ok(4096));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("99999999999G").is_err());
     }
 
     #[test]

@@ -91,6 +91,7 @@ fn server_config(flags: &ServerFlags) -> ServerConfig {
     ServerConfig {
         max_connections: flags.max_connections as usize,
         read_timeout: flags.idle_timeout,
+        request_memory: flags.request_memory as usize,
         ..ServerConfig::default()
     }
 }

@@ -686,6 +686,56 @@ fn connections_beyond_the_cap_are_told_busy() {
     });
 }
 
+/// `publish|n` with rows of about 300 bytes, all but the last row when `complete` is
+/// false (the batch then waits in the server's buffer).
+fn big_publish(n: usize, complete: bool) -> Vec<u8> {
+    let id = format!("sha1:{}", "ab".repeat(20));
+    let mut out = format!("publish|{n}\n").into_bytes();
+    for i in 0..(if complete { n } else { n - 1 }) {
+        let name = format!("{}-{i:05}.dat", "x".repeat(200));
+        out.extend_from_slice(format!("{name}|1|{id}|{id}\n").as_bytes());
+    }
+    out
+}
+
+#[test]
+fn large_batches_share_one_memory_budget_and_the_rest_is_told_busy() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &["--request-memory", "1M"]);
+    let in_use = || status_value(&index.addr_str(), "request_memory");
+    let mut c1 = Raw::connect(index.addr);
+    assert!(c1.ask("hello|1|peer|big1|2001").starts_with("ok|"));
+    let batch = big_publish(3000, false);
+    c1.send(&batch);
+    eventually(
+        "the first batch holds memory",
+        Duration::from_secs(10),
+        || in_use() != "0",
+    );
+    // A second large batch does not fit beside it: a clear refusal, then close.
+    let mut c2 = Raw::connect(index.addr);
+    assert!(c2.ask("hello|1|peer|big2|2002").starts_with("ok|"));
+    c2.send(&big_publish(3000, false));
+    assert!(c2
+        .line()
+        .starts_with("err|busy|the server is short of memory"));
+    assert!(c2.read_to_end().is_empty());
+    // Small requests go on meanwhile, and the first batch completes normally.
+    assert_eq!(Raw::connect(index.addr).ask("ping"), "ok|pong");
+    let id = format!("sha1:{}", "ab".repeat(20));
+    let last = format!("{}-{:05}.dat|1|{id}|{id}\n", "x".repeat(200), 2999);
+    c1.send(last.as_bytes());
+    assert_eq!(c1.line(), "ok|3000");
+    // Its memory is given back: a new large batch fits.
+    eventually("the budget is free again", Duration::from_secs(10), || {
+        in_use() == "0"
+    });
+    let mut c3 = Raw::connect(index.addr);
+    assert!(c3.ask("hello|1|peer|big3|2003").starts_with("ok|"));
+    c3.send(&big_publish(3000, true));
+    assert_eq!(c3.line(), "ok|3000");
+}
+
 #[test]
 fn silent_client_is_dropped_after_the_idle_timeout() {
     let root = tempfile::tempdir().unwrap();

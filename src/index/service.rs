@@ -521,6 +521,13 @@ impl IndexService {
                 "refused_busy",
                 self.stats.refused_busy.load(Ordering::Relaxed).to_string(),
             ),
+            (
+                "request_memory",
+                self.stats
+                    .request_memory
+                    .load(Ordering::Relaxed)
+                    .to_string(),
+            ),
             ("lease_secs", self.config.lease.as_secs().to_string()),
         ];
         let mut rows = rows;

@@ -34,7 +34,15 @@ pub struct ServerConfig {
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub max_line: usize,
+    /// Memory for requests being received, across all connections, beyond the
+    /// [`CONN_ALLOWANCE`] each connection has of its own. A connection that needs more
+    /// than is left (a large batch while others hold theirs) is answered `err|busy` and
+    /// closed: the server never holds more than this for requests in flight.
+    pub request_memory: usize,
 }
+
+/// Receive buffer every connection may hold without drawing on the shared budget.
+pub const CONN_ALLOWANCE: usize = 256 * 1024;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -43,6 +51,7 @@ impl Default for ServerConfig {
             read_timeout: Duration::from_secs(120),
             write_timeout: Duration::from_secs(30),
             max_line: MAX_LINE,
+            request_memory: 256 * 1024 * 1024,
         }
     }
 }
@@ -55,6 +64,47 @@ pub struct ServerStats {
     pub refused_busy: AtomicU64,
     pub requests: AtomicU64,
     pub protocol_errors: AtomicU64,
+    /// Bytes of receive buffers drawn from the shared budget now.
+    pub request_memory: AtomicUsize,
+    /// Connections closed because the shared budget was spent.
+    pub refused_memory: AtomicU64,
+}
+
+/// A connection's share of the request-memory budget, given back when dropped.
+struct Reservation<'a> {
+    stats: &'a ServerStats,
+    budget: usize,
+    held: usize,
+}
+
+impl Reservation<'_> {
+    /// Makes the reservation cover a buffer of `capacity` bytes; `false` when the budget
+    /// cannot cover it (nothing is taken then).
+    fn cover(&mut self, capacity: usize) -> bool {
+        let want = capacity.saturating_sub(CONN_ALLOWANCE);
+        if want > self.held {
+            let more = want - self.held;
+            let before = self.stats.request_memory.fetch_add(more, Ordering::SeqCst);
+            if before + more > self.budget {
+                self.stats.request_memory.fetch_sub(more, Ordering::SeqCst);
+                return false;
+            }
+        } else {
+            self.stats
+                .request_memory
+                .fetch_sub(self.held - want, Ordering::SeqCst);
+        }
+        self.held = want;
+        true
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.stats
+            .request_memory
+            .fetch_sub(self.held, Ordering::SeqCst);
+    }
 }
 
 type Registry = Arc<Mutex<HashMap<u64, TcpStream>>>;
@@ -351,6 +401,11 @@ fn session<S: Service>(
     let mut chunk = vec![0u8; 64 * 1024];
     let mut first = true;
     let mut decoder = codec::Decoder::new(config.max_line);
+    let mut reservation = Reservation {
+        stats,
+        budget: config.request_memory,
+        held: 0,
+    };
     loop {
         let n = match (&*stream).read(&mut chunk) {
             Ok(0) => return Ok(()),
@@ -370,6 +425,21 @@ fn session<S: Service>(
             Err(e) => return Err(e),
         };
         buf.extend_from_slice(&chunk[..n]);
+        if !reservation.cover(buf.capacity()) {
+            stats.refused_memory.fetch_add(1, Ordering::Relaxed);
+            log::warn!(
+                "{role}: {remote}: closing: the {} MiB for requests in flight are spent",
+                config.request_memory >> 20
+            );
+            let line = codec::error_line(
+                ErrorCode::Busy,
+                "the server is short of memory for requests in flight; send smaller batches or try again later",
+            );
+            out.write_all(line.as_bytes())?;
+            out.flush()?;
+            let _ = stream.shutdown(Shutdown::Write);
+            return Ok(());
+        }
         if first {
             first = false;
             if let Some(classic) = codec::classic_shape(&buf, role) {
@@ -420,6 +490,11 @@ fn session<S: Service>(
         if start == buf.len() {
             buf.clear();
             start = 0;
+            if buf.capacity() > CONN_ALLOWANCE {
+                // A large batch is done: give its memory back.
+                buf = Vec::with_capacity(16 * 1024);
+                reservation.cover(buf.capacity());
+            }
         } else if start >= 64 * 1024 {
             buf.drain(..start);
             start = 0;
