@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One-command demo of p2pshare: an index server and three peers on 127.0.0.1, a large
-# random file shared by peer1 and downloaded into peer3's folder, then checked with cmp.
+# One-command demo of p2pshare: an index server, a seed and three peers on 127.0.0.1, a
+# large random file shared by peer1 and downloaded into peer3's folder (then checked
+# with cmp), and a message broadcast to every peer through the overlay.
 #
 # Usage: scripts/demo.sh
 #   DEMO_SIZE_MB    size of the generated file in MiB (default 64)
@@ -115,11 +116,19 @@ LOGS+=("$WORK/index.log")
 INDEX="$(wait_for_line "$WORK/index.log" "$INDEX_PID" 's/^p2pshare index listening on \([^ ]*\).*/\1/p')"
 info "index listening on $INDEX (log: index.log)"
 
+step "Starting a seed (peers find each other through it) on an ephemeral port"
+"$BIN" seed --listen 127.0.0.1:0 --seeds /dev/null --log-file "$WORK/seed-events.log" >"$WORK/seed.log" 2>&1 &
+SEED_PID=$!
+PIDS+=("$SEED_PID")
+LOGS+=("$WORK/seed.log")
+SEED="$(wait_for_line "$WORK/seed.log" "$SEED_PID" "s/^p2pshare seed '[^']*' listening on \([^,]*\),.*/\1/p")"
+info "seed listening on $SEED (log: seed.log, events: seed-events.log)"
+
 step "Starting three peers, each sharing its folder"
 PEER_ADDRS=()
 for p in peer1 peer2 peer3; do
     "$BIN" peer --dir "$WORK/$p" --no-console --listen 127.0.0.1:0 --index "$INDEX" \
-        >"$WORK/$p.log" 2>&1 &
+        --seed "$SEED" >"$WORK/$p.log" 2>&1 &
     PIDS+=("$!")
     LOGS+=("$WORK/$p.log")
     addr="$(wait_for_line "$WORK/$p.log" "$!" "s/^p2pshare peer '$p' listening on \([^,]*\),.*/\1/p")"
@@ -149,12 +158,32 @@ step "Checking the copy byte for byte: cmp"
 cmp "$WORK/peer1/$BIG" "$WORK/peer3/$BIG"
 info "${GREEN}identical${RESET}: peer3/$BIG equals peer1/$BIG"
 
-step "Asking the index for its status: p2pshare status $INDEX"
+step "Broadcasting through peer2: p2pshare say"
+deadline=$((SECONDS + WAIT_SECS))
+until [ "$("$BIN" members "$SEED" 2>/dev/null | grep -c ' alive ')" -ge 3 ]; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "the seed did not see the three peers within ${WAIT_SECS}s"
+    sleep 0.2
+done
+"$BIN" say "hello from the demo" --peer "${PEER_ADDRS[1]}"
+for p in peer1 peer2 peer3; do
+    wait_for_line "$WORK/$p.log" "$SEED_PID" '/: hello from the demo$/p' >/dev/null
+    info "$p printed: $(grep -m 1 ': hello from the demo$' "$WORK/$p.log")"
+done
+sleep 1
+for p in peer1 peer2 peer3; do
+    count="$(grep -c ': hello from the demo$' "$WORK/$p.log")"
+    [ "$count" -eq 1 ] || fail "$p printed the broadcast $count times"
+done
+
+step "Asking the index and the seed for their status: p2pshare status"
 "$BIN" status "$INDEX"
+"$BIN" status "$SEED"
 
 step "Summary"
 info "index server      $INDEX"
+info "seed              $SEED"
 info "peers             peer1 ${PEER_ADDRS[0]}, peer2 ${PEER_ADDRS[1]}, peer3 ${PEER_ADDRS[2]}"
 info "downloaded        $BIG ($SIZE_MB MiB) from peer1 into peer3's folder"
 info "verified          by p2pshare (SHA-1 per piece and of the whole file) and by cmp"
+info "broadcast         'hello from the demo', through peer2, printed once by every peer"
 printf '\n%sDemo passed.%s Cleaning up %s and stopping the servers.\n' "$GREEN" "$RESET" "$WORK"
