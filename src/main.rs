@@ -15,7 +15,7 @@ use p2pshare::net::server::{self, ServerConfig, ServerStats};
 use p2pshare::net::Timeouts;
 use p2pshare::output::{self, LogWriter};
 use p2pshare::peer::console::{self, fmt_bytes, BarProgress};
-use p2pshare::peer::download::{self, DownloadRequest, Outcome, Progress, Quiet};
+use p2pshare::peer::download::{self, DownloadRequest, KeptNotes, Outcome, Progress};
 use p2pshare::peer::pool::IndexPool;
 use p2pshare::peer::watch::WatchConfig;
 use p2pshare::peer::{Peer, PeerConfig};
@@ -275,7 +275,8 @@ fn run_get(a: GetArgs) -> Result<(), Failure> {
             .map(|r| Arc::new(TokenBucket::new(r))),
     };
     let bar = BarProgress::new();
-    let progress: &dyn Progress = if a.json { &Quiet } else { &bar };
+    let notes = KeptNotes::default();
+    let progress: &dyn Progress = if a.json { &notes } else { &bar };
     let outcome = download::download(&pool, &req, progress, &AtomicBool::new(false))?;
     match outcome {
         Outcome::Downloaded(done) => {
@@ -290,6 +291,7 @@ fn run_get(a: GetArgs) -> Result<(), Failure> {
                         "verified_in_advance": done.verified_in_advance,
                         "sources": done.sources,
                         "seconds": done.elapsed.as_secs_f64(),
+                        "notes": notes.take(),
                     })
                 );
             } else {
