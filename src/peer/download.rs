@@ -43,8 +43,8 @@ use std::time::{Duration, Instant};
 /// between pieces.
 const PIPELINE_DEPTH: usize = 4;
 
-/// Progress is recorded in the state file (after an fdatasync) every this many bytes,
-/// or this often, whichever comes first: a killed download loses at most that much.
+/// Progress is recorded in the state file every this many bytes, or this often,
+/// whichever comes first: a killed download loses at most that much.
 const STATE_EVERY: u64 = 32 * 1024 * 1024;
 const STATE_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -1227,9 +1227,21 @@ impl Partial {
         (record.id == self.target.id && record.size == self.target.size).then_some(record.verified)
     }
 
-    /// Records `plan`'s verified pieces, after making their bytes durable.
-    fn save_state(&self, bitmap: &[u8]) -> io::Result<()> {
-        self.file.sync_data()?;
+    /// Records which pieces are written, replacing the state file atomically (a
+    /// temporary file renamed over it), so a reader sees the old record or the new one,
+    /// never a mix.
+    ///
+    /// `durable` also fdatasyncs the partial first and fsyncs the record and the
+    /// folder: done once when a download stops early. The records taken while a
+    /// download runs skip that: they survive the process being killed (the page cache
+    /// keeps both files), and a resume hashes every piece a record marks, so a record
+    /// that an OS crash left ahead of the data costs a re-fetch, never a wrong byte.
+    /// Syncing every 32 MiB blocked the disk thread, which is on the critical path,
+    /// for 0.4 to 1.4 s per GiB (measured with strace -T on this machine).
+    fn save_state(&self, bitmap: &[u8], durable: bool) -> io::Result<()> {
+        if durable {
+            self.file.sync_data()?;
+        }
         let mut out = Vec::with_capacity(64 + bitmap.len());
         out.extend_from_slice(STATE_MAGIC);
         out.extend_from_slice(&self.target.id.0);
@@ -1245,11 +1257,15 @@ impl Partial {
         {
             let mut f = File::create(&tmp)?;
             f.write_all(&out)?;
-            f.sync_all()?;
+            if durable {
+                f.sync_all()?;
+            }
         }
         fs::rename(&tmp, &self.state_path)?;
-        if let Some(dir) = self.state_path.parent() {
-            File::open(dir)?.sync_all()?;
+        if durable {
+            if let Some(dir) = self.state_path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
         }
         Ok(())
     }
@@ -1336,22 +1352,23 @@ impl<'a> DiskWriter<'a> {
             self.write_back();
             self.since_state += data.len() as u64;
             if self.since_state >= STATE_EVERY || self.last_state.elapsed() >= STATE_INTERVAL {
-                self.save_state()?;
+                self.save_state(false)?;
             }
             let _ = spare.try_send(data);
         }
         self.catch_up()?;
         if self.next < self.written.len() {
             // Stopped early (every source failed, or cancelled): record what is here,
-            // so the download can resume.
-            self.save_state()?;
+            // durably, so the download can resume.
+            self.save_state(true)?;
             return Err(io::Error::other("download ended with pieces missing"));
         }
         Ok(Sha1Digest(self.sha.finalize().into()))
     }
 
-    /// Makes the written pieces durable and records them in the state file.
-    fn save_state(&mut self) -> io::Result<()> {
+    /// Records the written pieces in the state file (`durable`: see
+    /// [`Partial::save_state`]).
+    fn save_state(&mut self, durable: bool) -> io::Result<()> {
         let mut bitmap = vec![0u8; self.written.len().div_ceil(8)];
         for (i, w) in self.written.iter().enumerate() {
             if *w {
@@ -1360,7 +1377,7 @@ impl<'a> DiskWriter<'a> {
         }
         self.since_state = 0;
         self.last_state = Instant::now();
-        self.partial.save_state(&bitmap)
+        self.partial.save_state(&bitmap, durable)
     }
 
     /// Streams the in-order prefix of the file to the disk as it grows: starts
