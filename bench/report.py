@@ -75,7 +75,7 @@ def describe(method):
         return DESCRIPTIONS[method]
     n = sources_of(method)
     if n is not None:
-        return f"p2pshare get, {n} sources hold it (one used at a time)"
+        return f"p2pshare get, {n} sources hold it (all used at once)"
     return method
 
 
