@@ -837,7 +837,7 @@ fn a_source_that_sends_two_bad_pieces_is_banned_and_the_output_names_it() {
 }
 
 #[test]
-fn a_resumed_partial_is_checked_piece_by_piece_not_trusted() {
+fn a_damaged_recorded_piece_is_found_by_the_spot_check_and_fetched_again() {
     let root = tempfile::tempdir().unwrap();
     let data = noise(8 * 1024 * 1024, 28);
     let index = index(root.path(), &[]);
@@ -870,7 +870,8 @@ fn a_resumed_partial_is_checked_piece_by_piece_not_trusted() {
     let state = state_file(&state_dir).unwrap();
     let marked = marked_pieces(&state);
     assert!(marked.len() >= 2 && marked.len() < 8, "{marked:?}");
-    // Damage a piece the state file says is done.
+    // Damage a piece the state file says is done: the first, which the spot check
+    // always hashes.
     let part = state.with_extension("part");
     let at = marked[0] as u64 * PIECE_SIZE + 100;
     let f = fs::OpenOptions::new().write(true).open(&part).unwrap();
@@ -978,4 +979,62 @@ fn the_download_limit_paces_modern_and_classic_downloads() {
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(2900), "took {took:?}");
     assert_eq!(fs::read(dest.join("legacy.bin")).unwrap(), data);
+}
+
+#[test]
+fn a_damaged_piece_the_spot_check_misses_is_caught_by_the_whole_file_hash() {
+    let root = tempfile::tempdir().unwrap();
+    let data = noise(40 * 1024 * 1024, 31);
+    let index = index(root.path(), &[]);
+    let _h = holders_of(
+        root.path(),
+        &index,
+        1,
+        "big.bin",
+        &data,
+        &["--max-upload-rate", "6M"],
+    );
+    let dest = root.path().join("dest");
+    let idx = index.addr_str();
+    let args = [
+        "get",
+        "big.bin",
+        "--index",
+        &idx,
+        "--dir",
+        dest.to_str().unwrap(),
+    ];
+    let get = Background::start(&args, root.path());
+    let state_dir = dest.join(".p2pshare");
+    eventually("twelve pieces recorded", DEADLINE, || {
+        state_file(&state_dir).is_some_and(|s| {
+            fs::read(&s).is_ok_and(|b| b.len() > 66) && marked_pieces(&s).len() >= 12
+        })
+    });
+    get.kill9();
+    let state = state_file(&state_dir).unwrap();
+    let marked = marked_pieces(&state);
+    assert!(marked.len() >= 12 && marked.len() < 40, "{marked:?}");
+    // The spot check hashes every 16th recorded piece and the last four: the sixth
+    // is not among them.
+    let victim = marked[5];
+    let at = victim as u64 * PIECE_SIZE + 4096;
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(state.with_extension("part"))
+        .unwrap();
+    f.write_all_at(&[data[at as usize] ^ 0x80], at).unwrap();
+    drop(f);
+    let (code, out, err) = run(&args, root.path());
+    assert_eq!(code, 0, "{out}{err}");
+    let first = format!("resuming 'big.bin': {} of 40 pieces", marked.len());
+    assert!(out.contains(&first), "expected '{first}' in: {out}");
+    assert!(
+        out.contains("does not match its content id after a resume; checking every piece"),
+        "{out}"
+    );
+    // By then every other piece has been fetched: all but the damaged one are kept.
+    let second = "resuming 'big.bin': 39 of 40 pieces already here (every one checked)";
+    assert!(out.contains(second), "expected '{second}' in: {out}");
+    assert_eq!(fs::read(dest.join("big.bin")).unwrap(), data);
 }

@@ -326,23 +326,37 @@ pub fn download_from(
         let part = partial_dir.join(format!("{}.part", t.id.hex()));
         progress.begin(req.name.as_str(), Some(t.size));
         // A partial that stops early stays, with its state file, for a resume.
-        match fetch_pieces(
-            req,
-            t,
-            modern,
-            &requery_same,
-            &part,
-            progress,
-            cancel,
-            &mut tried,
-            &mut last,
-        ) {
-            Ok(Some((hashes, sources))) => result = Some((part.clone(), hashes, true, sources)),
-            Ok(None) => {}
-            Err(e) => {
-                progress.end();
-                return Err(e);
+        let mut check = Check::Sample;
+        loop {
+            match fetch_pieces(
+                req,
+                t,
+                modern.clone(),
+                &requery_same,
+                &part,
+                progress,
+                cancel,
+                check,
+                &mut tried,
+                &mut last,
+            ) {
+                Ok(Fetched::Done(hashes, sources)) => {
+                    result = Some((part.clone(), hashes, true, sources));
+                }
+                Ok(Fetched::RecheckAll) if check == Check::Sample => {
+                    // Restart the bar: the pieces found bad are fetched again.
+                    progress.end();
+                    progress.begin(req.name.as_str(), Some(t.size));
+                    check = Check::All;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    progress.end();
+                    return Err(e);
+                }
             }
+            break;
         }
     }
     if result.is_none() {
@@ -431,20 +445,29 @@ fn fetch_pieces(
     part: &Path,
     progress: &dyn Progress,
     cancel: &AtomicBool,
+    check: Check,
     tried: &mut usize,
     last: &mut String,
-) -> Result<Option<(ContentHashes, Vec<String>)>, DownloadError> {
+) -> Result<Fetched, DownloadError> {
     let partial = Partial::open(part, t, &req.name)?;
     let count = piece_count(t.size) as usize;
     let mut plan = PiecePlan::new(count);
     let saved_list = partial.load_piece_list();
     let resumed = saved_list
         .as_deref()
-        .map(|list| partial.resume(&mut plan, list))
+        .map(|list| partial.resume(&mut plan, list, check))
         .unwrap_or_default();
     if resumed.kept > 0 {
+        let checked = if resumed.checked == resumed.kept {
+            "every one checked".to_owned()
+        } else {
+            format!(
+                "{} spot-checked, the whole file is checked at the end",
+                resumed.checked
+            )
+        };
         progress.note(&format!(
-            "resuming '{}': {} of {count} pieces already here and checked",
+            "resuming '{}': {} of {count} pieces already here ({checked})",
             req.name, resumed.kept
         ));
         progress.advance(verified_bytes(&plan, t.size));
@@ -474,8 +497,7 @@ fn fetch_pieces(
         let disk = std::thread::Builder::new()
             .name("download-disk".into())
             .spawn_scoped(scope, || {
-                DiskWriter::new(&partial, t.size, resumed_pieces, resumed.prefix)
-                    .run(&disk_rx, &spare_tx)
+                DiskWriter::new(&partial, t.size, resumed_pieces).run(&disk_rx, &spare_tx)
             });
         let disk = match disk {
             Ok(handle) => handle,
@@ -502,30 +524,66 @@ fn fetch_pieces(
         (outcome, sources, Some(disk_result))
     });
     let Some(pieces) = outcome? else {
-        return Ok(None);
+        return Ok(Fetched::Failed);
     };
     log::debug!("all pieces fetched and written");
     let id = match disk_result {
         Some(Ok(id)) => id,
         Some(Err(e)) => return Err(io_at(part)(e)),
-        None => return Ok(None),
+        None => return Ok(Fetched::Failed),
     };
+    if id != t.id && resumed.checked < resumed.kept {
+        // A resumed piece that was not spot-checked may be damaged: record every
+        // piece as here, and start again checking each one.
+        progress.note(&format!(
+            "'{}' does not match its content id after a resume; checking every piece",
+            req.name
+        ));
+        partial
+            .save_state(&vec![0xff; count.div_ceil(8)], true)
+            .map_err(io_at(part))?;
+        return Ok(Fetched::RecheckAll);
+    }
     if id != t.id {
         // Every piece matched a piece list whose digest the index gave, but the whole
         // does not match the content id published beside it: the publisher lied.
         *last = format!("pieces verified but the file hashes to {id}, not {}", t.id);
         progress.note(last);
         partial.discard();
-        return Ok(None);
+        return Ok(Fetched::Failed);
     }
     partial.file.sync_all().map_err(io_at(part))?;
     partial.forget();
     log::debug!("partial file fsynced");
-    Ok(Some((
+    Ok(Fetched::Done(
         ContentHashes::from_parts(t.size, id, pieces),
         sources,
-    )))
+    ))
 }
+
+/// How [`fetch_pieces`] ended, when nothing failed locally.
+enum Fetched {
+    /// The file is complete, verified and fsynced; the holders it came from.
+    Done(ContentHashes, Vec<String>),
+    /// Every holder failed (the partial stays, for a resume).
+    Failed,
+    /// The whole file did not match after pieces were resumed without a check: try
+    /// again, checking every resumed piece.
+    RecheckAll,
+}
+
+/// Which resumed pieces are hashed before they are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Check {
+    /// A sample: every [`SPOT_STRIDE`]th piece and the last [`SPOT_TAIL`] recorded.
+    Sample,
+    All,
+}
+
+/// A resume hashes every this-many-th recorded piece...
+const SPOT_STRIDE: usize = 16;
+/// ...and the last this-many recorded pieces (the ones written last before the stop).
+const SPOT_TAIL: usize = 4;
 
 /// Bytes of the verified pieces.
 fn verified_bytes(plan: &PiecePlan, size: u64) -> u64 {
@@ -1032,19 +1090,12 @@ struct Partial {
 /// then the SHA-1 of all that.
 const STATE_MAGIC: &[u8; 8] = b"P2PPART1";
 
-/// What a resume found: how many pieces were kept, and the whole-file hash over the
-/// kept pieces at the start of the file.
+/// What a resume found: how many pieces were kept, and how many of those were hashed
+/// before they were kept.
 #[derive(Default)]
 struct Resumed {
     kept: usize,
-    prefix: HashedPrefix,
-}
-
-/// The whole-file SHA-1 fed with pieces `0..next`.
-#[derive(Default)]
-struct HashedPrefix {
-    next: usize,
-    sha: Sha1,
+    checked: usize,
 }
 
 /// What a state file records.
@@ -1140,46 +1191,42 @@ impl Partial {
         })
     }
 
-    /// Marks the pieces the state file records as done, after checking each against
-    /// its hash on disk: a piece is never trusted only because the state file says so.
-    /// The same read feeds the whole-file hash for the run of kept pieces at the
-    /// start, so the disk thread does not read them again.
-    fn resume(&self, plan: &mut PiecePlan, pieces: &[Sha1Digest]) -> Resumed {
+    /// Marks the pieces the state file records as done. A recorded piece is never
+    /// trusted blindly: `Check::All` hashes each against the piece list; `Check::Sample`
+    /// hashes a spot check (every [`SPOT_STRIDE`]th recorded piece and the last
+    /// [`SPOT_TAIL`]) and relies on the whole-file hash at the end for the rest, which
+    /// sends the download back here with `Check::All` when it does not match. A piece
+    /// that fails its check is fetched again.
+    fn resume(&self, plan: &mut PiecePlan, pieces: &[Sha1Digest], check: Check) -> Resumed {
         let mut out = Resumed::default();
         let Some(marked) = self.read_state() else {
             return out;
         };
+        let marked: Vec<usize> = marked
+            .iter()
+            .enumerate()
+            .filter(|&(i, done)| *done && i < plan.len() && i < pieces.len())
+            .map(|(i, _)| i)
+            .collect();
+        let tail = marked.len().saturating_sub(SPOT_TAIL);
         let mut buf = vec![0u8; PIECE_SIZE as usize];
-        for (i, done) in marked.into_iter().enumerate() {
-            if !done || i >= plan.len() || i >= pieces.len() {
-                continue;
-            }
-            let offset = i as u64 * PIECE_SIZE;
-            let len = PIECE_SIZE.min(self.target.size - offset) as usize;
-            let in_prefix = out.prefix.next == i;
-            let mut piece_sha = Sha1::new();
-            let mut whole = in_prefix.then(|| out.prefix.sha.clone());
-            let read = self.file.read_exact_at(&mut buf[..len], offset);
-            if read.is_ok() {
-                for slice in buf[..len].chunks(CACHE_SLICE) {
-                    piece_sha.update(slice);
-                    if let Some(w) = whole.as_mut() {
-                        w.update(slice);
-                    }
+        for (k, &i) in marked.iter().enumerate() {
+            let checked = check == Check::All || k % SPOT_STRIDE == 0 || k >= tail;
+            if checked {
+                let offset = i as u64 * PIECE_SIZE;
+                let len = PIECE_SIZE.min(self.target.size - offset) as usize;
+                let good = self.file.read_exact_at(&mut buf[..len], offset).is_ok()
+                    && Sha1Digest::of(&buf[..len]) == pieces[i];
+                if !good {
+                    log::warn!(
+                        "resume: piece {i} on disk does not match its hash; fetching it again"
+                    );
+                    continue;
                 }
+                out.checked += 1;
             }
-            if read.is_ok() && Sha1Digest(piece_sha.finalize().into()) == pieces[i] {
-                plan.already_have(i);
-                out.kept += 1;
-                if let Some(w) = whole {
-                    out.prefix = HashedPrefix {
-                        next: i + 1,
-                        sha: w,
-                    };
-                }
-            } else {
-                log::warn!("resume: piece {i} on disk does not match its hash; fetching it again");
-            }
+            plan.already_have(i);
+            out.kept += 1;
         }
         out
     }
@@ -1303,25 +1350,17 @@ struct DiskWriter<'a> {
 }
 
 impl<'a> DiskWriter<'a> {
-    /// `written`: the pieces already on disk (resumed); `prefix`: the whole-file hash
-    /// over the first of them, already computed.
-    fn new(
-        partial: &'a Partial,
-        size: u64,
-        written: Vec<bool>,
-        prefix: HashedPrefix,
-    ) -> DiskWriter<'a> {
-        let done = (prefix.next as u64 * PIECE_SIZE).min(size);
+    /// `written`: the pieces already on disk (resumed).
+    fn new(partial: &'a Partial, size: u64, written: Vec<bool>) -> DiskWriter<'a> {
         DiskWriter {
             partial,
             file: &partial.file,
             size,
             written,
-            next: prefix.next,
-            sha: prefix.sha,
-            // The resumed prefix was made durable before it was recorded.
-            started: done,
-            waited: done,
+            next: 0,
+            sha: Sha1::new(),
+            started: 0,
+            waited: 0,
             since_state: 0,
             last_state: Instant::now(),
         }
@@ -1332,8 +1371,24 @@ impl<'a> DiskWriter<'a> {
         queue: &crossbeam_channel::Receiver<(usize, Vec<u8>)>,
         spare: &crossbeam_channel::Sender<Vec<u8>>,
     ) -> io::Result<Sha1Digest> {
-        self.catch_up()?;
-        for (i, data) in queue {
+        let mut scratch = Vec::new();
+        loop {
+            // Pieces already on disk (resumed, or written before their turn) are read
+            // back and hashed one at a time, between new pieces and while none waits,
+            // so a resume hashes what it kept while the rest is being fetched.
+            let item = match queue.try_recv() {
+                Ok(item) => item,
+                Err(crossbeam_channel::TryRecvError::Empty) if self.can_catch_up() => {
+                    self.catch_up_one(&mut scratch)?;
+                    continue;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => match queue.recv() {
+                    Ok(item) => item,
+                    Err(_) => break,
+                },
+                Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+            };
+            let (i, data) = item;
             let offset = i as u64 * PIECE_SIZE;
             if i == self.next {
                 // Hash and write slice by slice, each while it is in the CPU cache.
@@ -1344,7 +1399,6 @@ impl<'a> DiskWriter<'a> {
                 }
                 self.written[i] = true;
                 self.next += 1;
-                self.catch_up()?;
             } else {
                 self.file.write_all_at(&data, offset)?;
                 self.written[i] = true;
@@ -1355,8 +1409,13 @@ impl<'a> DiskWriter<'a> {
                 self.save_state(false)?;
             }
             let _ = spare.try_send(data);
+            if self.can_catch_up() {
+                self.catch_up_one(&mut scratch)?;
+            }
         }
-        self.catch_up()?;
+        while self.can_catch_up() {
+            self.catch_up_one(&mut scratch)?;
+        }
         if self.next < self.written.len() {
             // Stopped early (every source failed, or cancelled): record what is here,
             // durably, so the download can resume.
@@ -1406,15 +1465,22 @@ impl<'a> DiskWriter<'a> {
         self.started = done;
     }
 
-    fn catch_up(&mut self) -> io::Result<()> {
-        let mut scratch = Vec::new();
-        while self.next < self.written.len() && self.written[self.next] {
-            let offset = self.next as u64 * PIECE_SIZE;
-            scratch.resize(PIECE_SIZE.min(self.size - offset) as usize, 0);
-            self.file.read_exact_at(&mut scratch, offset)?;
-            self.sha.update(&scratch);
-            self.next += 1;
+    /// Is the next piece of the whole-file hash already on disk?
+    fn can_catch_up(&self) -> bool {
+        self.written.get(self.next).copied().unwrap_or(false)
+    }
+
+    /// Reads back the next piece of the whole-file hash and hashes it.
+    fn catch_up_one(&mut self, scratch: &mut Vec<u8>) -> io::Result<()> {
+        let offset = self.next as u64 * PIECE_SIZE;
+        scratch.resize(PIECE_SIZE.min(self.size - offset) as usize, 0);
+        for (k, slice) in scratch.chunks_mut(CACHE_SLICE).enumerate() {
+            self.file
+                .read_exact_at(slice, offset + (k * CACHE_SLICE) as u64)?;
+            self.sha.update(&*slice);
         }
+        self.next += 1;
+        self.write_back();
         Ok(())
     }
 }
