@@ -343,6 +343,9 @@ fn a_download_takes_pieces_from_every_holder_at_once() {
         root.path(),
     );
     assert_eq!(code, 0, "{out}{err}");
+    // Regression: every source that fetched the piece list also saved it, through one
+    // temporary file, and the losers of that race warned.
+    assert!(!err.contains("WARN"), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["sources"].as_array().unwrap().len(), 3, "{out}");
     assert_eq!(fs::read(dest.join("big.bin")).unwrap(), data);

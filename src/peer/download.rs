@@ -917,8 +917,12 @@ impl Swarm<'_> {
                     return Err(e);
                 }
             };
-            self.partial.save_piece_list(&list);
-            let _ = self.pieces.set(list);
+            // Several sources may fetch the list at once: the first one kept saves it.
+            if self.pieces.set(list).is_ok() {
+                if let Some(list) = self.pieces.get() {
+                    self.partial.save_piece_list(list);
+                }
+            }
         }
         let active = {
             let mut st = self.lock();
