@@ -75,7 +75,7 @@ def describe(method):
         return DESCRIPTIONS[method]
     n = sources_of(method)
     if n is not None:
-        return f"p2pshare get, {n} sources at once (SHA-1 verified, fsynced)"
+        return f"p2pshare get, {n} sources hold it, all used at once (SHA-1 verified, fsynced)"
     return method
 
 

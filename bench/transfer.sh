@@ -3,8 +3,8 @@
 # next to the limits around it:
 #
 #   p2pshare            p2pshare get from one peer over loopback (SHA-1 verified, fsynced)
-#   p2pshare-Nsrc       the same with N peers holding the file (--sources): the
-#                       downloader takes pieces from all of them at once
+#   p2pshare-Nsrc       the same with N peers holding the file (--sources): the download
+#                       takes pieces from all N at once (a swarm; see bench/swarm.sh)
 #   dd                  dd bs=1M conv=fsync: a local copy, no network, no hashing (the disk)
 #   curl                nginx (sendfile on) -> curl: plain HTTP, no verification, no fsync
 #   curl+sha1sum+sync   the same, then sha1sum and sync (what a careful user does)
@@ -44,9 +44,9 @@ Options:
   --sizes LIST    file sizes, comma-separated; K, M, G suffixes are binary
                   (1M = 1048576 bytes)                        [default: 1M,100M,1G]
   --runs N        rounds per size (methods interleaved)       [default: 5]
-  --sources LIST  numbers of peers holding the file (one p2pshare row each; the
-                  downloader takes pieces from all of them at once)
-                                                               [default: 1,2,4]
+  --sources LIST  numbers of peers holding the file, e.g. 1,2,4 (one p2pshare row
+                  each; the download takes pieces from all of them at once,
+                  up to 64)                                    [default: 1,2,4]
   --out DIR       results folder       [default: bench/results/<UTC timestamp>]
   --install       apt-get install nginx-light, curl and iperf3 if missing
                   (without it, a missing tool's rows are skipped)
@@ -443,7 +443,7 @@ run_p2pshare() { # LABEL BYTES RUN SOURCES
     mkdir -p "$DL"
     sync
     t0="$(now_us)"
-    out="$("$BIN" get "$name" --index "$INDEX" --dir "$DL" --json 2>>"$LOGDIR/get.log")" ||
+    out="$("$BIN" get "$name" --index "$INDEX" --dir "$DL" --json --max-sources "$n" 2>>"$LOGDIR/get.log")" ||
         die "p2pshare get $name failed: $out (see $LOGDIR/get.log)"
     t1="$(now_us)"
     printf '%s\n' "$out" >>"$LOGDIR/get.jsonl"

@@ -19,7 +19,7 @@ use p2pshare::overlay::runtime::{self, CoreSetup, EventLog, Identity, OverlayHan
 use p2pshare::overlay::seed::SeedNode;
 use p2pshare::overlay::{wire, Liveness, OverlayConfig, OverlayEvent, SeedConfig};
 use p2pshare::peer::console::{self, fmt_bytes, BarProgress};
-use p2pshare::peer::download::{self, DownloadRequest, Outcome, Progress, Quiet};
+use p2pshare::peer::download::{self, DownloadRequest, KeptNotes, Outcome, Progress};
 use p2pshare::peer::pool::IndexPool;
 use p2pshare::peer::watch::WatchConfig;
 use p2pshare::peer::OverlaySettings;
@@ -543,7 +543,8 @@ fn run_get(a: GetArgs) -> Result<(), Failure> {
             .map(|r| Arc::new(TokenBucket::new(r))),
     };
     let bar = BarProgress::new();
-    let progress: &dyn Progress = if a.json { &Quiet } else { &bar };
+    let notes = KeptNotes::default();
+    let progress: &dyn Progress = if a.json { &notes } else { &bar };
     let outcome = download::download(&pool, &req, progress, &AtomicBool::new(false))?;
     match outcome {
         Outcome::Downloaded(done) => {
@@ -558,6 +559,7 @@ fn run_get(a: GetArgs) -> Result<(), Failure> {
                         "verified_in_advance": done.verified_in_advance,
                         "sources": done.sources,
                         "seconds": done.elapsed.as_secs_f64(),
+                        "notes": notes.take(),
                     })
                 );
             } else {

@@ -1,12 +1,292 @@
-//! Swarm downloads: several sources at once, resume after kill -9, rate limits.
+//! Swarm downloads: several sources at once, failover, bad sources, resume after
+//! kill -9, rate limits. Misbehaving holders are played by [`FakeHolder`], a server in
+//! the test process registered at the real index.
 
 mod util;
 
+use p2pshare::net::client::Client;
+use p2pshare::net::Timeouts;
+use p2pshare::protocol::codec;
+use p2pshare::protocol::hash::{piece_list_digest, Sha1Digest};
+use p2pshare::protocol::PIECE_SIZE;
 use rand::Rng;
 use std::fs;
-use std::path::Path;
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
 use util::*;
+
+/// How a [`FakeHolder`] misbehaves.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Accepts connections and reads, but never answers anything.
+    Silent,
+    /// Answers `hello` and `pieces`; to the first `fetch`, sends half the piece, then
+    /// nothing more.
+    StallMidPiece,
+    /// Serves `after` pieces, then refuses every fetch with `err|unknown-id`.
+    RefuseAfter(usize),
+    /// Sends a piece list of the right length whose digest is not the one published.
+    WrongPieceList,
+}
+
+/// A holder played by the test: registered at the index under `id` (through a session
+/// it keeps open), serving `data` with a fault.
+struct FakeHolder {
+    stop: Arc<AtomicBool>,
+    /// Fetch requests answered with bytes.
+    served: Arc<AtomicUsize>,
+    _session: Client,
+}
+
+impl Drop for FakeHolder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn piece_list(data: &[u8]) -> Vec<Sha1Digest> {
+    data.chunks(PIECE_SIZE as usize)
+        .map(Sha1Digest::of)
+        .collect()
+}
+
+impl FakeHolder {
+    fn start(index: &Proc, id: &str, name: &str, data: &Arc<Vec<u8>>, fault: Fault) -> FakeHolder {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicUsize::new(0));
+        {
+            let (stop, served, data, id) =
+                (stop.clone(), served.clone(), data.clone(), id.to_owned());
+            thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let (stop, served, data, id) =
+                                (stop.clone(), served.clone(), data.clone(), id.clone());
+                            thread::spawn(move || {
+                                fake_session(stream, &id, &data, fault, &stop, &served)
+                            });
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            });
+        }
+        let t = Timeouts::default();
+        let mut session = Client::connect(&index.addr_str(), &t).unwrap();
+        session.hello("peer", id, port).unwrap();
+        let list = piece_list(data);
+        let row = codec::line(&[
+            name,
+            &data.len().to_string(),
+            &Sha1Digest::of(data).to_string(),
+            &piece_list_digest(&list).to_string(),
+        ]);
+        let msg = codec::line(&["publish", "1"]) + &row;
+        session.send(msg.as_bytes(), "publish").unwrap();
+        session.read_ok("publish").unwrap();
+        FakeHolder {
+            stop,
+            served,
+            _session: session,
+        }
+    }
+}
+
+/// Waits until `stop` is set, without answering.
+fn hang(stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn fake_session(
+    stream: TcpStream,
+    id: &str,
+    data: &[u8],
+    fault: Fault,
+    stop: &AtomicBool,
+    served: &AtomicUsize,
+) {
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut out = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    while !stop.load(Ordering::SeqCst) {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+            Err(_) => return,
+        }
+        if matches!(fault, Fault::Silent) {
+            continue;
+        }
+        let fields: Vec<&str> = line.trim_end().split('|').collect();
+        let reply: Vec<u8> = match fields[0] {
+            "hello" => format!("ok|peer|{id}|127.0.0.1|0|0\n").into_bytes(),
+            "pieces" => {
+                let mut list = piece_list(data);
+                if matches!(fault, Fault::WrongPieceList) {
+                    list = list.iter().map(|d| Sha1Digest::of(&d.0)).collect();
+                }
+                let mut r = codec::data_header(list.len() as u64 * 20).into_bytes();
+                for d in &list {
+                    r.extend_from_slice(&d.0);
+                }
+                r
+            }
+            "fetch" => {
+                let offset: usize = fields[3].parse().unwrap();
+                let len: usize = fields[4].parse().unwrap();
+                let bytes = &data[offset..offset + len];
+                match fault {
+                    Fault::StallMidPiece => {
+                        let mut r = codec::data_header(len as u64).into_bytes();
+                        r.extend_from_slice(&bytes[..len / 2]);
+                        let _ = out.write_all(&r);
+                        hang(stop);
+                        return;
+                    }
+                    Fault::RefuseAfter(n) if served.load(Ordering::SeqCst) >= n => {
+                        b"err|unknown-id|this file changed\n".to_vec()
+                    }
+                    _ => {
+                        served.fetch_add(1, Ordering::SeqCst);
+                        let mut r = codec::data_header(len as u64).into_bytes();
+                        r.extend_from_slice(bytes);
+                        r
+                    }
+                }
+            }
+            _ => b"err|unknown-verb|not here\n".to_vec(),
+        };
+        if out.write_all(&reply).is_err() {
+            return;
+        }
+    }
+}
+
+/// `p2pshare ARGS` started in the background, its output collected.
+struct Background(Child);
+
+impl Background {
+    fn start(args: &[&str], cwd: &Path) -> Background {
+        Background(
+            Command::new(bin())
+                .args(args)
+                .current_dir(cwd)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// Waits for the exit (with a deadline): (exit code, stdout, stderr).
+    fn finish(mut self, within: Duration) -> (i32, String, String) {
+        let until = Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                let mut out = String::new();
+                let mut err = String::new();
+                self.0
+                    .stdout
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut out)
+                    .unwrap();
+                self.0
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                return (status.code().unwrap_or(-1), out, err);
+            }
+            if Instant::now() > until {
+                let _ = self.0.kill();
+                panic!("the download did not finish within {within:?}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill9(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The state file of the partial download in `state_dir`, once there is one.
+fn state_file(state_dir: &Path) -> Option<PathBuf> {
+    fs::read_dir(state_dir.join("partial"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "state"))
+}
+
+/// The pieces a state file marks as verified (see docs/ARCHITECTURE.md for the format).
+fn marked_pieces(state: &Path) -> Vec<usize> {
+    let b = fs::read(state).unwrap();
+    let count = u32::from_be_bytes(b[40..44].try_into().unwrap()) as usize;
+    let name_len = u16::from_be_bytes(b[44..46].try_into().unwrap()) as usize;
+    let bitmap = &b[46 + name_len..b.len() - 20];
+    (0..count)
+        .filter(|i| bitmap[i / 8] & (1 << (i % 8)) != 0)
+        .collect()
+}
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+fn notes(v: &serde_json::Value) -> String {
+    v["notes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+fn sources(v: &serde_json::Value) -> Vec<String> {
+    let mut s: Vec<String> = v["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    s.sort();
+    s
+}
 
 fn status_value(addr: &str, key: &str) -> u64 {
     let (code, out, err) = run(&["status", addr, "--json"], Path::new("."));
@@ -63,6 +343,9 @@ fn a_download_takes_pieces_from_every_holder_at_once() {
         root.path(),
     );
     assert_eq!(code, 0, "{out}{err}");
+    // Regression: every source that fetched the piece list also saved it, through one
+    // temporary file, and the losers of that race warned.
+    assert!(!err.contains("WARN"), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["sources"].as_array().unwrap().len(), 3, "{out}");
     assert_eq!(fs::read(dest.join("big.bin")).unwrap(), data);
@@ -133,15 +416,20 @@ fn a_downloader_killed_at_random_moments_resumes_and_never_leaves_a_corrupt_file
             "--max-download-rate",
             "8M",
         ];
-        let mut child = std::process::Command::new(bin())
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.gen_range(100..1100)));
-        let _ = child.kill();
-        let _ = child.wait();
+        let child = Background::start(&args, root.path());
+        if trial % 2 == 0 {
+            // Any moment from start to end, recorded progress or not.
+            thread::sleep(Duration::from_millis(rng.gen_range(0..1200)));
+        } else {
+            // A moment after the first progress was recorded, so that resuming is
+            // exercised in every other trial whatever the machine's speed.
+            let state_dir = dest.join(".p2pshare");
+            eventually("progress recorded", DEADLINE, || {
+                state_file(&state_dir).is_some() || dest.join("resume.bin").exists()
+            });
+            thread::sleep(Duration::from_millis(rng.gen_range(0..400)));
+        }
+        child.kill9();
         // Whatever the moment: either the complete, correct file, or no file at all.
         if let Ok(bytes) = fs::read(dest.join("resume.bin")) {
             assert_eq!(bytes, data, "trial {trial}: a corrupt file appeared");
@@ -210,4 +498,546 @@ fn ctrl_c_cancels_a_console_download_that_resume_then_finishes() {
     assert_eq!(fs::read(me.join("slow.bin")).unwrap(), data);
     console.type_line("downloads");
     console.wait_line(|l| l.contains("no stopped downloads"));
+}
+
+#[test]
+fn a_source_far_slower_than_the_others_gets_fewer_pieces_and_does_not_hold_the_end_back() {
+    let root = tempfile::tempdir().unwrap();
+    let data = noise(12 * 1024 * 1024, 21);
+    let index = index(root.path(), &[]);
+    // The fast holders are capped too, so that the slow one is surely asked for
+    // pieces before they are all gone.
+    let fast = holders_of(
+        root.path(),
+        &index,
+        2,
+        "s.bin",
+        &data,
+        &["--max-upload-rate", "8M"],
+    );
+    // 40 kB/s: the slow holder would need 26 s for one piece, past the test's
+    // deadline, if the download waited for it.
+    let slow_dir = root.path().join("slow");
+    fs::create_dir_all(&slow_dir).unwrap();
+    fs::write(slow_dir.join("s.bin"), &data).unwrap();
+    let slow = peer(&slow_dir, &index, &["--max-upload-rate", "40k"]);
+    let dest = root.path().join("dest");
+    let idx = index.addr_str();
+    let (code, out, err) = run(
+        &[
+            "get",
+            "s.bin",
+            "--index",
+            &idx,
+            "--dir",
+            dest.to_str().unwrap(),
+            "--json",
+        ],
+        root.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(fs::read(dest.join("s.bin")).unwrap(), data);
+    let slow_up = status_value(&slow.addr_str(), "bytes_uploaded");
+    assert!(slow_up > 0, "the slow holder was never asked");
+    for f in &fast {
+        let up = status_value(&f.addr_str(), "bytes_uploaded");
+        assert!(
+            slow_up * 3 <= up,
+            "slow sent {slow_up}, {} sent {up}",
+            f.name
+        );
+    }
+}
+
+#[test]
+fn a_holder_that_appears_during_a_download_joins_it() {
+    let root = tempfile::tempdir().unwrap();
+    let data = noise(16 * 1024 * 1024, 22);
+    let index = index(root.path(), &[]);
+    // Alone, holder a would need 16 s.
+    let _a = holders_of(
+        root.path(),
+        &index,
+        1,
+        "late.bin",
+        &data,
+        &["--max-upload-rate", "1M"],
+    );
+    let dest = root.path().join("dest");
+    let idx = index.addr_str();
+    let get = Background::start(
+        &[
+            "get",
+            "late.bin",
+            "--index",
+            &idx,
+            "--dir",
+            dest.to_str().unwrap(),
+            "--json",
+        ],
+        root.path(),
+    );
+    let state_dir = dest.join(".p2pshare");
+    eventually("progress recorded", DEADLINE, || {
+        state_file(&state_dir).is_some()
+    });
+    let b_dir = root.path().join("b");
+    fs::create_dir_all(&b_dir).unwrap();
+    fs::write(b_dir.join("late.bin"), &data).unwrap();
+    let b = peer(&b_dir, &index, &[]);
+    let (code, out, err) = get.finish(Duration::from_secs(60));
+    assert_eq!(code, 0, "{out}{err}");
+    let v = json(&out);
+    assert_eq!(sources(&v), ["b", "h0"], "{out}");
+    assert!(status_value(&b.addr_str(), "bytes_uploaded") > 0);
+    assert_eq!(fs::read(dest.join("late.bin")).unwrap(), data);
+}
+
+#[test]
+fn when_every_holder_died_a_holder_that_appears_later_finishes_the_download() {
+    let root = tempfile::tempdir().unwrap();
+    let data = noise(8 * 1024 * 1024, 23);
+    let index = index(root.path(), &[]);
+    let mut first = holders_of(
+        root.path(),
+        &index,
+        1,
+        "phoenix.bin",
+        &data,
+        &["--max-upload-rate", "2M"],
+    );
+    let dest = root.path().join("dest");
+    let idx = index.addr_str();
+    let get = Background::start(
+        &[
+            "get",
+            "phoenix.bin",
+            "--index",
+            &idx,
+            "--dir",
+            dest.to_str().unwrap(),
+            "--json",
+        ],
+        root.path(),
+    );
+    let state_dir = dest.join(".p2pshare");
+    eventually("progress recorded", DEADLINE, || {
+        state_file(&state_dir).is_some()
+    });
+    first[0].kill9();
+    // The index still lists the dead holder (its lease runs for 30 s); the new one
+    // comes up on another port.
+    let b_dir = root.path().join("b");
+    fs::create_dir_all(&b_dir).unwrap();
+    fs::write(b_dir.join("phoenix.bin"), &data).unwrap();
+    let _b = peer(&b_dir, &index, &[]);
+    let (code, out, err) = get.finish(Duration::from_secs(60));
+    assert_eq!(code, 0, "{out}{err}");
+    let v = json(&out);
+    assert_eq!(sources(&v), ["b"], "{out}");
+    assert!(notes(&v).contains("asking the index again"), "{out}");
+    assert_eq!(fs::read(dest.join("phoenix.bin")).unwrap(), data);
+}
+
+#[test]
+fn silent_and_stalled_holders_time_out_and_their_pieces_go_back() {
+    let root = tempfile::tempdir().unwrap();
+    let data = Arc::new(noise(8 * 1024 * 1024, 24));
+    let index = index(root.path(), &[]);
+    // The real holder needs about 4 s, longer than the 2 s I/O timeout.
+    let _real = holders_of(
+        root.path(),
+        &index,
+        1,
+        "st.bin",
+        &data,
+        &["--max-upload-rate", "2M"],
+    );
+    let silent = FakeHolder::start(&index, "silent", "st.bin", &data, Fault::Silent);
+    let stalled = FakeHolder::start(&index, "stalled", "st.bin", &data, Fault::StallMidPiece);
+    let dest = root.path().join("dest");
+    let idx = index.addr_str();
+    let (code, out, err) = run(
+        &[
+            "get",
+            "st.bin",
+            "--index",
+            &idx,
+            "--dir",
+            dest.to_str().unwrap(),
+            "--json",
+            "--io-timeout",
+            "2s",
+        ],
+        root.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let v = json(&out);
+    let n = notes(&v);
+    assert!(
+        n.contains("holder silent (") && n.contains("hello: timed out"),
+        "{n}"
+    );
+    assert!(
+        n.contains("holder stalled (") && n.contains("fetch: timed out"),
+        "{n}"
+    );
+    assert!(n.contains("its pieces go back to the queue"), "{n}");
+    assert_eq!(sources(&v), ["h0"]);
+    assert_eq!(silent.served.load(Ordering::SeqCst), 0);
+    assert_eq!(stalled.served.load(Ordering::SeqCst), 0);
+    assert_eq!(fs::read(dest.join("st.bin")).unwrap(), *data);
+}
+
+#[test]
+fn a_holder_that_refuses_mid_download_gives_its_pieces_back() {
+    let root = tempfile::tempdir().unwrap();
+    let data = Arc::new(noise(12 * 1024 * 1024, 25));
+    let index = index(root.path(), &[]);
+    let _real = holders_of(
+        root.path(),
+        &index,
+        1,
+        "rf.bin",
+        &data,
+        &["--max-upload-rate", "4M"],
+    );
+    let refuser = FakeHolder::start(&index, "refuser", "rf.bin", &data, Fault::RefuseAfter(2));
+    let dest = root.path().join("dest");
+    let idx = index.addr_str();
+    let (code, out, err) = run(
+        &[
+            "get",
+            "rf.bin",
+            "--index",
+            &idx,
+            "--dir",
+            dest.to_str().unwrap(),
+            "--json",
+        ],
+        root.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let v = json(&out);
+    let n = notes(&v);
+    assert!(
+        n.contains("holder refuser (") && n.contains("unknown-id"),
+        "{n}"
+    );
+    assert!(n.contains("its pieces go back to the queue"), "{n}");
+    assert!(refuser.served.load(Ordering::SeqCst) >= 1);
+    assert_eq!(fs::read(dest.join("rf.bin")).unwrap(), *data);
+}
+
+#[test]
+fn a_piece_list_that_does_not_match_the_index_digest_is_never_used() {
+    let root = tempfile::tempdir().unwrap();
+    let data = Arc::new(noise(4 * 1024 * 1024, 26));
+    let index = index(root.path(), &[]);
+    let liar = FakeHolder::start(&index, "liar", "pl.bin", &data, Fault::WrongPieceList);
+    let dest = root.path().join("dest");
+    let idx = index.addr_str();
+    let args = [
+        "get",
+        "pl.bin",
+        "--index",
+        &idx,
+        "--dir",
+        dest.to_str().unwrap(),
+        "--io-timeout",
+        "2s",
+    ];
+    // The liar alone: nothing is fetched, nothing kept.
+    let (code, out, err) = run(&args, root.path());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("holder liar (") && out.contains("piece list does not match"),
+        "{out}"
+    );
+    assert!(err.contains("piece list does not match"), "{err}");
+    assert_eq!(liar.served.load(Ordering::SeqCst), 0);
+    assert!(!dest.join("pl.bin").exists());
+    let kept: Vec<_> = fs::read_dir(dest.join(".p2pshare/partial"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        kept.iter()
+            .all(|n| !n.to_string_lossy().ends_with(".pieces")),
+        "a piece list was kept: {kept:?}"
+    );
+    // With an honest holder beside it, the download completes (the liar may then
+    // serve pieces, which are checked against the honest list like any others).
+    let _honest = holders_of(root.path(), &index, 1, "pl.bin", &data, &[]);
+    let (code, out, err) = run(&args, root.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("downloaded ") && out.contains("h0"), "{out}");
+    assert_eq!(fs::read(dest.join("pl.bin")).unwrap(), *data);
+}
+
+/// Flips one byte in every piece of a shared file, keeping its size and times, so
+/// only a downloader's hashes notice.
+fn corrupt_every_piece(path: &Path, data: &[u8]) {
+    let f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    let mtime = f.metadata().unwrap().modified().unwrap();
+    for at in (0..data.len()).step_by(PIECE_SIZE as usize) {
+        f.write_all_at(&[data[at + 7] ^ 0x5a], (at + 7) as u64)
+            .unwrap();
+    }
+    f.set_modified(mtime).unwrap();
+}
+
+#[test]
+fn a_source_that_sends_two_bad_pieces_is_banned_and_the_output_names_it() {
+    let root = tempfile::tempdir().unwrap();
+    let data = noise(16 * 1024 * 1024, 27);
+    let index = index(root.path(), &[]);
+    // The good holder is capped, so the bad one is asked for pieces before the end.
+    let _good = holders_of(
+        root.path(),
+        &index,
+        1,
+        "bad.bin",
+        &data,
+        &["--max-upload-rate", "8M"],
+    );
+    let bad_dir = root.path().join("mallory");
+    fs::create_dir_all(&bad_dir).unwrap();
+    fs::write(bad_dir.join("bad.bin"), &data).unwrap();
+    let _bad = peer(&bad_dir, &index, &[]);
+    corrupt_every_piece(&bad_dir.join("bad.bin"), &data);
+    let idx = index.addr_str();
+    for json_output in [false, true] {
+        let dest = root.path().join(format!("dest-{json_output}"));
+        let mut args = vec![
+            "get",
+            "bad.bin",
+            "--index",
+            &idx,
+            "--dir",
+            dest.to_str().unwrap(),
+        ];
+        if json_output {
+            args.push("--json");
+        }
+        let (code, out, err) = run(&args, root.path());
+        assert_eq!(code, 0, "{out}{err}");
+        let text = if json_output {
+            notes(&json(&out))
+        } else {
+            out.clone()
+        };
+        let ban = text
+            .lines()
+            .find(|l| l.contains("banned"))
+            .unwrap_or_else(|| panic!("no ban in the output: {text}"));
+        assert!(ban.contains("holder mallory (127.0.0.1:"), "{ban}");
+        assert!(ban.contains("does not match its hash"), "{ban}");
+        assert_eq!(text.matches("banned").count(), 1, "{text}");
+        assert_eq!(fs::read(dest.join("bad.bin")).unwrap(), data);
+    }
+}
+
+#[test]
+fn a_damaged_recorded_piece_is_found_by_the_spot_check_and_fetched_again() {
+    let root = tempfile::tempdir().unwrap();
+    let data = noise(8 * 1024 * 1024, 28);
+    let index = index(root.path(), &[]);
+    let _h = holders_of(
+        root.path(),
+        &index,
+        1,
+        "chk.bin",
+        &data,
+        &["--max-upload-rate", "2M"],
+    );
+    let dest = root.path().join("dest");
+    let idx = index.addr_str();
+    let args = [
+        "get",
+        "chk.bin",
+        "--index",
+        &idx,
+        "--dir",
+        dest.to_str().unwrap(),
+    ];
+    let get = Background::start(&args, root.path());
+    let state_dir = dest.join(".p2pshare");
+    eventually("two pieces recorded", DEADLINE, || {
+        state_file(&state_dir).is_some_and(|s| {
+            fs::read(&s).is_ok_and(|b| b.len() > 66) && marked_pieces(&s).len() >= 2
+        })
+    });
+    get.kill9();
+    let state = state_file(&state_dir).unwrap();
+    let marked = marked_pieces(&state);
+    assert!(marked.len() >= 2 && marked.len() < 8, "{marked:?}");
+    // Damage a piece the state file says is done: the first, which the spot check
+    // always hashes.
+    let part = state.with_extension("part");
+    let at = marked[0] as u64 * PIECE_SIZE + 100;
+    let f = fs::OpenOptions::new().write(true).open(&part).unwrap();
+    f.write_all_at(&[data[at as usize] ^ 1], at).unwrap();
+    drop(f);
+    let (code, out, err) = run(&args, root.path());
+    assert_eq!(code, 0, "{out}{err}");
+    let expect = format!("resuming 'chk.bin': {} of 8 pieces", marked.len() - 1);
+    assert!(out.contains(&expect), "expected '{expect}' in: {out}");
+    assert_eq!(fs::read(dest.join("chk.bin")).unwrap(), data);
+}
+
+#[test]
+fn classic_downloads_share_the_upload_limit() {
+    let root = tempfile::tempdir().unwrap();
+    let data = noise(2 * 1024 * 1024, 29);
+    let index = index(root.path(), &[]);
+    let h = holders_of(
+        root.path(),
+        &index,
+        1,
+        "c.bin",
+        &data,
+        &["--max-upload-rate", "1M"],
+    );
+    let addr: SocketAddr = h[0].addr;
+    let started = Instant::now();
+    let both: Vec<_> = (0..2)
+        .map(|_| thread::spawn(move || classic(addr, "./h0/c.bin")))
+        .collect();
+    for t in both {
+        assert_eq!(t.join().unwrap(), data);
+    }
+    // 4 MiB at 1 MB/s with a 0.1 s burst: at least 4.09 s, however fast the machine.
+    // (A lower bound only: a slow machine takes longer, never shorter.)
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(3900), "took {took:?}");
+}
+
+#[test]
+fn the_download_limit_paces_modern_and_classic_downloads() {
+    let root = tempfile::tempdir().unwrap();
+    let data = noise(3 * 1024 * 1024, 30);
+    let index = index(root.path(), &[]);
+    let _h = holders_of(root.path(), &index, 2, "m.bin", &data, &[]);
+    let idx = index.addr_str();
+    let dest = root.path().join("dest");
+    let started = Instant::now();
+    let (code, out, err) = run(
+        &[
+            "get",
+            "m.bin",
+            "--index",
+            &idx,
+            "--dir",
+            dest.to_str().unwrap(),
+            "--max-download-rate",
+            "1M",
+        ],
+        root.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // 3 MiB at 1 MB/s, from two holders sharing the one limit: at least 3 s.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(2900), "took {took:?}");
+
+    // A classic holder (known to the index only through `set`), with the same limit.
+    let old_dir = root.path().join("old");
+    fs::create_dir_all(&old_dir).unwrap();
+    fs::write(old_dir.join("legacy.bin"), &data).unwrap();
+    let mut old = Proc::start(
+        "old",
+        &[
+            "peer",
+            "--dir",
+            old_dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--index",
+            "127.0.0.1:9",
+            "--no-console",
+        ],
+        root.path(),
+        false,
+    );
+    old.wait_line(|l| l.contains("sharing 1 file "));
+    let set = format!("set|legacy.bin|localhost|old|{}", old.addr.port());
+    assert_eq!(classic(index.addr, &set), b"Successfully Updated");
+    let started = Instant::now();
+    let (code, out, err) = run(
+        &[
+            "get",
+            "legacy.bin",
+            "--index",
+            &idx,
+            "--dir",
+            dest.to_str().unwrap(),
+            "--max-download-rate",
+            "1M",
+        ],
+        root.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("NOT verified in advance"), "{out}");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(2900), "took {took:?}");
+    assert_eq!(fs::read(dest.join("legacy.bin")).unwrap(), data);
+}
+
+#[test]
+fn a_damaged_piece_the_spot_check_misses_is_caught_by_the_whole_file_hash() {
+    let root = tempfile::tempdir().unwrap();
+    let data = noise(40 * 1024 * 1024, 31);
+    let index = index(root.path(), &[]);
+    let _h = holders_of(
+        root.path(),
+        &index,
+        1,
+        "big.bin",
+        &data,
+        &["--max-upload-rate", "6M"],
+    );
+    let dest = root.path().join("dest");
+    let idx = index.addr_str();
+    let args = [
+        "get",
+        "big.bin",
+        "--index",
+        &idx,
+        "--dir",
+        dest.to_str().unwrap(),
+    ];
+    let get = Background::start(&args, root.path());
+    let state_dir = dest.join(".p2pshare");
+    eventually("twelve pieces recorded", DEADLINE, || {
+        state_file(&state_dir).is_some_and(|s| {
+            fs::read(&s).is_ok_and(|b| b.len() > 66) && marked_pieces(&s).len() >= 12
+        })
+    });
+    get.kill9();
+    let state = state_file(&state_dir).unwrap();
+    let marked = marked_pieces(&state);
+    assert!(marked.len() >= 12 && marked.len() < 40, "{marked:?}");
+    // The spot check hashes every 16th recorded piece and the last four: the sixth
+    // is not among them.
+    let victim = marked[5];
+    let at = victim as u64 * PIECE_SIZE + 4096;
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(state.with_extension("part"))
+        .unwrap();
+    f.write_all_at(&[data[at as usize] ^ 0x80], at).unwrap();
+    drop(f);
+    let (code, out, err) = run(&args, root.path());
+    assert_eq!(code, 0, "{out}{err}");
+    let first = format!("resuming 'big.bin': {} of 40 pieces", marked.len());
+    assert!(out.contains(&first), "expected '{first}' in: {out}");
+    assert!(
+        out.contains("does not match its content id after a resume; checking every piece"),
+        "{out}"
+    );
+    // By then every other piece has been fetched: all but the damaged one are kept.
+    let second = "resuming 'big.bin': 39 of 40 pieces already here (every one checked)";
+    assert!(out.contains(second), "expected '{second}' in: {out}");
+    assert_eq!(fs::read(dest.join("big.bin")).unwrap(), data);
 }
