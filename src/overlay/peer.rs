@@ -710,8 +710,17 @@ impl PeerNode {
         self.passive.push(id);
     }
 
+    /// Forgets the neighbour request in flight to `id`, and the rotation it was for
+    /// (or no rotation would ever start again).
+    fn end_request(&mut self, id: &PeerId) {
+        self.pending.remove(id);
+        if self.rotating.as_ref() == Some(id) {
+            self.rotating = None;
+        }
+    }
+
     fn add_active(&mut self, id: PeerId, now: Millis) {
-        self.pending.remove(&id);
+        self.end_request(&id);
         self.passive.retain(|p| *p != id);
         if self.active.contains(&id) {
             return;
@@ -740,7 +749,7 @@ impl PeerNode {
     fn drop_from_views(&mut self, id: &PeerId, reason: &'static str, now: Millis) {
         self.remove_active(id, reason);
         self.passive.retain(|p| p != id);
-        self.pending.remove(id);
+        self.end_request(id);
         self.suspects.remove(id);
         self.misses.remove(id);
         self.probes.retain(|_, p| p.target != *id);
@@ -1178,7 +1187,7 @@ impl PeerNode {
                     .cloned()
                     .collect();
                 for id in pending {
-                    self.pending.remove(&id);
+                    self.end_request(&id);
                     self.passive.retain(|p| *p != id);
                 }
                 self.fill_active(now);
@@ -1469,11 +1478,8 @@ impl PeerNode {
             .map(|(id, _)| id.clone())
             .collect();
         for id in &expired {
-            self.pending.remove(id);
+            self.end_request(id);
             self.passive.retain(|p| p != id);
-            if self.rotating.as_ref() == Some(id) {
-                self.rotating = None;
-            }
         }
         self.tick_seeds(now);
         self.tick_probes(now);
@@ -1593,4 +1599,130 @@ enum Applied {
 /// Ids of every peer in a set of rows (for tests and the simulator).
 pub fn ids(rows: &[MemberRow]) -> BTreeSet<PeerId> {
     rows.iter().map(|r| r.id.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pid(s: &str) -> PeerId {
+        PeerId::parse(s).unwrap()
+    }
+
+    fn addr_of(i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 3000 + i as u16))
+    }
+
+    fn alive(id: &str, i: usize) -> MemberInfo {
+        MemberInfo {
+            id: pid(id),
+            addr: addr_of(i),
+            incarnation: 1,
+            state: MemberState::Alive,
+            degree: 0,
+        }
+    }
+
+    /// A few nodes `n0`.. wired by hand, without seeds: every message is delivered at
+    /// once, in the order it was sent, unless the test's filter drops it.
+    struct Net {
+        nodes: Vec<PeerNode>,
+        now: Millis,
+    }
+
+    impl Net {
+        /// `n` nodes that all know each other, views formed for 10 s.
+        fn new(n: usize, config: OverlayConfig) -> Net {
+            let everyone: Vec<MemberInfo> = (0..n).map(|i| alive(&format!("n{i}"), i)).collect();
+            let nodes = (0..n)
+                .map(|i| {
+                    let mut node =
+                        PeerNode::new(pid(&format!("n{i}")), 0, config.clone(), i as u64, 1, 1);
+                    node.start(Millis(0));
+                    node.merge_list(everyone.clone(), false, Millis(0));
+                    node
+                })
+                .collect();
+            let mut net = Net {
+                nodes,
+                now: Millis(0),
+            };
+            net.run(10_000, |_, _, _| true);
+            net
+        }
+
+        /// Delivers what the nodes sent (and what that causes) unless `keep` drops it.
+        fn pump(&mut self, keep: &mut impl FnMut(usize, usize, &Msg) -> bool) {
+            loop {
+                let mut moved = false;
+                for i in 0..self.nodes.len() {
+                    for out in self.nodes[i].take_out() {
+                        moved = true;
+                        let Dest::Node(a) = out.to else { continue };
+                        let j = (a.port() - 3000) as usize;
+                        if keep(i, j, &out.msg) {
+                            let from = From {
+                                id: self.nodes[i].id().clone(),
+                                addr: addr_of(i),
+                                seed: false,
+                            };
+                            self.nodes[j].handle(&from, out.msg, self.now);
+                        }
+                    }
+                }
+                if !moved {
+                    return;
+                }
+            }
+        }
+
+        /// Runs every node's timers in steps of 10 ms until `until`.
+        fn run(&mut self, until: u64, mut keep: impl FnMut(usize, usize, &Msg) -> bool) {
+            while self.now.0 < until {
+                self.now = Millis(self.now.0 + 10);
+                for i in 0..self.nodes.len() {
+                    self.nodes[i].tick(self.now);
+                }
+                self.pump(&mut keep);
+            }
+        }
+    }
+
+    /// Runs every node's timers 10 ms later; returns the rotation node `x` then has
+    /// in flight, before any message is delivered.
+    fn tick_all(net: &mut Net, x: usize) -> Option<PeerId> {
+        net.now = Millis(net.now.0 + 10);
+        for i in 0..net.nodes.len() {
+            net.nodes[i].tick(net.now);
+        }
+        net.nodes[x].rotating.clone()
+    }
+
+    #[test]
+    fn a_rotation_whose_candidate_is_unreachable_does_not_stop_rotations() {
+        let mut net = Net::new(12, OverlayConfig::default());
+        let x = 0;
+        // Run until x asks a passive member to swap in; that member cannot be reached.
+        let lost = loop {
+            assert!(net.now.0 < 100_000, "no rotation started");
+            if let Some(c) = tick_all(&mut net, x) {
+                break net.nodes[x].member(&c).unwrap().addr;
+            }
+            net.pump(&mut |_, _, _| true);
+        };
+        net.pump(&mut |i, j, _| !(i == x && addr_of(j) == lost));
+        let now = net.now;
+        net.nodes[x].unreachable(Dest::Node(lost), now);
+        assert_eq!(net.nodes[x].rotating, None, "no request is in flight");
+        // Rotations go on.
+        let until = net.now.0 + 2 * OverlayConfig::default().rotate_interval.as_millis() as u64;
+        let mut started = 0;
+        while net.now.0 < until {
+            if tick_all(&mut net, x).is_some() {
+                started += 1;
+            }
+            net.pump(&mut |i, j, _| !(i == x && addr_of(j) == lost));
+        }
+        assert!(started > 0, "x never rotated again");
+    }
 }
