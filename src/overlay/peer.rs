@@ -11,11 +11,13 @@
 //! * **Views.** `active` (the neighbours) and `passive` are disjoint, never hold this
 //!   node, and hold only members that are alive or suspect. The active view is
 //!   symmetric: a node enters it only through an accepted `neighbor` request (either
-//!   way), and leaves it with a `disconnect` to the other side, or when it is
-//!   suspected or dead. Its target size is max(`active_min`, ⌈log2 N⌉ + 1) for the N
-//!   members known; it accepts requests up to one and a half times that
-//!   (well-connected peers attract more), and always accepts a high-priority request
-//!   from a peer that has no neighbour at all.
+//!   way), and leaves it with a `disconnect` to the other side, or when it is suspected
+//!   or dead. Its target size is max(`active_min`, ⌈log2 N⌉ + 1) for the N members
+//!   known; it accepts requests up to one and a half times that (well-connected peers
+//!   attract more), and always accepts a high-priority request from a peer that has no
+//!   neighbour at all. Shuffle requests come only from neighbours: one from outside the
+//!   active view is answered with a `disconnect`, so a link that only one side still
+//!   holds is dropped.
 //! * **Liveness.** Only neighbours are probed, one at a time in shuffled order, every
 //!   neighbour once per `probe_round`. A probe that gets no ack within `probe_timeout`
 //!   is retried directly and through `indirect_probes` helpers; with no ack after
@@ -1344,6 +1346,12 @@ impl PeerNode {
                             members: sample,
                         },
                     );
+                    if !self.active.contains(&from.id) && !self.pending.contains_key(&from.id) {
+                        // Shuffles go to neighbours only: the sender holds a link this
+                        // node lost (an answer or a disconnect was lost, or this node
+                        // restarted), and drops it.
+                        self.send(Dest::Node(from.addr), Msg::Disconnect);
+                    }
                 }
                 self.merge_list(members, false, now);
                 self.fill_active(now);
@@ -1623,6 +1631,16 @@ mod tests {
         }
     }
 
+    fn member_news(origin: &str, seq: u64, info: MemberInfo) -> Msg {
+        Msg::Gossip(Broadcast {
+            origin: pid(origin),
+            seq,
+            hops: 0,
+            time_ms: 0,
+            body: Body::Member(MemberEvent { info }),
+        })
+    }
+
     /// A few nodes `n0`.. wired by hand, without seeds: every message is delivered at
     /// once, in the order it was sent, unless the test's filter drops it.
     struct Net {
@@ -1649,6 +1667,10 @@ mod tests {
             };
             net.run(10_000, |_, _, _| true);
             net
+        }
+
+        fn index(&self, id: &PeerId) -> usize {
+            self.nodes.iter().position(|n| n.id() == id).unwrap()
         }
 
         /// Delivers what the nodes sent (and what that causes) unless `keep` drops it.
@@ -1685,6 +1707,19 @@ mod tests {
                 }
                 self.pump(&mut keep);
             }
+        }
+
+        /// Every active view holds only nodes whose active view holds it back.
+        fn asymmetric_links(&self) -> Vec<(PeerId, PeerId)> {
+            let mut bad = Vec::new();
+            for a in &self.nodes {
+                for b in a.active() {
+                    if !self.nodes[self.index(b)].active().contains(a.id()) {
+                        bad.push((a.id().clone(), b.clone()));
+                    }
+                }
+            }
+            bad
         }
     }
 
@@ -1724,5 +1759,75 @@ mod tests {
             net.pump(&mut |i, j, _| !(i == x && addr_of(j) == lost));
         }
         assert!(started > 0, "x never rotated again");
+    }
+
+    #[test]
+    fn a_neighbour_link_held_on_one_side_only_is_dropped() {
+        let config = OverlayConfig {
+            rotate_interval: Duration::from_secs(3600),
+            ..OverlayConfig::default()
+        };
+        let mut net = Net::new(12, config);
+        assert_eq!(net.asymmetric_links(), vec![]);
+        // b accepts a neighbour request from a, and its answer is lost: b holds a as a
+        // neighbour, a does not know it (as after a lost reply or disconnect, or a
+        // restart faster than the probes).
+        let (a, b) = (0..12)
+            .flat_map(|a| (0..12).map(move |b| (a, b)))
+            .find(|&(a, b)| {
+                let (na, nb) = (&net.nodes[a], &net.nodes[b]);
+                a != b && !nb.active().contains(na.id()) && nb.active().len() < nb.active_max()
+            })
+            .expect("two nodes that are not neighbours");
+        let from_a = From {
+            id: net.nodes[a].id().clone(),
+            addr: addr_of(a),
+            seed: false,
+        };
+        let now = net.now;
+        net.nodes[b].handle(
+            &from_a,
+            Msg::Neighbor {
+                high: false,
+                incarnation: 1,
+                degree: 4,
+            },
+            now,
+        );
+        net.nodes[b].take_out();
+        assert_eq!(net.asymmetric_links().len(), 1);
+        net.run(130_000, |_, _, _| true);
+        assert_eq!(net.asymmetric_links(), vec![]);
+    }
+
+    #[test]
+    fn a_peer_declared_dead_by_mistake_keeps_no_link_its_neighbours_dropped() {
+        let config = OverlayConfig {
+            rotate_interval: Duration::from_secs(3600),
+            ..OverlayConfig::default()
+        };
+        let mut net = Net::new(12, config);
+        let (y, z) = (3, 4);
+        assert!(!net.nodes[y].active().is_empty());
+        // z declares the live y dead (as each side of a partition does of the other):
+        // every peer drops y from its views, without telling it, and y refutes.
+        let mut dead = alive("n3", y);
+        dead.state = MemberState::Dead;
+        let now = net.now;
+        for i in (0..12).filter(|&i| i != z) {
+            let from = From {
+                id: pid("n4"),
+                addr: addr_of(z),
+                seed: false,
+            };
+            net.nodes[i].handle(&from, member_news("n4", 1, dead.clone()), now);
+        }
+        net.pump(&mut |_, _, _| true);
+        assert!(
+            !net.asymmetric_links().is_empty(),
+            "y still holds the neighbours that dropped it"
+        );
+        net.run(130_000, |_, _, _| true);
+        assert_eq!(net.asymmetric_links(), vec![]);
     }
 }
