@@ -1301,23 +1301,17 @@ impl PeerNode {
                     if self.active.contains(&from.id) {
                         return;
                     }
-                    if self.active.len() < self.active_max() && self.is_alive(&from.id) {
+                    let alive = self.is_alive(&from.id);
+                    if self.active.len() < self.active_max() && alive {
                         self.add_active(from.id.clone(), now);
                         if rotation && self.active.len() > self.target_active() {
-                            // The swap: drop another neighbour, which keeps it in
-                            // the passive view.
-                            let others: Vec<PeerId> = self
-                                .active
-                                .iter()
-                                .filter(|a| **a != from.id)
-                                .cloned()
-                                .collect();
-                            if let Some(old) = others.choose(&mut self.rng).cloned() {
-                                self.remove_active(&old, "rotated");
-                                self.send_to(&old, Msg::Disconnect);
-                                self.add_passive(old);
-                            }
+                            self.rotate_out(&from.id);
                         }
+                    } else if rotation && alive {
+                        // A view at its largest swaps too: another neighbour makes
+                        // room first (or the best-connected peers would never mix).
+                        self.rotate_out(&from.id);
+                        self.add_active(from.id.clone(), now);
                     } else {
                         self.send(Dest::Node(from.addr), Msg::Disconnect);
                         self.add_passive(from.id.clone());
@@ -1542,6 +1536,17 @@ impl PeerNode {
             degree: self.active.len() as u32,
         };
         self.send_to(&c, msg);
+    }
+
+    /// The swap of a rotation: drops a random neighbour other than `keep`, which
+    /// stays in the passive view.
+    fn rotate_out(&mut self, keep: &PeerId) {
+        let others: Vec<PeerId> = self.active.iter().filter(|a| *a != keep).cloned().collect();
+        if let Some(old) = others.choose(&mut self.rng).cloned() {
+            self.remove_active(&old, "rotated");
+            self.send_to(&old, Msg::Disconnect);
+            self.add_passive(old);
+        }
     }
 
     fn cleanup(&mut self, now: Millis) {
@@ -1829,5 +1834,36 @@ mod tests {
         );
         net.run(130_000, |_, _, _| true);
         assert_eq!(net.asymmetric_links(), vec![]);
+    }
+
+    #[test]
+    fn a_node_at_its_largest_view_still_swaps_neighbours() {
+        let mut net = Net::new(12, OverlayConfig::default());
+        let x = (0..12)
+            .find(|&i| net.nodes[i].active().len() == net.nodes[i].active_max())
+            .expect("a node with a full view");
+        while net.now.0 < 300_000 {
+            let Some(c) = tick_all(&mut net, x) else {
+                net.pump(&mut |_, _, _| true);
+                continue;
+            };
+            let full = net.nodes[x].active().len() == net.nodes[x].active_max();
+            let ci = net.index(&c);
+            net.nodes[ci].take_events();
+            net.pump(&mut |_, _, _| true);
+            let accepted = net.nodes[ci]
+                .take_events()
+                .iter()
+                .any(|e| matches!(e, OverlayEvent::NeighborUp { id } if id == net.nodes[x].id()));
+            if full && accepted {
+                assert!(
+                    net.nodes[x].active().contains(&c),
+                    "the candidate accepted, and was disconnected"
+                );
+                assert_eq!(net.nodes[x].active().len(), net.nodes[x].active_max());
+                return;
+            }
+        }
+        panic!("no rotation of the full view was accepted");
     }
 }
