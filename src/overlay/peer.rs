@@ -25,7 +25,8 @@
 //!   be replaced from the passive view at once), and is told of the suspicion every
 //!   `suspect_resend` so that, if alive, it refutes with a higher incarnation. A
 //!   suspicion that stands for `suspicion_timeout` becomes a death: broadcast to every
-//!   peer and reported to every seed.
+//!   peer and reported to every seed. A neighbour held suspect on hearsay (a `suspect`
+//!   row) is still suspected first-hand when it stops answering.
 //! * **Broadcast.** The [`Plumtree`]'s neighbours are exactly the active view.
 //!
 //! No sockets, clocks or threads: methods take `now`, and what to send accumulates in
@@ -903,7 +904,9 @@ impl PeerNode {
         let Some(m) = self.members.get_mut(id) else {
             return;
         };
-        if m.state != MemberState::Alive {
+        // A member already suspect on hearsay (a `suspect` row) has no suspicion of
+        // ours yet: without one, a neighbour that stops answering would stay.
+        if m.state.is_gone() || self.suspects.contains_key(id) {
             return;
         }
         m.state = MemberState::Suspect;
@@ -1636,6 +1639,14 @@ mod tests {
         }
     }
 
+    fn sender(id: &str, i: usize) -> From {
+        From {
+            id: pid(id),
+            addr: addr_of(i),
+            seed: false,
+        }
+    }
+
     fn member_news(origin: &str, seq: u64, info: MemberInfo) -> Msg {
         Msg::Gossip(Broadcast {
             origin: pid(origin),
@@ -1865,5 +1876,41 @@ mod tests {
             }
         }
         panic!("no rotation of the full view was accepted");
+    }
+
+    #[test]
+    fn a_neighbour_suspected_on_hearsay_is_still_declared_dead_when_it_crashes() {
+        let mut net = Net::new(8, OverlayConfig::default());
+        let y = 3;
+        let yid = pid("n3");
+        let watchers: Vec<usize> = (0..8)
+            .filter(|&i| net.nodes[i].active().contains(&yid))
+            .collect();
+        assert!(!watchers.is_empty());
+        // Someone tells every node that y is suspect (at its own incarnation); then y
+        // crashes.
+        let mut row = alive("n3", y);
+        row.state = MemberState::Suspect;
+        let now = net.now;
+        for i in (0..8).filter(|&i| i != y) {
+            let other = if i == 0 { 1 } else { 0 };
+            net.nodes[i].handle(
+                &sender(&format!("n{other}"), other),
+                Msg::Shuffle {
+                    reply: true,
+                    members: vec![row.clone()],
+                },
+                now,
+            );
+        }
+        let until = net.now.0 + 15_000;
+        net.run(until, |i, j, _| i != y && j != y);
+        for i in watchers {
+            assert!(
+                !net.nodes[i].active().contains(&yid),
+                "n{i} keeps a neighbour that does not answer"
+            );
+            assert_eq!(net.nodes[i].member(&yid).unwrap().state, MemberState::Dead);
+        }
     }
 }
