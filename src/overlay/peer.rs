@@ -1195,7 +1195,17 @@ impl PeerNode {
                     self.end_request(&id);
                     self.passive.retain(|p| *p != id);
                 }
-                self.fill_active(now);
+                // Replace the request at once while the passive view, which each
+                // failure shrinks, has candidates; other members wait for the next
+                // tick, so members that all turn out unreachable are not dialled in
+                // a loop.
+                if self
+                    .passive
+                    .iter()
+                    .any(|p| !self.pending.contains_key(p) && self.is_alive(p))
+                {
+                    self.fill_active(now);
+                }
             }
             Dest::Seed(_) => {}
         }
@@ -1657,6 +1667,15 @@ mod tests {
         })
     }
 
+    /// A lone node that knows the members `n1`..`n{count}` (at ports 3001...).
+    fn lone(config: OverlayConfig, count: usize) -> PeerNode {
+        let mut x = PeerNode::new(pid("n0"), 0, config, 1, 1, 1);
+        x.start(Millis(0));
+        let others = (1..=count).map(|i| alive(&format!("n{i}"), i)).collect();
+        x.merge_list(others, false, Millis(0));
+        x
+    }
+
     /// A few nodes `n0`.. wired by hand, without seeds: every message is delivered at
     /// once, in the order it was sent, unless the test's filter drops it.
     struct Net {
@@ -1912,5 +1931,33 @@ mod tests {
             );
             assert_eq!(net.nodes[i].member(&yid).unwrap().state, MemberState::Dead);
         }
+    }
+
+    #[test]
+    fn members_that_cannot_be_reached_are_not_dialled_in_a_loop() {
+        let mut x = lone(OverlayConfig::default(), 6);
+        x.tick(Millis(10));
+        let mut dialled = 0;
+        for _ in 0..1000 {
+            let requests: Vec<SocketAddr> = x
+                .take_out()
+                .into_iter()
+                .filter_map(|o| match (o.to, o.msg) {
+                    (Dest::Node(a), Msg::Neighbor { .. }) => Some(a),
+                    _ => None,
+                })
+                .collect();
+            if requests.is_empty() {
+                break;
+            }
+            dialled += requests.len();
+            for a in requests {
+                x.unreachable(Dest::Node(a), Millis(10));
+            }
+        }
+        assert!(
+            dialled <= 6,
+            "{dialled} neighbour requests at one instant to 6 unreachable members"
+        );
     }
 }
