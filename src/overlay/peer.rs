@@ -9,7 +9,8 @@
 //!   alive. Only a member itself raises its incarnation. Dead and left members stay as
 //!   tombstones for `dead_retention`, so stale news of them is ignored.
 //! * **Views.** `active` (the neighbours) and `passive` are disjoint, never hold this
-//!   node, and hold only members that are alive or suspect. The active view is
+//!   node, and hold only members that are alive or suspect, or held dead but asking to
+//!   be a neighbour (alive after all: it is told so, and refutes). The active view is
 //!   symmetric: a node enters it only through an accepted `neighbor` request (either
 //!   way), and leaves it with a `disconnect` to the other side, or when it is suspected
 //!   or dead. Its target size is max(`active_min`, ⌈log2 N⌉ + 1) for the N members
@@ -26,7 +27,8 @@
 //!   `suspect_resend` so that, if alive, it refutes with a higher incarnation. A
 //!   suspicion that stands for `suspicion_timeout` becomes a death: broadcast to every
 //!   peer and reported to every seed. A neighbour held suspect on hearsay (a `suspect`
-//!   row) is still suspected first-hand when it stops answering.
+//!   row) is still suspected first-hand when it stops answering, and one held dead
+//!   simply leaves the view.
 //! * **Broadcast.** The [`Plumtree`]'s neighbours are exactly the active view.
 //!
 //! No sockets, clocks or threads: methods take `now`, and what to send accumulates in
@@ -901,14 +903,22 @@ impl PeerNode {
     // ----- liveness -----
 
     fn suspect(&mut self, id: &PeerId, now: Millis) {
+        if self.members.get(id).is_none_or(|m| m.state.is_gone()) {
+            // A neighbour held dead (taken when it asked, before its refutation came)
+            // that stops answering leaves the view all the same, or it would stay.
+            if self.remove_active(id, "dead") {
+                self.fill_active(now);
+            }
+            return;
+        }
+        // A member already suspect on hearsay (a `suspect` row) has no suspicion of
+        // ours yet: without one, a neighbour that stops answering would stay.
+        if self.suspects.contains_key(id) {
+            return;
+        }
         let Some(m) = self.members.get_mut(id) else {
             return;
         };
-        // A member already suspect on hearsay (a `suspect` row) has no suspicion of
-        // ours yet: without one, a neighbour that stops answering would stay.
-        if m.state.is_gone() || self.suspects.contains_key(id) {
-            return;
-        }
         m.state = MemberState::Suspect;
         m.since = now;
         let incarnation = m.incarnation;
@@ -1959,5 +1969,39 @@ mod tests {
             dialled <= 6,
             "{dialled} neighbour requests at one instant to 6 unreachable members"
         );
+    }
+
+    #[test]
+    fn a_neighbour_held_dead_that_stops_answering_leaves_the_view() {
+        let mut x = lone(OverlayConfig::default(), 2);
+        let mut n2 = alive("n2", 2);
+        n2.state = MemberState::Dead;
+        x.handle(&sender("n1", 1), member_news("n1", 1, n2), Millis(10));
+        // n2 is alive after all and asks to be a neighbour: it is taken, and told that
+        // it is held dead so that it refutes...
+        x.handle(
+            &sender("n2", 2),
+            Msg::Neighbor {
+                high: true,
+                incarnation: 1,
+                degree: 0,
+            },
+            Millis(20),
+        );
+        assert!(x.active().contains(&pid("n2")));
+        assert!(x
+            .take_out()
+            .iter()
+            .any(|o| matches!(o.msg, Msg::Suspect { dead: true, .. })));
+        // ...but it crashes before it does: it must not stay a neighbour, even once its
+        // tombstone is gone.
+        for t in (30..400_000).step_by(10) {
+            x.tick(Millis(t));
+            x.take_out();
+            if t == 5_000 {
+                assert!(!x.active().contains(&pid("n2")));
+            }
+        }
+        assert!(!x.active().contains(&pid("n2")));
     }
 }
