@@ -516,7 +516,8 @@ impl PeerNode {
     }
 
     fn refute(&mut self, heard: u64, now: Millis) {
-        self.incarnation = self.incarnation.max(heard) + 1;
+        // Saturating: an incarnation from the network may be the largest there is.
+        self.incarnation = self.incarnation.max(heard).saturating_add(1);
         self.stats.refutations += 1;
         self.events.push(OverlayEvent::RefutedSelf {
             incarnation: self.incarnation,
@@ -1435,7 +1436,7 @@ impl PeerNode {
                     self.next_refute_broadcast = after(now, REFUTE_BROADCAST_GAP);
                     self.refute(incarnation, now);
                 } else if incarnation >= self.incarnation {
-                    self.incarnation = incarnation + 1;
+                    self.incarnation = incarnation.saturating_add(1);
                     self.stats.refutations += 1;
                     self.events.push(OverlayEvent::RefutedSelf {
                         incarnation: self.incarnation,
@@ -2003,5 +2004,32 @@ mod tests {
             }
         }
         assert!(!x.active().contains(&pid("n2")));
+    }
+
+    #[test]
+    fn a_suspicion_at_the_largest_incarnation_does_not_overflow() {
+        let mut x = lone(OverlayConfig::default(), 1);
+        let y = sender("n1", 1);
+        x.handle(
+            &y,
+            Msg::Suspect {
+                incarnation: u64::MAX,
+                dead: true,
+            },
+            Millis(10),
+        );
+        x.handle(
+            &y,
+            Msg::Suspect {
+                incarnation: u64::MAX,
+                dead: false,
+            },
+            Millis(20),
+        );
+        let mut me = alive("n0", 0);
+        me.incarnation = u64::MAX;
+        me.state = MemberState::Dead;
+        x.handle(&y, member_news("n1", 1, me), Millis(30));
+        assert_eq!(x.incarnation(), u64::MAX);
     }
 }
