@@ -3,11 +3,12 @@
 //!
 //! State document (the invariants the code keeps):
 //!
-//! * **Members.** Every peer this node has heard of is in `members` with an address,
-//!   an incarnation and a state (alive, suspect, dead, left), merged by SWIM's rules:
-//!   a higher incarnation wins; at the same incarnation, dead beats suspect beats
-//!   alive. Only a member itself raises its incarnation. Dead and left members stay as
-//!   tombstones for `dead_retention`, so stale news of them is ignored.
+//! * **Members.** Every peer this node has heard of is in `members` with an address, an
+//!   incarnation and a state (alive, suspect, dead, left), merged by SWIM's rules: a
+//!   higher incarnation wins; at the same incarnation, dead beats suspect beats alive.
+//!   Only a member itself raises its incarnation. Dead and left members stay as
+//!   tombstones for `dead_retention`, so stale news of them is ignored. At most
+//!   `members_max` are kept, tombstones included.
 //! * **Views.** `active` (the neighbours) and `passive` are disjoint, never hold this
 //!   node, and hold only members that are alive or suspect, or held dead but asking to
 //!   be a neighbour (alive after all: it is told so, and refutes). The active view is
@@ -541,10 +542,9 @@ impl PeerNode {
         }
         let Some(m) = self.members.get_mut(&info.id) else {
             // News of a member we never heard of, without an address to reach it by, or
-            // past the cap, is not worth keeping.
-            if info.addr == SELF_ADDR
-                || (self.members.len() >= self.config.members_max && !info.state.is_gone())
-            {
+            // past the cap (deaths included: anyone can announce deaths of made-up
+            // peers), is not worth keeping.
+            if info.addr == SELF_ADDR || self.members.len() >= self.config.members_max {
                 return Applied::Unchanged;
             }
             self.members.insert(
@@ -2031,5 +2031,21 @@ mod tests {
         me.state = MemberState::Dead;
         x.handle(&y, member_news("n1", 1, me), Millis(30));
         assert_eq!(x.incarnation(), u64::MAX);
+    }
+
+    #[test]
+    fn news_of_unknown_deaths_stays_within_the_member_cap() {
+        let config = OverlayConfig {
+            members_max: 10,
+            ..OverlayConfig::default()
+        };
+        let mut x = lone(config, 1);
+        let y = sender("n1", 1);
+        for k in 0..100 {
+            let mut ghost = alive(&format!("ghost{k}"), 100);
+            ghost.state = MemberState::Dead;
+            x.handle(&y, member_news("n1", k, ghost), Millis(k));
+        }
+        assert!(x.members().len() <= 10, "{} members", x.members().len());
     }
 }
