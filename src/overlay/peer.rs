@@ -6,9 +6,9 @@
 //! * **Members.** Every peer this node has heard of is in `members` with an address, an
 //!   incarnation and a state (alive, suspect, dead, left), merged by SWIM's rules: a
 //!   higher incarnation wins; at the same incarnation, dead beats suspect beats alive.
-//!   Only a member itself raises its incarnation. Dead and left members stay as
-//!   tombstones for `dead_retention`, so stale news of them is ignored. At most
-//!   `members_max` are kept, tombstones included.
+//!   Only a member itself raises its incarnation, says that it left, or refutes its
+//!   death. Dead and left members stay as tombstones for `dead_retention`, so stale
+//!   news of them is ignored. At most `members_max` are kept, tombstones included.
 //! * **Views.** `active` (the neighbours) and `passive` are disjoint, never hold this
 //!   node, and hold only members that are alive or suspect, or held dead but asking to
 //!   be a neighbour (alive after all: it is told so, and refutes). The active view is
@@ -504,6 +504,10 @@ impl PeerNode {
     }
 
     fn on_member_event(&mut self, info: MemberInfo, origin: &PeerId, now: Millis) {
+        if info.state != MemberState::Dead && info.id != *origin {
+            // Only a member itself says that it left, or refutes its death.
+            return;
+        }
         if info.id == self.me {
             if info.state.is_gone() && info.incarnation >= self.incarnation && !self.left {
                 self.refute(info.incarnation, now);
@@ -2047,5 +2051,25 @@ mod tests {
             x.handle(&y, member_news("n1", k, ghost), Millis(k));
         }
         assert!(x.members().len() <= 10, "{} members", x.members().len());
+    }
+
+    #[test]
+    fn only_a_member_itself_says_that_it_left_or_is_alive() {
+        let mut x = lone(OverlayConfig::default(), 3);
+        let y = sender("n1", 1);
+        // n2 is declared dead (by n1, which may say so).
+        let mut n2 = alive("n2", 2);
+        n2.state = MemberState::Dead;
+        x.handle(&y, member_news("n1", 1, n2.clone()), Millis(10));
+        assert_eq!(x.member(&pid("n2")).unwrap().state, MemberState::Dead);
+        // n1 cannot bring it back, nor make n3 leave.
+        n2.state = MemberState::Alive;
+        n2.incarnation = 2;
+        x.handle(&y, member_news("n1", 2, n2), Millis(20));
+        let mut n3 = alive("n3", 3);
+        n3.state = MemberState::Left;
+        x.handle(&y, member_news("n1", 3, n3), Millis(30));
+        assert_eq!(x.member(&pid("n2")).unwrap().state, MemberState::Dead);
+        assert_eq!(x.member(&pid("n3")).unwrap().state, MemberState::Alive);
     }
 }
