@@ -16,7 +16,8 @@
 //! * **Convergence.** Every `sync_interval` the seed sends its registry to every other
 //!   seed it knows: those configured, and those that sent it theirs recently. Merging
 //!   keeps the most recent sighting and SWIM's precedence (higher incarnation wins;
-//!   dead beats alive at the same incarnation), so all seeds converge on one view.
+//!   dead beats alive at the same incarnation), so all seeds converge on one view. Only
+//!   seeds send registries: a peer's word is a report, never a death.
 //! * **Peer lists** are the live records, a random sample of `list_cap` when larger.
 //!
 //! No sockets, clocks or threads: messages and `now` in, messages out.
@@ -262,6 +263,11 @@ impl SeedNode {
                 }
             }
             Msg::SeedSync { nonce, to, rows } => {
+                if !from.seed {
+                    // Only seeds speak for other peers: one message from a peer must
+                    // not declare anyone dead.
+                    return;
+                }
                 if nonce == self.nonce {
                     // We reached ourselves through the seed list.
                     if let Some(s) = self.seeds.get_mut(to as usize) {
@@ -721,6 +727,32 @@ mod tests {
     }
 
     #[test]
+    fn a_registry_sent_by_a_peer_is_ignored() {
+        let mut s = seed();
+        register(&mut s, "a", 2001, 0);
+        let row = SeedRow {
+            info: match dead("a", 2001) {
+                Msg::Report { member } => member,
+                _ => unreachable!(),
+            },
+            seen_ago_ms: 0,
+        };
+        s.handle(
+            &from("b", 2002),
+            Msg::SeedSync {
+                nonce: 99,
+                to: 0,
+                rows: vec![row],
+            },
+            Millis(10),
+        );
+        assert_eq!(s.alive(), 1, "only seeds speak for other peers");
+        assert_eq!(s.seeds_heard(Millis(10)), 0);
+        s.tick(Millis(20));
+        assert!(s.take_out().is_empty(), "nothing is sent to the peer");
+    }
+
+    #[test]
     fn silent_peers_are_forgotten_unless_vouched_for() {
         let mut s = seed();
         register(&mut s, "a", 2001, 0);
@@ -820,7 +852,11 @@ mod tests {
         let out = c.take_out();
         assert_eq!(out.len(), 2);
         let own = out.into_iter().find(|o| o.to == Dest::Seed(1)).unwrap();
-        c.handle(&from("sc", 1502), own.msg, Millis(11));
+        let sc = From {
+            seed: true,
+            ..from("sc", 1502)
+        };
+        c.handle(&sc, own.msg, Millis(11));
         assert_eq!(c.seeds_configured(), 1);
         assert_eq!(c.seeds_heard(Millis(11)), 0);
     }
