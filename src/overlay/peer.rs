@@ -567,6 +567,7 @@ impl PeerNode {
         match info.state {
             MemberState::Alive => {
                 if info.incarnation > m.incarnation {
+                    let held_gone = m.state.is_gone().then_some(m.incarnation);
                     m.incarnation = info.incarnation;
                     if info.addr != SELF_ADDR {
                         m.addr = info.addr;
@@ -575,7 +576,7 @@ impl PeerNode {
                     if m.state != MemberState::Alive {
                         m.state = MemberState::Alive;
                         m.since = now;
-                        return Applied::Revived;
+                        return Applied::Revived { held_gone };
                     }
                 } else if info.incarnation == m.incarnation && m.state == MemberState::Alive {
                     m.degree = info.degree;
@@ -609,13 +610,24 @@ impl PeerNode {
     fn after_apply(&mut self, id: &PeerId, applied: Applied, by: Option<&PeerId>, now: Millis) {
         match applied {
             Applied::New(MemberState::Alive) => self.add_passive(id.clone()),
-            Applied::Revived => {
+            Applied::Revived { held_gone } => {
                 self.suspects.remove(id);
                 if let Some(m) = self.members.get(id) {
                     self.events.push(OverlayEvent::Refuted {
                         id: id.clone(),
                         incarnation: m.incarnation,
                     });
+                    if let (Some(held), None) = (held_gone, by) {
+                        // Heard from a peer list, not from the member's own refutation,
+                        // which may have missed many peers (it refuted while the overlay
+                        // was split): it is told, and refutes again, by broadcast.
+                        let to = Dest::Node(m.addr);
+                        let msg = Msg::Suspect {
+                            incarnation: held,
+                            dead: true,
+                        };
+                        self.send(to, msg);
+                    }
                 }
                 self.add_passive(id.clone());
             }
@@ -668,8 +680,12 @@ impl PeerNode {
                 if let Some(d) = degree {
                     m.degree = d;
                 }
+                let mut held_gone = None;
                 if let Some(inc) = incarnation {
                     if inc > m.incarnation {
+                        if m.state.is_gone() {
+                            held_gone = Some(m.incarnation);
+                        }
                         m.incarnation = inc;
                         if m.state != MemberState::Alive {
                             m.state = MemberState::Alive;
@@ -684,11 +700,16 @@ impl PeerNode {
                 }
                 if m.state != MemberState::Alive && !self.suspects.contains_key(&from.id) {
                     // It talks to us but we hold it dead: tell it, so it refutes.
-                    let inc = m.incarnation;
+                    held_gone = Some(m.incarnation);
+                }
+                if let Some(held) = held_gone {
+                    // Held dead until now (its higher incarnation came with this
+                    // message): its refutation missed us, so likely others too, and it
+                    // refutes again, by broadcast.
                     self.send(
                         Dest::Node(from.addr),
                         Msg::Suspect {
-                            incarnation: inc,
+                            incarnation: held,
                             dead: true,
                         },
                     );
@@ -1632,8 +1653,11 @@ enum Applied {
     New(MemberState),
     Unchanged,
     Suspected,
-    /// Back to alive from suspect, dead or left, with a higher incarnation.
-    Revived,
+    /// Back to alive from suspect, dead or left, with a higher incarnation;
+    /// `held_gone` is the incarnation it was held dead or left at.
+    Revived {
+        held_gone: Option<u64>,
+    },
     Gone(MemberState),
 }
 
@@ -2071,5 +2095,90 @@ mod tests {
         x.handle(&y, member_news("n1", 3, n3), Millis(30));
         assert_eq!(x.member(&pid("n2")).unwrap().state, MemberState::Dead);
         assert_eq!(x.member(&pid("n3")).unwrap().state, MemberState::Alive);
+    }
+
+    #[test]
+    fn a_refutation_that_missed_peers_is_sent_again_when_one_of_them_hears_of_it() {
+        let mut net = Net::new(12, OverlayConfig::default());
+        let y = 3;
+        let yid = pid("n3");
+        // Two peers that are not y's neighbours hold y dead (the news goes no
+        // further), and y raises its incarnation where they cannot hear it (as while a
+        // partition lasts).
+        let far: Vec<usize> = (0..12)
+            .filter(|&h| h != y && h != 0 && h != 4)
+            .filter(|&h| !net.nodes[y].active().contains(&pid(&format!("n{h}"))))
+            .filter(|&h| !net.nodes[h].active().contains(&yid))
+            .take(2)
+            .collect();
+        assert_eq!(far.len(), 2);
+        let (h1, h2) = (far[0], far[1]);
+        let mut dead = alive("n3", y);
+        dead.state = MemberState::Dead;
+        let now = net.now;
+        for h in [h1, h2] {
+            net.nodes[h].handle(&sender("n4", 4), member_news("n4", 1, dead.clone()), now);
+            net.nodes[h].take_out();
+        }
+        net.nodes[y].handle(
+            &sender("n0", 0),
+            Msg::Suspect {
+                incarnation: 1,
+                dead: false,
+            },
+            now,
+        );
+        net.pump(&mut |_, _, _| true);
+        assert_eq!(net.nodes[y].incarnation(), 2);
+        // h1 hears from a peer list that y is alive at 2: y learns that its refutation
+        // missed some peers, and refutes again, to everyone.
+        let mut row = alive("n3", y);
+        row.incarnation = 2;
+        net.nodes[h1].handle(
+            &sender("n0", 0),
+            Msg::Shuffle {
+                reply: true,
+                members: vec![row],
+            },
+            now,
+        );
+        net.pump(&mut |_, _, _| true);
+        let until = net.now.0 + 200;
+        net.run(until, |_, _, _| true);
+        assert_eq!(
+            net.nodes[h2].member(&yid).unwrap().state,
+            MemberState::Alive
+        );
+    }
+
+    #[test]
+    fn a_member_held_dead_that_talks_at_a_higher_incarnation_is_told_it_was() {
+        let mut x = lone(OverlayConfig::default(), 2);
+        let mut n2 = alive("n2", 2);
+        n2.state = MemberState::Dead;
+        x.handle(&sender("n1", 1), member_news("n1", 1, n2), Millis(10));
+        x.take_out();
+        x.handle(
+            &sender("n2", 2),
+            Msg::Neighbor {
+                high: false,
+                incarnation: 2,
+                degree: 3,
+            },
+            Millis(20),
+        );
+        assert_eq!(x.member(&pid("n2")).unwrap().state, MemberState::Alive);
+        let told = x.take_out().into_iter().any(|o| {
+            o.to == Dest::Node(addr_of(2))
+                && o.msg
+                    == Msg::Suspect {
+                        incarnation: 1,
+                        dead: true,
+                    }
+        });
+        assert!(
+            told,
+            "its refutation did not reach this node: it is told so"
+        );
     }
 }
