@@ -5,7 +5,10 @@
 //! * **Registry.** Each peer that registered (or that another seed vouches for) has a
 //!   record: address, incarnation, degree, state, and when it was last seen. A
 //!   registration is first-hand proof of life: it makes the record alive and clears any
-//!   pending report. A peer that registers lists its neighbours, which vouches for them.
+//!   pending report. A peer that registers lists its neighbours, which vouches for
+//!   them. A peer that registers while held dead at its incarnation is listed dead in
+//!   the answer, so that it refutes with a higher one: the other seeds' syncs hold it
+//!   dead until then, and would forever.
 //! * **Deaths are suspicions.** One report of a death starts the seed's own probe; the
 //!   record is declared dead only when every try of that probe fails, or when a second,
 //!   distinct peer reports the same death. A peer reporting that it leaves is removed
@@ -313,6 +316,14 @@ impl SeedNode {
                 return;
             }
         }
+        // Held dead (or left) at the incarnation it registers with: the peer is told,
+        // so that it refutes with a higher one (until it does, the other seeds' syncs
+        // keep it dead here too).
+        let held_gone = self
+            .members
+            .get(&from.id)
+            .filter(|r| r.state.is_gone() && r.incarnation >= incarnation)
+            .map(|r| Self::info(&from.id, r));
         let new = match self.members.get_mut(&from.id) {
             Some(r) => {
                 let was_gone = r.state.is_gone();
@@ -364,7 +375,8 @@ impl SeedNode {
                 }
             }
         }
-        let members = self.peer_list(&from.id);
+        let mut members = self.peer_list(&from.id);
+        members.extend(held_gone);
         self.out.push(Out {
             to: Dest::Node(from.addr),
             msg: Msg::Peers {
@@ -750,6 +762,39 @@ mod tests {
         assert_eq!(s.seeds_heard(Millis(10)), 0);
         s.tick(Millis(20));
         assert!(s.take_out().is_empty(), "nothing is sent to the peer");
+    }
+
+    #[test]
+    fn a_peer_held_dead_that_registers_is_told_so() {
+        let mut s = seed();
+        register(&mut s, "a", 2001, 0);
+        register(&mut s, "b", 2002, 0);
+        s.handle(&from("b", 2002), dead("a", 2001), Millis(10));
+        s.handle(&from("c", 2003), dead("a", 2001), Millis(11));
+        assert_eq!(s.alive(), 1);
+        // a is alive after all and registers at the incarnation it was declared dead at:
+        // the list names a itself, dead, so that a refutes with a higher incarnation.
+        let list = register(&mut s, "a", 2001, 20);
+        let own: Vec<_> = list.iter().filter(|m| m.id.as_str() == "a").collect();
+        assert_eq!(own.len(), 1, "{list:?}");
+        assert_eq!(own[0].state, MemberState::Dead);
+        assert_eq!(own[0].incarnation, 1);
+        // At a higher incarnation, it is simply alive.
+        s.handle(
+            &from("a", 2001),
+            Msg::Register {
+                seq: 2,
+                incarnation: 2,
+                degree: 0,
+                neighbours: vec![],
+            },
+            Millis(30),
+        );
+        let Some(Msg::Peers { members, .. }) = s.take_out().pop().map(|o| o.msg) else {
+            panic!("no answer")
+        };
+        assert!(members.iter().all(|m| m.id.as_str() != "a"));
+        assert_eq!(s.alive(), 2);
     }
 
     #[test]
