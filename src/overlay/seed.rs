@@ -20,7 +20,8 @@
 //!   seed it knows: those configured, and those that sent it theirs recently. Merging
 //!   keeps the most recent sighting and SWIM's precedence (higher incarnation wins;
 //!   dead beats alive at the same incarnation), so all seeds converge on one view. Only
-//!   seeds send registries: a peer's word is a report, never a death.
+//!   seeds send registries: a peer's word is a report, never a death. A sighting from
+//!   before this seed's clock started is not taken: as "at 0" it would look recent.
 //! * **Peer lists** are the live records, a random sample of `list_cap` when larger.
 //!
 //! No sockets, clocks or threads: messages and `now` in, messages out.
@@ -416,16 +417,20 @@ impl SeedNode {
 
     fn merge(&mut self, row: SeedRow, by: &PeerId, now: Millis) {
         let info = row.info;
-        let seen = Millis(now.0.saturating_sub(row.seen_ago_ms));
+        // A sighting from before this seed's clock started (it starts at 0) cannot be
+        // held: taken as "at 0" it would look recent, and this seed's next sync would
+        // make every other seed keep a silent peer another `forget_after`.
+        let seen = now.0.checked_sub(row.seen_ago_ms).map(Millis);
         let forget = self.config.forget_after.as_millis() as u64;
         match self.members.get_mut(&info.id) {
             None => {
                 if self.members.len() >= self.config.members_max {
                     return;
                 }
-                if !info.state.is_gone() && row.seen_ago_ms >= forget {
+                if !info.state.is_gone() && (row.seen_ago_ms >= forget || seen.is_none()) {
                     return;
                 }
+                let seen = seen.unwrap_or_default();
                 let state = if info.state.is_gone() {
                     info.state
                 } else {
@@ -455,7 +460,7 @@ impl SeedNode {
                     return;
                 }
                 if r.state.is_gone() {
-                    if info.incarnation > r.incarnation {
+                    if let Some(seen) = seen.filter(|_| info.incarnation > r.incarnation) {
                         r.incarnation = info.incarnation;
                         r.addr = info.addr;
                         r.state = MemberState::Alive;
@@ -468,7 +473,7 @@ impl SeedNode {
                     r.incarnation = info.incarnation;
                     r.addr = info.addr;
                 }
-                if seen > r.last_seen {
+                if let Some(seen) = seen.filter(|seen| *seen > r.last_seen) {
                     r.last_seen = seen;
                     r.degree = info.degree;
                 }
@@ -795,6 +800,36 @@ mod tests {
         };
         assert!(members.iter().all(|m| m.id.as_str() != "a"));
         assert_eq!(s.alive(), 2);
+    }
+
+    #[test]
+    fn a_seed_that_just_started_does_not_make_old_sightings_look_new() {
+        let sa = From {
+            seed: true,
+            ..from("sa", 1500)
+        };
+        let sb = From {
+            seed: true,
+            ..from("sb", 1501)
+        };
+        // b has run for a while and last heard of p 50 s ago.
+        let mut b = SeedNode::new(PeerId::parse("sb").unwrap(), 1, SeedConfig::default(), 2, 2);
+        register(&mut b, "p", 2001, 50_000);
+        b.tick(Millis(100_000));
+        // a has just started (its clock counts from 0) when b's registry arrives...
+        let mut a = SeedNode::new(PeerId::parse("sa").unwrap(), 1, SeedConfig::default(), 1, 1);
+        for o in b.take_out() {
+            a.handle(&sb, o.msg, Millis(1000));
+        }
+        // ...and its own registry, sent back to b, must not make p look recent.
+        a.tick(Millis(3000));
+        for o in a.take_out() {
+            b.handle(&sa, o.msg, Millis(100_010));
+        }
+        let p = PeerId::parse("p").unwrap();
+        assert_eq!(b.record(&p).unwrap().last_seen, Millis(50_000));
+        b.tick(Millis(115_000));
+        assert_eq!(b.alive(), 0, "p is forgotten in time");
     }
 
     #[test]
