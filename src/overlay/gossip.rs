@@ -136,7 +136,7 @@ impl Plumtree {
             .take_while(|(at, _)| *at >= since)
             .filter_map(|(_, mid)| {
                 let s = self.seen.get(mid)?;
-                s.payload.as_ref().map(|b| (*mid, b.hops + 1))
+                s.payload.as_ref().map(|b| (*mid, b.hops.saturating_add(1)))
             })
             .take(self.config.recent_max)
             .collect();
@@ -258,7 +258,7 @@ impl Plumtree {
             if now.0.saturating_sub(at.0) <= ttl {
                 self.stats.pushed += 1;
                 let b = Broadcast {
-                    hops: b.hops + 1,
+                    hops: b.hops.saturating_add(1),
                     ..b.clone()
                 };
                 self.out.push((from.clone(), Msg::Gossip(b)));
@@ -477,6 +477,22 @@ mod tests {
         t.on_gossip(&id("a"), m, Millis(0));
         assert_eq!(t.take_delivered().len(), 1);
         assert!(t.take_out().is_empty());
+    }
+
+    #[test]
+    fn a_message_at_the_largest_hop_count_is_announced_and_grafted_without_overflow() {
+        let mut t = tree(&["a"]);
+        let mut m = msg(1);
+        m.hops = u32::MAX;
+        t.on_gossip(&id("a"), m.clone(), Millis(0));
+        assert_eq!(t.take_delivered().len(), 1);
+        assert!(t.take_out().is_empty(), "not forwarded");
+        t.neighbor_up(id("b"), Millis(10));
+        assert!(
+            matches!(&t.take_out()[..], [(_, Msg::IHave { ids })] if ids[0] == (m.id(), u32::MAX))
+        );
+        t.on_graft(&id("b"), m.id(), Millis(20));
+        assert!(matches!(&t.take_out()[..], [(_, Msg::Gossip(b))] if b.hops == u32::MAX));
     }
 
     #[test]

@@ -3,19 +3,23 @@
 //!
 //! State document (the invariants the code keeps):
 //!
-//! * **Members.** Every peer this node has heard of is in `members` with an address,
-//!   an incarnation and a state (alive, suspect, dead, left), merged by SWIM's rules:
-//!   a higher incarnation wins; at the same incarnation, dead beats suspect beats
-//!   alive. Only a member itself raises its incarnation. Dead and left members stay as
-//!   tombstones for `dead_retention`, so stale news of them is ignored.
+//! * **Members.** Every peer this node has heard of is in `members` with an address, an
+//!   incarnation and a state (alive, suspect, dead, left), merged by SWIM's rules: a
+//!   higher incarnation wins; at the same incarnation, dead beats suspect beats alive.
+//!   Only a member itself raises its incarnation, says that it left, or refutes its
+//!   death. Dead and left members stay as tombstones for `dead_retention`, so stale
+//!   news of them is ignored. At most `members_max` are kept, tombstones included.
 //! * **Views.** `active` (the neighbours) and `passive` are disjoint, never hold this
-//!   node, and hold only members that are alive or suspect. The active view is
+//!   node, and hold only members that are alive or suspect, or held dead but asking to
+//!   be a neighbour (alive after all: it is told so, and refutes). The active view is
 //!   symmetric: a node enters it only through an accepted `neighbor` request (either
-//!   way), and leaves it with a `disconnect` to the other side, or when it is
-//!   suspected or dead. Its target size is max(`active_min`, ⌈log2 N⌉ + 1) for the N
-//!   members known; it accepts requests up to one and a half times that
-//!   (well-connected peers attract more), and always accepts a high-priority request
-//!   from a peer that has no neighbour at all.
+//!   way), and leaves it with a `disconnect` to the other side, or when it is suspected
+//!   or dead. Its target size is max(`active_min`, ⌈log2 N⌉ + 1) for the N members
+//!   known; it accepts requests up to one and a half times that (well-connected peers
+//!   attract more), and always accepts a high-priority request from a peer that has no
+//!   neighbour at all. Shuffle requests come only from neighbours: one from outside the
+//!   active view is answered with a `disconnect`, so a link that only one side still
+//!   holds is dropped.
 //! * **Liveness.** Only neighbours are probed, one at a time in shuffled order, every
 //!   neighbour once per `probe_round`. A probe that gets no ack within `probe_timeout`
 //!   is retried directly and through `indirect_probes` helpers; with no ack after
@@ -23,7 +27,9 @@
 //!   be replaced from the passive view at once), and is told of the suspicion every
 //!   `suspect_resend` so that, if alive, it refutes with a higher incarnation. A
 //!   suspicion that stands for `suspicion_timeout` becomes a death: broadcast to every
-//!   peer and reported to every seed.
+//!   peer and reported to every seed. A neighbour held suspect on hearsay (a `suspect`
+//!   row) is still suspected first-hand when it stops answering, and one held dead
+//!   simply leaves the view.
 //! * **Broadcast.** The [`Plumtree`]'s neighbours are exactly the active view.
 //!
 //! No sockets, clocks or threads: methods take `now`, and what to send accumulates in
@@ -498,6 +504,10 @@ impl PeerNode {
     }
 
     fn on_member_event(&mut self, info: MemberInfo, origin: &PeerId, now: Millis) {
+        if info.state != MemberState::Dead && info.id != *origin {
+            // Only a member itself says that it left, or refutes its death.
+            return;
+        }
         if info.id == self.me {
             if info.state.is_gone() && info.incarnation >= self.incarnation && !self.left {
                 self.refute(info.incarnation, now);
@@ -511,7 +521,8 @@ impl PeerNode {
     }
 
     fn refute(&mut self, heard: u64, now: Millis) {
-        self.incarnation = self.incarnation.max(heard) + 1;
+        // Saturating: an incarnation from the network may be the largest there is.
+        self.incarnation = self.incarnation.max(heard).saturating_add(1);
         self.stats.refutations += 1;
         self.events.push(OverlayEvent::RefutedSelf {
             incarnation: self.incarnation,
@@ -535,10 +546,9 @@ impl PeerNode {
         }
         let Some(m) = self.members.get_mut(&info.id) else {
             // News of a member we never heard of, without an address to reach it by, or
-            // past the cap, is not worth keeping.
-            if info.addr == SELF_ADDR
-                || (self.members.len() >= self.config.members_max && !info.state.is_gone())
-            {
+            // past the cap (deaths included: anyone can announce deaths of made-up
+            // peers), is not worth keeping.
+            if info.addr == SELF_ADDR || self.members.len() >= self.config.members_max {
                 return Applied::Unchanged;
             }
             self.members.insert(
@@ -557,6 +567,7 @@ impl PeerNode {
         match info.state {
             MemberState::Alive => {
                 if info.incarnation > m.incarnation {
+                    let held_gone = m.state.is_gone().then_some(m.incarnation);
                     m.incarnation = info.incarnation;
                     if info.addr != SELF_ADDR {
                         m.addr = info.addr;
@@ -565,7 +576,7 @@ impl PeerNode {
                     if m.state != MemberState::Alive {
                         m.state = MemberState::Alive;
                         m.since = now;
-                        return Applied::Revived;
+                        return Applied::Revived { held_gone };
                     }
                 } else if info.incarnation == m.incarnation && m.state == MemberState::Alive {
                     m.degree = info.degree;
@@ -599,13 +610,24 @@ impl PeerNode {
     fn after_apply(&mut self, id: &PeerId, applied: Applied, by: Option<&PeerId>, now: Millis) {
         match applied {
             Applied::New(MemberState::Alive) => self.add_passive(id.clone()),
-            Applied::Revived => {
+            Applied::Revived { held_gone } => {
                 self.suspects.remove(id);
                 if let Some(m) = self.members.get(id) {
                     self.events.push(OverlayEvent::Refuted {
                         id: id.clone(),
                         incarnation: m.incarnation,
                     });
+                    if let (Some(held), None) = (held_gone, by) {
+                        // Heard from a peer list, not from the member's own refutation,
+                        // which may have missed many peers (it refuted while the overlay
+                        // was split): it is told, and refutes again, by broadcast.
+                        let to = Dest::Node(m.addr);
+                        let msg = Msg::Suspect {
+                            incarnation: held,
+                            dead: true,
+                        };
+                        self.send(to, msg);
+                    }
                 }
                 self.add_passive(id.clone());
             }
@@ -658,8 +680,12 @@ impl PeerNode {
                 if let Some(d) = degree {
                     m.degree = d;
                 }
+                let mut held_gone = None;
                 if let Some(inc) = incarnation {
                     if inc > m.incarnation {
+                        if m.state.is_gone() {
+                            held_gone = Some(m.incarnation);
+                        }
                         m.incarnation = inc;
                         if m.state != MemberState::Alive {
                             m.state = MemberState::Alive;
@@ -674,11 +700,16 @@ impl PeerNode {
                 }
                 if m.state != MemberState::Alive && !self.suspects.contains_key(&from.id) {
                     // It talks to us but we hold it dead: tell it, so it refutes.
-                    let inc = m.incarnation;
+                    held_gone = Some(m.incarnation);
+                }
+                if let Some(held) = held_gone {
+                    // Held dead until now (its higher incarnation came with this
+                    // message): its refutation missed us, so likely others too, and it
+                    // refutes again, by broadcast.
                     self.send(
                         Dest::Node(from.addr),
                         Msg::Suspect {
-                            incarnation: inc,
+                            incarnation: held,
                             dead: true,
                         },
                     );
@@ -710,8 +741,17 @@ impl PeerNode {
         self.passive.push(id);
     }
 
+    /// Forgets the neighbour request in flight to `id`, and the rotation it was for
+    /// (or no rotation would ever start again).
+    fn end_request(&mut self, id: &PeerId) {
+        self.pending.remove(id);
+        if self.rotating.as_ref() == Some(id) {
+            self.rotating = None;
+        }
+    }
+
     fn add_active(&mut self, id: PeerId, now: Millis) {
-        self.pending.remove(&id);
+        self.end_request(&id);
         self.passive.retain(|p| *p != id);
         if self.active.contains(&id) {
             return;
@@ -740,7 +780,7 @@ impl PeerNode {
     fn drop_from_views(&mut self, id: &PeerId, reason: &'static str, now: Millis) {
         self.remove_active(id, reason);
         self.passive.retain(|p| p != id);
-        self.pending.remove(id);
+        self.end_request(id);
         self.suspects.remove(id);
         self.misses.remove(id);
         self.probes.retain(|_, p| p.target != *id);
@@ -889,12 +929,22 @@ impl PeerNode {
     // ----- liveness -----
 
     fn suspect(&mut self, id: &PeerId, now: Millis) {
+        if self.members.get(id).is_none_or(|m| m.state.is_gone()) {
+            // A neighbour held dead (taken when it asked, before its refutation came)
+            // that stops answering leaves the view all the same, or it would stay.
+            if self.remove_active(id, "dead") {
+                self.fill_active(now);
+            }
+            return;
+        }
+        // A member already suspect on hearsay (a `suspect` row) has no suspicion of
+        // ours yet: without one, a neighbour that stops answering would stay.
+        if self.suspects.contains_key(id) {
+            return;
+        }
         let Some(m) = self.members.get_mut(id) else {
             return;
         };
-        if m.state != MemberState::Alive {
-            return;
-        }
         m.state = MemberState::Suspect;
         m.since = now;
         let incarnation = m.incarnation;
@@ -1178,10 +1228,20 @@ impl PeerNode {
                     .cloned()
                     .collect();
                 for id in pending {
-                    self.pending.remove(&id);
+                    self.end_request(&id);
                     self.passive.retain(|p| *p != id);
                 }
-                self.fill_active(now);
+                // Replace the request at once while the passive view, which each
+                // failure shrinks, has candidates; other members wait for the next
+                // tick, so members that all turn out unreachable are not dialled in
+                // a loop.
+                if self
+                    .passive
+                    .iter()
+                    .any(|p| !self.pending.contains_key(p) && self.is_alive(p))
+                {
+                    self.fill_active(now);
+                }
             }
             Dest::Seed(_) => {}
         }
@@ -1290,23 +1350,17 @@ impl PeerNode {
                     if self.active.contains(&from.id) {
                         return;
                     }
-                    if self.active.len() < self.active_max() && self.is_alive(&from.id) {
+                    let alive = self.is_alive(&from.id);
+                    if self.active.len() < self.active_max() && alive {
                         self.add_active(from.id.clone(), now);
                         if rotation && self.active.len() > self.target_active() {
-                            // The swap: drop another neighbour, which keeps it in
-                            // the passive view.
-                            let others: Vec<PeerId> = self
-                                .active
-                                .iter()
-                                .filter(|a| **a != from.id)
-                                .cloned()
-                                .collect();
-                            if let Some(old) = others.choose(&mut self.rng).cloned() {
-                                self.remove_active(&old, "rotated");
-                                self.send_to(&old, Msg::Disconnect);
-                                self.add_passive(old);
-                            }
+                            self.rotate_out(&from.id);
                         }
+                    } else if rotation && alive {
+                        // A view at its largest swaps too: another neighbour makes
+                        // room first (or the best-connected peers would never mix).
+                        self.rotate_out(&from.id);
+                        self.add_active(from.id.clone(), now);
                     } else {
                         self.send(Dest::Node(from.addr), Msg::Disconnect);
                         self.add_passive(from.id.clone());
@@ -1335,6 +1389,12 @@ impl PeerNode {
                             members: sample,
                         },
                     );
+                    if !self.active.contains(&from.id) && !self.pending.contains_key(&from.id) {
+                        // Shuffles go to neighbours only: the sender holds a link this
+                        // node lost (an answer or a disconnect was lost, or this node
+                        // restarted), and drops it.
+                        self.send(Dest::Node(from.addr), Msg::Disconnect);
+                    }
                 }
                 self.merge_list(members, false, now);
                 self.fill_active(now);
@@ -1401,7 +1461,7 @@ impl PeerNode {
                     self.next_refute_broadcast = after(now, REFUTE_BROADCAST_GAP);
                     self.refute(incarnation, now);
                 } else if incarnation >= self.incarnation {
-                    self.incarnation = incarnation + 1;
+                    self.incarnation = incarnation.saturating_add(1);
                     self.stats.refutations += 1;
                     self.events.push(OverlayEvent::RefutedSelf {
                         incarnation: self.incarnation,
@@ -1469,11 +1529,8 @@ impl PeerNode {
             .map(|(id, _)| id.clone())
             .collect();
         for id in &expired {
-            self.pending.remove(id);
+            self.end_request(id);
             self.passive.retain(|p| p != id);
-            if self.rotating.as_ref() == Some(id) {
-                self.rotating = None;
-            }
         }
         self.tick_seeds(now);
         self.tick_probes(now);
@@ -1528,6 +1585,17 @@ impl PeerNode {
             degree: self.active.len() as u32,
         };
         self.send_to(&c, msg);
+    }
+
+    /// The swap of a rotation: drops a random neighbour other than `keep`, which
+    /// stays in the passive view.
+    fn rotate_out(&mut self, keep: &PeerId) {
+        let others: Vec<PeerId> = self.active.iter().filter(|a| *a != keep).cloned().collect();
+        if let Some(old) = others.choose(&mut self.rng).cloned() {
+            self.remove_active(&old, "rotated");
+            self.send_to(&old, Msg::Disconnect);
+            self.add_passive(old);
+        }
     }
 
     fn cleanup(&mut self, now: Millis) {
@@ -1585,12 +1653,532 @@ enum Applied {
     New(MemberState),
     Unchanged,
     Suspected,
-    /// Back to alive from suspect, dead or left, with a higher incarnation.
-    Revived,
+    /// Back to alive from suspect, dead or left, with a higher incarnation;
+    /// `held_gone` is the incarnation it was held dead or left at.
+    Revived {
+        held_gone: Option<u64>,
+    },
     Gone(MemberState),
 }
 
 /// Ids of every peer in a set of rows (for tests and the simulator).
 pub fn ids(rows: &[MemberRow]) -> BTreeSet<PeerId> {
     rows.iter().map(|r| r.id.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pid(s: &str) -> PeerId {
+        PeerId::parse(s).unwrap()
+    }
+
+    fn addr_of(i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 3000 + i as u16))
+    }
+
+    fn alive(id: &str, i: usize) -> MemberInfo {
+        MemberInfo {
+            id: pid(id),
+            addr: addr_of(i),
+            incarnation: 1,
+            state: MemberState::Alive,
+            degree: 0,
+        }
+    }
+
+    fn sender(id: &str, i: usize) -> From {
+        From {
+            id: pid(id),
+            addr: addr_of(i),
+            seed: false,
+        }
+    }
+
+    fn member_news(origin: &str, seq: u64, info: MemberInfo) -> Msg {
+        Msg::Gossip(Broadcast {
+            origin: pid(origin),
+            seq,
+            hops: 0,
+            time_ms: 0,
+            body: Body::Member(MemberEvent { info }),
+        })
+    }
+
+    /// A lone node that knows the members `n1`..`n{count}` (at ports 3001...).
+    fn lone(config: OverlayConfig, count: usize) -> PeerNode {
+        let mut x = PeerNode::new(pid("n0"), 0, config, 1, 1, 1);
+        x.start(Millis(0));
+        let others = (1..=count).map(|i| alive(&format!("n{i}"), i)).collect();
+        x.merge_list(others, false, Millis(0));
+        x
+    }
+
+    /// A few nodes `n0`.. wired by hand, without seeds: every message is delivered at
+    /// once, in the order it was sent, unless the test's filter drops it.
+    struct Net {
+        nodes: Vec<PeerNode>,
+        now: Millis,
+    }
+
+    impl Net {
+        /// `n` nodes that all know each other, views formed for 10 s.
+        fn new(n: usize, config: OverlayConfig) -> Net {
+            let everyone: Vec<MemberInfo> = (0..n).map(|i| alive(&format!("n{i}"), i)).collect();
+            let nodes = (0..n)
+                .map(|i| {
+                    let mut node =
+                        PeerNode::new(pid(&format!("n{i}")), 0, config.clone(), i as u64, 1, 1);
+                    node.start(Millis(0));
+                    node.merge_list(everyone.clone(), false, Millis(0));
+                    node
+                })
+                .collect();
+            let mut net = Net {
+                nodes,
+                now: Millis(0),
+            };
+            net.run(10_000, |_, _, _| true);
+            net
+        }
+
+        fn index(&self, id: &PeerId) -> usize {
+            self.nodes.iter().position(|n| n.id() == id).unwrap()
+        }
+
+        /// Delivers what the nodes sent (and what that causes) unless `keep` drops it.
+        fn pump(&mut self, keep: &mut impl FnMut(usize, usize, &Msg) -> bool) {
+            loop {
+                let mut moved = false;
+                for i in 0..self.nodes.len() {
+                    for out in self.nodes[i].take_out() {
+                        moved = true;
+                        let Dest::Node(a) = out.to else { continue };
+                        let j = (a.port() - 3000) as usize;
+                        if keep(i, j, &out.msg) {
+                            let from = From {
+                                id: self.nodes[i].id().clone(),
+                                addr: addr_of(i),
+                                seed: false,
+                            };
+                            self.nodes[j].handle(&from, out.msg, self.now);
+                        }
+                    }
+                }
+                if !moved {
+                    return;
+                }
+            }
+        }
+
+        /// Runs every node's timers in steps of 10 ms until `until`.
+        fn run(&mut self, until: u64, mut keep: impl FnMut(usize, usize, &Msg) -> bool) {
+            while self.now.0 < until {
+                self.now = Millis(self.now.0 + 10);
+                for i in 0..self.nodes.len() {
+                    self.nodes[i].tick(self.now);
+                }
+                self.pump(&mut keep);
+            }
+        }
+
+        /// Every active view holds only nodes whose active view holds it back.
+        fn asymmetric_links(&self) -> Vec<(PeerId, PeerId)> {
+            let mut bad = Vec::new();
+            for a in &self.nodes {
+                for b in a.active() {
+                    if !self.nodes[self.index(b)].active().contains(a.id()) {
+                        bad.push((a.id().clone(), b.clone()));
+                    }
+                }
+            }
+            bad
+        }
+    }
+
+    /// Runs every node's timers 10 ms later; returns the rotation node `x` then has
+    /// in flight, before any message is delivered.
+    fn tick_all(net: &mut Net, x: usize) -> Option<PeerId> {
+        net.now = Millis(net.now.0 + 10);
+        for i in 0..net.nodes.len() {
+            net.nodes[i].tick(net.now);
+        }
+        net.nodes[x].rotating.clone()
+    }
+
+    #[test]
+    fn a_rotation_whose_candidate_is_unreachable_does_not_stop_rotations() {
+        let mut net = Net::new(12, OverlayConfig::default());
+        let x = 0;
+        // Run until x asks a passive member to swap in; that member cannot be reached.
+        let lost = loop {
+            assert!(net.now.0 < 100_000, "no rotation started");
+            if let Some(c) = tick_all(&mut net, x) {
+                break net.nodes[x].member(&c).unwrap().addr;
+            }
+            net.pump(&mut |_, _, _| true);
+        };
+        net.pump(&mut |i, j, _| !(i == x && addr_of(j) == lost));
+        let now = net.now;
+        net.nodes[x].unreachable(Dest::Node(lost), now);
+        assert_eq!(net.nodes[x].rotating, None, "no request is in flight");
+        // Rotations go on.
+        let until = net.now.0 + 2 * OverlayConfig::default().rotate_interval.as_millis() as u64;
+        let mut started = 0;
+        while net.now.0 < until {
+            if tick_all(&mut net, x).is_some() {
+                started += 1;
+            }
+            net.pump(&mut |i, j, _| !(i == x && addr_of(j) == lost));
+        }
+        assert!(started > 0, "x never rotated again");
+    }
+
+    #[test]
+    fn a_neighbour_link_held_on_one_side_only_is_dropped() {
+        let config = OverlayConfig {
+            rotate_interval: Duration::from_secs(3600),
+            ..OverlayConfig::default()
+        };
+        let mut net = Net::new(12, config);
+        assert_eq!(net.asymmetric_links(), vec![]);
+        // b accepts a neighbour request from a, and its answer is lost: b holds a as a
+        // neighbour, a does not know it (as after a lost reply or disconnect, or a
+        // restart faster than the probes).
+        let (a, b) = (0..12)
+            .flat_map(|a| (0..12).map(move |b| (a, b)))
+            .find(|&(a, b)| {
+                let (na, nb) = (&net.nodes[a], &net.nodes[b]);
+                a != b && !nb.active().contains(na.id()) && nb.active().len() < nb.active_max()
+            })
+            .expect("two nodes that are not neighbours");
+        let from_a = From {
+            id: net.nodes[a].id().clone(),
+            addr: addr_of(a),
+            seed: false,
+        };
+        let now = net.now;
+        net.nodes[b].handle(
+            &from_a,
+            Msg::Neighbor {
+                high: false,
+                incarnation: 1,
+                degree: 4,
+            },
+            now,
+        );
+        net.nodes[b].take_out();
+        assert_eq!(net.asymmetric_links().len(), 1);
+        net.run(130_000, |_, _, _| true);
+        assert_eq!(net.asymmetric_links(), vec![]);
+    }
+
+    #[test]
+    fn a_peer_declared_dead_by_mistake_keeps_no_link_its_neighbours_dropped() {
+        let config = OverlayConfig {
+            rotate_interval: Duration::from_secs(3600),
+            ..OverlayConfig::default()
+        };
+        let mut net = Net::new(12, config);
+        let (y, z) = (3, 4);
+        assert!(!net.nodes[y].active().is_empty());
+        // z declares the live y dead (as each side of a partition does of the other):
+        // every peer drops y from its views, without telling it, and y refutes.
+        let mut dead = alive("n3", y);
+        dead.state = MemberState::Dead;
+        let now = net.now;
+        for i in (0..12).filter(|&i| i != z) {
+            let from = From {
+                id: pid("n4"),
+                addr: addr_of(z),
+                seed: false,
+            };
+            net.nodes[i].handle(&from, member_news("n4", 1, dead.clone()), now);
+        }
+        net.pump(&mut |_, _, _| true);
+        assert!(
+            !net.asymmetric_links().is_empty(),
+            "y still holds the neighbours that dropped it"
+        );
+        net.run(130_000, |_, _, _| true);
+        assert_eq!(net.asymmetric_links(), vec![]);
+    }
+
+    #[test]
+    fn a_node_at_its_largest_view_still_swaps_neighbours() {
+        let mut net = Net::new(12, OverlayConfig::default());
+        let x = (0..12)
+            .find(|&i| net.nodes[i].active().len() == net.nodes[i].active_max())
+            .expect("a node with a full view");
+        while net.now.0 < 300_000 {
+            let Some(c) = tick_all(&mut net, x) else {
+                net.pump(&mut |_, _, _| true);
+                continue;
+            };
+            let full = net.nodes[x].active().len() == net.nodes[x].active_max();
+            let ci = net.index(&c);
+            net.nodes[ci].take_events();
+            net.pump(&mut |_, _, _| true);
+            let accepted = net.nodes[ci]
+                .take_events()
+                .iter()
+                .any(|e| matches!(e, OverlayEvent::NeighborUp { id } if id == net.nodes[x].id()));
+            if full && accepted {
+                assert!(
+                    net.nodes[x].active().contains(&c),
+                    "the candidate accepted, and was disconnected"
+                );
+                assert_eq!(net.nodes[x].active().len(), net.nodes[x].active_max());
+                return;
+            }
+        }
+        panic!("no rotation of the full view was accepted");
+    }
+
+    #[test]
+    fn a_neighbour_suspected_on_hearsay_is_still_declared_dead_when_it_crashes() {
+        let mut net = Net::new(8, OverlayConfig::default());
+        let y = 3;
+        let yid = pid("n3");
+        let watchers: Vec<usize> = (0..8)
+            .filter(|&i| net.nodes[i].active().contains(&yid))
+            .collect();
+        assert!(!watchers.is_empty());
+        // Someone tells every node that y is suspect (at its own incarnation); then y
+        // crashes.
+        let mut row = alive("n3", y);
+        row.state = MemberState::Suspect;
+        let now = net.now;
+        for i in (0..8).filter(|&i| i != y) {
+            let other = if i == 0 { 1 } else { 0 };
+            net.nodes[i].handle(
+                &sender(&format!("n{other}"), other),
+                Msg::Shuffle {
+                    reply: true,
+                    members: vec![row.clone()],
+                },
+                now,
+            );
+        }
+        let until = net.now.0 + 15_000;
+        net.run(until, |i, j, _| i != y && j != y);
+        for i in watchers {
+            assert!(
+                !net.nodes[i].active().contains(&yid),
+                "n{i} keeps a neighbour that does not answer"
+            );
+            assert_eq!(net.nodes[i].member(&yid).unwrap().state, MemberState::Dead);
+        }
+    }
+
+    #[test]
+    fn members_that_cannot_be_reached_are_not_dialled_in_a_loop() {
+        let mut x = lone(OverlayConfig::default(), 6);
+        x.tick(Millis(10));
+        let mut dialled = 0;
+        for _ in 0..1000 {
+            let requests: Vec<SocketAddr> = x
+                .take_out()
+                .into_iter()
+                .filter_map(|o| match (o.to, o.msg) {
+                    (Dest::Node(a), Msg::Neighbor { .. }) => Some(a),
+                    _ => None,
+                })
+                .collect();
+            if requests.is_empty() {
+                break;
+            }
+            dialled += requests.len();
+            for a in requests {
+                x.unreachable(Dest::Node(a), Millis(10));
+            }
+        }
+        assert!(
+            dialled <= 6,
+            "{dialled} neighbour requests at one instant to 6 unreachable members"
+        );
+    }
+
+    #[test]
+    fn a_neighbour_held_dead_that_stops_answering_leaves_the_view() {
+        let mut x = lone(OverlayConfig::default(), 2);
+        let mut n2 = alive("n2", 2);
+        n2.state = MemberState::Dead;
+        x.handle(&sender("n1", 1), member_news("n1", 1, n2), Millis(10));
+        // n2 is alive after all and asks to be a neighbour: it is taken, and told that
+        // it is held dead so that it refutes...
+        x.handle(
+            &sender("n2", 2),
+            Msg::Neighbor {
+                high: true,
+                incarnation: 1,
+                degree: 0,
+            },
+            Millis(20),
+        );
+        assert!(x.active().contains(&pid("n2")));
+        assert!(x
+            .take_out()
+            .iter()
+            .any(|o| matches!(o.msg, Msg::Suspect { dead: true, .. })));
+        // ...but it crashes before it does: it must not stay a neighbour, even once its
+        // tombstone is gone.
+        for t in (30..400_000).step_by(10) {
+            x.tick(Millis(t));
+            x.take_out();
+            if t == 5_000 {
+                assert!(!x.active().contains(&pid("n2")));
+            }
+        }
+        assert!(!x.active().contains(&pid("n2")));
+    }
+
+    #[test]
+    fn a_suspicion_at_the_largest_incarnation_does_not_overflow() {
+        let mut x = lone(OverlayConfig::default(), 1);
+        let y = sender("n1", 1);
+        x.handle(
+            &y,
+            Msg::Suspect {
+                incarnation: u64::MAX,
+                dead: true,
+            },
+            Millis(10),
+        );
+        x.handle(
+            &y,
+            Msg::Suspect {
+                incarnation: u64::MAX,
+                dead: false,
+            },
+            Millis(20),
+        );
+        let mut me = alive("n0", 0);
+        me.incarnation = u64::MAX;
+        me.state = MemberState::Dead;
+        x.handle(&y, member_news("n1", 1, me), Millis(30));
+        assert_eq!(x.incarnation(), u64::MAX);
+    }
+
+    #[test]
+    fn news_of_unknown_deaths_stays_within_the_member_cap() {
+        let config = OverlayConfig {
+            members_max: 10,
+            ..OverlayConfig::default()
+        };
+        let mut x = lone(config, 1);
+        let y = sender("n1", 1);
+        for k in 0..100 {
+            let mut ghost = alive(&format!("ghost{k}"), 100);
+            ghost.state = MemberState::Dead;
+            x.handle(&y, member_news("n1", k, ghost), Millis(k));
+        }
+        assert!(x.members().len() <= 10, "{} members", x.members().len());
+    }
+
+    #[test]
+    fn only_a_member_itself_says_that_it_left_or_is_alive() {
+        let mut x = lone(OverlayConfig::default(), 3);
+        let y = sender("n1", 1);
+        // n2 is declared dead (by n1, which may say so).
+        let mut n2 = alive("n2", 2);
+        n2.state = MemberState::Dead;
+        x.handle(&y, member_news("n1", 1, n2.clone()), Millis(10));
+        assert_eq!(x.member(&pid("n2")).unwrap().state, MemberState::Dead);
+        // n1 cannot bring it back, nor make n3 leave.
+        n2.state = MemberState::Alive;
+        n2.incarnation = 2;
+        x.handle(&y, member_news("n1", 2, n2), Millis(20));
+        let mut n3 = alive("n3", 3);
+        n3.state = MemberState::Left;
+        x.handle(&y, member_news("n1", 3, n3), Millis(30));
+        assert_eq!(x.member(&pid("n2")).unwrap().state, MemberState::Dead);
+        assert_eq!(x.member(&pid("n3")).unwrap().state, MemberState::Alive);
+    }
+
+    #[test]
+    fn a_refutation_that_missed_peers_is_sent_again_when_one_of_them_hears_of_it() {
+        let mut net = Net::new(12, OverlayConfig::default());
+        let y = 3;
+        let yid = pid("n3");
+        // Two peers that are not y's neighbours hold y dead (the news goes no
+        // further), and y raises its incarnation where they cannot hear it (as while a
+        // partition lasts).
+        let far: Vec<usize> = (0..12)
+            .filter(|&h| h != y && h != 0 && h != 4)
+            .filter(|&h| !net.nodes[y].active().contains(&pid(&format!("n{h}"))))
+            .filter(|&h| !net.nodes[h].active().contains(&yid))
+            .take(2)
+            .collect();
+        assert_eq!(far.len(), 2);
+        let (h1, h2) = (far[0], far[1]);
+        let mut dead = alive("n3", y);
+        dead.state = MemberState::Dead;
+        let now = net.now;
+        for h in [h1, h2] {
+            net.nodes[h].handle(&sender("n4", 4), member_news("n4", 1, dead.clone()), now);
+            net.nodes[h].take_out();
+        }
+        net.nodes[y].handle(
+            &sender("n0", 0),
+            Msg::Suspect {
+                incarnation: 1,
+                dead: false,
+            },
+            now,
+        );
+        net.pump(&mut |_, _, _| true);
+        assert_eq!(net.nodes[y].incarnation(), 2);
+        // h1 hears from a peer list that y is alive at 2: y learns that its refutation
+        // missed some peers, and refutes again, to everyone.
+        let mut row = alive("n3", y);
+        row.incarnation = 2;
+        net.nodes[h1].handle(
+            &sender("n0", 0),
+            Msg::Shuffle {
+                reply: true,
+                members: vec![row],
+            },
+            now,
+        );
+        net.pump(&mut |_, _, _| true);
+        let until = net.now.0 + 200;
+        net.run(until, |_, _, _| true);
+        assert_eq!(
+            net.nodes[h2].member(&yid).unwrap().state,
+            MemberState::Alive
+        );
+    }
+
+    #[test]
+    fn a_member_held_dead_that_talks_at_a_higher_incarnation_is_told_it_was() {
+        let mut x = lone(OverlayConfig::default(), 2);
+        let mut n2 = alive("n2", 2);
+        n2.state = MemberState::Dead;
+        x.handle(&sender("n1", 1), member_news("n1", 1, n2), Millis(10));
+        x.take_out();
+        x.handle(
+            &sender("n2", 2),
+            Msg::Neighbor {
+                high: false,
+                incarnation: 2,
+                degree: 3,
+            },
+            Millis(20),
+        );
+        assert_eq!(x.member(&pid("n2")).unwrap().state, MemberState::Alive);
+        let told = x.take_out().into_iter().any(|o| {
+            o.to == Dest::Node(addr_of(2))
+                && o.msg
+                    == Msg::Suspect {
+                        incarnation: 1,
+                        dead: true,
+                    }
+        });
+        assert!(
+            told,
+            "its refutation did not reach this node: it is told so"
+        );
+    }
 }

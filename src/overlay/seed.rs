@@ -5,7 +5,10 @@
 //! * **Registry.** Each peer that registered (or that another seed vouches for) has a
 //!   record: address, incarnation, degree, state, and when it was last seen. A
 //!   registration is first-hand proof of life: it makes the record alive and clears any
-//!   pending report. A peer that registers lists its neighbours, which vouches for them.
+//!   pending report. A peer that registers lists its neighbours, which vouches for
+//!   them. A peer that registers while held dead at its incarnation is listed dead in
+//!   the answer, so that it refutes with a higher one: the other seeds' syncs hold it
+//!   dead until then, and would forever.
 //! * **Deaths are suspicions.** One report of a death starts the seed's own probe; the
 //!   record is declared dead only when every try of that probe fails, or when a second,
 //!   distinct peer reports the same death. A peer reporting that it leaves is removed
@@ -16,7 +19,9 @@
 //! * **Convergence.** Every `sync_interval` the seed sends its registry to every other
 //!   seed it knows: those configured, and those that sent it theirs recently. Merging
 //!   keeps the most recent sighting and SWIM's precedence (higher incarnation wins;
-//!   dead beats alive at the same incarnation), so all seeds converge on one view.
+//!   dead beats alive at the same incarnation), so all seeds converge on one view. Only
+//!   seeds send registries: a peer's word is a report, never a death. A sighting from
+//!   before this seed's clock started is not taken: as "at 0" it would look recent.
 //! * **Peer lists** are the live records, a random sample of `list_cap` when larger.
 //!
 //! No sockets, clocks or threads: messages and `now` in, messages out.
@@ -262,6 +267,11 @@ impl SeedNode {
                 }
             }
             Msg::SeedSync { nonce, to, rows } => {
+                if !from.seed {
+                    // Only seeds speak for other peers: one message from a peer must
+                    // not declare anyone dead.
+                    return;
+                }
                 if nonce == self.nonce {
                     // We reached ourselves through the seed list.
                     if let Some(s) = self.seeds.get_mut(to as usize) {
@@ -307,6 +317,14 @@ impl SeedNode {
                 return;
             }
         }
+        // Held dead (or left) at the incarnation it registers with: the peer is told,
+        // so that it refutes with a higher one (until it does, the other seeds' syncs
+        // keep it dead here too).
+        let held_gone = self
+            .members
+            .get(&from.id)
+            .filter(|r| r.state.is_gone() && r.incarnation >= incarnation)
+            .map(|r| Self::info(&from.id, r));
         let new = match self.members.get_mut(&from.id) {
             Some(r) => {
                 let was_gone = r.state.is_gone();
@@ -358,7 +376,8 @@ impl SeedNode {
                 }
             }
         }
-        let members = self.peer_list(&from.id);
+        let mut members = self.peer_list(&from.id);
+        members.extend(held_gone);
         self.out.push(Out {
             to: Dest::Node(from.addr),
             msg: Msg::Peers {
@@ -398,16 +417,20 @@ impl SeedNode {
 
     fn merge(&mut self, row: SeedRow, by: &PeerId, now: Millis) {
         let info = row.info;
-        let seen = Millis(now.0.saturating_sub(row.seen_ago_ms));
+        // A sighting from before this seed's clock started (it starts at 0) cannot be
+        // held: taken as "at 0" it would look recent, and this seed's next sync would
+        // make every other seed keep a silent peer another `forget_after`.
+        let seen = now.0.checked_sub(row.seen_ago_ms).map(Millis);
         let forget = self.config.forget_after.as_millis() as u64;
         match self.members.get_mut(&info.id) {
             None => {
                 if self.members.len() >= self.config.members_max {
                     return;
                 }
-                if !info.state.is_gone() && row.seen_ago_ms >= forget {
+                if !info.state.is_gone() && (row.seen_ago_ms >= forget || seen.is_none()) {
                     return;
                 }
+                let seen = seen.unwrap_or_default();
                 let state = if info.state.is_gone() {
                     info.state
                 } else {
@@ -437,7 +460,7 @@ impl SeedNode {
                     return;
                 }
                 if r.state.is_gone() {
-                    if info.incarnation > r.incarnation {
+                    if let Some(seen) = seen.filter(|_| info.incarnation > r.incarnation) {
                         r.incarnation = info.incarnation;
                         r.addr = info.addr;
                         r.state = MemberState::Alive;
@@ -450,7 +473,7 @@ impl SeedNode {
                     r.incarnation = info.incarnation;
                     r.addr = info.addr;
                 }
-                if seen > r.last_seen {
+                if let Some(seen) = seen.filter(|seen| *seen > r.last_seen) {
                     r.last_seen = seen;
                     r.degree = info.degree;
                 }
@@ -721,6 +744,95 @@ mod tests {
     }
 
     #[test]
+    fn a_registry_sent_by_a_peer_is_ignored() {
+        let mut s = seed();
+        register(&mut s, "a", 2001, 0);
+        let row = SeedRow {
+            info: match dead("a", 2001) {
+                Msg::Report { member } => member,
+                _ => unreachable!(),
+            },
+            seen_ago_ms: 0,
+        };
+        s.handle(
+            &from("b", 2002),
+            Msg::SeedSync {
+                nonce: 99,
+                to: 0,
+                rows: vec![row],
+            },
+            Millis(10),
+        );
+        assert_eq!(s.alive(), 1, "only seeds speak for other peers");
+        assert_eq!(s.seeds_heard(Millis(10)), 0);
+        s.tick(Millis(20));
+        assert!(s.take_out().is_empty(), "nothing is sent to the peer");
+    }
+
+    #[test]
+    fn a_peer_held_dead_that_registers_is_told_so() {
+        let mut s = seed();
+        register(&mut s, "a", 2001, 0);
+        register(&mut s, "b", 2002, 0);
+        s.handle(&from("b", 2002), dead("a", 2001), Millis(10));
+        s.handle(&from("c", 2003), dead("a", 2001), Millis(11));
+        assert_eq!(s.alive(), 1);
+        // a is alive after all and registers at the incarnation it was declared dead at:
+        // the list names a itself, dead, so that a refutes with a higher incarnation.
+        let list = register(&mut s, "a", 2001, 20);
+        let own: Vec<_> = list.iter().filter(|m| m.id.as_str() == "a").collect();
+        assert_eq!(own.len(), 1, "{list:?}");
+        assert_eq!(own[0].state, MemberState::Dead);
+        assert_eq!(own[0].incarnation, 1);
+        // At a higher incarnation, it is simply alive.
+        s.handle(
+            &from("a", 2001),
+            Msg::Register {
+                seq: 2,
+                incarnation: 2,
+                degree: 0,
+                neighbours: vec![],
+            },
+            Millis(30),
+        );
+        let Some(Msg::Peers { members, .. }) = s.take_out().pop().map(|o| o.msg) else {
+            panic!("no answer")
+        };
+        assert!(members.iter().all(|m| m.id.as_str() != "a"));
+        assert_eq!(s.alive(), 2);
+    }
+
+    #[test]
+    fn a_seed_that_just_started_does_not_make_old_sightings_look_new() {
+        let sa = From {
+            seed: true,
+            ..from("sa", 1500)
+        };
+        let sb = From {
+            seed: true,
+            ..from("sb", 1501)
+        };
+        // b has run for a while and last heard of p 50 s ago.
+        let mut b = SeedNode::new(PeerId::parse("sb").unwrap(), 1, SeedConfig::default(), 2, 2);
+        register(&mut b, "p", 2001, 50_000);
+        b.tick(Millis(100_000));
+        // a has just started (its clock counts from 0) when b's registry arrives...
+        let mut a = SeedNode::new(PeerId::parse("sa").unwrap(), 1, SeedConfig::default(), 1, 1);
+        for o in b.take_out() {
+            a.handle(&sb, o.msg, Millis(1000));
+        }
+        // ...and its own registry, sent back to b, must not make p look recent.
+        a.tick(Millis(3000));
+        for o in a.take_out() {
+            b.handle(&sa, o.msg, Millis(100_010));
+        }
+        let p = PeerId::parse("p").unwrap();
+        assert_eq!(b.record(&p).unwrap().last_seen, Millis(50_000));
+        b.tick(Millis(115_000));
+        assert_eq!(b.alive(), 0, "p is forgotten in time");
+    }
+
+    #[test]
     fn silent_peers_are_forgotten_unless_vouched_for() {
         let mut s = seed();
         register(&mut s, "a", 2001, 0);
@@ -820,7 +932,11 @@ mod tests {
         let out = c.take_out();
         assert_eq!(out.len(), 2);
         let own = out.into_iter().find(|o| o.to == Dest::Seed(1)).unwrap();
-        c.handle(&from("sc", 1502), own.msg, Millis(11));
+        let sc = From {
+            seed: true,
+            ..from("sc", 1502)
+        };
+        c.handle(&sc, own.msg, Millis(11));
         assert_eq!(c.seeds_configured(), 1);
         assert_eq!(c.seeds_heard(Millis(11)), 0);
     }

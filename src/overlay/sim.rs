@@ -294,6 +294,24 @@ impl Sim {
         self.slots[i].alive = false;
     }
 
+    /// Sends `msg` to node `to` as if node `from` had sent it now, through the same
+    /// network (for tests of news that no core would send at that moment).
+    pub fn inject(&mut self, from: usize, to: usize, msg: Msg) {
+        let flight = InFlight { to, from, msg };
+        let k = match self.free.pop() {
+            Some(k) => {
+                self.in_flight[k as usize] = Some(flight);
+                k
+            }
+            None => {
+                self.in_flight.push(Some(flight));
+                (self.in_flight.len() - 1) as u32
+            }
+        };
+        let at = self.now + self.config.latency_min.as_millis() as u64;
+        self.push(at, Event::Deliver(k));
+    }
+
     /// A peer broadcasts a text; returns its id.
     pub fn say(&mut self, i: usize, text: &str) -> MsgId {
         let now = self.now;
@@ -629,6 +647,45 @@ mod tests {
             missed(&sim, &id)
         );
         assert!(sim.obs.false_deaths.is_empty());
+    }
+
+    #[test]
+    fn a_live_peer_the_seeds_hold_dead_is_alive_at_every_seed_again() {
+        let mut sim = Sim::new(SimConfig {
+            peers: 20,
+            ..small(13)
+        });
+        sim.run_until(Millis(20_000));
+        let p = sim.first_peer();
+        let victim = p + 4;
+        let id = sim.id(victim).clone();
+        // Two peers report the live victim dead to seed 0 (as after a false
+        // suspicion): seed 0 drops it at once and tells the other seeds.
+        let member = crate::overlay::MemberInfo {
+            id: id.clone(),
+            addr: addr_of(victim),
+            incarnation: sim.peer(victim).unwrap().incarnation(),
+            state: crate::overlay::MemberState::Dead,
+            degree: 0,
+        };
+        for reporter in [p + 1, p + 2] {
+            let report = Msg::Report {
+                member: member.clone(),
+            };
+            sim.inject(reporter, 0, report);
+        }
+        sim.run_until(Millis(21_000));
+        let gone = |sim: &Sim, s: usize| {
+            sim.seed_node(s)
+                .unwrap()
+                .record(&id)
+                .is_none_or(|r| r.state.is_gone())
+        };
+        assert!(gone(&sim, 0));
+        sim.run_until(Millis(80_000));
+        for s in 0..sim.config().seeds {
+            assert!(!gone(&sim, s), "seed {s} holds a live peer dead");
+        }
     }
 
     #[test]

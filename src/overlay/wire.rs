@@ -87,8 +87,10 @@ pub fn unescape_text(field: &str) -> Result<String, Refusal> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
+            // Two hex digits exactly: `from_str_radix` would also take a sign.
             let hex = bytes
                 .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or_else(|| bad("text has a '%' not followed by two hex digits"))?;
@@ -625,6 +627,9 @@ mod tests {
         assert_eq!(unescape_text("a%7Cb%25c%0D%0A").unwrap(), "a|b%c\r\n");
         assert_eq!(unescape_text("%e2%82%ac").unwrap(), "€");
         assert!(unescape_text("%").is_err());
+        for sign in ["%+1", "%-1", "%+f"] {
+            assert!(unescape_text(sign).is_err(), "{sign} is not two hex digits");
+        }
         assert!(unescape_text("%ff").is_err(), "not UTF-8");
         let long = "x".repeat(MAX_TEXT + 1);
         assert_eq!(unescape_text(&long).unwrap_err().code, ErrorCode::TooLarge);

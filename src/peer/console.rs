@@ -189,6 +189,21 @@ pub fn plural(n: u64, noun: &str) -> String {
     }
 }
 
+/// A text from the network, fit for a terminal: control characters (escape sequences,
+/// carriage returns, line breaks) are shown escaped (`\u{1b}`, `\r`, `\n`), so that
+/// a peer can neither drive another's terminal nor forge lines of its output.
+fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The text of an event, as the console and main.rs print it; `None` for progress,
 /// which the console draws as a bar.
 pub fn describe(event: &PeerEvent) -> Option<String> {
@@ -225,8 +240,9 @@ pub fn describe(event: &PeerEvent) -> Option<String> {
         PeerEvent::Hashing { .. } => return None,
         PeerEvent::Message { from, text, remote } => {
             format!(
-                "message from {from} ({}): {text}",
-                remote.ip().to_canonical()
+                "message from {from} ({}): {}",
+                remote.ip().to_canonical(),
+                terminal_safe(text)
             )
         }
         PeerEvent::Overlay(ev) => return describe_overlay(ev),
@@ -248,7 +264,11 @@ fn describe_overlay(ev: &OverlayEvent) -> Option<String> {
             } else {
                 origin.to_string()
             };
-            format!("[{}] {who}: {text}", clock::local_time_of_day(*time_ms))
+            format!(
+                "[{}] {who}: {}",
+                clock::local_time_of_day(*time_ms),
+                terminal_safe(text)
+            )
         }
         OverlayEvent::SeedUp { seed, peers } => {
             format!("seed #{}: registered, {}", seed + 1, plural(*peers as u64, "peer"))
@@ -708,7 +728,7 @@ impl Console<'_> {
                     .first()
                     .and_then(|r| wire::unescape_text(r).ok())
                     .unwrap_or_default();
-                output::say(format!("reply from {who}: {text}"));
+                output::say(format!("reply from {who}: {}", terminal_safe(&text)));
             }
             Err(e) => output::say(format!("msg failed: {e}")),
         }
@@ -816,4 +836,38 @@ fn help(args: &str) -> Flow {
         output::say(line);
     }
     Flow::Continue
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::name::PeerId;
+
+    #[test]
+    fn texts_from_the_network_cannot_drive_the_terminal() {
+        let text = "hi\u{1b}]0;owned\u{7}\u{1b}[2J\r\nx is dead (declared by y)\u{9b}".to_owned();
+        let said = PeerEvent::Overlay(OverlayEvent::Said {
+            id: Sha1Digest::of(b"m"),
+            origin: PeerId::parse("p1").unwrap(),
+            time_ms: 0,
+            text: text.clone(),
+            hops: 1,
+            local: false,
+        });
+        let message = PeerEvent::Message {
+            from: "p1".into(),
+            text,
+            remote: "127.0.0.1:1025".parse().unwrap(),
+        };
+        for ev in [said, message] {
+            let line = describe(&ev).unwrap();
+            assert!(!line.chars().any(char::is_control), "{line:?}");
+            assert!(
+                line.ends_with(
+                    r"hi\u{1b}]0;owned\u{7}\u{1b}[2J\r\nx is dead (declared by y)\u{9b}"
+                ),
+                "{line}"
+            );
+        }
+    }
 }
