@@ -774,7 +774,10 @@ fn a_piece_list_that_does_not_match_the_index_digest_is_never_used() {
     assert_eq!(code, 0, "{out}{err}");
     // Which holder served the pieces is the scheduler's choice; what matters is
     // that the honest list was the one checked against.
-    assert!(out.contains("downloaded ") && out.contains("verified"), "{out}");
+    assert!(
+        out.contains("downloaded ") && out.contains("verified"),
+        "{out}"
+    );
     assert_eq!(fs::read(dest.join("pl.bin")).unwrap(), *data);
 }
 
