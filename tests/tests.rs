@@ -594,6 +594,38 @@ fn malformed_input_gets_clear_errors_and_the_index_keeps_serving() {
 }
 
 #[test]
+fn a_sync_in_batches_replaces_the_peers_files_and_an_error_starts_it_over() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &[]);
+    let row = |name: &str| {
+        let id = Sha1Digest::of(name.as_bytes()).to_string();
+        format!("{name}|1|{id}|{id}\n")
+    };
+    let mut raw = Raw::connect(index.addr);
+    assert!(raw.ask("hello|1|peer|p|2000").starts_with("ok|index|"));
+    raw.send(format!("publish|2\n{}{}", row("old.txt"), row("kept.txt")).as_bytes());
+    assert!(raw.line().starts_with("ok|"));
+    // A complete sync in two batches: what no batch named is dropped.
+    raw.send(format!("sync|1|more\n{}", row("kept.txt")).as_bytes());
+    assert!(raw.line().starts_with("ok|"));
+    raw.send(format!("sync|1\n{}", row("new.txt")).as_bytes());
+    assert_eq!(raw.line(), "ok|2");
+    assert!(holders(index.addr, "old.txt").is_empty());
+    assert_eq!(holders(index.addr, "kept.txt"), ["p"]);
+    assert_eq!(holders(index.addr, "new.txt"), ["p"]);
+    // A batch refused midway abandons the sync: the next one starts a new sync, and
+    // the names of the abandoned one do not count.
+    raw.send(format!("sync|1|more\n{}", row("kept.txt")).as_bytes());
+    assert!(raw.line().starts_with("ok|"));
+    raw.send(b"sync|0|less\n");
+    assert!(raw.line().starts_with("err|bad-request|"));
+    raw.send(format!("sync|1\n{}", row("new.txt")).as_bytes());
+    assert_eq!(raw.line(), "ok|1");
+    assert!(holders(index.addr, "kept.txt").is_empty());
+    assert_eq!(holders(index.addr, "new.txt"), ["p"]);
+}
+
+#[test]
 fn fetch_checks_names_ranges_and_ids_on_one_connection() {
     let root = tempfile::tempdir().unwrap();
     let dirs = sample_peers(root.path());

@@ -351,6 +351,12 @@ impl IndexService {
 
     fn publish(&self, req: &Request, conn: &mut IndexConn) -> Outcome {
         let peer = self.session_peer(conn)?.clone();
+        // Taken now, and put back only when this batch succeeds: an error abandons
+        // the sync in progress, and the peer starts it over.
+        let mut seen = match req.verb {
+            Verb::Sync => conn.sync_seen.take().unwrap_or_default(),
+            _ => HashSet::new(),
+        };
         let more = match req.args.get(1).map(String::as_str) {
             None => false,
             Some("more") => true,
@@ -371,39 +377,43 @@ impl IndexService {
             .map(|(i, row)| parse_file_row(row, i + 1))
             .collect::<Result<Vec<_>, _>>()?;
         let now = self.clock.now();
-        let (applied, ticket) = {
+        let ending_sync = req.verb == Verb::Sync && !more;
+        if req.verb == Verb::Sync {
+            seen.extend(files.iter().map(|(n, _)| n.to_string()));
+        }
+        // The last batch of a sync publishes and drops what the peer no longer has
+        // under one lock, so no reader ever sees the old and the new names together.
+        let (reply, published, withdrawn) = {
             let mut store = self.write();
             let applied = store.publish(&peer, &files, now)?;
-            let ticket = self.log(|| Change::Publish {
+            let published = self.log(|| Change::Publish {
                 peer: peer.to_string(),
                 files: files.iter().map(|(n, m)| (n.to_string(), *m)).collect(),
             });
-            (applied, ticket)
-        };
-        self.durable(ticket)?;
-        if req.verb == Verb::Sync {
-            let seen = conn.sync_seen.get_or_insert_with(HashSet::new);
-            seen.extend(files.into_iter().map(|(n, _)| n.into_string()));
-            if more {
-                return Ok(Reply::Text(codec::line(&["ok", &applied.to_string()])));
-            }
-            let seen = conn.sync_seen.take().unwrap_or_default();
-            let (known, ticket) = {
-                let mut store = self.write();
-                let (known, removed) = store.retain(&peer, &seen, now)?;
-                let ticket = (!removed.is_empty()).then(|| {
-                    self.log(|| Change::Withdraw {
-                        peer: peer.to_string(),
-                        names: removed,
+            if ending_sync {
+                let (known, removed) = store.retain(&peer, &std::mem::take(&mut seen), now)?;
+                let withdrawn = (!removed.is_empty())
+                    .then(|| {
+                        self.log(|| Change::Withdraw {
+                            peer: peer.to_string(),
+                            names: removed,
+                        })
                     })
-                });
-                (known, ticket.flatten())
-            };
-            self.durable(ticket)?;
-            log::info!("peer '{peer}' synced {known} files");
-            return Ok(Reply::Text(codec::line(&["ok", &known.to_string()])));
+                    .flatten();
+                (known, published, withdrawn)
+            } else {
+                (applied, published, None)
+            }
+        };
+        self.durable(published)?;
+        self.durable(withdrawn)?;
+        if req.verb == Verb::Sync && more {
+            conn.sync_seen = Some(seen);
         }
-        Ok(Reply::Text(codec::line(&["ok", &applied.to_string()])))
+        if ending_sync {
+            log::info!("peer '{peer}' synced {reply} files");
+        }
+        Ok(Reply::Text(codec::line(&["ok", &reply.to_string()])))
     }
 
     fn withdraw(&self, req: &Request, conn: &IndexConn) -> Outcome {
