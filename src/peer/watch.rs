@@ -75,6 +75,9 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// Folders smaller than this are hashed without progress events.
 const PROGRESS_FROM: u64 = 64 * 1024 * 1024;
+/// How often a long hashing run saves the hash cache, so a crash or kill in the
+/// middle of hashing a large folder loses at most this much work.
+const CACHE_SAVE_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, Debug)]
 pub struct WatchConfig {
@@ -296,14 +299,18 @@ impl Sharer {
         }
         self.hash_and_publish(to_hash, state, initial);
         if changed {
-            if let Err(e) = HashCache::save(&self.shared.catalog(), &self.cache_path) {
-                log::warn!(
-                    "cannot save the hash cache {}: {e}",
-                    self.cache_path.display()
-                );
-            }
+            self.save_cache();
         }
         new_skips
+    }
+
+    fn save_cache(&self) {
+        if let Err(e) = HashCache::save(&self.shared.catalog(), &self.cache_path) {
+            log::warn!(
+                "cannot save the hash cache {}: {e}",
+                self.cache_path.display()
+            );
+        }
     }
 
     fn hash_and_publish(&self, files: Vec<Candidate>, state: &mut State, initial: bool) {
@@ -313,6 +320,7 @@ impl Sharer {
         let mut done_bytes = 0;
         let mut batch = PublishBatch::default();
         let mut published = 0;
+        let mut last_save = Instant::now();
         let mut send = |batch: &mut PublishBatch| {
             let files = batch.take();
             published += files.len();
@@ -369,6 +377,10 @@ impl Sharer {
             }
             if batch.due(Instant::now(), None) {
                 send(&mut batch);
+            }
+            if last_save.elapsed() >= CACHE_SAVE_EVERY {
+                last_save = Instant::now();
+                self.save_cache();
             }
         }
         if !batch.files.is_empty() {
