@@ -28,6 +28,10 @@ import threading
 import time
 
 
+# The bound for joining and for the seeds dropping the dead.
+TARGET_SECONDS = 10
+
+
 class Proc:
     def __init__(self, name, args, cwd, bin_path):
         self.name = name
@@ -154,6 +158,8 @@ def main():
         if joined is None:
             failures.append("join")
             joined = float("nan")
+        elif joined > TARGET_SECONDS:
+            failures.append(f"join took over {TARGET_SECONDS} s")
         result["join_seconds_after_last_start"] = joined
         degrees = []
         for p in peers:
@@ -229,6 +235,8 @@ def main():
         vd = sorted(view_drop.values())
         result["seeds_majority_dropped_seconds"] = sd
         result["neighbours_dropped_seconds"] = vd
+        if sd and sd[-1] > TARGET_SECONDS:
+            failures.append(f"seeds took over {TARGET_SECONDS} s")
         if sd:
             print(f"3. {a.kill} peers killed: dropped by a majority of seeds after "
                   f"median {statistics.median(sd):.2f} s, max {sd[-1]:.2f} s")
