@@ -374,6 +374,10 @@ pub struct SearchArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Ctrl-C stops the download and keeps what it has (exit code 130); \
+running the same command again resumes it."
+)]
 pub struct GetArgs {
     /// The file's name, as `search` shows it.
     pub name: String,

@@ -19,7 +19,9 @@ use p2pshare::overlay::runtime::{self, CoreSetup, EventLog, Identity, OverlayHan
 use p2pshare::overlay::seed::SeedNode;
 use p2pshare::overlay::{wire, Liveness, OverlayConfig, OverlayEvent, SeedConfig};
 use p2pshare::peer::console::{self, fmt_bytes, BarProgress};
-use p2pshare::peer::download::{self, DownloadRequest, KeptNotes, Outcome, Progress};
+use p2pshare::peer::download::{
+    self, DownloadError, DownloadRequest, KeptNotes, Outcome, Progress,
+};
 use p2pshare::peer::pool::IndexPool;
 use p2pshare::peer::watch::WatchConfig;
 use p2pshare::peer::OverlaySettings;
@@ -513,6 +515,23 @@ fn run_search(a: SearchArgs) -> Result<(), Failure> {
 }
 
 fn run_get(a: GetArgs) -> Result<(), Failure> {
+    // The first Ctrl-C (or SIGTERM) stops the download cleanly, recording what is on
+    // disk so the same command resumes it; a second one ends the process at once.
+    let signals = signals::take_over()?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        std::thread::Builder::new()
+            .name("get-signals".into())
+            .spawn(move || {
+                if signals.recv().is_ok() {
+                    cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+                    if signals.recv().is_ok() {
+                        std::process::exit(130);
+                    }
+                }
+            })?;
+    }
     let name = FileName::parse(&a.name).map_err(|e| format!("'{}': {e}", a.name))?;
     let id = a
         .content_id
@@ -545,7 +564,18 @@ fn run_get(a: GetArgs) -> Result<(), Failure> {
     let bar = BarProgress::new();
     let notes = KeptNotes::default();
     let progress: &dyn Progress = if a.json { &notes } else { &bar };
-    let outcome = download::download(&pool, &req, progress, &AtomicBool::new(false))?;
+    let outcome = match download::download(&pool, &req, progress, &cancel) {
+        Err(DownloadError::Cancelled) => {
+            return Err(Failure {
+                message: format!(
+                    "stopped; what was downloaded is kept in {}: the same command resumes it",
+                    state_dir.display()
+                ),
+                code: 130,
+            })
+        }
+        other => other?,
+    };
     match outcome {
         Outcome::Downloaded(done) => {
             if a.json {

@@ -501,6 +501,55 @@ fn ctrl_c_cancels_a_console_download_that_resume_then_finishes() {
 }
 
 #[test]
+fn ctrl_c_stops_a_one_shot_get_and_the_same_command_resumes_it() {
+    let root = tempfile::tempdir().unwrap();
+    let data = noise(6 * 1024 * 1024, 14);
+    let index = index(root.path(), &[]);
+    let _holder = holders_of(
+        root.path(),
+        &index,
+        1,
+        "slow.bin",
+        &data,
+        &["--max-upload-rate", "3M"],
+    );
+    let dest = root.path().join("dest");
+    fs::create_dir_all(&dest).unwrap();
+    let idx = index.addr_str();
+    let args = [
+        "get",
+        "slow.bin",
+        "--index",
+        &idx,
+        "--dir",
+        dest.to_str().unwrap(),
+    ];
+    let child = Background::start(&args, root.path());
+    let state_dir = dest.join(".p2pshare");
+    eventually("progress recorded", DEADLINE, || {
+        state_file(&state_dir).is_some()
+    });
+    // SAFETY: plain kill(2) on a child we started.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) }, 0);
+    let (code, out, err) = child.finish(DEADLINE);
+    assert_eq!(code, 130, "{out}{err}");
+    assert!(
+        err.contains("stopped; what was downloaded is kept in")
+            && err.contains("the same command resumes it"),
+        "{err}"
+    );
+    assert!(!dest.join("slow.bin").exists());
+    let (code, out, err) = run(&args, root.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("resuming 'slow.bin'"), "{out}");
+    assert_eq!(fs::read(dest.join("slow.bin")).unwrap(), data);
+    assert!(
+        state_file(&state_dir).is_none(),
+        "the partial was left behind"
+    );
+}
+
+#[test]
 fn a_source_far_slower_than_the_others_gets_fewer_pieces_and_does_not_hold_the_end_back() {
     let root = tempfile::tempdir().unwrap();
     let data = noise(12 * 1024 * 1024, 21);
