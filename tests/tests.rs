@@ -734,15 +734,23 @@ fn big_publish(n: usize, complete: bool) -> Vec<u8> {
 fn large_batches_share_one_memory_budget_and_the_rest_is_told_busy() {
     let root = tempfile::tempdir().unwrap();
     let index = index(root.path(), &["--request-memory", "1M"]);
-    let in_use = || status_value(&index.addr_str(), "request_memory");
+    let in_use = || -> usize {
+        status_value(&index.addr_str(), "request_memory")
+            .parse()
+            .unwrap()
+    };
     let mut c1 = Raw::connect(index.addr);
     assert!(c1.ask("hello|1|peer|big1|2001").starts_with("ok|"));
     let batch = big_publish(3000, false);
     c1.send(&batch);
+    // Wait until the server holds all of the first batch (beyond each connection's
+    // free allowance), so the second cannot take the budget while the first is still
+    // arriving.
+    let allowance = p2pshare::net::server::CONN_ALLOWANCE;
     eventually(
         "the first batch holds memory",
         Duration::from_secs(10),
-        || in_use() != "0",
+        || in_use() >= batch.len() - allowance,
     );
     // A second large batch does not fit beside it: a clear refusal, then close.
     let mut c2 = Raw::connect(index.addr);
@@ -760,7 +768,7 @@ fn large_batches_share_one_memory_budget_and_the_rest_is_told_busy() {
     assert_eq!(c1.line(), "ok|3000");
     // Its memory is given back: a new large batch fits.
     eventually("the budget is free again", Duration::from_secs(10), || {
-        in_use() == "0"
+        in_use() == 0
     });
     let mut c3 = Raw::connect(index.addr);
     assert!(c3.ask("hello|1|peer|big3|2003").starts_with("ok|"));
