@@ -21,4 +21,5 @@ pub mod output;
 pub mod overlay;
 pub mod peer;
 pub mod protocol;
+pub mod render;
 pub mod signals;

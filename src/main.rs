@@ -18,7 +18,7 @@ use p2pshare::output::{self, LogWriter};
 use p2pshare::overlay::runtime::{self, CoreSetup, EventLog, Identity, OverlayHandle, SeedService};
 use p2pshare::overlay::seed::SeedNode;
 use p2pshare::overlay::{wire, Liveness, OverlayConfig, OverlayEvent, SeedConfig};
-use p2pshare::peer::console::{self, fmt_bytes, BarProgress};
+use p2pshare::peer::console::{self, BarProgress};
 use p2pshare::peer::download::{
     self, DownloadError, DownloadRequest, KeptNotes, Outcome, Progress,
 };
@@ -29,6 +29,7 @@ use p2pshare::peer::{Peer, PeerConfig};
 use p2pshare::protocol::commands::Role;
 use p2pshare::protocol::hash::Sha1Digest;
 use p2pshare::protocol::name::{FileName, PeerId};
+use p2pshare::render;
 use p2pshare::signals::{self, Signal};
 use serde_json::json;
 use std::net::TcpListener;
@@ -41,6 +42,8 @@ use std::sync::Arc;
 struct Failure {
     message: String,
     code: u8,
+    /// Already printed on stdout as JSON (so `--json` does not print it twice).
+    reported: bool,
 }
 
 impl<E: std::fmt::Display> From<E> for Failure {
@@ -48,7 +51,20 @@ impl<E: std::fmt::Display> From<E> for Failure {
         Failure {
             message: e.to_string(),
             code: 1,
+            reported: false,
         }
+    }
+}
+
+/// Whether the command prints JSON: then a failure is a JSON object on stdout too.
+fn wants_json(command: &Command) -> bool {
+    match command {
+        Command::Search(a) => a.json,
+        Command::Get(a) => a.json,
+        Command::Status(a) => a.json,
+        Command::Say(a) => a.json,
+        Command::Members(a) => a.json,
+        _ => false,
     }
 }
 
@@ -66,6 +82,7 @@ fn main() -> ExitCode {
         Command::Index(_) | Command::Peer(_) | Command::Seed(_)
     );
     init_logging(if is_server { "info" } else { "warn" });
+    let json = wants_json(&cli.command);
     let result = match cli.command {
         Command::Index(a) => run_index(a),
         Command::Seed(a) => run_seed(a),
@@ -81,6 +98,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
+            if json && !f.reported {
+                println!("{}", json!({ "error": f.message, "exit_code": f.code }));
+            }
             if !f.message.is_empty() {
                 eprintln!("p2pshare: {}", f.message);
             }
@@ -164,6 +184,7 @@ fn usage(message: impl Into<String>) -> Failure {
     Failure {
         message: message.into(),
         code: 2,
+        reported: false,
     }
 }
 
@@ -355,38 +376,15 @@ fn run_members(a: MembersArgs) -> Result<(), Failure> {
         c.read_rows("members", 7)
     })?;
     if a.json {
-        let list: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                json!({
-                    "id": r[0],
-                    "host": r[1],
-                    "port": r[2].parse::<u16>().ok(),
-                    "state": r[3],
-                    "incarnation": r[4].parse::<u64>().ok(),
-                    "view": r[5],
-                    "rtt_ms": r[6].parse::<u64>().ok(),
-                })
-            })
-            .collect();
-        println!("{}", json!({ "address": a.addr.as_str(), "members": list }));
+        println!("{}", render::members_json(a.addr.as_str(), &rows));
         return Ok(());
     }
     if rows.is_empty() {
         println!("{} knows no members", a.addr);
+        return Ok(());
     }
-    for r in &rows {
-        let addr = if r[1].contains(':') {
-            format!("[{}]:{}", r[1], r[2])
-        } else {
-            format!("{}:{}", r[1], r[2])
-        };
-        let rtt = if r[6] == "-" {
-            String::new()
-        } else {
-            format!("rtt {} ms", r[6])
-        };
-        println!("{:<24} {addr:<24} {:<8} {:<8} {rtt}", r[0], r[3], r[5]);
+    for line in render::members_table(&rows) {
+        println!("{line}");
     }
     Ok(())
 }
@@ -478,38 +476,11 @@ fn run_search(a: SearchArgs) -> Result<(), Failure> {
     let words = a.words.join(" ");
     let (found, more) = pool.search(&words, a.limit as usize)?;
     if a.json {
-        let rows: Vec<_> = found
-            .iter()
-            .map(|f| {
-                json!({
-                    "name": f.name,
-                    "size": f.size,
-                    "id": f.id.map(|d| d.to_string()),
-                    "holders": f.holders,
-                })
-            })
-            .collect();
-        println!("{}", json!({ "results": rows, "more": more }));
+        println!("{}", render::search_json(&found, more));
         return Ok(());
     }
-    if found.is_empty() {
-        println!("no file matches '{words}'");
-    }
-    for (i, f) in found.iter().enumerate() {
-        println!(
-            "{:>3}. {}  ({}, {} holders, {})",
-            i + 1,
-            f.name,
-            f.size
-                .map(fmt_bytes)
-                .unwrap_or_else(|| "size unknown".into()),
-            f.holders,
-            f.id.map(|d| d.to_string())
-                .unwrap_or_else(|| "classic".into())
-        );
-    }
-    if more {
-        println!("(more results: narrow the search or raise --limit)");
+    for line in render::search_table(&found, more, &words) {
+        println!("{line}");
     }
     Ok(())
 }
@@ -538,13 +509,14 @@ fn run_get(a: GetArgs) -> Result<(), Failure> {
         .as_deref()
         .map(Sha1Digest::parse)
         .transpose()
-        .map_err(|e| format!("--id: {e}"))?;
-    std::fs::create_dir_all(&a.dir).map_err(|e| format!("{}: {e}", a.dir.display()))?;
+        .map_err(|e| usage(format!("--id: {e}")))?;
+    let made = TempFolders::make(&a.dir)?;
     let dir = a
         .dir
         .canonicalize()
         .map_err(|e| format!("{}: {e}", a.dir.display()))?;
     let state_dir = a.state_dir.clone().unwrap_or_else(|| dir.join(".p2pshare"));
+    let made = made.with_state(&state_dir);
     let pool = IndexPool::new(index_addrs(&a.index)?, timeouts(&a.index));
     let self_id = format!("get-{}", std::process::id());
     let req = DownloadRequest {
@@ -564,7 +536,11 @@ fn run_get(a: GetArgs) -> Result<(), Failure> {
     let bar = BarProgress::new();
     let notes = KeptNotes::default();
     let progress: &dyn Progress = if a.json { &notes } else { &bar };
-    let outcome = match download::download(&pool, &req, progress, &cancel) {
+    let result = download::download(&pool, &req, progress, &cancel);
+    // Folders this command made and left empty go again, whatever the outcome: a
+    // failed get leaves no trace, a finished one no empty state folders.
+    made.remove_empty();
+    let outcome = match result {
         Err(DownloadError::Cancelled) => {
             return Err(Failure {
                 message: format!(
@@ -572,7 +548,12 @@ fn run_get(a: GetArgs) -> Result<(), Failure> {
                     state_dir.display()
                 ),
                 code: 130,
+                reported: false,
             })
+        }
+        Err(e @ DownloadError::NotFound { .. }) => {
+            let hint = case_hint(&pool, &name);
+            return Err(format!("{e}{hint}").into());
         }
         other => other?,
     };
@@ -589,22 +570,15 @@ fn run_get(a: GetArgs) -> Result<(), Failure> {
                         "verified_in_advance": done.verified_in_advance,
                         "sources": done.sources,
                         "seconds": done.elapsed.as_secs_f64(),
+                        "resumed_bytes": done.resumed_bytes,
+                        "bytes_per_second": done.rate(),
                         "notes": notes.take(),
                     })
                 );
             } else {
-                let secs = done.elapsed.as_secs_f64().max(1e-6);
                 println!(
-                    "downloaded {} ({}, {}) from {} in {secs:.2}s ({}/s)",
-                    done.path.display(),
-                    fmt_bytes(done.hashes.size),
-                    if done.verified_in_advance {
-                        "verified"
-                    } else {
-                        "NOT verified in advance: classic holder"
-                    },
-                    done.sources.join(", "),
-                    fmt_bytes((done.hashes.size as f64 / secs) as u64)
+                    "{}",
+                    render::downloaded(&done.path.display().to_string(), &done, false)
                 );
             }
         }
@@ -622,6 +596,73 @@ fn run_get(a: GetArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// When no file has exactly this name, the names that match it but for case (names
+/// are case-sensitive; search is not), as a hint for the error message.
+fn case_hint(pool: &IndexPool, name: &FileName) -> String {
+    let Ok((found, _)) = pool.search(name.as_str(), 20) else {
+        return String::new();
+    };
+    let wanted = name.as_str().to_lowercase();
+    let close: Vec<String> = found
+        .into_iter()
+        .filter(|f| f.name.to_lowercase() == wanted)
+        .map(|f| format!("'{}'", f.name))
+        .collect();
+    if close.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (names are case-sensitive: did you mean {}?)",
+            close.join(" or ")
+        )
+    }
+}
+
+/// The folders a one-shot `get` created (the destination, its state folder), so that
+/// what is left empty at the end can go again.
+struct TempFolders(Vec<std::path::PathBuf>);
+
+impl TempFolders {
+    /// Creates `dir` (and its parents) if needed, remembering what did not exist.
+    fn make(dir: &Path) -> Result<TempFolders, Failure> {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => return Ok(TempFolders(Vec::new())),
+            Ok(_) => {
+                return Err(usage(format!(
+                    "--dir {}: not a folder (it is a file)",
+                    dir.display()
+                )))
+            }
+            Err(_) => {}
+        }
+        let mut missing = Vec::new();
+        let mut p = Some(dir);
+        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            missing.push(d.to_path_buf());
+            p = d.parent();
+        }
+        std::fs::create_dir_all(dir).map_err(|e| format!("--dir {}: {e}", dir.display()))?;
+        Ok(TempFolders(missing))
+    }
+
+    /// Adds the state folder and its `partial` folder, when the download creates them.
+    fn with_state(mut self, state_dir: &Path) -> TempFolders {
+        if !state_dir.exists() {
+            self.0.insert(0, state_dir.to_path_buf());
+        }
+        self.0.insert(0, state_dir.join("partial"));
+        self
+    }
+
+    /// Removes each remembered folder that is empty, innermost first (a folder with
+    /// anything in it, such as a partial kept for a resume, stays).
+    fn remove_empty(&self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
 fn run_status(a: StatusArgs) -> Result<(), Failure> {
     let t = Timeouts {
         connect: a.timeout,
@@ -635,38 +676,38 @@ fn run_status(a: StatusArgs) -> Result<(), Failure> {
                     "{}",
                     json!({ "address": a.addr.as_str(), "healthy": false, "error": e.to_string() })
                 );
-                return Err(Failure {
-                    message: String::new(),
-                    code: 1,
-                });
             }
             return Err(Failure {
-                message: format!("{e}"),
+                message: e.to_string(),
                 code: 1,
+                reported: a.json,
             });
         }
     };
     let healthy = rows.iter().any(|(k, v)| k == "health" && v == "ok");
     if a.json {
-        let map: serde_json::Map<String, serde_json::Value> =
-            rows.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         println!(
             "{}",
-            json!({ "address": a.addr.as_str(), "healthy": healthy, "status": map })
+            json!({ "address": a.addr.as_str(), "healthy": healthy, "status": render::status_json(&rows) })
         );
     } else {
-        for (k, v) in &rows {
-            println!("{k:>16}: {v}");
+        for line in render::status_text(&rows) {
+            println!("{line}");
         }
     }
     if healthy {
-        Ok(())
-    } else {
-        Err(Failure {
-            message: format!("{} is not healthy", a.addr),
-            code: 1,
-        })
+        return Ok(());
     }
+    let why = rows
+        .iter()
+        .find(|(k, _)| k == "failing")
+        .map(|(_, v)| format!(": {v}"))
+        .unwrap_or_default();
+    Err(Failure {
+        message: format!("{} is not healthy{why}", a.addr),
+        code: 1,
+        reported: a.json,
+    })
 }
 
 fn run_bench_index(a: BenchIndexArgs) -> Result<(), Failure> {
@@ -728,10 +769,7 @@ fn run_bench_index(a: BenchIndexArgs) -> Result<(), Failure> {
         );
     }
     if r.errors > 0 && r.requests == 0 {
-        return Err(Failure {
-            message: "every request failed".into(),
-            code: 1,
-        });
+        return Err("every request failed".into());
     }
     Ok(())
 }
@@ -744,23 +782,19 @@ fn run_bench_overlay(a: BenchOverlayArgs) -> Result<(), Failure> {
         "swim" => OverlayConfig::default(),
         "classic" => OverlayConfig::classic(),
         other => {
-            return Err(Failure {
-                message: format!("--liveness must be swim or classic, not '{other}'"),
-                code: 2,
-            })
+            return Err(usage(format!(
+                "--liveness must be swim or classic, not '{other}'"
+            )))
         }
     };
     if !(0.0..1.0).contains(&a.loss) {
-        return Err(Failure {
-            message: format!("--loss must be at least 0 and below 1, not {}", a.loss),
-            code: 2,
-        });
+        return Err(usage(format!(
+            "--loss must be at least 0 and below 1, not {}",
+            a.loss
+        )));
     }
     if a.latency_max < a.latency_min {
-        return Err(Failure {
-            message: "--latency-max is below --latency-min".into(),
-            code: 2,
-        });
+        return Err(usage("--latency-max is below --latency-min"));
     }
     let bench = OverlayBench {
         sim: SimConfig {

@@ -81,7 +81,10 @@ fn status_value(addr: &str, key: &str) -> String {
     let (code, out, err) = run(&["status", addr, "--json"], Path::new("."));
     assert_eq!(code, 0, "status failed: {err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["status"][key].as_str().unwrap_or_default().to_owned()
+    match &v["status"][key] {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 #[test]

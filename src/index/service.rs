@@ -565,10 +565,10 @@ fn release_free_memory() {
 }
 
 /// `ok|<n>` and n `key|value` rows.
-pub fn status_reply(rows: &[(&str, String)]) -> Reply {
+pub fn status_reply<K: AsRef<str>>(rows: &[(K, String)]) -> Reply {
     let mut out = codec::line(&["ok", &rows.len().to_string()]);
     for (k, v) in rows {
-        out.push_str(&codec::line(&[k, v]));
+        out.push_str(&codec::line(&[k.as_ref(), v]));
     }
     Reply::Text(out)
 }

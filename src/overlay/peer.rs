@@ -1640,7 +1640,13 @@ impl PeerNode {
                 _ => {}
             }
         }
-        if self.active.is_empty() && self.pending.is_empty() && self.passive.is_empty() {
+        // Rejoining goes through the seeds: without any there is nothing to wake for
+        // (the tick would do nothing and the loop would spin).
+        if self.active.is_empty()
+            && self.pending.is_empty()
+            && self.passive.is_empty()
+            && !self.seeds.is_empty()
+        {
             at = at.min(self.next_rejoin);
         }
         at
@@ -2180,5 +2186,28 @@ mod tests {
             told,
             "its refutation did not reach this node: it is told so"
         );
+    }
+
+    /// Regression: a peer with no seeds and no neighbours woke at once forever (its
+    /// rejoin time never moved), spinning a core while idle.
+    #[test]
+    fn an_idle_peer_without_seeds_sleeps_between_its_timers() {
+        for seeds in [0, 1] {
+            let mut x = PeerNode::new(pid("n0"), seeds, OverlayConfig::default(), 1, 1, 1);
+            let mut now = Millis(0);
+            x.start(now);
+            let mut wakeups = 0;
+            while now.0 < 60_000 {
+                let at = x.poll_at().max(now);
+                now = if at == now { Millis(now.0 + 1) } else { at };
+                x.tick(now);
+                x.take_out();
+                wakeups += 1;
+            }
+            assert!(
+                wakeups < 1_000,
+                "{wakeups} wake-ups in a minute with {seeds} seeds"
+            );
+        }
     }
 }

@@ -118,6 +118,17 @@ pub struct Completed {
     pub verified_in_advance: bool,
     pub sources: Vec<String>,
     pub elapsed: Duration,
+    /// Bytes that were already on disk from an earlier, stopped run (a resume): not
+    /// fetched this time, so not part of the transfer rate.
+    pub resumed_bytes: u64,
+}
+
+impl Completed {
+    /// Bytes fetched by this run per second of it.
+    pub fn rate(&self) -> f64 {
+        let fetched = self.hashes.size.saturating_sub(self.resumed_bytes);
+        fetched as f64 / self.elapsed.as_secs_f64().max(1e-6)
+    }
 }
 
 #[derive(Debug)]
@@ -316,6 +327,7 @@ pub fn download_from(
     let mut tried = 0;
     let mut last = String::from("no holder could be reached");
     let mut result: Option<(PathBuf, ContentHashes, bool, Vec<String>)> = None;
+    let mut resumed_bytes = 0;
 
     if let Some(t) = target {
         // Holders of exactly this content first; classic holders after, as a last
@@ -340,7 +352,12 @@ pub fn download_from(
                 &mut tried,
                 &mut last,
             ) {
-                Ok(Fetched::Done(hashes, sources)) => {
+                Ok(Fetched::Done {
+                    hashes,
+                    sources,
+                    resumed,
+                }) => {
+                    resumed_bytes = resumed;
                     result = Some((part.clone(), hashes, true, sources));
                 }
                 Ok(Fetched::RecheckAll) if check == Check::Sample => {
@@ -417,6 +434,7 @@ pub fn download_from(
         verified_in_advance,
         sources,
         elapsed: started.elapsed(),
+        resumed_bytes,
     }))
 }
 
@@ -457,6 +475,7 @@ fn fetch_pieces(
         .as_deref()
         .map(|list| partial.resume(&mut plan, list, check))
         .unwrap_or_default();
+    let resumed_bytes = verified_bytes(&plan, t.size);
     if resumed.kept > 0 {
         let checked = if resumed.checked == resumed.kept {
             "every one checked".to_owned()
@@ -555,16 +574,22 @@ fn fetch_pieces(
     partial.file.sync_all().map_err(io_at(part))?;
     partial.forget();
     log::debug!("partial file fsynced");
-    Ok(Fetched::Done(
-        ContentHashes::from_parts(t.size, id, pieces),
+    Ok(Fetched::Done {
+        hashes: ContentHashes::from_parts(t.size, id, pieces),
         sources,
-    ))
+        resumed: resumed_bytes,
+    })
 }
 
 /// How [`fetch_pieces`] ended, when nothing failed locally.
 enum Fetched {
-    /// The file is complete, verified and fsynced; the holders it came from.
-    Done(ContentHashes, Vec<String>),
+    /// The file is complete, verified and fsynced: its hashes, the holders it came
+    /// from, and the bytes an earlier run had already fetched.
+    Done {
+        hashes: ContentHashes,
+        sources: Vec<String>,
+        resumed: u64,
+    },
     /// Every holder failed (the partial stays, for a resume).
     Failed,
     /// The whole file did not match after pieces were resumed without a check: try

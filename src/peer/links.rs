@@ -18,7 +18,7 @@ use crate::protocol::codec;
 use crate::protocol::name::FileName;
 use crate::protocol::{ErrorCode, MAX_ROWS};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -47,7 +47,6 @@ pub struct LinkState {
 /// The set of links of one peer.
 pub struct Links {
     senders: Vec<Sender<LinkCommand>>,
-    states: Arc<Mutex<Vec<LinkState>>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -70,15 +69,6 @@ impl Links {
         events: Sender<PeerEvent>,
         scan_gate: Receiver<()>,
     ) -> std::io::Result<Links> {
-        let states = Arc::new(Mutex::new(
-            indexes
-                .iter()
-                .map(|a| LinkState {
-                    index: a.to_string(),
-                    ..LinkState::default()
-                })
-                .collect::<Vec<_>>(),
-        ));
         let mut senders = Vec::new();
         let mut threads = Vec::new();
         for (slot, addr) in indexes.iter().enumerate() {
@@ -88,7 +78,6 @@ impl Links {
                 slot,
                 shared: shared.clone(),
                 config: config.clone(),
-                states: states.clone(),
                 events: events.clone(),
                 must_sync: true,
             };
@@ -103,11 +92,7 @@ impl Links {
             );
             senders.push(tx);
         }
-        Ok(Links {
-            senders,
-            states,
-            threads,
-        })
+        Ok(Links { senders, threads })
     }
 
     pub fn send(&self, cmd: LinkCommand) {
@@ -119,13 +104,6 @@ impl Links {
         Publisher {
             senders: self.senders.clone(),
         }
-    }
-
-    pub fn states(&self) -> Vec<LinkState> {
-        self.states
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
     }
 
     /// Says `bye` to every index (bounded by the link timeouts) and stops the links.
@@ -157,7 +135,6 @@ struct Link {
     slot: usize,
     shared: Arc<PeerShared>,
     config: LinkConfig,
-    states: Arc<Mutex<Vec<LinkState>>>,
     events: Sender<PeerEvent>,
     /// Whether the next session must sync the whole catalog. The first session of this
     /// process always does (the index may remember an older file set from before a
@@ -183,7 +160,7 @@ fn file_row(f: &SharedFile) -> String {
 
 impl Link {
     fn set_state(&self, f: impl FnOnce(&mut LinkState)) {
-        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        let mut states = self.shared.links.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut states[self.slot]);
     }
 

@@ -139,7 +139,11 @@ impl Peer {
         let listener = TcpListener::bind(config.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         let stats = Arc::new(ServerStats::default());
-        let shared = Arc::new(PeerShared::new(config.id.clone(), stats.clone()));
+        let shared = Arc::new(PeerShared::new(
+            config.id.clone(),
+            stats.clone(),
+            &config.indexes,
+        ));
         let (tx, events) = crossbeam_channel::unbounded();
         let (overlay, inbox) = OverlayHandle::channel();
         let server = server::spawn(
@@ -283,7 +287,7 @@ impl Peer {
     }
 
     pub fn link_states(&self) -> Vec<links::LinkState> {
-        self.links.as_ref().map(|l| l.states()).unwrap_or_default()
+        self.shared.link_states()
     }
 
     /// Downloads into the shared folder, then shares the file onward.

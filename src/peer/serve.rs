@@ -6,7 +6,9 @@
 //! changed since is refused instead of being served under a stale content id.
 
 use super::catalog::{open_nofollow, Catalog, FileStamp, SharedFile};
+use super::links::LinkState;
 use crate::clock::Clock;
+use crate::config::NodeAddr;
 use crate::index::service::{source_host, status_reply};
 use crate::net::rate::TokenBucket;
 use crate::net::server::ServerStats;
@@ -21,7 +23,7 @@ use crate::protocol::{ErrorCode, Refusal, CHUNK_SIZE, MAX_FETCH, VERSION};
 use std::fs::File;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// State the peer's server, console and links share.
 pub struct PeerShared {
@@ -34,11 +36,23 @@ pub struct PeerShared {
     pub downloads: AtomicU64,
     /// Set when the peer shuts down; background threads stop at their next tick.
     pub stopping: AtomicBool,
+    /// Each index link's state, in the order the indexes were given; written by the
+    /// link threads, read by `status`. A leaf lock.
+    pub links: Mutex<Vec<LinkState>>,
 }
 
 impl PeerShared {
-    pub fn new(id: PeerId, stats: Arc<ServerStats>) -> PeerShared {
+    pub fn new(id: PeerId, stats: Arc<ServerStats>, indexes: &[NodeAddr]) -> PeerShared {
         PeerShared {
+            links: Mutex::new(
+                indexes
+                    .iter()
+                    .map(|a| LinkState {
+                        index: a.to_string(),
+                        ..LinkState::default()
+                    })
+                    .collect(),
+            ),
             id,
             catalog: RwLock::new(Catalog::new()),
             clock: Clock::new(),
@@ -56,6 +70,53 @@ impl PeerShared {
 
     pub fn catalog_mut(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
         self.catalog.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Each index link's state, in the order the indexes were given.
+    pub fn link_states(&self) -> Vec<LinkState> {
+        self.links.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Why the peer is not healthy, if it is not: every index it publishes to has
+    /// failed since its last success, so nobody can find its files. An index still
+    /// being dialled for the first time does not count against it.
+    pub fn failing(&self) -> Option<String> {
+        let links = self.link_states();
+        if links.is_empty() || links.iter().any(|l| l.connected || l.last_error.is_none()) {
+            return None;
+        }
+        let why: Vec<String> = links
+            .iter()
+            .map(|l| format!("{} ({})", l.index, l.last_error.as_deref().unwrap_or("")))
+            .collect();
+        Some(format!("no index server reachable: {}", why.join(", ")))
+    }
+
+    /// The `index.N.*` rows of `status`, one group per index link (N from 1).
+    pub fn link_rows(&self) -> Vec<(String, String)> {
+        let links = self.link_states();
+        let mut rows = vec![
+            ("indexes".to_owned(), links.len().to_string()),
+            (
+                "indexes_up".to_owned(),
+                links.iter().filter(|l| l.connected).count().to_string(),
+            ),
+        ];
+        for (i, l) in links.iter().enumerate() {
+            let n = i + 1;
+            let state = match (l.connected, &l.last_error) {
+                (true, _) => "up",
+                (false, None) => "connecting",
+                (false, Some(_)) => "down",
+            };
+            rows.push((format!("index.{n}.address"), l.index.clone()));
+            rows.push((format!("index.{n}.state"), state.to_owned()));
+            rows.push((format!("index.{n}.files"), l.files_known.to_string()));
+            if let (false, Some(e)) = (l.connected, &l.last_error) {
+                rows.push((format!("index.{n}.error"), codec::printable_field(e)));
+            }
+        }
+        rows
     }
 
     /// The rows of `status`.
@@ -221,28 +282,41 @@ impl PeerService {
 
 impl PeerService {
     fn status(&self) -> Reply {
-        let mut rows = self.shared.status_rows();
-        rows.retain(|(k, _)| *k != "health");
+        let mut rows: Vec<(String, String)> = self
+            .shared
+            .status_rows()
+            .into_iter()
+            .filter(|(k, _)| *k != "health")
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        rows.extend(self.shared.link_rows());
+        let mut failing = self.shared.failing();
         match self.overlay.status(false) {
             Ok(o) => {
-                rows.extend([
-                    ("peers", o.peers.to_string()),
-                    ("neighbours", o.neighbours.to_string()),
-                    ("passive", o.passive.to_string()),
-                    ("suspects", o.suspects.to_string()),
-                    ("incarnation", o.incarnation.to_string()),
-                    ("seeds_up", o.seeds_up.to_string()),
-                    ("messages", (o.said + o.heard).to_string()),
-                    ("messages_said", o.said.to_string()),
-                    ("messages_heard", o.heard.to_string()),
-                    ("overlay_in", o.messages_in.to_string()),
-                    ("overlay_out", o.messages_out.to_string()),
-                ]);
-                rows.push(("health", "ok".to_owned()));
+                rows.extend(
+                    [
+                        ("peers", o.peers as u64),
+                        ("neighbours", o.neighbours as u64),
+                        ("passive", o.passive as u64),
+                        ("suspects", o.suspects as u64),
+                        ("incarnation", o.incarnation),
+                        ("seeds_up", o.seeds_up as u64),
+                        ("messages", o.said + o.heard),
+                        ("messages_said", o.said),
+                        ("messages_heard", o.heard),
+                        ("overlay_in", o.messages_in),
+                        ("overlay_out", o.messages_out),
+                    ]
+                    .map(|(k, v)| (k.to_owned(), v.to_string())),
+                );
             }
-            Err(e) => {
-                rows.push(("health", "failing".to_owned()));
-                rows.push(("failing", e));
+            Err(e) => failing = Some(format!("overlay: {e}")),
+        }
+        match failing {
+            None => rows.push(("health".into(), "ok".into())),
+            Some(why) => {
+                rows.push(("health".into(), "failing".into()));
+                rows.push(("failing".into(), codec::printable_field(&why)));
             }
         }
         status_reply(&rows)

@@ -1,0 +1,368 @@
+//! How results look to people and to scripts: byte counts, durations, the search
+//! table, `status` and `members` as text or typed JSON. The console and the one-shot
+//! commands both render through here, so the same result reads the same everywhere.
+//!
+//! Pure functions from values to text or JSON; nothing here prints or does I/O.
+
+use crate::peer::download::Completed;
+use crate::peer::pool::Found;
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+
+/// Human-readable byte counts (binary units): `512 B`, `11.3 KiB`.
+pub fn fmt_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// `1 holder`, `2 holders`.
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// A duration as people write it: `45s`, `2m53s`, `3h07m`, `2d04h`.
+pub fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+/// The line that reports a finished download. `onward` adds that the console's peer
+/// now shares it.
+pub fn downloaded(what: &str, done: &Completed, onward: bool) -> String {
+    let check = if done.verified_in_advance {
+        "verified"
+    } else {
+        "NOT verified in advance: classic holder"
+    };
+    let resumed = if done.resumed_bytes > 0 {
+        format!(", {} of it already here", fmt_bytes(done.resumed_bytes))
+    } else {
+        String::new()
+    };
+    format!(
+        "downloaded {what} ({}, {check}{resumed}) from {} in {:.2}s ({}/s){}",
+        fmt_bytes(done.hashes.size),
+        done.sources.join(", "),
+        done.elapsed.as_secs_f64(),
+        fmt_bytes(done.rate() as u64),
+        if onward { "; now sharing it" } else { "" }
+    )
+}
+
+/// The search results as an aligned table, numbered from 1 (the numbers `get N`
+/// takes at the console), with short content ids.
+pub fn search_table(found: &[Found], more: bool, words: &str) -> Vec<String> {
+    if found.is_empty() {
+        return vec![format!("no file matches '{words}'")];
+    }
+    let cells: Vec<[String; 4]> = found
+        .iter()
+        .map(|f| {
+            [
+                f.name.clone(),
+                f.size.map(fmt_bytes).unwrap_or_else(|| "?".into()),
+                plural(f.holders, "holder"),
+                f.id.map(|d| d.short()).unwrap_or_else(|| "classic".into()),
+            ]
+        })
+        .collect();
+    let width = |i: usize| {
+        cells
+            .iter()
+            .map(|c| c[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    let number = found.len().to_string().len();
+    let mut out: Vec<String> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, [name, size, holders, id])| {
+            format!(
+                "{:>number$}. {name:<w0$}  {size:>w1$}  {holders:<w2$}  {id}",
+                i + 1
+            )
+        })
+        .collect();
+    if more {
+        out.push("(more results: narrow the search, or raise --limit)".into());
+    }
+    out
+}
+
+/// Search results as JSON.
+pub fn search_json(found: &[Found], more: bool) -> Value {
+    let rows: Vec<_> = found
+        .iter()
+        .map(|f| {
+            json!({
+                "name": f.name,
+                "size": f.size,
+                "id": f.id.map(|d| d.to_string()),
+                "holders": f.holders,
+            })
+        })
+        .collect();
+    json!({ "results": rows, "more": more })
+}
+
+/// A status value as JSON: whole numbers become numbers, the rest stay text.
+fn typed(value: &str) -> Value {
+    if let Ok(n) = value.parse::<u64>() {
+        return json!(n);
+    }
+    if let Ok(n) = value.parse::<i64>() {
+        return json!(n);
+    }
+    json!(value)
+}
+
+/// `status` rows as JSON: numbers typed, and the `index.N.*` rows of a peer gathered
+/// into an `indexes` list of objects.
+pub fn status_json(rows: &[(String, String)]) -> Value {
+    let mut map = Map::new();
+    let mut links: Vec<Map<String, Value>> = Vec::new();
+    for (k, v) in rows {
+        if let Some((n, field)) = index_row(k) {
+            if links.len() < n {
+                links.resize_with(n, Map::new);
+            }
+            links[n - 1].insert(field.to_owned(), typed(v));
+        } else if k == "indexes" {
+            // The count is the list's length.
+        } else {
+            map.insert(k.clone(), typed(v));
+        }
+    }
+    if rows.iter().any(|(k, _)| k == "indexes") {
+        map.insert(
+            "indexes".into(),
+            Value::Array(links.into_iter().map(Value::Object).collect()),
+        );
+    }
+    Value::Object(map)
+}
+
+/// `index.3.state` -> (3, "state").
+fn index_row(key: &str) -> Option<(usize, &str)> {
+    let rest = key.strip_prefix("index.")?;
+    let (n, field) = rest.split_once('.')?;
+    let n: usize = n.parse().ok().filter(|&n| (1..=1024).contains(&n))?;
+    Some((n, field))
+}
+
+/// `status` rows for a person: durations and byte counts in units, a peer's index
+/// links one line each.
+pub fn status_text(rows: &[(String, String)]) -> Vec<String> {
+    let value = |key: &str| rows.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let mut out = Vec::new();
+    let mut line = |label: &str, text: String| out.push(format!("{label:>16}: {text}"));
+    for (k, v) in rows {
+        if let Some((n, "address")) = index_row(k) {
+            let field = |f: &str| value(&format!("index.{n}.{f}")).unwrap_or("");
+            let files: u64 = field("files").parse().unwrap_or(0);
+            let text = match field("state") {
+                "up" => format!("up, {} published", plural(files, "file")),
+                "down" => format!("down: {}", field("error")),
+                other => other.to_owned(),
+            };
+            line(&format!("index {v}"), text);
+            continue;
+        }
+        if index_row(k).is_some() || k == "indexes" {
+            continue;
+        }
+        let n = v.parse::<u64>().ok();
+        match (k.as_str(), n) {
+            (key, Some(n)) if key.ends_with("_secs") => line(
+                key.trim_end_matches("_secs"),
+                fmt_duration(Duration::from_secs(n)),
+            ),
+            ("request_memory", Some(n)) => line(k, fmt_bytes(n)),
+            (key, Some(n)) if key.starts_with("bytes_") => line(key, fmt_bytes(n)),
+            _ => line(k, v.clone()),
+        }
+    }
+    out
+}
+
+/// The `members` answer (rows of id, host, port, state, incarnation, view, rtt in
+/// ms) as a table with a header row.
+pub fn members_table(rows: &[Vec<String>]) -> Vec<String> {
+    let mut out = vec![format!(
+        "{:<24} {:<24} {:<8} {:<8} RTT",
+        "ID", "ADDRESS", "STATE", "VIEW"
+    )];
+    for r in rows {
+        let addr = if r[1].contains(':') {
+            format!("[{}]:{}", r[1], r[2])
+        } else {
+            format!("{}:{}", r[1], r[2])
+        };
+        let rtt = if r[6] == "-" {
+            "-".to_owned()
+        } else {
+            format!("{} ms", r[6])
+        };
+        out.push(format!(
+            "{:<24} {addr:<24} {:<8} {:<8} {rtt}",
+            r[0], r[3], r[5]
+        ));
+    }
+    out
+}
+
+/// The `members` answer as JSON.
+pub fn members_json(address: &str, rows: &[Vec<String>]) -> Value {
+    let list: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r[0],
+                "host": r[1],
+                "port": r[2].parse::<u16>().ok(),
+                "state": r[3],
+                "incarnation": r[4].parse::<u64>().ok(),
+                "view": r[5],
+                "rtt_ms": r[6].parse::<u64>().ok(),
+            })
+        })
+        .collect();
+    json!({ "address": address, "members": list })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::hash::Sha1Digest;
+
+    fn rows(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(fmt_duration(Duration::from_secs(0)), "0s");
+        assert_eq!(fmt_duration(Duration::from_secs(173)), "2m53s");
+        assert_eq!(fmt_duration(Duration::from_secs(3600 * 3 + 420)), "3h07m");
+        assert_eq!(
+            fmt_duration(Duration::from_secs(86_400 * 2 + 3600 * 4)),
+            "2d04h"
+        );
+    }
+
+    #[test]
+    fn status_json_types_numbers_and_gathers_index_links() {
+        let v = status_json(&rows(&[
+            ("role", "peer"),
+            ("version", "0.1.0"),
+            ("connections", "4"),
+            ("indexes", "2"),
+            ("indexes_up", "1"),
+            ("index.1.address", "127.0.0.1:1024"),
+            ("index.1.state", "up"),
+            ("index.1.files", "3"),
+            ("index.2.address", "idx2:1024"),
+            ("index.2.state", "down"),
+            ("index.2.files", "0"),
+            ("index.2.error", "connection refused"),
+            ("health", "ok"),
+        ]));
+        assert_eq!(v["connections"], 4);
+        assert_eq!(v["version"], "0.1.0");
+        assert_eq!(v["indexes_up"], 1);
+        assert_eq!(v["indexes"][0]["address"], "127.0.0.1:1024");
+        assert_eq!(v["indexes"][0]["files"], 3);
+        assert_eq!(v["indexes"][1]["error"], "connection refused");
+        assert!(v.get("index.1.state").is_none());
+    }
+
+    #[test]
+    fn status_text_shows_units_and_one_line_per_index() {
+        let text = status_text(&rows(&[
+            ("uptime_secs", "173"),
+            ("bytes_shared", "11564"),
+            ("lease_secs", "30"),
+            ("indexes", "1"),
+            ("index.1.address", "127.0.0.1:1024"),
+            ("index.1.state", "down"),
+            ("index.1.files", "0"),
+            ("index.1.error", "connection refused"),
+            ("health", "failing"),
+        ]))
+        .join("\n");
+        assert!(text.contains("uptime: 2m53s"), "{text}");
+        assert!(text.contains("bytes_shared: 11.3 KiB"), "{text}");
+        assert!(text.contains("lease: 30s"), "{text}");
+        assert!(
+            text.contains("index 127.0.0.1:1024: down: connection refused"),
+            "{text}"
+        );
+        assert!(!text.contains("index.1"), "{text}");
+    }
+
+    #[test]
+    fn the_search_table_is_aligned_with_short_ids_and_plurals() {
+        let found = vec![
+            Found {
+                name: "tenkb.txt".into(),
+                size: Some(10_240),
+                id: Some(Sha1Digest::of(b"a")),
+                holders: 1,
+            },
+            Found {
+                name: "a-much-longer-name.txt".into(),
+                size: Some(5),
+                id: None,
+                holders: 12,
+            },
+        ];
+        let t = search_table(&found, false, "x");
+        assert_eq!(t.len(), 2);
+        assert!(t[0].contains("1 holder "), "{t:?}");
+        assert!(t[1].contains("12 holders"), "{t:?}");
+        assert!(t[0].ends_with(&Sha1Digest::of(b"a").short()), "{t:?}");
+        assert!(t[1].ends_with("classic"));
+        // The columns start at the same place on every line.
+        let col = |l: &str, w: &str| l.find(w).unwrap();
+        assert_eq!(col(&t[0], "holder"), col(&t[1], "holders"));
+    }
+
+    #[test]
+    fn members_have_a_header_row() {
+        let t = members_table(&[vec![
+            "peer1".into(),
+            "127.0.0.1".into(),
+            "1025".into(),
+            "alive".into(),
+            "3".into(),
+            "active".into(),
+            "1".into(),
+        ]]);
+        assert!(t[0].starts_with("ID"), "{t:?}");
+        assert!(t[1].contains("127.0.0.1:1025"));
+    }
+}
