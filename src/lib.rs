@@ -15,6 +15,7 @@ pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod eventlog;
 pub mod index;
 pub mod net;
 pub mod output;

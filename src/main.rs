@@ -9,13 +9,14 @@ use p2pshare::cli::{
     ServerFlags, StatusArgs,
 };
 use p2pshare::config::{read_addr_list, NodeAddr};
+use p2pshare::eventlog::EventLog;
 use p2pshare::index::service::{IndexConfig, IndexService};
 use p2pshare::net::client::Client;
 use p2pshare::net::rate::TokenBucket;
 use p2pshare::net::server::{self, ServerConfig, ServerStats};
 use p2pshare::net::Timeouts;
 use p2pshare::output::{self, LogWriter};
-use p2pshare::overlay::runtime::{self, CoreSetup, EventLog, Identity, OverlayHandle, SeedService};
+use p2pshare::overlay::runtime::{self, CoreSetup, Identity, OverlayHandle, SeedService};
 use p2pshare::overlay::seed::SeedNode;
 use p2pshare::overlay::{wire, Liveness, OverlayConfig, OverlayEvent, SeedConfig};
 use p2pshare::peer::console::{self, BarProgress};

@@ -10,6 +10,7 @@ use super::durable::{Change, DbError, Durable, Restored, Ticket};
 use super::search::Query;
 use super::store::{Endpoint, FileMeta, IndexStore, PeerKind, StoreError};
 use crate::clock::Clock;
+use crate::net::node;
 use crate::net::server::ServerStats;
 use crate::net::{Reply, Service};
 use crate::protocol::codec::{self, Classic, Request};
@@ -20,7 +21,7 @@ use crate::protocol::{ErrorCode, Refusal, MAX_FILE_SIZE, VERSION};
 use rand::seq::SliceRandom;
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -70,7 +71,7 @@ pub struct IndexService {
     /// Where changes are logged; `None` for a throwaway index (`--db :memory:`).
     durable: Option<Durable>,
     /// The event log (`--log-file`): joins, departures, expired leases.
-    events: Option<Arc<crate::overlay::runtime::EventLog>>,
+    events: Option<Arc<crate::eventlog::EventLog>>,
 }
 
 type Outcome = Result<Reply, Refusal>;
@@ -88,11 +89,6 @@ impl From<StoreError> for Refusal {
         };
         Refusal::new(code, e.to_string())
     }
-}
-
-/// The host part of a connection's source address (IPv4-mapped addresses unwrapped).
-pub fn source_host(remote: SocketAddr) -> IpAddr {
-    remote.ip().to_canonical()
 }
 
 fn parse_name(text: &str, row: Option<usize>) -> Result<FileName, Refusal> {
@@ -224,7 +220,7 @@ impl IndexService {
 
     /// Starts the `index-sweep` thread that drops peers whose lease ran out.
     /// Writes joins, departures and expired leases to an event log.
-    pub fn with_event_log(mut self, log: Arc<crate::overlay::runtime::EventLog>) -> Self {
+    pub fn with_event_log(mut self, log: Arc<crate::eventlog::EventLog>) -> Self {
         self.events = Some(log);
         self
     }
@@ -272,30 +268,12 @@ impl IndexService {
     }
 
     fn hello(&self, args: &[String], remote: SocketAddr, conn: &mut IndexConn) -> Outcome {
-        if args[0] != VERSION.to_string() {
-            return Err(refuse(
-                ErrorCode::BadVersion,
-                format!(
-                    "this index speaks protocol version {VERSION}, not '{}'",
-                    codec::printable(&args[0])
-                ),
-            ));
-        }
-        let id = PeerId::parse(&args[2]).map_err(|e| {
-            refuse(
-                ErrorCode::BadName,
-                format!("peer id '{}': {e}", codec::printable(&args[2])),
-            )
-        })?;
-        let host = source_host(remote);
+        node::check_version(&args[0], "this index")?;
+        let id = node::hello_id(&args[2])?;
+        let host = node::source_host(remote);
         let files_known = match args[1].as_str() {
             "peer" => {
-                let port: u16 = args[3].parse().ok().filter(|&p| p != 0).ok_or_else(|| {
-                    refuse(
-                        ErrorCode::BadRequest,
-                        "a peer must announce a port from 1 to 65535",
-                    )
-                })?;
+                let port = node::hello_port(&args[3], "peer")?;
                 let endpoint = Endpoint { host, port };
                 let (known, ticket) = {
                     let mut store = self.write();
@@ -339,14 +317,13 @@ impl IndexService {
             }
         };
         let lease = self.config.lease.as_secs().max(1).to_string();
-        Ok(Reply::Text(codec::line(&[
-            "ok",
+        Ok(node::hello_reply(
             "index",
             &self.id,
-            &host.to_string(),
+            remote,
             &lease,
             &files_known.to_string(),
-        ])))
+        ))
     }
 
     fn publish(&self, req: &Request, conn: &mut IndexConn) -> Outcome {
@@ -550,7 +527,7 @@ impl IndexService {
                 rows.push(("failing", codec::printable_field(&why)));
             }
         }
-        status_reply(&rows)
+        node::status_reply(&rows)
     }
 }
 
@@ -564,15 +541,6 @@ fn release_free_memory() {
     }
 }
 
-/// `ok|<n>` and n `key|value` rows.
-pub fn status_reply<K: AsRef<str>>(rows: &[(K, String)]) -> Reply {
-    let mut out = codec::line(&["ok", &rows.len().to_string()]);
-    for (k, v) in rows {
-        out.push_str(&codec::line(&[k.as_ref(), v]));
-    }
-    Reply::Text(out)
-}
-
 impl Service for IndexService {
     type Conn = IndexConn;
 
@@ -583,7 +551,7 @@ impl Service for IndexService {
     fn handle(&self, req: Request, remote: SocketAddr, conn: &mut IndexConn) -> Reply {
         let outcome = match req.verb {
             Verb::Hello => self.hello(&req.args, remote, conn),
-            Verb::Ping => Ok(Reply::Text("ok|pong\n".into())),
+            Verb::Ping => Ok(node::pong()),
             Verb::Status => Ok(self.status()),
             Verb::Beat => self.session_peer(conn).cloned().and_then(|peer| {
                 let known = self
@@ -653,7 +621,7 @@ impl IndexService {
         let id = PeerId::parse(peer_id).map_err(|e| format!("bad peer id: {e}"))?;
         let port: u16 = port.parse().ok().filter(|&p| p != 0).ok_or("bad port")?;
         let endpoint = Endpoint {
-            host: source_host(remote),
+            host: node::source_host(remote),
             port,
         };
         let now = self.clock.now();

@@ -5,6 +5,7 @@
 //! requests and returns a [`Reply`]; it never sees a socket.
 
 pub mod client;
+pub mod node;
 pub mod rate;
 pub mod server;
 

@@ -20,8 +20,9 @@ use super::seed::SeedNode;
 use super::{wire, Dest, From, Msg, MsgId, Out, OverlayEvent};
 use crate::clock::{self, Clock, Millis};
 use crate::config::NodeAddr;
-use crate::index::service::{source_host, status_reply};
+use crate::eventlog::EventLog;
 use crate::net::client::Client;
+use crate::net::node::{self, source_host, status_reply};
 use crate::net::server::ServerStats;
 use crate::net::{Reply, Service, Timeouts};
 use crate::protocol::codec::{self, Classic, ReplyHead, Request};
@@ -30,12 +31,9 @@ use crate::protocol::name::PeerId;
 use crate::protocol::{ErrorCode, Refusal, VERSION};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -51,30 +49,6 @@ const LINKS_MAX: usize = 1024;
 const INBOX: usize = 8192;
 /// How long a request to the core thread may wait for its answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The seed-004 style event log (`--log-file`): one line per join, death, departure
-/// and message, with a UTC timestamp, appended and flushed as it happens.
-pub struct EventLog {
-    file: Mutex<File>,
-}
-
-impl EventLog {
-    pub fn open(path: &Path) -> std::io::Result<EventLog> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(EventLog {
-            file: Mutex::new(file),
-        })
-    }
-
-    /// Appends `<timestamp> <kind> <text>`.
-    pub fn write(&self, kind: &str, text: &str) {
-        let line = format!("{} {kind} {text}\n", clock::utc_timestamp(clock::wall_ms()));
-        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = f.write_all(line.as_bytes()) {
-            log::warn!("event log: {e}");
-        }
-    }
-}
 
 /// Writes the events worth keeping to the event log.
 pub fn log_event(log: &EventLog, ev: &OverlayEvent, seeds: &[NodeAddr]) {
@@ -563,32 +537,14 @@ fn seed_status(node: &SeedNode, handle: &OverlayHandle, rows: bool, now: Millis)
 /// The sender of a connection, from its `hello`: `Some` for a peer or a seed (with
 /// the connection's source host and the port it announced), `None` for a client.
 pub fn hello_from(args: &[String], remote: SocketAddr) -> Result<Option<From>, Refusal> {
-    if args[0] != VERSION.to_string() {
-        return Err(Refusal::new(
-            ErrorCode::BadVersion,
-            format!(
-                "this node speaks protocol version {VERSION}, not '{}'",
-                codec::printable(&args[0])
-            ),
-        ));
-    }
+    node::check_version(&args[0], "this node")?;
     let seed = match args[1].as_str() {
         "peer" => false,
         "seed" => true,
         _ => return Ok(None),
     };
-    let id = PeerId::parse(&args[2]).map_err(|e| {
-        Refusal::new(
-            ErrorCode::BadName,
-            format!("peer id '{}': {e}", codec::printable(&args[2])),
-        )
-    })?;
-    let port: u16 = args[3].parse().ok().filter(|p| *p != 0).ok_or_else(|| {
-        Refusal::new(
-            ErrorCode::BadRequest,
-            format!("port '{}' is not 1-65535", codec::printable(&args[3])),
-        )
-    })?;
+    let id = node::hello_id(&args[2])?;
+    let port = node::hello_port(&args[3], &args[1])?;
     Ok(Some(From {
         id,
         addr: SocketAddr::new(source_host(remote), port),
@@ -700,16 +656,9 @@ impl Service for SeedService {
         let outcome = match req.verb {
             Verb::Hello => hello_from(&req.args, remote).map(|from| {
                 conn.from = from;
-                Reply::Text(codec::line(&[
-                    "ok",
-                    "seed",
-                    self.id.as_str(),
-                    &source_host(remote).to_string(),
-                    "0",
-                    "0",
-                ]))
+                node::hello_reply("seed", self.id.as_str(), remote, "0", "0")
             }),
-            Verb::Ping => Ok(Reply::Text("ok|pong\n".into())),
+            Verb::Ping => Ok(node::pong()),
             Verb::Status => Ok(self.status()),
             Verb::Members => self
                 .overlay

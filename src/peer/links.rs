@@ -9,8 +9,8 @@
 //! replay.
 
 use super::catalog::SharedFile;
-use super::serve::PeerShared;
 use super::PeerEvent;
+use super::PeerShared;
 use crate::config::NodeAddr;
 use crate::net::client::Client;
 use crate::net::{NetError, Timeouts};

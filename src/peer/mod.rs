@@ -17,26 +17,31 @@ pub mod pool;
 pub mod serve;
 pub mod watch;
 
+use crate::clock::Clock;
 use crate::config::NodeAddr;
+use crate::eventlog::EventLog;
 use crate::net::rate::TokenBucket;
 use crate::net::server::{self, ServerConfig, ServerHandle, ServerStats};
 use crate::net::Timeouts;
 use crate::overlay::peer::PeerNode;
-use crate::overlay::runtime::{self, CoreSetup, EventLog, Identity, OverlayHandle};
+use crate::overlay::runtime::{self, CoreSetup, Identity, OverlayHandle};
 use crate::overlay::{OverlayConfig, OverlayEvent};
+use crate::protocol::codec;
 use crate::protocol::commands::Role;
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::{FileName, PeerId};
-use catalog::SharedFile;
+use crate::protocol::VERSION;
+use catalog::{Catalog, SharedFile};
 use crossbeam_channel::Receiver;
 use download::{DownloadError, DownloadRequest, Outcome, Progress};
+use links::LinkState;
 use links::{LinkCommand, LinkConfig, Links};
 use pool::IndexPool;
-use serve::{PeerService, PeerShared};
+use serve::PeerService;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use watch::WatchConfig;
 
@@ -74,6 +79,139 @@ impl std::fmt::Debug for OverlaySettings {
             .field("config", &self.config)
             .field("log", &self.log.is_some())
             .finish()
+    }
+}
+
+/// State the peer's server, console and links share.
+pub struct PeerShared {
+    pub id: PeerId,
+    pub catalog: RwLock<Catalog>,
+    pub clock: Clock,
+    pub stats: Arc<ServerStats>,
+    pub bytes_uploaded: AtomicU64,
+    pub bytes_downloaded: AtomicU64,
+    pub downloads: AtomicU64,
+    /// Set when the peer shuts down; background threads stop at their next tick.
+    pub stopping: AtomicBool,
+    /// Each index link's state, in the order the indexes were given; written by the
+    /// link threads, read by `status`. A leaf lock.
+    pub links: Mutex<Vec<LinkState>>,
+}
+
+impl PeerShared {
+    pub fn new(id: PeerId, stats: Arc<ServerStats>, indexes: &[NodeAddr]) -> PeerShared {
+        PeerShared {
+            links: Mutex::new(
+                indexes
+                    .iter()
+                    .map(|a| LinkState {
+                        index: a.to_string(),
+                        ..LinkState::default()
+                    })
+                    .collect(),
+            ),
+            id,
+            catalog: RwLock::new(Catalog::new()),
+            clock: Clock::new(),
+            stats,
+            bytes_uploaded: AtomicU64::new(0),
+            bytes_downloaded: AtomicU64::new(0),
+            downloads: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    pub fn catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
+        self.catalog.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn catalog_mut(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
+        self.catalog.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Each index link's state, in the order the indexes were given.
+    pub fn link_states(&self) -> Vec<LinkState> {
+        self.links.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Why the peer is not healthy, if it is not: every index it publishes to has
+    /// failed since its last success, so nobody can find its files. An index still
+    /// being dialled for the first time does not count against it.
+    pub fn failing(&self) -> Option<String> {
+        let links = self.link_states();
+        if links.is_empty() || links.iter().any(|l| l.connected || l.last_error.is_none()) {
+            return None;
+        }
+        let why: Vec<String> = links
+            .iter()
+            .map(|l| format!("{} ({})", l.index, l.last_error.as_deref().unwrap_or("")))
+            .collect();
+        Some(format!("no index server reachable: {}", why.join(", ")))
+    }
+
+    /// The `index.N.*` rows of `status`, one group per index link (N from 1).
+    pub fn link_rows(&self) -> Vec<(String, String)> {
+        let links = self.link_states();
+        let mut rows = vec![
+            ("indexes".to_owned(), links.len().to_string()),
+            (
+                "indexes_up".to_owned(),
+                links.iter().filter(|l| l.connected).count().to_string(),
+            ),
+        ];
+        for (i, l) in links.iter().enumerate() {
+            let n = i + 1;
+            let state = match (l.connected, &l.last_error) {
+                (true, _) => "up",
+                (false, None) => "connecting",
+                (false, Some(_)) => "down",
+            };
+            rows.push((format!("index.{n}.address"), l.index.clone()));
+            rows.push((format!("index.{n}.state"), state.to_owned()));
+            rows.push((format!("index.{n}.files"), l.files_known.to_string()));
+            if let (false, Some(e)) = (l.connected, &l.last_error) {
+                rows.push((format!("index.{n}.error"), codec::printable_field(e)));
+            }
+        }
+        rows
+    }
+
+    /// The rows of `status`.
+    pub fn status_rows(&self) -> Vec<(&'static str, String)> {
+        let (files, bytes) = {
+            let c = self.catalog();
+            (c.len(), c.total_bytes())
+        };
+        vec![
+            ("role", "peer".into()),
+            ("id", self.id.to_string()),
+            ("version", env!("CARGO_PKG_VERSION").into()),
+            ("protocol", VERSION.to_string()),
+            ("uptime_secs", self.clock.uptime().as_secs().to_string()),
+            ("files", files.to_string()),
+            ("bytes_shared", bytes.to_string()),
+            (
+                "connections",
+                self.stats.live.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "requests",
+                self.stats.requests.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "bytes_uploaded",
+                self.bytes_uploaded.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "bytes_downloaded",
+                self.bytes_downloaded.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "downloads",
+                self.downloads.load(Ordering::Relaxed).to_string(),
+            ),
+            ("health", "ok".into()),
+        ]
     }
 }
 

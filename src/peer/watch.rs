@@ -13,8 +13,8 @@
 use super::catalog::{hash_file_with, scan, Candidate, FileStamp, SharedFile};
 use super::hashcache::HashCache;
 use super::links::{LinkCommand, Publisher};
-use super::serve::PeerShared;
 use super::PeerEvent;
+use super::PeerShared;
 use crate::protocol::name::FileName;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use notify::{RecursiveMode, Watcher};
