@@ -10,15 +10,14 @@ use p2pshare::cli::{
 };
 use p2pshare::config::{read_addr_list, NodeAddr};
 use p2pshare::eventlog::EventLog;
-use p2pshare::index::service::{IndexConfig, IndexService};
+use p2pshare::index::service::IndexConfig;
+use p2pshare::index::{Index, IndexSettings};
 use p2pshare::net::client::Client;
 use p2pshare::net::rate::TokenBucket;
-use p2pshare::net::server::{self, ServerConfig, ServerStats};
+use p2pshare::net::server::ServerConfig;
 use p2pshare::net::Timeouts;
 use p2pshare::output::{self, LogWriter};
-use p2pshare::overlay::runtime::{self, CoreSetup, Identity, OverlayHandle, SeedService};
-use p2pshare::overlay::seed::SeedNode;
-use p2pshare::overlay::{wire, Liveness, OverlayConfig, OverlayEvent, SeedConfig};
+use p2pshare::overlay::{wire, Liveness, OverlayConfig, Seed, SeedConfig, SeedSettings};
 use p2pshare::peer::console::{self, BarProgress};
 use p2pshare::peer::download::{
     self, DownloadError, DownloadRequest, KeptNotes, Outcome, Progress,
@@ -27,13 +26,11 @@ use p2pshare::peer::pool::IndexPool;
 use p2pshare::peer::watch::WatchConfig;
 use p2pshare::peer::OverlaySettings;
 use p2pshare::peer::{Peer, PeerConfig};
-use p2pshare::protocol::commands::Role;
 use p2pshare::protocol::hash::Sha1Digest;
 use p2pshare::protocol::name::{FileName, PeerId};
 use p2pshare::render;
 use p2pshare::signals::{self, Signal};
 use serde_json::json;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -121,7 +118,7 @@ fn server_config(flags: &ServerFlags) -> ServerConfig {
 
 fn run_index(a: IndexArgs) -> Result<(), Failure> {
     // The id goes into replies as a field: the naming rules keep it framable.
-    PeerId::parse(&a.id).map_err(|e| usage(format!("--id '{}': {e}", a.id)))?;
+    let id = PeerId::parse(&a.id).map_err(|e| usage(format!("--id '{}': {e}", a.id)))?;
     for (flag, lease) in [("--lease", a.lease), ("--classic-lease", a.classic_lease)] {
         if lease < std::time::Duration::from_secs(1) {
             return Err(usage(format!(
@@ -130,36 +127,25 @@ fn run_index(a: IndexArgs) -> Result<(), Failure> {
         }
     }
     let signals = signals::take_over()?;
-    let listener =
-        TcpListener::bind(a.listen).map_err(|e| format!("cannot listen on {}: {e}", a.listen))?;
-    let stats = Arc::new(ServerStats::default());
-    let config = IndexConfig {
-        lease: a.lease,
-        classic_lease: a.classic_lease,
-        ..IndexConfig::default()
-    };
-    let mut service = IndexService::new(a.id, config, stats.clone());
-    if let Some(log) = event_log(&a.log)? {
-        service = service.with_event_log(log);
-    }
-    if a.db.as_os_str() != ":memory:" {
-        let (with_db, peers, files) = service.open_database(&a.db)?;
-        service = with_db;
-        log::info!(
-            "index database {}: restored {peers} peers and {files} files",
-            a.db.display()
-        );
-    }
-    let service = Arc::new(service);
-    service.start_sweeper()?;
-    let handle = server::spawn(listener, server_config(&a.server), service, stats)?;
+    let index = Index::start(IndexSettings {
+        listen: a.listen,
+        id,
+        db: (a.db.as_os_str() != ":memory:").then(|| a.db.clone()),
+        config: IndexConfig {
+            lease: a.lease,
+            classic_lease: a.classic_lease,
+            ..IndexConfig::default()
+        },
+        server: server_config(&a.server),
+        log: event_log(&a.log)?,
+    })?;
     output::say(format!(
         "p2pshare index listening on {}",
-        handle.local_addr()
+        index.local_addr()
     ));
     let sig = signals.recv().unwrap_or(Signal::Terminate);
     log::info!("{sig:?}: shutting down");
-    handle.shutdown();
+    index.shutdown();
     Ok(())
 }
 
@@ -246,17 +232,6 @@ fn overlay_config(f: &LivenessFlags) -> Result<OverlayConfig, Failure> {
     Ok(c)
 }
 
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into the buffer we own.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "seed".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
 fn run_seed(a: SeedArgs) -> Result<(), Failure> {
     let refresh = OverlayConfig::default().seed_refresh;
     if a.forget_after <= refresh {
@@ -266,70 +241,28 @@ fn run_seed(a: SeedArgs) -> Result<(), Failure> {
             refresh.as_secs()
         )));
     }
+    if let Some(id) = &a.id {
+        PeerId::parse(id).map_err(|e| usage(format!("seed id '{id}': {e}")))?;
+    }
     let signals = signals::take_over()?;
     let seeds = seed_addrs(&a.seeds)?;
-    let log = event_log(&a.log)?;
-    let listener =
-        TcpListener::bind(a.listen).map_err(|e| format!("cannot listen on {}: {e}", a.listen))?;
-    let port = listener.local_addr()?.port();
-    let id_text =
-        a.id.clone()
-            .unwrap_or_else(|| format!("{}:{port}", hostname()));
-    let id = PeerId::parse(&id_text).map_err(|e| usage(format!("seed id '{id_text}': {e}")))?;
-    let stats = Arc::new(ServerStats::default());
-    let (handle, inbox) = OverlayHandle::channel();
-    let service = SeedService {
-        id: id.clone(),
-        overlay: handle.clone(),
-        stats: stats.clone(),
-        clock: p2pshare::clock::Clock::new(),
-    };
-    let server = server::spawn(listener, server_config(&a.server), Arc::new(service), stats)?;
-    let node = SeedNode::new(
-        id.clone(),
-        seeds.len(),
-        SeedConfig {
+    let seed = Seed::start(SeedSettings {
+        listen: a.listen,
+        id: a.id.clone(),
+        seeds: seeds.clone(),
+        config: SeedConfig {
             forget_after: a.forget_after,
             sync_interval: a.sync_interval,
             list_cap: a.list_cap as usize,
             ..SeedConfig::default()
         },
-        runtime::random_seed(),
-        runtime::random_seed(),
-    );
-    let log_seeds = seeds.clone();
-    let sink: runtime::EventSink = Box::new(move |ev: OverlayEvent| {
-        if let Some(l) = &log {
-            runtime::log_event(l, &ev, &log_seeds);
-        }
-        match &ev {
-            OverlayEvent::Joined { id, addr } => log::info!("{id} at {addr} joined"),
-            OverlayEvent::Dead { id, by } => log::info!("{id} is dead (confirmed by {by})"),
-            OverlayEvent::Left { id } => log::info!("{id} left"),
-            OverlayEvent::Forgotten { id } => {
-                log::info!("{id} forgotten: not seen nor vouched for in time")
-            }
-            _ => {}
-        }
-    });
-    runtime::spawn_seed(
-        node,
-        CoreSetup {
-            me: Identity {
-                role: Role::Seed,
-                id: id.clone(),
-                port,
-            },
-            seeds: seeds.clone(),
-            timeouts: Timeouts::default(),
-            inbox,
-            handle: handle.clone(),
-            sink,
-        },
-    )?;
+        server: server_config(&a.server),
+        log: event_log(&a.log)?,
+    })?;
     output::say(format!(
-        "p2pshare seed '{id}' listening on {}, seeds {}",
-        server.local_addr(),
+        "p2pshare seed '{}' listening on {}, seeds {}",
+        seed.id(),
+        seed.local_addr(),
         if seeds.is_empty() {
             "none".to_owned()
         } else {
@@ -342,8 +275,7 @@ fn run_seed(a: SeedArgs) -> Result<(), Failure> {
     ));
     let sig = signals.recv().unwrap_or(Signal::Terminate);
     log::info!("{sig:?}: shutting down");
-    handle.leave();
-    server.shutdown();
+    seed.shutdown();
     Ok(())
 }
 

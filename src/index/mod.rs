@@ -1,9 +1,81 @@
 //! The index server: which peer holds which file; search; leases.
 //!
 //! [`store`] and [`search`] are the pure core; [`service`] turns requests into replies
-//! around it and runs the lease sweep.
+//! around it and runs the lease sweep; [`durable`] keeps it in SQLite. [`Index`]
+//! starts the whole role and stops it.
+//!
+//! Threads: the server's accept and connection threads, `index-sweep` (leases), and
+//! the database writer of [`durable`].
 
 pub mod durable;
 pub mod search;
 pub mod service;
 pub mod store;
+
+use crate::eventlog::EventLog;
+use crate::net::server::{self, ServerConfig, ServerHandle, ServerStats};
+use crate::protocol::name::PeerId;
+use service::{IndexConfig, IndexService};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Everything an index server needs to start.
+pub struct IndexSettings {
+    pub listen: SocketAddr,
+    /// The index's name, in `status` and `hello` answers.
+    pub id: PeerId,
+    /// The SQLite database; `None` keeps everything in memory.
+    pub db: Option<PathBuf>,
+    pub config: IndexConfig,
+    pub server: ServerConfig,
+    pub log: Option<Arc<EventLog>>,
+}
+
+/// A running index server.
+pub struct Index {
+    server: ServerHandle,
+}
+
+impl Index {
+    /// Opens (or creates) the database, restores what it holds, binds and serves.
+    pub fn start(settings: IndexSettings) -> Result<Index, String> {
+        if settings.config.lease < std::time::Duration::from_secs(1)
+            || settings.config.classic_lease < std::time::Duration::from_secs(1)
+        {
+            return Err("leases must be at least 1s (peers are told them in whole seconds)".into());
+        }
+        let listener = TcpListener::bind(settings.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+        let stats = Arc::new(ServerStats::default());
+        let mut service =
+            IndexService::new(settings.id.to_string(), settings.config, stats.clone());
+        if let Some(log) = settings.log {
+            service = service.with_event_log(log);
+        }
+        if let Some(db) = &settings.db {
+            let (with_db, peers, files) = service.open_database(db).map_err(|e| e.to_string())?;
+            service = with_db;
+            log::info!(
+                "index database {}: restored {peers} peers and {files} files",
+                db.display()
+            );
+        }
+        let service = Arc::new(service);
+        service
+            .start_sweeper()
+            .map_err(|e| format!("cannot start the lease sweep: {e}"))?;
+        let server = server::spawn(listener, settings.server, service, stats)
+            .map_err(|e| format!("cannot start the server: {e}"))?;
+        Ok(Index { server })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// Stops accepting, closes every connection and waits for their threads.
+    pub fn shutdown(self) {
+        self.server.shutdown();
+    }
+}

@@ -28,8 +28,11 @@ pub mod gossip;
 pub mod peer;
 pub mod runtime;
 pub mod seed;
+pub mod seed_role;
 pub mod sim;
 pub mod wire;
+
+pub use seed_role::{Seed, SeedSettings};
 
 use crate::clock::Millis;
 use crate::protocol::hash::Sha1Digest;

@@ -22,13 +22,12 @@ use crate::clock::{self, Clock, Millis};
 use crate::config::NodeAddr;
 use crate::eventlog::EventLog;
 use crate::net::client::Client;
-use crate::net::node::{self, source_host, status_reply};
-use crate::net::server::ServerStats;
-use crate::net::{Reply, Service, Timeouts};
-use crate::protocol::codec::{self, Classic, ReplyHead, Request};
-use crate::protocol::commands::{Role, Verb};
+use crate::net::node::{self, source_host};
+use crate::net::{Reply, Timeouts};
+use crate::protocol::codec::{self, ReplyHead, Request};
+use crate::protocol::commands::Role;
 use crate::protocol::name::PeerId;
-use crate::protocol::{ErrorCode, Refusal, VERSION};
+use crate::protocol::{ErrorCode, Refusal};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -597,83 +596,8 @@ pub fn members_reply(status: &OverlayStatus) -> Reply {
     Reply::Text(out)
 }
 
-/// A seed's [`Service`].
-pub struct SeedService {
-    pub id: PeerId,
-    pub overlay: OverlayHandle,
-    pub stats: Arc<ServerStats>,
-    pub clock: Clock,
-}
-
 /// The state of one connection to a seed or a peer: who said hello on it.
 #[derive(Default)]
 pub struct OverlayConn {
     pub from: Option<From>,
-}
-
-impl SeedService {
-    fn status(&self) -> Reply {
-        let st = self.overlay.status(false);
-        let healthy = st.is_ok();
-        let st = st.unwrap_or_default();
-        let rows: Vec<(&str, String)> = vec![
-            ("role", "seed".into()),
-            ("id", self.id.to_string()),
-            ("version", env!("CARGO_PKG_VERSION").into()),
-            ("protocol", VERSION.to_string()),
-            ("uptime_secs", self.clock.uptime().as_secs().to_string()),
-            ("peers", st.peers.to_string()),
-            ("reported", st.suspects.to_string()),
-            ("dead", st.dead.to_string()),
-            ("seeds_heard", st.seeds.to_string()),
-            ("files", "0".into()),
-            ("messages", st.messages_in.to_string()),
-            ("messages_out", st.messages_out.to_string()),
-            (
-                "connections",
-                self.stats.live.load(Ordering::Relaxed).to_string(),
-            ),
-        ];
-        let mut rows = rows;
-        if healthy {
-            rows.push(("health", "ok".into()));
-        } else {
-            rows.push(("health", "failing".into()));
-            rows.push(("failing", "the seed's core is not responding".into()));
-        }
-        status_reply(&rows)
-    }
-}
-
-impl Service for SeedService {
-    type Conn = OverlayConn;
-
-    fn role(&self) -> Role {
-        Role::Seed
-    }
-
-    fn handle(&self, req: Request, remote: SocketAddr, conn: &mut OverlayConn) -> Reply {
-        let outcome = match req.verb {
-            Verb::Hello => hello_from(&req.args, remote).map(|from| {
-                conn.from = from;
-                node::hello_reply("seed", self.id.as_str(), remote, "0", "0")
-            }),
-            Verb::Ping => Ok(node::pong()),
-            Verb::Status => Ok(self.status()),
-            Verb::Members => self
-                .overlay
-                .status(true)
-                .map(|s| members_reply(&s))
-                .map_err(|e| Refusal::new(ErrorCode::Internal, e)),
-            _ => match overlay_request(&req, conn.from.as_ref(), &self.overlay) {
-                Some(r) => r,
-                None => Err(Refusal::new(ErrorCode::UnknownVerb, "not served by a seed")),
-            },
-        };
-        outcome.unwrap_or_else(|r| Reply::Text(r.to_line()))
-    }
-
-    fn classic(&self, _req: Classic, _remote: SocketAddr) -> Reply {
-        Reply::Close(String::new())
-    }
 }

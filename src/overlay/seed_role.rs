@@ -1,0 +1,218 @@
+//! The seed role: a seed's server and the `seed-core` thread that runs its
+//! [`SeedNode`], started as one [`Seed`] and stopped through it.
+//!
+//! Threads: the server's accept and connection threads, `seed-core` and its `olink-*`
+//! links ([`super::runtime`]).
+
+use super::runtime::{
+    self, hello_from, members_reply, overlay_request, CoreSetup, EventSink, Identity, OverlayConn,
+    OverlayHandle,
+};
+use super::seed::SeedNode;
+use super::{OverlayEvent, SeedConfig};
+use crate::clock::Clock;
+use crate::config::NodeAddr;
+use crate::eventlog::EventLog;
+use crate::net::node::{self, status_reply};
+use crate::net::server::{self, ServerConfig, ServerHandle, ServerStats};
+use crate::net::{Reply, Service, Timeouts};
+use crate::protocol::codec::{Classic, Request};
+use crate::protocol::commands::{Role, Verb};
+use crate::protocol::name::PeerId;
+use crate::protocol::{ErrorCode, Refusal, VERSION};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Everything a seed needs to start.
+pub struct SeedSettings {
+    pub listen: SocketAddr,
+    /// The seed's name; `None`: `HOSTNAME:PORT`.
+    pub id: Option<String>,
+    /// The other seeds, whose registries this one merges.
+    pub seeds: Vec<NodeAddr>,
+    pub config: SeedConfig,
+    pub server: ServerConfig,
+    pub log: Option<Arc<EventLog>>,
+}
+
+/// A running seed.
+pub struct Seed {
+    id: PeerId,
+    server: ServerHandle,
+    overlay: OverlayHandle,
+}
+
+impl Seed {
+    /// Binds, starts serving, and starts the seed's core.
+    pub fn start(settings: SeedSettings) -> Result<Seed, String> {
+        let listener = TcpListener::bind(settings.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?
+            .port();
+        let id_text = settings
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("{}:{port}", hostname()));
+        let id = PeerId::parse(&id_text).map_err(|e| format!("seed id '{id_text}': {e}"))?;
+        let stats = Arc::new(ServerStats::default());
+        let (overlay, inbox) = OverlayHandle::channel();
+        let service = SeedService {
+            id: id.clone(),
+            overlay: overlay.clone(),
+            stats: stats.clone(),
+            clock: Clock::new(),
+        };
+        let server = server::spawn(listener, settings.server, Arc::new(service), stats)
+            .map_err(|e| format!("cannot start the server: {e}"))?;
+        let node = SeedNode::new(
+            id.clone(),
+            settings.seeds.len(),
+            settings.config,
+            runtime::random_seed(),
+            runtime::random_seed(),
+        );
+        runtime::spawn_seed(
+            node,
+            CoreSetup {
+                me: Identity {
+                    role: Role::Seed,
+                    id: id.clone(),
+                    port,
+                },
+                seeds: settings.seeds.clone(),
+                timeouts: Timeouts::default(),
+                inbox,
+                handle: overlay.clone(),
+                sink: event_sink(settings.log, settings.seeds),
+            },
+        )
+        .map_err(|e| format!("cannot start the seed's core: {e}"))?;
+        Ok(Seed {
+            id,
+            server,
+            overlay,
+        })
+    }
+
+    pub fn id(&self) -> &PeerId {
+        &self.id
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// Tells the other seeds it leaves, and stops serving.
+    pub fn shutdown(self) {
+        self.overlay.leave();
+        self.server.shutdown();
+    }
+}
+
+/// Where a seed's events go: the event log, and the log at info level.
+fn event_sink(log: Option<Arc<EventLog>>, seeds: Vec<NodeAddr>) -> EventSink {
+    Box::new(move |ev: OverlayEvent| {
+        if let Some(l) = &log {
+            runtime::log_event(l, &ev, &seeds);
+        }
+        match &ev {
+            OverlayEvent::Joined { id, addr } => log::info!("{id} at {addr} joined"),
+            OverlayEvent::Dead { id, by } => log::info!("{id} is dead (confirmed by {by})"),
+            OverlayEvent::Left { id } => log::info!("{id} left"),
+            OverlayEvent::Forgotten { id } => {
+                log::info!("{id} forgotten: not seen nor vouched for in time")
+            }
+            _ => {}
+        }
+    })
+}
+
+/// This machine's host name, for a seed's default id.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into the buffer we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "seed".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// A seed's [`Service`].
+pub struct SeedService {
+    pub id: PeerId,
+    pub overlay: OverlayHandle,
+    pub stats: Arc<ServerStats>,
+    pub clock: Clock,
+}
+
+impl SeedService {
+    fn status(&self) -> Reply {
+        let st = self.overlay.status(false);
+        let healthy = st.is_ok();
+        let st = st.unwrap_or_default();
+        let rows: Vec<(&str, String)> = vec![
+            ("role", "seed".into()),
+            ("id", self.id.to_string()),
+            ("version", env!("CARGO_PKG_VERSION").into()),
+            ("protocol", VERSION.to_string()),
+            ("uptime_secs", self.clock.uptime().as_secs().to_string()),
+            ("peers", st.peers.to_string()),
+            ("reported", st.suspects.to_string()),
+            ("dead", st.dead.to_string()),
+            ("seeds_heard", st.seeds.to_string()),
+            ("files", "0".into()),
+            ("messages", st.messages_in.to_string()),
+            ("messages_out", st.messages_out.to_string()),
+            (
+                "connections",
+                self.stats.live.load(Ordering::Relaxed).to_string(),
+            ),
+        ];
+        let mut rows = rows;
+        if healthy {
+            rows.push(("health", "ok".into()));
+        } else {
+            rows.push(("health", "failing".into()));
+            rows.push(("failing", "the seed's core is not responding".into()));
+        }
+        status_reply(&rows)
+    }
+}
+
+impl Service for SeedService {
+    type Conn = OverlayConn;
+
+    fn role(&self) -> Role {
+        Role::Seed
+    }
+
+    fn handle(&self, req: Request, remote: SocketAddr, conn: &mut OverlayConn) -> Reply {
+        let outcome = match req.verb {
+            Verb::Hello => hello_from(&req.args, remote).map(|from| {
+                conn.from = from;
+                node::hello_reply("seed", self.id.as_str(), remote, "0", "0")
+            }),
+            Verb::Ping => Ok(node::pong()),
+            Verb::Status => Ok(self.status()),
+            Verb::Members => self
+                .overlay
+                .status(true)
+                .map(|s| members_reply(&s))
+                .map_err(|e| Refusal::new(ErrorCode::Internal, e)),
+            _ => match overlay_request(&req, conn.from.as_ref(), &self.overlay) {
+                Some(r) => r,
+                None => Err(Refusal::new(ErrorCode::UnknownVerb, "not served by a seed")),
+            },
+        };
+        outcome.unwrap_or_else(|r| Reply::Text(r.to_line()))
+    }
+
+    fn classic(&self, _req: Classic, _remote: SocketAddr) -> Reply {
+        Reply::Close(String::new())
+    }
+}
