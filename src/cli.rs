@@ -1,10 +1,16 @@
 //! The command line: every flag declared once, with help that teaches.
 //!
-//! Two stages: clap parses text into these structs (no system calls); `main.rs`
-//! validates and builds the runtime objects from them.
+//! Two stages: clap parses text into these structs (no system calls, except that a
+//! `--listen` host name is resolved here, once, so a bad one is a usage error); `main.rs`
+//! validates and builds the runtime objects from them. Before clap sees the command
+//! line, [`layers`] merges in flags from the environment and a configuration file; help,
+//! the man page and the shell completions ([`manual`]) come from the same declarations.
 
-use crate::config::{parse_duration, NodeAddr};
-use clap::{Args, Parser, Subcommand};
+pub mod layers;
+pub mod manual;
+
+use crate::config::{parse_duration, parse_listen_addr, NodeAddr};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,12 +30,70 @@ use std::time::Duration;
         p2pshare peer --dir peers/peer2 --listen 0.0.0.0:1026\n\n\
         With seeds (config/seeds.txt lists 127.0.0.1:1500-1502):\n  \
         p2pshare seed --listen 0.0.0.0:1500   (and 1501, 1502)\n\n\
-        Logging: RUST_LOG=debug (default: info for servers, warn for one-shot commands).\n\
-        Exit codes: 0 success, 1 failure (or an unhealthy node for 'status'), 2 bad usage."
+        Logging: info for servers, warn for one-shot commands; -v one step more, -vv \
+        debug (servers: trace), -q errors only. RUST_LOG, when set, wins (RUST_LOG=debug).\n\
+        Exit codes: 0 success, 1 failure (or an unhealthy node for 'status'), 2 bad usage, \
+        130 a 'get' stopped by Ctrl-C.",
+    after_long_help = "Configuration: every long flag can also be set in the environment as \
+        P2PSHARE_<FLAG> (P2PSHARE_MAX_SOURCES=4; a repeatable flag takes a comma-separated \
+        list: P2PSHARE_INDEX=a:1024,b:1024) or in a TOML file whose keys are the long flag \
+        names, at the top level (for every command that has the flag) or in a table per \
+        command ([peer], [get], [bench.overlay]):\n\n  \
+        index = [\"10.0.0.5:1024\"]\n  \
+        [peer]\n  \
+        listen = 1025\n  \
+        no-console = true\n\n\
+        The file is --config FILE, else the one P2PSHARE_CONFIG names, else \
+        $XDG_CONFIG_HOME/p2pshare/config.toml (~/.config/p2pshare/config.toml) when it exists.\n\
+        Precedence, highest first: the command line, the environment, the file, then the \
+        built-in fallbacks (config/index.txt and config/seeds.txt in the current directory, \
+        then 127.0.0.1:1024 and the defaults shown in each command's --help).\n\n\
+        Shell completions: p2pshare completions bash (zsh, fish, elvish, powershell). \
+        Manual page: p2pshare man | man -l -",
+    after_help = "Flags can also come from P2PSHARE_<FLAG> environment variables and a TOML \
+        file (--config, else ~/.config/p2pshare/config.toml); the command line wins over the \
+        environment, which wins over the file. More in --help."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log errors only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Log more: -v one step more than the default, -vv debug (servers: trace).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Read flags from this TOML file instead of the per-user one
+    /// (~/.config/p2pshare/config.toml); see `p2pshare --help`.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl Cli {
+    /// Servers (index, seed, peer) log at info by default, one-shot commands at warn.
+    pub fn is_server(&self) -> bool {
+        matches!(
+            self.command,
+            Command::Index(_) | Command::Peer(_) | Command::Seed(_)
+        )
+    }
+
+    /// The log level -q and -v ask for, from the default for this command.
+    pub fn log_level(&self) -> log::LevelFilter {
+        use log::LevelFilter;
+        const STEPS: [LevelFilter; 5] = [
+            LevelFilter::Error,
+            LevelFilter::Warn,
+            LevelFilter::Info,
+            LevelFilter::Debug,
+            LevelFilter::Trace,
+        ];
+        if self.quiet {
+            return LevelFilter::Error;
+        }
+        let base = if self.is_server() { 2 } else { 1 };
+        STEPS[(base + self.verbose as usize).min(STEPS.len() - 1)]
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -53,6 +117,27 @@ pub enum Command {
     /// Load generators for measuring (see bench/BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print a shell completion script to stdout, e.g.
+    /// `p2pshare completions bash > ~/.local/share/bash-completion/completions/p2pshare`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) to stdout: `p2pshare man | man -l -`.
+    Man,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// How a peer checks that its neighbours are alive.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LivenessMode {
+    /// Probes, indirect probes, and suspicion that a live peer refutes.
+    Swim,
+    /// The original design: ping every neighbour every 13 s, dead after 3 misses.
+    Classic,
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,10 +178,9 @@ pub struct BenchOverlayArgs {
     /// Virtual time the loss scenario runs.
     #[arg(long, default_value = "30m", value_parser = duration)]
     pub loss_duration: Duration,
-    /// The liveness checks to simulate: swim, or classic (the original design: ping
-    /// every neighbour every 13 s, dead after 3 misses).
-    #[arg(long, default_value = "swim", value_parser = ["swim", "classic"])]
-    pub liveness: String,
+    /// The liveness checks to simulate.
+    #[arg(long, value_enum, default_value_t = LivenessMode::Swim)]
+    pub liveness: LivenessMode,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -144,6 +228,10 @@ fn duration(text: &str) -> Result<Duration, String> {
 
 fn node_addr(text: &str) -> Result<NodeAddr, String> {
     NodeAddr::parse(text)
+}
+
+fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+    parse_listen_addr(text)
 }
 
 fn size(text: &str) -> Result<u64, String> {
@@ -200,11 +288,9 @@ pub struct SeedListFlags {
 
 #[derive(Args, Debug, Clone)]
 pub struct LivenessFlags {
-    /// How neighbours are checked: swim (probes, indirect probes, suspicion that a live
-    /// peer refutes) or classic (the original design: ping every neighbour every 13 s,
-    /// dead after 3 misses in a row).
-    #[arg(long, default_value = "swim", value_parser = ["swim", "classic"])]
-    pub liveness: String,
+    /// How neighbours are checked.
+    #[arg(long, value_enum, default_value_t = LivenessMode::Swim)]
+    pub liveness: LivenessMode,
     /// Time in which every neighbour is probed once [default: 1s; classic: 13s].
     #[arg(long, value_parser = duration, value_name = "DURATION")]
     pub probe_interval: Option<Duration>,
@@ -225,8 +311,8 @@ pub struct LivenessFlags {
 
 #[derive(Args, Debug)]
 pub struct SeedArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0:1500")]
+    /// Address to listen on: HOST:PORT, or a bare PORT for every interface.
+    #[arg(long, default_value = "0.0.0.0:1500", value_parser = listen_addr)]
     pub listen: SocketAddr,
     /// This seed's name, shown in `status`. Default: HOSTNAME:PORT.
     #[arg(long)]
@@ -260,6 +346,7 @@ pub struct SayArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Give up connecting, or waiting for the answer, after this long.
     #[arg(long, default_value = "3s", value_parser = duration)]
     pub timeout: Duration,
 }
@@ -272,14 +359,15 @@ pub struct MembersArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Give up connecting, or waiting for the answer, after this long.
     #[arg(long, default_value = "3s", value_parser = duration)]
     pub timeout: Duration,
 }
 
 #[derive(Args, Debug)]
 pub struct IndexArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0:1024")]
+    /// Address to listen on: HOST:PORT, or a bare PORT for every interface.
+    #[arg(long, default_value = "0.0.0.0:1024", value_parser = listen_addr)]
     pub listen: SocketAddr,
     /// Drop a peer, with its files, when it has not sent a heartbeat for this long.
     #[arg(long, default_value = "30s", value_parser = duration)]
@@ -319,8 +407,8 @@ pub struct PeerArgs {
     /// The folder to share; downloads land here too.
     #[arg(long)]
     pub dir: PathBuf,
-    /// Address to serve files on.
-    #[arg(long, default_value = "0.0.0.0:1025")]
+    /// Address to serve files on: HOST:PORT, or a bare PORT for every interface.
+    #[arg(long, default_value = "0.0.0.0:1025", value_parser = listen_addr)]
     pub listen: SocketAddr,
     /// This peer's id. Default: the folder's name.
     #[arg(long)]
@@ -407,6 +495,60 @@ pub struct StatusArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Give up connecting, or waiting for the answer, after this long.
     #[arg(long, default_value = "3s", value_parser = duration)]
     pub timeout: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use log::LevelFilter;
+
+    #[test]
+    fn the_definition_passes_clap_checks() {
+        Cli::command().debug_assert();
+    }
+
+    fn level(args: &[&str]) -> LevelFilter {
+        Cli::try_parse_from(args).unwrap().log_level()
+    }
+
+    #[test]
+    fn verbosity_steps_from_info_for_servers_and_warn_for_one_shot_commands() {
+        let peer = ["p2pshare", "peer", "--dir", "x"];
+        let search = ["p2pshare", "search", "x"];
+        assert_eq!(level(&peer), LevelFilter::Info);
+        assert_eq!(level(&search), LevelFilter::Warn);
+        assert_eq!(level(&[&peer[..], &["-v"]].concat()), LevelFilter::Debug);
+        assert_eq!(level(&[&search[..], &["-v"]].concat()), LevelFilter::Info);
+        assert_eq!(level(&[&search[..], &["-vv"]].concat()), LevelFilter::Debug);
+        assert_eq!(level(&[&peer[..], &["-vv"]].concat()), LevelFilter::Trace);
+        assert_eq!(level(&[&peer[..], &["-vvvv"]].concat()), LevelFilter::Trace);
+        assert_eq!(level(&["p2pshare", "-q", "index"]), LevelFilter::Error);
+        assert_eq!(
+            level(&[&search[..], &["--quiet"]].concat()),
+            LevelFilter::Error
+        );
+        assert!(Cli::try_parse_from([&search[..], &["-q", "-v"]].concat()).is_err());
+    }
+
+    #[test]
+    fn liveness_is_swim_or_classic() {
+        let peer = |extra: &[&str]| {
+            let args = [&["p2pshare", "peer", "--dir", "x"][..], extra].concat();
+            match Cli::try_parse_from(args).map(|c| c.command) {
+                Ok(Command::Peer(p)) => Ok(p.liveness.liveness),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => Err(e.kind()),
+            }
+        };
+        assert_eq!(peer(&[]), Ok(LivenessMode::Swim));
+        assert_eq!(peer(&["--liveness", "classic"]), Ok(LivenessMode::Classic));
+        assert_eq!(
+            peer(&["--liveness", "gossip"]),
+            Err(clap::error::ErrorKind::InvalidValue)
+        );
+    }
 }

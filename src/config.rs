@@ -4,6 +4,7 @@
 //! comment and blank lines are ignored.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
@@ -37,6 +38,38 @@ impl fmt::Display for NodeAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Parses a listening address: `HOST:PORT`, `IP:PORT`, `[IPv6]:PORT`, or a bare `PORT`
+/// (every interface, `0.0.0.0:PORT`). A host name is resolved once, here, and an IPv4
+/// address is preferred when it has both (`localhost` binds 127.0.0.1, as clients dial).
+pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{text}' is not HOST:PORT or a port number"))?;
+    if host.is_empty() {
+        return Err(format!("'{text}' has no host"));
+    }
+    if port.parse::<u16>().is_err() {
+        return Err(format!("'{text}' has no valid port (0-65535)"));
+    }
+    let found: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{host}': {e}"))?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| format!("'{host}' has no address"))
 }
 
 /// Parses an address list: one `host:port` a line, `#` comments, blank lines ignored.
@@ -124,6 +157,36 @@ mod tests {
         assert!(parse_addr_list("nohost\n").unwrap_err().contains("line 1"));
         assert!(parse_addr_list("h:0\n").is_err());
         assert!(NodeAddr::parse("[::1]:1024").is_ok());
+    }
+
+    #[test]
+    fn listen_addresses_take_a_bare_port_and_host_names() {
+        assert_eq!(
+            parse_listen_addr("45096"),
+            Ok("0.0.0.0:45096".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:0"),
+            Ok("127.0.0.1:0".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen_addr("[::1]:80"),
+            Ok("[::1]:80".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen_addr("localhost:45096"),
+            Ok("127.0.0.1:45096".parse().unwrap())
+        );
+        assert!(parse_listen_addr("70000")
+            .unwrap_err()
+            .contains("not HOST:PORT"));
+        assert!(parse_listen_addr("localhost:http")
+            .unwrap_err()
+            .contains("no valid port"));
+        assert!(parse_listen_addr(":80").unwrap_err().contains("no host"));
+        assert!(parse_listen_addr("no-such-host.invalid:80")
+            .unwrap_err()
+            .contains("cannot resolve 'no-such-host.invalid'"));
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! The `p2pshare` binary: parse the command line, start logging, run one mode, and
 //! turn the result into an exit code. Everything else lives in the library.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use p2pshare::bench::index_load;
 use p2pshare::cli::{
-    BenchCommand, BenchIndexArgs, BenchOverlayArgs, Cli, Command, GetArgs, IndexArgs, IndexFlags,
-    LivenessFlags, LogFlags, MembersArgs, PeerArgs, SayArgs, SearchArgs, SeedArgs, SeedListFlags,
-    ServerFlags, StatusArgs,
+    layers, manual, BenchCommand, BenchIndexArgs, BenchOverlayArgs, Cli, Command, GetArgs,
+    IndexArgs, IndexFlags, LivenessFlags, LivenessMode, LogFlags, MembersArgs, PeerArgs, SayArgs,
+    SearchArgs, SeedArgs, SeedListFlags, ServerFlags, StatusArgs,
 };
 use p2pshare::config::{read_addr_list, NodeAddr};
 use p2pshare::eventlog::EventLog;
@@ -66,20 +66,41 @@ fn wants_json(command: &Command) -> bool {
     }
 }
 
-fn init_logging(default: &str) {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
-        .format_timestamp_millis()
-        .target(env_logger::Target::Pipe(Box::new(LogWriter::default())))
-        .init();
+/// Logs at `default` (from -q and -v), unless RUST_LOG says otherwise.
+fn init_logging(default: log::LevelFilter) {
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or(default.as_str().to_ascii_lowercase()),
+    )
+    .format_timestamp_millis()
+    .target(env_logger::Target::Pipe(Box::new(LogWriter::default())))
+    .init();
+}
+
+/// Parses the command line with the environment and the configuration file merged in
+/// (see `cli::layers`); on a usage error, says where a flag the user did not type came
+/// from.
+fn parse_command_line() -> Result<Cli, ExitCode> {
+    let argv = std::env::args_os().collect();
+    let merged =
+        layers::merge(&Cli::command(), argv, &|name| std::env::var_os(name)).map_err(|e| {
+            eprintln!("p2pshare: {e}");
+            ExitCode::from(2)
+        })?;
+    Cli::try_parse_from(&merged.argv).map_err(|e| {
+        let _ = e.print();
+        if let Some(note) = merged.explain(&e.to_string()) {
+            eprintln!("{note}");
+        }
+        ExitCode::from(e.exit_code().clamp(0, 255) as u8)
+    })
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let is_server = matches!(
-        cli.command,
-        Command::Index(_) | Command::Peer(_) | Command::Seed(_)
-    );
-    init_logging(if is_server { "info" } else { "warn" });
+    let cli = match parse_command_line() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    init_logging(cli.log_level());
     let json = wants_json(&cli.command);
     let result = match cli.command {
         Command::Index(a) => run_index(a),
@@ -92,6 +113,8 @@ fn main() -> ExitCode {
         Command::Status(a) => run_status(a),
         Command::Bench(BenchCommand::Index(a)) => run_bench_index(a),
         Command::Bench(BenchCommand::Overlay(a)) => run_bench_overlay(a),
+        Command::Completions(a) => print_document(&manual::completions(a.shell)),
+        Command::Man => print_document(manual::man_page().as_bytes()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -104,6 +127,17 @@ fn main() -> ExitCode {
             }
             ExitCode::from(f.code)
         }
+    }
+}
+
+/// Writes a generated document to stdout; a reader that stops early (`| head`) is not
+/// a failure.
+fn print_document(bytes: &[u8]) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 
@@ -200,9 +234,9 @@ fn seed_addrs(flags: &SeedListFlags) -> Result<Vec<NodeAddr>, Failure> {
 }
 
 fn overlay_config(f: &LivenessFlags) -> Result<OverlayConfig, Failure> {
-    let mut c = match f.liveness.as_str() {
-        "classic" => OverlayConfig::classic(),
-        _ => OverlayConfig::default(),
+    let mut c = match f.liveness {
+        LivenessMode::Classic => OverlayConfig::classic(),
+        LivenessMode::Swim => OverlayConfig::default(),
     };
     if let Some(d) = f.probe_interval {
         c.probe_round = d;
@@ -711,14 +745,9 @@ fn run_bench_overlay(a: BenchOverlayArgs) -> Result<(), Failure> {
     use p2pshare::bench::overlay::{self, OverlayBench};
     use p2pshare::overlay::sim::SimConfig;
     use p2pshare::overlay::OverlayConfig;
-    let overlay = match a.liveness.as_str() {
-        "swim" => OverlayConfig::default(),
-        "classic" => OverlayConfig::classic(),
-        other => {
-            return Err(usage(format!(
-                "--liveness must be swim or classic, not '{other}'"
-            )))
-        }
+    let overlay = match a.liveness {
+        LivenessMode::Swim => OverlayConfig::default(),
+        LivenessMode::Classic => OverlayConfig::classic(),
     };
     if !(0.0..1.0).contains(&a.loss) {
         return Err(usage(format!(

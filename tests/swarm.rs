@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -188,7 +188,7 @@ struct Background(Child);
 impl Background {
     fn start(args: &[&str], cwd: &Path) -> Background {
         Background(
-            Command::new(bin())
+            command(&[])
                 .args(args)
                 .current_dir(cwd)
                 .stdin(Stdio::null())

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binary on 127.0.0.1 with ephemeral ports, killed on
 //! drop, with a deadline on every wait.
 
+mod cli;
 mod util;
 
 use p2pshare::config::NodeAddr;

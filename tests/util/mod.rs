@@ -19,6 +19,24 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_p2pshare")
 }
 
+/// `p2pshare` with the developer's own configuration out of reach: no per-user config
+/// file (XDG_CONFIG_HOME and HOME point at a folder that does not exist), no
+/// `P2PSHARE_*` variables and no RUST_LOG, so every test sees only what it sets.
+pub fn command(envs: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(bin());
+    let nowhere = std::env::temp_dir().join("p2pshare-tests-no-user-config");
+    cmd.env("XDG_CONFIG_HOME", &nowhere)
+        .env("HOME", &nowhere)
+        .env_remove("RUST_LOG");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("P2PSHARE_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.envs(envs.iter().copied());
+    cmd
+}
+
 /// A running p2pshare process, killed when dropped.
 pub struct Proc {
     pub name: String,
@@ -59,10 +77,21 @@ fn pump(
 impl Proc {
     /// Starts `p2pshare ARGS` and waits for its ready line ("... listening on ADDR").
     pub fn start(name: &str, args: &[&str], cwd: &Path, console: bool) -> Proc {
-        let mut child = Command::new(bin())
+        Proc::start_with_env(name, args, &[], cwd, console)
+    }
+
+    /// `start` with these environment variables set.
+    pub fn start_with_env(
+        name: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        cwd: &Path,
+        console: bool,
+    ) -> Proc {
+        let mut child = command(&[("RUST_LOG", "info")])
+            .envs(envs.iter().copied())
             .args(args)
             .current_dir(cwd)
-            .env("RUST_LOG", "info")
             .stdin(if console {
                 Stdio::piped()
             } else {
@@ -189,7 +218,12 @@ fn start_peer(dir: &Path, index: &Proc, extra: &[&str], console: bool) -> Proc {
 /// Runs a one-shot command to completion (with a deadline) and returns
 /// (exit code, stdout, stderr).
 pub fn run(args: &[&str], cwd: &Path) -> (i32, String, String) {
-    let mut child = Command::new(bin())
+    run_with_env(args, &[], cwd)
+}
+
+/// `run` with these environment variables set.
+pub fn run_with_env(args: &[&str], envs: &[(&str, &str)], cwd: &Path) -> (i32, String, String) {
+    let mut child = command(envs)
         .args(args)
         .current_dir(cwd)
         .stdin(Stdio::null())
