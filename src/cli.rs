@@ -8,6 +8,7 @@
 
 pub mod layers;
 pub mod manual;
+pub mod resolve;
 
 use crate::config::{parse_duration, parse_listen_addr, NodeAddr};
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
@@ -122,6 +123,21 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff) to stdout: `p2pshare man | man -l -`.
     Man,
+}
+
+impl Command {
+    /// Whether the command prints JSON (`--json`): then a failure is a JSON object on
+    /// stdout too.
+    pub fn prints_json(&self) -> bool {
+        match self {
+            Command::Search(a) => a.json,
+            Command::Get(a) => a.json,
+            Command::Status(a) => a.json,
+            Command::Say(a) => a.json,
+            Command::Members(a) => a.json,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -239,7 +255,7 @@ fn size(text: &str) -> Result<u64, String> {
 }
 
 fn rate(text: &str) -> Result<u64, String> {
-    crate::net::rate::parse_rate(text)
+    crate::config::parse_rate(text)
 }
 
 #[derive(Args, Debug, Clone)]

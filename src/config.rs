@@ -144,6 +144,38 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{text}' is out of range"))
 }
 
+/// Parses a rate: bytes per second with an optional k, M or G suffix (powers of 1000;
+/// `ki`, `Mi`, `Gi` for powers of 1024), e.g. `500k`, `25M`, `1Gi`.
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a rate (try 500k, 25M, 1Gi bytes per second)"))?;
+    let scale = match unit.trim_end_matches("/s").trim_end_matches('B') {
+        "" => 1.0,
+        "k" | "K" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "ki" | "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "'{text}': unknown unit '{other}' (use k, M, G, Ki, Mi or Gi)"
+            ))
+        }
+    };
+    let bytes = value * scale;
+    if !bytes.is_finite() || !(1.0..=1e15).contains(&bytes) {
+        return Err(format!("'{text}' is out of range"));
+    }
+    Ok(bytes as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +241,17 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn rates_take_suffixes() {
+        assert_eq!(parse_rate("500k"), Ok(500_000));
+        assert_eq!(parse_rate("25M"), Ok(25_000_000));
+        assert_eq!(parse_rate("1Mi"), Ok(1_048_576));
+        assert_eq!(parse_rate("2.5MB/s"), Ok(2_500_000));
+        assert_eq!(parse_rate("1000"), Ok(1000));
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("5x").is_err());
     }
 }

@@ -14,6 +14,7 @@
 pub mod bench;
 pub mod cli;
 pub mod clock;
+pub mod cmd;
 pub mod config;
 pub mod eventlog;
 pub mod index;

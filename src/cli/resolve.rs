@@ -1,0 +1,257 @@
+//! The second stage of the command line: parsed arguments become the configurations
+//! the roles start from. Checks that need more than one flag, or the file system (a
+//! folder that must exist, the address lists in `config/`), happen here; a wrong
+//! argument is an [`ArgError::Usage`], a file that cannot be read an
+//! [`ArgError::Unreadable`].
+
+use super::{
+    IndexArgs, IndexFlags, LivenessFlags, LivenessMode, LogFlags, PeerArgs, SeedArgs,
+    SeedListFlags, ServerFlags,
+};
+use crate::config::{read_addr_list, NodeAddr};
+use crate::eventlog::EventLog;
+use crate::index::service::IndexConfig;
+use crate::index::IndexSettings;
+use crate::net::rate::TokenBucket;
+use crate::net::server::ServerConfig;
+use crate::net::Timeouts;
+use crate::overlay::{Liveness, OverlayConfig, SeedConfig, SeedSettings};
+use crate::peer::watch::WatchConfig;
+use crate::peer::{OverlaySettings, PeerConfig};
+use crate::protocol::name::PeerId;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the arguments cannot be turned into a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgError {
+    /// An argument is wrong, alone or with another: exit code 2.
+    Usage(String),
+    /// A file the arguments lead to cannot be read (or an event log opened).
+    Unreadable(String),
+}
+
+impl fmt::Display for ArgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArgError::Usage(m) | ArgError::Unreadable(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ArgError {}
+
+fn usage(message: impl Into<String>) -> ArgError {
+    ArgError::Usage(message.into())
+}
+
+impl ServerFlags {
+    pub fn config(&self) -> ServerConfig {
+        ServerConfig {
+            max_connections: self.max_connections as usize,
+            read_timeout: self.idle_timeout,
+            request_memory: self.request_memory as usize,
+            ..ServerConfig::default()
+        }
+    }
+}
+
+impl IndexFlags {
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: self.connect_timeout,
+            io: self.io_timeout,
+        }
+    }
+
+    /// The index servers to use: --index flags, else config/index.txt, else localhost.
+    pub fn addrs(&self) -> Result<Vec<NodeAddr>, ArgError> {
+        if !self.indexes.is_empty() {
+            return Ok(self.indexes.clone());
+        }
+        match read_addr_list(Path::new("config/index.txt")).map_err(ArgError::Unreadable)? {
+            Some(list) if !list.is_empty() => Ok(list),
+            _ => Ok(vec![NodeAddr::parse("127.0.0.1:1024").map_err(usage)?]),
+        }
+    }
+}
+
+impl LogFlags {
+    /// The event log, opened for appending, when one is asked for.
+    pub fn open(&self) -> Result<Option<Arc<EventLog>>, ArgError> {
+        match &self.log_file {
+            None => Ok(None),
+            Some(p) => EventLog::open(p)
+                .map(|l| Some(Arc::new(l)))
+                .map_err(|e| ArgError::Unreadable(format!("--log-file {}: {e}", p.display()))),
+        }
+    }
+}
+
+impl SeedListFlags {
+    /// The seeds to use: --seed flags, else the --seeds file (which must exist when
+    /// named), else config/seeds.txt when it exists, else none.
+    pub fn addrs(&self) -> Result<Vec<NodeAddr>, ArgError> {
+        if !self.seeds.is_empty() {
+            return Ok(self.seeds.clone());
+        }
+        match &self.seeds_file {
+            Some(path) => match read_addr_list(path).map_err(ArgError::Unreadable)? {
+                Some(list) => Ok(list),
+                None => Err(ArgError::Unreadable(format!(
+                    "--seeds {}: no such file",
+                    path.display()
+                ))),
+            },
+            None => Ok(read_addr_list(Path::new("config/seeds.txt"))
+                .map_err(ArgError::Unreadable)?
+                .unwrap_or_default()),
+        }
+    }
+}
+
+impl LivenessFlags {
+    /// The overlay's timers: the chosen liveness checks, with the flags that tune them.
+    pub fn overlay_config(&self) -> Result<OverlayConfig, ArgError> {
+        let mut c = match self.liveness {
+            LivenessMode::Classic => OverlayConfig::classic(),
+            LivenessMode::Swim => OverlayConfig::default(),
+        };
+        if let Some(d) = self.probe_interval {
+            c.probe_round = d;
+        }
+        if let Some(d) = self.probe_timeout {
+            c.probe_timeout = d;
+        }
+        if let Some(n) = self.indirect_probes {
+            c.indirect_probes = n as usize;
+        }
+        if let Some(d) = self.suspicion_timeout {
+            c.suspicion_timeout = d;
+        }
+        match (self.dead_after_misses, &mut c.liveness) {
+            (Some(n), Liveness::Classic { misses }) => *misses = n,
+            (Some(_), Liveness::Swim) => {
+                return Err(usage("--dead-after-misses goes with --liveness classic"))
+            }
+            _ => {}
+        }
+        if c.probe_timeout >= c.probe_round.max(c.suspicion_timeout) {
+            return Err(usage(format!(
+                "--probe-timeout ({:?}) must be shorter than the probe interval and the suspicion timeout",
+                c.probe_timeout
+            )));
+        }
+        Ok(c)
+    }
+}
+
+impl IndexArgs {
+    pub fn settings(&self) -> Result<IndexSettings, ArgError> {
+        // The id goes into replies as a field: the naming rules keep it framable.
+        let id = PeerId::parse(&self.id).map_err(|e| usage(format!("--id '{}': {e}", self.id)))?;
+        for (flag, lease) in [
+            ("--lease", self.lease),
+            ("--classic-lease", self.classic_lease),
+        ] {
+            if lease < Duration::from_secs(1) {
+                return Err(usage(format!(
+                    "{flag} must be at least 1s (peers are told it in whole seconds)"
+                )));
+            }
+        }
+        Ok(IndexSettings {
+            listen: self.listen,
+            id,
+            db: (self.db.as_os_str() != ":memory:").then(|| self.db.clone()),
+            config: IndexConfig {
+                lease: self.lease,
+                classic_lease: self.classic_lease,
+                ..IndexConfig::default()
+            },
+            server: self.server.config(),
+            log: self.log.open()?,
+        })
+    }
+}
+
+impl SeedArgs {
+    pub fn settings(&self) -> Result<SeedSettings, ArgError> {
+        let refresh = OverlayConfig::default().seed_refresh;
+        if self.forget_after <= refresh {
+            return Err(usage(format!(
+                "--forget-after must be longer than {}s: peers register again every {}s",
+                refresh.as_secs(),
+                refresh.as_secs()
+            )));
+        }
+        if let Some(id) = &self.id {
+            PeerId::parse(id).map_err(|e| usage(format!("seed id '{id}': {e}")))?;
+        }
+        Ok(SeedSettings {
+            listen: self.listen,
+            id: self.id.clone(),
+            seeds: self.seeds.addrs()?,
+            config: SeedConfig {
+                forget_after: self.forget_after,
+                sync_interval: self.sync_interval,
+                list_cap: self.list_cap as usize,
+                ..SeedConfig::default()
+            },
+            server: self.server.config(),
+            log: self.log.open()?,
+        })
+    }
+}
+
+impl PeerArgs {
+    /// The peer's configuration: the shared folder must exist; the id defaults to its
+    /// name.
+    pub fn config(&self) -> Result<PeerConfig, ArgError> {
+        let dir = self.dir.canonicalize().map_err(|e| {
+            ArgError::Unreadable(format!("shared folder {}: {e}", self.dir.display()))
+        })?;
+        if !dir.is_dir() {
+            return Err(usage(format!("--dir {}: not a folder", self.dir.display())));
+        }
+        let id_text = match &self.id {
+            Some(id) => id.clone(),
+            None => dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("peer")
+                .to_owned(),
+        };
+        let id = PeerId::parse(&id_text)
+            .map_err(|e| usage(format!("peer id '{id_text}': {e} (choose one with --id)")))?;
+        Ok(PeerConfig {
+            state_dir: self
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| dir.join(".p2pshare")),
+            dir,
+            listen: self.listen,
+            indexes: self.index.addrs()?,
+            id,
+            server: self.server.config(),
+            timeouts: self.index.timeouts(),
+            watch: WatchConfig {
+                settle: self.settle,
+                rescan_every: self.rescan_interval,
+            },
+            max_sources: self.transfer.max_sources as usize,
+            upload_limit: self.max_upload_rate.map(|r| Arc::new(TokenBucket::new(r))),
+            download_limit: self
+                .transfer
+                .max_download_rate
+                .map(|r| Arc::new(TokenBucket::new(r))),
+            overlay: OverlaySettings {
+                seeds: self.seeds.addrs()?,
+                config: self.liveness.overlay_config()?,
+                log: self.log.open()?,
+            },
+        })
+    }
+}

@@ -1,0 +1,298 @@
+//! The one-shot commands for people and scripts: `search`, `get`, `status`, `say`,
+//! `members`. Each prints a table or text for people, or one JSON object with
+//! `--json`; results are rendered by [`crate::render`].
+
+use super::CmdError;
+use crate::cli::{GetArgs, MembersArgs, SayArgs, SearchArgs, StatusArgs};
+use crate::net::client::Client;
+use crate::net::rate::TokenBucket;
+use crate::net::Timeouts;
+use crate::overlay::wire;
+use crate::peer::console::BarProgress;
+use crate::peer::download::{self, DownloadError, DownloadRequest, KeptNotes, Outcome, Progress};
+use crate::peer::pool::IndexPool;
+use crate::protocol::hash::Sha1Digest;
+use crate::protocol::name::FileName;
+use crate::render;
+use crate::signals;
+use serde_json::json;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+pub fn search(a: SearchArgs) -> Result<(), CmdError> {
+    let pool = IndexPool::new(a.index.addrs()?, a.index.timeouts());
+    let words = a.words.join(" ");
+    let (found, more) = pool.search(&words, a.limit as usize)?;
+    if a.json {
+        println!("{}", render::search_json(&found, more));
+        return Ok(());
+    }
+    for line in render::search_table(&found, more, &words) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+pub fn get(a: GetArgs) -> Result<(), CmdError> {
+    // The first Ctrl-C (or SIGTERM) stops the download cleanly, recording what is on
+    // disk so the same command resumes it; a second one ends the process at once.
+    let signals = signals::take_over()?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        std::thread::Builder::new()
+            .name("get-signals".into())
+            .spawn(move || {
+                if signals.recv().is_ok() {
+                    cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+                    if signals.recv().is_ok() {
+                        std::process::exit(130);
+                    }
+                }
+            })?;
+    }
+    let name =
+        FileName::parse(&a.name).map_err(|e| CmdError::failed(format!("'{}': {e}", a.name)))?;
+    let id = a
+        .content_id
+        .as_deref()
+        .map(Sha1Digest::parse)
+        .transpose()
+        .map_err(|e| CmdError::usage(format!("--id: {e}")))?;
+    let made = TempFolders::make(&a.dir)?;
+    let dir = a
+        .dir
+        .canonicalize()
+        .map_err(|e| CmdError::failed(format!("{}: {e}", a.dir.display())))?;
+    let state_dir = a.state_dir.clone().unwrap_or_else(|| dir.join(".p2pshare"));
+    let made = made.with_state(&state_dir);
+    let pool = IndexPool::new(a.index.addrs()?, a.index.timeouts());
+    let self_id = format!("get-{}", std::process::id());
+    let req = DownloadRequest {
+        name: name.clone(),
+        id,
+        dest_dir: &dir,
+        state_dir: &state_dir,
+        existing: None,
+        self_id: &self_id,
+        timeouts: a.index.timeouts(),
+        max_sources: a.transfer.max_sources as usize,
+        download_limit: a
+            .transfer
+            .max_download_rate
+            .map(|r| Arc::new(TokenBucket::new(r))),
+    };
+    let bar = BarProgress::new();
+    let notes = KeptNotes::default();
+    let progress: &dyn Progress = if a.json { &notes } else { &bar };
+    let result = download::download(&pool, &req, progress, &cancel);
+    // Folders this command made and left empty go again, whatever the outcome: a
+    // failed get leaves no trace, a finished one no empty state folders.
+    made.remove_empty();
+    let outcome = match result {
+        Err(DownloadError::Cancelled) => {
+            return Err(CmdError::interrupted(format!(
+                "stopped; what was downloaded is kept in {}: the same command resumes it",
+                state_dir.display()
+            )))
+        }
+        Err(e @ DownloadError::NotFound { .. }) => {
+            let hint = case_hint(&pool, &name);
+            return Err(CmdError::failed(format!("{e}{hint}")));
+        }
+        other => other?,
+    };
+    match outcome {
+        Outcome::Downloaded(done) => {
+            if a.json {
+                println!(
+                    "{}",
+                    json!({
+                        "status": "downloaded",
+                        "path": done.path,
+                        "size": done.hashes.size,
+                        "id": done.hashes.id.to_string(),
+                        "verified_in_advance": done.verified_in_advance,
+                        "sources": done.sources,
+                        "seconds": done.elapsed.as_secs_f64(),
+                        "resumed_bytes": done.resumed_bytes,
+                        "bytes_per_second": done.rate(),
+                        "notes": notes.take(),
+                    })
+                );
+            } else {
+                println!(
+                    "{}",
+                    render::downloaded(&done.path.display().to_string(), &done, false)
+                );
+            }
+        }
+        Outcome::AlreadyHave { path, id } => {
+            if a.json {
+                println!(
+                    "{}",
+                    json!({ "status": "already-have", "path": path, "id": id.to_string() })
+                );
+            } else {
+                println!("already have {} ({id})", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// When no file has exactly this name, the names that match it but for case (names
+/// are case-sensitive; search is not), as a hint for the error message.
+fn case_hint(pool: &IndexPool, name: &FileName) -> String {
+    let Ok((found, _)) = pool.search(name.as_str(), 20) else {
+        return String::new();
+    };
+    let wanted = name.as_str().to_lowercase();
+    let close: Vec<String> = found
+        .into_iter()
+        .filter(|f| f.name.to_lowercase() == wanted)
+        .map(|f| format!("'{}'", f.name))
+        .collect();
+    if close.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (names are case-sensitive: did you mean {}?)",
+            close.join(" or ")
+        )
+    }
+}
+
+/// The folders a one-shot `get` created (the destination, its state folder), so that
+/// what is left empty at the end can go again.
+struct TempFolders(Vec<std::path::PathBuf>);
+
+impl TempFolders {
+    /// Creates `dir` (and its parents) if needed, remembering what did not exist.
+    fn make(dir: &Path) -> Result<TempFolders, CmdError> {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => return Ok(TempFolders(Vec::new())),
+            Ok(_) => {
+                return Err(CmdError::usage(format!(
+                    "--dir {}: not a folder (it is a file)",
+                    dir.display()
+                )))
+            }
+            Err(_) => {}
+        }
+        let mut missing = Vec::new();
+        let mut p = Some(dir);
+        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            missing.push(d.to_path_buf());
+            p = d.parent();
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CmdError::failed(format!("--dir {}: {e}", dir.display())))?;
+        Ok(TempFolders(missing))
+    }
+
+    /// Adds the state folder and its `partial` folder, when the download creates them.
+    fn with_state(mut self, state_dir: &Path) -> TempFolders {
+        if !state_dir.exists() {
+            self.0.insert(0, state_dir.to_path_buf());
+        }
+        self.0.insert(0, state_dir.join("partial"));
+        self
+    }
+
+    /// Removes each remembered folder that is empty, innermost first (a folder with
+    /// anything in it, such as a partial kept for a resume, stays).
+    fn remove_empty(&self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+pub fn status(a: StatusArgs) -> Result<(), CmdError> {
+    let t = Timeouts {
+        connect: a.timeout,
+        io: a.timeout,
+    };
+    let rows = match Client::connect(a.addr.as_str(), &t).and_then(|mut c| c.status()) {
+        Ok(rows) => rows,
+        Err(e) => {
+            if a.json {
+                println!(
+                    "{}",
+                    json!({ "address": a.addr.as_str(), "healthy": false, "error": e.to_string() })
+                );
+            }
+            let e = CmdError::from(e);
+            return Err(if a.json { e.reported() } else { e });
+        }
+    };
+    let healthy = rows.iter().any(|(k, v)| k == "health" && v == "ok");
+    if a.json {
+        println!(
+            "{}",
+            json!({ "address": a.addr.as_str(), "healthy": healthy, "status": render::status_json(&rows) })
+        );
+    } else {
+        for line in render::status_text(&rows) {
+            println!("{line}");
+        }
+    }
+    if healthy {
+        return Ok(());
+    }
+    let why = rows
+        .iter()
+        .find(|(k, _)| k == "failing")
+        .map(|(_, v)| format!(": {v}"))
+        .unwrap_or_default();
+    let e = CmdError::failed(format!("{} is not healthy{why}", a.addr));
+    Err(if a.json { e.reported() } else { e })
+}
+
+pub fn say(a: SayArgs) -> Result<(), CmdError> {
+    let text = a.text.join(" ");
+    if text.len() > wire::MAX_TEXT {
+        return Err(CmdError::usage(format!(
+            "the text is over {} bytes",
+            wire::MAX_TEXT
+        )));
+    }
+    let t = Timeouts {
+        connect: a.timeout,
+        io: a.timeout,
+    };
+    let fields = Client::connect(a.peer.as_str(), &t)
+        .and_then(|mut c| c.call(&["say", &wire::escape_text(&text)]))?;
+    let id = fields.first().cloned().unwrap_or_default();
+    if a.json {
+        println!("{}", json!({ "peer": a.peer.as_str(), "id": id }));
+    } else {
+        println!("sent through {} as {id}", a.peer);
+    }
+    Ok(())
+}
+
+pub fn members(a: MembersArgs) -> Result<(), CmdError> {
+    let t = Timeouts {
+        connect: a.timeout,
+        io: a.timeout,
+    };
+    let (_, rows) = Client::connect(a.addr.as_str(), &t).and_then(|mut c| {
+        c.send(b"members\n", "members")?;
+        c.read_rows("members", 7)
+    })?;
+    if a.json {
+        println!("{}", render::members_json(a.addr.as_str(), &rows));
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("{} knows no members", a.addr);
+        return Ok(());
+    }
+    for line in render::members_table(&rows) {
+        println!("{line}");
+    }
+    Ok(())
+}

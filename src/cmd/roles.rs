@@ -1,0 +1,94 @@
+//! The long-running roles: an index server, a seed, a peer (with or without its
+//! console). Each starts its library type, says where it listens, and runs until
+//! SIGINT or SIGTERM, then stops it cleanly.
+
+use super::CmdError;
+use crate::cli::{IndexArgs, PeerArgs, SeedArgs};
+use crate::index::Index;
+use crate::output;
+use crate::overlay::Seed;
+use crate::peer::{console, Peer};
+use crate::signals::{self, Signal};
+
+/// `p2pshare index`.
+pub fn index(a: IndexArgs) -> Result<(), CmdError> {
+    let settings = a.settings()?;
+    let signals = signals::take_over()?;
+    let index = Index::start(settings).map_err(CmdError::failed)?;
+    output::say(format!(
+        "p2pshare index listening on {}",
+        index.local_addr()
+    ));
+    let sig = signals.recv().unwrap_or(Signal::Terminate);
+    log::info!("{sig:?}: shutting down");
+    index.shutdown();
+    Ok(())
+}
+
+/// `p2pshare seed`.
+pub fn seed(a: SeedArgs) -> Result<(), CmdError> {
+    let settings = a.settings()?;
+    let seeds = list(settings.seeds.iter());
+    let signals = signals::take_over()?;
+    let seed = Seed::start(settings).map_err(CmdError::failed)?;
+    output::say(format!(
+        "p2pshare seed '{}' listening on {}, seeds {seeds}",
+        seed.id(),
+        seed.local_addr(),
+    ));
+    let sig = signals.recv().unwrap_or(Signal::Terminate);
+    log::info!("{sig:?}: shutting down");
+    seed.shutdown();
+    Ok(())
+}
+
+/// `a, b, c`, or `none`.
+fn list<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    let items: Vec<String> = items.map(|i| i.to_string()).collect();
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// `p2pshare peer`.
+pub fn peer(a: PeerArgs) -> Result<(), CmdError> {
+    let config = a.config()?;
+    let (id, dir) = (config.id.clone(), config.dir.clone());
+    let indexes = list(config.indexes.iter());
+    let seeds = list(config.overlay.seeds.iter());
+    // SIGINT and SIGTERM become messages (before any other thread starts, so every
+    // thread inherits the mask). Without a console they make the peer leave its
+    // indexes cleanly; with one, Ctrl-C cancels a running download.
+    let signals = signals::take_over()?;
+    let peer = Peer::start(config).map_err(CmdError::failed)?;
+    output::say(format!(
+        "p2pshare peer '{id}' listening on {}, sharing {}, index {indexes}, seeds {seeds}",
+        peer.local_addr(),
+        dir.display(),
+    ));
+    if a.no_console {
+        let events = peer.events().clone();
+        loop {
+            crossbeam_channel::select! {
+                recv(events) -> ev => match ev {
+                    Ok(ev) => {
+                        if let Some(text) = console::describe(&ev) {
+                            output::say(text);
+                        }
+                    }
+                    Err(_) => break,
+                },
+                recv(signals) -> sig => {
+                    output::say(format!("{:?}: leaving the network", sig.unwrap_or(Signal::Terminate)));
+                    break;
+                }
+            }
+        }
+    } else {
+        console::run(&peer, signals);
+    }
+    peer.shutdown();
+    Ok(())
+}
