@@ -61,11 +61,11 @@ fn init_logging(default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let is_server = matches!(
-        cli.command,
-        Command::Index(_) | Command::Peer(_) | Command::Seed(_)
-    );
-    init_logging(if is_server { "info" } else { "warn" });
+    init_logging(match &cli.command {
+        Command::Peer(a) if !a.no_console => console::DEFAULT_LOG_FILTER,
+        Command::Index(_) | Command::Peer(_) | Command::Seed(_) => "info",
+        _ => "warn",
+    });
     let result = match cli.command {
         Command::Index(a) => run_index(a),
         Command::Seed(a) => run_seed(a),

@@ -26,6 +26,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::sync::Mutex;
 
+/// The log filter of a peer with a console, when RUST_LOG does not set one: only
+/// warnings and errors reach the terminal. The console already tells the user what
+/// matters in its own words; the info lines said it again, between prompts. The line
+/// editor's own warnings (a terminal that does not report the cursor) are noise there.
+pub const DEFAULT_LOG_FILTER: &str = "warn,rustyline=error";
+
 /// What to do after a command.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Flow {
@@ -307,9 +313,44 @@ fn describe_overlay(ev: &OverlayEvent) -> Option<String> {
     })
 }
 
-/// Prints events, drawing hashing progress as a bar.
+/// A hashing bar on the terminal, and when it started.
+struct HashingBar {
+    bar: ProgressBar,
+    started: std::time::Instant,
+}
+
+impl HashingBar {
+    fn new(bytes_total: u64) -> HashingBar {
+        let bar = ProgressBar::with_draw_target(Some(bytes_total), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "hashing {msg} [{bar:30}] {bytes}/{total_bytes} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        if !bar.is_hidden() {
+            output::set_progress(Some(bar.clone()));
+        }
+        HashingBar {
+            bar,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Clears the bar and stops routing output through it. The bar was drawn over
+    /// the prompt line, which the line editor does not know: the caller prints a line
+    /// next, through the editor, which redraws the prompt after it.
+    fn finish(self) {
+        self.bar.finish_and_clear();
+        output::set_progress(None);
+    }
+}
+
+/// Prints events, drawing hashing progress as a bar. Every bar ends with a line
+/// printed through the line editor, so the prompt comes back after it.
 fn print_events(events: crossbeam_channel::Receiver<PeerEvent>) {
-    let mut bar: Option<ProgressBar> = None;
+    let mut bar: Option<HashingBar> = None;
     for ev in events {
         if let PeerEvent::Hashing {
             files_done,
@@ -318,29 +359,31 @@ fn print_events(events: crossbeam_channel::Receiver<PeerEvent>) {
             bytes_total,
         } = ev
         {
-            let b = bar.get_or_insert_with(|| {
-                let b =
-                    ProgressBar::with_draw_target(Some(bytes_total), ProgressDrawTarget::stderr());
-                b.set_style(
-                    ProgressStyle::with_template(
-                        "hashing {msg} [{bar:30}] {bytes}/{total_bytes} ETA {eta}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-                );
-                if !b.is_hidden() {
-                    output::set_progress(Some(b.clone()));
-                }
-                b
-            });
-            b.set_position(bytes_done);
-            b.set_message(format!("{files_done}/{files_total} files"));
+            let b = bar.get_or_insert_with(|| HashingBar::new(bytes_total));
+            b.bar.set_position(bytes_done);
+            b.bar
+                .set_message(format!("{files_done}/{files_total} files"));
             if bytes_done >= bytes_total {
-                b.finish_and_clear();
-                output::set_progress(None);
-                bar = None;
+                if let Some(b) = bar.take() {
+                    let secs = b.started.elapsed().as_secs_f64();
+                    b.finish();
+                    output::say(format!(
+                        "hashed {} ({}) in {secs:.1}s",
+                        plural(files_total as u64, "file"),
+                        fmt_bytes(bytes_total)
+                    ));
+                }
             }
-        } else if let Some(text) = describe(&ev) {
+            continue;
+        }
+        // A scan that ends without the last progress report (it failed, or files
+        // vanished while hashed) ends its bar all the same.
+        if matches!(ev, PeerEvent::Shared { .. } | PeerEvent::ScanFailed(_)) {
+            if let Some(b) = bar.take() {
+                b.finish();
+            }
+        }
+        if let Some(text) = describe(&ev) {
             output::say(text);
         }
     }
