@@ -95,3 +95,36 @@ fn console_on_a_terminal_shows_no_log_lines_and_a_prompt_after_every_hashing_bar
         "log lines at the default level:\n{text}"
     );
 }
+
+#[test]
+fn say_with_no_neighbours_is_not_sent_and_peers_says_no_seeds_are_configured() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &["--db", ":memory:"]);
+    let dir = root.path().join("lonely");
+    fs::create_dir_all(&dir).unwrap();
+    let mut p = console_peer(&dir, &index, &[]);
+
+    p.type_line("say is anyone there?");
+    let line = p.wait_line(|l| l.starts_with("not sent: "));
+    assert!(
+        line.contains("no seeds are configured") && line.contains("--seed HOST:PORT"),
+        "{line}"
+    );
+    p.type_line("peers");
+    let line = p.wait_line(|l| l.contains("no seeds are configured"));
+    assert!(line.contains("--seeds FILE"), "{line}");
+    assert!(!line.contains("incarnation"), "{line}");
+
+    // Through the peer from the command line: refused, and the exit code says so.
+    let (code, out, err) = run(&["say", "anyone?", "--peer", &p.addr_str()], root.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("no-neighbours") && err.contains("not sent"),
+        "{err}"
+    );
+    p.type_line("status");
+    let line = p.wait_line(|l| l.contains("overlay: "));
+    assert!(line.contains("0 messages said"), "{line}");
+    let seen = p.seen.lock().unwrap().join("\n");
+    assert!(!seen.contains("(you): "), "shown as said:\n{seen}");
+}

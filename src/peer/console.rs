@@ -12,6 +12,8 @@ use super::pool::Found;
 use super::{Peer, PeerEvent};
 use crate::clock;
 use crate::output::{self, LinePrinter};
+use crate::overlay::peer::NotSent;
+use crate::overlay::runtime::SayError;
 use crate::overlay::{wire, MemberState, OverlayEvent};
 use crate::protocol::commands::Role;
 use crate::protocol::hash::Sha1Digest;
@@ -726,9 +728,22 @@ impl Console<'_> {
             output::say(format!("too long: at most {} bytes", wire::MAX_TEXT));
             return;
         }
-        if let Err(e) = self.peer.overlay().say(text.to_owned()) {
-            output::say(format!("say failed: {e}"));
+        match self.peer.overlay().say(text.to_owned()) {
+            Ok(_) => {}
+            Err(SayError::NotSent(NotSent::NoNeighbours)) => output::say(match self.no_seeds() {
+                Some(hint) => format!("not sent: it would reach nobody; {hint}"),
+                None => "not sent: no neighbours yet, it would reach nobody (see 'peers')".into(),
+            }),
+            Err(e) => output::say(format!("say failed: {e}")),
         }
+    }
+
+    /// When no seeds are configured: why this peer has no neighbours, and the fix.
+    fn no_seeds(&self) -> Option<&'static str> {
+        self.peer.config().overlay.seeds.is_empty().then_some(
+            "no seeds are configured, so this peer has no neighbours: start it with \
+             --seed HOST:PORT (repeatable) or --seeds FILE",
+        )
     }
 
     fn msg(&self, args: &str) {
@@ -785,6 +800,12 @@ impl Console<'_> {
                 return;
             }
         };
+        if let Some(hint) = self.no_seeds() {
+            if st.neighbours == 0 {
+                output::say(hint);
+                return;
+            }
+        }
         let neighbours: Vec<_> = st
             .rows
             .iter()
@@ -818,8 +839,10 @@ impl Console<'_> {
             .map(|r| r.id.as_str())
             .collect::<Vec<_>>();
         output::say(format!(
-            "{} neighbours, {} in reserve, {} members alive; incarnation {}",
-            st.neighbours, st.passive, st.peers, st.incarnation
+            "{}, {} in reserve, {} alive",
+            plural(st.neighbours as u64, "neighbour"),
+            st.passive,
+            plural(st.peers as u64, "member")
         ));
         if !suspect.is_empty() {
             output::say(format!("suspect: {}", suspect.join(", ")));

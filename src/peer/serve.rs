@@ -11,7 +11,7 @@ use crate::index::service::{source_host, status_reply};
 use crate::net::rate::TokenBucket;
 use crate::net::server::ServerStats;
 use crate::net::{Reply, Service};
-use crate::overlay::runtime::{self, OverlayConn, OverlayHandle};
+use crate::overlay::runtime::{self, OverlayConn, OverlayHandle, SayError};
 use crate::overlay::wire;
 use crate::protocol::codec::{self, Classic, Request};
 use crate::protocol::commands::{Role, Verb};
@@ -235,6 +235,7 @@ impl PeerService {
                     ("messages", (o.said + o.heard).to_string()),
                     ("messages_said", o.said.to_string()),
                     ("messages_heard", o.heard.to_string()),
+                    ("messages_before_start", o.heard_before_start.to_string()),
                     ("overlay_in", o.messages_in.to_string()),
                     ("overlay_out", o.messages_out.to_string()),
                 ]);
@@ -253,10 +254,10 @@ impl PeerService {
         if text.trim().is_empty() {
             return Err(refuse(ErrorCode::BadRequest, "nothing to say"));
         }
-        let id = self
-            .overlay
-            .say(text)
-            .map_err(|e| refuse(ErrorCode::Internal, e))?;
+        let id = self.overlay.say(text).map_err(|e| match e {
+            SayError::NotSent(why) => refuse(ErrorCode::NoNeighbours, why.to_string()),
+            SayError::Unavailable(why) => refuse(ErrorCode::Internal, why),
+        })?;
         Ok(Reply::Text(codec::line(&["ok", &id.to_string()])))
     }
 

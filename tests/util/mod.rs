@@ -143,6 +143,22 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// Waits (with the deadline) for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self) -> i32 {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < until,
+                "{} did not exit within {DEADLINE:?}",
+                self.name
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
     }
