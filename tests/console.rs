@@ -85,6 +85,14 @@ fn console_on_a_terminal_shows_no_log_lines_and_a_prompt_after_every_hashing_bar
         t.rfind("downloaded small.txt")
             .is_some_and(|at| t[at..].contains(PROMPT))
     });
+    // Tab completes a command name, whatever its case.
+    console.type_line("STA\t");
+    let text = console.wait_text("status, completed from STA, then a prompt", |t| {
+        t.lines().any(|l| l.starts_with("listening on "))
+            && t.rfind("overlay: ")
+                .is_some_and(|at| t[at..].contains(PROMPT))
+    });
+    assert!(!text.contains("unknown command"), "{text}");
     console.type_line("ls");
     let text = console.wait_text("the listing, then a prompt", |t| {
         t.rfind("second.bin  (200.0 MiB")
@@ -127,4 +135,31 @@ fn say_with_no_neighbours_is_not_sent_and_peers_says_no_seeds_are_configured() {
     assert!(line.contains("0 messages said"), "{line}");
     let seen = p.seen.lock().unwrap().join("\n");
     assert!(!seen.contains("(you): "), "shown as said:\n{seen}");
+}
+
+#[test]
+fn commands_ignore_case_help_names_one_and_get_hints_at_a_name_in_another_case() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &["--db", ":memory:"]);
+    let holder = root.path().join("holder");
+    fs::create_dir_all(&holder).unwrap();
+    fs::write(holder.join("tenkb.txt"), noise(10_240, 3)).unwrap();
+    let _holder = peer(&holder, &index, &[]);
+    let dir = root.path().join("me");
+    fs::create_dir_all(&dir).unwrap();
+    let mut p = console_peer(&dir, &index, &[]);
+
+    p.type_line("HELP get");
+    p.wait_line(|l| l == "usage: get NAME | N");
+    p.wait_line(|l| l.contains("download a file by name"));
+    p.type_line("help nothing");
+    p.wait_line(|l| l.contains("no command 'nothing'"));
+
+    p.type_line("GET TENKB.TXT");
+    p.wait_line(|l| l.contains("get failed: no live peer holds 'TENKB.TXT'"));
+    p.wait_line(|l| l == "names are case-sensitive: did you mean 'tenkb.txt'?");
+    p.type_line("Search TENKB");
+    p.wait_line(|l| l.contains("1. tenkb.txt"));
+    p.type_line("GET 1");
+    p.wait_line(|l| l.contains("downloaded tenkb.txt"));
 }

@@ -20,8 +20,13 @@ use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::FileName;
 use crate::signals::Signal;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rustyline::completion::Completer;
 use rustyline::error::ReadlineError;
-use rustyline::{DefaultEditor, ExternalPrinter};
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::FileHistory;
+use rustyline::validate::Validator;
+use rustyline::{Editor, ExternalPrinter, Helper};
 use std::io::IsTerminal;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
@@ -144,8 +149,9 @@ const CONSOLE_COMMANDS: &[ConsoleCommand] = &[
     ConsoleCommand {
         name: "help",
         aliases: &["?"],
-        args: "[wire]",
-        summary: "this list; 'help wire': the protocol verbs each role serves",
+        args: "[COMMAND | wire]",
+        summary:
+            "this list; 'help get': one command; 'help wire': the protocol verbs each role serves",
         run: |_, args| help(args),
     },
     ConsoleCommand {
@@ -157,20 +163,124 @@ const CONSOLE_COMMANDS: &[ConsoleCommand] = &[
     },
 ];
 
+impl ConsoleCommand {
+    fn usage(&self) -> String {
+        if self.args.is_empty() {
+            self.name.to_owned()
+        } else {
+            format!("{} {}", self.name, self.args)
+        }
+    }
+}
+
+/// The command a word names (a name or an alias, in any case).
+fn lookup(word: &str) -> Option<&'static ConsoleCommand> {
+    let word = word.to_lowercase();
+    CONSOLE_COMMANDS
+        .iter()
+        .find(|c| c.name == word || c.aliases.contains(&word.as_str()))
+}
+
 /// The console's help text, one line a command.
 pub fn help_lines() -> Vec<String> {
     CONSOLE_COMMANDS
         .iter()
-        .map(|c| {
-            let usage = if c.args.is_empty() {
-                c.name.to_owned()
-            } else {
-                format!("{} {}", c.name, c.args)
-            };
-            format!("  {usage:<18} {}", c.summary)
-        })
+        .map(|c| format!("  {:<22} {}", c.usage(), c.summary))
         .collect()
 }
+
+/// `help COMMAND`: the command's usage, what it does, and its aliases; `None` when
+/// no command has that name.
+pub fn help_for(word: &str) -> Option<Vec<String>> {
+    let c = lookup(word)?;
+    let mut lines = vec![format!("usage: {}", c.usage()), format!("  {}", c.summary)];
+    if !c.aliases.is_empty() {
+        lines.push(format!("  also: {}", c.aliases.join(", ")));
+    }
+    Some(lines)
+}
+
+/// Tab completion for the text before the cursor: where the completed word starts,
+/// and the candidates. The first word completes to command names; the argument of
+/// `get` to the file names of the last search, of `resume` to stopped downloads
+/// (`names`, as the caller picks them for that command), of `help` to command names.
+/// Case is ignored, as command names and search ignore it.
+pub fn complete(line: &str, names: impl FnOnce(&str) -> Vec<String>) -> (usize, Vec<String>) {
+    let command_names = |prefix: &str| -> Vec<String> {
+        let prefix = prefix.to_lowercase();
+        CONSOLE_COMMANDS
+            .iter()
+            .map(|c| c.name)
+            .filter(|n| n.starts_with(&prefix))
+            .map(str::to_owned)
+            .collect()
+    };
+    let Some((word, rest)) = line.split_once(char::is_whitespace) else {
+        return (0, command_names(line));
+    };
+    let start = line.len() - rest.trim_start().len();
+    let arg = &line[start..];
+    let candidates = match lookup(word).map(|c| c.name) {
+        Some("help") => {
+            let mut c = command_names(arg);
+            if "wire".starts_with(&arg.to_lowercase()) {
+                c.push("wire".into());
+            }
+            c
+        }
+        Some(command @ ("get" | "resume")) => {
+            let prefix = arg.to_lowercase();
+            let mut c: Vec<String> = names(command)
+                .into_iter()
+                .filter(|n| n.to_lowercase().starts_with(&prefix))
+                .collect();
+            c.sort();
+            c.dedup();
+            c
+        }
+        _ => Vec::new(),
+    };
+    (start, candidates)
+}
+
+/// The line editor's helper: completion only (no hints, colours or validation).
+struct ConsoleHelper {
+    /// File names of the last search, for `get`.
+    found: Arc<Mutex<Vec<String>>>,
+    state_dir: std::path::PathBuf,
+}
+
+impl Completer for ConsoleHelper {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let Some(before) = line.get(..pos) else {
+            return Ok((pos, Vec::new()));
+        };
+        Ok(complete(before, |command| match command {
+            "resume" => partials(&self.state_dir)
+                .into_iter()
+                .map(|p| p.name)
+                .collect(),
+            _ => self.found.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }))
+    }
+}
+
+impl Hinter for ConsoleHelper {
+    type Hint = String;
+}
+
+impl Highlighter for ConsoleHelper {}
+
+impl Validator for ConsoleHelper {}
+
+impl Helper for ConsoleHelper {}
 
 /// Human-readable byte counts (binary units).
 pub fn fmt_bytes(n: u64) -> String {
@@ -474,6 +584,8 @@ impl Progress for BarProgress {
 struct Console<'a> {
     peer: &'a Peer,
     last_results: Vec<Found>,
+    /// The names of `last_results`, shared with the completer.
+    found_names: Arc<Mutex<Vec<String>>>,
     /// Set by Ctrl-C (SIGINT) while a download runs; the download stops and keeps a
     /// resumable partial.
     cancel: Arc<AtomicBool>,
@@ -484,13 +596,18 @@ struct Console<'a> {
 /// Ctrl-C as a key and clears the line); SIGTERM leaves the network and exits.
 pub fn run(peer: &Peer, signals: crossbeam_channel::Receiver<Signal>) {
     let interactive = std::io::stdin().is_terminal();
-    let mut editor = match DefaultEditor::new() {
+    let mut editor = match Editor::<ConsoleHelper, FileHistory>::new() {
         Ok(e) => e,
         Err(e) => {
             output::say(format!("cannot start the console: {e}"));
             return;
         }
     };
+    let found_names = Arc::new(Mutex::new(Vec::new()));
+    editor.set_helper(Some(ConsoleHelper {
+        found: found_names.clone(),
+        state_dir: peer.config().state_dir.clone(),
+    }));
     let history = peer.config().state_dir.join("history.txt");
     if interactive {
         let _ = editor.load_history(&history);
@@ -529,6 +646,7 @@ pub fn run(peer: &Peer, signals: crossbeam_channel::Receiver<Signal>) {
     let mut console = Console {
         peer,
         last_results: Vec::new(),
+        found_names,
         cancel,
     };
     loop {
@@ -566,10 +684,7 @@ impl Console<'_> {
     /// Runs one command line.
     fn dispatch(&mut self, line: &str) -> Flow {
         let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-        match CONSOLE_COMMANDS
-            .iter()
-            .find(|c| c.name == word || c.aliases.contains(&word))
-        {
+        match lookup(word) {
             Some(cmd) => (cmd.run)(self, rest.trim()),
             None => {
                 output::say(format!("unknown command '{word}'; type 'help'"));
@@ -604,6 +719,8 @@ impl Console<'_> {
                 if more {
                     output::say("(more results: narrow the search)");
                 }
+                *self.found_names.lock().unwrap_or_else(|e| e.into_inner()) =
+                    found.iter().map(|f| f.name.clone()).collect();
                 self.last_results = found;
             }
             Err(e) => output::say(format!("search failed: {e}")),
@@ -667,8 +784,35 @@ impl Console<'_> {
             Err(DownloadError::Cancelled) => output::say(format!(
                 "cancelled; the partial download is kept: 'resume {name}' continues it"
             )),
+            Err(e @ DownloadError::NotFound { .. }) => {
+                output::say(format!("get failed: {e}"));
+                if let Some(hint) = self.other_case(&name) {
+                    output::say(hint);
+                }
+            }
             Err(e) => output::say(format!("get failed: {e}")),
         }
+    }
+
+    /// Names differ by case (search ignores it, names do not): when no file has this
+    /// exact name, a hint naming the files whose names match it but for case.
+    fn other_case(&self, name: &FileName) -> Option<String> {
+        let (found, _) = self.peer.pool().search(name.as_str(), 100).ok()?;
+        let mut names: Vec<&str> = found
+            .iter()
+            .map(|f| f.name.as_str())
+            .filter(|n| *n != name.as_str() && n.to_lowercase() == name.as_str().to_lowercase())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        if names.is_empty() {
+            return None;
+        }
+        let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+        Some(format!(
+            "names are case-sensitive: did you mean {}?",
+            quoted.join(" or ")
+        ))
     }
 
     fn downloads(&self) {
@@ -888,13 +1032,20 @@ impl Console<'_> {
 }
 
 fn help(args: &str) -> Flow {
-    if args == "wire" {
+    if args.eq_ignore_ascii_case("wire") {
         // The wire verbs, from the same command table that drives dispatch and arity.
         for role in [Role::Index, Role::Seed, Role::Peer] {
             output::say(format!("{role}:"));
             for line in crate::protocol::commands::help(role).lines() {
                 output::say(format!("  {line}"));
             }
+        }
+        return Flow::Continue;
+    }
+    if !args.is_empty() {
+        match help_for(args) {
+            Some(lines) => lines.into_iter().for_each(output::say),
+            None => output::say(format!("no command '{args}'; type 'help' for the list")),
         }
         return Flow::Continue;
     }
@@ -908,6 +1059,61 @@ fn help(args: &str) -> Flow {
 mod tests {
     use super::*;
     use crate::protocol::name::PeerId;
+
+    fn files(_command: &str) -> Vec<String> {
+        ["tenkb.txt", "TenKB-notes.md", "onekb.txt", "tenkb.txt"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    #[test]
+    fn the_first_word_completes_to_command_names_in_any_case() {
+        assert_eq!(complete("", files).1.len(), CONSOLE_COMMANDS.len());
+        assert_eq!(
+            complete("s", files),
+            (0, vec!["search".into(), "say".into(), "status".into()])
+        );
+        assert_eq!(complete("DOW", files), (0, vec!["downloads".into()]));
+        assert_eq!(complete("zz", files), (0, vec![]));
+    }
+
+    #[test]
+    fn get_completes_to_the_names_of_the_last_search() {
+        assert_eq!(
+            complete("get ten", files),
+            (4, vec!["TenKB-notes.md".into(), "tenkb.txt".into()]),
+            "case ignored, duplicates once"
+        );
+        assert_eq!(complete("G  one", files), (3, vec!["onekb.txt".into()]));
+        assert_eq!(complete("get ", files).1.len(), 3);
+        let asked = std::cell::Cell::new("");
+        let (_, c) = complete("resume o", |command| {
+            asked.set(if command == "resume" {
+                "resume"
+            } else {
+                "other"
+            });
+            vec!["onekb.txt".into()]
+        });
+        assert_eq!((asked.get(), c), ("resume", vec!["onekb.txt".to_owned()]));
+        assert_eq!(complete("help g", files), (5, vec!["get".into()]));
+        assert_eq!(complete("help w", files), (5, vec!["wire".into()]));
+        assert_eq!(complete("ls x", files), (3, vec![]), "ls takes no argument");
+    }
+
+    #[test]
+    fn help_names_one_command_by_name_or_alias_in_any_case() {
+        let get = help_for("get").unwrap();
+        assert_eq!(get[0], "usage: get NAME | N");
+        assert!(get[1].contains("download a file by name"), "{get:?}");
+        assert!(get[2].contains('g'), "{get:?}");
+        assert_eq!(help_for("G"), Some(get));
+        assert_eq!(help_for("exit").unwrap()[0], "usage: quit");
+        assert_eq!(help_for("nope"), None);
+        for c in CONSOLE_COMMANDS {
+            assert!(help_for(&c.name.to_uppercase()).is_some(), "{}", c.name);
+        }
+    }
 
     #[test]
     fn texts_from_the_network_cannot_drive_the_terminal() {
