@@ -454,7 +454,7 @@ fn run_peer(a: PeerArgs) -> Result<(), Failure> {
             crossbeam_channel::select! {
                 recv(events) -> ev => match ev {
                     Ok(ev) => {
-                        if let Some(text) = console::describe(&ev) {
+                        if let Some(text) = console::describe(&ev, &peer.config().overlay.seeds) {
                             output::say(text);
                         }
                     }
@@ -497,13 +497,13 @@ fn run_search(a: SearchArgs) -> Result<(), Failure> {
     }
     for (i, f) in found.iter().enumerate() {
         println!(
-            "{:>3}. {}  ({}, {} holders, {})",
+            "{:>3}. {}  ({}, {}, {})",
             i + 1,
             f.name,
             f.size
                 .map(fmt_bytes)
                 .unwrap_or_else(|| "size unknown".into()),
-            f.holders,
+            console::plural(f.holders, "holder"),
             f.id.map(|d| d.to_string())
                 .unwrap_or_else(|| "classic".into())
         );

@@ -10,6 +10,15 @@ use indicatif::ProgressBar;
 use std::io::{self, Write};
 use std::sync::Mutex;
 
+/// `1 holder`, `2 holders`: a count and its noun, in the singular for one.
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Prints a line above an interactive prompt (the console's line editor).
 pub trait LinePrinter: Send {
     fn print_line(&mut self, line: String);

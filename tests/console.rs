@@ -163,3 +163,31 @@ fn commands_ignore_case_help_names_one_and_get_hints_at_a_name_in_another_case()
     p.type_line("GET 1");
     p.wait_line(|l| l.contains("downloaded tenkb.txt"));
 }
+
+#[test]
+fn an_unreachable_index_is_named_once_in_the_console() {
+    let root = tempfile::tempdir().unwrap();
+    // A port nobody listens on: bound, then closed.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let dir = root.path().join("alone");
+    fs::create_dir_all(&dir).unwrap();
+    let args = [
+        "peer",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--index",
+        &dead,
+    ];
+    let mut p = Proc::start("alone", &args, root.path(), true);
+    let line = p.wait_line(|l| l.contains(": unreachable ("));
+    assert_eq!(line.matches(&dead).count(), 1, "{line}");
+    p.type_line("status");
+    let line = p.wait_line(|l| l.contains(&format!("index {dead}: down (")));
+    assert_eq!(line.matches(&dead).count(), 1, "{line}");
+}

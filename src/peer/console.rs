@@ -11,6 +11,7 @@ use super::links::LinkCommand;
 use super::pool::Found;
 use super::{Peer, PeerEvent};
 use crate::clock;
+use crate::config::NodeAddr;
 use crate::output::{self, LinePrinter};
 use crate::overlay::peer::NotSent;
 use crate::overlay::runtime::SayError;
@@ -298,14 +299,7 @@ pub fn fmt_bytes(n: u64) -> String {
     }
 }
 
-/// `1 holder`, `2 holders`.
-pub fn plural(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
-}
+pub use crate::output::plural;
 
 /// A text from the network, fit for a terminal: control characters (escape sequences,
 /// carriage returns, line breaks) are shown escaped (`\u{1b}`, `\r`, `\n`), so that
@@ -323,8 +317,9 @@ fn terminal_safe(text: &str) -> String {
 }
 
 /// The text of an event, as the console and main.rs print it; `None` for progress,
-/// which the console draws as a bar.
-pub fn describe(event: &PeerEvent) -> Option<String> {
+/// which the console draws as a bar. `seeds` is the peer's seed list, so that a seed
+/// is named by its address.
+pub fn describe(event: &PeerEvent, seeds: &[NodeAddr]) -> Option<String> {
     Some(match event {
         PeerEvent::Shared {
             files,
@@ -363,12 +358,20 @@ pub fn describe(event: &PeerEvent) -> Option<String> {
                 terminal_safe(text)
             )
         }
-        PeerEvent::Overlay(ev) => return describe_overlay(ev),
+        PeerEvent::Overlay(ev) => return describe_overlay(ev, seeds),
     })
 }
 
+/// A seed by its address (the events carry its position in the seed list).
+fn seed_name(seeds: &[NodeAddr], i: usize) -> String {
+    match seeds.get(i) {
+        Some(addr) => format!("seed {addr}"),
+        None => format!("seed #{}", i + 1),
+    }
+}
+
 /// The overlay events a user wants to see; the rest are only logged.
-fn describe_overlay(ev: &OverlayEvent) -> Option<String> {
+fn describe_overlay(ev: &OverlayEvent, seeds: &[NodeAddr]) -> Option<String> {
     Some(match ev {
         OverlayEvent::Said {
             origin,
@@ -389,15 +392,22 @@ fn describe_overlay(ev: &OverlayEvent) -> Option<String> {
             )
         }
         OverlayEvent::SeedUp { seed, peers } => {
-            format!("seed #{}: registered, {}", seed + 1, plural(*peers as u64, "peer"))
+            format!(
+                "{}: registered, {} known",
+                seed_name(seeds, *seed),
+                plural(*peers as u64, "peer")
+            )
         }
         OverlayEvent::SeedDown { seed } => {
-            log::info!("seed #{} did not answer; trying again later", seed + 1);
+            log::info!(
+                "{} did not answer; trying again later",
+                seed_name(seeds, *seed)
+            );
             return None;
         }
         OverlayEvent::IdConflict { seed } => format!(
-            "seed #{} refused this peer: its id is in use by a live peer on another host (choose another with --id)",
-            seed + 1
+            "{} refused this peer: its id is in use by a live peer on another host (choose another with --id)",
+            seed_name(seeds, *seed)
         ),
         OverlayEvent::Dead { id, by } => format!("{id} is dead (declared by {by})"),
         OverlayEvent::Left { id } => format!("{id} left the network"),
@@ -461,7 +471,7 @@ impl HashingBar {
 
 /// Prints events, drawing hashing progress as a bar. Every bar ends with a line
 /// printed through the line editor, so the prompt comes back after it.
-fn print_events(events: crossbeam_channel::Receiver<PeerEvent>) {
+fn print_events(events: crossbeam_channel::Receiver<PeerEvent>, seeds: Vec<NodeAddr>) {
     let mut bar: Option<HashingBar> = None;
     for ev in events {
         if let PeerEvent::Hashing {
@@ -473,8 +483,10 @@ fn print_events(events: crossbeam_channel::Receiver<PeerEvent>) {
         {
             let b = bar.get_or_insert_with(|| HashingBar::new(bytes_total));
             b.bar.set_position(bytes_done);
-            b.bar
-                .set_message(format!("{files_done}/{files_total} files"));
+            b.bar.set_message(format!(
+                "{files_done}/{}",
+                plural(files_total as u64, "file")
+            ));
             if bytes_done >= bytes_total {
                 if let Some(b) = bar.take() {
                     let secs = b.started.elapsed().as_secs_f64();
@@ -495,7 +507,7 @@ fn print_events(events: crossbeam_channel::Receiver<PeerEvent>) {
                 b.finish();
             }
         }
-        if let Some(text) = describe(&ev) {
+        if let Some(text) = describe(&ev, &seeds) {
             output::say(text);
         }
     }
@@ -616,9 +628,10 @@ pub fn run(peer: &Peer, signals: crossbeam_channel::Receiver<Signal>) {
         }
     }
     let events = peer.events().clone();
+    let seeds = peer.config().overlay.seeds.clone();
     let _ = std::thread::Builder::new()
         .name("console-events".into())
-        .spawn(move || print_events(events));
+        .spawn(move || print_events(events, seeds));
     output::say("type 'help' for commands");
     let cancel = Arc::new(AtomicBool::new(false));
     {
@@ -823,11 +836,11 @@ impl Console<'_> {
         for p in list {
             let pct = (p.pieces_done * 100).checked_div(p.pieces).unwrap_or(100);
             output::say(format!(
-                "{}  ({}, {} of {} pieces, {pct}%, {})",
+                "{}  ({}, {} of {}, {pct}%, {})",
                 p.name,
                 fmt_bytes(p.size),
                 p.pieces_done,
-                p.pieces,
+                plural(p.pieces as u64, "piece"),
                 p.id.short()
             ));
         }
@@ -1017,13 +1030,13 @@ impl Console<'_> {
         }
         match self.peer.overlay().status(false) {
             Ok(o) => output::say(format!(
-                "{:>16}: {} neighbours, {} members, {} of {} seeds up, {} messages said, {} heard",
+                "{:>16}: {}, {}, {} of {} up, {} said, {} heard",
                 "overlay",
-                o.neighbours,
-                o.peers,
+                plural(o.neighbours as u64, "neighbour"),
+                plural(o.peers as u64, "member"),
                 o.seeds_up,
-                self.peer.config().overlay.seeds.len(),
-                o.said,
+                plural(self.peer.config().overlay.seeds.len() as u64, "seed"),
+                plural(o.said, "message"),
                 o.heard
             )),
             Err(e) => output::say(format!("{:>16}: {e}", "overlay")),
@@ -1064,6 +1077,38 @@ mod tests {
         ["tenkb.txt", "TenKB-notes.md", "onekb.txt", "tenkb.txt"]
             .map(String::from)
             .to_vec()
+    }
+
+    #[test]
+    fn seeds_are_named_by_address_and_counts_agree_with_their_nouns() {
+        let seeds = [NodeAddr::parse("127.0.0.1:1500").unwrap()];
+        let up = PeerEvent::Overlay(OverlayEvent::SeedUp { seed: 0, peers: 1 });
+        assert_eq!(
+            describe(&up, &seeds).unwrap(),
+            "seed 127.0.0.1:1500: registered, 1 peer known"
+        );
+        let conflict = PeerEvent::Overlay(OverlayEvent::IdConflict { seed: 0 });
+        assert!(describe(&conflict, &seeds)
+            .unwrap()
+            .starts_with("seed 127.0.0.1:1500 refused this peer"));
+        let shared = PeerEvent::Shared {
+            files: 1,
+            bytes: 2048,
+            from_cache: 0,
+            skipped: Vec::new(),
+        };
+        assert_eq!(
+            describe(&shared, &seeds).unwrap(),
+            "sharing 1 file (2.0 KiB)"
+        );
+        let up = PeerEvent::IndexUp {
+            index: "127.0.0.1:1024".into(),
+            files: 1,
+        };
+        assert_eq!(
+            describe(&up, &seeds).unwrap(),
+            "index 127.0.0.1:1024: connected, 1 file published"
+        );
     }
 
     #[test]
@@ -1132,7 +1177,7 @@ mod tests {
             remote: "127.0.0.1:1025".parse().unwrap(),
         };
         for ev in [said, message] {
-            let line = describe(&ev).unwrap();
+            let line = describe(&ev, &[]).unwrap();
             assert!(!line.chars().any(char::is_control), "{line:?}");
             assert!(
                 line.ends_with(
