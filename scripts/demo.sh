@@ -164,6 +164,11 @@ until [ "$("$BIN" members "$SEED" 2>/dev/null | grep -c ' alive ')" -ge 3 ]; do
     [ "$SECONDS" -lt "$deadline" ] || fail "the seed did not see the three peers within ${WAIT_SECS}s"
     sleep 0.2
 done
+# A peer refuses a broadcast that would reach nobody: wait for peer2's two neighbours.
+until [ "$("$BIN" members "${PEER_ADDRS[1]}" 2>/dev/null | grep -c ' active ')" -ge 2 ]; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "peer2 did not get its neighbours within ${WAIT_SECS}s"
+    sleep 0.2
+done
 "$BIN" say "hello from the demo" --peer "${PEER_ADDRS[1]}"
 for p in peer1 peer2 peer3; do
     wait_for_line "$WORK/$p.log" "$SEED_PID" '/: hello from the demo$/p' >/dev/null

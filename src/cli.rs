@@ -31,7 +31,8 @@ use std::time::Duration;
         p2pshare peer --dir peers/peer2 --listen 0.0.0.0:1026\n\n\
         With seeds (config/seeds.txt lists 127.0.0.1:1500-1502):\n  \
         p2pshare seed --listen 0.0.0.0:1500   (and 1501, 1502)\n\n\
-        Logging: info for servers, warn for one-shot commands; -v one step more, -vv \
+        Logging: info for servers, warn for one-shot commands and for a peer with a \
+        console (it says what matters in its own words); -v one step more, -vv \
         debug (servers: trace), -q errors only. RUST_LOG, when set, wins (RUST_LOG=debug).\n\
         Exit codes: 0 success, 1 failure (or an unhealthy node for 'status'), 2 bad usage, \
         130 a 'get' stopped by Ctrl-C.",
@@ -80,6 +81,16 @@ impl Cli {
     }
 
     /// The log level -q and -v ask for, from the default for this command.
+    /// The log filter: [`Cli::log_level`], and for a console, the line editor's own
+    /// warnings (a terminal that does not report the cursor) kept out as noise.
+    pub fn log_filter(&self) -> String {
+        let level = self.log_level().as_str().to_ascii_lowercase();
+        match &self.command {
+            Command::Peer(a) if !a.no_console => format!("{level},rustyline=error"),
+            _ => level,
+        }
+    }
+
     pub fn log_level(&self) -> log::LevelFilter {
         use log::LevelFilter;
         const STEPS: [LevelFilter; 5] = [
@@ -92,7 +103,13 @@ impl Cli {
         if self.quiet {
             return LevelFilter::Error;
         }
-        let base = if self.is_server() { 2 } else { 1 };
+        // A peer's console tells people what matters in its own words: at the default
+        // level only warnings reach its terminal.
+        let base = match &self.command {
+            Command::Peer(a) if !a.no_console => 1,
+            _ if self.is_server() => 2,
+            _ => 1,
+        };
         STEPS[(base + self.verbose as usize).min(STEPS.len() - 1)]
     }
 }
@@ -533,9 +550,14 @@ mod tests {
 
     #[test]
     fn verbosity_steps_from_info_for_servers_and_warn_for_one_shot_commands() {
-        let peer = ["p2pshare", "peer", "--dir", "x"];
+        let peer = ["p2pshare", "peer", "--dir", "x", "--no-console"];
         let search = ["p2pshare", "search", "x"];
         assert_eq!(level(&peer), LevelFilter::Info);
+        // A console says what matters itself: only warnings reach its terminal.
+        let console = ["p2pshare", "peer", "--dir", "x"];
+        assert_eq!(level(&console), LevelFilter::Warn);
+        let filter = Cli::try_parse_from(console).unwrap().log_filter();
+        assert_eq!(filter, "warn,rustyline=error");
         assert_eq!(level(&search), LevelFilter::Warn);
         assert_eq!(level(&[&peer[..], &["-v"]].concat()), LevelFilter::Debug);
         assert_eq!(level(&[&search[..], &["-v"]].concat()), LevelFilter::Info);

@@ -8,14 +8,12 @@ use p2pshare::output::LogWriter;
 use serde_json::json;
 use std::process::ExitCode;
 
-/// Logs at `default` (from -q and -v), unless RUST_LOG says otherwise.
-fn init_logging(default: log::LevelFilter) {
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or(default.as_str().to_ascii_lowercase()),
-    )
-    .format_timestamp_millis()
-    .target(env_logger::Target::Pipe(Box::new(LogWriter::default())))
-    .init();
+/// Logs with `filter` (from -q, -v and the command), unless RUST_LOG says otherwise.
+fn init_logging(filter: &str) {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
+        .format_timestamp_millis()
+        .target(env_logger::Target::Pipe(Box::new(LogWriter::default())))
+        .init();
 }
 
 /// Parses the command line with the environment and the configuration file merged in
@@ -42,7 +40,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    init_logging(cli.log_level());
+    init_logging(&cli.log_filter());
     let json = cli.command.prints_json();
     match cmd::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

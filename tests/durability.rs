@@ -376,7 +376,8 @@ fn a_rename_made_while_the_index_was_down_reaches_it_after_restart() {
     // Same number of files before and after: only a full sync can tell the index.
     fs::rename(dirs[0].join("tenkb.txt"), dirs[0].join("renamed.txt")).unwrap();
     eventually("the peer noticed the rename", DEADLINE, || {
-        p1.stderr_text().contains("withdrawing 1 files")
+        p1.stderr_text()
+            .contains("withdrawing 1 file no longer shared")
     });
     let index = index_at(root.path(), &listen, &db, &[]);
     eventually("the index has the new name", DEADLINE, || {

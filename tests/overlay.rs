@@ -281,11 +281,58 @@ fn a_direct_message_is_answered_and_peers_lists_neighbours() {
         !neighbours(ps[0].addr).is_empty()
     });
     ps[0].type_line("peers");
-    ps[0].wait_line(|l| l.contains(" neighbours, ") && l.contains(" members alive"));
+    ps[0].wait_line(|l| l.contains(" in reserve, ") && l.contains(" alive"));
     ps[2].type_line("say from the console");
     for p in ps.iter_mut() {
         p.wait_line(|l| l.ends_with(": from the console") && l.contains("p2"));
     }
+}
+
+fn status_number(addr: SocketAddr, key: &str) -> u64 {
+    let (code, out, err) = run(&["status", &addr.to_string(), "--json"], Path::new("."));
+    assert_eq!(code, 0, "status failed: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["status"][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {key} in {out}"))
+}
+
+#[test]
+fn a_restarted_peer_does_not_print_broadcasts_from_before_it_started() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &["--db", ":memory:"]);
+    let s1 = seed(root.path(), "s1", &[]);
+    let mut ps = peers(root.path(), &index, &[&s1], 3, true);
+    eventually("p2 has two neighbours", Duration::from_secs(10), || {
+        neighbours(ps[2].addr).len() == 2
+    });
+    ps[0].type_line("say before the restart");
+    for p in ps.iter_mut() {
+        p.wait_line(|l| l.ends_with(": before the restart"));
+    }
+    ps[2].type_line("quit");
+    assert_eq!(ps[2].wait_exit(), 0);
+
+    // The same peer again: its neighbours catch the new link up on recent broadcasts.
+    let dir = root.path().join("p2");
+    let seed_addr = s1.addr_str();
+    let mut again = console_peer(&dir, &index, &["--seed", &seed_addr]);
+    eventually(
+        "the old broadcast reached the restarted peer",
+        Duration::from_secs(10),
+        || {
+            said_lines(&again, "before the restart") > 0
+                || status_number(again.addr, "messages_before_start") >= 1
+        },
+    );
+    ps[0].type_line("say after the restart");
+    again.wait_line(|l| l.ends_with(": after the restart"));
+    assert_eq!(
+        said_lines(&again, "before the restart"),
+        0,
+        "printed again after the restart:\n{}",
+        again.seen.lock().unwrap().join("\n")
+    );
 }
 
 #[test]
@@ -371,7 +418,10 @@ fn overlay_input_is_validated_and_the_node_keeps_serving() {
     assert!(raw.line().starts_with("err|bad-request|row 1"));
     // Well-formed messages are taken; the peer goes on serving everyone.
     assert_eq!(raw.ask("probe|7"), "ok");
-    assert!(raw.ask("say|still here").starts_with("ok|sha1:"));
+    // A well-formed say, refused only because this lone peer would reach nobody.
+    assert!(raw
+        .ask("say|still here")
+        .starts_with("err|no-neighbours|not sent"));
     let (code, out, _) = run(&["status", &p.addr_str()], root.path());
     assert_eq!(code, 0, "{out}");
     // A seed refuses what only peers serve, and registrations without a session.

@@ -885,7 +885,7 @@ fn sigterm_makes_a_peer_leave_its_index_at_once() {
 #[test]
 fn readme_lists_every_console_command() {
     let readme = include_str!("../README.md");
-    for line in p2pshare::peer::console::help_lines() {
+    for line in p2pshare::console::help_lines() {
         let command = line.split_whitespace().next().unwrap();
         assert!(
             readme.contains(&format!("| `{command}")),

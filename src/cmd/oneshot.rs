@@ -4,11 +4,11 @@
 
 use super::CmdError;
 use crate::cli::{GetArgs, MembersArgs, SayArgs, SearchArgs, StatusArgs};
+use crate::console::BarProgress;
 use crate::net::client::Client;
 use crate::net::rate::TokenBucket;
 use crate::net::Timeouts;
 use crate::overlay::wire;
-use crate::peer::console::BarProgress;
 use crate::peer::download::{self, DownloadError, DownloadRequest, KeptNotes, Outcome, Progress};
 use crate::peer::pool::IndexPool;
 use crate::protocol::hash::Sha1Digest;

@@ -4,10 +4,11 @@
 
 use super::CmdError;
 use crate::cli::{IndexArgs, PeerArgs, SeedArgs};
+use crate::console;
 use crate::index::Index;
 use crate::output;
 use crate::overlay::Seed;
-use crate::peer::{console, Peer};
+use crate::peer::Peer;
 use crate::signals::{self, Signal};
 
 /// `p2pshare index`.
@@ -74,7 +75,7 @@ pub fn peer(a: PeerArgs) -> Result<(), CmdError> {
             crossbeam_channel::select! {
                 recv(events) -> ev => match ev {
                     Ok(ev) => {
-                        if let Some(text) = console::describe(&ev) {
+                        if let Some(text) = console::describe(&ev, &peer.config().overlay.seeds) {
                             output::say(text);
                         }
                     }

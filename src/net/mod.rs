@@ -113,6 +113,27 @@ impl NetError {
         }
     }
 
+    /// The address of the remote node.
+    pub fn addr(&self) -> &str {
+        match self {
+            NetError::Connect { addr, .. }
+            | NetError::Timeout { addr, .. }
+            | NetError::Io { addr, .. }
+            | NetError::Protocol { addr, .. }
+            | NetError::Remote { addr, .. } => addr,
+        }
+    }
+
+    /// What went wrong, without the address: for a caller that already names the
+    /// node (`index 127.0.0.1:1024: beat: connection closed`, not the address twice).
+    pub fn without_addr(&self) -> String {
+        let full = self.to_string();
+        full.strip_prefix(self.addr())
+            .and_then(|rest| rest.strip_prefix(": "))
+            .map(str::to_owned)
+            .unwrap_or(full)
+    }
+
     /// The error code when the remote refused the request.
     pub fn refusal(&self) -> Option<&crate::protocol::Refusal> {
         match self {
@@ -148,6 +169,56 @@ impl std::error::Error for NetError {
             NetError::Connect { source, .. } | NetError::Io { source, .. } => Some(source),
             NetError::Remote { refusal, .. } => Some(refusal),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ErrorCode, Refusal};
+
+    #[test]
+    fn without_addr_names_the_verb_and_the_failure_once() {
+        let addr = "127.0.0.1:45030".to_owned();
+        let cases = [
+            (
+                NetError::Io {
+                    addr: addr.clone(),
+                    verb: "beat".into(),
+                    source: io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"),
+                },
+                "beat: connection closed",
+            ),
+            (
+                NetError::Connect {
+                    addr: addr.clone(),
+                    source: io::Error::new(io::ErrorKind::ConnectionRefused, "refused"),
+                },
+                "cannot connect: refused",
+            ),
+            (
+                NetError::Timeout {
+                    addr: addr.clone(),
+                    verb: "sync".into(),
+                },
+                "sync: timed out",
+            ),
+            (
+                NetError::Remote {
+                    addr: addr.clone(),
+                    verb: "hello".into(),
+                    refusal: Refusal::new(ErrorCode::Conflict, "taken"),
+                },
+                "hello: conflict: taken",
+            ),
+        ];
+        for (e, detail) in cases {
+            assert_eq!(e.without_addr(), detail);
+            assert_eq!(
+                format!("index {addr}: {}", e.without_addr()),
+                format!("index {e}")
+            );
         }
     }
 }

@@ -62,6 +62,23 @@ pub struct Member {
     pub rtt_ms: Option<u64>,
 }
 
+/// Why a broadcast was not sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotSent {
+    /// The active view is empty: the broadcast would reach nobody.
+    NoNeighbours,
+}
+
+impl std::fmt::Display for NotSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotSent::NoNeighbours => f.write_str("not sent: this peer has no neighbours yet"),
+        }
+    }
+}
+
+impl std::error::Error for NotSent {}
+
 /// Which view a member is in, for display.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum View {
@@ -139,6 +156,8 @@ struct Suspicion {
 /// Counters, for `status`, the console and the simulator.
 #[derive(Clone, Debug, Default)]
 pub struct PeerStats {
+    /// Broadcast texts heard that were sent before this node started: not shown.
+    pub heard_before_start: u64,
     pub probes_sent: u64,
     pub suspicions: u64,
     pub refutations: u64,
@@ -197,6 +216,9 @@ pub struct PeerNode {
     /// changed much (counting members on every tick would cost O(N)).
     target: usize,
     left: bool,
+    /// Broadcast texts sent before this wall-clock time (ms since the Unix epoch, by
+    /// the origin's clock) are relayed but not shown; see [`PeerNode::show_said_from`].
+    show_said_from: u64,
     out: Vec<Out>,
     events: Vec<OverlayEvent>,
     pub stats: PeerStats,
@@ -255,6 +277,7 @@ impl PeerNode {
             next_refute_broadcast: Millis(0),
             target: config.active_min,
             left: false,
+            show_said_from: 0,
             out: Vec::new(),
             events: Vec::new(),
             stats: PeerStats::default(),
@@ -336,6 +359,18 @@ impl PeerNode {
     /// Messages to send, in order.
     pub fn take_out(&mut self) -> Vec<Out> {
         std::mem::take(&mut self.out)
+    }
+
+    /// Shows (as [`OverlayEvent::Said`]) only broadcast texts sent at or after
+    /// `wall_ms`: a process passes its start time. A new neighbour is told of recent
+    /// broadcasts so that a peer cut off for a moment catches up, and a fresh process
+    /// remembers nothing of what it printed before: without this, a restarted peer
+    /// would print the last minute's messages again (in the order they were fetched,
+    /// not sent). They are still relayed, so the peers behind this one lose nothing.
+    /// The origin's clock dates a message: with clocks apart by more than the time a
+    /// peer takes to join, a message sent just after the join could be hidden too.
+    pub fn show_said_from(&mut self, wall_ms: u64) {
+        self.show_said_from = wall_ms;
     }
 
     pub fn take_events(&mut self) -> Vec<OverlayEvent> {
@@ -461,14 +496,18 @@ impl PeerNode {
         }
     }
 
-    /// Broadcasts a text to every live peer; returns its id.
-    pub fn say(&mut self, text: String, wall_ms: u64, now: Millis) -> MsgId {
+    /// Broadcasts a text to every live peer; returns its id. With no neighbour it
+    /// would reach nobody, so it is not sent at all (and not shown here as said).
+    pub fn say(&mut self, text: String, wall_ms: u64, now: Millis) -> Result<MsgId, NotSent> {
+        if self.active.is_empty() {
+            return Err(NotSent::NoNeighbours);
+        }
         let b = self.next_broadcast(Body::Say(text), wall_ms);
         let id = b.id();
         self.stats.said += 1;
         self.gossip.broadcast(b, now);
         self.flush_gossip(now);
-        id
+        Ok(id)
     }
 
     fn broadcast_member(&mut self, info: MemberInfo, now: Millis) {
@@ -480,6 +519,9 @@ impl PeerNode {
     fn on_delivered(&mut self, b: Broadcast, now: Millis) {
         let id = b.id();
         match b.body {
+            Body::Say(_) if b.time_ms < self.show_said_from => {
+                self.stats.heard_before_start += 1;
+            }
             Body::Say(text) => {
                 let local = b.origin == self.me;
                 if !local {
@@ -2209,5 +2251,61 @@ mod tests {
                 "{wakeups} wake-ups in a minute with {seeds} seeds"
             );
         }
+    }
+
+    fn said(events: Vec<OverlayEvent>) -> Vec<String> {
+        events
+            .into_iter()
+            .filter_map(|e| match e {
+                OverlayEvent::Said { text, .. } => Some(text),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_restarted_peer_does_not_show_broadcasts_sent_before_it_started() {
+        let config = OverlayConfig::default();
+        let mut net = Net::new(3, config.clone());
+        let t = net.now;
+        net.nodes[1].say("before".into(), t.0, t).unwrap();
+        net.run(t.0 + 1000, |_, _, _| true);
+        assert_eq!(said(net.nodes[2].take_events()), ["before"]);
+
+        // n2 quits and a new process takes its place: same id and address, a higher
+        // incarnation, no memory. Its neighbours catch it up on recent broadcasts.
+        net.nodes[2].leave(net.now);
+        net.run(net.now.0 + 1000, |_, _, _| true);
+        let restart = net.now;
+        let mut fresh = PeerNode::new(pid("n2"), 0, config, 99, 2, restart.0 * 1000);
+        fresh.show_said_from(restart.0);
+        fresh.start(restart);
+        fresh.merge_list(vec![alive("n0", 0), alive("n1", 1)], false, restart);
+        net.nodes[2] = fresh;
+        net.run(restart.0 + 5000, |_, _, _| true);
+        assert!(!net.nodes[2].active().is_empty(), "rejoined");
+        assert!(said(net.nodes[2].take_events()).is_empty());
+        assert_eq!(
+            net.nodes[2].stats.heard_before_start, 1,
+            "the old broadcast reached the new process, through the catch-up"
+        );
+
+        // What is said after the restart is shown, once.
+        let t = net.now;
+        net.nodes[0].say("after".into(), t.0, t).unwrap();
+        net.run(t.0 + 1000, |_, _, _| true);
+        assert_eq!(said(net.nodes[2].take_events()), ["after"]);
+    }
+
+    #[test]
+    fn a_peer_with_no_neighbours_does_not_send_a_broadcast() {
+        let mut x = lone(OverlayConfig::default(), 0);
+        assert_eq!(
+            x.say("anyone?".into(), 5, Millis(5)),
+            Err(NotSent::NoNeighbours)
+        );
+        assert_eq!(x.stats.said, 0);
+        assert!(said(x.take_events()).is_empty(), "not shown as said");
+        assert!(x.take_out().is_empty());
     }
 }

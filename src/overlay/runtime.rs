@@ -15,7 +15,7 @@
 //! Nothing here blocks the core thread on the network: links have bounded queues
 //! and a full queue drops the message.
 
-use super::peer::{MemberRow, PeerNode};
+use super::peer::{MemberRow, NotSent, PeerNode};
 use super::seed::SeedNode;
 use super::{wire, Dest, From, Msg, MsgId, Out, OverlayEvent};
 use crate::clock::{self, Clock, Millis};
@@ -30,6 +30,7 @@ use crate::protocol::name::PeerId;
 use crate::protocol::{ErrorCode, Refusal};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::collections::HashMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -100,6 +101,26 @@ pub struct Identity {
     pub port: u16,
 }
 
+/// Why `say` failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SayError {
+    /// The core refused: the broadcast would reach nobody.
+    NotSent(NotSent),
+    /// The core did not answer.
+    Unavailable(String),
+}
+
+impl fmt::Display for SayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SayError::NotSent(why) => write!(f, "{why}"),
+            SayError::Unavailable(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for SayError {}
+
 /// A request to a core thread.
 pub enum Input {
     Msg(From, Msg),
@@ -107,7 +128,7 @@ pub enum Input {
     Unreachable(Dest),
     Say {
         text: String,
-        reply: Sender<MsgId>,
+        reply: Sender<Result<MsgId, NotSent>>,
     },
     Status {
         rows: bool,
@@ -133,6 +154,8 @@ pub struct OverlayStatus {
     pub seeds: usize,
     pub said: u64,
     pub heard: u64,
+    /// Broadcast texts heard that were sent before this peer started (not shown).
+    pub heard_before_start: u64,
     pub messages_in: u64,
     pub messages_out: u64,
     pub dropped: u64,
@@ -196,8 +219,12 @@ impl OverlayHandle {
     }
 
     /// Broadcasts a text from this node.
-    pub fn say(&self, text: String) -> Result<MsgId, String> {
-        self.ask(|reply| Input::Say { text, reply })
+    pub fn say(&self, text: String) -> Result<MsgId, SayError> {
+        match self.ask(|reply| Input::Say { text, reply }) {
+            Ok(Ok(id)) => Ok(id),
+            Ok(Err(why)) => Err(SayError::NotSent(why)),
+            Err(why) => Err(SayError::Unavailable(why)),
+        }
     }
 
     pub fn status(&self, rows: bool) -> Result<OverlayStatus, String> {
@@ -446,6 +473,7 @@ fn peer_status(node: &PeerNode, handle: &OverlayHandle, rows: bool) -> OverlaySt
         seeds: 0,
         said: node.stats.said,
         heard: node.stats.heard,
+        heard_before_start: node.stats.heard_before_start,
         messages_in: c.messages_in.load(Ordering::Relaxed),
         messages_out: c.messages_out.load(Ordering::Relaxed),
         dropped: c.dropped.load(Ordering::Relaxed),

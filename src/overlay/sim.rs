@@ -316,7 +316,9 @@ impl Sim {
     pub fn say(&mut self, i: usize, text: &str) -> MsgId {
         let now = self.now;
         let id = match &mut self.slots[i].node {
-            Node::Peer(p) => p.say(text.to_owned(), now, Millis(now)),
+            Node::Peer(p) => p
+                .say(text.to_owned(), now, Millis(now))
+                .unwrap_or_else(|e| panic!("peer {i}: {e}")),
             Node::Seed(_) => panic!("seeds do not broadcast"),
         };
         self.obs.broadcasts.entry(id).or_default().sent_at = now;

@@ -486,8 +486,10 @@ fn fetch_pieces(
             )
         };
         progress.note(&format!(
-            "resuming '{}': {} of {count} pieces already here ({checked})",
-            req.name, resumed.kept
+            "resuming '{}': {} of {} already here ({checked})",
+            req.name,
+            resumed.kept,
+            crate::units::plural(count as u64, "piece")
         ));
         progress.advance(verified_bytes(&plan, t.size));
     }

@@ -174,7 +174,8 @@ impl Link {
                     s
                 }
                 Err(e) => {
-                    let reason = e.to_string();
+                    // Every message about a link names its index already.
+                    let reason = e.without_addr();
                     self.set_state(|s| {
                         s.connected = false;
                         s.last_error = Some(reason.clone());
@@ -203,7 +204,7 @@ impl Link {
                 Err(e) => {
                     // A change in flight may or may not have reached the index.
                     self.must_sync = true;
-                    let reason = e.to_string();
+                    let reason = e.without_addr();
                     log::warn!("index {}: {reason}; reconnecting", self.addr);
                     self.set_state(|s| {
                         s.connected = false;
@@ -237,7 +238,11 @@ impl Link {
             s.files_known = files;
             s.last_error = None;
         });
-        log::info!("index {}: session open, {files} files published", self.addr);
+        log::info!(
+            "index {}: session open, {} published",
+            self.addr,
+            crate::units::plural(files as u64, "file")
+        );
         let _ = self.events.send(PeerEvent::IndexUp {
             index: self.addr.clone(),
             files,

@@ -8,7 +8,6 @@
 //! The cores it drives are the [`catalog::Catalog`] and the [`plan::PiecePlan`].
 
 pub mod catalog;
-pub mod console;
 pub mod download;
 pub mod hashcache;
 pub mod links;
@@ -357,7 +356,7 @@ impl Peer {
         let wall = crate::clock::wall_ms();
         // A restarted peer must outrank its earlier self (which may have been declared
         // dead) and must not reuse its broadcast numbers: both start from the clock.
-        let node = PeerNode::new(
+        let mut node = PeerNode::new(
             config.id.clone(),
             settings.seeds.len(),
             settings.config.clone(),
@@ -365,6 +364,9 @@ impl Peer {
             wall / 1000,
             wall * 1000,
         );
+        // Neighbours catch a new link up on recent broadcasts; this process printed
+        // none of them, and those sent before it started are not news to its user.
+        node.show_said_from(wall);
         let seeds = settings.seeds.clone();
         let log = settings.log.clone();
         let sink: runtime::EventSink = Box::new(move |ev: OverlayEvent| {

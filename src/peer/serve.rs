@@ -10,7 +10,7 @@ use super::PeerShared;
 use crate::net::node::{self, status_reply};
 use crate::net::rate::TokenBucket;
 use crate::net::{Reply, Service};
-use crate::overlay::runtime::{self, OverlayConn, OverlayHandle};
+use crate::overlay::runtime::{self, OverlayConn, OverlayHandle, SayError};
 use crate::overlay::wire;
 use crate::protocol::codec::{self, Classic, Request};
 use crate::protocol::commands::{Role, Verb};
@@ -168,6 +168,7 @@ impl PeerService {
                         ("messages", o.said + o.heard),
                         ("messages_said", o.said),
                         ("messages_heard", o.heard),
+                        ("messages_before_start", o.heard_before_start),
                         ("overlay_in", o.messages_in),
                         ("overlay_out", o.messages_out),
                     ]
@@ -191,10 +192,10 @@ impl PeerService {
         if text.trim().is_empty() {
             return Err(refuse(ErrorCode::BadRequest, "nothing to say"));
         }
-        let id = self
-            .overlay
-            .say(text)
-            .map_err(|e| refuse(ErrorCode::Internal, e))?;
+        let id = self.overlay.say(text).map_err(|e| match e {
+            SayError::NotSent(why) => refuse(ErrorCode::NoNeighbours, why.to_string()),
+            SayError::Unavailable(why) => refuse(ErrorCode::Internal, why),
+        })?;
         Ok(Reply::Text(codec::line(&["ok", &id.to_string()])))
     }
 

@@ -16,6 +16,7 @@ use super::links::{LinkCommand, Publisher};
 use super::PeerEvent;
 use super::PeerShared;
 use crate::protocol::name::FileName;
+use crate::units::plural;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use notify::{RecursiveMode, Watcher};
 use std::collections::{HashMap, HashSet};
@@ -175,7 +176,8 @@ impl Sharer {
             (c.len(), c.total_bytes())
         };
         log::info!(
-            "sharing {files} files ({bytes} bytes) from {}",
+            "sharing {} ({bytes} bytes) from {}",
+            plural(files as u64, "file"),
             self.dir.display()
         );
         let _ = self.events.send(PeerEvent::Shared {
@@ -289,7 +291,10 @@ impl Sharer {
             }
         }
         if !withdrawn.is_empty() {
-            log::info!("withdrawing {} files no longer shared", withdrawn.len());
+            log::info!(
+                "withdrawing {} no longer shared",
+                plural(withdrawn.len() as u64, "file")
+            );
             self.publisher.send(LinkCommand::Withdraw(withdrawn));
         }
         // Files known to the cache go out first; the rest as they are hashed.
@@ -387,7 +392,10 @@ impl Sharer {
             send(&mut batch);
         }
         if !initial && published > 0 {
-            log::info!("published {published} new or changed files");
+            log::info!(
+                "published {} new or changed",
+                plural(published as u64, "file")
+            );
         }
     }
 }

@@ -67,12 +67,14 @@ pub enum ErrorCode {
     Conflict,
     /// The client speaks a protocol version this server does not.
     BadVersion,
+    /// A broadcast would reach nobody: the peer has no neighbours (yet).
+    NoNeighbours,
     /// Something failed inside the server; the request may be retried.
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownVerb,
         ErrorCode::BadName,
@@ -84,6 +86,7 @@ impl ErrorCode {
         ErrorCode::UnknownPeer,
         ErrorCode::Conflict,
         ErrorCode::BadVersion,
+        ErrorCode::NoNeighbours,
         ErrorCode::Internal,
     ];
 
@@ -100,6 +103,7 @@ impl ErrorCode {
             ErrorCode::UnknownPeer => "unknown-peer",
             ErrorCode::Conflict => "conflict",
             ErrorCode::BadVersion => "bad-version",
+            ErrorCode::NoNeighbours => "no-neighbours",
             ErrorCode::Internal => "internal",
         }
     }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod pty;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -168,6 +170,22 @@ impl Proc {
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Waits (with the deadline) for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self) -> i32 {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < until,
+                "{} did not exit within {DEADLINE:?}",
+                self.name
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn stderr_text(&self) -> String {

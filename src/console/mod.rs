@@ -1,0 +1,610 @@
+//! The peer's interactive console: search, download, list, status.
+//!
+//! The console is one of the two places that print to the user (with the one-shot
+//! commands in [`crate::cmd`]). Its commands come from one table,
+//! [`commands::CONSOLE_COMMANDS`], which drives dispatch, `help` and completion. Log
+//! lines and events are printed above the prompt through the output sink, so they
+//! never scramble the line being typed; during a download they go above the progress
+//! bar. Results are rendered by [`crate::render`], as the one-shot commands render
+//! theirs.
+
+mod commands;
+mod events;
+mod progress;
+
+pub use commands::{complete, help_for, help_lines};
+pub use events::describe;
+pub use progress::BarProgress;
+
+use crate::output;
+use crate::overlay::peer::NotSent;
+use crate::overlay::runtime::SayError;
+use crate::overlay::{wire, MemberState};
+use crate::peer::download::{partials, DownloadError, Outcome};
+use crate::peer::links::LinkCommand;
+use crate::peer::pool::Found;
+use crate::peer::Peer;
+use crate::protocol::commands::Role;
+use crate::protocol::hash::Sha1Digest;
+use crate::protocol::name::FileName;
+use crate::render;
+use crate::signals::Signal;
+use crate::units::{fmt_bytes, plural};
+use commands::{lookup, ConsoleHelper, Flow};
+use events::{print_events, terminal_safe, EditorPrinter};
+use rustyline::error::ReadlineError;
+use rustyline::history::FileHistory;
+use rustyline::Editor;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+struct Console<'a> {
+    peer: &'a Peer,
+    last_results: Vec<Found>,
+    /// The names of `last_results`, shared with the completer.
+    found_names: Arc<Mutex<Vec<String>>>,
+    /// Set by Ctrl-C (SIGINT) while a download runs; the download stops and keeps a
+    /// resumable partial.
+    cancel: Arc<AtomicBool>,
+}
+
+/// Runs the console until `quit` or end of input. `signals` carries SIGINT and
+/// SIGTERM: Ctrl-C during a download cancels it (at the prompt, the line editor sees
+/// Ctrl-C as a key and clears the line); SIGTERM leaves the network and exits.
+pub fn run(peer: &Peer, signals: crossbeam_channel::Receiver<Signal>) {
+    let interactive = std::io::stdin().is_terminal();
+    let mut editor = match Editor::<ConsoleHelper, FileHistory>::new() {
+        Ok(e) => e,
+        Err(e) => {
+            output::say(format!("cannot start the console: {e}"));
+            return;
+        }
+    };
+    let found_names = Arc::new(Mutex::new(Vec::new()));
+    editor.set_helper(Some(ConsoleHelper {
+        found: found_names.clone(),
+        state_dir: peer.config().state_dir.clone(),
+    }));
+    let history = peer.config().state_dir.join("history.txt");
+    if interactive {
+        let _ = editor.load_history(&history);
+        if let Ok(p) = editor.create_external_printer() {
+            output::set_printer(Some(Box::new(EditorPrinter(p))));
+        }
+    }
+    let events = peer.events().clone();
+    let seeds = peer.config().overlay.seeds.clone();
+    let _ = std::thread::Builder::new()
+        .name("console-events".into())
+        .spawn(move || print_events(events, seeds));
+    output::say("type 'help' for commands");
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        let leave = peer.publisher();
+        let _ = std::thread::Builder::new()
+            .name("console-signals".into())
+            .spawn(move || {
+                for sig in signals {
+                    match sig {
+                        Signal::Interrupt => cancel.store(true, Ordering::SeqCst),
+                        Signal::Terminate => {
+                            output::say("terminated: leaving the network");
+                            if let Some(l) = &leave {
+                                l.send(LinkCommand::Leave);
+                            }
+                            // Give the links a moment to say bye, then go.
+                            std::thread::sleep(std::time::Duration::from_millis(500));
+                            std::process::exit(0);
+                        }
+                    }
+                }
+            });
+    }
+    let mut console = Console {
+        peer,
+        last_results: Vec::new(),
+        found_names,
+        cancel,
+    };
+    loop {
+        match editor.readline("p2pshare> ") {
+            Ok(line) => {
+                let line = line.trim();
+                if line.is_empty() {
+                    continue;
+                }
+                let _ = editor.add_history_entry(line);
+                if console.dispatch(line) == Flow::Quit {
+                    break;
+                }
+            }
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => {
+                if !interactive {
+                    output::say("console input ended; leaving (run with --no-console to serve without a console)");
+                }
+                break;
+            }
+            Err(e) => {
+                output::say(format!("console error: {e}"));
+                break;
+            }
+        }
+    }
+    if interactive {
+        let _ = editor.save_history(&history);
+    }
+    output::set_printer(None);
+}
+
+impl Console<'_> {
+    /// Runs one command line.
+    fn dispatch(&mut self, line: &str) -> Flow {
+        let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        match lookup(word) {
+            Some(cmd) => (cmd.run)(self, rest.trim()),
+            None => {
+                output::say(format!("unknown command '{word}'; type 'help'"));
+                Flow::Continue
+            }
+        }
+    }
+
+    fn search(&mut self, words: &str) {
+        if words.is_empty() {
+            output::say("usage: search WORDS...  (every word must match, -word excludes)");
+            return;
+        }
+        match self.peer.pool().search(words, 100) {
+            Ok((found, more)) => {
+                for line in render::search_table(&found, more, words) {
+                    output::say(line);
+                }
+                *self.found_names.lock().unwrap_or_else(|e| e.into_inner()) =
+                    found.iter().map(|f| f.name.clone()).collect();
+                self.last_results = found;
+            }
+            Err(e) => output::say(format!("search failed: {e}")),
+        }
+    }
+
+    fn get(&mut self, arg: &str) {
+        if arg.is_empty() {
+            output::say("usage: get NAME | N  (N: a result number from the last search)");
+            return;
+        }
+        let (name, id): (String, Option<Sha1Digest>) = match arg.parse::<usize>() {
+            Ok(n) if n >= 1 && n <= self.last_results.len() => {
+                let f = &self.last_results[n - 1];
+                (f.name.clone(), f.id)
+            }
+            Ok(n) if !self.last_results.is_empty() || FileName::parse(arg).is_err() => {
+                output::say(format!("no result {n} in the last search"));
+                return;
+            }
+            _ => (arg.to_owned(), None),
+        };
+        self.fetch(name, id);
+    }
+
+    /// Downloads a file (by name, optionally only one content) and reports the outcome.
+    fn fetch(&mut self, name: String, id: Option<Sha1Digest>) {
+        let name = match FileName::parse(&name) {
+            Ok(n) => n,
+            Err(e) => {
+                output::say(format!("'{name}': {e}"));
+                return;
+            }
+        };
+        let progress = BarProgress::new();
+        self.cancel.store(false, Ordering::SeqCst);
+        match self
+            .peer
+            .download(name.clone(), id, &progress, &self.cancel)
+        {
+            Ok(Outcome::Downloaded(done)) => {
+                output::say(render::downloaded(name.as_str(), &done, true));
+            }
+            Ok(Outcome::AlreadyHave { path, id }) => {
+                output::say(format!("already have {} ({})", path.display(), id.short()));
+            }
+            Err(DownloadError::Cancelled) => output::say(format!(
+                "cancelled; the partial download is kept: 'resume {name}' continues it"
+            )),
+            Err(e @ DownloadError::NotFound { .. }) => {
+                output::say(format!("get failed: {e}"));
+                if let Some(hint) = self.other_case(&name) {
+                    output::say(hint);
+                }
+            }
+            Err(e) => output::say(format!("get failed: {e}")),
+        }
+    }
+
+    /// Names differ by case (search ignores it, names do not): when no file has this
+    /// exact name, a hint naming the files whose names match it but for case.
+    fn other_case(&self, name: &FileName) -> Option<String> {
+        let (found, _) = self.peer.pool().search(name.as_str(), 100).ok()?;
+        let mut names: Vec<&str> = found
+            .iter()
+            .map(|f| f.name.as_str())
+            .filter(|n| *n != name.as_str() && n.to_lowercase() == name.as_str().to_lowercase())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        if names.is_empty() {
+            return None;
+        }
+        let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+        Some(format!(
+            "names are case-sensitive: did you mean {}?",
+            quoted.join(" or ")
+        ))
+    }
+
+    fn downloads(&self) {
+        let list = partials(&self.peer.config().state_dir);
+        if list.is_empty() {
+            output::say("no stopped downloads");
+        }
+        for p in list {
+            let pct = (p.pieces_done * 100).checked_div(p.pieces).unwrap_or(100);
+            output::say(format!(
+                "{}  ({}, {} of {}, {pct}%, {})",
+                p.name,
+                fmt_bytes(p.size),
+                p.pieces_done,
+                plural(p.pieces as u64, "piece"),
+                p.id.short()
+            ));
+        }
+    }
+
+    fn resume(&mut self, name: &str) {
+        if name.is_empty() {
+            output::say("usage: resume NAME  (see 'downloads')");
+            return;
+        }
+        let Some(p) = partials(&self.peer.config().state_dir)
+            .into_iter()
+            .find(|p| p.name == name)
+        else {
+            output::say(format!("no stopped download of '{name}'; see 'downloads'"));
+            return;
+        };
+        self.fetch(p.name, Some(p.id));
+    }
+
+    fn ls(&self) {
+        let catalog = self.peer.shared().catalog();
+        if catalog.is_empty() {
+            output::say("sharing no files yet");
+        }
+        for f in catalog.iter() {
+            output::say(format!(
+                "{}  ({}, {})",
+                f.name,
+                fmt_bytes(f.hashes.size),
+                f.hashes.id.short()
+            ));
+        }
+    }
+
+    fn say(&self, text: &str) {
+        if text.is_empty() {
+            output::say("usage: say TEXT");
+            return;
+        }
+        if text.len() > wire::MAX_TEXT {
+            output::say(format!("too long: at most {} bytes", wire::MAX_TEXT));
+            return;
+        }
+        match self.peer.overlay().say(text.to_owned()) {
+            Ok(_) => {}
+            Err(SayError::NotSent(NotSent::NoNeighbours)) => output::say(match self.no_seeds() {
+                Some(hint) => format!("not sent: it would reach nobody; {hint}"),
+                None => "not sent: no neighbours yet, it would reach nobody (see 'peers')".into(),
+            }),
+            Err(e) => output::say(format!("say failed: {e}")),
+        }
+    }
+
+    /// When no seeds are configured: why this peer has no neighbours, and the fix.
+    fn no_seeds(&self) -> Option<&'static str> {
+        self.peer.config().overlay.seeds.is_empty().then_some(
+            "no seeds are configured, so this peer has no neighbours: start it with \
+             --seed HOST:PORT (repeatable) or --seeds FILE",
+        )
+    }
+
+    fn msg(&self, args: &str) {
+        let Some((who, text)) = args.split_once(char::is_whitespace) else {
+            output::say("usage: msg PEER TEXT  (PEER: an id from 'peers', or host:port)");
+            return;
+        };
+        let text = text.trim();
+        let addr = if let Ok(a) = who.parse::<std::net::SocketAddr>() {
+            a.to_string()
+        } else {
+            let rows = match self.peer.overlay().status(true) {
+                Ok(s) => s.rows,
+                Err(e) => {
+                    output::say(format!("msg failed: {e}"));
+                    return;
+                }
+            };
+            match rows.iter().find(|r| r.id.as_str() == who) {
+                Some(r) if !r.member.state.is_gone() => r.member.addr.to_string(),
+                Some(r) => {
+                    output::say(format!("{who} is {}", r.member.state));
+                    return;
+                }
+                None => {
+                    output::say(format!(
+                        "no peer '{who}' known; see 'peers', or give host:port"
+                    ));
+                    return;
+                }
+            }
+        };
+        let t = self.peer.config().timeouts;
+        let me = self.peer.shared().id.clone();
+        let reply = crate::net::client::Client::connect(&addr, &t)
+            .and_then(|mut c| c.call(&["msg", me.as_str(), &wire::escape_text(text)]));
+        match reply {
+            Ok(f) => {
+                let text = f
+                    .first()
+                    .and_then(|r| wire::unescape_text(r).ok())
+                    .unwrap_or_default();
+                output::say(format!("reply from {who}: {}", terminal_safe(&text)));
+            }
+            Err(e) => output::say(format!("msg failed: {e}")),
+        }
+    }
+
+    fn peers(&self) {
+        let st = match self.peer.overlay().status(true) {
+            Ok(s) => s,
+            Err(e) => {
+                output::say(format!("peers failed: {e}"));
+                return;
+            }
+        };
+        if let Some(hint) = self.no_seeds() {
+            if st.neighbours == 0 {
+                output::say(hint);
+                return;
+            }
+        }
+        let neighbours: Vec<_> = st
+            .rows
+            .iter()
+            .filter(|r| r.view == crate::overlay::peer::View::Active)
+            .collect();
+        if neighbours.is_empty() {
+            output::say("no neighbours yet");
+        }
+        for r in &neighbours {
+            let rtt = r
+                .member
+                .rtt_ms
+                .map_or("rtt -".to_owned(), |ms| format!("rtt {ms} ms"));
+            output::say(format!(
+                "  {:<20} {:<22} {:<8} {rtt}",
+                r.id.as_str(),
+                r.member.addr.to_string(),
+                r.member.state.as_str()
+            ));
+        }
+        let suspect = st
+            .rows
+            .iter()
+            .filter(|r| r.member.state == MemberState::Suspect)
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>();
+        let dead = st
+            .rows
+            .iter()
+            .filter(|r| r.member.state.is_gone())
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>();
+        output::say(format!(
+            "{}, {} in reserve, {} alive",
+            plural(st.neighbours as u64, "neighbour"),
+            st.passive,
+            plural(st.peers as u64, "member")
+        ));
+        if !suspect.is_empty() {
+            output::say(format!("suspect: {}", suspect.join(", ")));
+        }
+        if !dead.is_empty() {
+            output::say(format!("dead or left: {}", dead.join(", ")));
+        }
+    }
+
+    fn status(&self) {
+        output::say(format!("listening on {}", self.peer.local_addr()));
+        for (k, v) in self.peer.shared().status_rows() {
+            output::say(format!("{k:>16}: {v}"));
+        }
+        for l in self.peer.link_states() {
+            let state = if l.connected {
+                format!(
+                    "connected, {} published",
+                    plural(l.files_known as u64, "file")
+                )
+            } else {
+                format!(
+                    "down ({})",
+                    l.last_error.unwrap_or_else(|| "connecting".into())
+                )
+            };
+            output::say(format!("{:>16}: {state}", format!("index {}", l.index)));
+        }
+        match self.peer.overlay().status(false) {
+            Ok(o) => output::say(format!(
+                "{:>16}: {}, {}, {} of {} up, {} said, {} heard",
+                "overlay",
+                plural(o.neighbours as u64, "neighbour"),
+                plural(o.peers as u64, "member"),
+                o.seeds_up,
+                plural(self.peer.config().overlay.seeds.len() as u64, "seed"),
+                plural(o.said, "message"),
+                o.heard
+            )),
+            Err(e) => output::say(format!("{:>16}: {e}", "overlay")),
+        }
+    }
+}
+
+fn help(args: &str) -> Flow {
+    if args.eq_ignore_ascii_case("wire") {
+        // The wire verbs, from the same command table that drives dispatch and arity.
+        for role in [Role::Index, Role::Seed, Role::Peer] {
+            output::say(format!("{role}:"));
+            for line in crate::protocol::commands::help(role).lines() {
+                output::say(format!("  {line}"));
+            }
+        }
+        return Flow::Continue;
+    }
+    if !args.is_empty() {
+        match help_for(args) {
+            Some(lines) => lines.into_iter().for_each(output::say),
+            None => output::say(format!("no command '{args}'; type 'help' for the list")),
+        }
+        return Flow::Continue;
+    }
+    for line in help_lines() {
+        output::say(line);
+    }
+    Flow::Continue
+}
+
+#[cfg(test)]
+mod tests {
+    use super::commands::CONSOLE_COMMANDS;
+    use super::*;
+    use crate::config::NodeAddr;
+    use crate::overlay::OverlayEvent;
+    use crate::peer::PeerEvent;
+    use crate::protocol::name::PeerId;
+
+    fn files(_command: &str) -> Vec<String> {
+        ["tenkb.txt", "TenKB-notes.md", "onekb.txt", "tenkb.txt"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    #[test]
+    fn seeds_are_named_by_address_and_counts_agree_with_their_nouns() {
+        let seeds = [NodeAddr::parse("127.0.0.1:1500").unwrap()];
+        let up = PeerEvent::Overlay(OverlayEvent::SeedUp { seed: 0, peers: 1 });
+        assert_eq!(
+            describe(&up, &seeds).unwrap(),
+            "seed 127.0.0.1:1500: registered, 1 peer known"
+        );
+        let conflict = PeerEvent::Overlay(OverlayEvent::IdConflict { seed: 0 });
+        assert!(describe(&conflict, &seeds)
+            .unwrap()
+            .starts_with("seed 127.0.0.1:1500 refused this peer"));
+        let shared = PeerEvent::Shared {
+            files: 1,
+            bytes: 2048,
+            from_cache: 0,
+            skipped: Vec::new(),
+        };
+        assert_eq!(
+            describe(&shared, &seeds).unwrap(),
+            "sharing 1 file (2.0 KiB)"
+        );
+        let up = PeerEvent::IndexUp {
+            index: "127.0.0.1:1024".into(),
+            files: 1,
+        };
+        assert_eq!(
+            describe(&up, &seeds).unwrap(),
+            "index 127.0.0.1:1024: connected, 1 file published"
+        );
+    }
+
+    #[test]
+    fn the_first_word_completes_to_command_names_in_any_case() {
+        assert_eq!(complete("", files).1.len(), CONSOLE_COMMANDS.len());
+        assert_eq!(
+            complete("s", files),
+            (0, vec!["search".into(), "say".into(), "status".into()])
+        );
+        assert_eq!(complete("DOW", files), (0, vec!["downloads".into()]));
+        assert_eq!(complete("zz", files), (0, vec![]));
+    }
+
+    #[test]
+    fn get_completes_to_the_names_of_the_last_search() {
+        assert_eq!(
+            complete("get ten", files),
+            (4, vec!["TenKB-notes.md".into(), "tenkb.txt".into()]),
+            "case ignored, duplicates once"
+        );
+        assert_eq!(complete("G  one", files), (3, vec!["onekb.txt".into()]));
+        assert_eq!(complete("get ", files).1.len(), 3);
+        let asked = std::cell::Cell::new("");
+        let (_, c) = complete("resume o", |command| {
+            asked.set(if command == "resume" {
+                "resume"
+            } else {
+                "other"
+            });
+            vec!["onekb.txt".into()]
+        });
+        assert_eq!((asked.get(), c), ("resume", vec!["onekb.txt".to_owned()]));
+        assert_eq!(complete("help g", files), (5, vec!["get".into()]));
+        assert_eq!(complete("help w", files), (5, vec!["wire".into()]));
+        assert_eq!(complete("ls x", files), (3, vec![]), "ls takes no argument");
+    }
+
+    #[test]
+    fn help_names_one_command_by_name_or_alias_in_any_case() {
+        let get = help_for("get").unwrap();
+        assert_eq!(get[0], "usage: get NAME | N");
+        assert!(get[1].contains("download a file by name"), "{get:?}");
+        assert!(get[2].contains('g'), "{get:?}");
+        assert_eq!(help_for("G"), Some(get));
+        assert_eq!(help_for("exit").unwrap()[0], "usage: quit");
+        assert_eq!(help_for("nope"), None);
+        for c in CONSOLE_COMMANDS {
+            assert!(help_for(&c.name.to_uppercase()).is_some(), "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn texts_from_the_network_cannot_drive_the_terminal() {
+        let text = "hi\u{1b}]0;owned\u{7}\u{1b}[2J\r\nx is dead (declared by y)\u{9b}".to_owned();
+        let said = PeerEvent::Overlay(OverlayEvent::Said {
+            id: Sha1Digest::of(b"m"),
+            origin: PeerId::parse("p1").unwrap(),
+            time_ms: 0,
+            text: text.clone(),
+            hops: 1,
+            local: false,
+        });
+        let message = PeerEvent::Message {
+            from: "p1".into(),
+            text,
+            remote: "127.0.0.1:1025".parse().unwrap(),
+        };
+        for ev in [said, message] {
+            let line = describe(&ev, &[]).unwrap();
+            assert!(!line.chars().any(char::is_control), "{line:?}");
+            assert!(
+                line.ends_with(
+                    r"hi\u{1b}]0;owned\u{7}\u{1b}[2J\r\nx is dead (declared by y)\u{9b}"
+                ),
+                "{line}"
+            );
+        }
+    }
+}
