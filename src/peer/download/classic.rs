@@ -1,15 +1,80 @@
 //! A classic fetch: the whole file from a seed-003 holder (no piece list), hashed as
 //! it is written.
 
-use super::{DownloadRequest, Progress, SourceError, CACHE_SLICE};
+use super::{
+    Arrived, Attempts, Call, DownloadError, DownloadRequest, Progress, SourceError, Target,
+    CACHE_SLICE,
+};
 use crate::net::client::dial;
 use crate::net::rate::TokenBucket;
 use crate::net::NetError;
 use crate::peer::catalog::{hash_reader, ContentHashes};
 use crate::peer::pool::Holder;
-use std::fs::File;
+use crate::protocol::MAX_FILE_SIZE;
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::Path;
+use std::sync::atomic::Ordering;
+
+/// Tries the classic holders one after the other: used only when no modern holder
+/// could deliver. The stream must match the content id when one is known; otherwise
+/// the user is told the file could not be verified in advance. `None` when every
+/// classic holder failed.
+pub(super) fn fetch_from_classic(
+    call: &Call<'_>,
+    holders: &[Holder],
+    target: Option<Target>,
+    attempts: &mut Attempts,
+) -> Result<Option<Arrived>, DownloadError> {
+    let (req, progress) = (call.req, call.progress);
+    let classic: Vec<&Holder> = holders.iter().filter(|h| h.is_classic()).collect();
+    let expect = target.map(|t| t.id).or(req.id);
+    if target.is_none() {
+        progress.begin(req.name.as_str(), None);
+    }
+    for h in classic {
+        if call.cancel.load(Ordering::SeqCst) {
+            return Err(DownloadError::Cancelled);
+        }
+        attempts.tried += 1;
+        let part = call
+            .partial_dir
+            .join(format!("classic-{}.part", std::process::id()));
+        progress.source(&format!("{} ({}, classic)", h.peer, h.addr()));
+        let limit = target.map(|t| t.size).unwrap_or(MAX_FILE_SIZE);
+        match fetch_classic(req, h, &part, progress, limit) {
+            Ok(hashes) if expect.is_some_and(|e| e != hashes.id) => {
+                let _ = fs::remove_file(&part);
+                attempts.last = format!(
+                    "classic holder {} sent content {}, not the expected one",
+                    h.peer, hashes.id
+                );
+                progress.note(&attempts.last);
+            }
+            Ok(hashes) => {
+                if expect.is_none() {
+                    progress.note(&format!(
+                        "'{}' came from classic peer {} without a piece list: it could not be verified in advance (content id {})",
+                        req.name, h.peer, hashes.id
+                    ));
+                }
+                return Ok(Some(Arrived {
+                    part,
+                    hashes,
+                    verified_in_advance: expect.is_some(),
+                    sources: vec![h.peer.clone()],
+                    resumed_bytes: 0,
+                }));
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&part);
+                attempts.last = format!("{} ({}): {e}", h.peer, h.addr());
+                progress.note(&format!("holder {}; trying the next", attempts.last));
+            }
+        }
+    }
+    Ok(None)
+}
 
 /// Copies what it reads into a file, for hashing a classic stream while saving it.
 struct Tee<'a, R> {
@@ -46,7 +111,7 @@ impl<R: Read> Read for Tee<'_, R> {
 
 /// Downloads a whole file from a classic holder: `./<peer>/<name>`, then the bytes
 /// until the holder closes.
-pub(super) fn fetch_classic(
+fn fetch_classic(
     req: &DownloadRequest<'_>,
     h: &Holder,
     part: &Path,

@@ -23,6 +23,7 @@
 mod classic;
 mod disk;
 mod partial;
+mod policy;
 mod swarm;
 
 pub use partial::{partials, PartialInfo};
@@ -34,16 +35,16 @@ use crate::net::{NetError, Timeouts};
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::FileName;
 use crate::protocol::MAX_FILE_SIZE;
-use classic::fetch_classic;
+use classic::fetch_from_classic;
 use partial::{place, Check, Partial};
 use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use swarm::{fetch_pieces, Fetched};
+use swarm::{fetch_pieces, Fetched, SwarmJob};
 
 /// Bytes hashed and written at a time: small enough to stay in the CPU cache
 /// between the copy that brings them and the hash that reads them.
@@ -301,138 +302,156 @@ pub fn download_from(
         });
     }
     let dest = req.dest_dir.join(req.name.as_str());
-    if fs::symlink_metadata(&dest).is_ok() {
-        let existing = match req.existing {
-            Some(id) => id,
-            None => hash_file(&dest).map_err(io_at(&dest))?.1.id,
-        };
-        return if target.is_some_and(|t| t.id == existing) || req.id == Some(existing) {
-            // A download killed between linking the file into place and removing its
-            // partial leaves the partial behind: it is not needed any more.
-            Partial::remove_leftovers(&req.state_dir.join("partial"), existing);
-            Ok(Outcome::AlreadyHave {
-                path: dest,
-                id: existing,
-            })
-        } else {
-            Err(DownloadError::Exists { path: dest })
-        };
+    if let Some(outcome) = already_there(req, target, &dest)? {
+        return Ok(outcome);
     }
     let partial_dir = req.state_dir.join("partial");
     fs::create_dir_all(&partial_dir).map_err(io_at(&partial_dir))?;
-
-    let mut tried = 0;
-    let mut last = String::from("no holder could be reached");
-    let mut result: Option<(PathBuf, ContentHashes, bool, Vec<String>)> = None;
-    let mut resumed_bytes = 0;
-
-    if let Some(t) = target {
-        // Holders of exactly this content first; classic holders after, as a last
-        // resort whose stream is checked against the content id.
-        let same = |h: &Holder| h.id == Some(t.id) && h.digest == Some(t.digest);
-        let modern: Vec<Holder> = holders.iter().filter(|h| same(h)).cloned().collect();
-        let requery_same = || requery().into_iter().filter(|h| same(h)).collect();
-        let part = partial_dir.join(format!("{}.part", t.id.hex()));
-        progress.begin(req.name.as_str(), Some(t.size));
-        // A partial that stops early stays, with its state file, for a resume.
-        let mut check = Check::Sample;
-        loop {
-            match fetch_pieces(
-                req,
-                t,
-                modern.clone(),
-                &requery_same,
-                &part,
-                progress,
-                cancel,
-                check,
-                &mut tried,
-                &mut last,
-            ) {
-                Ok(Fetched::Done {
-                    hashes,
-                    sources,
-                    resumed,
-                }) => {
-                    resumed_bytes = resumed;
-                    result = Some((part.clone(), hashes, true, sources));
-                }
-                Ok(Fetched::RecheckAll) if check == Check::Sample => {
-                    // Restart the bar: the pieces found bad are fetched again.
-                    progress.end();
-                    progress.begin(req.name.as_str(), Some(t.size));
-                    check = Check::All;
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    progress.end();
-                    return Err(e);
-                }
-            }
-            break;
-        }
-    }
-    if result.is_none() {
-        let classic: Vec<&Holder> = holders.iter().filter(|h| h.is_classic()).collect();
-        let expect = target.map(|t| t.id).or(req.id);
-        if target.is_none() {
-            progress.begin(req.name.as_str(), None);
-        }
-        for h in classic {
-            if cancel.load(Ordering::SeqCst) {
-                progress.end();
-                return Err(DownloadError::Cancelled);
-            }
-            tried += 1;
-            let part = partial_dir.join(format!("classic-{}.part", std::process::id()));
-            progress.source(&format!("{} ({}, classic)", h.peer, h.addr()));
-            let limit = target.map(|t| t.size).unwrap_or(MAX_FILE_SIZE);
-            match fetch_classic(req, h, &part, progress, limit) {
-                Ok(hashes) if expect.is_some_and(|e| e != hashes.id) => {
-                    let _ = fs::remove_file(&part);
-                    last = format!(
-                        "classic holder {} sent content {}, not the expected one",
-                        h.peer, hashes.id
-                    );
-                    progress.note(&last);
-                }
-                Ok(hashes) => {
-                    if expect.is_none() {
-                        progress.note(&format!(
-                            "'{}' came from classic peer {} without a piece list: it could not be verified in advance (content id {})",
-                            req.name, h.peer, hashes.id
-                        ));
-                    }
-                    result = Some((part, hashes, expect.is_some(), vec![h.peer.clone()]));
-                    break;
-                }
-                Err(e) => {
-                    let _ = fs::remove_file(&part);
-                    last = format!("{} ({}): {e}", h.peer, h.addr());
-                    progress.note(&format!("holder {last}; trying the next"));
-                }
-            }
-        }
+    let call = Call {
+        req,
+        requery,
+        progress,
+        cancel,
+        partial_dir,
+    };
+    let mut attempts = Attempts {
+        tried: 0,
+        last: String::from("no holder could be reached"),
+    };
+    let mut arrived = match target {
+        Some(t) => fetch_modern(&call, holders, t, &mut attempts),
+        None => Ok(None),
+    };
+    if matches!(arrived, Ok(None)) {
+        arrived = fetch_from_classic(&call, holders, target, &mut attempts);
     }
     progress.end();
-    let Some((part, hashes, verified_in_advance, sources)) = result else {
+    let Some(arrived) = arrived? else {
         return Err(DownloadError::AllSourcesFailed {
             name: req.name.to_string(),
-            tried,
-            last,
+            tried: attempts.tried,
+            last: attempts.last,
         });
     };
-    let stamp = place(&part, &dest)?;
+    let stamp = place(&arrived.part, &dest)?;
     Ok(Outcome::Downloaded(Completed {
         path: dest,
-        hashes,
+        hashes: arrived.hashes,
         stamp,
-        verified_in_advance,
-        sources,
+        verified_in_advance: arrived.verified_in_advance,
+        sources: arrived.sources,
         elapsed: started.elapsed(),
-        resumed_bytes,
+        resumed_bytes: arrived.resumed_bytes,
     }))
+}
+
+/// One call of [`download_from`]: the request and the caller's hooks.
+struct Call<'a> {
+    req: &'a DownloadRequest<'a>,
+    requery: &'a dyn Fn() -> Vec<Holder>,
+    progress: &'a dyn Progress,
+    cancel: &'a AtomicBool,
+    /// `<state>/partial`, where the bytes land before they are placed.
+    partial_dir: PathBuf,
+}
+
+/// What the holders tried so far came to.
+struct Attempts {
+    tried: usize,
+    /// Why the last one failed.
+    last: String,
+}
+
+/// A whole file in its partial, verified as far as it can be, ready to be placed.
+struct Arrived {
+    part: PathBuf,
+    hashes: ContentHashes,
+    /// False when the bytes came from a classic holder without a piece list.
+    verified_in_advance: bool,
+    sources: Vec<String>,
+    /// Bytes an earlier, stopped run had already fetched.
+    resumed_bytes: u64,
+}
+
+/// Something is at `dest` already: the content asked for (`Some`: nothing to fetch),
+/// or a different file, which is never replaced (an error). `None` when nothing is.
+fn already_there(
+    req: &DownloadRequest<'_>,
+    target: Option<Target>,
+    dest: &Path,
+) -> Result<Option<Outcome>, DownloadError> {
+    if fs::symlink_metadata(dest).is_err() {
+        return Ok(None);
+    }
+    let existing = match req.existing {
+        Some(id) => id,
+        None => hash_file(dest).map_err(io_at(dest))?.1.id,
+    };
+    if target.is_some_and(|t| t.id == existing) || req.id == Some(existing) {
+        // A download killed between linking the file into place and removing its
+        // partial leaves the partial behind: it is not needed any more.
+        Partial::remove_leftovers(&req.state_dir.join("partial"), existing);
+        Ok(Some(Outcome::AlreadyHave {
+            path: dest.to_owned(),
+            id: existing,
+        }))
+    } else {
+        Err(DownloadError::Exists {
+            path: dest.to_owned(),
+        })
+    }
+}
+
+/// Fetches `t` from the holders of exactly this content, as a swarm. When the whole
+/// file does not match after a spot-checked resume, goes again checking every resumed
+/// piece. `None` when every holder failed.
+fn fetch_modern(
+    call: &Call<'_>,
+    holders: &[Holder],
+    t: Target,
+    attempts: &mut Attempts,
+) -> Result<Option<Arrived>, DownloadError> {
+    // Holders of exactly this content first; classic holders after, as a last
+    // resort whose stream is checked against the content id.
+    let same = |h: &Holder| h.id == Some(t.id) && h.digest == Some(t.digest);
+    let modern: Vec<Holder> = holders.iter().filter(|h| same(h)).cloned().collect();
+    let requery_same = || -> Vec<Holder> { (call.requery)().into_iter().filter(same).collect() };
+    let part = call.partial_dir.join(format!("{}.part", t.id.hex()));
+    let job = SwarmJob {
+        req: call.req,
+        target: t,
+        part: &part,
+        requery: &requery_same,
+        progress: call.progress,
+        cancel: call.cancel,
+    };
+    call.progress.begin(call.req.name.as_str(), Some(t.size));
+    // A partial that stops early stays, with its state file, for a resume.
+    let mut check = Check::Sample;
+    loop {
+        match fetch_pieces(&job, modern.clone(), check, attempts)? {
+            Fetched::Done {
+                hashes,
+                sources,
+                resumed,
+            } => {
+                return Ok(Some(Arrived {
+                    part: part.clone(),
+                    hashes,
+                    verified_in_advance: true,
+                    sources,
+                    resumed_bytes: resumed,
+                }))
+            }
+            Fetched::RecheckAll if check == Check::Sample => {
+                // Restart the bar: the pieces found bad are fetched again.
+                call.progress.end();
+                call.progress.begin(call.req.name.as_str(), Some(t.size));
+                check = Check::All;
+            }
+            _ => return Ok(None),
+        }
+    }
 }
 
 #[cfg(test)]

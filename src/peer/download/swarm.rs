@@ -1,10 +1,27 @@
 //! The swarm: pieces of one file from several holders at once, each on its own
-//! connection and thread, pulling work from one shared [`PiecePlan`], with a disk
-//! thread writing what they verify.
+//! connection and thread, pulling work from one shared
+//! [`PiecePlan`](crate::peer::plan::PiecePlan), with a disk thread writing what they
+//! verify.
+//!
+//! Threads: the caller's thread is the coordinator, a thin driver of the
+//! [`SourcePolicy`]: it starts the sources the policy names, asks the index again when
+//! the policy says so, and collects how sources end. One `download-src-<k>` thread per
+//! source pulls pieces from the plan with [`PIPELINE_DEPTH`] requests in flight, hashes
+//! each piece slice by slice as it arrives and hands it to the `download-disk` thread
+//! (see [`DiskWriter`]). When nothing is missing any more, idle sources duplicate the
+//! pieces in flight longest (endgame); the first copy wins, and once every piece is in,
+//! the connections still busy are shut down, so a slow or stalled source never holds
+//! the end back. A source that fails gives its pieces back.
+//!
+//! Lock order: the [`SwarmState`] mutex (plan, policy, pieces delivered) and the
+//! [`Conns`] mutex are leaves, never held together nor across I/O.
 
 use super::disk::DiskWriter;
-use super::partial::{Check, Partial};
-use super::{io_at, DownloadError, DownloadRequest, Progress, SourceError, Target, CACHE_SLICE};
+use super::partial::{Check, Partial, Resumed};
+use super::policy::{Action, SourcePolicy};
+use super::{
+    io_at, Attempts, DownloadError, DownloadRequest, Progress, SourceError, Target, CACHE_SLICE,
+};
 use crate::net::client::Client;
 use crate::net::rate::TokenBucket;
 use crate::net::Timeouts;
@@ -15,160 +32,37 @@ use crate::protocol::codec;
 use crate::protocol::hash::{parse_piece_list, piece_list_digest, Sha1Digest};
 use crate::protocol::name::FileName;
 use crate::protocol::{piece_count, PIECE_SIZE};
+use crossbeam_channel::{Receiver, Sender};
 use sha1::{Digest, Sha1};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::thread::Scope;
 use std::time::{Duration, Instant};
 
 /// Fetch requests kept in flight on one connection, so the source never idles
 /// between pieces.
 const PIPELINE_DEPTH: usize = 4;
 
-/// Fetches every piece from up to `max_sources` holders at once. `Ok(None)` when every
-/// holder failed and no new one turned up.
-///
-/// One `download-src-<k>` thread per source pulls pieces from the shared plan with
-/// [`PIPELINE_DEPTH`] requests in flight, hashes each piece slice by slice as it
-/// arrives and hands it to the `download-disk` thread, which writes pieces in place,
-/// feeds the whole-file hash and streams write-back. When nothing is missing any more,
-/// idle sources duplicate the pieces in flight longest (endgame); the first copy wins,
-/// and once every piece is in, the connections still busy are shut down, so a slow or
-/// stalled source never holds the end back. A source that fails gives its pieces back;
-/// one that sends two bad pieces is banned for the rest of the download.
-///
-/// This thread coordinates: it starts sources, collects how they end, and asks the
-/// index for holders again, every few seconds while fewer than `max_sources` are in
-/// use, and every second once none is left (for up to the I/O timeout, then it gives
-/// up with the partial kept for a resume).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn fetch_pieces(
-    req: &DownloadRequest<'_>,
-    t: Target,
-    holders: Vec<Holder>,
-    requery: &dyn Fn() -> Vec<Holder>,
-    part: &Path,
-    progress: &dyn Progress,
-    cancel: &AtomicBool,
-    check: Check,
-    tried: &mut usize,
-    last: &mut String,
-) -> Result<Fetched, DownloadError> {
-    let partial = Partial::open(part, t, &req.name)?;
-    let count = piece_count(t.size) as usize;
-    let mut plan = PiecePlan::new(count);
-    let saved_list = partial.load_piece_list();
-    let resumed = saved_list
-        .as_deref()
-        .map(|list| partial.resume(&mut plan, list, check))
-        .unwrap_or_default();
-    let resumed_bytes = verified_bytes(&plan, t.size);
-    if resumed.kept > 0 {
-        let checked = if resumed.checked == resumed.kept {
-            "every one checked".to_owned()
-        } else {
-            format!(
-                "{} spot-checked, the whole file is checked at the end",
-                resumed.checked
-            )
-        };
-        progress.note(&format!(
-            "resuming '{}': {} of {count} pieces already here ({checked})",
-            req.name, resumed.kept
-        ));
-        progress.advance(verified_bytes(&plan, t.size));
-    }
-    let (to_disk, disk_rx) = crossbeam_channel::bounded::<(usize, Vec<u8>)>(DISK_QUEUE);
-    let (spare_tx, spare) = crossbeam_channel::bounded::<Vec<u8>>(DISK_QUEUE + 1);
-    let resumed_pieces: Vec<bool> = (0..count).map(|i| plan.is_verified(i)).collect();
-    let swarm = Swarm {
-        name: &req.name,
-        target: t,
-        state: Mutex::new(SwarmState {
-            plan,
-            bad: HashMap::new(),
-            banned: HashSet::new(),
-            delivered: HashMap::new(),
-        }),
-        conns: Mutex::new(Conns::default()),
-        pieces: saved_list.map(OnceLock::from).unwrap_or_default(),
-        partial: &partial,
-        to_disk,
-        spare,
-        progress,
-        cancel,
-        limiter: req.download_limit.as_deref(),
-    };
-    let (outcome, sources, disk_result) = std::thread::scope(|scope| {
-        let disk = std::thread::Builder::new()
-            .name("download-disk".into())
-            .spawn_scoped(scope, || {
-                DiskWriter::new(&partial, t.size, resumed_pieces).run(&disk_rx, &spare_tx)
-            });
-        let disk = match disk {
-            Ok(handle) => handle,
-            Err(e) => return (Err(io_at(part)(e)), Vec::new(), None),
-        };
-        let (outcome, sources) = std::thread::scope(|sources| {
-            coordinate(sources, &swarm, req, holders, requery, tried, last, part)
-        });
-        let finished = swarm.done();
-        let pieces = swarm.pieces.get().cloned();
-        drop(swarm); // closes the disk queue: the disk thread finishes what it has
-        let disk_result = disk
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the disk thread panicked")));
-        // When the disk thread stopped on an error, that error is the real cause.
-        let outcome = match (outcome, &disk_result) {
-            (Err(DownloadError::Io { path, .. }), Err(e)) => Err(DownloadError::Io {
-                path,
-                source: io::Error::new(e.kind(), e.to_string()),
-            }),
-            (other, _) => other,
-        };
-        let outcome = outcome.map(|()| finished.then(|| pieces.unwrap_or_default()));
-        (outcome, sources, Some(disk_result))
-    });
-    let Some(pieces) = outcome? else {
-        return Ok(Fetched::Failed);
-    };
-    log::debug!("all pieces fetched and written");
-    let id = match disk_result {
-        Some(Ok(id)) => id,
-        Some(Err(e)) => return Err(io_at(part)(e)),
-        None => return Ok(Fetched::Failed),
-    };
-    if id != t.id && resumed.checked < resumed.kept {
-        // A resumed piece that was not spot-checked may be damaged: record every
-        // piece as here, and start again checking each one.
-        progress.note(&format!(
-            "'{}' does not match its content id after a resume; checking every piece",
-            req.name
-        ));
-        partial
-            .save_state(&vec![0xff; count.div_ceil(8)], true)
-            .map_err(io_at(part))?;
-        return Ok(Fetched::RecheckAll);
-    }
-    if id != t.id {
-        // Every piece matched a piece list whose digest the index gave, but the whole
-        // does not match the content id published beside it: the publisher lied.
-        *last = format!("pieces verified but the file hashes to {id}, not {}", t.id);
-        progress.note(last);
-        partial.discard();
-        return Ok(Fetched::Failed);
-    }
-    partial.file.sync_all().map_err(io_at(part))?;
-    partial.forget();
-    log::debug!("partial file fsynced");
-    Ok(Fetched::Done {
-        hashes: ContentHashes::from_parts(t.size, id, pieces),
-        sources,
-        resumed: resumed_bytes,
-    })
+/// The coordinator looks at the cancel flag at least this often.
+const COORDINATOR_TICK: Duration = Duration::from_millis(100);
+
+/// Verified pieces waiting for the disk thread.
+const DISK_QUEUE: usize = 16;
+
+/// One swarm fetch: the content, where its partial is, and the caller's hooks.
+pub(super) struct SwarmJob<'a> {
+    pub(super) req: &'a DownloadRequest<'a>,
+    pub(super) target: Target,
+    /// The partial file (`<id>.part`).
+    pub(super) part: &'a Path,
+    /// Asks the index for holders of exactly this content again.
+    pub(super) requery: &'a dyn Fn() -> Vec<Holder>,
+    pub(super) progress: &'a dyn Progress,
+    pub(super) cancel: &'a AtomicBool,
 }
 
 /// How [`fetch_pieces`] ended, when nothing failed locally.
@@ -187,6 +81,202 @@ pub(super) enum Fetched {
     RecheckAll,
 }
 
+/// Every piece is in: the piece list and the whole-file hash.
+struct Whole {
+    pieces: Vec<Sha1Digest>,
+    id: Sha1Digest,
+}
+
+/// Fetches every piece from up to `max_sources` holders at once (see the module
+/// documentation), keeping what an earlier run left. [`Fetched::Failed`] when every
+/// holder failed and no new one turned up for the I/O timeout; the partial then stays
+/// for a resume.
+pub(super) fn fetch_pieces(
+    job: &SwarmJob<'_>,
+    holders: Vec<Holder>,
+    check: Check,
+    attempts: &mut Attempts,
+) -> Result<Fetched, DownloadError> {
+    let t = job.target;
+    let partial = Partial::open(job.part, t, &job.req.name)?;
+    let mut plan = PiecePlan::new(piece_count(t.size) as usize);
+    let saved_list = partial.load_piece_list();
+    let resumed = resume(job, &partial, &mut plan, saved_list.as_deref(), check);
+    let resumed_bytes = verified_bytes(&plan, t.size);
+    let (whole, sources) = run_swarm(job, &partial, plan, saved_list, holders, attempts);
+    let Some(whole) = whole? else {
+        return Ok(Fetched::Failed);
+    };
+    log::debug!("all pieces fetched and written");
+    if whole.id != t.id {
+        return not_the_content(job, &partial, whole.id, &resumed, attempts);
+    }
+    partial.file.sync_all().map_err(io_at(job.part))?;
+    partial.forget();
+    log::debug!("partial file fsynced");
+    Ok(Fetched::Done {
+        hashes: ContentHashes::from_parts(t.size, whole.id, whole.pieces),
+        sources,
+        resumed: resumed_bytes,
+    })
+}
+
+/// Keeps the pieces an earlier run left (see [`Partial::resume`]) and tells the user.
+fn resume(
+    job: &SwarmJob<'_>,
+    partial: &Partial,
+    plan: &mut PiecePlan,
+    saved_list: Option<&[Sha1Digest]>,
+    check: Check,
+) -> Resumed {
+    let resumed = saved_list
+        .map(|list| partial.resume(plan, list, check))
+        .unwrap_or_default();
+    if resumed.kept > 0 {
+        let checked = if resumed.checked == resumed.kept {
+            "every one checked".to_owned()
+        } else {
+            format!(
+                "{} spot-checked, the whole file is checked at the end",
+                resumed.checked
+            )
+        };
+        job.progress.note(&format!(
+            "resuming '{}': {} of {} pieces already here ({checked})",
+            job.req.name,
+            resumed.kept,
+            plan.len()
+        ));
+        job.progress.advance(verified_bytes(plan, job.target.size));
+    }
+    resumed
+}
+
+/// Every piece matched its hash but the whole file hashes to `id`, not the content
+/// id: after a resume that kept unchecked pieces, check them all; otherwise the
+/// publisher lied, and the partial goes.
+fn not_the_content(
+    job: &SwarmJob<'_>,
+    partial: &Partial,
+    id: Sha1Digest,
+    resumed: &Resumed,
+    attempts: &mut Attempts,
+) -> Result<Fetched, DownloadError> {
+    if resumed.checked < resumed.kept {
+        // A resumed piece that was not spot-checked may be damaged: record every
+        // piece as here, and start again checking each one.
+        job.progress.note(&format!(
+            "'{}' does not match its content id after a resume; checking every piece",
+            job.req.name
+        ));
+        let count = piece_count(job.target.size) as usize;
+        partial
+            .save_state(&vec![0xff; count.div_ceil(8)], true)
+            .map_err(io_at(job.part))?;
+        return Ok(Fetched::RecheckAll);
+    }
+    // Every piece matched a piece list whose digest the index gave, but the whole
+    // does not match the content id published beside it: the publisher lied.
+    attempts.last = format!(
+        "pieces verified but the file hashes to {id}, not {}",
+        job.target.id
+    );
+    job.progress.note(&attempts.last);
+    partial.discard();
+    Ok(Fetched::Failed)
+}
+
+/// Runs the disk thread and the sources until every piece is in or the download
+/// stops. Returns the piece list and the whole-file hash when every piece is in, and
+/// the holders that delivered pieces and did not fail.
+fn run_swarm(
+    job: &SwarmJob<'_>,
+    partial: &Partial,
+    plan: PiecePlan,
+    saved_list: Option<Vec<Sha1Digest>>,
+    holders: Vec<Holder>,
+    attempts: &mut Attempts,
+) -> (Result<Option<Whole>, DownloadError>, Vec<String>) {
+    let size = job.target.size;
+    let (to_disk, disk_rx) = crossbeam_channel::bounded::<(usize, Vec<u8>)>(DISK_QUEUE);
+    let (spare_tx, spare) = crossbeam_channel::bounded::<Vec<u8>>(DISK_QUEUE + 1);
+    let resumed_pieces: Vec<bool> = (0..plan.len()).map(|i| plan.is_verified(i)).collect();
+    let policy = SourcePolicy::new(
+        holders,
+        job.req.max_sources,
+        job.req.timeouts.io,
+        Instant::now(),
+    );
+    let swarm = Swarm {
+        name: &job.req.name,
+        target: job.target,
+        state: Mutex::new(SwarmState {
+            plan,
+            policy,
+            delivered: HashMap::new(),
+        }),
+        conns: Mutex::new(Conns::default()),
+        pieces: saved_list.map(OnceLock::from).unwrap_or_default(),
+        partial,
+        to_disk,
+        spare,
+        progress: job.progress,
+        cancel: job.cancel,
+        limiter: job.req.download_limit.as_deref(),
+    };
+    std::thread::scope(|scope| {
+        let disk = std::thread::Builder::new()
+            .name("download-disk".into())
+            .spawn_scoped(scope, || {
+                DiskWriter::new(partial, size, resumed_pieces).run(&disk_rx, &spare_tx)
+            });
+        let disk = match disk {
+            Ok(handle) => handle,
+            Err(e) => return (Err(io_at(job.part)(e)), Vec::new()),
+        };
+        let (outcome, sources) =
+            std::thread::scope(|sources| Coordinator::new(sources, &swarm, job).run(attempts));
+        let finished = swarm.done();
+        let pieces = swarm.pieces.get().cloned();
+        drop(swarm); // closes the disk queue: the disk thread finishes what it has
+        let disk_result = disk
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the disk thread panicked")));
+        let whole = settle(outcome, finished, pieces, disk_result, job.part);
+        (whole, sources)
+    })
+}
+
+/// Puts how the sources ended and how the disk thread ended together.
+fn settle(
+    outcome: Result<(), DownloadError>,
+    finished: bool,
+    pieces: Option<Vec<Sha1Digest>>,
+    disk: io::Result<Sha1Digest>,
+    part: &Path,
+) -> Result<Option<Whole>, DownloadError> {
+    // When the disk thread stopped on an error, that error is the real cause.
+    match (outcome, &disk) {
+        (Err(DownloadError::Io { path, .. }), Err(e)) => {
+            return Err(DownloadError::Io {
+                path,
+                source: io::Error::new(e.kind(), e.to_string()),
+            })
+        }
+        (other, _) => other?,
+    }
+    if !finished {
+        return Ok(None);
+    }
+    match disk {
+        Ok(id) => Ok(Some(Whole {
+            pieces: pieces.unwrap_or_default(),
+            id,
+        })),
+        Err(e) => Err(io_at(part)(e)),
+    }
+}
+
 /// Bytes of the verified pieces.
 fn verified_bytes(plan: &PiecePlan, size: u64) -> u64 {
     (0..plan.len())
@@ -202,206 +292,168 @@ struct SourceEnd {
     result: Result<(), SourceError>,
 }
 
-/// The coordinator of [`fetch_pieces`]: starts sources, collects how they end, asks
-/// the index again. Returns the outcome and the holders that delivered pieces and did
-/// not fail. Every source thread it started has ended when it returns.
-#[allow(clippy::too_many_arguments)]
-fn coordinate<'scope, 'env>(
-    scope: &'scope std::thread::Scope<'scope, 'env>,
+/// The coordinator of [`fetch_pieces`]: does what the [`SourcePolicy`] says (starts
+/// sources, asks the index again, gives up), and collects how sources end.
+struct Coordinator<'scope, 'env> {
+    scope: &'scope Scope<'scope, 'env>,
     swarm: &'env Swarm<'env>,
-    req: &'env DownloadRequest<'env>,
-    holders: Vec<Holder>,
-    requery: &dyn Fn() -> Vec<Holder>,
-    tried: &mut usize,
-    last: &mut String,
-    part: &Path,
-) -> (Result<(), DownloadError>, Vec<String>) {
-    let cap = req.max_sources.max(1);
-    let patience = req.timeouts.io;
-    let (ends_tx, ends) = crossbeam_channel::unbounded::<SourceEnd>();
-    // Address -> source id, for the sources running now.
-    let mut running: HashMap<String, SourceId> = HashMap::new();
-    let mut failed_at: HashMap<String, Instant> = HashMap::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut sources = Vec::new();
-    let mut outcome = Ok(());
-    let mut candidates = holders;
-    let mut next_id: SourceId = 0;
-    let mut requery_every = REQUERY_FIRST;
-    let mut next_requery = Instant::now() + requery_every;
-    // Since when no source has been running, and how many pieces were verified then.
-    let mut starved: Option<(Instant, usize)> = None;
-    loop {
-        if outcome.is_err() || swarm.done() {
-            break;
+    job: &'env SwarmJob<'env>,
+    ends_tx: Sender<SourceEnd>,
+    ends: Receiver<SourceEnd>,
+    /// The holders that delivered pieces and did not fail.
+    sources: Vec<String>,
+}
+
+impl<'scope, 'env> Coordinator<'scope, 'env> {
+    fn new(
+        scope: &'scope Scope<'scope, 'env>,
+        swarm: &'env Swarm<'env>,
+        job: &'env SwarmJob<'env>,
+    ) -> Self {
+        let (ends_tx, ends) = crossbeam_channel::unbounded();
+        Coordinator {
+            scope,
+            swarm,
+            job,
+            ends_tx,
+            ends,
+            sources: Vec::new(),
         }
-        if swarm.cancel.load(Ordering::SeqCst) {
-            outcome = Err(DownloadError::Cancelled);
-            break;
-        }
-        // Start a source for every usable candidate, up to the cap.
-        let banned = swarm.lock().banned.clone();
-        let mut started = 0;
-        for h in candidates.drain(..) {
-            if running.len() >= cap {
-                break;
+    }
+
+    /// Runs the download to its end. Returns the outcome and the holders that
+    /// delivered pieces and did not fail. Every source thread it started has ended
+    /// when it returns.
+    fn run(mut self, attempts: &mut Attempts) -> (Result<(), DownloadError>, Vec<String>) {
+        let outcome = self.drive(attempts);
+        let outcome = self.wind_down(outcome);
+        (outcome, self.sources)
+    }
+
+    /// Until every piece is in, the download is cancelled or a local error stops it,
+    /// or the policy gives up (`Ok`, with pieces missing).
+    fn drive(&mut self, attempts: &mut Attempts) -> Result<(), DownloadError> {
+        loop {
+            if self.swarm.done() {
+                return Ok(());
             }
-            let addr = h.addr();
-            if banned.contains(&addr)
-                || running.contains_key(&addr)
-                || failed_at
-                    .get(&addr)
-                    .is_some_and(|at| at.elapsed() < RETRY_FAILED_AFTER)
-            {
-                continue;
+            if self.swarm.cancel.load(Ordering::SeqCst) {
+                return Err(DownloadError::Cancelled);
             }
-            let id = next_id;
-            next_id += 1;
-            let tx = ends_tx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("download-src-{id}"))
-                .spawn_scoped(scope, move || {
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        swarm.run_source(id, &h, req.self_id, &req.timeouts)
-                    }))
-                    .unwrap_or_else(|_| {
-                        Err(SourceError::Disk(io::Error::other(
-                            "a source thread panicked",
-                        )))
-                    });
-                    let _ = tx.send(SourceEnd {
-                        id,
-                        holder: h,
-                        result,
-                    });
-                });
-            match spawned {
-                Ok(_) => {
-                    running.insert(addr.clone(), id);
-                    seen.insert(addr);
-                    *tried = seen.len();
-                    started += 1;
+            match self.swarm.next_action() {
+                Action::Start { source, holder } => {
+                    self.start(source, holder)?;
+                    attempts.tried = self.swarm.lock().policy.tried();
                 }
-                Err(e) => {
-                    outcome = Err(io_at(part)(e));
-                    break;
+                Action::Requery => {
+                    let found = (self.job.requery)();
+                    self.swarm.lock().policy.offer(found);
                 }
-            }
-        }
-        if outcome.is_err() {
-            break;
-        }
-        if started > 0 && !running.is_empty() {
-            requery_every = REQUERY_FIRST;
-            next_requery = Instant::now() + requery_every;
-        }
-        let now = Instant::now();
-        if running.is_empty() {
-            let verified = swarm.lock().plan.done();
-            match starved {
-                // No source, and no progress since the last one stopped: give up
-                // after `patience` (the partial stays, for a resume).
-                Some((since, at)) if at == verified => {
-                    if now.duration_since(since) >= patience {
-                        break;
+                Action::Starved => self.swarm.progress.note(&format!(
+                    "no holder of '{}' is left; asking the index again for up to {}s",
+                    self.job.req.name,
+                    self.job.req.timeouts.io.as_secs()
+                )),
+                Action::GiveUp => return Ok(()),
+                Action::Wait(wait) => {
+                    if let Ok(end) = self.ends.recv_timeout(wait.min(COORDINATOR_TICK)) {
+                        self.ended(end, attempts)?;
                     }
                 }
-                _ => {
-                    // Out of holders: ask the index again at once, then every second.
-                    starved = Some((now, verified));
-                    next_requery = now;
-                    swarm.progress.note(&format!(
-                        "no holder of '{}' is left; asking the index again for up to {}s",
-                        req.name,
-                        patience.as_secs()
-                    ));
-                }
             }
         }
-        if running.len() < cap && now >= next_requery {
-            candidates = requery();
-            let interval = if running.is_empty() {
-                STARVED_REQUERY
-            } else {
-                requery_every = (requery_every * 2).min(REQUERY_MAX);
-                requery_every
-            };
-            next_requery = now + interval;
-            continue;
+    }
+
+    /// Starts source `id` on its own thread.
+    fn start(&self, id: SourceId, holder: Holder) -> Result<(), DownloadError> {
+        let addr = holder.addr();
+        let (swarm, req, tx) = (self.swarm, self.job.req, self.ends_tx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("download-src-{id}"))
+            .spawn_scoped(self.scope, move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    swarm.run_source(id, &holder, req.self_id, &req.timeouts)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(SourceError::Disk(io::Error::other(
+                        "a source thread panicked",
+                    )))
+                });
+                let _ = tx.send(SourceEnd { id, holder, result });
+            });
+        if let Err(e) = spawned {
+            // It never ran: no end will come.
+            self.swarm.lock().policy.finished(&addr);
+            return Err(io_at(self.job.part)(e));
         }
-        let wait = next_requery
-            .saturating_duration_since(now)
-            .min(COORDINATOR_TICK);
-        let Ok(end) = ends.recv_timeout(wait) else {
-            continue;
-        };
+        Ok(())
+    }
+
+    /// A source ended while the download goes on.
+    fn ended(&mut self, end: SourceEnd, attempts: &mut Attempts) -> Result<(), DownloadError> {
         let addr = end.holder.addr();
-        running.remove(&addr);
         match end.result {
             Ok(()) => {
-                if swarm.contributed(end.id) && !sources.contains(&end.holder.peer) {
-                    sources.push(end.holder.peer.clone());
-                }
+                self.swarm.lock().policy.finished(&addr);
+                self.delivered(&end);
             }
-            Err(SourceError::Cancelled) => outcome = Err(DownloadError::Cancelled),
-            Err(SourceError::Disk(e)) => outcome = Err(io_at(part)(e)),
+            Err(SourceError::Cancelled) => {
+                self.swarm.lock().policy.finished(&addr);
+                return Err(DownloadError::Cancelled);
+            }
+            Err(SourceError::Disk(e)) => {
+                self.swarm.lock().policy.finished(&addr);
+                return Err(io_at(self.job.part)(e));
+            }
             Err(e) => {
-                failed_at.insert(addr.clone(), Instant::now());
-                *last = format!("{} ({addr}): {e}", end.holder.peer);
-                let next = if swarm.lock().banned.contains(&addr) {
+                let banned = {
+                    let mut st = self.swarm.lock();
+                    st.policy.failed(&addr, Instant::now());
+                    st.policy.is_banned(&addr)
+                };
+                attempts.last = format!("{} ({addr}): {e}", end.holder.peer);
+                let next = if banned {
                     ""
                 } else {
                     "; its pieces go back to the queue"
                 };
-                swarm.progress.note(&format!("holder {last}{next}"));
+                let note = format!("holder {}{next}", attempts.last);
+                self.swarm.progress.note(&note);
             }
         }
+        Ok(())
     }
-    // Every piece is in, or the download stops: shut the connections still open, so
-    // no source finishes a piece nobody needs or waits out a stalled holder.
-    swarm.stop();
-    for end in ends.iter().take(running.len()) {
-        match end.result {
-            Err(SourceError::Disk(e)) if outcome.is_ok() && !swarm.done() => {
-                outcome = Err(io_at(part)(e))
-            }
-            _ if swarm.contributed(end.id) && !sources.contains(&end.holder.peer) => {
-                sources.push(end.holder.peer.clone())
-            }
-            _ => {}
+
+    /// Counts the source's holder among those the file came from, if it delivered.
+    fn delivered(&mut self, end: &SourceEnd) {
+        if self.swarm.contributed(end.id) && !self.sources.contains(&end.holder.peer) {
+            self.sources.push(end.holder.peer.clone());
         }
     }
-    (outcome, sources)
+
+    /// Every piece is in, or the download stops: shuts the connections still open, so
+    /// no source finishes a piece nobody needs or waits out a stalled holder, and
+    /// waits for every source to end.
+    fn wind_down(&mut self, mut outcome: Result<(), DownloadError>) -> Result<(), DownloadError> {
+        self.swarm.stop();
+        let running = self.swarm.lock().policy.running();
+        for end in self.ends.clone().iter().take(running) {
+            match end.result {
+                Err(SourceError::Disk(e)) if outcome.is_ok() && !self.swarm.done() => {
+                    outcome = Err(io_at(self.job.part)(e))
+                }
+                _ => self.delivered(&end),
+            }
+        }
+        outcome
+    }
 }
-
-/// The first time the index is asked again for more holders while fewer than
-/// `max_sources` are in use; the interval doubles up to [`REQUERY_MAX`] while no new
-/// holder turns up.
-const REQUERY_FIRST: Duration = Duration::from_secs(2);
-const REQUERY_MAX: Duration = Duration::from_secs(30);
-
-/// How often the index is asked again once no source is left.
-const STARVED_REQUERY: Duration = Duration::from_secs(1);
-
-/// A holder that failed (and was not banned) may be tried again after this long: it
-/// may have restarted.
-const RETRY_FAILED_AFTER: Duration = Duration::from_secs(2);
-
-/// The coordinator looks at the cancel flag at least this often.
-const COORDINATOR_TICK: Duration = Duration::from_millis(100);
-
-/// Bad pieces after which a source is banned for the rest of the download.
-const BAD_PIECES_BAN: u32 = 2;
-
-/// Verified pieces waiting for the disk thread.
-const DISK_QUEUE: usize = 16;
 
 /// What the sources of one download share.
 struct SwarmState {
     plan: PiecePlan,
-    /// Bad pieces per source address.
-    bad: HashMap<String, u32>,
-    banned: HashSet<String>,
+    /// Which holders run, failed or are banned; when to ask the index again.
+    policy: SourcePolicy,
     /// Pieces each source delivered first.
     delivered: HashMap<SourceId, usize>,
 }
@@ -496,6 +548,13 @@ impl Swarm<'_> {
         result
     }
 
+    /// What the coordinator should do now (see [`SourcePolicy::next_action`]).
+    fn next_action(&self) -> Action {
+        let mut st = self.lock();
+        let verified = st.plan.done();
+        st.policy.next_action(Instant::now(), verified)
+    }
+
     fn serve_from(
         &self,
         id: SourceId,
@@ -505,22 +564,7 @@ impl Swarm<'_> {
     ) -> Result<(), SourceError> {
         client.hello("client", self_id, 0)?;
         if self.pieces.get().is_none() {
-            let list = match self.fetch_piece_list(client) {
-                Ok(list) => list,
-                Err(e) => {
-                    if matches!(e, SourceError::Lied(_)) {
-                        // A holder that lies about the piece list is not asked again.
-                        self.lock().banned.insert(h.addr());
-                    }
-                    return Err(e);
-                }
-            };
-            // Several sources may fetch the list at once: the first one kept saves it.
-            if self.pieces.set(list).is_ok() {
-                if let Some(list) = self.pieces.get() {
-                    self.partial.save_piece_list(list);
-                }
-            }
+            self.learn_piece_list(client, h)?;
         }
         let active = {
             let mut st = self.lock();
@@ -541,6 +585,28 @@ impl Swarm<'_> {
         };
         self.progress.sources(active);
         result
+    }
+
+    /// Fetches the piece list from this holder, checks it, and keeps it for every
+    /// source (and on disk, for a resume).
+    fn learn_piece_list(&self, client: &mut Client, h: &Holder) -> Result<(), SourceError> {
+        let list = match self.fetch_piece_list(client) {
+            Ok(list) => list,
+            Err(e) => {
+                if matches!(e, SourceError::Lied(_)) {
+                    // A holder that lies about the piece list is not asked again.
+                    self.lock().policy.ban(&h.addr());
+                }
+                return Err(e);
+            }
+        };
+        // Several sources may fetch the list at once: the first one kept saves it.
+        if self.pieces.set(list).is_ok() {
+            if let Some(list) = self.pieces.get() {
+                self.partial.save_piece_list(list);
+            }
+        }
+        Ok(())
     }
 
     fn fetch_piece_list(&self, client: &mut Client) -> Result<Vec<Sha1Digest>, SourceError> {
@@ -579,6 +645,8 @@ impl Swarm<'_> {
         })
     }
 
+    /// Fetches pieces from one holder until there is nothing left for it: keeps the
+    /// pipeline full, receives the oldest request, and passes on what matches its hash.
     fn pump(
         &self,
         id: SourceId,
@@ -586,7 +654,6 @@ impl Swarm<'_> {
         h: &Holder,
         in_flight: &mut VecDeque<usize>,
     ) -> Result<(), SourceError> {
-        let content = self.target.id.to_string();
         let Some(want) = self.pieces.get() else {
             return Ok(());
         };
@@ -594,85 +661,117 @@ impl Swarm<'_> {
             if self.cancel.load(Ordering::SeqCst) {
                 return Err(SourceError::Cancelled);
             }
-            let mut batch = String::new();
-            while in_flight.len() < PIPELINE_DEPTH {
-                let Some(i) = self.next_piece(id, in_flight) else {
-                    break;
-                };
-                let offset = (i as u64 * PIECE_SIZE).to_string();
-                let len = self.piece_len(i).to_string();
-                batch.push_str(&codec::line(&[
-                    "fetch",
-                    self.name.as_str(),
-                    &content,
-                    &offset,
-                    &len,
-                ]));
-                in_flight.push_back(i);
-            }
-            if !batch.is_empty() {
-                client.send(batch.as_bytes(), "fetch")?;
-            }
+            self.request_more(id, client, in_flight)?;
             let Some(&i) = in_flight.front() else {
                 return Ok(());
             };
-            let expected = self.piece_len(i);
-            let len = client.read_data_header("fetch", expected)?;
-            if len != expected {
-                return Err(SourceError::Lied(format!(
-                    "piece {i}: {len} bytes, expected {expected}"
-                )));
-            }
-            let mut buf = self.spare.try_recv().unwrap_or_default();
-            buf.resize(len as usize, 0);
-            // Hash each slice right after it is received, while it is still in the
-            // CPU cache: a whole piece is larger than the cache.
-            let mut sha = Sha1::new();
-            for slice in buf.chunks_mut(CACHE_SLICE) {
-                if let Some(limit) = self.limiter {
-                    limit.take(slice.len() as u64);
-                }
-                client.read_exact(slice, "fetch")?;
-                sha.update(&*slice);
-            }
+            let (buf, hash) = self.receive(client, i)?;
             in_flight.pop_front();
-            if Some(&Sha1Digest(sha.finalize().into())) != want.get(i) {
-                let mut st = self.lock();
-                st.plan.bad_copy(i, id);
-                let bad = st.bad.entry(h.addr()).or_insert(0);
-                *bad += 1;
-                if *bad >= BAD_PIECES_BAN {
-                    st.banned.insert(h.addr());
-                    return Err(SourceError::Lied(format!(
-                        "piece {i} does not match its hash, the second bad piece from {}: banned for the rest of this download",
-                        h.peer
-                    )));
-                }
-                drop(st);
-                self.progress.note(&format!(
-                    "holder {} ({}): piece {i} does not match its hash; discarded, fetched again from another holder if there is one",
-                    h.peer,
-                    h.addr()
-                ));
+            if Some(&hash) != want.get(i) {
+                self.bad_piece(id, h, i)?;
                 continue;
             }
-            let first = {
-                let mut st = self.lock();
-                let first = st.plan.verified(i);
-                if first {
-                    *st.delivered.entry(id).or_insert(0) += 1;
-                }
-                first
-            };
-            if first {
-                self.to_disk
-                    .send((i, buf))
-                    .map_err(|_| SourceError::Disk(io::Error::other("the disk thread stopped")))?;
-                self.progress.advance(len);
-            }
+            self.deliver(id, i, buf)?;
             if self.done() {
                 return Ok(());
             }
         }
+    }
+
+    /// Tops up the requests in flight to [`PIPELINE_DEPTH`], in one write.
+    fn request_more(
+        &self,
+        id: SourceId,
+        client: &mut Client,
+        in_flight: &mut VecDeque<usize>,
+    ) -> Result<(), SourceError> {
+        let content = self.target.id.to_string();
+        let mut batch = String::new();
+        while in_flight.len() < PIPELINE_DEPTH {
+            let Some(i) = self.next_piece(id, in_flight) else {
+                break;
+            };
+            let offset = (i as u64 * PIECE_SIZE).to_string();
+            let len = self.piece_len(i).to_string();
+            batch.push_str(&codec::line(&[
+                "fetch",
+                self.name.as_str(),
+                &content,
+                &offset,
+                &len,
+            ]));
+            in_flight.push_back(i);
+        }
+        if !batch.is_empty() {
+            client.send(batch.as_bytes(), "fetch")?;
+        }
+        Ok(())
+    }
+
+    /// Receives piece `i` and hashes it as it arrives.
+    fn receive(&self, client: &mut Client, i: usize) -> Result<(Vec<u8>, Sha1Digest), SourceError> {
+        let expected = self.piece_len(i);
+        let len = client.read_data_header("fetch", expected)?;
+        if len != expected {
+            return Err(SourceError::Lied(format!(
+                "piece {i}: {len} bytes, expected {expected}"
+            )));
+        }
+        let mut buf = self.spare.try_recv().unwrap_or_default();
+        buf.resize(len as usize, 0);
+        // Hash each slice right after it is received, while it is still in the
+        // CPU cache: a whole piece is larger than the cache.
+        let mut sha = Sha1::new();
+        for slice in buf.chunks_mut(CACHE_SLICE) {
+            if let Some(limit) = self.limiter {
+                limit.take(slice.len() as u64);
+            }
+            client.read_exact(slice, "fetch")?;
+            sha.update(&*slice);
+        }
+        Ok((buf, Sha1Digest(sha.finalize().into())))
+    }
+
+    /// Piece `i` from this source did not match its hash: it goes back to the plan,
+    /// and the source stops once the policy bans its holder.
+    fn bad_piece(&self, id: SourceId, h: &Holder, i: usize) -> Result<(), SourceError> {
+        let banned = {
+            let mut st = self.lock();
+            st.plan.bad_copy(i, id);
+            st.policy.bad_piece(&h.addr())
+        };
+        if banned {
+            return Err(SourceError::Lied(format!(
+                "piece {i} does not match its hash, the second bad piece from {}: banned for the rest of this download",
+                h.peer
+            )));
+        }
+        self.progress.note(&format!(
+            "holder {} ({}): piece {i} does not match its hash; discarded, fetched again from another holder if there is one",
+            h.peer,
+            h.addr()
+        ));
+        Ok(())
+    }
+
+    /// Piece `i` matched its hash: unless another source's copy got there first, it
+    /// goes to the disk thread.
+    fn deliver(&self, id: SourceId, i: usize, buf: Vec<u8>) -> Result<(), SourceError> {
+        let len = buf.len() as u64;
+        let first = {
+            let mut st = self.lock();
+            let first = st.plan.verified(i);
+            if first {
+                *st.delivered.entry(id).or_insert(0) += 1;
+            }
+            first
+        };
+        if first {
+            self.to_disk
+                .send((i, buf))
+                .map_err(|_| SourceError::Disk(io::Error::other("the disk thread stopped")))?;
+            self.progress.advance(len);
+        }
+        Ok(())
     }
 }
