@@ -120,15 +120,9 @@ impl<'a> DiskWriter<'a> {
     /// Records the written pieces in the state file (`durable`: see
     /// [`Partial::save_state`]).
     fn save_state(&mut self, durable: bool) -> io::Result<()> {
-        let mut bitmap = vec![0u8; self.written.len().div_ceil(8)];
-        for (i, w) in self.written.iter().enumerate() {
-            if *w {
-                bitmap[i / 8] |= 1 << (i % 8);
-            }
-        }
         self.since_state = 0;
         self.last_state = Instant::now();
-        self.partial.save_state(&bitmap, durable)
+        self.partial.save_state(&self.written, durable)
     }
 
     /// Streams the in-order prefix of the file to the disk as it grows: starts

@@ -26,7 +26,7 @@ mod partial;
 mod policy;
 mod swarm;
 
-pub use partial::{partials, PartialInfo};
+pub use partial::{partials, PartialInfo, StateRecord};
 
 use super::catalog::{hash_file, ContentHashes, FileStamp};
 use super::pool::{Holder, IndexPool};

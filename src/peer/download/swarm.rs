@@ -171,7 +171,7 @@ fn not_the_content(
         ));
         let count = piece_count(job.target.size) as usize;
         partial
-            .save_state(&vec![0xff; count.div_ceil(8)], true)
+            .save_state(&vec![true; count], true)
             .map_err(io_at(job.part))?;
         return Ok(Fetched::RecheckAll);
     }
