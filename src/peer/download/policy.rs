@@ -66,8 +66,9 @@ pub(super) enum Action {
     Requery,
     /// No source is left: tell the user, who waits up to `patience` for a holder.
     Starved,
-    /// Wait for a source to end, at most this long.
-    Wait(Duration),
+    /// Wait for a source to end, at most this long (`None`: no deadline; every
+    /// source slot is in use, so nothing is due before one ends).
+    Wait(Option<Duration>),
     /// No source is running and none could be found for `patience`, with no progress:
     /// stop (the partial stays, for a resume).
     GiveUp,
@@ -164,7 +165,10 @@ impl SourcePolicy {
             self.next_requery = now + interval;
             return Action::Requery;
         }
-        Action::Wait(self.next_requery.saturating_duration_since(now))
+        if self.running.len() >= self.cap {
+            return Action::Wait(None);
+        }
+        Action::Wait(Some(self.next_requery.saturating_duration_since(now)))
     }
 
     /// The first offered holder that may be started now, as running; the offered
@@ -293,12 +297,15 @@ mod tests {
                 holder: holder(2)
             }
         );
-        assert_eq!(p.next_action(t0, 0), Action::Wait(REQUERY_FIRST));
+        assert_eq!(p.next_action(t0, 0), Action::Wait(None));
         assert_eq!(p.running(), 2);
         // A slot frees up: the holders beyond the cap were dropped with the answer,
         // so the next one comes from asking again.
         p.finished(&addr(1));
-        assert_eq!(p.next_action(t0 + secs(0.5), 0), Action::Wait(secs(1.5)));
+        assert_eq!(
+            p.next_action(t0 + secs(0.5), 0),
+            Action::Wait(Some(secs(1.5)))
+        );
         assert_eq!(p.next_action(t0 + REQUERY_FIRST, 0), Action::Requery);
         p.offer((1..=5).map(holder).collect());
         // Holder 1 finished cleanly and may run again; holder 2 is running.
@@ -320,7 +327,10 @@ mod tests {
         assert_eq!(start_all(&mut p, t0, 0), vec![1, 2]);
         p.failed(&addr(1), t0);
         p.offer(vec![holder(1)]);
-        assert_eq!(p.next_action(t0 + secs(1.9), 0), Action::Wait(secs(0.1)));
+        assert_eq!(
+            p.next_action(t0 + secs(1.9), 0),
+            Action::Wait(Some(secs(0.1)))
+        );
         p.offer(vec![holder(1)]);
         assert_eq!(
             p.next_action(t0 + RETRY_FAILED_AFTER, 0),
@@ -361,7 +371,7 @@ mod tests {
         let mut now = t0;
         let mut intervals = Vec::new();
         for _ in 0..6 {
-            let Action::Wait(wait) = p.next_action(now, 0) else {
+            let Action::Wait(Some(wait)) = p.next_action(now, 0) else {
                 panic!("expected a wait");
             };
             intervals.push(wait.as_secs());
@@ -374,15 +384,22 @@ mod tests {
         // A new holder turns up: the interval starts over.
         p.offer(vec![holder(2)]);
         assert_eq!(start_all(&mut p, now, 0), vec![2]);
-        assert_eq!(p.next_action(now, 0), Action::Wait(REQUERY_FIRST));
+        assert_eq!(p.next_action(now, 0), Action::Wait(Some(REQUERY_FIRST)));
     }
 
     #[test]
-    fn no_requery_while_every_slot_is_in_use() {
+    fn no_requery_and_no_deadline_while_every_slot_is_in_use() {
+        // Regression: the wait used to be the time left until the requery deadline,
+        // zero once it had passed, so a coordinator at the cap spun until a source
+        // ended.
         let t0 = Instant::now();
-        let mut p = SourcePolicy::new(vec![holder(1)], 1, PATIENCE, t0);
+        let mut p = SourcePolicy::new(vec![holder(1), holder(2)], 1, PATIENCE, t0);
         assert_eq!(start_all(&mut p, t0, 0), vec![1]);
-        assert!(matches!(p.next_action(t0 + secs(60.0), 0), Action::Wait(_)));
+        assert_eq!(p.next_action(t0 + secs(60.0), 0), Action::Wait(None));
+        // Once a slot frees up, the overdue requery comes at once.
+        p.failed(&addr(1), t0 + secs(60.0));
+        assert_eq!(p.next_action(t0 + secs(60.0), 0), Action::Starved);
+        assert_eq!(p.next_action(t0 + secs(60.0), 0), Action::Requery);
     }
 
     #[test]
@@ -400,7 +417,7 @@ mod tests {
                     requeries += 1;
                     p.offer(Vec::new());
                 }
-                Action::Wait(wait) => {
+                Action::Wait(Some(wait)) => {
                     assert!(wait <= STARVED_REQUERY);
                     now += wait;
                 }

@@ -356,7 +356,8 @@ impl<'scope, 'env> Coordinator<'scope, 'env> {
                 )),
                 Action::GiveUp => return Ok(()),
                 Action::Wait(wait) => {
-                    if let Ok(end) = self.ends.recv_timeout(wait.min(COORDINATOR_TICK)) {
+                    let wait = wait.map_or(COORDINATOR_TICK, |w| w.min(COORDINATOR_TICK));
+                    if let Ok(end) = self.ends.recv_timeout(wait) {
                         self.ended(end, attempts)?;
                     }
                 }
