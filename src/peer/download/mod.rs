@@ -12,13 +12,15 @@
 //! refuses gives its pieces back to the others; one that sends two bad pieces is
 //! banned for the rest of the download. Progress is recorded in a small state file
 //! next to the partial, so a download that stops, however it stops, resumes where it
-//! was. The scheduling core is
-//! [`PiecePlan`](crate::peer::plan::PiecePlan); this module is its runtime.
+//! was. The scheduling cores are [`PiecePlan`](crate::peer::plan::PiecePlan) (which
+//! piece from which source) and `policy::SourcePolicy` (which holders, when to ask the
+//! index again, when to give up); this module is their runtime.
 //!
 //! The rooms: this file is the entry point (what to fetch, from which holders, in
-//! which order); `swarm` fetches pieces from several holders at once; `partial` owns
-//! the partial file, its resume-state record and placing the finished file; `disk` is
-//! the disk writer; `classic` fetches a whole file from a classic holder.
+//! which order); `swarm` fetches pieces from several holders at once; `policy` decides
+//! which holders it uses; `partial` owns the partial file, its resume-state record
+//! ([`StateRecord`]) and placing the finished file; `disk` is the disk writer;
+//! `classic` fetches a whole file from a classic holder.
 
 mod classic;
 mod disk;
