@@ -6,6 +6,7 @@ mod util;
 
 use p2pshare::net::client::Client;
 use p2pshare::net::Timeouts;
+use p2pshare::peer::download::StateRecord;
 use p2pshare::protocol::codec;
 use p2pshare::protocol::hash::{piece_list_digest, Sha1Digest};
 use p2pshare::protocol::PIECE_SIZE;
@@ -250,15 +251,10 @@ fn state_file(state_dir: &Path) -> Option<PathBuf> {
         .find(|p| p.extension().is_some_and(|x| x == "state"))
 }
 
-/// The pieces a state file marks as verified (see docs/ARCHITECTURE.md for the format).
-fn marked_pieces(state: &Path) -> Vec<usize> {
-    let b = fs::read(state).unwrap();
-    let count = u32::from_be_bytes(b[40..44].try_into().unwrap()) as usize;
-    let name_len = u16::from_be_bytes(b[44..46].try_into().unwrap()) as usize;
-    let bitmap = &b[46 + name_len..b.len() - 20];
-    (0..count)
-        .filter(|i| bitmap[i / 8] & (1 << (i % 8)) != 0)
-        .collect()
+/// The pieces a state file marks as verified, once it holds a record.
+fn marked_pieces(state: &Path) -> Option<Vec<usize>> {
+    let bytes = fs::read(state).ok()?;
+    Some(StateRecord::decode(&bytes)?.verified_pieces())
 }
 
 fn json(out: &str) -> serde_json::Value {
@@ -921,13 +917,11 @@ fn a_damaged_recorded_piece_is_found_by_the_spot_check_and_fetched_again() {
     let get = Background::start(&args, root.path());
     let state_dir = dest.join(".p2pshare");
     eventually("two pieces recorded", DEADLINE, || {
-        state_file(&state_dir).is_some_and(|s| {
-            fs::read(&s).is_ok_and(|b| b.len() > 66) && marked_pieces(&s).len() >= 2
-        })
+        state_file(&state_dir).is_some_and(|s| marked_pieces(&s).is_some_and(|m| m.len() >= 2))
     });
     get.kill9();
     let state = state_file(&state_dir).unwrap();
-    let marked = marked_pieces(&state);
+    let marked = marked_pieces(&state).unwrap();
     assert!(marked.len() >= 2 && marked.len() < 8, "{marked:?}");
     // Damage a piece the state file says is done: the first, which the spot check
     // always hashes.
@@ -1066,13 +1060,11 @@ fn a_damaged_piece_the_spot_check_misses_is_caught_by_the_whole_file_hash() {
     let get = Background::start(&args, root.path());
     let state_dir = dest.join(".p2pshare");
     eventually("twelve pieces recorded", DEADLINE, || {
-        state_file(&state_dir).is_some_and(|s| {
-            fs::read(&s).is_ok_and(|b| b.len() > 66) && marked_pieces(&s).len() >= 12
-        })
+        state_file(&state_dir).is_some_and(|s| marked_pieces(&s).is_some_and(|m| m.len() >= 12))
     });
     get.kill9();
     let state = state_file(&state_dir).unwrap();
-    let marked = marked_pieces(&state);
+    let marked = marked_pieces(&state).unwrap();
     assert!(marked.len() >= 12 && marked.len() < 40, "{marked:?}");
     // The spot check hashes every 16th recorded piece and the last four: the sixth
     // is not among them.

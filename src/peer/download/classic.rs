@@ -1,0 +1,144 @@
+//! A classic fetch: the whole file from a seed-003 holder (no piece list), hashed as
+//! it is written.
+
+use super::{
+    Arrived, Attempts, Call, DownloadError, DownloadRequest, Progress, SourceError, Target,
+    CACHE_SLICE,
+};
+use crate::net::client::dial;
+use crate::net::rate::TokenBucket;
+use crate::net::NetError;
+use crate::peer::catalog::{hash_reader, ContentHashes};
+use crate::peer::pool::Holder;
+use crate::protocol::MAX_FILE_SIZE;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+/// Tries the classic holders one after the other: used only when no modern holder
+/// could deliver. The stream must match the content id when one is known; otherwise
+/// the user is told the file could not be verified in advance. `None` when every
+/// classic holder failed.
+pub(super) fn fetch_from_classic(
+    call: &Call<'_>,
+    holders: &[Holder],
+    target: Option<Target>,
+    attempts: &mut Attempts,
+) -> Result<Option<Arrived>, DownloadError> {
+    let (req, progress) = (call.req, call.progress);
+    let classic: Vec<&Holder> = holders.iter().filter(|h| h.is_classic()).collect();
+    let expect = target.map(|t| t.id).or(req.id);
+    if target.is_none() {
+        progress.begin(req.name.as_str(), None);
+    }
+    for h in classic {
+        if call.cancel.load(Ordering::SeqCst) {
+            return Err(DownloadError::Cancelled);
+        }
+        attempts.tried += 1;
+        let part = call
+            .partial_dir
+            .join(format!("classic-{}.part", std::process::id()));
+        progress.source(&format!("{} ({}, classic)", h.peer, h.addr()));
+        let limit = target.map(|t| t.size).unwrap_or(MAX_FILE_SIZE);
+        match fetch_classic(req, h, &part, progress, limit) {
+            Ok(hashes) if expect.is_some_and(|e| e != hashes.id) => {
+                let _ = fs::remove_file(&part);
+                attempts.last = format!(
+                    "classic holder {} sent content {}, not the expected one",
+                    h.peer, hashes.id
+                );
+                progress.note(&attempts.last);
+            }
+            Ok(hashes) => {
+                if expect.is_none() {
+                    progress.note(&format!(
+                        "'{}' came from classic peer {} without a piece list: it could not be verified in advance (content id {})",
+                        req.name, h.peer, hashes.id
+                    ));
+                }
+                return Ok(Some(Arrived {
+                    part,
+                    hashes,
+                    verified_in_advance: expect.is_some(),
+                    sources: vec![h.peer.clone()],
+                    resumed_bytes: 0,
+                }));
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&part);
+                attempts.last = format!("{} ({}): {e}", h.peer, h.addr());
+                progress.note(&format!("holder {}; trying the next", attempts.last));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Copies what it reads into a file, for hashing a classic stream while saving it.
+struct Tee<'a, R> {
+    inner: R,
+    file: &'a mut File,
+    progress: &'a dyn Progress,
+    total: u64,
+    /// More than this is an error: the expected size when known, else the limit.
+    limit: u64,
+    /// The download rate limit, if any.
+    rate: Option<&'a TokenBucket>,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Paced like a modern download: tokens for at most one slice, before reading.
+        let want = buf.len().min(CACHE_SLICE);
+        if let Some(rate) = self.rate {
+            rate.take(want as u64);
+        }
+        let n = self.inner.read(&mut buf[..want])?;
+        self.total += n as u64;
+        if self.total > self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the holder sent more than {} bytes", self.limit),
+            ));
+        }
+        self.file.write_all(&buf[..n])?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
+/// Downloads a whole file from a classic holder: `./<peer>/<name>`, then the bytes
+/// until the holder closes.
+fn fetch_classic(
+    req: &DownloadRequest<'_>,
+    h: &Holder,
+    part: &Path,
+    progress: &dyn Progress,
+    limit: u64,
+) -> Result<ContentHashes, SourceError> {
+    let addr = h.addr();
+    let mut stream = dial(&addr, &req.timeouts)?;
+    let request = format!("./{}/{}", h.peer, req.name);
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| NetError::from_io(&addr, "classic download", e))?;
+    let mut file = File::create(part).map_err(SourceError::Disk)?;
+    let hashes = hash_reader(Tee {
+        inner: &stream,
+        file: &mut file,
+        progress,
+        total: 0,
+        limit,
+        rate: req.download_limit.as_deref(),
+    })
+    .map_err(|e| NetError::from_io(&addr, "classic download", e))?;
+    if hashes.size == 0 {
+        return Err(SourceError::Lied(
+            "classic holder sent nothing (it may not have the file)".into(),
+        ));
+    }
+    file.sync_all().map_err(SourceError::Disk)?;
+    Ok(hashes)
+}

@@ -1,0 +1,190 @@
+//! The disk writer of a download: one `download-disk` thread that writes verified
+//! pieces in place, streams write-back, records progress in the state file and
+//! computes the whole-file hash in piece order.
+
+use super::partial::Partial;
+use super::CACHE_SLICE;
+use crate::protocol::hash::Sha1Digest;
+use crate::protocol::PIECE_SIZE;
+use sha1::{Digest, Sha1};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// Progress is recorded in the state file every this many bytes, or this often,
+/// whichever comes first: a killed download loses at most that much.
+const STATE_EVERY: u64 = 32 * 1024 * 1024;
+const STATE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Written data is handed to the disk in windows of this many bytes, so the final
+/// fsync has little left to do.
+const WRITEBACK_EVERY: u64 = 16 * 1024 * 1024;
+
+/// The disk side of a download: writes verified pieces in place, hands dirty pages to
+/// the disk early, and computes the whole-file SHA-1 in piece order (reading back
+/// pieces that were written before their turn came).
+pub(super) struct DiskWriter<'a> {
+    partial: &'a Partial,
+    file: &'a File,
+    size: u64,
+    written: Vec<bool>,
+    next: usize,
+    sha: Sha1,
+    /// Write-back has been started up to here...
+    started: u64,
+    /// ...and waited for up to here.
+    waited: u64,
+    /// Bytes written since the state file last recorded progress, and when it did.
+    since_state: u64,
+    last_state: Instant,
+}
+
+impl<'a> DiskWriter<'a> {
+    /// `written`: the pieces already on disk (resumed).
+    pub(super) fn new(partial: &'a Partial, size: u64, written: Vec<bool>) -> DiskWriter<'a> {
+        DiskWriter {
+            partial,
+            file: &partial.file,
+            size,
+            written,
+            next: 0,
+            sha: Sha1::new(),
+            started: 0,
+            waited: 0,
+            since_state: 0,
+            last_state: Instant::now(),
+        }
+    }
+
+    pub(super) fn run(
+        mut self,
+        queue: &crossbeam_channel::Receiver<(usize, Vec<u8>)>,
+        spare: &crossbeam_channel::Sender<Vec<u8>>,
+    ) -> io::Result<Sha1Digest> {
+        let mut scratch = Vec::new();
+        loop {
+            // Pieces already on disk (resumed, or written before their turn) are read
+            // back and hashed one at a time, between new pieces and while none waits,
+            // so a resume hashes what it kept while the rest is being fetched.
+            let item = match queue.try_recv() {
+                Ok(item) => item,
+                Err(crossbeam_channel::TryRecvError::Empty) if self.can_catch_up() => {
+                    self.catch_up_one(&mut scratch)?;
+                    continue;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => match queue.recv() {
+                    Ok(item) => item,
+                    Err(_) => break,
+                },
+                Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+            };
+            let (i, data) = item;
+            let offset = i as u64 * PIECE_SIZE;
+            if i == self.next {
+                // Hash and write slice by slice, each while it is in the CPU cache.
+                for (k, slice) in data.chunks(CACHE_SLICE).enumerate() {
+                    self.sha.update(slice);
+                    self.file
+                        .write_all_at(slice, offset + (k * CACHE_SLICE) as u64)?;
+                }
+                self.written[i] = true;
+                self.next += 1;
+            } else {
+                self.file.write_all_at(&data, offset)?;
+                self.written[i] = true;
+            }
+            self.write_back();
+            self.since_state += data.len() as u64;
+            if self.since_state >= STATE_EVERY || self.last_state.elapsed() >= STATE_INTERVAL {
+                self.save_state(false)?;
+            }
+            let _ = spare.try_send(data);
+            if self.can_catch_up() {
+                self.catch_up_one(&mut scratch)?;
+            }
+        }
+        while self.can_catch_up() {
+            self.catch_up_one(&mut scratch)?;
+        }
+        if self.next < self.written.len() {
+            // Stopped early (every source failed, or cancelled): record what is here,
+            // durably, so the download can resume.
+            self.save_state(true)?;
+            return Err(io::Error::other("download ended with pieces missing"));
+        }
+        Ok(Sha1Digest(self.sha.finalize().into()))
+    }
+
+    /// Records the written pieces in the state file (`durable`: see
+    /// [`Partial::save_state`]).
+    fn save_state(&mut self, durable: bool) -> io::Result<()> {
+        self.since_state = 0;
+        self.last_state = Instant::now();
+        self.partial.save_state(&self.written, durable)
+    }
+
+    /// Streams the in-order prefix of the file to the disk as it grows: starts
+    /// writing each new window, and waits for the window before it, so dirty pages
+    /// never pile up and the final fsync has only the last window left to do.
+    fn write_back(&mut self) {
+        let done = (self.next as u64 * PIECE_SIZE).min(self.size);
+        if done - self.started < WRITEBACK_EVERY {
+            return;
+        }
+        sync_range(
+            self.file,
+            self.started,
+            done - self.started,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+        sync_range(
+            self.file,
+            self.waited,
+            self.started - self.waited,
+            libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+        );
+        self.waited = self.started;
+        self.started = done;
+    }
+
+    /// Is the next piece of the whole-file hash already on disk?
+    fn can_catch_up(&self) -> bool {
+        self.written.get(self.next).copied().unwrap_or(false)
+    }
+
+    /// Reads back the next piece of the whole-file hash and hashes it.
+    fn catch_up_one(&mut self, scratch: &mut Vec<u8>) -> io::Result<()> {
+        let offset = self.next as u64 * PIECE_SIZE;
+        scratch.resize(PIECE_SIZE.min(self.size - offset) as usize, 0);
+        for (k, slice) in scratch.chunks_mut(CACHE_SLICE).enumerate() {
+            self.file
+                .read_exact_at(slice, offset + (k * CACHE_SLICE) as u64)?;
+            self.sha.update(&*slice);
+        }
+        self.next += 1;
+        self.write_back();
+        Ok(())
+    }
+}
+
+/// sync_file_range(2) on a byte range. Write-back hints only: durability still comes
+/// from the fsync before the file is linked into place, so a failure here is ignored.
+fn sync_range(file: &File, offset: u64, len: u64, flags: libc::c_uint) {
+    if len == 0 {
+        return;
+    }
+    // SAFETY: sync_file_range only reads its integer arguments; the fd is valid for
+    // the lifetime of `file`.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            flags,
+        );
+    }
+}

@@ -1,0 +1,496 @@
+//! Downloads: holders from the index, pieces from the holders, verified, then moved
+//! into place.
+//!
+//! What must never happen: an unverified byte appearing under the file's name, or a
+//! file the user already has being replaced. Bytes land in `<state>/partial/<id>.part`;
+//! each piece is checked against the piece list (itself checked against the digest
+//! the index gave), the whole file against its content id; the partial is fsynced and
+//! only then linked into the folder under its name, refusing to replace anything.
+//!
+//! Pieces come from up to `max_sources` holders at once, each on its own connection
+//! and thread, pulling work from one shared plan. A holder that fails, stalls or
+//! refuses gives its pieces back to the others; one that sends two bad pieces is
+//! banned for the rest of the download. Progress is recorded in a small state file
+//! next to the partial, so a download that stops, however it stops, resumes where it
+//! was. The scheduling cores are [`PiecePlan`](crate::peer::plan::PiecePlan) (which
+//! piece from which source) and `policy::SourcePolicy` (which holders, when to ask the
+//! index again, when to give up); this module is their runtime.
+//!
+//! The rooms: this file is the entry point (what to fetch, from which holders, in
+//! which order); `swarm` fetches pieces from several holders at once; `policy` decides
+//! which holders it uses; `partial` owns the partial file, its resume-state record
+//! ([`StateRecord`]) and placing the finished file; `disk` is the disk writer;
+//! `classic` fetches a whole file from a classic holder.
+
+mod classic;
+mod disk;
+mod partial;
+mod policy;
+mod swarm;
+
+pub use partial::{partials, PartialInfo, StateRecord};
+
+use super::catalog::{hash_file, ContentHashes, FileStamp};
+use super::pool::{Holder, IndexPool};
+use crate::net::rate::TokenBucket;
+use crate::net::{NetError, Timeouts};
+use crate::protocol::hash::Sha1Digest;
+use crate::protocol::name::FileName;
+use crate::protocol::MAX_FILE_SIZE;
+use classic::fetch_from_classic;
+use partial::{place, Check, Partial};
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use swarm::{fetch_pieces, Fetched, SwarmJob};
+
+/// Bytes hashed and written at a time: small enough to stay in the CPU cache
+/// between the copy that brings them and the hash that reads them.
+const CACHE_SLICE: usize = 128 * 1024;
+
+/// What the user sees of a download in progress.
+pub trait Progress: Sync {
+    fn begin(&self, _name: &str, _total: Option<u64>) {}
+    fn advance(&self, _bytes: u64) {}
+    /// How many sources are sending now.
+    fn sources(&self, _active: usize) {}
+    /// Which holder the bytes now come from.
+    fn source(&self, _holder: &str) {}
+    /// Something the user should know (a holder failed, a check could not be made).
+    fn note(&self, _text: &str) {}
+    fn end(&self) {}
+}
+
+/// Progress that shows nothing.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// Progress that shows nothing but keeps the notes (for JSON output).
+#[derive(Default)]
+pub struct KeptNotes(Mutex<Vec<String>>);
+
+impl Progress for KeptNotes {
+    fn note(&self, text: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(text.to_owned());
+    }
+}
+
+impl KeptNotes {
+    /// The notes so far, oldest first.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// What to download, and where.
+pub struct DownloadRequest<'a> {
+    pub name: FileName,
+    /// Only this content; `None` takes the content most holders have.
+    pub id: Option<Sha1Digest>,
+    pub dest_dir: &'a Path,
+    /// Where partial files live (never shared).
+    pub state_dir: &'a Path,
+    /// Content id of the file already at the destination, when known without hashing.
+    pub existing: Option<Sha1Digest>,
+    /// Our id, sent in `hello` to holders.
+    pub self_id: &'a str,
+    pub timeouts: Timeouts,
+    /// Most holders used at once.
+    pub max_sources: usize,
+    /// Shared limit on the bytes received per second, if any.
+    pub download_limit: Option<Arc<TokenBucket>>,
+}
+
+/// A finished download.
+#[derive(Clone, Debug)]
+pub struct Completed {
+    pub path: PathBuf,
+    pub hashes: ContentHashes,
+    pub stamp: FileStamp,
+    /// False when the bytes came from a classic holder without a piece list.
+    pub verified_in_advance: bool,
+    pub sources: Vec<String>,
+    pub elapsed: Duration,
+    /// Bytes that were already on disk from an earlier, stopped run (a resume): not
+    /// fetched this time, so not part of the transfer rate.
+    pub resumed_bytes: u64,
+}
+
+impl Completed {
+    /// Bytes fetched by this run per second of it.
+    pub fn rate(&self) -> f64 {
+        let fetched = self.hashes.size.saturating_sub(self.resumed_bytes);
+        fetched as f64 / self.elapsed.as_secs_f64().max(1e-6)
+    }
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Downloaded(Completed),
+    /// The destination already holds this content.
+    AlreadyHave {
+        path: PathBuf,
+        id: Sha1Digest,
+    },
+}
+
+#[derive(Debug)]
+pub enum DownloadError {
+    Index(NetError),
+    NotFound {
+        name: String,
+    },
+    /// A different file with this name is already in the folder.
+    Exists {
+        path: PathBuf,
+    },
+    AllSourcesFailed {
+        name: String,
+        tried: usize,
+        last: String,
+    },
+    Io {
+        path: PathBuf,
+        source: io::Error,
+    },
+    Cancelled,
+}
+
+impl fmt::Display for DownloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DownloadError::Index(e) => write!(f, "index: {e}"),
+            DownloadError::NotFound { name } => write!(f, "no live peer holds '{name}'"),
+            DownloadError::Exists { path } => write!(
+                f,
+                "{} already exists with different content; move it away to download this one",
+                path.display()
+            ),
+            DownloadError::AllSourcesFailed {
+                name,
+                tried: 1,
+                last,
+            } => {
+                write!(f, "'{name}': the only holder failed: {last}")
+            }
+            DownloadError::AllSourcesFailed { name, tried, last } => {
+                write!(f, "'{name}': all {tried} holders failed (last: {last})")
+            }
+            DownloadError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            DownloadError::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for DownloadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DownloadError::Index(e) => Some(e),
+            DownloadError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn io_at(path: &Path) -> impl Fn(io::Error) -> DownloadError + '_ {
+    move |source| DownloadError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Why one holder could not finish the job.
+#[derive(Debug)]
+enum SourceError {
+    Net(NetError),
+    /// The holder sent bytes that do not match the hashes.
+    Lied(String),
+    Disk(io::Error),
+    Cancelled,
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceError::Net(e) => write!(f, "{e}"),
+            SourceError::Lied(what) => f.write_str(what),
+            SourceError::Disk(e) => write!(f, "local disk: {e}"),
+            SourceError::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+impl From<NetError> for SourceError {
+    fn from(e: NetError) -> Self {
+        SourceError::Net(e)
+    }
+}
+
+/// The content to fetch, as the index describes it.
+#[derive(Clone, Copy, Debug)]
+struct Target {
+    id: Sha1Digest,
+    digest: Sha1Digest,
+    size: u64,
+}
+
+/// Picks the content: the requested id, or the one most modern holders have.
+fn choose_target(holders: &[Holder], wanted: Option<Sha1Digest>) -> Option<Target> {
+    let mut best: Option<(Target, usize)> = None;
+    for h in holders.iter().filter(|h| !h.is_classic()) {
+        let (Some(id), Some(digest), Some(size)) = (h.id, h.digest, h.size) else {
+            continue;
+        };
+        if wanted.is_some_and(|w| w != id) {
+            continue;
+        }
+        let count = holders
+            .iter()
+            .filter(|o| o.id == Some(id) && o.digest == Some(digest))
+            .count();
+        if best.is_none_or(|(_, c)| count > c) {
+            best = Some((Target { id, digest, size }, count));
+        }
+    }
+    best.map(|(t, _)| t)
+}
+
+/// Downloads one file. See the module documentation for the guarantees.
+pub fn download(
+    pool: &IndexPool,
+    req: &DownloadRequest<'_>,
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<Outcome, DownloadError> {
+    let started = Instant::now();
+    let holders = pool
+        .holders(&req.name, req.id)
+        .map_err(DownloadError::Index)?;
+    let requery = || pool.holders(&req.name, req.id).unwrap_or_default();
+    download_from(&holders, req, &requery, progress, cancel, started)
+}
+
+/// Downloads one file from holders already known, trying them in the order given
+/// (the index returns them shuffled).
+pub fn download_from(
+    holders: &[Holder],
+    req: &DownloadRequest<'_>,
+    requery: &dyn Fn() -> Vec<Holder>,
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+    started: Instant,
+) -> Result<Outcome, DownloadError> {
+    if holders.is_empty() {
+        return Err(DownloadError::NotFound {
+            name: req.name.to_string(),
+        });
+    }
+    let target = choose_target(holders, req.id);
+    if let Some(t) = target.filter(|t| t.size > MAX_FILE_SIZE) {
+        return Err(DownloadError::AllSourcesFailed {
+            name: req.name.to_string(),
+            tried: 0,
+            last: format!(
+                "the index says it is {} bytes, over the limit of {MAX_FILE_SIZE}",
+                t.size
+            ),
+        });
+    }
+    let dest = req.dest_dir.join(req.name.as_str());
+    if let Some(outcome) = already_there(req, target, &dest)? {
+        return Ok(outcome);
+    }
+    let partial_dir = req.state_dir.join("partial");
+    fs::create_dir_all(&partial_dir).map_err(io_at(&partial_dir))?;
+    let call = Call {
+        req,
+        requery,
+        progress,
+        cancel,
+        partial_dir,
+    };
+    let mut attempts = Attempts {
+        tried: 0,
+        last: String::from("no holder could be reached"),
+    };
+    let mut arrived = match target {
+        Some(t) => fetch_modern(&call, holders, t, &mut attempts),
+        None => Ok(None),
+    };
+    if matches!(arrived, Ok(None)) {
+        arrived = fetch_from_classic(&call, holders, target, &mut attempts);
+    }
+    progress.end();
+    let Some(arrived) = arrived? else {
+        return Err(DownloadError::AllSourcesFailed {
+            name: req.name.to_string(),
+            tried: attempts.tried,
+            last: attempts.last,
+        });
+    };
+    let stamp = place(&arrived.part, &dest)?;
+    Ok(Outcome::Downloaded(Completed {
+        path: dest,
+        hashes: arrived.hashes,
+        stamp,
+        verified_in_advance: arrived.verified_in_advance,
+        sources: arrived.sources,
+        elapsed: started.elapsed(),
+        resumed_bytes: arrived.resumed_bytes,
+    }))
+}
+
+/// One call of [`download_from`]: the request and the caller's hooks.
+struct Call<'a> {
+    req: &'a DownloadRequest<'a>,
+    requery: &'a dyn Fn() -> Vec<Holder>,
+    progress: &'a dyn Progress,
+    cancel: &'a AtomicBool,
+    /// `<state>/partial`, where the bytes land before they are placed.
+    partial_dir: PathBuf,
+}
+
+/// What the holders tried so far came to.
+struct Attempts {
+    tried: usize,
+    /// Why the last one failed.
+    last: String,
+}
+
+/// A whole file in its partial, verified as far as it can be, ready to be placed.
+struct Arrived {
+    part: PathBuf,
+    hashes: ContentHashes,
+    /// False when the bytes came from a classic holder without a piece list.
+    verified_in_advance: bool,
+    sources: Vec<String>,
+    /// Bytes an earlier, stopped run had already fetched.
+    resumed_bytes: u64,
+}
+
+/// Something is at `dest` already: the content asked for (`Some`: nothing to fetch),
+/// or a different file, which is never replaced (an error). `None` when nothing is.
+fn already_there(
+    req: &DownloadRequest<'_>,
+    target: Option<Target>,
+    dest: &Path,
+) -> Result<Option<Outcome>, DownloadError> {
+    if fs::symlink_metadata(dest).is_err() {
+        return Ok(None);
+    }
+    let existing = match req.existing {
+        Some(id) => id,
+        None => hash_file(dest).map_err(io_at(dest))?.1.id,
+    };
+    if target.is_some_and(|t| t.id == existing) || req.id == Some(existing) {
+        // A download killed between linking the file into place and removing its
+        // partial leaves the partial behind: it is not needed any more.
+        Partial::remove_leftovers(&req.state_dir.join("partial"), existing);
+        Ok(Some(Outcome::AlreadyHave {
+            path: dest.to_owned(),
+            id: existing,
+        }))
+    } else {
+        Err(DownloadError::Exists {
+            path: dest.to_owned(),
+        })
+    }
+}
+
+/// Fetches `t` from the holders of exactly this content, as a swarm. When the whole
+/// file does not match after a spot-checked resume, goes again checking every resumed
+/// piece. `None` when every holder failed.
+fn fetch_modern(
+    call: &Call<'_>,
+    holders: &[Holder],
+    t: Target,
+    attempts: &mut Attempts,
+) -> Result<Option<Arrived>, DownloadError> {
+    // Holders of exactly this content first; classic holders after, as a last
+    // resort whose stream is checked against the content id.
+    let same = |h: &Holder| h.id == Some(t.id) && h.digest == Some(t.digest);
+    let modern: Vec<Holder> = holders.iter().filter(|h| same(h)).cloned().collect();
+    let requery_same = || -> Vec<Holder> { (call.requery)().into_iter().filter(same).collect() };
+    let part = call.partial_dir.join(format!("{}.part", t.id.hex()));
+    let job = SwarmJob {
+        req: call.req,
+        target: t,
+        part: &part,
+        requery: &requery_same,
+        progress: call.progress,
+        cancel: call.cancel,
+    };
+    call.progress.begin(call.req.name.as_str(), Some(t.size));
+    // A partial that stops early stays, with its state file, for a resume.
+    let mut check = Check::Sample;
+    loop {
+        match fetch_pieces(&job, modern.clone(), check, attempts)? {
+            Fetched::Done {
+                hashes,
+                sources,
+                resumed,
+            } => {
+                return Ok(Some(Arrived {
+                    part: part.clone(),
+                    hashes,
+                    verified_in_advance: true,
+                    sources,
+                    resumed_bytes: resumed,
+                }))
+            }
+            Fetched::RecheckAll if check == Check::Sample => {
+                // Restart the bar: the pieces found bad are fetched again.
+                call.progress.end();
+                call.progress.begin(call.req.name.as_str(), Some(t.size));
+                check = Check::All;
+            }
+            _ => return Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(id: &str, digest: &str, peer: &str) -> Holder {
+        Holder {
+            host: "127.0.0.1".parse().unwrap(),
+            port: 1,
+            peer: peer.into(),
+            size: Some(1),
+            id: Some(Sha1Digest::of(id.as_bytes())),
+            digest: Some(Sha1Digest::of(digest.as_bytes())),
+        }
+    }
+
+    #[test]
+    fn the_content_most_holders_have_wins() {
+        let hs = vec![
+            holder("a", "da", "p1"),
+            holder("b", "db", "p2"),
+            holder("b", "db", "p3"),
+        ];
+        let t = choose_target(&hs, None).unwrap();
+        assert_eq!(t.id, Sha1Digest::of(b"b"));
+        let t = choose_target(&hs, Some(Sha1Digest::of(b"a"))).unwrap();
+        assert_eq!(t.id, Sha1Digest::of(b"a"));
+        assert!(choose_target(&hs, Some(Sha1Digest::of(b"zz"))).is_none());
+    }
+
+    #[test]
+    fn classic_holders_have_no_target() {
+        let mut h = holder("a", "da", "p1");
+        h.id = None;
+        h.digest = None;
+        h.size = None;
+        assert!(choose_target(&[h], None).is_none());
+    }
+}

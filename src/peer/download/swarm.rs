@@ -1,0 +1,778 @@
+//! The swarm: pieces of one file from several holders at once, each on its own
+//! connection and thread, pulling work from one shared
+//! [`PiecePlan`](crate::peer::plan::PiecePlan), with a disk thread writing what they
+//! verify.
+//!
+//! Threads: the caller's thread is the coordinator, a thin driver of the
+//! [`SourcePolicy`]: it starts the sources the policy names, asks the index again when
+//! the policy says so, and collects how sources end. One `download-src-<k>` thread per
+//! source pulls pieces from the plan with [`PIPELINE_DEPTH`] requests in flight, hashes
+//! each piece slice by slice as it arrives and hands it to the `download-disk` thread
+//! (see [`DiskWriter`]). When nothing is missing any more, idle sources duplicate the
+//! pieces in flight longest (endgame); the first copy wins, and once every piece is in,
+//! the connections still busy are shut down, so a slow or stalled source never holds
+//! the end back. A source that fails gives its pieces back.
+//!
+//! Lock order: the [`SwarmState`] mutex (plan, policy, pieces delivered) and the
+//! [`Conns`] mutex are leaves, never held together nor across I/O.
+
+use super::disk::DiskWriter;
+use super::partial::{Check, Partial, Resumed};
+use super::policy::{Action, SourcePolicy};
+use super::{
+    io_at, Attempts, DownloadError, DownloadRequest, Progress, SourceError, Target, CACHE_SLICE,
+};
+use crate::net::client::Client;
+use crate::net::rate::TokenBucket;
+use crate::net::Timeouts;
+use crate::peer::catalog::ContentHashes;
+use crate::peer::plan::{PiecePlan, SourceId};
+use crate::peer::pool::Holder;
+use crate::protocol::codec;
+use crate::protocol::hash::{parse_piece_list, piece_list_digest, Sha1Digest};
+use crate::protocol::name::FileName;
+use crate::protocol::{piece_count, PIECE_SIZE};
+use crossbeam_channel::{Receiver, Sender};
+use sha1::{Digest, Sha1};
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::{Shutdown, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::thread::Scope;
+use std::time::{Duration, Instant};
+
+/// Fetch requests kept in flight on one connection, so the source never idles
+/// between pieces.
+const PIPELINE_DEPTH: usize = 4;
+
+/// The coordinator looks at the cancel flag at least this often.
+const COORDINATOR_TICK: Duration = Duration::from_millis(100);
+
+/// Verified pieces waiting for the disk thread.
+const DISK_QUEUE: usize = 16;
+
+/// One swarm fetch: the content, where its partial is, and the caller's hooks.
+pub(super) struct SwarmJob<'a> {
+    pub(super) req: &'a DownloadRequest<'a>,
+    pub(super) target: Target,
+    /// The partial file (`<id>.part`).
+    pub(super) part: &'a Path,
+    /// Asks the index for holders of exactly this content again.
+    pub(super) requery: &'a dyn Fn() -> Vec<Holder>,
+    pub(super) progress: &'a dyn Progress,
+    pub(super) cancel: &'a AtomicBool,
+}
+
+/// How [`fetch_pieces`] ended, when nothing failed locally.
+pub(super) enum Fetched {
+    /// The file is complete, verified and fsynced: its hashes, the holders it came
+    /// from, and the bytes an earlier run had already fetched.
+    Done {
+        hashes: ContentHashes,
+        sources: Vec<String>,
+        resumed: u64,
+    },
+    /// Every holder failed (the partial stays, for a resume).
+    Failed,
+    /// The whole file did not match after pieces were resumed without a check: try
+    /// again, checking every resumed piece.
+    RecheckAll,
+}
+
+/// Every piece is in: the piece list and the whole-file hash.
+struct Whole {
+    pieces: Vec<Sha1Digest>,
+    id: Sha1Digest,
+}
+
+/// Fetches every piece from up to `max_sources` holders at once (see the module
+/// documentation), keeping what an earlier run left. [`Fetched::Failed`] when every
+/// holder failed and no new one turned up for the I/O timeout; the partial then stays
+/// for a resume.
+pub(super) fn fetch_pieces(
+    job: &SwarmJob<'_>,
+    holders: Vec<Holder>,
+    check: Check,
+    attempts: &mut Attempts,
+) -> Result<Fetched, DownloadError> {
+    let t = job.target;
+    let partial = Partial::open(job.part, t, &job.req.name)?;
+    let mut plan = PiecePlan::new(piece_count(t.size) as usize);
+    let saved_list = partial.load_piece_list();
+    let resumed = resume(job, &partial, &mut plan, saved_list.as_deref(), check);
+    let resumed_bytes = verified_bytes(&plan, t.size);
+    let (whole, sources) = run_swarm(job, &partial, plan, saved_list, holders, attempts);
+    let Some(whole) = whole? else {
+        return Ok(Fetched::Failed);
+    };
+    log::debug!("all pieces fetched and written");
+    if whole.id != t.id {
+        return not_the_content(job, &partial, whole.id, &resumed, attempts);
+    }
+    partial.file.sync_all().map_err(io_at(job.part))?;
+    partial.forget();
+    log::debug!("partial file fsynced");
+    Ok(Fetched::Done {
+        hashes: ContentHashes::from_parts(t.size, whole.id, whole.pieces),
+        sources,
+        resumed: resumed_bytes,
+    })
+}
+
+/// Keeps the pieces an earlier run left (see [`Partial::resume`]) and tells the user.
+fn resume(
+    job: &SwarmJob<'_>,
+    partial: &Partial,
+    plan: &mut PiecePlan,
+    saved_list: Option<&[Sha1Digest]>,
+    check: Check,
+) -> Resumed {
+    let resumed = saved_list
+        .map(|list| partial.resume(plan, list, check))
+        .unwrap_or_default();
+    if resumed.kept > 0 {
+        let checked = if resumed.checked == resumed.kept {
+            "every one checked".to_owned()
+        } else {
+            format!(
+                "{} spot-checked, the whole file is checked at the end",
+                resumed.checked
+            )
+        };
+        job.progress.note(&format!(
+            "resuming '{}': {} of {} already here ({checked})",
+            job.req.name,
+            resumed.kept,
+            crate::units::plural(plan.len() as u64, "piece")
+        ));
+        job.progress.advance(verified_bytes(plan, job.target.size));
+    }
+    resumed
+}
+
+/// Every piece matched its hash but the whole file hashes to `id`, not the content
+/// id: after a resume that kept unchecked pieces, check them all; otherwise the
+/// publisher lied, and the partial goes.
+fn not_the_content(
+    job: &SwarmJob<'_>,
+    partial: &Partial,
+    id: Sha1Digest,
+    resumed: &Resumed,
+    attempts: &mut Attempts,
+) -> Result<Fetched, DownloadError> {
+    if resumed.checked < resumed.kept {
+        // A resumed piece that was not spot-checked may be damaged: record every
+        // piece as here, and start again checking each one.
+        job.progress.note(&format!(
+            "'{}' does not match its content id after a resume; checking every piece",
+            job.req.name
+        ));
+        let count = piece_count(job.target.size) as usize;
+        partial
+            .save_state(&vec![true; count], true)
+            .map_err(io_at(job.part))?;
+        return Ok(Fetched::RecheckAll);
+    }
+    // Every piece matched a piece list whose digest the index gave, but the whole
+    // does not match the content id published beside it: the publisher lied.
+    attempts.last = format!(
+        "pieces verified but the file hashes to {id}, not {}",
+        job.target.id
+    );
+    job.progress.note(&attempts.last);
+    partial.discard();
+    Ok(Fetched::Failed)
+}
+
+/// Runs the disk thread and the sources until every piece is in or the download
+/// stops. Returns the piece list and the whole-file hash when every piece is in, and
+/// the holders that delivered pieces and did not fail.
+fn run_swarm(
+    job: &SwarmJob<'_>,
+    partial: &Partial,
+    plan: PiecePlan,
+    saved_list: Option<Vec<Sha1Digest>>,
+    holders: Vec<Holder>,
+    attempts: &mut Attempts,
+) -> (Result<Option<Whole>, DownloadError>, Vec<String>) {
+    let size = job.target.size;
+    let (to_disk, disk_rx) = crossbeam_channel::bounded::<(usize, Vec<u8>)>(DISK_QUEUE);
+    let (spare_tx, spare) = crossbeam_channel::bounded::<Vec<u8>>(DISK_QUEUE + 1);
+    let resumed_pieces: Vec<bool> = (0..plan.len()).map(|i| plan.is_verified(i)).collect();
+    let policy = SourcePolicy::new(
+        holders,
+        job.req.max_sources,
+        job.req.timeouts.io,
+        Instant::now(),
+    );
+    let swarm = Swarm {
+        name: &job.req.name,
+        target: job.target,
+        state: Mutex::new(SwarmState {
+            plan,
+            policy,
+            delivered: HashMap::new(),
+        }),
+        conns: Mutex::new(Conns::default()),
+        pieces: saved_list.map(OnceLock::from).unwrap_or_default(),
+        partial,
+        to_disk,
+        spare,
+        progress: job.progress,
+        cancel: job.cancel,
+        limiter: job.req.download_limit.as_deref(),
+    };
+    std::thread::scope(|scope| {
+        let disk = std::thread::Builder::new()
+            .name("download-disk".into())
+            .spawn_scoped(scope, || {
+                DiskWriter::new(partial, size, resumed_pieces).run(&disk_rx, &spare_tx)
+            });
+        let disk = match disk {
+            Ok(handle) => handle,
+            Err(e) => return (Err(io_at(job.part)(e)), Vec::new()),
+        };
+        let (outcome, sources) =
+            std::thread::scope(|sources| Coordinator::new(sources, &swarm, job).run(attempts));
+        let finished = swarm.done();
+        let pieces = swarm.pieces.get().cloned();
+        drop(swarm); // closes the disk queue: the disk thread finishes what it has
+        let disk_result = disk
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the disk thread panicked")));
+        let whole = settle(outcome, finished, pieces, disk_result, job.part);
+        (whole, sources)
+    })
+}
+
+/// Puts how the sources ended and how the disk thread ended together.
+fn settle(
+    outcome: Result<(), DownloadError>,
+    finished: bool,
+    pieces: Option<Vec<Sha1Digest>>,
+    disk: io::Result<Sha1Digest>,
+    part: &Path,
+) -> Result<Option<Whole>, DownloadError> {
+    // When the disk thread stopped on an error, that error is the real cause.
+    match (outcome, &disk) {
+        (Err(DownloadError::Io { path, .. }), Err(e)) => {
+            return Err(DownloadError::Io {
+                path,
+                source: io::Error::new(e.kind(), e.to_string()),
+            })
+        }
+        (other, _) => other?,
+    }
+    if !finished {
+        return Ok(None);
+    }
+    match disk {
+        Ok(id) => Ok(Some(Whole {
+            pieces: pieces.unwrap_or_default(),
+            id,
+        })),
+        Err(e) => Err(io_at(part)(e)),
+    }
+}
+
+/// Bytes of the verified pieces.
+fn verified_bytes(plan: &PiecePlan, size: u64) -> u64 {
+    (0..plan.len())
+        .filter(|&i| plan.is_verified(i))
+        .map(|i| PIECE_SIZE.min(size - i as u64 * PIECE_SIZE))
+        .sum()
+}
+
+/// How one source thread ended.
+struct SourceEnd {
+    id: SourceId,
+    holder: Holder,
+    result: Result<(), SourceError>,
+}
+
+/// The coordinator of [`fetch_pieces`]: does what the [`SourcePolicy`] says (starts
+/// sources, asks the index again, gives up), and collects how sources end.
+struct Coordinator<'scope, 'env> {
+    scope: &'scope Scope<'scope, 'env>,
+    swarm: &'env Swarm<'env>,
+    job: &'env SwarmJob<'env>,
+    ends_tx: Sender<SourceEnd>,
+    ends: Receiver<SourceEnd>,
+    /// The holders that delivered pieces and did not fail.
+    sources: Vec<String>,
+}
+
+impl<'scope, 'env> Coordinator<'scope, 'env> {
+    fn new(
+        scope: &'scope Scope<'scope, 'env>,
+        swarm: &'env Swarm<'env>,
+        job: &'env SwarmJob<'env>,
+    ) -> Self {
+        let (ends_tx, ends) = crossbeam_channel::unbounded();
+        Coordinator {
+            scope,
+            swarm,
+            job,
+            ends_tx,
+            ends,
+            sources: Vec::new(),
+        }
+    }
+
+    /// Runs the download to its end. Returns the outcome and the holders that
+    /// delivered pieces and did not fail. Every source thread it started has ended
+    /// when it returns.
+    fn run(mut self, attempts: &mut Attempts) -> (Result<(), DownloadError>, Vec<String>) {
+        let outcome = self.drive(attempts);
+        let outcome = self.wind_down(outcome);
+        (outcome, self.sources)
+    }
+
+    /// Until every piece is in, the download is cancelled or a local error stops it,
+    /// or the policy gives up (`Ok`, with pieces missing).
+    fn drive(&mut self, attempts: &mut Attempts) -> Result<(), DownloadError> {
+        loop {
+            if self.swarm.done() {
+                return Ok(());
+            }
+            if self.swarm.cancel.load(Ordering::SeqCst) {
+                return Err(DownloadError::Cancelled);
+            }
+            match self.swarm.next_action() {
+                Action::Start { source, holder } => {
+                    self.start(source, holder)?;
+                    attempts.tried = self.swarm.lock().policy.tried();
+                }
+                Action::Requery => {
+                    let found = (self.job.requery)();
+                    self.swarm.lock().policy.offer(found);
+                }
+                Action::Starved => self.swarm.progress.note(&format!(
+                    "no holder of '{}' is left; asking the index again for up to {}s",
+                    self.job.req.name,
+                    self.job.req.timeouts.io.as_secs()
+                )),
+                Action::GiveUp => return Ok(()),
+                Action::Wait(wait) => {
+                    let wait = wait.map_or(COORDINATOR_TICK, |w| w.min(COORDINATOR_TICK));
+                    if let Ok(end) = self.ends.recv_timeout(wait) {
+                        self.ended(end, attempts)?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts source `id` on its own thread.
+    fn start(&self, id: SourceId, holder: Holder) -> Result<(), DownloadError> {
+        let addr = holder.addr();
+        let (swarm, req, tx) = (self.swarm, self.job.req, self.ends_tx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("download-src-{id}"))
+            .spawn_scoped(self.scope, move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    swarm.run_source(id, &holder, req.self_id, &req.timeouts)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(SourceError::Disk(io::Error::other(
+                        "a source thread panicked",
+                    )))
+                });
+                let _ = tx.send(SourceEnd { id, holder, result });
+            });
+        if let Err(e) = spawned {
+            // It never ran: no end will come.
+            self.swarm.lock().policy.finished(&addr);
+            return Err(io_at(self.job.part)(e));
+        }
+        Ok(())
+    }
+
+    /// A source ended while the download goes on.
+    fn ended(&mut self, end: SourceEnd, attempts: &mut Attempts) -> Result<(), DownloadError> {
+        let addr = end.holder.addr();
+        match end.result {
+            Ok(()) => {
+                self.swarm.lock().policy.finished(&addr);
+                self.delivered(&end);
+            }
+            Err(SourceError::Cancelled) => {
+                self.swarm.lock().policy.finished(&addr);
+                return Err(DownloadError::Cancelled);
+            }
+            Err(SourceError::Disk(e)) => {
+                self.swarm.lock().policy.finished(&addr);
+                return Err(io_at(self.job.part)(e));
+            }
+            Err(e) => {
+                let banned = {
+                    let mut st = self.swarm.lock();
+                    st.policy.failed(&addr, Instant::now());
+                    st.policy.is_banned(&addr)
+                };
+                attempts.last = format!("{} ({addr}): {e}", end.holder.peer);
+                let next = if banned {
+                    ""
+                } else {
+                    "; its pieces go back to the queue"
+                };
+                let note = format!("holder {}{next}", attempts.last);
+                self.swarm.progress.note(&note);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts the source's holder among those the file came from, if it delivered.
+    fn delivered(&mut self, end: &SourceEnd) {
+        if self.swarm.contributed(end.id) && !self.sources.contains(&end.holder.peer) {
+            self.sources.push(end.holder.peer.clone());
+        }
+    }
+
+    /// Every piece is in, or the download stops: shuts the connections still open, so
+    /// no source finishes a piece nobody needs or waits out a stalled holder, and
+    /// waits for every source to end.
+    fn wind_down(&mut self, mut outcome: Result<(), DownloadError>) -> Result<(), DownloadError> {
+        self.swarm.stop();
+        let running = self.swarm.lock().policy.running();
+        for end in self.ends.clone().iter().take(running) {
+            match end.result {
+                Err(SourceError::Disk(e)) if outcome.is_ok() && !self.swarm.done() => {
+                    outcome = Err(io_at(self.job.part)(e))
+                }
+                _ => self.delivered(&end),
+            }
+        }
+        outcome
+    }
+}
+
+/// What the sources of one download share.
+struct SwarmState {
+    plan: PiecePlan,
+    /// Which holders run, failed or are banned; when to ask the index again.
+    policy: SourcePolicy,
+    /// Pieces each source delivered first.
+    delivered: HashMap<SourceId, usize>,
+}
+
+/// The open source connections, so the coordinator can shut them when it stops.
+#[derive(Default)]
+struct Conns {
+    stopped: bool,
+    streams: HashMap<SourceId, TcpStream>,
+}
+
+/// The network side of a download: the sources and what they share.
+///
+/// Lock order: `state` and `conns` are leaves, never held together nor across I/O.
+struct Swarm<'a> {
+    name: &'a FileName,
+    target: Target,
+    state: Mutex<SwarmState>,
+    conns: Mutex<Conns>,
+    /// The piece list, checked against the digest from the index, once a source gave it.
+    pieces: OnceLock<Vec<Sha1Digest>>,
+    partial: &'a Partial,
+    to_disk: crossbeam_channel::Sender<(usize, Vec<u8>)>,
+    /// Buffers the disk thread is done with.
+    spare: crossbeam_channel::Receiver<Vec<u8>>,
+    progress: &'a dyn Progress,
+    cancel: &'a AtomicBool,
+    limiter: Option<&'a TokenBucket>,
+}
+
+impl Swarm<'_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SwarmState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn conns(&self) -> std::sync::MutexGuard<'_, Conns> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn done(&self) -> bool {
+        self.pieces.get().is_some() && self.lock().plan.finished()
+    }
+
+    /// Did this source deliver a piece (or was there nothing to deliver)?
+    fn contributed(&self, id: SourceId) -> bool {
+        self.target.size == 0 || self.lock().delivered.get(&id).is_some_and(|n| *n > 0)
+    }
+
+    /// Shuts every source connection and keeps new ones from starting: a source
+    /// blocked on a read returns at once.
+    fn stop(&self) {
+        let mut conns = self.conns();
+        conns.stopped = true;
+        for stream in conns.streams.values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.conns().stopped
+    }
+
+    fn piece_len(&self, i: usize) -> u64 {
+        let start = i as u64 * PIECE_SIZE;
+        PIECE_SIZE.min(self.target.size - start)
+    }
+
+    fn run_source(
+        &self,
+        id: SourceId,
+        h: &Holder,
+        self_id: &str,
+        timeouts: &Timeouts,
+    ) -> Result<(), SourceError> {
+        let mut client = Client::connect(&h.addr(), timeouts)?;
+        {
+            let mut conns = self.conns();
+            if conns.stopped {
+                return Ok(());
+            }
+            if let Ok(stream) = client.stream().try_clone() {
+                conns.streams.insert(id, stream);
+            }
+        }
+        let result = self.serve_from(id, &mut client, h, self_id);
+        self.conns().streams.remove(&id);
+        // Once the coordinator stopped the download, how the connection ended does
+        // not matter.
+        if self.stopped() && !matches!(result, Err(SourceError::Disk(_))) {
+            return Ok(());
+        }
+        result
+    }
+
+    /// What the coordinator should do now (see [`SourcePolicy::next_action`]).
+    fn next_action(&self) -> Action {
+        let mut st = self.lock();
+        let verified = st.plan.done();
+        st.policy.next_action(Instant::now(), verified)
+    }
+
+    fn serve_from(
+        &self,
+        id: SourceId,
+        client: &mut Client,
+        h: &Holder,
+        self_id: &str,
+    ) -> Result<(), SourceError> {
+        client.hello("client", self_id, 0)?;
+        if self.pieces.get().is_none() {
+            self.learn_piece_list(client, h)?;
+        }
+        let active = {
+            let mut st = self.lock();
+            st.plan.join(id);
+            st.plan.active()
+        };
+        self.progress.sources(active);
+        log::info!("downloading from {} ({})", h.peer, h.addr());
+        let mut in_flight: VecDeque<usize> = VecDeque::new();
+        let result = self.pump(id, client, h, &mut in_flight);
+        let active = {
+            let mut st = self.lock();
+            for &i in &in_flight {
+                st.plan.release(i);
+            }
+            st.plan.leave(id);
+            st.plan.active()
+        };
+        self.progress.sources(active);
+        result
+    }
+
+    /// Fetches the piece list from this holder, checks it, and keeps it for every
+    /// source (and on disk, for a resume).
+    fn learn_piece_list(&self, client: &mut Client, h: &Holder) -> Result<(), SourceError> {
+        let list = match self.fetch_piece_list(client) {
+            Ok(list) => list,
+            Err(e) => {
+                if matches!(e, SourceError::Lied(_)) {
+                    // A holder that lies about the piece list is not asked again.
+                    self.lock().policy.ban(&h.addr());
+                }
+                return Err(e);
+            }
+        };
+        // Several sources may fetch the list at once: the first one kept saves it.
+        if self.pieces.set(list).is_ok() {
+            if let Some(list) = self.pieces.get() {
+                self.partial.save_piece_list(list);
+            }
+        }
+        Ok(())
+    }
+
+    fn fetch_piece_list(&self, client: &mut Client) -> Result<Vec<Sha1Digest>, SourceError> {
+        let id = self.target.id.to_string();
+        client.send(
+            codec::line(&["pieces", self.name.as_str(), &id]).as_bytes(),
+            "pieces",
+        )?;
+        let expected = piece_count(self.target.size) * 20;
+        let len = client.read_data_header("pieces", expected)?;
+        if len != expected {
+            return Err(SourceError::Lied(format!(
+                "piece list of {len} bytes, expected {expected}; not used"
+            )));
+        }
+        let mut raw = vec![0u8; len as usize];
+        client.read_exact(&mut raw, "pieces")?;
+        let pieces = parse_piece_list(&raw).unwrap_or_default();
+        if piece_list_digest(&pieces) != self.target.digest {
+            return Err(SourceError::Lied(
+                "piece list does not match the digest from the index; not used, holder banned for this download".into(),
+            ));
+        }
+        Ok(pieces)
+    }
+
+    /// Takes the next piece for a source: a missing one, or in the endgame one that
+    /// another source has in flight.
+    fn next_piece(&self, id: SourceId, mine: &VecDeque<usize>) -> Option<usize> {
+        let mut st = self.lock();
+        st.plan.take_next(id).or_else(|| {
+            let mine: Vec<usize> = mine.iter().copied().collect();
+            (!st.plan.finished())
+                .then(|| st.plan.take_endgame(id, &mine))
+                .flatten()
+        })
+    }
+
+    /// Fetches pieces from one holder until there is nothing left for it: keeps the
+    /// pipeline full, receives the oldest request, and passes on what matches its hash.
+    fn pump(
+        &self,
+        id: SourceId,
+        client: &mut Client,
+        h: &Holder,
+        in_flight: &mut VecDeque<usize>,
+    ) -> Result<(), SourceError> {
+        let Some(want) = self.pieces.get() else {
+            return Ok(());
+        };
+        loop {
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(SourceError::Cancelled);
+            }
+            self.request_more(id, client, in_flight)?;
+            let Some(&i) = in_flight.front() else {
+                return Ok(());
+            };
+            let (buf, hash) = self.receive(client, i)?;
+            in_flight.pop_front();
+            if Some(&hash) != want.get(i) {
+                self.bad_piece(id, h, i)?;
+                continue;
+            }
+            self.deliver(id, i, buf)?;
+            if self.done() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Tops up the requests in flight to [`PIPELINE_DEPTH`], in one write.
+    fn request_more(
+        &self,
+        id: SourceId,
+        client: &mut Client,
+        in_flight: &mut VecDeque<usize>,
+    ) -> Result<(), SourceError> {
+        let content = self.target.id.to_string();
+        let mut batch = String::new();
+        while in_flight.len() < PIPELINE_DEPTH {
+            let Some(i) = self.next_piece(id, in_flight) else {
+                break;
+            };
+            let offset = (i as u64 * PIECE_SIZE).to_string();
+            let len = self.piece_len(i).to_string();
+            batch.push_str(&codec::line(&[
+                "fetch",
+                self.name.as_str(),
+                &content,
+                &offset,
+                &len,
+            ]));
+            in_flight.push_back(i);
+        }
+        if !batch.is_empty() {
+            client.send(batch.as_bytes(), "fetch")?;
+        }
+        Ok(())
+    }
+
+    /// Receives piece `i` and hashes it as it arrives.
+    fn receive(&self, client: &mut Client, i: usize) -> Result<(Vec<u8>, Sha1Digest), SourceError> {
+        let expected = self.piece_len(i);
+        let len = client.read_data_header("fetch", expected)?;
+        if len != expected {
+            return Err(SourceError::Lied(format!(
+                "piece {i}: {len} bytes, expected {expected}"
+            )));
+        }
+        let mut buf = self.spare.try_recv().unwrap_or_default();
+        buf.resize(len as usize, 0);
+        // Hash each slice right after it is received, while it is still in the
+        // CPU cache: a whole piece is larger than the cache.
+        let mut sha = Sha1::new();
+        for slice in buf.chunks_mut(CACHE_SLICE) {
+            if let Some(limit) = self.limiter {
+                limit.take(slice.len() as u64);
+            }
+            client.read_exact(slice, "fetch")?;
+            sha.update(&*slice);
+        }
+        Ok((buf, Sha1Digest(sha.finalize().into())))
+    }
+
+    /// Piece `i` from this source did not match its hash: it goes back to the plan,
+    /// and the source stops once the policy bans its holder.
+    fn bad_piece(&self, id: SourceId, h: &Holder, i: usize) -> Result<(), SourceError> {
+        let banned = {
+            let mut st = self.lock();
+            st.plan.bad_copy(i, id);
+            st.policy.bad_piece(&h.addr())
+        };
+        if banned {
+            return Err(SourceError::Lied(format!(
+                "piece {i} does not match its hash, the second bad piece from {}: banned for the rest of this download",
+                h.peer
+            )));
+        }
+        self.progress.note(&format!(
+            "holder {} ({}): piece {i} does not match its hash; discarded, fetched again from another holder if there is one",
+            h.peer,
+            h.addr()
+        ));
+        Ok(())
+    }
+
+    /// Piece `i` matched its hash: unless another source's copy got there first, it
+    /// goes to the disk thread.
+    fn deliver(&self, id: SourceId, i: usize, buf: Vec<u8>) -> Result<(), SourceError> {
+        let len = buf.len() as u64;
+        let first = {
+            let mut st = self.lock();
+            let first = st.plan.verified(i);
+            if first {
+                *st.delivered.entry(id).or_insert(0) += 1;
+            }
+            first
+        };
+        if first {
+            self.to_disk
+                .send((i, buf))
+                .map_err(|_| SourceError::Disk(io::Error::other("the disk thread stopped")))?;
+            self.progress.advance(len);
+        }
+        Ok(())
+    }
+}
