@@ -35,23 +35,7 @@ pub fn search(a: SearchArgs) -> Result<(), CmdError> {
 }
 
 pub fn get(a: GetArgs) -> Result<(), CmdError> {
-    // The first Ctrl-C (or SIGTERM) stops the download cleanly, recording what is on
-    // disk so the same command resumes it; a second one ends the process at once.
-    let signals = signals::take_over()?;
-    let cancel = Arc::new(AtomicBool::new(false));
-    {
-        let cancel = cancel.clone();
-        std::thread::Builder::new()
-            .name("get-signals".into())
-            .spawn(move || {
-                if signals.recv().is_ok() {
-                    cancel.store(true, std::sync::atomic::Ordering::SeqCst);
-                    if signals.recv().is_ok() {
-                        std::process::exit(130);
-                    }
-                }
-            })?;
-    }
+    let cancel = cancel_on_signal()?;
     let name =
         FileName::parse(&a.name).map_err(|e| CmdError::failed(format!("'{}': {e}", a.name)))?;
     let id = a
@@ -103,9 +87,35 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
         }
         other => other?,
     };
+    print_outcome(&outcome, a.json, &notes);
+    Ok(())
+}
+
+/// The first Ctrl-C (or SIGTERM) sets the returned flag, which stops the download
+/// cleanly, recording what is on disk so the same command resumes it; a second one ends
+/// the process at once.
+fn cancel_on_signal() -> Result<Arc<AtomicBool>, CmdError> {
+    let signals = signals::take_over()?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    std::thread::Builder::new()
+        .name("get-signals".into())
+        .spawn(move || {
+            if signals.recv().is_ok() {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                if signals.recv().is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        })?;
+    Ok(cancel)
+}
+
+/// Prints how a `get` ended, as text or JSON.
+fn print_outcome(outcome: &Outcome, json: bool, notes: &KeptNotes) {
     match outcome {
         Outcome::Downloaded(done) => {
-            if a.json {
+            if json {
                 println!(
                     "{}",
                     json!({
@@ -124,12 +134,12 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
             } else {
                 println!(
                     "{}",
-                    render::downloaded(&done.path.display().to_string(), &done, false)
+                    render::downloaded(&done.path.display().to_string(), done, false)
                 );
             }
         }
         Outcome::AlreadyHave { path, id } => {
-            if a.json {
+            if json {
                 println!(
                     "{}",
                     json!({ "status": "already-have", "path": path, "id": id.to_string() })
@@ -139,7 +149,6 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
             }
         }
     }
-    Ok(())
 }
 
 /// When no file has exactly this name, the names that match it but for case (names

@@ -394,22 +394,76 @@ fn session<S: Service>(
     stream.set_read_timeout(Some(config.read_timeout))?;
     stream.set_write_timeout(Some(config.write_timeout))?;
     stream.set_nodelay(true)?;
-    let role = service.role();
-    let mut out = BufWriter::with_capacity(64 * 1024, stream);
-    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut start = 0usize;
+    let mut s = Session {
+        stream,
+        remote,
+        config,
+        service,
+        stats,
+        role: service.role(),
+        out: BufWriter::with_capacity(64 * 1024, stream),
+        buf: Vec::with_capacity(16 * 1024),
+        start: 0,
+        decoder: codec::Decoder::new(config.max_line),
+        reservation: Reservation {
+            stats,
+            budget: config.request_memory,
+            held: 0,
+        },
+    };
     let mut chunk = vec![0u8; 64 * 1024];
     let mut first = true;
-    let mut decoder = codec::Decoder::new(config.max_line);
-    let mut reservation = Reservation {
-        stats,
-        budget: config.request_memory,
-        held: 0,
-    };
     loop {
-        let n = match (&*stream).read(&mut chunk) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
+        let Some(n) = s.read_some(&mut chunk)? else {
+            return Ok(());
+        };
+        s.buf.extend_from_slice(&chunk[..n]);
+        if !s.reservation.cover(s.buf.capacity()) {
+            return s.refuse_for_memory();
+        }
+        if std::mem::take(&mut first) {
+            if let Some(classic) = codec::classic_shape(&s.buf, s.role) {
+                return s.answer_classic(classic);
+            }
+        }
+        if s.answer_frames(conn)? == Next::Close {
+            return Ok(());
+        }
+        s.out.flush()?;
+        s.compact()?;
+    }
+}
+
+/// Whether a connection goes on after what it was sent so far.
+#[derive(PartialEq, Eq)]
+enum Next {
+    More,
+    Close,
+}
+
+/// One connection being served: its buffers, its decoder and its share of the memory
+/// budget.
+struct Session<'a, S: Service> {
+    stream: &'a TcpStream,
+    remote: SocketAddr,
+    config: &'a ServerConfig,
+    service: &'a S,
+    stats: &'a ServerStats,
+    role: commands::Role,
+    out: BufWriter<&'a TcpStream>,
+    /// Bytes received and not yet decoded start at `start`.
+    buf: Vec<u8>,
+    start: usize,
+    decoder: codec::Decoder,
+    reservation: Reservation<'a>,
+}
+
+impl<S: Service> Session<'_, S> {
+    /// Reads what arrived; `None` when the client closed or stayed idle too long.
+    fn read_some(&mut self, chunk: &mut [u8]) -> io::Result<Option<usize>> {
+        match self.stream.read(chunk) {
+            Ok(0) => Ok(None),
+            Ok(n) => Ok(Some(n)),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -417,94 +471,109 @@ fn session<S: Service>(
                 ) =>
             {
                 log::debug!(
-                    "{role}: {remote}: idle for {:?}, closing",
-                    config.read_timeout
+                    "{}: {}: idle for {:?}, closing",
+                    self.role,
+                    self.remote,
+                    self.config.read_timeout
                 );
-                return Ok(());
+                Ok(None)
             }
-            Err(e) => return Err(e),
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        if !reservation.cover(buf.capacity()) {
-            stats.refused_memory.fetch_add(1, Ordering::Relaxed);
-            log::warn!(
-                "{role}: {remote}: closing: the {} MiB for requests in flight are spent",
-                config.request_memory >> 20
-            );
-            let line = codec::error_line(
-                ErrorCode::Busy,
-                "the server is short of memory for requests in flight; send smaller batches or try again later",
-            );
-            out.write_all(line.as_bytes())?;
-            out.flush()?;
-            let _ = stream.shutdown(Shutdown::Write);
-            return Ok(());
+            Err(e) => Err(e),
         }
-        if first {
-            first = false;
-            if let Some(classic) = codec::classic_shape(&buf, role) {
-                stats.requests.fetch_add(1, Ordering::Relaxed);
-                let reply = service.classic(classic, remote);
-                write_reply(&mut out, stream, reply)?;
-                out.flush()?;
-                let _ = stream.shutdown(Shutdown::Write);
-                return Ok(());
-            }
-        }
+    }
+
+    /// The shared budget for requests in flight cannot hold this connection's buffer:
+    /// says so and closes.
+    fn refuse_for_memory(&mut self) -> io::Result<()> {
+        self.stats.refused_memory.fetch_add(1, Ordering::Relaxed);
+        log::warn!(
+            "{}: {}: closing: the {} MiB for requests in flight are spent",
+            self.role,
+            self.remote,
+            self.config.request_memory >> 20
+        );
+        let line = codec::error_line(
+            ErrorCode::Busy,
+            "the server is short of memory for requests in flight; send smaller batches or try again later",
+        );
+        self.out.write_all(line.as_bytes())?;
+        self.close()
+    }
+
+    /// Answers a request in the classic dialect (one per connection) and closes.
+    fn answer_classic(&mut self, classic: codec::Classic) -> io::Result<()> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let reply = self.service.classic(classic, self.remote);
+        write_reply(&mut self.out, self.stream, reply)?;
+        self.close()
+    }
+
+    /// Answers every complete frame in the buffer, in order.
+    fn answer_frames(&mut self, conn: &mut S::Conn) -> io::Result<Next> {
         loop {
-            match decoder.decode(&buf[start..]) {
-                Ok(Decoded::NeedMore) => break,
+            match self.decoder.decode(&self.buf[self.start..]) {
+                Ok(Decoded::NeedMore) => return Ok(Next::More),
                 Ok(Decoded::Frame(req, used)) => {
-                    start += used;
-                    stats.requests.fetch_add(1, Ordering::Relaxed);
+                    self.start += used;
+                    self.stats.requests.fetch_add(1, Ordering::Relaxed);
                     let cmd = commands::command(req.verb);
-                    let reply = if cmd.roles.contains(&role) {
-                        service.handle(req, remote, conn)
+                    let reply = if cmd.roles.contains(&self.role) {
+                        self.service.handle(req, self.remote, conn)
                     } else {
                         Reply::Text(codec::error_line(
                             ErrorCode::UnknownVerb,
-                            &format!("'{}' is not served by the {role} role", cmd.name),
+                            &format!("'{}' is not served by the {} role", cmd.name, self.role),
                         ))
                     };
-                    if !write_reply(&mut out, stream, reply)? {
-                        out.flush()?;
-                        return Ok(());
+                    if !write_reply(&mut self.out, self.stream, reply)? {
+                        self.out.flush()?;
+                        return Ok(Next::Close);
                     }
                 }
                 Err(e) => {
-                    stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                    log::debug!("{role}: {remote}: {}", e.refusal);
-                    out.write_all(e.refusal.to_line().as_bytes())?;
+                    self.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    log::debug!("{}: {}: {}", self.role, self.remote, e.refusal);
+                    self.out.write_all(e.refusal.to_line().as_bytes())?;
                     match e.skip {
-                        Some(n) => start += n,
+                        Some(n) => self.start += n,
                         None => {
-                            out.flush()?;
-                            let _ = stream.shutdown(Shutdown::Write);
-                            return Ok(());
+                            self.close()?;
+                            return Ok(Next::Close);
                         }
                     }
                 }
             }
         }
-        out.flush()?;
-        if start == buf.len() {
-            buf.clear();
-            start = 0;
-            if buf.capacity() > CONN_ALLOWANCE {
+    }
+
+    /// Drops what was answered from the buffer, giving a large batch's memory back.
+    fn compact(&mut self) -> io::Result<()> {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+            if self.buf.capacity() > CONN_ALLOWANCE {
                 // A large batch is done: give its memory back.
-                buf = Vec::with_capacity(16 * 1024);
-                reservation.cover(buf.capacity());
+                self.buf = Vec::with_capacity(16 * 1024);
+                self.reservation.cover(self.buf.capacity());
             }
-        } else if start >= 64 * 1024 {
-            buf.drain(..start);
-            start = 0;
+        } else if self.start >= 64 * 1024 {
+            self.buf.drain(..self.start);
+            self.start = 0;
         }
         // The codec refuses frames past these caps; this is a second fence.
-        if buf.len() - start > MAX_FRAME + config.max_line {
+        if self.buf.len() - self.start > MAX_FRAME + self.config.max_line {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "frame over the cap",
             ));
         }
+        Ok(())
+    }
+
+    /// Flushes what is written and closes the sending side.
+    fn close(&mut self) -> io::Result<()> {
+        self.out.flush()?;
+        let _ = self.stream.shutdown(Shutdown::Write);
+        Ok(())
     }
 }

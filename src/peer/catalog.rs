@@ -168,101 +168,90 @@ pub fn scan(dir: &Path) -> io::Result<(Vec<Candidate>, Vec<Skipped>)> {
     let mut found = Vec::new();
     let mut skipped = Vec::new();
     for entry in fs::read_dir(&root)? {
-        let entry = entry?;
-        let raw = entry.file_name();
-        let Some(text) = raw.to_str() else {
-            skipped.push(Skipped {
-                entry: raw.to_string_lossy().into_owned(),
-                reason: "name is not valid UTF-8".into(),
-            });
-            continue;
-        };
-        if text.starts_with('.') {
-            continue; // dotfiles (and the state dir) are never shared, silently
+        match examine(&root, &entry?) {
+            Some(Ok(candidate)) => found.push(candidate),
+            Some(Err(why)) => skipped.push(why),
+            None => {}
         }
-        let name = match FileName::parse(text) {
-            Ok(n) => n,
-            Err(e) => {
-                skipped.push(Skipped {
-                    entry: text.to_owned(),
-                    reason: e.to_string(),
-                });
-                continue;
-            }
-        };
-        let path = entry.path();
-        let link_meta = match fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(_) => continue, // vanished since read_dir
-        };
-        let real = if link_meta.file_type().is_symlink() {
-            match path.canonicalize() {
-                // A dotfile stays private even behind a link with a plain name.
-                Ok(real)
-                    if real.parent() == Some(root.as_path())
-                        && real
-                            .file_name()
-                            .and_then(|n| n.to_str())
-                            .is_some_and(|n| FileName::parse(n).is_ok()) =>
-                {
-                    real
-                }
-                Ok(real) if real.parent() == Some(root.as_path()) => {
-                    skipped.push(Skipped {
-                        entry: text.to_owned(),
-                        reason: "symlink leads to a file that is not shared (a dotfile)".into(),
-                    });
-                    continue;
-                }
-                Ok(_) => {
-                    skipped.push(Skipped {
-                        entry: text.to_owned(),
-                        reason: "symlink leads outside the shared folder".into(),
-                    });
-                    continue;
-                }
-                Err(_) => {
-                    skipped.push(Skipped {
-                        entry: text.to_owned(),
-                        reason: "dangling symlink".into(),
-                    });
-                    continue;
-                }
-            }
-        } else {
-            path
-        };
-        let meta = match fs::symlink_metadata(&real) {
-            Ok(m) => m,
-            Err(_) => continue,
-        };
-        if meta.file_type().is_file() && meta.len() > crate::protocol::MAX_FILE_SIZE {
-            skipped.push(Skipped {
-                entry: text.to_owned(),
-                reason: format!(
-                    "larger than the {} byte limit",
-                    crate::protocol::MAX_FILE_SIZE
-                ),
-            });
-            continue;
-        }
-        if !meta.file_type().is_file() {
-            if !meta.is_dir() {
-                skipped.push(Skipped {
-                    entry: text.to_owned(),
-                    reason: "not a regular file".into(),
-                });
-            }
-            continue;
-        }
-        found.push(Candidate {
-            name,
-            path: real,
-            stamp: FileStamp::of(&meta),
-        });
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((found, skipped))
+}
+
+/// Whether one entry of the shared folder is shared: `None` for what is left out
+/// silently (dotfiles, folders, entries that vanished meanwhile).
+fn examine(root: &Path, entry: &fs::DirEntry) -> Option<Result<Candidate, Skipped>> {
+    let raw = entry.file_name();
+    let Some(text) = raw.to_str() else {
+        return Some(Err(Skipped {
+            entry: raw.to_string_lossy().into_owned(),
+            reason: "name is not valid UTF-8".into(),
+        }));
+    };
+    if text.starts_with('.') {
+        return None; // dotfiles (and the state dir) are never shared, silently
+    }
+    let skip = |reason: String| {
+        Some(Err(Skipped {
+            entry: text.to_owned(),
+            reason,
+        }))
+    };
+    let name = match FileName::parse(text) {
+        Ok(n) => n,
+        Err(e) => return skip(e.to_string()),
+    };
+    let path = entry.path();
+    // None: vanished since read_dir.
+    let link_meta = fs::symlink_metadata(&path).ok()?;
+    let real = if link_meta.file_type().is_symlink() {
+        match follow_link(root, &path) {
+            Ok(real) => real,
+            Err(why) => return skip(why.into()),
+        }
+    } else {
+        path
+    };
+    let meta = fs::symlink_metadata(&real).ok()?;
+    if meta.file_type().is_file() && meta.len() > crate::protocol::MAX_FILE_SIZE {
+        return skip(format!(
+            "larger than the {} byte limit",
+            crate::protocol::MAX_FILE_SIZE
+        ));
+    }
+    if meta.is_dir() {
+        return None; // folders are not shared, silently
+    }
+    if !meta.file_type().is_file() {
+        return skip("not a regular file".into());
+    }
+    Some(Ok(Candidate {
+        name,
+        path: real,
+        stamp: FileStamp::of(&meta),
+    }))
+}
+
+/// Where a symlink in the shared folder leads, when that may be shared: a file of the
+/// folder itself whose name passes the naming rules (a dotfile stays private even
+/// behind a link with a plain name).
+fn follow_link(root: &Path, path: &Path) -> Result<std::path::PathBuf, &'static str> {
+    match path.canonicalize() {
+        Ok(real)
+            if real.parent() == Some(root)
+                && real
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| FileName::parse(n).is_ok()) =>
+        {
+            Ok(real)
+        }
+        Ok(real) if real.parent() == Some(root) => {
+            Err("symlink leads to a file that is not shared (a dotfile)")
+        }
+        Ok(_) => Err("symlink leads outside the shared folder"),
+        Err(_) => Err("dangling symlink"),
+    }
 }
 
 /// The files a peer shares, by name.

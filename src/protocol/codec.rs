@@ -117,82 +117,96 @@ pub fn decode_request(buf: &[u8], max_line: usize) -> Result<Decoded<Request>, D
             ));
         }
         let Some(spec) = cmd.rows else {
-            return Ok(Decoded::Frame(
-                Request {
-                    verb: cmd.verb,
-                    args: fields,
-                    rows: Vec::new(),
-                },
-                end,
-            ));
-        };
-        // A batch: the first argument is the row count. Without a valid count the
-        // rows cannot be skipped, so a bad count closes the connection.
-        let count: usize = fields[0].parse().map_err(|_| {
-            DecodeError::fatal(
-                ErrorCode::BadRequest,
-                format!("row count '{}' is not a number", printable(&fields[0])),
-            )
-        })?;
-        if count > MAX_ROWS {
-            return Err(DecodeError::fatal(
-                ErrorCode::TooLarge,
-                format!("{count} rows in one batch, at most {MAX_ROWS} allowed"),
-            ));
-        }
-        let mut rows = Vec::with_capacity(count);
-        let mut at = end;
-        let mut bad_row: Option<String> = None;
-        for i in 0..count {
-            let (row, used) = match next_line(&buf[at..], max_line) {
-                Ok(Some(found)) => found,
-                Ok(None) if at - start >= MAX_FRAME => {
-                    return Err(DecodeError::fatal(
-                        ErrorCode::TooLarge,
-                        format!("batch larger than {MAX_FRAME} bytes"),
-                    ))
-                }
-                Ok(None) => return Ok(Decoded::NeedMore),
-                Err(LineError::TooLong { cap }) => {
-                    return Err(DecodeError::fatal(
-                        ErrorCode::TooLarge,
-                        format!("row longer than {cap} bytes"),
-                    ))
-                }
-            };
-            at += used;
-            if at - start > MAX_FRAME {
-                return Err(DecodeError::fatal(
-                    ErrorCode::TooLarge,
-                    format!("batch larger than {MAX_FRAME} bytes"),
-                ));
-            }
-            if bad_row.is_some() {
-                continue;
-            }
-            match split_fields(row) {
-                Ok(r) if r.len() == spec.fields => rows.push(r),
-                Ok(_) => {
-                    bad_row = Some(format!(
-                        "row {} has the wrong number of fields; rows are {}",
-                        i + 1,
-                        spec.shape
-                    ))
-                }
-                Err(why) => bad_row = Some(format!("row {}: {why}", i + 1)),
-            }
-        }
-        if let Some(message) = bad_row {
-            return Err(DecodeError::recoverable(ErrorCode::BadRequest, message, at));
-        }
-        return Ok(Decoded::Frame(
-            Request {
+            let request = Request {
                 verb: cmd.verb,
                 args: fields,
-                rows,
-            },
-            at,
+                rows: Vec::new(),
+            };
+            return Ok(Decoded::Frame(request, end));
+        };
+        let Some((rows, at)) = decode_rows(buf, start, end, &fields[0], spec, max_line)? else {
+            return Ok(Decoded::NeedMore);
+        };
+        let request = Request {
+            verb: cmd.verb,
+            args: fields,
+            rows,
+        };
+        return Ok(Decoded::Frame(request, at));
+    }
+}
+
+/// A batch's rows, each split into its fields.
+type Rows = Vec<Vec<String>>;
+
+/// The rows of a batch whose request line spans `start..end` of `buf` and whose first
+/// argument, `count`, says how many follow: the rows and where the frame ends, or
+/// `None` when they have not all arrived.
+fn decode_rows(
+    buf: &[u8],
+    start: usize,
+    end: usize,
+    count: &str,
+    spec: commands::RowSpec,
+    max_line: usize,
+) -> Result<Option<(Rows, usize)>, DecodeError> {
+    // Without a valid count the rows cannot be skipped, so a bad count closes the
+    // connection.
+    let count: usize = count.parse().map_err(|_| {
+        DecodeError::fatal(
+            ErrorCode::BadRequest,
+            format!("row count '{}' is not a number", printable(count)),
+        )
+    })?;
+    if count > MAX_ROWS {
+        return Err(DecodeError::fatal(
+            ErrorCode::TooLarge,
+            format!("{count} rows in one batch, at most {MAX_ROWS} allowed"),
         ));
+    }
+    let too_large = || {
+        DecodeError::fatal(
+            ErrorCode::TooLarge,
+            format!("batch larger than {MAX_FRAME} bytes"),
+        )
+    };
+    let mut rows = Vec::with_capacity(count);
+    let mut at = end;
+    let mut bad_row: Option<String> = None;
+    for i in 0..count {
+        let (row, used) = match next_line(&buf[at..], max_line) {
+            Ok(Some(found)) => found,
+            Ok(None) if at - start >= MAX_FRAME => return Err(too_large()),
+            Ok(None) => return Ok(None),
+            Err(LineError::TooLong { cap }) => {
+                return Err(DecodeError::fatal(
+                    ErrorCode::TooLarge,
+                    format!("row longer than {cap} bytes"),
+                ))
+            }
+        };
+        at += used;
+        if at - start > MAX_FRAME {
+            return Err(too_large());
+        }
+        if bad_row.is_some() {
+            continue;
+        }
+        match split_fields(row) {
+            Ok(r) if r.len() == spec.fields => rows.push(r),
+            Ok(_) => {
+                bad_row = Some(format!(
+                    "row {} has the wrong number of fields; rows are {}",
+                    i + 1,
+                    spec.shape
+                ))
+            }
+            Err(why) => bad_row = Some(format!("row {}: {why}", i + 1)),
+        }
+    }
+    match bad_row {
+        Some(message) => Err(DecodeError::recoverable(ErrorCode::BadRequest, message, at)),
+        None => Ok(Some((rows, at))),
     }
 }
 
