@@ -18,6 +18,10 @@ pub trait LinePrinter: Send {
 #[derive(Default)]
 struct Sink {
     printer: Option<Box<dyn LinePrinter>>,
+    /// The line editor is not reading (a command runs): print directly. Its printer is
+    /// for lines that arrive while a prompt waits; lines sent through it while typed
+    /// keys are pending can leave those keys unread until the next key press.
+    printer_paused: bool,
     progress: Option<ProgressBar>,
 }
 
@@ -37,7 +41,7 @@ fn emit(line: &str, stream: Stream) {
     with_sink(|sink| {
         if let Some(pb) = &sink.progress {
             pb.println(line);
-        } else if let Some(printer) = &mut sink.printer {
+        } else if let Some(printer) = sink.printer.as_mut().filter(|_| !sink.printer_paused) {
             printer.print_line(line.to_owned());
         } else {
             match stream {
@@ -62,6 +66,12 @@ pub fn say(line: impl AsRef<str>) {
 /// Installs the console's prompt-aware printer; `None` goes back to plain stdout.
 pub fn set_printer(printer: Option<Box<dyn LinePrinter>>) {
     with_sink(|sink| sink.printer = printer);
+}
+
+/// While the line editor is not reading (`true`), lines are printed directly rather
+/// than through its printer.
+pub fn pause_printer(paused: bool) {
+    with_sink(|sink| sink.printer_paused = paused);
 }
 
 /// Routes output above a progress bar while it is shown.

@@ -141,8 +141,8 @@ fn index_row(key: &str) -> Option<(usize, &str)> {
 /// links one line each.
 pub fn status_text(rows: &[(String, String)]) -> Vec<String> {
     let value = |key: &str| rows.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
-    let mut out = Vec::new();
-    let mut line = |label: &str, text: String| out.push(format!("{label:>16}: {text}"));
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut line = |label: &str, text: String| pairs.push((label.to_owned(), text));
     for (k, v) in rows {
         if let Some((n, "address")) = index_row(k) {
             let field = |f: &str| value(&format!("index.{n}.{f}")).unwrap_or("");
@@ -169,7 +169,15 @@ pub fn status_text(rows: &[(String, String)]) -> Vec<String> {
             _ => line(k, v.clone()),
         }
     }
-    out
+    let width = pairs
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    pairs
+        .into_iter()
+        .map(|(label, text)| format!("{label:>width$}: {text}"))
+        .collect()
 }
 
 /// The `members` answer (rows of id, host, port, state, incarnation, view, rtt in

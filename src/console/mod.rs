@@ -116,7 +116,12 @@ pub fn run(peer: &Peer, signals: crossbeam_channel::Receiver<Signal>) {
                     continue;
                 }
                 let _ = editor.add_history_entry(line);
-                if console.dispatch(line) == Flow::Quit {
+                // The command's own output (and whatever else is printed meanwhile)
+                // goes straight to the terminal: no prompt is shown until it ends.
+                output::pause_printer(true);
+                let flow = console.dispatch(line);
+                output::pause_printer(false);
+                if flow == Flow::Quit {
                     break;
                 }
             }
@@ -385,7 +390,19 @@ impl Console<'_> {
             .filter(|r| r.view == crate::overlay::peer::View::Active)
             .collect();
         if neighbours.is_empty() {
-            output::say("no neighbours yet");
+            let seeds = &self.peer.config().overlay.seeds;
+            if st.seeds_up == 0 {
+                output::say(format!(
+                    "no neighbours yet: none of the seeds answers ({})",
+                    seeds
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            } else {
+                output::say("no neighbours yet");
+            }
         }
         for r in &neighbours {
             let rtt = r
@@ -427,35 +444,9 @@ impl Console<'_> {
 
     fn status(&self) {
         output::say(format!("listening on {}", self.peer.local_addr()));
-        for (k, v) in self.peer.shared().status_rows() {
-            output::say(format!("{k:>16}: {v}"));
-        }
-        for l in self.peer.link_states() {
-            let state = if l.connected {
-                format!(
-                    "connected, {} published",
-                    plural(l.files_known as u64, "file")
-                )
-            } else {
-                format!(
-                    "down ({})",
-                    l.last_error.unwrap_or_else(|| "connecting".into())
-                )
-            };
-            output::say(format!("{:>16}: {state}", format!("index {}", l.index)));
-        }
-        match self.peer.overlay().status(false) {
-            Ok(o) => output::say(format!(
-                "{:>16}: {}, {}, {} of {} up, {} said, {} heard",
-                "overlay",
-                plural(o.neighbours as u64, "neighbour"),
-                plural(o.peers as u64, "member"),
-                o.seeds_up,
-                plural(self.peer.config().overlay.seeds.len() as u64, "seed"),
-                plural(o.said, "message"),
-                o.heard
-            )),
-            Err(e) => output::say(format!("{:>16}: {e}", "overlay")),
+        let rows = crate::peer::serve::status_rows(self.peer.shared(), self.peer.overlay());
+        for line in render::status_text(&rows) {
+            output::say(line);
         }
     }
 }

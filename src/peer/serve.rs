@@ -57,6 +57,48 @@ fn open_checked(file: &SharedFile) -> Result<File, Refusal> {
     Ok(f)
 }
 
+/// The rows of a peer's `status`, for the wire and the console alike.
+pub fn status_rows(shared: &PeerShared, overlay: &OverlayHandle) -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = shared
+        .status_rows()
+        .into_iter()
+        .filter(|(k, _)| *k != "health")
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    rows.extend(shared.link_rows());
+    let mut failing = shared.failing();
+    match overlay.status(false) {
+        Ok(o) => {
+            rows.extend(
+                [
+                    ("peers", o.peers as u64),
+                    ("neighbours", o.neighbours as u64),
+                    ("passive", o.passive as u64),
+                    ("suspects", o.suspects as u64),
+                    ("incarnation", o.incarnation),
+                    ("seeds_up", o.seeds_up as u64),
+                    ("messages", o.said + o.heard),
+                    ("messages_said", o.said),
+                    ("messages_heard", o.heard),
+                    ("messages_before_start", o.heard_before_start),
+                    ("overlay_in", o.messages_in),
+                    ("overlay_out", o.messages_out),
+                ]
+                .map(|(k, v)| (k.to_owned(), v.to_string())),
+            );
+        }
+        Err(e) => failing = Some(format!("overlay: {e}")),
+    }
+    match failing {
+        None => rows.push(("health".into(), "ok".into())),
+        Some(why) => {
+            rows.push(("health".into(), "failing".into()));
+            rows.push(("failing".into(), codec::printable_field(&why)));
+        }
+    }
+    rows
+}
+
 impl PeerService {
     fn lookup(&self, name: &str, id: &str) -> Result<SharedFile, Refusal> {
         let name = FileName::parse(name).map_err(|e| {
@@ -146,45 +188,7 @@ impl PeerService {
 
 impl PeerService {
     fn status(&self) -> Reply {
-        let mut rows: Vec<(String, String)> = self
-            .shared
-            .status_rows()
-            .into_iter()
-            .filter(|(k, _)| *k != "health")
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-        rows.extend(self.shared.link_rows());
-        let mut failing = self.shared.failing();
-        match self.overlay.status(false) {
-            Ok(o) => {
-                rows.extend(
-                    [
-                        ("peers", o.peers as u64),
-                        ("neighbours", o.neighbours as u64),
-                        ("passive", o.passive as u64),
-                        ("suspects", o.suspects as u64),
-                        ("incarnation", o.incarnation),
-                        ("seeds_up", o.seeds_up as u64),
-                        ("messages", o.said + o.heard),
-                        ("messages_said", o.said),
-                        ("messages_heard", o.heard),
-                        ("messages_before_start", o.heard_before_start),
-                        ("overlay_in", o.messages_in),
-                        ("overlay_out", o.messages_out),
-                    ]
-                    .map(|(k, v)| (k.to_owned(), v.to_string())),
-                );
-            }
-            Err(e) => failing = Some(format!("overlay: {e}")),
-        }
-        match failing {
-            None => rows.push(("health".into(), "ok".into())),
-            Some(why) => {
-                rows.push(("health".into(), "failing".into()));
-                rows.push(("failing".into(), codec::printable_field(&why)));
-            }
-        }
-        status_reply(&rows)
+        status_reply(&status_rows(&self.shared, &self.overlay))
     }
 
     fn say(&self, args: &[String]) -> Result<Reply, Refusal> {

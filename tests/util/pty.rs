@@ -123,10 +123,14 @@ impl PtyProc {
         }
     }
 
+    /// Pastes text at the terminal: every key arrives at once.
+    pub fn paste(&mut self, text: &str) {
+        self.master.write_all(text.as_bytes()).unwrap();
+        self.master.flush().unwrap();
+    }
+
     /// Types a line at the terminal, one key at a time: each waits for the echo of
-    /// the one before, as a person types. (rustyline 14 with an external printer
-    /// leaves keys that arrive together in its buffer until the next one: kkawakam/
-    /// rustyline#976.)
+    /// the one before, as a person types.
     pub fn type_line(&mut self, line: &str) {
         for key in line.bytes().chain([b'\r']) {
             let before = self.raw.lock().unwrap().len();
