@@ -2,8 +2,7 @@
 //! kill -9, rate limits. Misbehaving holders are played by [`FakeHolder`], a server in
 //! the test process registered at the real index.
 
-mod util;
-
+use crate::util::*;
 use p2pshare::net::client::Client;
 use p2pshare::net::Timeouts;
 use p2pshare::peer::download::StateRecord;
@@ -21,7 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
-use util::*;
 
 /// How a [`FakeHolder`] misbehaves.
 #[derive(Clone, Copy, Debug)]

@@ -1,8 +1,6 @@
 //! Helpers for tests that run the real binary: processes killed on drop, ready lines
 //! read from stdout, a deadline on every wait, and raw TCP exchanges.
 
-#![allow(dead_code)]
-
 pub mod pty;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,12 +1,10 @@
 //! The overlay on real processes: seeds, joining, broadcast, liveness, direct messages.
 
-mod util;
-
+use crate::util::*;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-use util::*;
 
 /// A member row as `members` gives it: (state, view).
 type Members = BTreeMap<String, (String, String)>;

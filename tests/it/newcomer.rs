@@ -2,11 +2,9 @@
 //! tells the truth, output that scripts can read, and one-shot commands that leave no
 //! litter behind.
 
-mod util;
-
+use crate::util::*;
 use std::fs;
 use std::time::{Duration, Instant};
-use util::*;
 
 /// CPU time (user + system) a process has used so far.
 fn cpu_time(pid: u32) -> Duration {

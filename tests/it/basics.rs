@@ -1,9 +1,8 @@
-//! End-to-end tests: the real binary on 127.0.0.1 with ephemeral ports, killed on
-//! drop, with a deadline on every wait.
+//! The basics end to end: one index and a few peers sharing, searching and
+//! downloading (holders killed or corrupt mid-download), leases, the classic dialect,
+//! malformed and over-long input, connection and memory caps, health and signals.
 
-mod cli;
-mod util;
-
+use crate::util::*;
 use p2pshare::config::NodeAddr;
 use p2pshare::net::Timeouts;
 use p2pshare::peer::download::{download_from, DownloadError, DownloadRequest, Outcome, Progress};
@@ -16,7 +15,6 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use util::*;
 
 fn pool(index: &Proc) -> IndexPool {
     IndexPool::new(
@@ -884,7 +882,7 @@ fn sigterm_makes_a_peer_leave_its_index_at_once() {
 
 #[test]
 fn readme_lists_every_console_command() {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     for line in p2pshare::console::help_lines() {
         let command = line.split_whitespace().next().unwrap();
         assert!(

@@ -1,7 +1,6 @@
 //! The durable, redundant index: restarts, kill -9 during load, two index servers.
 
-mod util;
-
+use crate::util::*;
 use p2pshare::net::client::Client;
 use p2pshare::net::{NetError, Timeouts};
 use p2pshare::protocol::codec;
@@ -14,7 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
-use util::*;
 
 fn index_at(root: &Path, listen: &str, db: &Path, extra: &[&str]) -> Proc {
     let mut args = vec!["index", "--listen", listen, "--db", db.to_str().unwrap()];

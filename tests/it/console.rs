@@ -1,12 +1,10 @@
 //! The peer's console as a person sees it: the real binary on a pseudo-terminal (line
 //! editor in raw mode, progress bars drawn) and on a pipe, with a deadline on every wait.
 
-mod util;
-
+use crate::util::pty::PtyProc;
+use crate::util::*;
 use std::fs;
 use std::path::Path;
-use util::pty::PtyProc;
-use util::*;
 
 const PROMPT: &str = "p2pshare> ";
 
