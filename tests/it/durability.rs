@@ -5,7 +5,8 @@ use p2pshare::net::client::Client;
 use p2pshare::net::{NetError, Timeouts};
 use p2pshare::protocol::codec;
 use p2pshare::protocol::hash::Sha1Digest;
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
@@ -78,12 +79,13 @@ fn a_lost_database_heals_within_a_heartbeat() {
 }
 
 /// Publishes batches from several peer sessions until told to stop, recording every
-/// (peer, name) whose batch was acknowledged.
+/// (peer, name) whose batch was acknowledged. Batch sizes come from `seed`.
 fn publish_load(
     addr: String,
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<(String, String)>>>,
     trial: usize,
+    seed: u64,
 ) {
     let workers: Vec<_> = (0..4)
         .map(|w| {
@@ -101,7 +103,7 @@ fn publish_load(
                     return;
                 }
                 let digest = Sha1Digest::of(b"d").to_string();
-                let mut rng = rand::thread_rng();
+                let mut rng = StdRng::seed_from_u64(seed.wrapping_add(w));
                 let mut seq = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let n = rng.gen_range(1..50);
@@ -134,7 +136,7 @@ fn publish_load(
 #[test]
 fn kill_9_during_heavy_publishing_loses_no_acknowledged_write() {
     let root = tempfile::tempdir().unwrap();
-    let mut rng = rand::thread_rng();
+    let mut rng = seeded_rng();
     let mut total_acked = 0;
     for trial in 0..20 {
         let db = root.path().join(format!("crash-{trial}.db"));
@@ -143,7 +145,8 @@ fn kill_9_during_heavy_publishing_loses_no_acknowledged_write() {
         let acked = Arc::new(Mutex::new(Vec::new()));
         let load = {
             let (addr, stop, acked) = (index.addr_str(), stop.clone(), acked.clone());
-            thread::spawn(move || publish_load(addr, stop, acked, trial))
+            let seed = rng.gen();
+            thread::spawn(move || publish_load(addr, stop, acked, trial, seed))
         };
         thread::sleep(Duration::from_millis(rng.gen_range(50..400)));
         index.kill9();

@@ -308,7 +308,7 @@ fn a_downloader_killed_at_random_moments_resumes_and_never_leaves_a_corrupt_file
     let data = noise(8 * 1024 * 1024 + 4097, 9);
     let index = index(root.path(), &[]);
     let _holders = holders_of(root.path(), &index, 2, "resume.bin", &data, &[]);
-    let mut rng = rand::thread_rng();
+    let mut rng = seeded_rng();
     let mut resumed_trials = 0;
     for trial in 0..20 {
         let dest = root.path().join(format!("dest-{trial}"));

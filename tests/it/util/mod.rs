@@ -1,9 +1,12 @@
 //! Helpers for tests that run the real binary: command lines built by [`Args`],
 //! processes killed on drop, ready lines read from stdout, both pipes of every child
-//! drained while it runs, a deadline on every wait, and raw TCP exchanges.
+//! drained while it runs, a deadline on every wait, raw TCP exchanges, and the seed of
+//! a randomised test.
 
 pub mod pty;
 
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -463,6 +466,27 @@ pub fn status_number(addr: impl ToString, key: &str) -> u64 {
     v["status"][key]
         .as_u64()
         .unwrap_or_else(|| panic!("no number {key} in {v}"))
+}
+
+/// The environment variable that replays a randomised test.
+pub const SEED_VAR: &str = "P2PSHARE_TEST_SEED";
+
+/// The random source of a randomised test: seeded from `P2PSHARE_TEST_SEED` when it is
+/// set, else from a fresh seed. The seed is printed with the test's name either way
+/// (the harness shows it when the test fails), and the same seed makes the same
+/// choices again. Call it on the test's own thread, which the harness names.
+pub fn seeded_rng() -> StdRng {
+    let thread = thread::current();
+    let test = thread.name().unwrap_or("this test");
+    let seed = match std::env::var(SEED_VAR) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{SEED_VAR}={text:?} is not a number")),
+        Err(_) => rand::random(),
+    };
+    eprintln!("{test}: seed {seed}: replay with {SEED_VAR}={seed}");
+    StdRng::seed_from_u64(seed)
 }
 
 /// Polls `cond` every 50 ms until it holds, panicking with `what` at the deadline.
