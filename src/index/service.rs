@@ -664,3 +664,190 @@ impl IndexService {
         Ok(())
     }
 }
+
+/// The service without a socket: requests decoded from their wire text, replies
+/// compared with the shapes docs/PROTOCOL.md gives.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::testing::{status_rows, Session};
+
+    fn index() -> IndexService {
+        IndexService::new(
+            "idx".into(),
+            IndexConfig::default(),
+            Arc::new(ServerStats::default()),
+        )
+    }
+
+    /// A `publish` row whose content id and digest are the SHA-1 of the name.
+    fn row(name: &str, size: u64) -> String {
+        let id = Sha1Digest::of(name.as_bytes());
+        format!("{name}|{size}|{id}|{id}\n")
+    }
+
+    fn id_of(name: &str) -> Sha1Digest {
+        Sha1Digest::of(name.as_bytes())
+    }
+
+    #[test]
+    fn hello_ping_and_status_answer_in_the_documented_shapes() {
+        let index = index();
+        let mut s = Session::new(&index);
+        assert_eq!(s.ask("ping"), "ok|pong\n");
+        assert_eq!(
+            s.ask("hello|1|client|probe|0"),
+            "ok|index|idx|127.0.0.1|30|0\n"
+        );
+        assert_eq!(
+            s.ask("hello|1|peer|p1|2000"),
+            "ok|index|idx|127.0.0.1|30|0\n"
+        );
+        assert_eq!(
+            s.ask("hello|2|peer|p1|2000"),
+            "err|bad-version|this index speaks protocol version 1, not '2'\n"
+        );
+        assert!(s
+            .ask("hello|1|seed|s1|1500")
+            .starts_with("err|bad-request|"));
+        assert!(s.ask("hello|1|peer|p1|0").starts_with("err|bad-request|"));
+        assert!(s.ask("hello|1|peer|../p|2000").starts_with("err|bad-name|"));
+        let rows = status_rows(&s.ask("status"));
+        for (key, value) in [
+            ("role", "index"),
+            ("id", "idx"),
+            ("protocol", "1"),
+            ("peers", "1"),
+            ("files", "0"),
+            ("lease_secs", "30"),
+            ("health", "ok"),
+        ] {
+            assert_eq!(rows[key], value, "{key}: {rows:?}");
+        }
+        for key in ["version", "uptime_secs", "entries", "words", "connections"] {
+            assert!(rows.contains_key(key), "no {key}: {rows:?}");
+        }
+    }
+
+    #[test]
+    fn publish_get_search_withdraw_and_bye_round_trip() {
+        let index = index();
+        let mut p = Session::new(&index);
+        let mut client = Session::new(&index);
+        assert!(p.ask("hello|1|peer|p1|2000").starts_with("ok|index|"));
+        let batch = format!(
+            "publish|2\n{}{}",
+            row("holiday-2024.zip", 5000),
+            row("notes.txt", 12)
+        );
+        assert_eq!(p.ask(&batch), "ok|2\n");
+
+        let (notes, holiday) = (id_of("notes.txt"), id_of("holiday-2024.zip"));
+        let holder = format!("ok|1\n127.0.0.1|2000|p1|12|{notes}|{notes}\n");
+        assert_eq!(client.ask("get|notes.txt"), holder);
+        assert_eq!(client.ask(&format!("get|notes.txt|{notes}")), holder);
+        assert_eq!(client.ask(&format!("get|notes.txt|{holiday}")), "ok|0\n");
+        assert_eq!(client.ask("get|nobody-has-this.txt"), "ok|0\n");
+        assert_eq!(
+            client.ask("search|holiday"),
+            format!("ok|1|0\nholiday-2024.zip|5000|{holiday}|1\n")
+        );
+        assert_eq!(
+            client.ask("search|2024 -notes|10"),
+            format!("ok|1|0\nholiday-2024.zip|5000|{holiday}|1\n")
+        );
+        assert_eq!(client.ask("search|nothing"), "ok|0|0\n");
+
+        // Only the session's peer withdraws, and only its own names count.
+        assert!(client
+            .ask("withdraw|1\nnotes.txt")
+            .starts_with("err|unknown-peer|"));
+        assert_eq!(p.ask("withdraw|2\nnotes.txt\nnever-shared.txt"), "ok|1\n");
+        assert_eq!(client.ask("get|notes.txt"), "ok|0\n");
+        assert_eq!(p.ask("beat"), "ok|1\n");
+
+        // Leaving drops the rest at once, and ends the session.
+        assert_eq!(p.ask("bye"), "ok|bye\n");
+        assert_eq!(client.ask("search|holiday"), "ok|0|0\n");
+        assert!(p.ask("beat").starts_with("err|unknown-peer|"));
+    }
+
+    #[test]
+    fn a_sync_replaces_the_file_set_and_an_error_abandons_it() {
+        let index = index();
+        let mut p = Session::new(&index);
+        assert!(p.ask("hello|1|peer|p1|2000").starts_with("ok|"));
+        assert_eq!(
+            p.ask(&format!("publish|1\n{}", row("old.txt", 1))),
+            "ok|1\n"
+        );
+        assert_eq!(
+            p.ask(&format!("sync|1|more\n{}", row("a.txt", 1))),
+            "ok|1\n"
+        );
+        assert_eq!(p.ask(&format!("sync|1\n{}", row("b.txt", 1))), "ok|2\n");
+        let mut client = Session::new(&index);
+        assert_eq!(client.ask("get|old.txt"), "ok|0\n");
+        assert!(client.ask("get|a.txt").starts_with("ok|1\n"));
+
+        assert_eq!(
+            p.ask(&format!("sync|1|more\n{}", row("c.txt", 1))),
+            "ok|1\n"
+        );
+        assert!(p.ask("sync|0|less").starts_with("err|bad-request|"));
+        // A new sync: c.txt, named only by the abandoned one, does not count.
+        assert_eq!(p.ask(&format!("sync|1\n{}", row("b.txt", 1))), "ok|1\n");
+        assert_eq!(client.ask("get|a.txt"), "ok|0\n");
+        assert_eq!(client.ask("get|c.txt"), "ok|0\n");
+    }
+
+    #[test]
+    fn bad_requests_are_refused_with_the_documented_codes() {
+        let index = index();
+        let mut s = Session::new(&index);
+        assert!(s.ask("beat").starts_with("err|unknown-peer|"));
+        assert!(s.ask("bye").starts_with("ok|bye"));
+        assert!(s
+            .ask(&format!("publish|1\n{}", row("x.txt", 1)))
+            .starts_with("err|unknown-peer|"));
+        assert!(s.ask("get|../x").starts_with("err|bad-name|'../x'"));
+        assert!(s
+            .ask("get|x|md5:00")
+            .starts_with("err|bad-request|content id"));
+        assert!(s
+            .ask("search|x|0")
+            .starts_with("err|bad-request|limit must be a number from 1 to 1000"));
+        assert!(s.ask("search|x|1001").starts_with("err|bad-request|limit"));
+        assert!(s.ask("search|---").starts_with("err|bad-request|"));
+        // What another role serves is refused by name.
+        assert_eq!(
+            s.ask(&format!("pieces|x.txt|{}", id_of("x"))),
+            "err|unknown-verb|not served by an index\n"
+        );
+        assert!(s.ask("members").starts_with("err|unknown-verb|"));
+
+        assert!(s.ask("hello|1|peer|p1|2000").starts_with("ok|"));
+        assert!(s
+            .ask(&format!("publish|1\n{}", row("../x", 1)))
+            .starts_with("err|bad-name|row 1: '../x'"));
+        assert!(s
+            .ask(&format!("publish|1\n{}", row("huge", MAX_FILE_SIZE + 1)))
+            .starts_with("err|too-large|row 1: "));
+        assert!(s
+            .ask("publish|1\nx|big|sha1:00|sha1:00")
+            .starts_with("err|bad-request|row 1: size 'big'"));
+        assert!(s
+            .ask("publish|1\nx|1|sha1:00|sha1:00")
+            .starts_with("err|bad-request|row 1: content id"));
+        // A batch is all or nothing.
+        let mixed = format!("publish|2\n{}{}", row("fine.txt", 1), row("../x", 1));
+        assert!(s.ask(&mixed).starts_with("err|bad-name|row 2: "));
+        assert_eq!(s.ask("get|fine.txt"), "ok|0\n");
+
+        // An id held by a live peer on another host is not taken over.
+        let mut other = Session::from(&index, "10.0.0.2:40000");
+        assert!(other
+            .ask("hello|1|peer|p1|2000")
+            .starts_with("err|conflict|"));
+    }
+}

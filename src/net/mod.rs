@@ -8,6 +8,8 @@ pub mod client;
 pub mod node;
 pub mod rate;
 pub mod server;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use crate::protocol::codec::{Classic, Request};
 use crate::protocol::commands::Role;

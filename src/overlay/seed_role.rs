@@ -216,3 +216,124 @@ impl Service for SeedService {
         Reply::Close(String::new())
     }
 }
+
+/// The service without a socket: requests decoded from their wire text, with and
+/// without a running `seed-core`.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::testing::{status_rows, Session};
+
+    /// A seed `s1` and its core running with no other seed; stop it with `leave`.
+    fn seed_with_core() -> SeedService {
+        let id = PeerId::parse("s1").unwrap();
+        let (overlay, inbox) = OverlayHandle::channel();
+        let node = SeedNode::new(id.clone(), 0, SeedConfig::default(), 1, 2);
+        runtime::spawn_seed(
+            node,
+            CoreSetup {
+                me: Identity {
+                    role: Role::Seed,
+                    id: id.clone(),
+                    port: 1500,
+                },
+                seeds: Vec::new(),
+                timeouts: Timeouts::default(),
+                inbox,
+                handle: overlay.clone(),
+                sink: Box::new(|_| {}),
+            },
+        )
+        .unwrap();
+        seed_service(id, overlay)
+    }
+
+    /// A seed `s1` whose core is gone: its inbox is dropped.
+    fn seed_without_core() -> SeedService {
+        let (overlay, _inbox) = OverlayHandle::channel();
+        seed_service(PeerId::parse("s1").unwrap(), overlay)
+    }
+
+    fn seed_service(id: PeerId, overlay: OverlayHandle) -> SeedService {
+        SeedService {
+            id,
+            overlay,
+            stats: Arc::new(ServerStats::default()),
+            clock: Clock::new(),
+        }
+    }
+
+    #[test]
+    fn hello_ping_status_and_members_answer_in_the_documented_shapes() {
+        let seed = seed_with_core();
+        let mut s = Session::new(&seed);
+        assert_eq!(s.ask("ping"), "ok|pong\n");
+        assert_eq!(
+            s.ask("hello|1|client|probe|0"),
+            "ok|seed|s1|127.0.0.1|0|0\n"
+        );
+        assert!(s.ask("hello|2|peer|p7|9").starts_with("err|bad-version|"));
+        assert!(s.ask("hello|1|peer|../x|9").starts_with("err|bad-name|"));
+        let rows = status_rows(&s.ask("status"));
+        for (key, value) in [
+            ("role", "seed"),
+            ("id", "s1"),
+            ("protocol", "1"),
+            ("peers", "0"),
+            ("health", "ok"),
+        ] {
+            assert_eq!(rows[key], value, "{key}: {rows:?}");
+        }
+        assert_eq!(s.ask("members"), "ok|0\n");
+
+        // A peer registers on its session; the core takes requests in order, so the
+        // next `members` already lists it. (Port 9: the seed's answer goes nowhere.)
+        let mut p = Session::new(&seed);
+        assert_eq!(p.ask("hello|1|peer|p7|9"), "ok|seed|s1|127.0.0.1|0|0\n");
+        assert_eq!(p.ask("register|0|1|5|0"), "ok\n");
+        assert_eq!(s.ask("members"), "ok|1\np7|127.0.0.1|9|alive|5|-|-\n");
+        assert_eq!(status_rows(&s.ask("status"))["peers"], "1");
+        seed.overlay.leave();
+    }
+
+    #[test]
+    fn a_seed_refuses_what_it_does_not_serve_and_messages_without_a_session() {
+        let seed = seed_without_core();
+        let mut s = Session::new(&seed);
+        for line in [
+            "say|hi",
+            "msg|p1|hi",
+            "get|x",
+            "search|x",
+            "pieces|x|sha1:0000000000000000000000000000000000000000",
+            "beat",
+        ] {
+            assert_eq!(
+                s.ask(line),
+                "err|unknown-verb|not served by a seed\n",
+                "{line}"
+            );
+        }
+        assert!(s.ask("register|0|1|1|0").starts_with("err|unknown-peer|"));
+        assert!(s.ask("hello|1|peer|p7|9").starts_with("ok|seed|"));
+        assert!(s.ask("register|0|1|1|x").starts_with("err|bad-request|"));
+    }
+
+    #[test]
+    fn a_seed_whose_core_does_not_answer_says_it_is_failing() {
+        let seed = seed_without_core();
+        let mut s = Session::new(&seed);
+        let rows = status_rows(&s.ask("status"));
+        assert_eq!(rows["health"], "failing");
+        assert_eq!(rows["failing"], "the seed's core is not responding");
+        assert_eq!(
+            s.ask("members"),
+            "err|internal|the overlay is not responding\n"
+        );
+        assert!(s.ask("hello|1|peer|p7|9").starts_with("ok|seed|"));
+        assert_eq!(
+            s.ask("register|0|1|1|0"),
+            "err|internal|the overlay has stopped\n"
+        );
+    }
+}

@@ -304,3 +304,196 @@ impl Service for PeerService {
         }
     }
 }
+
+/// The service without a socket: requests decoded from their wire text, a catalog
+/// holding one file in a temporary folder, and no overlay core (its inbox is dropped,
+/// so whatever goes to the core is refused at once instead of waiting).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::server::ServerStats;
+    use crate::net::testing::{status_rows, Session};
+    use crate::peer::catalog::hash_file;
+    use crate::peer::PeerEvent;
+    use crossbeam_channel::Receiver;
+
+    struct Fixture {
+        service: PeerService,
+        events: Receiver<PeerEvent>,
+        /// The content of `shared.bin`, and its content id.
+        data: Vec<u8>,
+        id: Sha1Digest,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A peer `me` sharing `shared.bin`: 10 000 bytes, so one piece of two full
+    /// chunks and a short one.
+    fn peer() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let path = dir.path().join("shared.bin");
+        std::fs::write(&path, &data).unwrap();
+        let (stamp, hashes) = hash_file(&path).unwrap();
+        let id = hashes.id;
+        let shared = Arc::new(PeerShared::new(
+            PeerId::parse("me").unwrap(),
+            Arc::new(ServerStats::default()),
+            &[],
+        ));
+        shared.catalog_mut().insert(SharedFile {
+            name: FileName::parse("shared.bin").unwrap(),
+            path,
+            stamp,
+            hashes,
+        });
+        let (overlay, _inbox) = OverlayHandle::channel();
+        let (events_tx, events) = crossbeam_channel::unbounded();
+        Fixture {
+            service: PeerService {
+                shared,
+                upload_limit: None,
+                overlay,
+                events: events_tx,
+            },
+            events,
+            data,
+            id,
+            _dir: dir,
+        }
+    }
+
+    #[test]
+    fn hello_ping_and_status_answer_in_the_documented_shapes() {
+        let f = peer();
+        let mut s = Session::new(&f.service);
+        assert_eq!(s.ask("ping"), "ok|pong\n");
+        assert_eq!(
+            s.ask("hello|1|client|probe|0"),
+            "ok|peer|me|127.0.0.1|0|0\n"
+        );
+        assert_eq!(s.ask("hello|1|peer|p1|2001"), "ok|peer|me|127.0.0.1|0|0\n");
+        assert!(s
+            .ask("hello|2|peer|p1|2001")
+            .starts_with("err|bad-version|"));
+        assert!(s.ask("hello|1|peer|../x|2001").starts_with("err|bad-name|"));
+        assert!(s.ask("hello|1|peer|p1|0").starts_with("err|bad-request|"));
+        let rows = status_rows(&s.ask("status"));
+        for (key, value) in [
+            ("role", "peer"),
+            ("id", "me"),
+            ("protocol", "1"),
+            ("files", "1"),
+            ("bytes_shared", "10000"),
+            ("bytes_uploaded", "0"),
+            ("indexes", "0"),
+            // The overlay thread does not answer: the peer says so.
+            ("health", "failing"),
+        ] {
+            assert_eq!(rows[key], value, "{key}: {rows:?}");
+        }
+        assert!(rows["failing"].starts_with("overlay: "), "{rows:?}");
+    }
+
+    #[test]
+    fn pieces_and_fetch_serve_the_shared_file_and_its_ranges() {
+        let f = peer();
+        let mut s = Session::new(&f.service);
+        let id = f.id;
+        // One piece: its hash is the whole file's.
+        let mut list = b"data|20\n".to_vec();
+        list.extend_from_slice(&id.0);
+        assert_eq!(s.ask_bytes(&format!("pieces|shared.bin|{id}")), list);
+        let mut first = b"data|4096\n".to_vec();
+        first.extend_from_slice(&f.data[..4096]);
+        assert_eq!(s.ask_bytes(&format!("fetch|shared.bin|{id}|0|4096")), first);
+        // The last range may be short when it reaches the end of the file.
+        let mut last = b"data|1808\n".to_vec();
+        last.extend_from_slice(&f.data[8192..]);
+        assert_eq!(
+            s.ask_bytes(&format!("fetch|shared.bin|{id}|8192|1808")),
+            last
+        );
+        let rows = status_rows(&s.ask("status"));
+        assert_eq!(rows["bytes_uploaded"], (4096 + 1808).to_string());
+    }
+
+    #[test]
+    fn pieces_and_fetch_refuse_unknown_names_other_content_and_bad_ranges() {
+        let f = peer();
+        let mut s = Session::new(&f.service);
+        let id = f.id;
+        let other = Sha1Digest::of(b"other");
+        for verb in ["pieces", "fetch"] {
+            let tail = if verb == "fetch" { "|0|4096" } else { "" };
+            let ask = |s: &mut Session<'_, PeerService>, name: &str, id: &str| {
+                s.ask(&format!("{verb}|{name}|{id}{tail}"))
+            };
+            assert_eq!(
+                ask(&mut s, "nope.bin", &id.to_string()),
+                "err|not-found|no shared file 'nope.bin'\n"
+            );
+            assert!(ask(&mut s, "../shared.bin", &id.to_string()).starts_with("err|bad-name|"));
+            assert!(ask(&mut s, ".p2pshare", &id.to_string()).starts_with("err|bad-name|"));
+            assert!(ask(&mut s, "shared.bin", &other.to_string())
+                .starts_with("err|unknown-id|'shared.bin' here has content"));
+            assert!(ask(&mut s, "shared.bin", "md5:abc").starts_with("err|bad-request|content id"));
+        }
+        let fetch = |s: &mut Session<'_, PeerService>, range: &str| {
+            s.ask(&format!("fetch|shared.bin|{id}|{range}"))
+        };
+        assert!(fetch(&mut s, "100|4096").starts_with("err|bad-range|offset 100"));
+        assert!(fetch(&mut s, "0|100").starts_with("err|bad-range|length 100"));
+        assert!(fetch(&mut s, "0|0").starts_with("err|bad-range|"));
+        assert!(fetch(&mut s, "8192|4096").starts_with("err|bad-range|range 8192+4096"));
+        assert!(fetch(&mut s, "0|999999999").starts_with("err|too-large|"));
+        assert!(fetch(&mut s, "x|4096").starts_with("err|bad-request|offset 'x'"));
+        let rows = status_rows(&s.ask("status"));
+        assert_eq!(rows["bytes_uploaded"], "0");
+    }
+
+    #[test]
+    fn what_needs_the_overlay_is_refused_at_once_when_it_does_not_answer() {
+        let f = peer();
+        let mut s = Session::new(&f.service);
+        let started = std::time::Instant::now();
+        assert_eq!(
+            s.ask("members"),
+            "err|internal|the overlay is not responding\n"
+        );
+        assert!(s
+            .ask("say|anyone there?")
+            .starts_with("err|internal|the overlay is not responding"));
+        assert!(s
+            .ask("say|%20")
+            .starts_with("err|bad-request|nothing to say"));
+        // Overlay messages need a session first; then they go to the core.
+        assert!(s.ask("probe|1").starts_with("err|unknown-peer|"));
+        assert!(s.ask("hello|1|peer|p1|2001").starts_with("ok|peer|"));
+        assert_eq!(s.ask("probe|1"), "err|internal|the overlay has stopped\n");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // What only an index serves is refused by the peer.
+        assert_eq!(s.ask("get|x"), "err|unknown-verb|not served by a peer\n");
+        assert_eq!(s.ask("search|x"), "err|unknown-verb|not served by a peer\n");
+    }
+
+    #[test]
+    fn a_direct_message_is_answered_and_handed_to_the_console() {
+        let f = peer();
+        let mut s = Session::new(&f.service);
+        let reply = s.ask("msg|p1|hello %7C there");
+        assert!(
+            reply.starts_with("ok|me got your message at ") && reply.ends_with("; hello, p1\n"),
+            "{reply}"
+        );
+        match f.events.try_recv() {
+            Ok(PeerEvent::Message { from, text, remote }) => {
+                assert_eq!((from.as_str(), text.as_str()), ("p1", "hello | there"));
+                assert_eq!(remote, "127.0.0.1:40000".parse().unwrap());
+            }
+            other => panic!("expected the message, got {other:?}"),
+        }
+        assert!(s.ask("msg|../x|hi").starts_with("err|bad-name|sender"));
+        assert!(s.ask("msg|p1|bad %zz").starts_with("err|bad-request|"));
+        assert!(f.events.try_recv().is_err());
+    }
+}

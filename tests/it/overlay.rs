@@ -1,12 +1,10 @@
 //! The overlay on real processes: seeds, joining, broadcast, liveness, direct messages.
 
-mod util;
-
+use crate::util::*;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-use util::*;
 
 /// A member row as `members` gives it: (state, view).
 type Members = BTreeMap<String, (String, String)>;
@@ -38,13 +36,13 @@ fn neighbours(addr: SocketAddr) -> Vec<String> {
 
 fn seed(root: &Path, name: &str, others: &[&Proc]) -> Proc {
     let log = root.join(format!("{name}.log"));
-    let log = log.to_str().unwrap().to_owned();
-    let addrs: Vec<String> = others.iter().map(|s| s.addr_str()).collect();
-    let mut args = vec!["seed", "--listen", "127.0.0.1:0", "--log-file", &log];
-    for a in &addrs {
-        args.extend(["--seed", a.as_str()]);
-    }
-    Proc::start(name, &args, root, false)
+    others
+        .iter()
+        .fold(
+            Args::seed_server().flag("--log-file", log.to_str().unwrap()),
+            |args, s| args.flag("--seed", s.addr),
+        )
+        .start(name, root)
 }
 
 fn seed_flags(seeds: &[&Proc]) -> Vec<String> {
@@ -130,7 +128,7 @@ fn three_seeds_and_ten_peers_join_broadcast_and_detect_deaths() {
             })
         },
     );
-    let (code, out, _) = run(&["status", &s2.addr_str()], root.path());
+    let (code, out, _) = Args::status(s2.addr).run(root.path());
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("role: seed") && out.contains("peers: 10"),
@@ -138,17 +136,19 @@ fn three_seeds_and_ten_peers_join_broadcast_and_detect_deaths() {
     );
 
     // A broadcast reaches every peer, each prints it once with its origin.
-    let (code, out, err) = run(
-        &["say", "hello | from the test", "--peer", &ps[3].addr_str()],
-        root.path(),
-    );
+    let say = |text: &str, p: &Proc| {
+        Args::of(&["say", text])
+            .flag("--peer", p.addr)
+            .run(root.path())
+    };
+    let (code, out, err) = say("hello | from the test", &ps[3]);
     assert_eq!(code, 0, "{out}{err}");
     for p in ps.iter_mut() {
         p.wait_line(|l| l.contains("p3") && l.ends_with(": hello | from the test"));
     }
     // A second broadcast, from elsewhere, as a barrier: duplicates of the first would
     // have arrived by the time it is everywhere.
-    run(&["say", "second", "--peer", &ps[7].addr_str()], root.path());
+    say("second", &ps[7]);
     for p in ps.iter_mut() {
         p.wait_line(|l| l.ends_with(": second"));
     }
@@ -228,10 +228,7 @@ fn three_seeds_and_ten_peers_join_broadcast_and_detect_deaths() {
     for s in seeds_procs.iter_mut() {
         s.kill9();
     }
-    run(
-        &["say", "without seeds", "--peer", &ps[0].addr_str()],
-        root.path(),
-    );
+    say("without seeds", &ps[0]);
     for p in ps.iter_mut().filter(|p| !victims.contains(&p.name)) {
         p.wait_line(|l| l.ends_with(": without seeds"));
     }
@@ -286,15 +283,6 @@ fn a_direct_message_is_answered_and_peers_lists_neighbours() {
     for p in ps.iter_mut() {
         p.wait_line(|l| l.ends_with(": from the console") && l.contains("p2"));
     }
-}
-
-fn status_number(addr: SocketAddr, key: &str) -> u64 {
-    let (code, out, err) = run(&["status", &addr.to_string(), "--json"], Path::new("."));
-    assert_eq!(code, 0, "status failed: {err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["status"][key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no {key} in {out}"))
 }
 
 #[test]
@@ -422,7 +410,7 @@ fn overlay_input_is_validated_and_the_node_keeps_serving() {
     assert!(raw
         .ask("say|still here")
         .starts_with("err|no-neighbours|not sent"));
-    let (code, out, _) = run(&["status", &p.addr_str()], root.path());
+    let (code, out, _) = Args::status(p.addr).run(root.path());
     assert_eq!(code, 0, "{out}");
     // A seed refuses what only peers serve, and registrations without a session.
     let mut raw = Raw::connect(s1.addr);

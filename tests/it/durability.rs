@@ -1,12 +1,12 @@
 //! The durable, redundant index: restarts, kill -9 during load, two index servers.
 
-mod util;
-
+use crate::util::*;
 use p2pshare::net::client::Client;
 use p2pshare::net::{NetError, Timeouts};
 use p2pshare::protocol::codec;
 use p2pshare::protocol::hash::Sha1Digest;
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
@@ -14,12 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
-use util::*;
 
 fn index_at(root: &Path, listen: &str, db: &Path, extra: &[&str]) -> Proc {
-    let mut args = vec!["index", "--listen", listen, "--db", db.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    Proc::start("index", &args, root, false)
+    Args::index_server()
+        .listen(listen)
+        .flag("--db", db.to_str().unwrap())
+        .args(extra)
+        .start("index", root)
 }
 
 #[test]
@@ -78,12 +79,13 @@ fn a_lost_database_heals_within_a_heartbeat() {
 }
 
 /// Publishes batches from several peer sessions until told to stop, recording every
-/// (peer, name) whose batch was acknowledged.
+/// (peer, name) whose batch was acknowledged. Batch sizes come from `seed`.
 fn publish_load(
     addr: String,
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<(String, String)>>>,
     trial: usize,
+    seed: u64,
 ) {
     let workers: Vec<_> = (0..4)
         .map(|w| {
@@ -101,7 +103,7 @@ fn publish_load(
                     return;
                 }
                 let digest = Sha1Digest::of(b"d").to_string();
-                let mut rng = rand::thread_rng();
+                let mut rng = StdRng::seed_from_u64(seed.wrapping_add(w));
                 let mut seq = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let n = rng.gen_range(1..50);
@@ -134,7 +136,7 @@ fn publish_load(
 #[test]
 fn kill_9_during_heavy_publishing_loses_no_acknowledged_write() {
     let root = tempfile::tempdir().unwrap();
-    let mut rng = rand::thread_rng();
+    let mut rng = seeded_rng();
     let mut total_acked = 0;
     for trial in 0..20 {
         let db = root.path().join(format!("crash-{trial}.db"));
@@ -143,7 +145,8 @@ fn kill_9_during_heavy_publishing_loses_no_acknowledged_write() {
         let acked = Arc::new(Mutex::new(Vec::new()));
         let load = {
             let (addr, stop, acked) = (index.addr_str(), stop.clone(), acked.clone());
-            thread::spawn(move || publish_load(addr, stop, acked, trial))
+            let seed = rng.gen();
+            thread::spawn(move || publish_load(addr, stop, acked, trial, seed))
         };
         thread::sleep(Duration::from_millis(rng.gen_range(50..400)));
         index.kill9();
@@ -191,23 +194,10 @@ fn searches_and_downloads_survive_the_loss_of_one_index_server() {
     let mut a = index_at(root.path(), "127.0.0.1:0", &root.path().join("a.db"), &[]);
     let b = index_at(root.path(), "127.0.0.1:0", &root.path().join("b.db"), &[]);
     let (a_addr, b_addr) = (a.addr_str(), b.addr_str());
-    let both = ["--index", a_addr.as_str(), "--index", b_addr.as_str()];
+    let both = |args: Args| args.index(&a_addr).index(&b_addr);
     let start = |dir: &Path| {
-        let mut args = vec![
-            "peer",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--no-console",
-        ];
-        args.extend_from_slice(&both);
-        let p = Proc::start(
-            dir.file_name().unwrap().to_str().unwrap(),
-            &args,
-            root.path(),
-            false,
-        );
+        let name = dir.file_name().unwrap().to_str().unwrap();
+        let p = both(Args::peer_sharing(dir).no_console()).start(name, root.path());
         eventually("connected to both indexes", DEADLINE, || {
             let seen = p.seen.lock().unwrap();
             [&a_addr, &b_addr].iter().all(|i| {
@@ -219,9 +209,7 @@ fn searches_and_downloads_survive_the_loss_of_one_index_server() {
     };
     let _peers: Vec<Proc> = dirs.iter().map(|d| start(d)).collect();
     let search = |words: &str| {
-        let mut args = vec!["search", words, "--json"];
-        args.extend_from_slice(&both);
-        let (code, out, err) = run(&args, root.path());
+        let (code, out, err) = both(Args::search(words).json()).run(root.path());
         assert_eq!(code, 0, "{err}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         v["results"].as_array().unwrap().len()
@@ -231,9 +219,7 @@ fn searches_and_downloads_survive_the_loss_of_one_index_server() {
     // The first index is gone: searches and downloads go to the second.
     assert_eq!(search("onekb"), 1);
     let dest = root.path().join("dest");
-    let mut args = vec!["get", "hundredkb.txt", "--dir", dest.to_str().unwrap()];
-    args.extend_from_slice(&both);
-    let (code, out, err) = run(&args, root.path());
+    let (code, out, err) = both(Args::get("hundredkb.txt").dir(&dest)).run(root.path());
     assert_eq!(code, 0, "{out}{err}");
     // Restarted empty on its old port, the first index catches up from the peers.
     let listen = a_addr.clone();
@@ -252,33 +238,22 @@ fn two_indexes(root: &Path, first_extra: &[&str]) -> (Proc, Proc, Proc) {
     let a = index_at(root, "127.0.0.1:0", Path::new(":memory:"), first_extra);
     let b = index_at(root, "127.0.0.1:0", Path::new(":memory:"), &[]);
     let b_addr = b.addr_str();
-    let mut p = Proc::start(
-        "peer1",
-        &[
-            "peer",
-            "--dir",
-            dirs[0].to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--no-console",
-            "--index",
-            &b_addr,
-        ],
-        root,
-        false,
-    );
+    let mut p = Args::peer_sharing(&dirs[0])
+        .no_console()
+        .index(&b_addr)
+        .start("peer1", root);
     p.wait_line(|l| l.contains(&format!("index {b_addr}: connected")));
     (a, b, p)
 }
 
 /// `p2pshare search WORDS --index A --index B ...`: exit code and result names.
 fn search_both(root: &Path, a: &Proc, b: &Proc, words: &str, extra: &[&str]) -> (i32, String) {
-    let (a_addr, b_addr) = (a.addr_str(), b.addr_str());
-    let mut args = vec![
-        "search", words, "--json", "--index", &a_addr, "--index", &b_addr,
-    ];
-    args.extend_from_slice(extra);
-    let (code, out, err) = run(&args, root);
+    let (code, out, err) = Args::search(words)
+        .json()
+        .index(a.addr)
+        .index(b.addr)
+        .args(extra)
+        .run(root);
     (code, format!("{out}{err}"))
 }
 
@@ -331,7 +306,7 @@ fn an_index_that_cannot_save_says_it_is_unhealthy_until_it_can() {
     let index = index_at(root.path(), "127.0.0.1:0", &db, &[]);
     let addr = index.addr_str();
     let status = || {
-        let (code, out, _) = run(&["status", &addr, "--json"], root.path());
+        let (code, out, _) = Args::status(&addr).json().run(root.path());
         (
             code,
             serde_json::from_str::<serde_json::Value>(&out).unwrap(),

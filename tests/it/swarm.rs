@@ -2,8 +2,7 @@
 //! kill -9, rate limits. Misbehaving holders are played by [`FakeHolder`], a server in
 //! the test process registered at the real index.
 
-mod util;
-
+use crate::util::*;
 use p2pshare::net::client::Client;
 use p2pshare::net::Timeouts;
 use p2pshare::peer::download::StateRecord;
@@ -12,16 +11,14 @@ use p2pshare::protocol::hash::{piece_list_digest, Sha1Digest};
 use p2pshare::protocol::PIECE_SIZE;
 use rand::Rng;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
-use util::*;
 
 /// How a [`FakeHolder`] misbehaves.
 #[derive(Clone, Copy, Debug)]
@@ -183,65 +180,6 @@ fn fake_session(
     }
 }
 
-/// `p2pshare ARGS` started in the background, its output collected.
-struct Background(Child);
-
-impl Background {
-    fn start(args: &[&str], cwd: &Path) -> Background {
-        Background(
-            command(&[])
-                .args(args)
-                .current_dir(cwd)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        )
-    }
-
-    /// Waits for the exit (with a deadline): (exit code, stdout, stderr).
-    fn finish(mut self, within: Duration) -> (i32, String, String) {
-        let until = Instant::now() + within;
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                let mut out = String::new();
-                let mut err = String::new();
-                self.0
-                    .stdout
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut out)
-                    .unwrap();
-                self.0
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                return (status.code().unwrap_or(-1), out, err);
-            }
-            if Instant::now() > until {
-                let _ = self.0.kill();
-                panic!("the download did not finish within {within:?}");
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill9(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The state file of the partial download in `state_dir`, once there is one.
 fn state_file(state_dir: &Path) -> Option<PathBuf> {
     fs::read_dir(state_dir.join("partial"))
@@ -284,13 +222,6 @@ fn sources(v: &serde_json::Value) -> Vec<String> {
     s
 }
 
-fn status_value(addr: &str, key: &str) -> u64 {
-    let (code, out, err) = run(&["status", addr, "--json"], Path::new("."));
-    assert_eq!(code, 0, "status failed: {err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["status"][key].as_u64().unwrap_or(0)
-}
-
 /// Holders named h0, h1, ... all sharing `data` as `name`.
 fn holders_of(
     root: &Path,
@@ -325,19 +256,11 @@ fn a_download_takes_pieces_from_every_holder_at_once() {
         &["--max-upload-rate", "20M"],
     );
     let dest = root.path().join("dest");
-    let idx = index.addr_str();
-    let (code, out, err) = run(
-        &[
-            "get",
-            "big.bin",
-            "--index",
-            &idx,
-            "--dir",
-            dest.to_str().unwrap(),
-            "--json",
-        ],
-        root.path(),
-    );
+    let (code, out, err) = Args::get("big.bin")
+        .index(index.addr)
+        .dir(&dest)
+        .json()
+        .run(root.path());
     assert_eq!(code, 0, "{out}{err}");
     // Regression: every source that fetched the piece list also saved it, through one
     // temporary file, and the losers of that race warned.
@@ -347,7 +270,7 @@ fn a_download_takes_pieces_from_every_holder_at_once() {
     assert_eq!(fs::read(dest.join("big.bin")).unwrap(), data);
     let mut total = 0;
     for h in &holders {
-        let up = status_value(&h.addr_str(), "bytes_uploaded");
+        let up = status_number(h.addr, "bytes_uploaded");
         assert!(up > 0, "{} sent nothing", h.name);
         total += up;
     }
@@ -365,25 +288,16 @@ fn max_sources_caps_the_holders_used() {
     let index = index(root.path(), &[]);
     let holders = holders_of(root.path(), &index, 3, "f.bin", &data, &[]);
     let dest = root.path().join("dest");
-    let idx = index.addr_str();
-    let (code, out, err) = run(
-        &[
-            "get",
-            "f.bin",
-            "--index",
-            &idx,
-            "--dir",
-            dest.to_str().unwrap(),
-            "--json",
-            "--max-sources",
-            "1",
-        ],
-        root.path(),
-    );
+    let (code, out, err) = Args::get("f.bin")
+        .index(index.addr)
+        .dir(&dest)
+        .json()
+        .flag("--max-sources", "1")
+        .run(root.path());
     assert_eq!(code, 0, "{out}{err}");
     let used = holders
         .iter()
-        .filter(|h| status_value(&h.addr_str(), "bytes_uploaded") > 0)
+        .filter(|h| status_number(h.addr, "bytes_uploaded") > 0)
         .count();
     assert_eq!(used, 1);
 }
@@ -394,25 +308,17 @@ fn a_downloader_killed_at_random_moments_resumes_and_never_leaves_a_corrupt_file
     let data = noise(8 * 1024 * 1024 + 4097, 9);
     let index = index(root.path(), &[]);
     let _holders = holders_of(root.path(), &index, 2, "resume.bin", &data, &[]);
-    let idx = index.addr_str();
-    let mut rng = rand::thread_rng();
+    let mut rng = seeded_rng();
     let mut resumed_trials = 0;
     for trial in 0..20 {
         let dest = root.path().join(format!("dest-{trial}"));
         fs::create_dir_all(&dest).unwrap();
-        let dest_s = dest.to_str().unwrap().to_owned();
         // Slow enough (about a second) to be killed part way.
-        let args = [
-            "get",
-            "resume.bin",
-            "--index",
-            &idx,
-            "--dir",
-            &dest_s,
-            "--max-download-rate",
-            "8M",
-        ];
-        let child = Background::start(&args, root.path());
+        let args = Args::get("resume.bin")
+            .index(index.addr)
+            .dir(&dest)
+            .flag("--max-download-rate", "8M");
+        let child = args.background(root.path());
         if trial % 2 == 0 {
             // Any moment from start to end, recorded progress or not.
             thread::sleep(Duration::from_millis(rng.gen_range(0..1200)));
@@ -430,7 +336,7 @@ fn a_downloader_killed_at_random_moments_resumes_and_never_leaves_a_corrupt_file
         if let Ok(bytes) = fs::read(dest.join("resume.bin")) {
             assert_eq!(bytes, data, "trial {trial}: a corrupt file appeared");
         }
-        let (code, out, err) = run(&args, root.path());
+        let (code, out, err) = args.run(root.path());
         assert_eq!(code, 0, "trial {trial}: {out}{err}");
         if out.contains("resuming 'resume.bin'") {
             resumed_trials += 1;
@@ -511,22 +417,14 @@ fn ctrl_c_stops_a_one_shot_get_and_the_same_command_resumes_it() {
     );
     let dest = root.path().join("dest");
     fs::create_dir_all(&dest).unwrap();
-    let idx = index.addr_str();
-    let args = [
-        "get",
-        "slow.bin",
-        "--index",
-        &idx,
-        "--dir",
-        dest.to_str().unwrap(),
-    ];
-    let child = Background::start(&args, root.path());
+    let args = Args::get("slow.bin").index(index.addr).dir(&dest);
+    let child = args.background(root.path());
     let state_dir = dest.join(".p2pshare");
     eventually("progress recorded", DEADLINE, || {
         state_file(&state_dir).is_some()
     });
     // SAFETY: plain kill(2) on a child we started.
-    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) }, 0);
+    assert_eq!(unsafe { libc::kill(child.pid() as i32, libc::SIGINT) }, 0);
     let (code, out, err) = child.finish(DEADLINE);
     assert_eq!(code, 130, "{out}{err}");
     assert!(
@@ -535,7 +433,7 @@ fn ctrl_c_stops_a_one_shot_get_and_the_same_command_resumes_it() {
         "{err}"
     );
     assert!(!dest.join("slow.bin").exists());
-    let (code, out, err) = run(&args, root.path());
+    let (code, out, err) = args.run(root.path());
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("resuming 'slow.bin'"), "{out}");
     // The rate counts only what this run fetched, not what was already on disk.
@@ -569,25 +467,17 @@ fn a_source_far_slower_than_the_others_gets_fewer_pieces_and_does_not_hold_the_e
     fs::write(slow_dir.join("s.bin"), &data).unwrap();
     let slow = peer(&slow_dir, &index, &["--max-upload-rate", "40k"]);
     let dest = root.path().join("dest");
-    let idx = index.addr_str();
-    let (code, out, err) = run(
-        &[
-            "get",
-            "s.bin",
-            "--index",
-            &idx,
-            "--dir",
-            dest.to_str().unwrap(),
-            "--json",
-        ],
-        root.path(),
-    );
+    let (code, out, err) = Args::get("s.bin")
+        .index(index.addr)
+        .dir(&dest)
+        .json()
+        .run(root.path());
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(fs::read(dest.join("s.bin")).unwrap(), data);
-    let slow_up = status_value(&slow.addr_str(), "bytes_uploaded");
+    let slow_up = status_number(slow.addr, "bytes_uploaded");
     assert!(slow_up > 0, "the slow holder was never asked");
     for f in &fast {
-        let up = status_value(&f.addr_str(), "bytes_uploaded");
+        let up = status_number(f.addr, "bytes_uploaded");
         assert!(
             slow_up * 3 <= up,
             "slow sent {slow_up}, {} sent {up}",
@@ -611,19 +501,11 @@ fn a_holder_that_appears_during_a_download_joins_it() {
         &["--max-upload-rate", "1M"],
     );
     let dest = root.path().join("dest");
-    let idx = index.addr_str();
-    let get = Background::start(
-        &[
-            "get",
-            "late.bin",
-            "--index",
-            &idx,
-            "--dir",
-            dest.to_str().unwrap(),
-            "--json",
-        ],
-        root.path(),
-    );
+    let get = Args::get("late.bin")
+        .index(index.addr)
+        .dir(&dest)
+        .json()
+        .background(root.path());
     let state_dir = dest.join(".p2pshare");
     eventually("progress recorded", DEADLINE, || {
         state_file(&state_dir).is_some()
@@ -636,7 +518,7 @@ fn a_holder_that_appears_during_a_download_joins_it() {
     assert_eq!(code, 0, "{out}{err}");
     let v = json(&out);
     assert_eq!(sources(&v), ["b", "h0"], "{out}");
-    assert!(status_value(&b.addr_str(), "bytes_uploaded") > 0);
+    assert!(status_number(b.addr, "bytes_uploaded") > 0);
     assert_eq!(fs::read(dest.join("late.bin")).unwrap(), data);
 }
 
@@ -654,19 +536,11 @@ fn when_every_holder_died_a_holder_that_appears_later_finishes_the_download() {
         &["--max-upload-rate", "2M"],
     );
     let dest = root.path().join("dest");
-    let idx = index.addr_str();
-    let get = Background::start(
-        &[
-            "get",
-            "phoenix.bin",
-            "--index",
-            &idx,
-            "--dir",
-            dest.to_str().unwrap(),
-            "--json",
-        ],
-        root.path(),
-    );
+    let get = Args::get("phoenix.bin")
+        .index(index.addr)
+        .dir(&dest)
+        .json()
+        .background(root.path());
     let state_dir = dest.join(".p2pshare");
     eventually("progress recorded", DEADLINE, || {
         state_file(&state_dir).is_some()
@@ -703,21 +577,12 @@ fn silent_and_stalled_holders_time_out_and_their_pieces_go_back() {
     let silent = FakeHolder::start(&index, "silent", "st.bin", &data, Fault::Silent);
     let stalled = FakeHolder::start(&index, "stalled", "st.bin", &data, Fault::StallMidPiece);
     let dest = root.path().join("dest");
-    let idx = index.addr_str();
-    let (code, out, err) = run(
-        &[
-            "get",
-            "st.bin",
-            "--index",
-            &idx,
-            "--dir",
-            dest.to_str().unwrap(),
-            "--json",
-            "--io-timeout",
-            "2s",
-        ],
-        root.path(),
-    );
+    let (code, out, err) = Args::get("st.bin")
+        .index(index.addr)
+        .dir(&dest)
+        .json()
+        .flag("--io-timeout", "2s")
+        .run(root.path());
     assert_eq!(code, 0, "{out}{err}");
     let v = json(&out);
     let n = notes(&v);
@@ -751,19 +616,11 @@ fn a_holder_that_refuses_mid_download_gives_its_pieces_back() {
     );
     let refuser = FakeHolder::start(&index, "refuser", "rf.bin", &data, Fault::RefuseAfter(2));
     let dest = root.path().join("dest");
-    let idx = index.addr_str();
-    let (code, out, err) = run(
-        &[
-            "get",
-            "rf.bin",
-            "--index",
-            &idx,
-            "--dir",
-            dest.to_str().unwrap(),
-            "--json",
-        ],
-        root.path(),
-    );
+    let (code, out, err) = Args::get("rf.bin")
+        .index(index.addr)
+        .dir(&dest)
+        .json()
+        .run(root.path());
     assert_eq!(code, 0, "{out}{err}");
     let v = json(&out);
     let n = notes(&v);
@@ -783,19 +640,12 @@ fn a_piece_list_that_does_not_match_the_index_digest_is_never_used() {
     let index = index(root.path(), &[]);
     let liar = FakeHolder::start(&index, "liar", "pl.bin", &data, Fault::WrongPieceList);
     let dest = root.path().join("dest");
-    let idx = index.addr_str();
-    let args = [
-        "get",
-        "pl.bin",
-        "--index",
-        &idx,
-        "--dir",
-        dest.to_str().unwrap(),
-        "--io-timeout",
-        "2s",
-    ];
+    let args = Args::get("pl.bin")
+        .index(index.addr)
+        .dir(&dest)
+        .flag("--io-timeout", "2s");
     // The liar alone: nothing is fetched, nothing kept.
-    let (code, out, err) = run(&args, root.path());
+    let (code, out, err) = args.run(root.path());
     assert_eq!(code, 1, "{out}{err}");
     assert!(
         out.contains("holder liar (") && out.contains("piece list does not match"),
@@ -817,7 +667,7 @@ fn a_piece_list_that_does_not_match_the_index_digest_is_never_used() {
     // With an honest holder beside it, the download completes (the liar may then
     // serve pieces, which are checked against the honest list like any others).
     let _honest = holders_of(root.path(), &index, 1, "pl.bin", &data, &[]);
-    let (code, out, err) = run(&args, root.path());
+    let (code, out, err) = args.run(root.path());
     assert_eq!(code, 0, "{out}{err}");
     // Which holder served the pieces is the scheduler's choice; what matters is
     // that the honest list was the one checked against.
@@ -859,21 +709,13 @@ fn a_source_that_sends_two_bad_pieces_is_banned_and_the_output_names_it() {
     fs::write(bad_dir.join("bad.bin"), &data).unwrap();
     let _bad = peer(&bad_dir, &index, &[]);
     corrupt_every_piece(&bad_dir.join("bad.bin"), &data);
-    let idx = index.addr_str();
     for json_output in [false, true] {
         let dest = root.path().join(format!("dest-{json_output}"));
-        let mut args = vec![
-            "get",
-            "bad.bin",
-            "--index",
-            &idx,
-            "--dir",
-            dest.to_str().unwrap(),
-        ];
+        let mut args = Args::get("bad.bin").index(index.addr).dir(&dest);
         if json_output {
-            args.push("--json");
+            args = args.json();
         }
-        let (code, out, err) = run(&args, root.path());
+        let (code, out, err) = args.run(root.path());
         assert_eq!(code, 0, "{out}{err}");
         let text = if json_output {
             notes(&json(&out))
@@ -905,16 +747,8 @@ fn a_damaged_recorded_piece_is_found_by_the_spot_check_and_fetched_again() {
         &["--max-upload-rate", "2M"],
     );
     let dest = root.path().join("dest");
-    let idx = index.addr_str();
-    let args = [
-        "get",
-        "chk.bin",
-        "--index",
-        &idx,
-        "--dir",
-        dest.to_str().unwrap(),
-    ];
-    let get = Background::start(&args, root.path());
+    let args = Args::get("chk.bin").index(index.addr).dir(&dest);
+    let get = args.background(root.path());
     let state_dir = dest.join(".p2pshare");
     eventually("two pieces recorded", DEADLINE, || {
         state_file(&state_dir).is_some_and(|s| marked_pieces(&s).is_some_and(|m| m.len() >= 2))
@@ -930,7 +764,7 @@ fn a_damaged_recorded_piece_is_found_by_the_spot_check_and_fetched_again() {
     let f = fs::OpenOptions::new().write(true).open(&part).unwrap();
     f.write_all_at(&[data[at as usize] ^ 1], at).unwrap();
     drop(f);
-    let (code, out, err) = run(&args, root.path());
+    let (code, out, err) = args.run(root.path());
     assert_eq!(code, 0, "{out}{err}");
     let expect = format!("resuming 'chk.bin': {} of 8 pieces", marked.len() - 1);
     assert!(out.contains(&expect), "expected '{expect}' in: {out}");
@@ -970,22 +804,13 @@ fn the_download_limit_paces_modern_and_classic_downloads() {
     let data = noise(3 * 1024 * 1024, 30);
     let index = index(root.path(), &[]);
     let _h = holders_of(root.path(), &index, 2, "m.bin", &data, &[]);
-    let idx = index.addr_str();
     let dest = root.path().join("dest");
     let started = Instant::now();
-    let (code, out, err) = run(
-        &[
-            "get",
-            "m.bin",
-            "--index",
-            &idx,
-            "--dir",
-            dest.to_str().unwrap(),
-            "--max-download-rate",
-            "1M",
-        ],
-        root.path(),
-    );
+    let (code, out, err) = Args::get("m.bin")
+        .index(index.addr)
+        .dir(&dest)
+        .flag("--max-download-rate", "1M")
+        .run(root.path());
     assert_eq!(code, 0, "{out}{err}");
     // 3 MiB at 1 MB/s, from two holders sharing the one limit: at least 3 s.
     let took = started.elapsed();
@@ -995,38 +820,19 @@ fn the_download_limit_paces_modern_and_classic_downloads() {
     let old_dir = root.path().join("old");
     fs::create_dir_all(&old_dir).unwrap();
     fs::write(old_dir.join("legacy.bin"), &data).unwrap();
-    let mut old = Proc::start(
-        "old",
-        &[
-            "peer",
-            "--dir",
-            old_dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--index",
-            "127.0.0.1:9",
-            "--no-console",
-        ],
-        root.path(),
-        false,
-    );
+    let mut old = Args::peer_sharing(&old_dir)
+        .index("127.0.0.1:9")
+        .no_console()
+        .start("old", root.path());
     old.wait_line(|l| l.contains("sharing 1 file "));
     let set = format!("set|legacy.bin|localhost|old|{}", old.addr.port());
     assert_eq!(classic(index.addr, &set), b"Successfully Updated");
     let started = Instant::now();
-    let (code, out, err) = run(
-        &[
-            "get",
-            "legacy.bin",
-            "--index",
-            &idx,
-            "--dir",
-            dest.to_str().unwrap(),
-            "--max-download-rate",
-            "1M",
-        ],
-        root.path(),
-    );
+    let (code, out, err) = Args::get("legacy.bin")
+        .index(index.addr)
+        .dir(&dest)
+        .flag("--max-download-rate", "1M")
+        .run(root.path());
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("NOT verified in advance"), "{out}");
     let took = started.elapsed();
@@ -1048,16 +854,8 @@ fn a_damaged_piece_the_spot_check_misses_is_caught_by_the_whole_file_hash() {
         &["--max-upload-rate", "6M"],
     );
     let dest = root.path().join("dest");
-    let idx = index.addr_str();
-    let args = [
-        "get",
-        "big.bin",
-        "--index",
-        &idx,
-        "--dir",
-        dest.to_str().unwrap(),
-    ];
-    let get = Background::start(&args, root.path());
+    let args = Args::get("big.bin").index(index.addr).dir(&dest);
+    let get = args.background(root.path());
     let state_dir = dest.join(".p2pshare");
     eventually("twelve pieces recorded", DEADLINE, || {
         state_file(&state_dir).is_some_and(|s| marked_pieces(&s).is_some_and(|m| m.len() >= 12))
@@ -1076,7 +874,7 @@ fn a_damaged_piece_the_spot_check_misses_is_caught_by_the_whole_file_hash() {
         .unwrap();
     f.write_all_at(&[data[at as usize] ^ 0x80], at).unwrap();
     drop(f);
-    let (code, out, err) = run(&args, root.path());
+    let (code, out, err) = args.run(root.path());
     assert_eq!(code, 0, "{out}{err}");
     let first = format!("resuming 'big.bin': {} of 40 pieces", marked.len());
     assert!(out.contains(&first), "expected '{first}' in: {out}");

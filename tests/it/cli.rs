@@ -11,8 +11,7 @@ const DEAD: &str = "127.0.0.1:9";
 /// `p2pshare search x` with these variables and extra flags: Ok(stdout) when it
 /// reached an index, Err(stderr) when it did not.
 fn search(cwd: &Path, envs: &[(&str, &str)], extra: &[&str]) -> Result<String, String> {
-    let args = [&["search", "x"][..], extra].concat();
-    let (code, out, err) = run_with_env(&args, envs, cwd);
+    let (code, out, err) = Args::search("x").args(extra).run_with_env(envs, cwd);
     match code {
         0 => Ok(out),
         1 => Err(err),
@@ -161,36 +160,20 @@ fn unknown_config_keys_exit_2_naming_the_key_the_file_and_the_command() {
 fn listen_takes_host_names_for_every_server_and_refuses_bad_values() {
     let root = tempfile::tempdir().unwrap();
     let dirs = sample_peers(root.path());
-    let index = Proc::start(
-        "index",
-        &["index", "--listen", "localhost:0", "--db", ":memory:"],
-        root.path(),
-        false,
-    );
+    let index = Args::index_server()
+        .listen("localhost:0")
+        .flag("--db", ":memory:")
+        .start("index", root.path());
     assert!(index.addr.ip().is_loopback(), "{}", index.addr);
-    let seed = Proc::start(
-        "seed",
-        &["seed", "--listen", "localhost:0"],
-        root.path(),
-        false,
-    );
+    let seed = Args::seed_server()
+        .listen("localhost:0")
+        .start("seed", root.path());
     assert!(seed.addr.ip().is_loopback(), "{}", seed.addr);
-    let peer_dir = dirs[0].to_str().unwrap();
-    let peer = Proc::start(
-        "peer",
-        &[
-            "peer",
-            "--dir",
-            peer_dir,
-            "--listen",
-            "localhost:0",
-            "--index",
-            &index.addr_str(),
-            "--no-console",
-        ],
-        root.path(),
-        false,
-    );
+    let peer = Args::peer_sharing(&dirs[0])
+        .listen("localhost:0")
+        .index(index.addr)
+        .no_console()
+        .start("peer", root.path());
     assert!(peer.addr.ip().is_loopback(), "{}", peer.addr);
 
     for (bad, why) in [

@@ -1,13 +1,11 @@
 //! The live shared folder: additions, changes, deletions and renames reach the index
 //! on their own; half-written files wait; a restarted peer uses its hash cache.
 
-mod util;
-
+use crate::util::*;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use util::*;
 
 /// What the index says about a name: (peer, size, content id) of each holder.
 fn entries(index: &Proc, name: &str) -> Vec<(String, String, String)> {

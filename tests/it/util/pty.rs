@@ -2,12 +2,13 @@
 //! editor in raw mode, progress bars drawn, nothing redirected. The test reads what
 //! the terminal would show and types as a person would, with a deadline on every wait.
 
-use super::{bin, DEADLINE};
+use super::{command, DEADLINE};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -52,15 +53,13 @@ fn openpty() -> (OwnedFd, OwnedFd) {
 }
 
 impl PtyProc {
-    /// Starts `p2pshare ARGS` on a terminal, with the environment of a new user:
-    /// no RUST_LOG.
-    pub fn start(args: &[&str], cwd: &Path) -> PtyProc {
+    /// Starts `p2pshare ARGS` on a terminal, with the environment of a new user (no
+    /// configuration file, no `P2PSHARE_*` variables, no RUST_LOG).
+    pub fn start<S: AsRef<OsStr>>(args: &[S], cwd: &Path) -> PtyProc {
         let (master, slave) = openpty();
-        let mut cmd = Command::new(bin());
+        let mut cmd = command(&[("TERM", "xterm")]);
         cmd.args(args)
             .current_dir(cwd)
-            .env_remove("RUST_LOG")
-            .env("TERM", "xterm")
             .stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
             .stderr(Stdio::from(slave));

@@ -1,9 +1,8 @@
-//! End-to-end tests: the real binary on 127.0.0.1 with ephemeral ports, killed on
-//! drop, with a deadline on every wait.
+//! The basics end to end: one index and a few peers sharing, searching and
+//! downloading (holders killed or corrupt mid-download), leases, the classic dialect,
+//! malformed and over-long input, connection and memory caps, health and signals.
 
-mod cli;
-mod util;
-
+use crate::util::*;
 use p2pshare::config::NodeAddr;
 use p2pshare::net::Timeouts;
 use p2pshare::peer::download::{download_from, DownloadError, DownloadRequest, Outcome, Progress};
@@ -16,7 +15,6 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use util::*;
 
 fn pool(index: &Proc) -> IndexPool {
     IndexPool::new(
@@ -78,16 +76,6 @@ impl Notes {
     }
 }
 
-fn status_value(addr: &str, key: &str) -> String {
-    let (code, out, err) = run(&["status", addr, "--json"], Path::new("."));
-    assert_eq!(code, 0, "status failed: {err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    match &v["status"][key] {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 #[test]
 fn full_flow_one_index_three_peers_search_download_and_share_onward() {
     let root = tempfile::tempdir().unwrap();
@@ -122,19 +110,11 @@ fn full_flow_one_index_three_peers_search_download_and_share_onward() {
     });
     p2.kill9();
     let fresh = root.path().join("fresh");
-    let idx = index.addr_str();
-    let (code, out, err) = run(
-        &[
-            "get",
-            "hundredkb.txt",
-            "--index",
-            &idx,
-            "--dir",
-            fresh.to_str().unwrap(),
-            "--json",
-        ],
-        root.path(),
-    );
+    let (code, out, err) = Args::get("hundredkb.txt")
+        .index(index.addr)
+        .dir(&fresh)
+        .json()
+        .run(root.path());
     assert_eq!(code, 0, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["status"], "downloaded");
@@ -173,11 +153,8 @@ fn search_matches_every_word_excludes_and_answers_json() {
     let index = index(root.path(), &[]);
     let _p1 = peer(&dirs[0], &index, &[]);
     let _p2 = peer(&dirs[1], &index, &[]);
-    let idx = index.addr_str();
-    let (code, out, _) = run(
-        &["search", "TXT -onekb -hundredkb", "--index", &idx, "--json"],
-        root.path(),
-    );
+    let search = |words: &[&str]| Args::of(&[&["search"], words].concat()).index(index.addr);
+    let (code, out, _) = search(&["TXT -onekb -hundredkb"]).json().run(root.path());
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let mut names: Vec<&str> = v["results"]
@@ -188,17 +165,14 @@ fn search_matches_every_word_excludes_and_answers_json() {
         .collect();
     names.sort();
     assert_eq!(names, vec!["poem.txt", "readme-peer1.txt", "tenkb.txt"]);
-    let (code, out, _) = run(&["search", "readme", "peer1", "--index", &idx], root.path());
+    let (code, out, _) = search(&["readme", "peer1"]).run(root.path());
     assert_eq!(code, 0);
     assert!(out.contains("1. readme-peer1.txt"), "{out}");
     // A '|' typed in a query separates words; it cannot break the request line.
-    let (code, out, err) = run(&["search", "readme|peer1", "--index", &idx], root.path());
+    let (code, out, err) = search(&["readme|peer1"]).run(root.path());
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1. readme-peer1.txt"), "{out}");
-    let (code, out, _) = run(
-        &["search", "nothing-like-this", "--index", &idx],
-        root.path(),
-    );
+    let (code, out, _) = search(&["nothing-like-this"]).run(root.path());
     assert_eq!(code, 0);
     assert!(out.contains("no file matches"), "{out}");
 }
@@ -262,12 +236,7 @@ fn holder_killed_mid_download_finishes_from_another() {
         progress.notes.text()
     );
     assert_eq!(fs::read(dest.join("big.bin")).unwrap(), data);
-    assert!(
-        status_value(&b_addr, "bytes_uploaded")
-            .parse::<u64>()
-            .unwrap()
-            > 0
-    );
+    assert!(status_number(&b_addr, "bytes_uploaded") > 0);
 }
 
 #[test]
@@ -489,37 +458,18 @@ fn modern_download_from_a_classic_holder_says_it_was_not_verified() {
     let index = index(root.path(), &[]);
     // A peer that answers the classic download, known to the index only through a
     // classic `set` (its own links point at an index that is not running).
-    let mut old = Proc::start(
-        "old",
-        &[
-            "peer",
-            "--dir",
-            root.path().join("old").to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--index",
-            "127.0.0.1:9",
-            "--no-console",
-        ],
-        root.path(),
-        false,
-    );
+    let mut old = Args::peer_sharing(&root.path().join("old"))
+        .index("127.0.0.1:9")
+        .no_console()
+        .start("old", root.path());
     old.wait_line(|l| l.contains("sharing 1 file "));
     let set = format!("set|legacy.bin|localhost|old|{}", old.addr.port());
     assert_eq!(classic(index.addr, &set), b"Successfully Updated");
     let dest = root.path().join("dest");
-    let idx = index.addr_str();
-    let (code, out, err) = run(
-        &[
-            "get",
-            "legacy.bin",
-            "--index",
-            &idx,
-            "--dir",
-            dest.to_str().unwrap(),
-        ],
-        root.path(),
-    );
+    let (code, out, err) = Args::get("legacy.bin")
+        .index(index.addr)
+        .dir(&dest)
+        .run(root.path());
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("NOT verified in advance"), "{out}");
     assert_eq!(fs::read(dest.join("legacy.bin")).unwrap(), data);
@@ -593,7 +543,7 @@ fn malformed_input_gets_clear_errors_and_the_index_keeps_serving() {
 
     // The next client is served as if nothing happened.
     assert_eq!(Raw::connect(index.addr).ask("ping"), "ok|pong");
-    let (code, _, _) = run(&["status", &index.addr_str()], root.path());
+    let (code, _, _) = Args::status(index.addr).run(root.path());
     assert_eq!(code, 0);
 }
 
@@ -738,11 +688,7 @@ fn big_publish(n: usize, complete: bool) -> Vec<u8> {
 fn large_batches_share_one_memory_budget_and_the_rest_is_told_busy() {
     let root = tempfile::tempdir().unwrap();
     let index = index(root.path(), &["--request-memory", "1M"]);
-    let in_use = || -> usize {
-        status_value(&index.addr_str(), "request_memory")
-            .parse()
-            .unwrap()
-    };
+    let in_use = || status_number(index.addr, "request_memory") as usize;
     let mut c1 = Raw::connect(index.addr);
     assert!(c1.ask("hello|1|peer|big1|2001").starts_with("ok|"));
     let batch = big_publish(3000, false);
@@ -801,48 +747,23 @@ fn a_download_never_replaces_a_different_file() {
     let dest = root.path().join("dest");
     fs::create_dir_all(&dest).unwrap();
     fs::write(dest.join("tenkb.txt"), b"my own notes").unwrap();
-    let idx = index.addr_str();
-    let (code, _, err) = run(
-        &[
-            "get",
-            "tenkb.txt",
-            "--index",
-            &idx,
-            "--dir",
-            dest.to_str().unwrap(),
-        ],
-        root.path(),
-    );
+    let get = |name: &str| {
+        Args::get(name)
+            .index(index.addr)
+            .dir(&dest)
+            .run(root.path())
+    };
+    let (code, _, err) = get("tenkb.txt");
     assert_eq!(code, 1);
     assert!(
         err.contains("already exists with different content"),
         "{err}"
     );
     assert_eq!(fs::read(dest.join("tenkb.txt")).unwrap(), b"my own notes");
-    let (code, _, err) = run(
-        &[
-            "get",
-            "missing.txt",
-            "--index",
-            &idx,
-            "--dir",
-            dest.to_str().unwrap(),
-        ],
-        root.path(),
-    );
+    let (code, _, err) = get("missing.txt");
     assert_eq!(code, 1);
     assert!(err.contains("no live peer holds 'missing.txt'"), "{err}");
-    let (code, _, err) = run(
-        &[
-            "get",
-            "../escape",
-            "--index",
-            &idx,
-            "--dir",
-            dest.to_str().unwrap(),
-        ],
-        root.path(),
-    );
+    let (code, _, err) = get("../escape");
     assert_eq!(code, 1);
     assert!(err.contains("dotfiles are never shared"), "{err}");
 }
@@ -851,16 +772,16 @@ fn a_download_never_replaces_a_different_file() {
 fn status_exits_zero_only_for_a_healthy_node() {
     let root = tempfile::tempdir().unwrap();
     let index = index(root.path(), &[]);
-    let (code, out, _) = run(&["status", &index.addr_str(), "--json"], root.path());
+    let (code, out, _) = Args::status(index.addr).json().run(root.path());
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["healthy"], true);
     assert_eq!(v["status"]["role"], "index");
     // Nothing listens on port 9 (discard) here: unreachable is unhealthy.
-    let (code, out, _) = run(
-        &["status", "127.0.0.1:9", "--json", "--timeout", "1s"],
-        root.path(),
-    );
+    let (code, out, _) = Args::status("127.0.0.1:9")
+        .json()
+        .flag("--timeout", "1s")
+        .run(root.path());
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["healthy"], false);
@@ -884,7 +805,7 @@ fn sigterm_makes_a_peer_leave_its_index_at_once() {
 
 #[test]
 fn readme_lists_every_console_command() {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     for line in p2pshare::console::help_lines() {
         let command = line.split_whitespace().next().unwrap();
         assert!(

@@ -1,10 +1,13 @@
-//! Helpers for tests that run the real binary: processes killed on drop, ready lines
-//! read from stdout, a deadline on every wait, and raw TCP exchanges.
-
-#![allow(dead_code)]
+//! Helpers for tests that run the real binary: command lines built by [`Args`],
+//! processes killed on drop, ready lines read from stdout, both pipes of every child
+//! drained while it runs, a deadline on every wait, raw TCP exchanges, and the seed of
+//! a randomised test.
 
 pub mod pty;
 
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -78,14 +81,14 @@ fn pump(
 
 impl Proc {
     /// Starts `p2pshare ARGS` and waits for its ready line ("... listening on ADDR").
-    pub fn start(name: &str, args: &[&str], cwd: &Path, console: bool) -> Proc {
+    pub fn start<S: AsRef<OsStr>>(name: &str, args: &[S], cwd: &Path, console: bool) -> Proc {
         Proc::start_with_env(name, args, &[], cwd, console)
     }
 
     /// `start` with these environment variables set.
-    pub fn start_with_env(
+    pub fn start_with_env<S: AsRef<OsStr>>(
         name: &str,
-        args: &[&str],
+        args: &[S],
         envs: &[(&str, &str)],
         cwd: &Path,
         console: bool,
@@ -195,9 +198,7 @@ impl Proc {
 
 /// Starts an index server on an ephemeral port.
 pub fn index(cwd: &Path, extra: &[&str]) -> Proc {
-    let mut args = vec!["index", "--listen", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    Proc::start("index", &args, cwd, false)
+    Args::index_server().args(extra).start("index", cwd)
 }
 
 /// Starts a peer sharing `dir` without a console and waits until it has published
@@ -212,68 +213,280 @@ pub fn console_peer(dir: &Path, index: &Proc, extra: &[&str]) -> Proc {
 }
 
 fn start_peer(dir: &Path, index: &Proc, extra: &[&str], console: bool) -> Proc {
-    let dir_s = dir.to_str().unwrap().to_owned();
-    let idx = index.addr_str();
-    let mut args = vec![
-        "peer",
-        "--dir",
-        &dir_s,
-        "--listen",
-        "127.0.0.1:0",
-        "--index",
-        &idx,
-    ];
+    let mut args = Args::peer_sharing(dir).index(index.addr);
     if !console {
-        args.push("--no-console");
+        args = args.no_console();
     }
-    args.extend_from_slice(extra);
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-    let mut p = Proc::start(&name, &args, dir.parent().unwrap(), console);
+    let args = args.args(extra);
+    let cwd = dir.parent().unwrap();
+    let mut p = if console {
+        args.start_console(&name, cwd)
+    } else {
+        args.start(&name, cwd)
+    };
     p.wait_line(|l| l.contains(": connected,"));
     p
 }
 
+/// A `p2pshare` command line, built flag by flag:
+/// `Args::get("f.bin").index(index.addr).dir(&dest).json().run(root)`.
+#[derive(Clone, Debug)]
+pub struct Args(Vec<String>);
+
+impl Args {
+    /// Any command line, word by word: `Args::of(&["say", "hi"])`.
+    pub fn of(words: &[&str]) -> Args {
+        Args(words.iter().map(|w| w.to_string()).collect())
+    }
+
+    /// `p2pshare index` on an ephemeral port of 127.0.0.1.
+    pub fn index_server() -> Args {
+        Args::of(&["index", "--listen", "127.0.0.1:0"])
+    }
+
+    /// `p2pshare seed` on an ephemeral port of 127.0.0.1.
+    pub fn seed_server() -> Args {
+        Args::of(&["seed", "--listen", "127.0.0.1:0"])
+    }
+
+    /// `p2pshare peer` sharing `dir`, on an ephemeral port of 127.0.0.1.
+    pub fn peer_sharing(dir: &Path) -> Args {
+        Args::of(&["peer"]).dir(dir).flag("--listen", "127.0.0.1:0")
+    }
+
+    /// `p2pshare get NAME`.
+    pub fn get(name: &str) -> Args {
+        Args::of(&["get", name])
+    }
+
+    /// `p2pshare search WORDS`.
+    pub fn search(words: &str) -> Args {
+        Args::of(&["search", words])
+    }
+
+    /// `p2pshare status ADDR`.
+    pub fn status(addr: impl ToString) -> Args {
+        Args::of(&["status", &addr.to_string()])
+    }
+
+    /// `--index ADDR` (repeatable).
+    pub fn index(self, addr: impl ToString) -> Args {
+        self.flag("--index", addr)
+    }
+
+    /// `--dir DIR`.
+    pub fn dir(self, dir: &Path) -> Args {
+        self.flag("--dir", dir.to_str().expect("a UTF-8 path"))
+    }
+
+    /// `--listen ADDR`, replacing the ephemeral port the server constructors bind.
+    pub fn listen(mut self, addr: impl ToString) -> Args {
+        match self.0.iter().position(|w| w == "--listen") {
+            Some(at) => self.0[at + 1] = addr.to_string(),
+            None => self = self.flag("--listen", addr),
+        }
+        self
+    }
+
+    /// `--json`.
+    pub fn json(self) -> Args {
+        self.args(&["--json"])
+    }
+
+    /// `--no-console`.
+    pub fn no_console(self) -> Args {
+        self.args(&["--no-console"])
+    }
+
+    /// A flag and its value.
+    pub fn flag(mut self, flag: &str, value: impl ToString) -> Args {
+        self.0.push(flag.to_owned());
+        self.0.push(value.to_string());
+        self
+    }
+
+    /// More words as they are.
+    pub fn args(mut self, words: &[&str]) -> Args {
+        self.0.extend(words.iter().map(|w| w.to_string()));
+        self
+    }
+
+    /// Runs the command to completion (with the deadline): (exit code, stdout, stderr).
+    pub fn run(&self, cwd: &Path) -> (i32, String, String) {
+        run(&self.0, cwd)
+    }
+
+    /// `run` with these environment variables set.
+    pub fn run_with_env(&self, envs: &[(&str, &str)], cwd: &Path) -> (i32, String, String) {
+        run_with_env(&self.0, envs, cwd)
+    }
+
+    /// Starts the command in the background.
+    pub fn background(&self, cwd: &Path) -> Background {
+        Background::start(&self.0, &[], cwd)
+    }
+
+    /// Starts a server without a console on a pipe and waits for its ready line.
+    pub fn start(&self, name: &str, cwd: &Path) -> Proc {
+        Proc::start(name, &self.0, cwd, false)
+    }
+
+    /// Starts a server with its console on a pipe and waits for its ready line.
+    pub fn start_console(&self, name: &str, cwd: &Path) -> Proc {
+        Proc::start(name, &self.0, cwd, true)
+    }
+
+    /// The words, for helpers that take `&[&str]`.
+    pub fn words(&self) -> Vec<&str> {
+        self.0.iter().map(String::as_str).collect()
+    }
+}
+
+/// A one-shot `p2pshare` running in the background, killed on drop. Both of its pipes
+/// are drained from the start by threads of their own, so a child that writes more
+/// than a pipe holds (64 KiB on Linux) goes on running instead of blocking.
+pub struct Background {
+    command: String,
+    child: Child,
+    stdout: Receiver<Vec<u8>>,
+    stderr: Receiver<Vec<u8>>,
+}
+
+/// Reads `stream` to its end on a thread of its own; the bytes arrive on the channel.
+fn drain(stream: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut stream = stream;
+        let mut bytes = Vec::new();
+        let _ = stream.read_to_end(&mut bytes);
+        let _ = tx.send(bytes);
+    });
+    rx
+}
+
+impl Background {
+    /// Starts `p2pshare ARGS` with these environment variables set.
+    pub fn start<S: AsRef<OsStr>>(args: &[S], envs: &[(&str, &str)], cwd: &Path) -> Background {
+        let command = args
+            .iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut child = self::command(envs)
+            .args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start p2pshare {command}: {e}"));
+        let stdout = drain(child.stdout.take().unwrap());
+        let stderr = drain(child.stderr.take().unwrap());
+        Background {
+            command,
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits `within` for the exit: (exit code, stdout, stderr). Kills the child and
+    /// panics at the deadline.
+    pub fn finish(mut self, within: Duration) -> (i32, String, String) {
+        let until = Instant::now() + within;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > until {
+                let _ = self.child.kill();
+                panic!("p2pshare {} did not finish within {within:?}", self.command);
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        // The pipes close when the child exits; a moment for the threads to hand over.
+        let take = |rx: &Receiver<Vec<u8>>, which: &str| {
+            let left = until
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(1));
+            let bytes = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("p2pshare {}: {which} never closed", self.command));
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        let out = take(&self.stdout, "stdout");
+        let err = take(&self.stderr, "stderr");
+        (status.code().unwrap_or(-1), out, err)
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs a one-shot command to completion (with a deadline) and returns
 /// (exit code, stdout, stderr).
-pub fn run(args: &[&str], cwd: &Path) -> (i32, String, String) {
+pub fn run<S: AsRef<OsStr>>(args: &[S], cwd: &Path) -> (i32, String, String) {
     run_with_env(args, &[], cwd)
 }
 
 /// `run` with these environment variables set.
-pub fn run_with_env(args: &[&str], envs: &[(&str, &str)], cwd: &Path) -> (i32, String, String) {
-    let mut child = command(envs)
-        .args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn one-shot");
-    let until = Instant::now() + DEADLINE;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut out = String::new();
-            let mut err = String::new();
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            return (status.code().unwrap_or(-1), out, err);
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!("p2pshare {args:?} did not finish within {DEADLINE:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
+pub fn run_with_env<S: AsRef<OsStr>>(
+    args: &[S],
+    envs: &[(&str, &str)],
+    cwd: &Path,
+) -> (i32, String, String) {
+    Background::start(args, envs, cwd).finish(DEADLINE)
+}
+
+/// `p2pshare status ADDR --json`, which must succeed: the node's status rows.
+pub fn status_json(addr: impl ToString) -> serde_json::Value {
+    let (code, out, err) = Args::status(addr).json().run(&std::env::temp_dir());
+    assert_eq!(code, 0, "status failed: {out}{err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("status is not JSON ({e}): {out}"))
+}
+
+/// One number from a node's status.
+pub fn status_number(addr: impl ToString, key: &str) -> u64 {
+    let v = status_json(addr);
+    v["status"][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no number {key} in {v}"))
+}
+
+/// The environment variable that replays a randomised test.
+pub const SEED_VAR: &str = "P2PSHARE_TEST_SEED";
+
+/// The random source of a randomised test: seeded from `P2PSHARE_TEST_SEED` when it is
+/// set, else from a fresh seed. The seed is printed with the test's name either way
+/// (the harness shows it when the test fails), and the same seed makes the same
+/// choices again. Call it on the test's own thread, which the harness names.
+pub fn seeded_rng() -> StdRng {
+    let thread = thread::current();
+    let test = thread.name().unwrap_or("this test");
+    let seed = match std::env::var(SEED_VAR) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{SEED_VAR}={text:?} is not a number")),
+        Err(_) => rand::random(),
+    };
+    eprintln!("{test}: seed {seed}: replay with {SEED_VAR}={seed}");
+    StdRng::seed_from_u64(seed)
 }
 
 /// Polls `cond` every 50 ms until it holds, panicking with `what` at the deadline.

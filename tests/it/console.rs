@@ -1,12 +1,10 @@
 //! The peer's console as a person sees it: the real binary on a pseudo-terminal (line
 //! editor in raw mode, progress bars drawn) and on a pipe, with a deadline on every wait.
 
-mod util;
-
+use crate::util::pty::PtyProc;
+use crate::util::*;
 use std::fs;
 use std::path::Path;
-use util::pty::PtyProc;
-use util::*;
 
 const PROMPT: &str = "p2pshare> ";
 
@@ -50,21 +48,10 @@ fn console_on_a_terminal_shows_no_log_lines_and_a_prompt_after_every_hashing_bar
     let me = root.path().join("me");
     fs::create_dir_all(&me).unwrap();
     sparse(&me.join("first.bin"), 200);
-    let idx = index.addr_str();
-    let mut console = PtyProc::start(
-        &[
-            "peer",
-            "--dir",
-            me.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--index",
-            &idx,
-            "--settle",
-            "100ms",
-        ],
-        root.path(),
-    );
+    let args = Args::peer_sharing(&me)
+        .index(index.addr)
+        .flag("--settle", "100ms");
+    let mut console = PtyProc::start(&args.words(), root.path());
     console.wait_text("the first scan's bar, then a prompt", |t| {
         t.contains("sharing 1 file (200.0 MiB)") && prompt_after_last_bar(t)
     });
@@ -133,7 +120,9 @@ fn say_with_no_neighbours_is_not_sent_and_peers_says_no_seeds_are_configured() {
     assert!(!line.contains("incarnation"), "{line}");
 
     // Through the peer from the command line: refused, and the exit code says so.
-    let (code, out, err) = run(&["say", "anyone?", "--peer", &p.addr_str()], root.path());
+    let (code, out, err) = Args::of(&["say", "anyone?"])
+        .flag("--peer", p.addr)
+        .run(root.path());
     assert_eq!(code, 1, "{out}");
     assert!(
         err.contains("no-neighbours") && err.contains("not sent"),
@@ -184,16 +173,9 @@ fn an_unreachable_index_is_named_once_in_the_console() {
         .to_string();
     let dir = root.path().join("alone");
     fs::create_dir_all(&dir).unwrap();
-    let args = [
-        "peer",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--index",
-        &dead,
-    ];
-    let mut p = Proc::start("alone", &args, root.path(), true);
+    let mut p = Args::peer_sharing(&dir)
+        .index(&dead)
+        .start_console("alone", root.path());
     let line = p.wait_line(|l| l.contains(": unreachable ("));
     assert_eq!(line.matches(&dead).count(), 1, "{line}");
     p.type_line("status");

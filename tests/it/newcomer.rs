@@ -2,11 +2,10 @@
 //! tells the truth, output that scripts can read, and one-shot commands that leave no
 //! litter behind.
 
-mod util;
-
+use crate::util::*;
 use std::fs;
+use std::path::Path;
 use std::time::{Duration, Instant};
-use util::*;
 
 /// CPU time (user + system) a process has used so far.
 fn cpu_time(pid: u32) -> Duration {
@@ -49,7 +48,7 @@ fn a_peer_whose_only_index_is_down_is_not_healthy() {
     let mut p = peer(&dirs[0], &index, &[]);
     let addr = p.addr_str();
 
-    let (code, out, err) = run(&["status", &addr, "--json"], root.path());
+    let (code, out, err) = Args::status(&addr).json().run(root.path());
     assert_eq!(code, 0, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["healthy"], true);
@@ -59,7 +58,7 @@ fn a_peer_whose_only_index_is_down_is_not_healthy() {
     assert_eq!(v["status"]["indexes"][0]["address"], idx.as_str());
     assert_eq!(v["status"]["indexes"][0]["state"], "up");
     assert_eq!(v["status"]["indexes"][0]["files"], 3);
-    let (_, text, _) = run(&["status", &addr], root.path());
+    let (_, text, _) = Args::status(&addr).run(root.path());
     assert!(
         text.contains(&format!("index {idx}: up, 3 files published")),
         "{text}"
@@ -68,7 +67,7 @@ fn a_peer_whose_only_index_is_down_is_not_healthy() {
 
     index.kill9();
     p.wait_line(|l| l.contains(&format!("index {idx}")) && !l.contains("connected"));
-    let (code, out, err) = run(&["status", &addr], root.path());
+    let (code, out, err) = Args::status(&addr).run(root.path());
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("health: failing"), "{out}");
     assert!(
@@ -79,7 +78,7 @@ fn a_peer_whose_only_index_is_down_is_not_healthy() {
         err.contains("not healthy: no index server reachable"),
         "{err}"
     );
-    let (code, out, _) = run(&["status", &addr, "--json"], root.path());
+    let (code, out, _) = Args::status(&addr).json().run(root.path());
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["healthy"], false);
@@ -90,20 +89,12 @@ fn a_peer_whose_only_index_is_down_is_not_healthy() {
 fn failures_under_json_are_json_on_stdout() {
     let root = tempfile::tempdir().unwrap();
     let index = index(root.path(), &[]);
-    let idx = index.addr_str();
     let dest = root.path().join("never-made");
-    let (code, out, err) = run(
-        &[
-            "get",
-            "nothing-here.txt",
-            "--index",
-            &idx,
-            "--dir",
-            dest.to_str().unwrap(),
-            "--json",
-        ],
-        root.path(),
-    );
+    let (code, out, err) = Args::get("nothing-here.txt")
+        .index(index.addr)
+        .dir(&dest)
+        .json()
+        .run(root.path());
     assert_eq!(code, 1, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("a JSON error object");
     assert!(
@@ -140,11 +131,10 @@ fn one_shot_commands_read_well_and_leave_no_litter() {
     let root = tempfile::tempdir().unwrap();
     let dirs = sample_peers(root.path());
     let index = index(root.path(), &[]);
-    let idx = index.addr_str();
     let _p1 = peer(&dirs[0], &index, &[]);
 
     // The table: one holder is "1 holder", ids are short, columns line up.
-    let (code, out, _) = run(&["search", "txt", "--index", &idx], root.path());
+    let (code, out, _) = Args::search("txt").index(index.addr).run(root.path());
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines.len() >= 2, "{out}");
@@ -162,19 +152,13 @@ fn one_shot_commands_read_well_and_leave_no_litter() {
 
     // A name that differs only in case gets a hint.
     let dest = root.path().join("dest");
-    let d = dest.to_str().unwrap();
-    let (code, _, err) = run(
-        &["get", "TENKB.TXT", "--index", &idx, "--dir", d],
-        root.path(),
-    );
+    let get = |name: &str, dir: &Path| Args::get(name).index(index.addr).dir(dir).run(root.path());
+    let (code, _, err) = get("TENKB.TXT", &dest);
     assert_eq!(code, 1);
     assert!(err.contains("did you mean 'tenkb.txt'"), "{err}");
 
     // A finished get leaves the file and nothing else.
-    let (code, out, err) = run(
-        &["get", "tenkb.txt", "--index", &idx, "--dir", d],
-        root.path(),
-    );
+    let (code, out, err) = get("tenkb.txt", &dest);
     assert_eq!(code, 0, "{out}{err}");
     let left: Vec<String> = fs::read_dir(&dest)
         .unwrap()
@@ -184,17 +168,34 @@ fn one_shot_commands_read_well_and_leave_no_litter() {
 
     // --dir naming a file is a usage error that says so.
     let file = dest.join("tenkb.txt");
-    let (code, _, err) = run(
-        &[
-            "get",
-            "onekb.txt",
-            "--index",
-            &idx,
-            "--dir",
-            file.to_str().unwrap(),
-        ],
-        root.path(),
-    );
+    let (code, _, err) = get("onekb.txt", &file);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not a folder"), "{err}");
+}
+
+#[test]
+fn a_one_shot_command_that_prints_more_than_a_pipe_holds_is_read_whole() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &["--db", ":memory:"]);
+    // A thousand names of about 220 bytes each: the JSON answer is several times what
+    // a pipe holds (64 KiB), so the test must read while the command runs.
+    let mut raw = Raw::connect(index.addr);
+    assert!(raw.ask("hello|1|peer|bulk|2000").starts_with("ok|index|"));
+    let mut batch = String::from("publish|1000\n");
+    for i in 0..1000 {
+        let name = format!("bulk-{i:04}-{}.dat", "x".repeat(200));
+        let id = p2pshare::protocol::hash::Sha1Digest::of(name.as_bytes());
+        batch.push_str(&format!("{name}|1|{id}|{id}\n"));
+    }
+    raw.send(batch.as_bytes());
+    assert_eq!(raw.line(), "ok|1000");
+    let (code, out, err) = Args::search("bulk")
+        .index(index.addr)
+        .json()
+        .flag("--limit", "1000")
+        .run(root.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.len() > 4 * 64 * 1024, "only {} bytes", out.len());
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["results"].as_array().unwrap().len(), 1000);
 }

@@ -1,0 +1,102 @@
+//! In-process tests of a [`Service`]: requests written as they travel on the wire,
+//! decoded by the codec, handed to `handle` on a connection state of their own, and
+//! the replies read back as the client would read them. No socket, no thread.
+
+use super::{Reply, Service};
+use crate::protocol::codec::{decode_request, Decoded, Request};
+use crate::protocol::MAX_LINE;
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::SocketAddr;
+
+/// Decodes one whole request (with its rows, if any) from its wire text; a missing
+/// final newline is added. Panics when the text is not exactly one request.
+pub fn request(wire: &str) -> Request {
+    let mut wire = wire.to_owned();
+    if !wire.ends_with('\n') {
+        wire.push('\n');
+    }
+    match decode_request(wire.as_bytes(), MAX_LINE) {
+        Ok(Decoded::Frame(req, used)) => {
+            assert_eq!(used, wire.len(), "more than one request in {wire:?}");
+            req
+        }
+        Ok(Decoded::NeedMore) => panic!("incomplete request {wire:?}"),
+        Err(e) => panic!("{wire:?} does not decode: {}", e.refusal),
+    }
+}
+
+/// The bytes a client receives for a reply: the lines, or a header and its payload.
+pub fn bytes(reply: Reply) -> Vec<u8> {
+    match reply {
+        Reply::Text(text) | Reply::Close(text) => text.into_bytes(),
+        Reply::Bytes(bytes) => bytes,
+        Reply::File {
+            header,
+            mut file,
+            offset,
+            len,
+            ..
+        } => {
+            let mut out = header.into_bytes();
+            file.seek(SeekFrom::Start(offset)).unwrap();
+            file.take(len).read_to_end(&mut out).unwrap();
+            out
+        }
+    }
+}
+
+/// The rows of a `status` reply, checked against the count its first line gives.
+pub fn status_rows(reply: &str) -> BTreeMap<String, String> {
+    let mut lines = reply.lines();
+    let head = lines.next().unwrap_or_default();
+    let n: usize = head
+        .strip_prefix("ok|")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a status reply: {reply:?}"));
+    let rows: BTreeMap<String, String> = lines
+        .map(|l| {
+            let (k, v) = l.split_once('|').unwrap_or_else(|| panic!("row {l:?}"));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    assert_eq!(rows.len(), n, "{reply}");
+    rows
+}
+
+/// One client connection to a service: the connection state lives from request to
+/// request, as it does on a real connection.
+pub struct Session<'a, S: Service> {
+    service: &'a S,
+    conn: S::Conn,
+    remote: SocketAddr,
+}
+
+impl<'a, S: Service> Session<'a, S> {
+    /// A connection from 127.0.0.1.
+    pub fn new(service: &'a S) -> Self {
+        Session::from(service, "127.0.0.1:40000")
+    }
+
+    /// A connection from `remote`.
+    pub fn from(service: &'a S, remote: &str) -> Self {
+        Session {
+            service,
+            conn: S::Conn::default(),
+            remote: remote.parse().unwrap(),
+        }
+    }
+
+    /// Handles one request; the reply's bytes.
+    pub fn ask_bytes(&mut self, wire: &str) -> Vec<u8> {
+        bytes(
+            self.service
+                .handle(request(wire), self.remote, &mut self.conn),
+        )
+    }
+
+    /// Handles one request; the reply as text.
+    pub fn ask(&mut self, wire: &str) -> String {
+        String::from_utf8(self.ask_bytes(wire)).expect("a text reply")
+    }
+}
