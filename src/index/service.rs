@@ -103,7 +103,7 @@ fn parse_name(text: &str, row: Option<usize>) -> Result<FileName, Refusal> {
 
 fn parse_file_row(row: &[String], n: usize) -> Result<(FileName, FileMeta), Refusal> {
     let name = parse_name(&row[0], Some(n))?;
-    let size: u64 = row[1].parse().map_err(|_| {
+    let size: u64 = crate::protocol::decimal(&row[1]).ok_or_else(|| {
         refuse(
             ErrorCode::BadRequest,
             format!(
@@ -451,9 +451,7 @@ impl IndexService {
         let query =
             Query::parse(&args[0]).map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
         let limit = match args.get(1) {
-            Some(text) => text
-                .parse::<usize>()
-                .ok()
+            Some(text) => crate::protocol::decimal::<usize>(text)
                 .filter(|&n| n >= 1 && n <= self.config.max_results)
                 .ok_or_else(|| {
                     refuse(
@@ -619,7 +617,9 @@ impl IndexService {
     ) -> Result<(), String> {
         let name = FileName::parse(name).map_err(|e| format!("bad name: {e}"))?;
         let id = PeerId::parse(peer_id).map_err(|e| format!("bad peer id: {e}"))?;
-        let port: u16 = port.parse().ok().filter(|&p| p != 0).ok_or("bad port")?;
+        let port: u16 = crate::protocol::decimal(port)
+            .filter(|&p| p != 0)
+            .ok_or("bad port")?;
         let endpoint = Endpoint {
             host: node::source_host(remote),
             port,
@@ -818,6 +818,8 @@ mod tests {
             .ask("search|x|0")
             .starts_with("err|bad-request|limit must be a number from 1 to 1000"));
         assert!(s.ask("search|x|1001").starts_with("err|bad-request|limit"));
+        // Numbers are digits only (PROTOCOL.md §2): no sign, no leading '+'.
+        assert!(s.ask("search|x|+5").starts_with("err|bad-request|limit"));
         assert!(s.ask("search|---").starts_with("err|bad-request|"));
         // What another role serves is refused by name.
         assert_eq!(
@@ -836,6 +838,16 @@ mod tests {
         assert!(s
             .ask("publish|1\nx|big|sha1:00|sha1:00")
             .starts_with("err|bad-request|row 1: size 'big'"));
+        assert!(s
+            .ask(&format!(
+                "publish|1\nplus.txt|+1|{}|{}",
+                id_of("p"),
+                id_of("p")
+            ))
+            .starts_with("err|bad-request|row 1: size '+1'"));
+        assert!(s
+            .ask("hello|1|peer|p1|+2000")
+            .starts_with("err|bad-request|a peer must announce a port"));
         assert!(s
             .ask("publish|1\nx|1|sha1:00|sha1:00")
             .starts_with("err|bad-request|row 1: content id"));

@@ -168,7 +168,7 @@ impl Client {
         let head = self.read_ok(verb)?;
         let count: usize = head
             .first()
-            .and_then(|n| n.parse().ok())
+            .and_then(|n| crate::protocol::decimal(n))
             .ok_or_else(|| self.protocol_err(verb, "multi-row reply without a row count"))?;
         if count > MAX_ROWS {
             return Err(self.protocol_err(verb, format!("{count} rows, over the cap")));
@@ -232,8 +232,8 @@ impl Client {
             role: f[0].clone(),
             id: f[1].clone(),
             your_host: f[2].clone(),
-            lease_secs: f[3].parse().unwrap_or(0),
-            files_known: f[4].parse().unwrap_or(0),
+            lease_secs: crate::protocol::decimal(&f[3]).unwrap_or(0),
+            files_known: crate::protocol::decimal(&f[4]).unwrap_or(0),
         })
     }
 

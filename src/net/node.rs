@@ -56,15 +56,17 @@ pub fn hello_id(text: &str) -> Result<PeerId, Refusal> {
 
 /// The port a `hello` from a `role` (peer or seed) announces: 1 to 65535.
 pub fn hello_port(text: &str, role: &str) -> Result<u16, Refusal> {
-    text.parse().ok().filter(|&p| p != 0).ok_or_else(|| {
-        Refusal::new(
-            ErrorCode::BadRequest,
-            format!(
-                "a {role} must announce a port from 1 to 65535, not '{}'",
-                codec::printable(text)
-            ),
-        )
-    })
+    crate::protocol::decimal(text)
+        .filter(|&p: &u16| p != 0)
+        .ok_or_else(|| {
+            Refusal::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "a {role} must announce a port from 1 to 65535, not '{}'",
+                    codec::printable(text)
+                ),
+            )
+        })
 }
 
 /// The answer to `hello`: `ok|<role>|<id>|<your host>|<a>|<b>`, where the last two

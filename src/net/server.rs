@@ -404,7 +404,7 @@ fn session<S: Service>(
         out: BufWriter::with_capacity(64 * 1024, stream),
         buf: Vec::with_capacity(16 * 1024),
         start: 0,
-        decoder: codec::Decoder::new(config.max_line),
+        decoder: codec::Decoder::for_role(config.max_line, Some(service.role())),
         reservation: Reservation {
             stats,
             budget: config.request_memory,
@@ -516,15 +516,8 @@ impl<S: Service> Session<'_, S> {
                 Ok(Decoded::Frame(req, used)) => {
                     self.start += used;
                     self.stats.requests.fetch_add(1, Ordering::Relaxed);
-                    let cmd = commands::command(req.verb);
-                    let reply = if cmd.roles.contains(&self.role) {
-                        self.service.handle(req, self.remote, conn)
-                    } else {
-                        Reply::Text(codec::error_line(
-                            ErrorCode::UnknownVerb,
-                            &format!("'{}' is not served by the {} role", cmd.name, self.role),
-                        ))
-                    };
+                    // The decoder refused the verbs this role does not serve.
+                    let reply = self.service.handle(req, self.remote, conn);
                     if !write_reply(&mut self.out, self.stream, reply)? {
                         self.out.flush()?;
                         return Ok(Next::Close);

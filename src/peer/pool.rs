@@ -220,11 +220,10 @@ fn parse_holder(r: &[String]) -> Result<Holder, String> {
         host: r[0]
             .parse()
             .map_err(|_| format!("bad host '{}'", codec::printable(&r[0])))?,
-        port: r[1]
-            .parse()
-            .map_err(|_| format!("bad port '{}'", codec::printable(&r[1])))?,
+        port: crate::protocol::decimal(&r[1])
+            .ok_or_else(|| format!("bad port '{}'", codec::printable(&r[1])))?,
         peer: r[2].clone(),
-        size: opt(&r[3], |t| t.parse().ok())?,
+        size: opt(&r[3], crate::protocol::decimal)?,
         id: opt(&r[4], |t| Sha1Digest::parse(t).ok())?,
         digest: opt(&r[5], |t| Sha1Digest::parse(t).ok())?,
     })
@@ -233,8 +232,8 @@ fn parse_holder(r: &[String]) -> Result<Holder, String> {
 fn parse_found(r: &[String]) -> Result<Found, String> {
     Ok(Found {
         name: r[0].clone(),
-        size: opt(&r[1], |t| t.parse().ok())?,
+        size: opt(&r[1], crate::protocol::decimal)?,
         id: opt(&r[2], |t| Sha1Digest::parse(t).ok())?,
-        holders: r[3].parse().map_err(|_| "bad holder count".to_owned())?,
+        holders: crate::protocol::decimal(&r[3]).ok_or_else(|| "bad holder count".to_owned())?,
     })
 }

@@ -134,7 +134,7 @@ impl PeerService {
     fn fetch(&self, args: &[String]) -> Result<Reply, Refusal> {
         let file = self.lookup(&args[0], &args[1])?;
         let number = |text: &str, what: &str| {
-            text.parse::<u64>().map_err(|_| {
+            crate::protocol::decimal::<u64>(text).ok_or_else(|| {
                 refuse(
                     ErrorCode::BadRequest,
                     format!("{what} '{}' is not a number", codec::printable(text)),

@@ -82,6 +82,17 @@ fn split_fields(line: &[u8]) -> Result<Vec<String>, &'static str> {
 
 /// Decodes one request from the front of `buf`. Empty lines are skipped.
 pub fn decode_request(buf: &[u8], max_line: usize) -> Result<Decoded<Request>, DecodeError> {
+    decode_request_as(buf, max_line, None)
+}
+
+/// Decodes one request addressed to a node of `role` (`None`: any). A verb the role
+/// does not serve is refused after its own line: the lines after it are not taken as
+/// its rows, since nothing says they are.
+pub fn decode_request_as(
+    buf: &[u8],
+    max_line: usize,
+    role: Option<Role>,
+) -> Result<Decoded<Request>, DecodeError> {
     let mut start = 0;
     loop {
         let (line, used) = match next_line(&buf[start..], max_line) {
@@ -109,6 +120,13 @@ pub fn decode_request(buf: &[u8], max_line: usize) -> Result<Decoded<Request>, D
                 end,
             ));
         };
+        if let Some(role) = role.filter(|r| !cmd.roles.contains(r)) {
+            return Err(DecodeError::recoverable(
+                ErrorCode::UnknownVerb,
+                format!("'{}' is not served by the {role} role", cmd.name),
+                end,
+            ));
+        }
         if fields.len() < cmd.min_args || fields.len() > cmd.max_args {
             return Err(DecodeError::recoverable(
                 ErrorCode::BadRequest,
@@ -152,7 +170,7 @@ fn decode_rows(
 ) -> Result<Option<(Rows, usize)>, DecodeError> {
     // Without a valid count the rows cannot be skipped, so a bad count closes the
     // connection.
-    let count: usize = count.parse().map_err(|_| {
+    let count: usize = super::decimal(count).ok_or_else(|| {
         DecodeError::fatal(
             ErrorCode::BadRequest,
             format!("row count '{}' is not a number", printable(count)),
@@ -226,6 +244,8 @@ fn decode_rows(
 #[derive(Debug)]
 pub struct Decoder {
     max_line: usize,
+    /// The role of the node decoding: verbs it does not serve take no rows.
+    role: Option<Role>,
     /// Bytes of the current frame already scanned for line ends.
     scanned: usize,
     /// Line ends among them.
@@ -241,8 +261,14 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new(max_line: usize) -> Decoder {
+        Decoder::for_role(max_line, None)
+    }
+
+    /// A decoder for a node of `role`: see [`decode_request_as`].
+    pub fn for_role(max_line: usize, role: Option<Role>) -> Decoder {
         Decoder {
             max_line,
+            role,
             scanned: 0,
             lines: 0,
             line_start: 0,
@@ -277,10 +303,10 @@ impl Decoder {
             return Ok(Decoded::NeedMore);
         }
         self.full_decodes += 1;
-        let result = decode_request(buf, self.max_line);
+        let result = decode_request_as(buf, self.max_line, self.role);
         match result {
             Ok(Decoded::NeedMore) => {
-                self.needed = lines_needed(buf, self.max_line).max(self.lines + 1);
+                self.needed = lines_needed(buf, self.max_line, self.role).max(self.lines + 1);
             }
             _ => self.restart(),
         }
@@ -290,7 +316,7 @@ impl Decoder {
 
 /// How many line ends the frame at the front of `buf` needs in all: leading empty
 /// lines, the header line, and a batch's rows once its header has arrived.
-fn lines_needed(buf: &[u8], max_line: usize) -> usize {
+fn lines_needed(buf: &[u8], max_line: usize, role: Option<Role>) -> usize {
     let mut at = 0;
     let mut lines = 0;
     while let Ok(Some((line, used))) = next_line(&buf[at..], max_line) {
@@ -304,9 +330,10 @@ fn lines_needed(buf: &[u8], max_line: usize) -> usize {
         let rows = fields
             .next()
             .and_then(commands::lookup)
+            .filter(|c| role.is_none_or(|r| c.roles.contains(&r)))
             .and_then(|c| c.rows)
             .and(fields.next())
-            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(super::decimal::<usize>)
             .unwrap_or(0);
         return lines + rows.min(MAX_ROWS);
     }
@@ -357,10 +384,9 @@ pub fn parse_reply(line: &[u8]) -> Result<ReplyHead, String> {
             };
             Ok(ReplyHead::Err(refusal))
         }
-        "data" => rest
-            .parse()
+        "data" => super::decimal(rest)
             .map(ReplyHead::Data)
-            .map_err(|_| format!("bad data length '{}'", printable(rest))),
+            .ok_or_else(|| format!("bad data length '{}'", printable(rest))),
         _ => Err(format!("unexpected reply '{}'", printable(text))),
     }
 }
@@ -756,5 +782,25 @@ mod tests {
             let _ = classic_shape(&buf, Role::Peer);
             let _ = parse_reply(&buf);
         }
+    }
+
+    /// Regression: `publish|1` sent to a peer took the next request as its row.
+    #[test]
+    fn a_verb_the_role_does_not_serve_takes_no_rows() {
+        let buf = b"publish|1\nping\n";
+        let e = match decode_request_as(buf, MAX_LINE, Some(Role::Peer)) {
+            Err(e) => e,
+            Ok(_) => panic!("a peer decoded publish"),
+        };
+        assert_eq!(e.refusal.code, ErrorCode::UnknownVerb);
+        assert_eq!(e.skip, Some(b"publish|1\n".len()));
+        // The index serves it, with its row.
+        assert!(matches!(
+            decode_request_as(buf, MAX_LINE, Some(Role::Index)),
+            Err(DecodeError { skip: Some(n), .. }) if n == buf.len()
+        ));
+        // The streaming decoder does not wait for rows that will not come.
+        let mut d = Decoder::for_role(MAX_LINE, Some(Role::Peer));
+        assert!(d.decode(b"publish|1\n").is_err());
     }
 }

@@ -37,6 +37,15 @@ pub const MAX_FETCH: u64 = 16 * PIECE_SIZE;
 /// make a peer allocate or write without bound.
 pub const MAX_FILE_SIZE: u64 = 1 << 40;
 
+/// A number as the protocol writes it (§2): decimal digits only, no sign, no leading
+/// `+`, no spaces. Rust's own parsers accept a leading `+`; this does not.
+pub fn decimal<T: std::str::FromStr>(text: &str) -> Option<T> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
 /// Number of pieces of a file of `size` bytes.
 pub fn piece_count(size: u64) -> u64 {
     size.div_ceil(PIECE_SIZE)
@@ -147,3 +156,18 @@ impl fmt::Display for Refusal {
 }
 
 impl std::error::Error for Refusal {}
+
+#[cfg(test)]
+mod decimal_tests {
+    use super::decimal;
+
+    #[test]
+    fn numbers_are_digits_only() {
+        assert_eq!(decimal::<u64>("4096"), Some(4096));
+        assert_eq!(decimal::<u64>("0"), Some(0));
+        for bad in ["+1", "-1", " 1", "1 ", "", "1e3", "0x10", "١"] {
+            assert_eq!(decimal::<u64>(bad), None, "{bad:?}");
+        }
+        assert_eq!(decimal::<u16>("65536"), None);
+    }
+}

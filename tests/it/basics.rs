@@ -814,3 +814,19 @@ fn readme_lists_every_console_command() {
         );
     }
 }
+
+/// Regression: `publish|1` sent to a peer took the next request as its row.
+#[test]
+fn a_verb_a_peer_does_not_serve_does_not_swallow_the_next_request() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = sample_peers(root.path());
+    let index = index(root.path(), &[]);
+    let p1 = peer(&dirs[0], &index, &[]);
+    let mut raw = Raw::connect(p1.addr);
+    raw.send(b"publish|1\nping\n");
+    assert_eq!(
+        raw.line(),
+        "err|unknown-verb|'publish' is not served by the peer role"
+    );
+    assert_eq!(raw.line(), "ok|pong");
+}
