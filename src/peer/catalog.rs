@@ -17,11 +17,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Identity of a file's bytes on disk as of hashing: if any of these change, the
-/// hashes no longer describe the file.
+/// hashes no longer describe the file. The change time is what a writer cannot put
+/// back (`touch -d` restores the modification time, and only that), so a file
+/// rewritten in place is noticed however its mtime was dressed up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileStamp {
     pub size: u64,
     pub mtime_ns: i128,
+    pub ctime_ns: i128,
     pub dev: u64,
     pub ino: u64,
 }
@@ -31,6 +34,7 @@ impl FileStamp {
         FileStamp {
             size: meta.len(),
             mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
             dev: meta.dev(),
             ino: meta.ino(),
         }

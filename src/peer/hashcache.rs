@@ -1,15 +1,18 @@
 //! The hash cache: content hashes of shared files, kept in the state dir so that a
 //! restarted peer does not hash unchanged files again.
 //!
-//! An entry is used only when the file's name, size, modification time, device and
-//! inode all match what was recorded. The file is written atomically (temporary file,
+//! An entry is used only when the file's name, size, modification time, change time,
+//! device and inode all match what was recorded. The file is written atomically (temporary file,
 //! fsync, rename, fsync of the folder) and ends with a SHA-1 of its contents: a cache
 //! that does not check out is discarded with a warning, never trusted.
 //!
 //! Format (integers big-endian):
-//! `"P2PHASH1"`, u32 count, then per entry: u16 name length, name (UTF-8), u64 size,
-//! i64 mtime seconds, u32 mtime nanoseconds, u64 dev, u64 inode, 20-byte content id,
-//! u32 piece count, 20 bytes per piece; then the 20-byte SHA-1 of all that precedes.
+//! `"P2PHASH2"`, u32 count, then per entry: u16 name length, name (UTF-8), u64 size,
+//! i64 mtime seconds, u32 mtime nanoseconds, i64 ctime seconds, u32 ctime nanoseconds,
+//! u64 dev, u64 inode, 20-byte content id, u32 piece count, 20 bytes per piece; then the
+//! 20-byte SHA-1 of all that precedes. A cache of the first format (`"P2PHASH1"`, no
+//! change time) cannot vouch for a file rewritten with its mtime put back: it is set
+//! aside and the files are hashed once more.
 
 use super::catalog::{Catalog, ContentHashes, FileStamp};
 use crate::protocol::hash::Sha1Digest;
@@ -19,7 +22,9 @@ use std::fs::{self, File};
 use std::io::{self, Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"P2PHASH1";
+const MAGIC: &[u8; 8] = b"P2PHASH2";
+/// The first format, without change times.
+const MAGIC_V1: &[u8; 8] = b"P2PHASH1";
 
 /// Cached hashes by file name.
 #[derive(Debug, Default)]
@@ -52,6 +57,13 @@ impl HashCache {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashCache::default()),
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
+        if bytes.starts_with(MAGIC_V1) {
+            log::info!(
+                "{}: a hash cache of an earlier version (no change times): files are hashed once more",
+                path.display()
+            );
+            return Ok(HashCache::default());
+        }
         decode(&bytes).map_err(|e| {
             format!(
                 "{} is corrupt ({e}); it is ignored and files are hashed again",
@@ -94,6 +106,8 @@ fn encode(catalog: &Catalog) -> io::Result<Vec<u8>> {
         out.write_u64::<BigEndian>(f.stamp.size)?;
         out.write_i64::<BigEndian>(f.stamp.mtime_ns.div_euclid(1_000_000_000) as i64)?;
         out.write_u32::<BigEndian>(f.stamp.mtime_ns.rem_euclid(1_000_000_000) as u32)?;
+        out.write_i64::<BigEndian>(f.stamp.ctime_ns.div_euclid(1_000_000_000) as i64)?;
+        out.write_u32::<BigEndian>(f.stamp.ctime_ns.rem_euclid(1_000_000_000) as u32)?;
         out.write_u64::<BigEndian>(f.stamp.dev)?;
         out.write_u64::<BigEndian>(f.stamp.ino)?;
         out.write_all(&f.hashes.id.0)?;
@@ -133,6 +147,8 @@ fn decode(bytes: &[u8]) -> Result<HashCache, String> {
         let size = r.read_u64::<BigEndian>().map_err(bad)?;
         let secs = r.read_i64::<BigEndian>().map_err(bad)?;
         let nanos = r.read_u32::<BigEndian>().map_err(bad)?;
+        let csecs = r.read_i64::<BigEndian>().map_err(bad)?;
+        let cnanos = r.read_u32::<BigEndian>().map_err(bad)?;
         let dev = r.read_u64::<BigEndian>().map_err(bad)?;
         let ino = r.read_u64::<BigEndian>().map_err(bad)?;
         let id = read_digest(&mut r).map_err(bad)?;
@@ -158,6 +174,7 @@ fn decode(bytes: &[u8]) -> Result<HashCache, String> {
         let stamp = FileStamp {
             size,
             mtime_ns: i128::from(secs) * 1_000_000_000 + i128::from(nanos),
+            ctime_ns: i128::from(csecs) * 1_000_000_000 + i128::from(cnanos),
             dev,
             ino,
         };
@@ -185,6 +202,7 @@ mod tests {
                 stamp: FileStamp {
                     size: data.len() as u64,
                     mtime_ns: -1_500_000_000 + i as i128,
+                    ctime_ns: 1_700_000_000_000_000_000 + i as i128,
                     dev: 1,
                     ino: 100 + i as u64,
                 },
@@ -210,6 +228,21 @@ mod tests {
         let mut moved = f.stamp;
         moved.ino += 1;
         assert_eq!(cache.lookup("bigger.bin", &moved), None);
+        // Rewritten in place with the modification time put back: the change time
+        // still differs.
+        let mut rewritten = f.stamp;
+        rewritten.ctime_ns += 1;
+        assert_eq!(cache.lookup("bigger.bin", &rewritten), None);
+    }
+
+    #[test]
+    fn a_cache_of_the_first_format_is_set_aside_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hashcache.bin");
+        let mut old = MAGIC_V1.to_vec();
+        old.extend_from_slice(&0u32.to_be_bytes());
+        fs::write(&path, sealed(&old)).unwrap();
+        assert!(HashCache::load(&path).unwrap().is_empty());
     }
 
     /// A cache whose checksum is right but whose counts are not, as a bug or a
@@ -228,7 +261,7 @@ mod tests {
         body.push(b'x');
         // 1 TiB is 1 048 576 pieces: 20 MiB of piece hashes the file does not hold.
         body.write_u64::<BigEndian>(1 << 40).unwrap();
-        body.extend_from_slice(&[0; 8 + 4 + 8 + 8 + 20]);
+        body.extend_from_slice(&[0; 8 + 4 + 8 + 4 + 8 + 8 + 20]);
         body.write_u32::<BigEndian>(1 << 20).unwrap();
         let err = decode(&sealed(&body)).unwrap_err();
         assert!(err.contains("only 0 bytes left"), "{err}");

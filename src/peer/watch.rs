@@ -413,6 +413,7 @@ mod tests {
             stamp: FileStamp {
                 size: 1,
                 mtime_ns: 0,
+                ctime_ns: 0,
                 dev: 0,
                 ino: 0,
             },
