@@ -125,10 +125,12 @@ def main():
             procs.append(p)
             return p
 
-        index = start("index", ["index", "--listen", "127.0.0.1:0", "--db", ":memory:"])
-        s1 = start("s1", ["seed", "--listen", "127.0.0.1:0"])
-        s2 = start("s2", ["seed", "--listen", "127.0.0.1:0", "--seed", s1.addr])
-        s3 = start("s3", ["seed", "--listen", "127.0.0.1:0", "--seed", s1.addr, "--seed", s2.addr])
+        # Every process here connects from 127.0.0.1: lift the per-address share.
+        many = ["--max-connections-per-address", "4096"]
+        index = start("index", ["index", "--listen", "127.0.0.1:0", "--db", ":memory:"] + many)
+        s1 = start("s1", ["seed", "--listen", "127.0.0.1:0"] + many)
+        s2 = start("s2", ["seed", "--listen", "127.0.0.1:0", "--seed", s1.addr] + many)
+        s3 = start("s3", ["seed", "--listen", "127.0.0.1:0", "--seed", s1.addr, "--seed", s2.addr] + many)
         seeds = [s1, s2, s3]
         seed_flags = sum((["--seed", s.addr] for s in seeds), [])
         peers = []

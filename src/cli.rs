@@ -290,9 +290,17 @@ pub struct ServerFlags {
     /// Most connections served at once; more are answered 'err|busy' and closed.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_connections: u32,
+    /// Most connections from one IP address at once (a share of --max-connections, so
+    /// one host cannot take every slot); more are answered 'err|busy' and closed.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_connections_per_address: u32,
     /// Close a connection that sends nothing for this long (e.g. 90s, 2m).
     #[arg(long, default_value = "120s", value_parser = duration)]
     pub idle_timeout: Duration,
+    /// A request must arrive whole within this long of its first byte, and a new
+    /// connection's first request within this long of connecting.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub request_timeout: Duration,
     /// Memory for requests being received, across connections, beyond 256 KiB each
     /// (K, M, G: binary units); a connection that needs more than is left gets
     /// 'err|busy' and is closed.

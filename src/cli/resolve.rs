@@ -51,7 +51,9 @@ impl ServerFlags {
     pub fn config(&self) -> ServerConfig {
         ServerConfig {
             max_connections: self.max_connections as usize,
+            max_per_address: self.max_connections_per_address as usize,
             read_timeout: self.idle_timeout,
+            request_timeout: self.request_timeout,
             request_memory: self.request_memory as usize,
             ..ServerConfig::default()
         }

@@ -19,17 +19,24 @@ use crossbeam_channel::TrySendError;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::io::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Limits of one server.
 #[derive(Clone, Copy, Debug)]
 pub struct ServerConfig {
     pub max_connections: usize,
+    /// Most connections from one IP address at once, so that one host cannot take
+    /// every slot: the others are refused `err|busy` while that host is at its share.
+    pub max_per_address: usize,
+    /// A request must arrive whole within this long of its first byte, and a new
+    /// connection's first request within this long of connecting: a client that trickles
+    /// bytes, or connects and says nothing, cannot hold a slot for the idle timeout.
+    pub request_timeout: Duration,
     /// How long a connection may stay silent before it is closed.
     pub read_timeout: Duration,
     pub write_timeout: Duration,
@@ -48,6 +55,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_connections: 512,
+            max_per_address: 64,
+            request_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(120),
             write_timeout: Duration::from_secs(30),
             max_line: MAX_LINE,
@@ -108,6 +117,9 @@ impl Drop for Reservation<'_> {
 }
 
 type Registry = Arc<Mutex<HashMap<u64, TcpStream>>>;
+
+/// Live connections per source address.
+type PerAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
 /// A running server. Dropping it does not stop it; call [`ServerHandle::shutdown`].
 pub struct ServerHandle {
@@ -183,6 +195,7 @@ fn accept_loop<S: Service>(
     let mut next_id: u64 = 0;
     let mut next_worker: u64 = 0;
     let (idle_tx, idle_rx) = crossbeam_channel::bounded::<Job>(0);
+    let per_address: PerAddress = Arc::default();
     for incoming in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             break;
@@ -207,8 +220,36 @@ fn accept_loop<S: Service>(
                 "{role}: refusing {remote}: at the cap of {} connections",
                 config.max_connections
             );
-            refuse_busy(stream, config.max_connections);
+            refuse_busy(
+                stream,
+                &format!(
+                    "server is at its limit of {} connections; try again later",
+                    config.max_connections
+                ),
+            );
             continue;
+        }
+        let host = remote.ip().to_canonical();
+        {
+            let mut counts = lock(&per_address);
+            let count = counts.entry(host).or_insert(0);
+            if *count >= config.max_per_address {
+                drop(counts);
+                stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    "{role}: refusing {remote}: {host} is at its limit of {} connections",
+                    config.max_per_address
+                );
+                refuse_busy(
+                    stream,
+                    &format!(
+                        "{host} is at its limit of {} connections to this server; close some first",
+                        config.max_per_address
+                    ),
+                );
+                continue;
+            }
+            *count += 1;
         }
         stats.live.fetch_add(1, Ordering::SeqCst);
         next_id += 1;
@@ -223,6 +264,8 @@ fn accept_loop<S: Service>(
                 stats: stats.clone(),
                 registry: registry.clone(),
                 id,
+                per_address: per_address.clone(),
+                host,
             },
         };
         // Hand the connection to an idle worker if one is waiting (a rendezvous
@@ -285,16 +328,27 @@ struct LiveGuard {
     stats: Arc<ServerStats>,
     registry: Registry,
     id: u64,
+    per_address: PerAddress,
+    host: IpAddr,
 }
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
         lock(&self.registry).remove(&self.id);
+        {
+            let mut counts = lock(&self.per_address);
+            if let Some(n) = counts.get_mut(&self.host) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&self.host);
+                }
+            }
+        }
         self.stats.live.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-fn refuse_busy(stream: TcpStream, cap: usize) {
+fn refuse_busy(stream: TcpStream, why: &str) {
     // Drain what the client already sent, so closing does not turn into a reset that
     // would destroy the reply before the client reads it.
     let _ = stream.set_nonblocking(true);
@@ -302,10 +356,7 @@ fn refuse_busy(stream: TcpStream, cap: usize) {
     let _ = (&stream).read(&mut scratch);
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let line = codec::error_line(
-        ErrorCode::Busy,
-        &format!("server is at its limit of {cap} connections; try again later"),
-    );
+    let line = codec::error_line(ErrorCode::Busy, why);
     let _ = (&stream).write_all(line.as_bytes());
     let _ = stream.shutdown(Shutdown::Write);
 }
@@ -410,6 +461,9 @@ fn session<S: Service>(
             budget: config.request_memory,
             held: 0,
         },
+        // The first request is due within the request timeout of connecting.
+        pending_since: Some(Instant::now()),
+        timeout: config.read_timeout,
     };
     let mut chunk = vec![0u8; 64 * 1024];
     let mut first = true;
@@ -418,6 +472,9 @@ fn session<S: Service>(
             return Ok(());
         };
         s.buf.extend_from_slice(&chunk[..n]);
+        if s.pending_since.is_none() {
+            s.pending_since = Some(Instant::now());
+        }
         if !s.reservation.cover(s.buf.capacity()) {
             return s.refuse_for_memory();
         }
@@ -456,11 +513,31 @@ struct Session<'a, S: Service> {
     start: usize,
     decoder: codec::Decoder,
     reservation: Reservation<'a>,
+    /// Since when a request has been due: the connection is new and has sent none, or
+    /// the first bytes of one are here and the rest is not. `None` between requests.
+    pending_since: Option<Instant>,
+    /// The socket's read timeout now (changed only when it must be).
+    timeout: Duration,
 }
 
 impl<S: Service> Session<'_, S> {
-    /// Reads what arrived; `None` when the client closed or stayed idle too long.
+    /// Reads what arrived; `None` when the client closed, stayed idle too long, or
+    /// took too long to send a request whole.
     fn read_some(&mut self, chunk: &mut [u8]) -> io::Result<Option<usize>> {
+        let due = self.pending_since.map(|since| {
+            (since + self.config.request_timeout).saturating_duration_since(Instant::now())
+        });
+        if due == Some(Duration::ZERO) {
+            return self.request_overdue().map(|()| None);
+        }
+        let timeout = due.map_or(self.config.read_timeout, |d| {
+            d.min(self.config.read_timeout)
+        });
+        if timeout != self.timeout {
+            self.stream
+                .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+            self.timeout = timeout;
+        }
         match self.stream.read(chunk) {
             Ok(0) => Ok(None),
             Ok(n) => Ok(Some(n)),
@@ -470,6 +547,9 @@ impl<S: Service> Session<'_, S> {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
+                if due.is_some_and(|d| d < self.config.read_timeout) {
+                    return self.request_overdue().map(|()| None);
+                }
                 log::debug!(
                     "{}: {}: idle for {:?}, closing",
                     self.role,
@@ -480,6 +560,23 @@ impl<S: Service> Session<'_, S> {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// A request did not arrive whole in time: says so and closes.
+    fn request_overdue(&mut self) -> io::Result<()> {
+        self.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        let what = if self.buf.len() > self.start {
+            "a request did not arrive whole"
+        } else {
+            "no request arrived"
+        };
+        log::debug!("{}: {}: {what} in time, closing", self.role, self.remote);
+        let line = codec::error_line(
+            ErrorCode::BadRequest,
+            &format!("{what} within {:?}; closing", self.config.request_timeout),
+        );
+        self.out.write_all(line.as_bytes())?;
+        self.close()
     }
 
     /// The shared budget for requests in flight cannot hold this connection's buffer:
@@ -515,6 +612,8 @@ impl<S: Service> Session<'_, S> {
                 Ok(Decoded::NeedMore) => return Ok(Next::More),
                 Ok(Decoded::Frame(req, used)) => {
                     self.start += used;
+                    // What follows in the buffer is the next request: its own clock.
+                    self.pending_since = Some(Instant::now());
                     self.stats.requests.fetch_add(1, Ordering::Relaxed);
                     // The decoder refused the verbs this role does not serve.
                     let reply = self.service.handle(req, self.remote, conn);
@@ -542,6 +641,8 @@ impl<S: Service> Session<'_, S> {
     /// Drops what was answered from the buffer, giving a large batch's memory back.
     fn compact(&mut self) -> io::Result<()> {
         if self.start == self.buf.len() {
+            // Nothing is pending: the connection may idle until the next request.
+            self.pending_since = None;
             self.buf.clear();
             self.start = 0;
             if self.buf.capacity() > CONN_ALLOWANCE {

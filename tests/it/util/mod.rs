@@ -506,7 +506,43 @@ pub struct Raw {
 
 impl Raw {
     pub fn connect(addr: SocketAddr) -> Raw {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        Raw::wrap(TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap())
+    }
+
+    /// Connects from another loopback address (`127.0.0.2`, ...): another host, as far
+    /// as the server can tell.
+    pub fn connect_from(source: std::net::Ipv4Addr, addr: SocketAddr) -> Raw {
+        use std::os::fd::FromRawFd;
+        let SocketAddr::V4(dest) = addr else {
+            panic!("an IPv4 server address, not {addr}")
+        };
+        let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(ip).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: plain socket calls on a descriptor this function owns; the addresses
+        // live on the stack for the duration of each call.
+        let stream = unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let stream = TcpStream::from_raw_fd(fd);
+            let from = sockaddr(source, 0);
+            let rc = libc::bind(fd, (&from as *const libc::sockaddr_in).cast(), len);
+            assert_eq!(rc, 0, "bind {source}: {}", std::io::Error::last_os_error());
+            let to = sockaddr(*dest.ip(), dest.port());
+            let rc = libc::connect(fd, (&to as *const libc::sockaddr_in).cast(), len);
+            assert_eq!(rc, 0, "connect {addr}: {}", std::io::Error::last_os_error());
+            stream
+        };
+        Raw::wrap(stream)
+    }
+
+    fn wrap(stream: TcpStream) -> Raw {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();

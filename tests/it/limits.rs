@@ -1,0 +1,87 @@
+//! Limits that hold under abuse: one host cannot take every connection slot, and a
+//! client that trickles bytes or says nothing cannot hold a slot for long, while
+//! everyone else is served.
+
+use crate::util::*;
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::thread;
+use std::time::{Duration, Instant};
+
+#[test]
+fn one_address_cannot_take_every_connection() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(
+        root.path(),
+        &[
+            "--max-connections",
+            "100",
+            "--max-connections-per-address",
+            "3",
+        ],
+    );
+    let mut held: Vec<Raw> = (0..3)
+        .map(|_| {
+            let mut r = Raw::connect(index.addr);
+            assert_eq!(r.ask("ping"), "ok|pong");
+            r
+        })
+        .collect();
+    let mut fourth = Raw::connect(index.addr);
+    let line = fourth.line();
+    assert!(
+        line.starts_with("err|busy|127.0.0.1 is at its limit of 3 connections"),
+        "{line}"
+    );
+    // Another host is served all the same.
+    let mut other = Raw::connect_from(Ipv4Addr::new(127, 0, 0, 2), index.addr);
+    assert_eq!(other.ask("ping"), "ok|pong");
+    // A slot given back is a slot to take again.
+    drop(held.pop());
+    eventually("a slot freed", DEADLINE, || {
+        let mut r = Raw::connect(index.addr);
+        r.ask("ping") == "ok|pong"
+    });
+}
+
+#[test]
+fn a_trickling_or_silent_client_is_dropped_and_others_are_served() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &["--request-timeout", "1s"]);
+
+    // One byte at a time, never a whole request.
+    let mut slow = Raw::connect(index.addr);
+    let started = Instant::now();
+    slow.send(b"pi");
+    thread::sleep(Duration::from_millis(400));
+    slow.send(b"n");
+    let line = slow.line();
+    assert!(
+        line.starts_with("err|bad-request|a request did not arrive whole within 1s"),
+        "{line}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(slow.read_to_end(), b"", "the connection stays open");
+
+    // Connected, and nothing said.
+    let mut silent = Raw::connect(index.addr);
+    let line = silent.line();
+    assert!(
+        line.starts_with("err|bad-request|no request arrived within 1s"),
+        "{line}"
+    );
+
+    // A client that sends whole requests, however far apart, keeps its connection.
+    let mut steady = Raw::connect(index.addr);
+    for _ in 0..4 {
+        assert_eq!(steady.ask("ping"), "ok|pong");
+        thread::sleep(Duration::from_millis(600));
+    }
+    assert_eq!(steady.ask("ping"), "ok|pong");
+    let mut buf = [0u8; 1];
+    steady.stream.set_nonblocking(true).expect("non-blocking");
+    assert!(
+        matches!(steady.stream.read(&mut buf), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a steady client was closed"
+    );
+}
