@@ -6,7 +6,9 @@ mod util;
 
 use p2pshare::config::NodeAddr;
 use p2pshare::net::Timeouts;
-use p2pshare::peer::download::{download_from, DownloadError, DownloadRequest, Outcome, Progress};
+use p2pshare::peer::download::{
+    download_from, DownloadError, DownloadOutcome, DownloadRequest, Progress,
+};
 use p2pshare::peer::pool::{Holder, IndexPool};
 use p2pshare::protocol::hash::Sha1Digest;
 use p2pshare::protocol::name::FileName;
@@ -248,7 +250,7 @@ fn holder_killed_mid_download_finishes_from_another() {
         Instant::now(),
     )
     .unwrap_or_else(|e| panic!("download failed: {e}; notes: {}", progress.notes.text()));
-    let Outcome::Downloaded(done) = outcome else {
+    let DownloadOutcome::Downloaded(done) = outcome else {
         panic!("expected a download")
     };
     assert!(
@@ -329,7 +331,7 @@ fn byte_changed_on_disk_is_detected_and_fetched_elsewhere() {
         Instant::now(),
     )
     .unwrap();
-    let Outcome::Downloaded(done) = outcome else {
+    let DownloadOutcome::Downloaded(done) = outcome else {
         panic!("expected a download")
     };
     assert!(

@@ -9,7 +9,9 @@ use crate::net::client::Client;
 use crate::net::rate::TokenBucket;
 use crate::net::Timeouts;
 use crate::overlay::wire;
-use crate::peer::download::{self, DownloadError, DownloadRequest, KeptNotes, Outcome, Progress};
+use crate::peer::download::{
+    self, DownloadError, DownloadOutcome, DownloadRequest, KeptNotes, Progress,
+};
 use crate::peer::pool::IndexPool;
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::FileName;
@@ -104,7 +106,7 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
         other => other?,
     };
     match outcome {
-        Outcome::Downloaded(done) => {
+        DownloadOutcome::Downloaded(done) => {
             if a.json {
                 println!(
                     "{}",
@@ -128,7 +130,7 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
                 );
             }
         }
-        Outcome::AlreadyHave { path, id } => {
+        DownloadOutcome::AlreadyHave { path, id } => {
             if a.json {
                 println!(
                     "{}",

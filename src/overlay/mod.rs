@@ -4,7 +4,7 @@
 //! clocks or threads, so that the threaded runtime and the deterministic simulator run
 //! the very same code:
 //!
-//! * [`peer::PeerNode`]: a peer's view of the network. It joins through a majority of
+//! * [`member::PeerNode`]: a peer's view of the network. It joins through a majority of
 //!   the seeds, keeps a small symmetric **active view** of neighbours and a larger
 //!   **passive view** to repair it from (HyParView), exchanges peer lists with its
 //!   neighbours (shuffles), and watches its neighbours with SWIM-style probes (direct,
@@ -25,7 +25,7 @@
 //! memberlist) and lets the simulator drop, delay and reorder anything.
 
 pub mod gossip;
-pub mod peer;
+pub mod member;
 pub mod runtime;
 pub mod seed;
 pub mod seed_role;
@@ -63,7 +63,7 @@ impl fmt::Display for Dest {
 /// Who sent a message: the id and listen port it gave in `hello`, at the host its
 /// connection came from (never a host taken from a message).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct From {
+pub struct Sender {
     pub id: PeerId,
     pub addr: SocketAddr,
     /// The sender said hello as a seed (not a peer that could be a neighbour).

@@ -15,9 +15,9 @@
 //! Nothing here blocks the core thread on the network: links have bounded queues
 //! and a full queue drops the message.
 
-use super::peer::{MemberRow, NotSent, PeerNode};
+use super::member::{MemberRow, NotSent, PeerNode};
 use super::seed::SeedNode;
-use super::{wire, Dest, From, Msg, MsgId, Out, OverlayEvent};
+use super::{wire, Dest, Msg, MsgId, Out, OverlayEvent, Sender};
 use crate::clock::{self, Clock, Millis};
 use crate::config::NodeAddr;
 use crate::eventlog::EventLog;
@@ -28,7 +28,7 @@ use crate::protocol::codec::{self, ReplyHead, Request};
 use crate::protocol::commands::Role;
 use crate::protocol::name::PeerId;
 use crate::protocol::{ErrorCode, Refusal};
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{self as channel, bounded, Receiver, RecvTimeoutError, TrySendError};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -123,19 +123,19 @@ impl std::error::Error for SayError {}
 
 /// A request to a core thread.
 pub enum Input {
-    Msg(From, Msg),
+    Msg(Sender, Msg),
     /// A link could not reach its destination.
     Unreachable(Dest),
     Say {
         text: String,
-        reply: Sender<Result<MsgId, NotSent>>,
+        reply: channel::Sender<Result<MsgId, NotSent>>,
     },
     Status {
         rows: bool,
-        reply: Sender<OverlayStatus>,
+        reply: channel::Sender<OverlayStatus>,
     },
     Leave {
-        done: Sender<()>,
+        done: channel::Sender<()>,
     },
 }
 
@@ -173,7 +173,7 @@ pub struct OverlayCounters {
 /// A handle to a core thread, for server connection threads and the console.
 #[derive(Clone)]
 pub struct OverlayHandle {
-    inbox: Sender<Input>,
+    inbox: channel::Sender<Input>,
     counters: Arc<OverlayCounters>,
 }
 
@@ -195,7 +195,7 @@ impl OverlayHandle {
     }
 
     /// Queues a message from another node; refused when the core is overwhelmed.
-    pub fn deliver(&self, from: From, msg: Msg) -> Result<(), Refusal> {
+    pub fn deliver(&self, from: Sender, msg: Msg) -> Result<(), Refusal> {
         self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
         match self.inbox.try_send(Input::Msg(from, msg)) {
             Ok(()) => Ok(()),
@@ -209,7 +209,7 @@ impl OverlayHandle {
         }
     }
 
-    fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Input) -> Result<T, String> {
+    fn ask<T>(&self, make: impl FnOnce(channel::Sender<T>) -> Input) -> Result<T, String> {
         let (tx, rx) = bounded(1);
         self.inbox
             .send_timeout(make(tx), ASK_TIMEOUT)
@@ -239,7 +239,7 @@ impl OverlayHandle {
 
 /// One outgoing link: its queue, and a flag its thread sets when it exits.
 struct Link {
-    tx: Sender<Msg>,
+    tx: channel::Sender<Msg>,
     done: Arc<AtomicBool>,
 }
 
@@ -249,7 +249,7 @@ struct Outbox {
     seeds: Arc<Vec<NodeAddr>>,
     timeouts: Timeouts,
     links: HashMap<Dest, Link>,
-    inbox: Sender<Input>,
+    inbox: channel::Sender<Input>,
     counters: Arc<OverlayCounters>,
 }
 
@@ -327,7 +327,7 @@ fn link(
     me: Identity,
     timeouts: Timeouts,
     rx: Receiver<Msg>,
-    inbox: Sender<Input>,
+    inbox: channel::Sender<Input>,
 ) {
     let unreachable = |why: String| {
         log::debug!("overlay: {addr} ({dest}): {why}");
@@ -413,7 +413,7 @@ pub fn spawn_peer(mut node: PeerNode, setup: CoreSetup) -> std::io::Result<()> {
             let clock = Clock::new();
             let mut outbox = setup.outbox();
             node.start(clock.now());
-            let mut leaving: Option<Sender<()>> = None;
+            let mut leaving: Option<channel::Sender<()>> = None;
             loop {
                 flush_peer(&mut node, &mut outbox, &setup.sink);
                 if let Some(done) = leaving.take() {
@@ -537,7 +537,7 @@ fn seed_status(node: &SeedNode, handle: &OverlayHandle, rows: bool, now: Millis)
                 .records()
                 .map(|(id, r)| MemberRow {
                     id: id.clone(),
-                    member: super::peer::Member {
+                    member: super::member::Member {
                         addr: r.addr,
                         incarnation: r.incarnation,
                         state: if !r.state.is_gone() && !r.reporters.is_empty() {
@@ -549,7 +549,7 @@ fn seed_status(node: &SeedNode, handle: &OverlayHandle, rows: bool, now: Millis)
                         degree: r.degree,
                         rtt_ms: None,
                     },
-                    view: super::peer::View::None,
+                    view: super::member::View::None,
                 })
                 .collect();
             rows.sort_by(|a, b| a.id.cmp(&b.id));
@@ -563,7 +563,7 @@ fn seed_status(node: &SeedNode, handle: &OverlayHandle, rows: bool, now: Millis)
 
 /// The sender of a connection, from its `hello`: `Some` for a peer or a seed (with
 /// the connection's source host and the port it announced), `None` for a client.
-pub fn hello_from(args: &[String], remote: SocketAddr) -> Result<Option<From>, Refusal> {
+pub fn hello_from(args: &[String], remote: SocketAddr) -> Result<Option<Sender>, Refusal> {
     node::check_version(&args[0], "this node")?;
     let seed = match args[1].as_str() {
         "peer" => false,
@@ -572,7 +572,7 @@ pub fn hello_from(args: &[String], remote: SocketAddr) -> Result<Option<From>, R
     };
     let id = node::hello_id(&args[2])?;
     let port = node::hello_port(&args[3], &args[1])?;
-    Ok(Some(From {
+    Ok(Some(Sender {
         id,
         addr: SocketAddr::new(source_host(remote), port),
         seed,
@@ -582,7 +582,7 @@ pub fn hello_from(args: &[String], remote: SocketAddr) -> Result<Option<From>, R
 /// Serves an overlay message on a connection: decodes it and queues it for the core.
 pub fn overlay_request(
     req: &Request,
-    from: Option<&From>,
+    from: Option<&Sender>,
     overlay: &OverlayHandle,
 ) -> Option<Result<Reply, Refusal>> {
     let msg = match wire::decode(req) {
@@ -627,5 +627,5 @@ pub fn members_reply(status: &OverlayStatus) -> Reply {
 /// The state of one connection to a seed or a peer: who said hello on it.
 #[derive(Default)]
 pub struct OverlayConn {
-    pub from: Option<From>,
+    pub from: Option<Sender>,
 }

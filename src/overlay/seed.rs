@@ -27,8 +27,8 @@
 //! No sockets, clocks or threads: messages and `now` in, messages out.
 
 use super::{
-    after, Dest, DetMap, From, ListStatus, MemberInfo, MemberState, Msg, Out, OverlayEvent,
-    SeedConfig, SeedRow,
+    after, Dest, DetMap, ListStatus, MemberInfo, MemberState, Msg, Out, OverlayEvent, SeedConfig,
+    SeedRow, Sender,
 };
 use crate::clock::Millis;
 use crate::protocol::name::PeerId;
@@ -246,7 +246,7 @@ impl SeedNode {
     }
 
     /// Handles one message from a peer or another seed.
-    pub fn handle(&mut self, from: &From, msg: Msg, now: Millis) {
+    pub fn handle(&mut self, from: &Sender, msg: Msg, now: Millis) {
         match msg {
             Msg::Register {
                 seq,
@@ -291,7 +291,7 @@ impl SeedNode {
 
     fn register(
         &mut self,
-        from: &From,
+        from: &Sender,
         seq: u64,
         incarnation: u64,
         degree: u32,
@@ -388,7 +388,7 @@ impl SeedNode {
         });
     }
 
-    fn report(&mut self, from: &From, member: MemberInfo, now: Millis) {
+    fn report(&mut self, from: &Sender, member: MemberInfo, now: Millis) {
         if from.seed {
             return;
         }
@@ -616,8 +616,8 @@ mod tests {
     use super::*;
     use crate::overlay::SeedConfig;
 
-    fn from(id: &str, port: u16) -> From {
-        From {
+    fn from(id: &str, port: u16) -> Sender {
+        Sender {
             id: PeerId::parse(id).unwrap(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             seed: false,
@@ -804,11 +804,11 @@ mod tests {
 
     #[test]
     fn a_seed_that_just_started_does_not_make_old_sightings_look_new() {
-        let sa = From {
+        let sa = Sender {
             seed: true,
             ..from("sa", 1500)
         };
-        let sb = From {
+        let sb = Sender {
             seed: true,
             ..from("sb", 1501)
         };
@@ -862,7 +862,7 @@ mod tests {
     fn a_live_id_at_another_host_is_a_conflict() {
         let mut s = seed();
         register(&mut s, "a", 2001, 0);
-        let other = From {
+        let other = Sender {
             addr: SocketAddr::from(([10, 0, 0, 9], 2001)),
             ..from("a", 2001)
         };
@@ -897,11 +897,11 @@ mod tests {
         let mut b = SeedNode::new(PeerId::parse("sb").unwrap(), 1, SeedConfig::default(), 2, 2);
         register(&mut a, "p1", 2001, 0);
         register(&mut b, "p2", 2002, 0);
-        let sa = From {
+        let sa = Sender {
             seed: true,
             ..from("sa", 1500)
         };
-        let sb = From {
+        let sb = Sender {
             seed: true,
             ..from("sb", 1501)
         };
@@ -932,7 +932,7 @@ mod tests {
         let out = c.take_out();
         assert_eq!(out.len(), 2);
         let own = out.into_iter().find(|o| o.to == Dest::Seed(1)).unwrap();
-        let sc = From {
+        let sc = Sender {
             seed: true,
             ..from("sc", 1502)
         };

@@ -10,9 +10,9 @@
 //! What the nodes report (deliveries, suspicions, deaths) is recorded in
 //! [`Observations`] for the scenarios of `p2pshare bench overlay`.
 
-use super::peer::PeerNode;
+use super::member::PeerNode;
 use super::seed::SeedNode;
-use super::{Body, Dest, From, Msg, MsgId, OverlayConfig, OverlayEvent, SeedConfig};
+use super::{Body, Dest, Msg, MsgId, OverlayConfig, OverlayEvent, SeedConfig, Sender};
 use crate::clock::Millis;
 use crate::protocol::name::PeerId;
 use rand::rngs::StdRng;
@@ -380,7 +380,7 @@ impl Sim {
                         }
                     }
                 }
-                let sender = From {
+                let sender = Sender {
                     id: self.slots[from].id.clone(),
                     addr: self.slots[from].addr,
                     seed: matches!(self.slots[from].node, Node::Seed(_)),

@@ -37,8 +37,8 @@
 
 use super::gossip::{GossipStats, Plumtree};
 use super::{
-    after, Body, Broadcast, Dest, DetMap, From, ListStatus, Liveness, MemberEvent, MemberInfo,
-    MemberState, Msg, MsgId, Out, OverlayConfig, OverlayEvent, SELF_ADDR,
+    after, Body, Broadcast, Dest, DetMap, ListStatus, Liveness, MemberEvent, MemberInfo,
+    MemberState, Msg, MsgId, Out, OverlayConfig, OverlayEvent, Sender, SELF_ADDR,
 };
 use crate::clock::Millis;
 use crate::protocol::name::PeerId;
@@ -696,7 +696,7 @@ impl PeerNode {
     }
 
     /// First-hand contact: the sender is alive at the address it spoke from.
-    fn note(&mut self, from: &From, incarnation: Option<u64>, degree: Option<u32>, now: Millis) {
+    fn note(&mut self, from: &Sender, incarnation: Option<u64>, degree: Option<u32>, now: Millis) {
         if from.id == self.me {
             return;
         }
@@ -1292,7 +1292,7 @@ impl PeerNode {
     // ----- input -----
 
     /// Handles one message from another node.
-    pub fn handle(&mut self, from: &From, msg: Msg, now: Millis) {
+    pub fn handle(&mut self, from: &Sender, msg: Msg, now: Millis) {
         if from.id == self.me {
             return;
         }
@@ -1736,8 +1736,8 @@ mod tests {
         }
     }
 
-    fn sender(id: &str, i: usize) -> From {
-        From {
+    fn sender(id: &str, i: usize) -> Sender {
+        Sender {
             id: pid(id),
             addr: addr_of(i),
             seed: false,
@@ -1805,7 +1805,7 @@ mod tests {
                         let Dest::Node(a) = out.to else { continue };
                         let j = (a.port() - 3000) as usize;
                         if keep(i, j, &out.msg) {
-                            let from = From {
+                            let from = Sender {
                                 id: self.nodes[i].id().clone(),
                                 addr: addr_of(i),
                                 seed: false,
@@ -1901,7 +1901,7 @@ mod tests {
                 a != b && !nb.active().contains(na.id()) && nb.active().len() < nb.active_max()
             })
             .expect("two nodes that are not neighbours");
-        let from_a = From {
+        let from_a = Sender {
             id: net.nodes[a].id().clone(),
             addr: addr_of(a),
             seed: false,
@@ -1937,7 +1937,7 @@ mod tests {
         dead.state = MemberState::Dead;
         let now = net.now;
         for i in (0..12).filter(|&i| i != z) {
-            let from = From {
+            let from = Sender {
                 id: pid("n4"),
                 addr: addr_of(z),
                 seed: false,
