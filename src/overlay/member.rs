@@ -37,8 +37,9 @@
 
 use super::gossip::{GossipStats, Plumtree};
 use super::{
-    after, Body, Broadcast, Dest, DetMap, ListStatus, Liveness, MemberEvent, MemberInfo,
-    MemberState, Msg, MsgId, Out, OverlayConfig, OverlayEvent, Sender, SELF_ADDR,
+    after, Body, Broadcast, Core, Departure, Dest, DetMap, ListStatus, Liveness, MemberEvent,
+    MemberInfo, MemberState, Msg, MsgId, Out, OverlayConfig, OverlayEvent, OverlayStatus, Sender,
+    SELF_ADDR,
 };
 use crate::clock::Millis;
 use crate::protocol::name::PeerId;
@@ -1692,6 +1693,62 @@ impl PeerNode {
             at = at.min(self.next_rejoin);
         }
         at
+    }
+}
+
+impl Core for PeerNode {
+    fn start(&mut self, now: Millis) {
+        PeerNode::start(self, now)
+    }
+
+    fn handle(&mut self, from: &Sender, msg: Msg, now: Millis) {
+        PeerNode::handle(self, from, msg, now)
+    }
+
+    fn unreachable(&mut self, dest: Dest, now: Millis) {
+        PeerNode::unreachable(self, dest, now)
+    }
+
+    fn tick(&mut self, now: Millis) {
+        PeerNode::tick(self, now)
+    }
+
+    fn poll_at(&self) -> Millis {
+        PeerNode::poll_at(self)
+    }
+
+    fn take_out(&mut self) -> Vec<Out> {
+        PeerNode::take_out(self)
+    }
+
+    fn take_events(&mut self) -> Vec<OverlayEvent> {
+        PeerNode::take_events(self)
+    }
+
+    fn say(&mut self, text: String, wall_ms: u64, now: Millis) -> Option<Result<MsgId, NotSent>> {
+        Some(PeerNode::say(self, text, wall_ms, now))
+    }
+
+    fn status(&self, rows: bool, _now: Millis) -> OverlayStatus {
+        OverlayStatus {
+            id: self.id().to_string(),
+            incarnation: self.incarnation(),
+            peers: self.live_members(),
+            neighbours: self.active().len(),
+            passive: self.passive().len(),
+            suspects: self.suspects(),
+            seeds_up: self.seeds_up(),
+            said: self.stats.said,
+            heard: self.stats.heard,
+            heard_before_start: self.stats.heard_before_start,
+            rows: if rows { self.members() } else { Vec::new() },
+            ..OverlayStatus::default()
+        }
+    }
+
+    fn leave(&mut self, now: Millis) -> Departure {
+        PeerNode::leave(self, now);
+        Departure::Drain
     }
 }
 

@@ -26,9 +26,10 @@
 //!
 //! No sockets, clocks or threads: messages and `now` in, messages out.
 
+use super::member::{Member, MemberRow, View};
 use super::{
-    after, Dest, DetMap, ListStatus, MemberInfo, MemberState, Msg, Out, OverlayEvent, SeedConfig,
-    SeedRow, Sender,
+    after, Core, Departure, Dest, DetMap, ListStatus, MemberInfo, MemberState, Msg, Out,
+    OverlayEvent, OverlayStatus, SeedConfig, SeedRow, Sender,
 };
 use crate::clock::Millis;
 use crate::protocol::name::PeerId;
@@ -172,6 +173,32 @@ impl SeedNode {
 
     pub fn record(&self, id: &PeerId) -> Option<&Record> {
         self.members.get(id)
+    }
+
+    /// Every record as a member row, by id; a live record with a death report
+    /// pending shows as suspect.
+    pub fn member_rows(&self) -> Vec<MemberRow> {
+        let mut rows: Vec<MemberRow> = self
+            .records()
+            .map(|(id, r)| MemberRow {
+                id: id.clone(),
+                member: Member {
+                    addr: r.addr,
+                    incarnation: r.incarnation,
+                    state: if !r.state.is_gone() && !r.reporters.is_empty() {
+                        MemberState::Suspect
+                    } else {
+                        r.state
+                    },
+                    since: r.since,
+                    degree: r.degree,
+                    rtt_ms: None,
+                },
+                view: View::None,
+            })
+            .collect();
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        rows
     }
 
     fn info(id: &PeerId, r: &Record) -> MemberInfo {
@@ -608,6 +635,50 @@ impl SeedNode {
             }
         }
         at
+    }
+}
+
+impl Core for SeedNode {
+    /// A seed starts with its timers: its first sync goes out at once.
+    fn start(&mut self, now: Millis) {
+        SeedNode::tick(self, now)
+    }
+
+    fn handle(&mut self, from: &Sender, msg: Msg, now: Millis) {
+        SeedNode::handle(self, from, msg, now)
+    }
+
+    fn tick(&mut self, now: Millis) {
+        SeedNode::tick(self, now)
+    }
+
+    fn poll_at(&self) -> Millis {
+        SeedNode::poll_at(self)
+    }
+
+    fn take_out(&mut self) -> Vec<Out> {
+        SeedNode::take_out(self)
+    }
+
+    fn take_events(&mut self) -> Vec<OverlayEvent> {
+        SeedNode::take_events(self)
+    }
+
+    fn status(&self, rows: bool, now: Millis) -> OverlayStatus {
+        OverlayStatus {
+            id: self.id().to_string(),
+            peers: self.alive(),
+            suspects: self.reported(),
+            dead: self.tombstones(),
+            seeds: self.seeds_heard(now),
+            rows: if rows { self.member_rows() } else { Vec::new() },
+            ..OverlayStatus::default()
+        }
+    }
+
+    /// A seed sends no goodbye: the other seeds stop counting it once its syncs stop.
+    fn leave(&mut self, _now: Millis) -> Departure {
+        Departure::Now
     }
 }
 

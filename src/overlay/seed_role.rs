@@ -74,7 +74,7 @@ impl Seed {
             runtime::random_seed(),
             runtime::random_seed(),
         );
-        runtime::spawn_seed(
+        runtime::spawn_core(
             node,
             CoreSetup {
                 me: Identity {
@@ -88,6 +88,7 @@ impl Seed {
                 handle: overlay.clone(),
                 sink: event_sink(settings.log, settings.seeds),
             },
+            "seed-core",
         )
         .map_err(|e| format!("cannot start the seed's core: {e}"))?;
         Ok(Seed {

@@ -375,7 +375,7 @@ impl Peer {
             }
             let _ = events.send(PeerEvent::Overlay(ev));
         });
-        runtime::spawn_peer(
+        runtime::spawn_core(
             node,
             CoreSetup {
                 me: Identity {
@@ -389,6 +389,7 @@ impl Peer {
                 handle,
                 sink,
             },
+            "overlay",
         )
     }
 
