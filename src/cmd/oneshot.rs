@@ -105,9 +105,15 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
         }
         other => other?,
     };
+    print_outcome(outcome, a.json, &notes);
+    Ok(())
+}
+
+/// Prints what a download ended with: a line for people, or a JSON object.
+fn print_outcome(outcome: DownloadOutcome, json: bool, notes: &KeptNotes) {
     match outcome {
         DownloadOutcome::Downloaded(done) => {
-            if a.json {
+            if json {
                 println!(
                     "{}",
                     json!({
@@ -131,7 +137,7 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
             }
         }
         DownloadOutcome::AlreadyHave { path, id } => {
-            if a.json {
+            if json {
                 println!(
                     "{}",
                     json!({ "status": "already-have", "path": path, "id": id.to_string() })
@@ -141,7 +147,6 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
             }
         }
     }
-    Ok(())
 }
 
 /// When no file has exactly this name, the names that match it but for case (names
