@@ -9,7 +9,9 @@ use crate::net::client::Client;
 use crate::net::rate::TokenBucket;
 use crate::net::Timeouts;
 use crate::overlay::wire;
-use crate::peer::download::{self, DownloadError, DownloadRequest, KeptNotes, Outcome, Progress};
+use crate::peer::download::{
+    self, DownloadError, DownloadOutcome, DownloadRequest, KeptNotes, Progress,
+};
 use crate::peer::pool::IndexPool;
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::FileName;
@@ -112,9 +114,9 @@ fn cancel_on_signal() -> Result<Arc<AtomicBool>, CmdError> {
 }
 
 /// Prints how a `get` ended, as text or JSON.
-fn print_outcome(outcome: &Outcome, json: bool, notes: &KeptNotes) {
+fn print_outcome(outcome: &DownloadOutcome, json: bool, notes: &KeptNotes) {
     match outcome {
-        Outcome::Downloaded(done) => {
+        DownloadOutcome::Downloaded(done) => {
             if json {
                 println!(
                     "{}",
@@ -138,7 +140,7 @@ fn print_outcome(outcome: &Outcome, json: bool, notes: &KeptNotes) {
                 );
             }
         }
-        Outcome::AlreadyHave { path, id } => {
+        DownloadOutcome::AlreadyHave { path, id } => {
             if json {
                 println!(
                     "{}",

@@ -17,10 +17,10 @@ pub use events::describe;
 pub use progress::BarProgress;
 
 use crate::output;
-use crate::overlay::peer::NotSent;
+use crate::overlay::member::NotSent;
 use crate::overlay::runtime::SayError;
 use crate::overlay::{wire, MemberState};
-use crate::peer::download::{partials, DownloadError, Outcome};
+use crate::peer::download::{partials, DownloadError, DownloadOutcome};
 use crate::peer::links::LinkCommand;
 use crate::peer::pool::Found;
 use crate::peer::Peer;
@@ -209,10 +209,10 @@ impl Console<'_> {
             .peer
             .download(name.clone(), id, &progress, &self.cancel)
         {
-            Ok(Outcome::Downloaded(done)) => {
+            Ok(DownloadOutcome::Downloaded(done)) => {
                 output::say(render::downloaded(name.as_str(), &done, true));
             }
-            Ok(Outcome::AlreadyHave { path, id }) => {
+            Ok(DownloadOutcome::AlreadyHave { path, id }) => {
                 output::say(format!("already have {} ({})", path.display(), id.short()));
             }
             Err(DownloadError::Cancelled) => output::say(format!(
@@ -387,7 +387,7 @@ impl Console<'_> {
         let neighbours: Vec<_> = st
             .rows
             .iter()
-            .filter(|r| r.view == crate::overlay::peer::View::Active)
+            .filter(|r| r.view == crate::overlay::member::View::Active)
             .collect();
         if neighbours.is_empty() {
             let seeds = &self.peer.config().overlay.seeds;

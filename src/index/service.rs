@@ -74,7 +74,8 @@ pub struct IndexService {
     events: Option<Arc<crate::eventlog::EventLog>>,
 }
 
-type Outcome = Result<Reply, Refusal>;
+/// What a verb's handler answers: a reply, or a refusal sent back as `err|...`.
+type Answer = Result<Reply, Refusal>;
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
     Refusal::new(code, message)
@@ -267,7 +268,7 @@ impl IndexService {
         })
     }
 
-    fn hello(&self, args: &[String], remote: SocketAddr, conn: &mut IndexConn) -> Outcome {
+    fn hello(&self, args: &[String], remote: SocketAddr, conn: &mut IndexConn) -> Answer {
         node::check_version(&args[0], "this index")?;
         let id = node::hello_id(&args[2])?;
         let host = node::source_host(remote);
@@ -326,7 +327,7 @@ impl IndexService {
         ))
     }
 
-    fn publish(&self, req: &Request, conn: &mut IndexConn) -> Outcome {
+    fn publish(&self, req: &Request, conn: &mut IndexConn) -> Answer {
         let peer = self.session_peer(conn)?.clone();
         // Taken now, and put back only when this batch succeeds: an error abandons
         // the sync in progress, and the peer starts it over.
@@ -393,7 +394,7 @@ impl IndexService {
         Ok(Reply::Text(codec::line(&["ok", &reply.to_string()])))
     }
 
-    fn withdraw(&self, req: &Request, conn: &IndexConn) -> Outcome {
+    fn withdraw(&self, req: &Request, conn: &IndexConn) -> Answer {
         let peer = self.session_peer(conn)?;
         let names = req
             .rows
@@ -414,7 +415,7 @@ impl IndexService {
         Ok(Reply::Text(codec::line(&["ok", &removed.to_string()])))
     }
 
-    fn get(&self, args: &[String]) -> Outcome {
+    fn get(&self, args: &[String]) -> Answer {
         let name = parse_name(&args[0], None)?;
         let id = match args.get(1) {
             Some(text) => Some(
@@ -447,7 +448,7 @@ impl IndexService {
         Ok(Reply::Text(out))
     }
 
-    fn search(&self, args: &[String]) -> Outcome {
+    fn search(&self, args: &[String]) -> Answer {
         let query =
             Query::parse(&args[0]).map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
         let limit = match args.get(1) {

@@ -4,7 +4,7 @@
 //! clocks or threads, so that the threaded runtime and the deterministic simulator run
 //! the very same code:
 //!
-//! * [`peer::PeerNode`]: a peer's view of the network. It joins through a majority of
+//! * [`member::PeerNode`]: a peer's view of the network. It joins through a majority of
 //!   the seeds, keeps a small symmetric **active view** of neighbours and a larger
 //!   **passive view** to repair it from (HyParView), exchanges peer lists with its
 //!   neighbours (shuffles), and watches its neighbours with SWIM-style probes (direct,
@@ -25,7 +25,7 @@
 //! memberlist) and lets the simulator drop, delay and reorder anything.
 
 pub mod gossip;
-pub mod peer;
+pub mod member;
 pub mod runtime;
 pub mod seed;
 pub mod seed_role;
@@ -37,6 +37,7 @@ pub use seed_role::{Seed, SeedSettings};
 use crate::clock::Millis;
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::PeerId;
+use member::{MemberRow, NotSent};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -63,7 +64,7 @@ impl fmt::Display for Dest {
 /// Who sent a message: the id and listen port it gave in `hello`, at the host its
 /// connection came from (never a host taken from a message).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct From {
+pub struct Sender {
     pub id: PeerId,
     pub addr: SocketAddr,
     /// The sender said hello as a seed (not a peer that could be a neighbour).
@@ -352,6 +353,78 @@ pub enum OverlayEvent {
     RefutedSelf {
         incarnation: u64,
     },
+}
+
+/// What a core says about itself (the runtime adds its message counters).
+#[derive(Clone, Debug, Default)]
+pub struct OverlayStatus {
+    pub id: String,
+    pub incarnation: u64,
+    /// Members alive or suspect (peers), or live registrations (seeds).
+    pub peers: usize,
+    pub neighbours: usize,
+    pub passive: usize,
+    pub suspects: usize,
+    pub dead: usize,
+    pub seeds_up: usize,
+    pub seeds: usize,
+    pub said: u64,
+    pub heard: u64,
+    /// Broadcast texts heard that were sent before this peer started (not shown).
+    pub heard_before_start: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub dropped: u64,
+    pub rows: Vec<MemberRow>,
+}
+
+/// What the threaded runtime and the simulator need from a node's core: both drive a
+/// [`member::PeerNode`] and a [`seed::SeedNode`] through this one interface.
+pub trait Core {
+    /// Starts the core: a peer registers with its seeds, a seed runs its first timers.
+    fn start(&mut self, now: Millis);
+
+    /// Handles one message from another node.
+    fn handle(&mut self, from: &Sender, msg: Msg, now: Millis);
+
+    /// The runtime could not reach `dest` at all: a hint that spares a timeout.
+    fn unreachable(&mut self, _dest: Dest, _now: Millis) {}
+
+    /// Runs the timers due at `now`.
+    fn tick(&mut self, now: Millis);
+
+    /// The earliest time `tick` has work to do.
+    fn poll_at(&self) -> Millis;
+
+    /// Messages to send, in order.
+    fn take_out(&mut self) -> Vec<Out>;
+
+    fn take_events(&mut self) -> Vec<OverlayEvent>;
+
+    /// Broadcasts a text; `None` from a core that does not broadcast (a seed).
+    fn say(
+        &mut self,
+        _text: String,
+        _wall_ms: u64,
+        _now: Millis,
+    ) -> Option<Result<MsgId, NotSent>> {
+        None
+    }
+
+    /// The core's figures, with every member row when `rows`.
+    fn status(&self, rows: bool, now: Millis) -> OverlayStatus;
+
+    /// Leaves the network on purpose.
+    fn leave(&mut self, now: Millis) -> Departure;
+}
+
+/// What a core's thread does once the core has left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Departure {
+    /// Goodbyes are queued: let the links write them before stopping.
+    Drain,
+    /// Nothing to say: stop at once.
+    Now,
 }
 
 /// How peers decide that a neighbour is dead.

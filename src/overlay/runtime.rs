@@ -2,7 +2,7 @@
 //! messages travel over TCP links.
 //!
 //! Threads:
-//! * `overlay` (a peer) or `seed-core` (a seed): owns the [`PeerNode`] or [`SeedNode`]
+//! * `overlay` (a peer) or `seed-core` (a seed): owns the [`Core`] (a peer's or a seed's)
 //!   and selects over its inbox with a timeout that is the core's next deadline. The
 //!   inbox carries messages from the server's connection threads, link failures,
 //!   and requests from the console and the `say`/`members`/`status` verbs.
@@ -15,9 +15,8 @@
 //! Nothing here blocks the core thread on the network: links have bounded queues
 //! and a full queue drops the message.
 
-use super::peer::{MemberRow, NotSent, PeerNode};
-use super::seed::SeedNode;
-use super::{wire, Dest, From, Msg, MsgId, Out, OverlayEvent};
+use super::member::NotSent;
+use super::{wire, Core, Departure, Dest, Msg, MsgId, Out, OverlayEvent, OverlayStatus, Sender};
 use crate::clock::{self, Clock, Millis};
 use crate::config::NodeAddr;
 use crate::eventlog::EventLog;
@@ -28,7 +27,7 @@ use crate::protocol::codec::{self, ReplyHead, Request};
 use crate::protocol::commands::Role;
 use crate::protocol::name::PeerId;
 use crate::protocol::{ErrorCode, Refusal};
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{self as channel, bounded, Receiver, RecvTimeoutError, TrySendError};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -123,43 +122,20 @@ impl std::error::Error for SayError {}
 
 /// A request to a core thread.
 pub enum Input {
-    Msg(From, Msg),
+    Msg(Sender, Msg),
     /// A link could not reach its destination.
     Unreachable(Dest),
     Say {
         text: String,
-        reply: Sender<Result<MsgId, NotSent>>,
+        reply: channel::Sender<Result<MsgId, NotSent>>,
     },
     Status {
         rows: bool,
-        reply: Sender<OverlayStatus>,
+        reply: channel::Sender<OverlayStatus>,
     },
     Leave {
-        done: Sender<()>,
+        done: channel::Sender<()>,
     },
-}
-
-/// What a core thread says about itself.
-#[derive(Clone, Debug, Default)]
-pub struct OverlayStatus {
-    pub id: String,
-    pub incarnation: u64,
-    /// Members alive or suspect (peers), or live registrations (seeds).
-    pub peers: usize,
-    pub neighbours: usize,
-    pub passive: usize,
-    pub suspects: usize,
-    pub dead: usize,
-    pub seeds_up: usize,
-    pub seeds: usize,
-    pub said: u64,
-    pub heard: u64,
-    /// Broadcast texts heard that were sent before this peer started (not shown).
-    pub heard_before_start: u64,
-    pub messages_in: u64,
-    pub messages_out: u64,
-    pub dropped: u64,
-    pub rows: Vec<MemberRow>,
 }
 
 /// Counters kept by the runtime around a core.
@@ -173,7 +149,7 @@ pub struct OverlayCounters {
 /// A handle to a core thread, for server connection threads and the console.
 #[derive(Clone)]
 pub struct OverlayHandle {
-    inbox: Sender<Input>,
+    inbox: channel::Sender<Input>,
     counters: Arc<OverlayCounters>,
 }
 
@@ -195,7 +171,7 @@ impl OverlayHandle {
     }
 
     /// Queues a message from another node; refused when the core is overwhelmed.
-    pub fn deliver(&self, from: From, msg: Msg) -> Result<(), Refusal> {
+    pub fn deliver(&self, from: Sender, msg: Msg) -> Result<(), Refusal> {
         self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
         match self.inbox.try_send(Input::Msg(from, msg)) {
             Ok(()) => Ok(()),
@@ -209,7 +185,7 @@ impl OverlayHandle {
         }
     }
 
-    fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Input) -> Result<T, String> {
+    fn ask<T>(&self, make: impl FnOnce(channel::Sender<T>) -> Input) -> Result<T, String> {
         let (tx, rx) = bounded(1);
         self.inbox
             .send_timeout(make(tx), ASK_TIMEOUT)
@@ -239,7 +215,7 @@ impl OverlayHandle {
 
 /// One outgoing link: its queue, and a flag its thread sets when it exits.
 struct Link {
-    tx: Sender<Msg>,
+    tx: channel::Sender<Msg>,
     done: Arc<AtomicBool>,
 }
 
@@ -249,7 +225,7 @@ struct Outbox {
     seeds: Arc<Vec<NodeAddr>>,
     timeouts: Timeouts,
     links: HashMap<Dest, Link>,
-    inbox: Sender<Input>,
+    inbox: channel::Sender<Input>,
     counters: Arc<OverlayCounters>,
 }
 
@@ -327,7 +303,7 @@ fn link(
     me: Identity,
     timeouts: Timeouts,
     rx: Receiver<Msg>,
-    inbox: Sender<Input>,
+    inbox: channel::Sender<Input>,
 ) {
     let unreachable = |why: String| {
         log::debug!("overlay: {addr} ({dest}): {why}");
@@ -405,165 +381,89 @@ fn wait_for(next: Millis, clock: &Clock) -> Duration {
     Duration::from_millis(next.0.saturating_sub(clock.now().0).min(1000))
 }
 
-/// Starts the `overlay` thread of a peer.
-pub fn spawn_peer(mut node: PeerNode, setup: CoreSetup) -> std::io::Result<()> {
+/// Starts the thread that owns `core` (`overlay` for a peer, `seed-core` for a seed).
+pub fn spawn_core<C: Core + Send + 'static>(
+    core: C,
+    setup: CoreSetup,
+    thread_name: &str,
+) -> std::io::Result<()> {
     thread::Builder::new()
-        .name("overlay".into())
-        .spawn(move || {
-            let clock = Clock::new();
-            let mut outbox = setup.outbox();
-            node.start(clock.now());
-            let mut leaving: Option<Sender<()>> = None;
-            loop {
-                flush_peer(&mut node, &mut outbox, &setup.sink);
-                if let Some(done) = leaving.take() {
-                    outbox.drain(Duration::from_millis(500));
-                    let _ = done.send(());
-                    return;
-                }
-                let input = match setup.inbox.recv_timeout(wait_for(node.poll_at(), &clock)) {
-                    Ok(i) => Some(i),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                };
-                let now = clock.now();
-                match input {
-                    Some(Input::Msg(from, msg)) => node.handle(&from, msg, now),
-                    Some(Input::Unreachable(dest)) => node.unreachable(dest, now),
-                    Some(Input::Say { text, reply }) => {
-                        let _ = reply.send(node.say(text, clock::wall_ms(), now));
-                    }
-                    Some(Input::Status { rows, reply }) => {
-                        let _ = reply.send(peer_status(&node, &setup.handle, rows));
-                    }
-                    Some(Input::Leave { done }) => {
-                        node.leave(now);
-                        leaving = Some(done);
-                    }
-                    None => {}
-                }
-                if node.poll_at() <= clock.now() {
-                    node.tick(clock.now());
-                }
-            }
-        })
+        .name(thread_name.into())
+        .spawn(move || run_core(core, setup))
         .map(|_| ())
 }
 
-fn flush_peer(node: &mut PeerNode, outbox: &mut Outbox, sink: &EventSink) {
-    for out in node.take_out() {
+/// The core thread: sends what the core queued, waits for input until the core's next
+/// deadline, hands the input to the core, and runs its timers when they are due.
+fn run_core<C: Core>(mut core: C, setup: CoreSetup) {
+    let clock = Clock::new();
+    let mut outbox = setup.outbox();
+    core.start(clock.now());
+    let mut leaving: Option<channel::Sender<()>> = None;
+    loop {
+        flush(&mut core, &mut outbox, &setup.sink);
+        if let Some(done) = leaving.take() {
+            outbox.drain(Duration::from_millis(500));
+            let _ = done.send(());
+            return;
+        }
+        let input = match setup.inbox.recv_timeout(wait_for(core.poll_at(), &clock)) {
+            Ok(i) => Some(i),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let now = clock.now();
+        match input {
+            Some(Input::Msg(from, msg)) => core.handle(&from, msg, now),
+            Some(Input::Unreachable(dest)) => core.unreachable(dest, now),
+            Some(Input::Say { text, reply }) => {
+                // A core that does not broadcast drops the request: the asker hears
+                // that the overlay did not answer.
+                if let Some(said) = core.say(text, clock::wall_ms(), now) {
+                    let _ = reply.send(said);
+                }
+            }
+            Some(Input::Status { rows, reply }) => {
+                let _ = reply.send(status(&core, &setup.handle, rows, now));
+            }
+            Some(Input::Leave { done }) => match core.leave(now) {
+                Departure::Drain => leaving = Some(done),
+                Departure::Now => {
+                    let _ = done.send(());
+                    return;
+                }
+            },
+            None => {}
+        }
+        if core.poll_at() <= clock.now() {
+            core.tick(clock.now());
+        }
+    }
+}
+
+fn flush<C: Core>(core: &mut C, outbox: &mut Outbox, sink: &EventSink) {
+    for out in core.take_out() {
         outbox.send(out);
     }
-    for ev in node.take_events() {
+    for ev in core.take_events() {
         sink(ev);
     }
 }
 
-fn peer_status(node: &PeerNode, handle: &OverlayHandle, rows: bool) -> OverlayStatus {
+/// The core's status, with the runtime's counters.
+fn status<C: Core>(core: &C, handle: &OverlayHandle, rows: bool, now: Millis) -> OverlayStatus {
     let c = &handle.counters;
     OverlayStatus {
-        id: node.id().to_string(),
-        incarnation: node.incarnation(),
-        peers: node.live_members(),
-        neighbours: node.active().len(),
-        passive: node.passive().len(),
-        suspects: node.suspects(),
-        dead: 0,
-        seeds_up: node.seeds_up(),
-        seeds: 0,
-        said: node.stats.said,
-        heard: node.stats.heard,
-        heard_before_start: node.stats.heard_before_start,
         messages_in: c.messages_in.load(Ordering::Relaxed),
         messages_out: c.messages_out.load(Ordering::Relaxed),
         dropped: c.dropped.load(Ordering::Relaxed),
-        rows: if rows { node.members() } else { Vec::new() },
-    }
-}
-
-/// Starts the `seed-core` thread of a seed.
-pub fn spawn_seed(mut node: SeedNode, setup: CoreSetup) -> std::io::Result<()> {
-    thread::Builder::new()
-        .name("seed-core".into())
-        .spawn(move || {
-            let clock = Clock::new();
-            let mut outbox = setup.outbox();
-            node.tick(clock.now());
-            loop {
-                for out in node.take_out() {
-                    outbox.send(out);
-                }
-                for ev in node.take_events() {
-                    (setup.sink)(ev);
-                }
-                let input = match setup.inbox.recv_timeout(wait_for(node.poll_at(), &clock)) {
-                    Ok(i) => Some(i),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                };
-                let now = clock.now();
-                match input {
-                    Some(Input::Msg(from, msg)) => node.handle(&from, msg, now),
-                    Some(Input::Status { rows, reply }) => {
-                        let _ = reply.send(seed_status(&node, &setup.handle, rows, now));
-                    }
-                    Some(Input::Leave { done }) => {
-                        let _ = done.send(());
-                        return;
-                    }
-                    Some(Input::Unreachable(_)) | Some(Input::Say { .. }) | None => {}
-                }
-                if node.poll_at() <= clock.now() {
-                    node.tick(clock.now());
-                }
-            }
-        })
-        .map(|_| ())
-}
-
-fn seed_status(node: &SeedNode, handle: &OverlayHandle, rows: bool, now: Millis) -> OverlayStatus {
-    let c = &handle.counters;
-    OverlayStatus {
-        id: node.id().to_string(),
-        peers: node.alive(),
-        suspects: node.reported(),
-        dead: node.tombstones(),
-        seeds: node.seeds_heard(now),
-        messages_in: c.messages_in.load(Ordering::Relaxed),
-        messages_out: c.messages_out.load(Ordering::Relaxed),
-        dropped: c.dropped.load(Ordering::Relaxed),
-        rows: if rows {
-            let mut rows: Vec<MemberRow> = node
-                .records()
-                .map(|(id, r)| MemberRow {
-                    id: id.clone(),
-                    member: super::peer::Member {
-                        addr: r.addr,
-                        incarnation: r.incarnation,
-                        state: if !r.state.is_gone() && !r.reporters.is_empty() {
-                            super::MemberState::Suspect
-                        } else {
-                            r.state
-                        },
-                        since: r.since,
-                        degree: r.degree,
-                        rtt_ms: None,
-                    },
-                    view: super::peer::View::None,
-                })
-                .collect();
-            rows.sort_by(|a, b| a.id.cmp(&b.id));
-            rows
-        } else {
-            Vec::new()
-        },
-        ..OverlayStatus::default()
+        ..core.status(rows, now)
     }
 }
 
 /// The sender of a connection, from its `hello`: `Some` for a peer or a seed (with
 /// the connection's source host and the port it announced), `None` for a client.
-pub fn hello_from(args: &[String], remote: SocketAddr) -> Result<Option<From>, Refusal> {
+pub fn hello_from(args: &[String], remote: SocketAddr) -> Result<Option<Sender>, Refusal> {
     node::check_version(&args[0], "this node")?;
     let seed = match args[1].as_str() {
         "peer" => false,
@@ -572,7 +472,7 @@ pub fn hello_from(args: &[String], remote: SocketAddr) -> Result<Option<From>, R
     };
     let id = node::hello_id(&args[2])?;
     let port = node::hello_port(&args[3], &args[1])?;
-    Ok(Some(From {
+    Ok(Some(Sender {
         id,
         addr: SocketAddr::new(source_host(remote), port),
         seed,
@@ -582,7 +482,7 @@ pub fn hello_from(args: &[String], remote: SocketAddr) -> Result<Option<From>, R
 /// Serves an overlay message on a connection: decodes it and queues it for the core.
 pub fn overlay_request(
     req: &Request,
-    from: Option<&From>,
+    from: Option<&Sender>,
     overlay: &OverlayHandle,
 ) -> Option<Result<Reply, Refusal>> {
     let msg = match wire::decode(req) {
@@ -627,5 +527,5 @@ pub fn members_reply(status: &OverlayStatus) -> Reply {
 /// The state of one connection to a seed or a peer: who said hello on it.
 #[derive(Default)]
 pub struct OverlayConn {
-    pub from: Option<From>,
+    pub from: Option<Sender>,
 }

@@ -26,9 +26,10 @@
 //!
 //! No sockets, clocks or threads: messages and `now` in, messages out.
 
+use super::member::{Member, MemberRow, View};
 use super::{
-    after, Dest, DetMap, From, ListStatus, MemberInfo, MemberState, Msg, Out, OverlayEvent,
-    SeedConfig, SeedRow,
+    after, Core, Departure, Dest, DetMap, ListStatus, MemberInfo, MemberState, Msg, Out,
+    OverlayEvent, OverlayStatus, SeedConfig, SeedRow, Sender,
 };
 use crate::clock::Millis;
 use crate::protocol::name::PeerId;
@@ -174,6 +175,32 @@ impl SeedNode {
         self.members.get(id)
     }
 
+    /// Every record as a member row, by id; a live record with a death report
+    /// pending shows as suspect.
+    pub fn member_rows(&self) -> Vec<MemberRow> {
+        let mut rows: Vec<MemberRow> = self
+            .records()
+            .map(|(id, r)| MemberRow {
+                id: id.clone(),
+                member: Member {
+                    addr: r.addr,
+                    incarnation: r.incarnation,
+                    state: if !r.state.is_gone() && !r.reporters.is_empty() {
+                        MemberState::Suspect
+                    } else {
+                        r.state
+                    },
+                    since: r.since,
+                    degree: r.degree,
+                    rtt_ms: None,
+                },
+                view: View::None,
+            })
+            .collect();
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        rows
+    }
+
     fn info(id: &PeerId, r: &Record) -> MemberInfo {
         MemberInfo {
             id: id.clone(),
@@ -246,7 +273,7 @@ impl SeedNode {
     }
 
     /// Handles one message from a peer or another seed.
-    pub fn handle(&mut self, from: &From, msg: Msg, now: Millis) {
+    pub fn handle(&mut self, from: &Sender, msg: Msg, now: Millis) {
         match msg {
             Msg::Register {
                 seq,
@@ -291,7 +318,7 @@ impl SeedNode {
 
     fn register(
         &mut self,
-        from: &From,
+        from: &Sender,
         seq: u64,
         incarnation: u64,
         degree: u32,
@@ -388,7 +415,7 @@ impl SeedNode {
         });
     }
 
-    fn report(&mut self, from: &From, member: MemberInfo, now: Millis) {
+    fn report(&mut self, from: &Sender, member: MemberInfo, now: Millis) {
         if from.seed {
             return;
         }
@@ -611,13 +638,57 @@ impl SeedNode {
     }
 }
 
+impl Core for SeedNode {
+    /// A seed starts with its timers: its first sync goes out at once.
+    fn start(&mut self, now: Millis) {
+        SeedNode::tick(self, now)
+    }
+
+    fn handle(&mut self, from: &Sender, msg: Msg, now: Millis) {
+        SeedNode::handle(self, from, msg, now)
+    }
+
+    fn tick(&mut self, now: Millis) {
+        SeedNode::tick(self, now)
+    }
+
+    fn poll_at(&self) -> Millis {
+        SeedNode::poll_at(self)
+    }
+
+    fn take_out(&mut self) -> Vec<Out> {
+        SeedNode::take_out(self)
+    }
+
+    fn take_events(&mut self) -> Vec<OverlayEvent> {
+        SeedNode::take_events(self)
+    }
+
+    fn status(&self, rows: bool, now: Millis) -> OverlayStatus {
+        OverlayStatus {
+            id: self.id().to_string(),
+            peers: self.alive(),
+            suspects: self.reported(),
+            dead: self.tombstones(),
+            seeds: self.seeds_heard(now),
+            rows: if rows { self.member_rows() } else { Vec::new() },
+            ..OverlayStatus::default()
+        }
+    }
+
+    /// A seed sends no goodbye: the other seeds stop counting it once its syncs stop.
+    fn leave(&mut self, _now: Millis) -> Departure {
+        Departure::Now
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::overlay::SeedConfig;
 
-    fn from(id: &str, port: u16) -> From {
-        From {
+    fn from(id: &str, port: u16) -> Sender {
+        Sender {
             id: PeerId::parse(id).unwrap(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             seed: false,
@@ -804,11 +875,11 @@ mod tests {
 
     #[test]
     fn a_seed_that_just_started_does_not_make_old_sightings_look_new() {
-        let sa = From {
+        let sa = Sender {
             seed: true,
             ..from("sa", 1500)
         };
-        let sb = From {
+        let sb = Sender {
             seed: true,
             ..from("sb", 1501)
         };
@@ -862,7 +933,7 @@ mod tests {
     fn a_live_id_at_another_host_is_a_conflict() {
         let mut s = seed();
         register(&mut s, "a", 2001, 0);
-        let other = From {
+        let other = Sender {
             addr: SocketAddr::from(([10, 0, 0, 9], 2001)),
             ..from("a", 2001)
         };
@@ -897,11 +968,11 @@ mod tests {
         let mut b = SeedNode::new(PeerId::parse("sb").unwrap(), 1, SeedConfig::default(), 2, 2);
         register(&mut a, "p1", 2001, 0);
         register(&mut b, "p2", 2002, 0);
-        let sa = From {
+        let sa = Sender {
             seed: true,
             ..from("sa", 1500)
         };
-        let sb = From {
+        let sb = Sender {
             seed: true,
             ..from("sb", 1501)
         };
@@ -932,7 +1003,7 @@ mod tests {
         let out = c.take_out();
         assert_eq!(out.len(), 2);
         let own = out.into_iter().find(|o| o.to == Dest::Seed(1)).unwrap();
-        let sc = From {
+        let sc = Sender {
             seed: true,
             ..from("sc", 1502)
         };

@@ -74,7 +74,7 @@ impl Seed {
             runtime::random_seed(),
             runtime::random_seed(),
         );
-        runtime::spawn_seed(
+        runtime::spawn_core(
             node,
             CoreSetup {
                 me: Identity {
@@ -88,6 +88,7 @@ impl Seed {
                 handle: overlay.clone(),
                 sink: event_sink(settings.log, settings.seeds),
             },
+            "seed-core",
         )
         .map_err(|e| format!("cannot start the seed's core: {e}"))?;
         Ok(Seed {
@@ -229,7 +230,7 @@ mod tests {
         let id = PeerId::parse("s1").unwrap();
         let (overlay, inbox) = OverlayHandle::channel();
         let node = SeedNode::new(id.clone(), 0, SeedConfig::default(), 1, 2);
-        runtime::spawn_seed(
+        runtime::spawn_core(
             node,
             CoreSetup {
                 me: Identity {
@@ -243,6 +244,7 @@ mod tests {
                 handle: overlay.clone(),
                 sink: Box::new(|_| {}),
             },
+            "seed-core",
         )
         .unwrap();
         seed_service(id, overlay)

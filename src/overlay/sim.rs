@@ -1,8 +1,9 @@
 //! A deterministic, seeded network simulator for the overlay cores.
 //!
-//! Thousands of [`PeerNode`]s and a few [`SeedNode`]s run in one thread, exchanging
-//! the same [`Msg`]s the runtime carries over TCP, through a virtual network with
-//! latency, loss, partitions and kills. Time is virtual (milliseconds); events are
+//! Thousands of [`PeerNode`]s and a few [`SeedNode`]s run in one thread, driven through
+//! the same [`Core`] interface as the runtime drives them, exchanging the same [`Msg`]s
+//! the runtime carries over TCP, through a virtual network with latency, loss,
+//! partitions and kills. Time is virtual (milliseconds); events are
 //! processed in time order, ties broken by the order they were queued, and every
 //! random choice (the network's and each node's) comes from generators seeded from
 //! the run's seed: the same seed replays the same run, event for event.
@@ -10,9 +11,9 @@
 //! What the nodes report (deliveries, suspicions, deaths) is recorded in
 //! [`Observations`] for the scenarios of `p2pshare bench overlay`.
 
-use super::peer::PeerNode;
+use super::member::PeerNode;
 use super::seed::SeedNode;
-use super::{Body, Dest, From, Msg, MsgId, OverlayConfig, OverlayEvent, SeedConfig};
+use super::{Body, Core, Dest, Msg, MsgId, OverlayConfig, OverlayEvent, SeedConfig, Sender};
 use crate::clock::Millis;
 use crate::protocol::name::PeerId;
 use rand::rngs::StdRng;
@@ -59,6 +60,16 @@ impl Default for SimConfig {
 enum Node {
     Seed(Box<SeedNode>),
     Peer(Box<PeerNode>),
+}
+
+impl Node {
+    /// The core, driven the same way for both kinds of node.
+    fn core(&mut self) -> &mut dyn Core {
+        match self {
+            Node::Seed(s) => s.as_mut(),
+            Node::Peer(p) => p.as_mut(),
+        }
+    }
 }
 
 struct Slot {
@@ -347,10 +358,7 @@ impl Sim {
                     return;
                 }
                 self.slots[i].started = true;
-                match &mut self.slots[i].node {
-                    Node::Peer(p) => p.start(now),
-                    Node::Seed(s) => s.tick(now),
-                }
+                self.slots[i].node.core().start(now);
                 self.after_call(i);
             }
             Event::Tick(i) => {
@@ -359,10 +367,7 @@ impl Sim {
                     return;
                 }
                 slot.tick_at = u64::MAX;
-                match &mut slot.node {
-                    Node::Peer(p) => p.tick(now),
-                    Node::Seed(s) => s.tick(now),
-                }
+                slot.node.core().tick(now);
                 self.after_call(i);
             }
             Event::Deliver(k) => {
@@ -380,15 +385,12 @@ impl Sim {
                         }
                     }
                 }
-                let sender = From {
+                let sender = Sender {
                     id: self.slots[from].id.clone(),
                     addr: self.slots[from].addr,
                     seed: matches!(self.slots[from].node, Node::Seed(_)),
                 };
-                match &mut self.slots[to].node {
-                    Node::Peer(p) => p.handle(&sender, msg, now),
-                    Node::Seed(s) => s.handle(&sender, msg, now),
-                }
+                self.slots[to].node.core().handle(&sender, msg, now);
                 self.after_call(to);
             }
         }
@@ -397,10 +399,8 @@ impl Sim {
     /// Carries a node's messages into the network, records its events, and queues
     /// its next tick.
     fn after_call(&mut self, i: usize) {
-        let (outs, events, poll) = match &mut self.slots[i].node {
-            Node::Peer(p) => (p.take_out(), p.take_events(), p.poll_at()),
-            Node::Seed(s) => (s.take_out(), s.take_events(), s.poll_at()),
-        };
+        let core = self.slots[i].node.core();
+        let (outs, events, poll) = (core.take_out(), core.take_events(), core.poll_at());
         for e in events {
             self.observe(i, e);
         }

@@ -22,7 +22,7 @@ use crate::eventlog::EventLog;
 use crate::net::rate::TokenBucket;
 use crate::net::server::{self, ServerConfig, ServerHandle, ServerStats};
 use crate::net::Timeouts;
-use crate::overlay::peer::PeerNode;
+use crate::overlay::member::PeerNode;
 use crate::overlay::runtime::{self, CoreSetup, Identity, OverlayHandle};
 use crate::overlay::{OverlayConfig, OverlayEvent};
 use crate::protocol::codec;
@@ -32,7 +32,7 @@ use crate::protocol::name::{FileName, PeerId};
 use crate::protocol::VERSION;
 use catalog::{Catalog, SharedFile};
 use crossbeam_channel::Receiver;
-use download::{DownloadError, DownloadRequest, Outcome, Progress};
+use download::{DownloadError, DownloadOutcome, DownloadRequest, Progress};
 use links::LinkState;
 use links::{LinkCommand, LinkConfig, Links};
 use pool::IndexPool;
@@ -375,7 +375,7 @@ impl Peer {
             }
             let _ = events.send(PeerEvent::Overlay(ev));
         });
-        runtime::spawn_peer(
+        runtime::spawn_core(
             node,
             CoreSetup {
                 me: Identity {
@@ -389,6 +389,7 @@ impl Peer {
                 handle,
                 sink,
             },
+            "overlay",
         )
     }
 
@@ -437,7 +438,7 @@ impl Peer {
         id: Option<Sha1Digest>,
         progress: &dyn Progress,
         cancel: &AtomicBool,
-    ) -> Result<Outcome, DownloadError> {
+    ) -> Result<DownloadOutcome, DownloadError> {
         let existing = self
             .shared
             .catalog()
@@ -455,7 +456,7 @@ impl Peer {
             download_limit: self.config.download_limit.clone(),
         };
         let outcome = download::download(&self.pool, &req, progress, cancel)?;
-        if let Outcome::Downloaded(done) = &outcome {
+        if let DownloadOutcome::Downloaded(done) = &outcome {
             self.shared.downloads.fetch_add(1, Ordering::Relaxed);
             self.shared
                 .bytes_downloaded

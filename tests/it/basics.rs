@@ -5,7 +5,7 @@
 use crate::util::*;
 use p2pshare::config::NodeAddr;
 use p2pshare::net::Timeouts;
-use p2pshare::peer::download::{download_from, DownloadRequest, Outcome, Progress};
+use p2pshare::peer::download::{download_from, DownloadOutcome, DownloadRequest, Progress};
 use p2pshare::peer::pool::{Holder, IndexPool};
 use p2pshare::protocol::hash::Sha1Digest;
 use p2pshare::protocol::name::FileName;
@@ -222,7 +222,7 @@ fn holder_killed_mid_download_finishes_from_another() {
         Instant::now(),
     )
     .unwrap_or_else(|e| panic!("download failed: {e}; notes: {}", progress.notes.text()));
-    let Outcome::Downloaded(done) = outcome else {
+    let DownloadOutcome::Downloaded(done) = outcome else {
         panic!("expected a download")
     };
     assert!(
@@ -308,7 +308,7 @@ fn a_file_rewritten_in_place_with_its_mtime_put_back_is_hashed_again() {
         Instant::now(),
     )
     .unwrap();
-    let Outcome::Downloaded(done) = outcome else {
+    let DownloadOutcome::Downloaded(done) = outcome else {
         panic!("expected a download")
     };
     assert_eq!(done.sources, vec!["good".to_owned()]);

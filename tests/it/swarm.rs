@@ -32,6 +32,9 @@ enum Fault {
     RefuseAfter(usize),
     /// Sends a piece list of the right length whose digest is not the one published.
     WrongPieceList,
+    /// Serves the true piece list, but every piece with one byte flipped: what a real
+    /// peer can no longer be tricked into (it hashes a file again when it changes).
+    CorruptPieces,
 }
 
 /// A holder played by the test: registered at the index under `id` (through a session
@@ -111,7 +114,7 @@ fn hang(stop: &AtomicBool) {
 fn fake_session(
     stream: TcpStream,
     id: &str,
-    data: &[u8],
+    original: &[u8],
     fault: Fault,
     stop: &AtomicBool,
     served: &AtomicUsize,
@@ -122,6 +125,18 @@ fn fake_session(
         .unwrap();
     let mut out = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
+    let corrupted;
+    let data = if matches!(fault, Fault::CorruptPieces) {
+        let mut bad = original.to_vec();
+        let len = bad.len();
+        for at in (0..len).step_by(PIECE_SIZE as usize) {
+            bad[at + 7.min(len - 1 - at)] ^= 0x5a;
+        }
+        corrupted = bad;
+        &corrupted[..]
+    } else {
+        original
+    };
     let mut line = String::new();
     while !stop.load(Ordering::SeqCst) {
         line.clear();
@@ -139,7 +154,11 @@ fn fake_session(
         let reply: Vec<u8> = match fields[0] {
             "hello" => format!("ok|peer|{id}|127.0.0.1|0|0\n").into_bytes(),
             "pieces" => {
-                let mut list = piece_list(data);
+                let mut list = piece_list(if matches!(fault, Fault::CorruptPieces) {
+                    original
+                } else {
+                    data
+                });
                 if matches!(fault, Fault::WrongPieceList) {
                     list = list.iter().map(|d| Sha1Digest::of(&d.0)).collect();
                 }
@@ -678,18 +697,6 @@ fn a_piece_list_that_does_not_match_the_index_digest_is_never_used() {
     assert_eq!(fs::read(dest.join("pl.bin")).unwrap(), *data);
 }
 
-/// Flips one byte in every piece of a shared file, keeping its size and times, so
-/// only a downloader's hashes notice.
-fn corrupt_every_piece(path: &Path, data: &[u8]) {
-    let f = fs::OpenOptions::new().write(true).open(path).unwrap();
-    let mtime = f.metadata().unwrap().modified().unwrap();
-    for at in (0..data.len()).step_by(PIECE_SIZE as usize) {
-        f.write_all_at(&[data[at + 7] ^ 0x5a], (at + 7) as u64)
-            .unwrap();
-    }
-    f.set_modified(mtime).unwrap();
-}
-
 #[test]
 fn a_source_that_sends_two_bad_pieces_is_banned_and_the_output_names_it() {
     let root = tempfile::tempdir().unwrap();
@@ -704,11 +711,13 @@ fn a_source_that_sends_two_bad_pieces_is_banned_and_the_output_names_it() {
         &data,
         &["--max-upload-rate", "8M"],
     );
-    let bad_dir = root.path().join("mallory");
-    fs::create_dir_all(&bad_dir).unwrap();
-    fs::write(bad_dir.join("bad.bin"), &data).unwrap();
-    let _bad = peer(&bad_dir, &index, &[]);
-    corrupt_every_piece(&bad_dir.join("bad.bin"), &data);
+    let _bad = FakeHolder::start(
+        &index,
+        "mallory",
+        "bad.bin",
+        &Arc::new(data.clone()),
+        Fault::CorruptPieces,
+    );
     for json_output in [false, true] {
         let dest = root.path().join(format!("dest-{json_output}"));
         let mut args = Args::get("bad.bin").index(index.addr).dir(&dest);

@@ -132,7 +132,7 @@ impl Completed {
 }
 
 #[derive(Debug)]
-pub enum Outcome {
+pub enum DownloadOutcome {
     Downloaded(Completed),
     /// The destination already holds this content.
     AlreadyHave {
@@ -268,7 +268,7 @@ pub fn download(
     req: &DownloadRequest<'_>,
     progress: &dyn Progress,
     cancel: &AtomicBool,
-) -> Result<Outcome, DownloadError> {
+) -> Result<DownloadOutcome, DownloadError> {
     let started = Instant::now();
     let holders = pool
         .holders(&req.name, req.id)
@@ -286,7 +286,7 @@ pub fn download_from(
     progress: &dyn Progress,
     cancel: &AtomicBool,
     started: Instant,
-) -> Result<Outcome, DownloadError> {
+) -> Result<DownloadOutcome, DownloadError> {
     if holders.is_empty() {
         return Err(DownloadError::NotFound {
             name: req.name.to_string(),
@@ -336,7 +336,7 @@ pub fn download_from(
         });
     };
     let stamp = place(&arrived.part, &dest)?;
-    Ok(Outcome::Downloaded(Completed {
+    Ok(DownloadOutcome::Downloaded(Completed {
         path: dest,
         hashes: arrived.hashes,
         stamp,
@@ -381,7 +381,7 @@ fn already_there(
     req: &DownloadRequest<'_>,
     target: Option<Target>,
     dest: &Path,
-) -> Result<Option<Outcome>, DownloadError> {
+) -> Result<Option<DownloadOutcome>, DownloadError> {
     if fs::symlink_metadata(dest).is_err() {
         return Ok(None);
     }
@@ -393,7 +393,7 @@ fn already_there(
         // A download killed between linking the file into place and removing its
         // partial leaves the partial behind: it is not needed any more.
         Partial::remove_leftovers(&req.state_dir.join("partial"), existing);
-        Ok(Some(Outcome::AlreadyHave {
+        Ok(Some(DownloadOutcome::AlreadyHave {
             path: dest.to_owned(),
             id: existing,
         }))
