@@ -648,6 +648,9 @@ fn a_holder_that_refuses_mid_download_gives_its_pieces_back() {
         "{n}"
     );
     assert!(n.contains("its pieces go back to the queue"), "{n}");
+    // The holder's address is said once, not again by the error it reports.
+    let line = n.lines().find(|l| l.contains("holder refuser (")).unwrap();
+    assert_eq!(line.matches("127.0.0.1:").count(), 1, "{line}");
     assert!(refuser.served.load(Ordering::SeqCst) >= 1);
     assert_eq!(fs::read(dest.join("rf.bin")).unwrap(), *data);
 }

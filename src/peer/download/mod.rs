@@ -219,7 +219,8 @@ enum SourceError {
 impl fmt::Display for SourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SourceError::Net(e) => write!(f, "{e}"),
+            // Whoever reports it names the holder and its address already.
+            SourceError::Net(e) => f.write_str(&e.without_addr()),
             SourceError::Lied(what) => f.write_str(what),
             SourceError::Disk(e) => write!(f, "local disk: {e}"),
             SourceError::Cancelled => f.write_str("cancelled"),
