@@ -21,7 +21,7 @@ fn bad(message: impl Into<String>) -> Refusal {
 }
 
 fn number<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, Refusal> {
-    text.parse().map_err(|_| {
+    crate::protocol::decimal(text).ok_or_else(|| {
         bad(format!(
             "{what} '{}' is not a number",
             codec::printable(text)
@@ -602,6 +602,8 @@ mod tests {
     fn malformed_fields_are_refused_with_the_field_named() {
         let cases: &[(&[u8], &str)] = &[
             (b"probe|x\n", "seq 'x' is not a number"),
+            (b"probe|+1\n", "seq '+1' is not a number"),
+            (b"probe-req|1|t|127.0.0.1|+5\n", "port '+5' is not a number"),
             (b"probe-req|1|..|127.0.0.1|5\n", "peer id"),
             (b"probe-req|1|t|localhost|5\n", "not an IP address"),
             (b"probe-req|1|t|127.0.0.1|0\n", "port 0"),
