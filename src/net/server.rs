@@ -214,42 +214,12 @@ fn accept_loop<S: Service>(
             Err(_) => continue,
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
-        if stats.live.load(Ordering::SeqCst) >= config.max_connections {
-            stats.refused_busy.fetch_add(1, Ordering::Relaxed);
-            log::warn!(
-                "{role}: refusing {remote}: at the cap of {} connections",
-                config.max_connections
-            );
-            refuse_busy(
-                stream,
-                &format!(
-                    "server is at its limit of {} connections; try again later",
-                    config.max_connections
-                ),
-            );
-            continue;
-        }
         let host = remote.ip().to_canonical();
-        {
-            let mut counts = lock(&per_address);
-            let count = counts.entry(host).or_insert(0);
-            if *count >= config.max_per_address {
-                drop(counts);
-                stats.refused_busy.fetch_add(1, Ordering::Relaxed);
-                log::warn!(
-                    "{role}: refusing {remote}: {host} is at its limit of {} connections",
-                    config.max_per_address
-                );
-                refuse_busy(
-                    stream,
-                    &format!(
-                        "{host} is at its limit of {} connections to this server; close some first",
-                        config.max_per_address
-                    ),
-                );
-                continue;
-            }
-            *count += 1;
+        if let Err(why) = admit(&config, &stats, &per_address, host) {
+            stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+            log::warn!("{role}: refusing {remote}: {why}");
+            refuse_busy(stream, &format!("{why}; try again later"));
+            continue;
         }
         stats.live.fetch_add(1, Ordering::SeqCst);
         next_id += 1;
@@ -275,23 +245,8 @@ fn accept_loop<S: Service>(
             Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => job,
         };
         next_worker += 1;
-        let service = service.clone();
-        let stats = stats.clone();
-        let idle_rx = idle_rx.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("{role}-worker-{next_worker}"))
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let mut job = job;
-                loop {
-                    serve_connection(job, &config, &*service, &stats);
-                    match idle_rx.recv_timeout(WORKER_IDLE) {
-                        Ok(next) => job = next,
-                        Err(_) => return,
-                    }
-                }
-            });
-        if let Err(e) = spawned {
+        let name = format!("{role}-worker-{next_worker}");
+        if let Err(e) = spawn_worker(name, job, config, &service, &stats, &idle_rx) {
             log::error!("{role}: cannot start a connection thread: {e}");
         }
     }
@@ -302,6 +257,59 @@ fn accept_loop<S: Service>(
             .map(|a| a.to_string())
             .unwrap_or_default()
     );
+}
+
+/// Whether a new connection from `host` may be served: under the global cap, and
+/// under its address's share (counted here; the connection's guard gives it back).
+fn admit(
+    config: &ServerConfig,
+    stats: &ServerStats,
+    per_address: &PerAddress,
+    host: IpAddr,
+) -> Result<(), String> {
+    if stats.live.load(Ordering::SeqCst) >= config.max_connections {
+        return Err(format!(
+            "server is at its limit of {} connections",
+            config.max_connections
+        ));
+    }
+    let mut counts = lock(per_address);
+    let count = counts.entry(host).or_insert(0);
+    if *count >= config.max_per_address {
+        return Err(format!(
+            "{host} is at its limit of {} connections to this server",
+            config.max_per_address
+        ));
+    }
+    *count += 1;
+    Ok(())
+}
+
+/// Starts a connection thread for `job`; it then serves the connections handed to it
+/// while idle, until none comes for [`WORKER_IDLE`].
+fn spawn_worker<S: Service>(
+    name: String,
+    job: Job,
+    config: ServerConfig,
+    service: &Arc<S>,
+    stats: &Arc<ServerStats>,
+    idle_rx: &crossbeam_channel::Receiver<Job>,
+) -> io::Result<()> {
+    let (service, stats, idle_rx) = (service.clone(), stats.clone(), idle_rx.clone());
+    thread::Builder::new()
+        .name(name)
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let mut job = job;
+            loop {
+                serve_connection(job, &config, &*service, &stats);
+                match idle_rx.recv_timeout(WORKER_IDLE) {
+                    Ok(next) => job = next,
+                    Err(_) => return,
+                }
+            }
+        })
+        .map(|_| ())
 }
 
 /// How long a worker thread waits for another connection before it exits.

@@ -147,6 +147,27 @@ fn push_rows<T>(out: &mut String, rows: &[T], fields: impl Fn(&T) -> Vec<String>
 pub fn encode(msg: &Msg) -> String {
     let mut out = String::new();
     match msg {
+        Msg::Register { .. } | Msg::Peers { .. } | Msg::Report { .. } | Msg::SeedSync { .. } => {
+            encode_seed_msg(msg, &mut out)
+        }
+        Msg::Neighbor { .. }
+        | Msg::NeighborReply { .. }
+        | Msg::Disconnect
+        | Msg::Shuffle { .. } => encode_view_msg(msg, &mut out),
+        Msg::Probe { .. }
+        | Msg::Ack { .. }
+        | Msg::ProbeReq { .. }
+        | Msg::Suspect { .. }
+        | Msg::Alive { .. } => encode_liveness_msg(msg, &mut out),
+        Msg::Gossip(b) => encode_gossip(b, &mut out),
+        Msg::IHave { .. } | Msg::Graft { .. } | Msg::Prune => encode_broadcast_msg(msg, &mut out),
+    }
+    out
+}
+
+/// Registration with the seeds, their answers, death reports and seed sync.
+fn encode_seed_msg(msg: &Msg, out: &mut String) {
+    match msg {
         Msg::Register {
             seq,
             incarnation,
@@ -154,7 +175,7 @@ pub fn encode(msg: &Msg) -> String {
             neighbours,
         } => {
             push_line(
-                &mut out,
+                out,
                 &[
                     "register",
                     &neighbours.len().to_string(),
@@ -163,7 +184,7 @@ pub fn encode(msg: &Msg) -> String {
                     &degree.to_string(),
                 ],
             );
-            push_rows(&mut out, neighbours, |n| vec![n.to_string()]);
+            push_rows(out, neighbours, |n| vec![n.to_string()]);
         }
         Msg::Peers {
             seq,
@@ -175,7 +196,7 @@ pub fn encode(msg: &Msg) -> String {
                 ListStatus::Conflict => "conflict",
             };
             push_line(
-                &mut out,
+                out,
                 &[
                     "peers",
                     &members.len().to_string(),
@@ -183,15 +204,15 @@ pub fn encode(msg: &Msg) -> String {
                     status,
                 ],
             );
-            push_rows(&mut out, members, |m| member_fields(m).to_vec());
+            push_rows(out, members, |m| member_fields(m).to_vec());
         }
         Msg::Report { member } => {
             let f = member_fields(member);
-            push_line(&mut out, &["report", &f[0], &f[1], &f[2], &f[3], &f[4]]);
+            push_line(out, &["report", &f[0], &f[1], &f[2], &f[3], &f[4]]);
         }
         Msg::SeedSync { nonce, to, rows } => {
             push_line(
-                &mut out,
+                out,
                 &[
                     "seed-sync",
                     &rows.len().to_string(),
@@ -199,18 +220,26 @@ pub fn encode(msg: &Msg) -> String {
                     &to.to_string(),
                 ],
             );
-            push_rows(&mut out, rows, |r| {
+            push_rows(out, rows, |r| {
                 let mut f = member_fields(&r.info).to_vec();
                 f.push(r.seen_ago_ms.to_string());
                 f
             });
         }
+        // The other kinds are written by their own group.
+        _ => {}
+    }
+}
+
+/// Neighbour links and shuffles (the views).
+fn encode_view_msg(msg: &Msg, out: &mut String) {
+    match msg {
         Msg::Neighbor {
             high,
             incarnation,
             degree,
         } => push_line(
-            &mut out,
+            out,
             &[
                 "neighbor",
                 if *high { "high" } else { "low" },
@@ -223,7 +252,7 @@ pub fn encode(msg: &Msg) -> String {
             incarnation,
             degree,
         } => push_line(
-            &mut out,
+            out,
             &[
                 "neighbor-reply",
                 if *accepted { "yes" } else { "no" },
@@ -231,25 +260,32 @@ pub fn encode(msg: &Msg) -> String {
                 &degree.to_string(),
             ],
         ),
-        Msg::Disconnect => push_line(&mut out, &["disconnect"]),
+        Msg::Disconnect => push_line(out, &["disconnect"]),
         Msg::Shuffle { reply, members } => {
             push_line(
-                &mut out,
+                out,
                 &[
                     "shuffle",
                     &members.len().to_string(),
                     if *reply { "reply" } else { "request" },
                 ],
             );
-            push_rows(&mut out, members, |m| member_fields(m).to_vec());
+            push_rows(out, members, |m| member_fields(m).to_vec());
         }
-        Msg::Probe { seq } => push_line(&mut out, &["probe", &seq.to_string()]),
-        Msg::Ack { seq, incarnation } => push_line(
-            &mut out,
-            &["ack", &seq.to_string(), &incarnation.to_string()],
-        ),
+        // The other kinds are written by their own group.
+        _ => {}
+    }
+}
+
+/// Probes, acks, suspicion and refutation.
+fn encode_liveness_msg(msg: &Msg, out: &mut String) {
+    match msg {
+        Msg::Probe { seq } => push_line(out, &["probe", &seq.to_string()]),
+        Msg::Ack { seq, incarnation } => {
+            push_line(out, &["ack", &seq.to_string(), &incarnation.to_string()])
+        }
         Msg::ProbeReq { seq, target, addr } => push_line(
-            &mut out,
+            out,
             &[
                 "probe-req",
                 &seq.to_string(),
@@ -261,50 +297,79 @@ pub fn encode(msg: &Msg) -> String {
         Msg::Suspect { incarnation, dead } => {
             let inc = incarnation.to_string();
             if *dead {
-                push_line(&mut out, &["suspect", &inc, "dead"])
+                push_line(out, &["suspect", &inc, "dead"])
             } else {
-                push_line(&mut out, &["suspect", &inc])
+                push_line(out, &["suspect", &inc])
             }
         }
-        Msg::Alive { incarnation } => push_line(&mut out, &["alive", &incarnation.to_string()]),
-        Msg::Gossip(b) => {
-            let head = [
-                "gossip".to_owned(),
-                b.origin.to_string(),
-                b.seq.to_string(),
-                b.hops.to_string(),
-                b.time_ms.to_string(),
-            ];
-            let mut fields: Vec<String> = head.to_vec();
-            match &b.body {
-                Body::Say(text) => {
-                    fields.push("say".into());
-                    fields.push(escape_text(text));
-                }
-                Body::Member(ev) => {
-                    let f = member_fields(&ev.info);
-                    fields.push(f[4].clone());
-                    fields.extend_from_slice(&f[..4]);
-                }
-            }
-            let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
-            push_line(&mut out, &refs);
-        }
+        Msg::Alive { incarnation } => push_line(out, &["alive", &incarnation.to_string()]),
+        // The other kinds are written by their own group.
+        _ => {}
+    }
+}
+
+/// Plumtree's announcements, grafts and prunes.
+fn encode_broadcast_msg(msg: &Msg, out: &mut String) {
+    match msg {
         Msg::IHave { ids } => {
-            push_line(&mut out, &["ihave", &ids.len().to_string()]);
-            push_rows(&mut out, ids, |(id, hops)| {
+            push_line(out, &["ihave", &ids.len().to_string()]);
+            push_rows(out, ids, |(id, hops)| {
                 vec![id.to_string(), hops.to_string()]
             });
         }
-        Msg::Graft { id } => push_line(&mut out, &["graft", &id.to_string()]),
-        Msg::Prune => push_line(&mut out, &["prune"]),
+        Msg::Graft { id } => push_line(out, &["graft", &id.to_string()]),
+        Msg::Prune => push_line(out, &["prune"]),
+        // The other kinds are written by their own group.
+        _ => {}
     }
-    out
+}
+
+/// A broadcast: its header, then a text or a member's news.
+fn encode_gossip(b: &Broadcast, out: &mut String) {
+    let head = [
+        "gossip".to_owned(),
+        b.origin.to_string(),
+        b.seq.to_string(),
+        b.hops.to_string(),
+        b.time_ms.to_string(),
+    ];
+    let mut fields: Vec<String> = head.to_vec();
+    match &b.body {
+        Body::Say(text) => {
+            fields.push("say".into());
+            fields.push(escape_text(text));
+        }
+        Body::Member(ev) => {
+            let f = member_fields(&ev.info);
+            fields.push(f[4].clone());
+            fields.extend_from_slice(&f[..4]);
+        }
+    }
+    let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
+    push_line(out, &refs);
 }
 
 /// Turns a decoded request into an overlay message. `Ok(None)` when the verb is not
 /// an overlay message (a client verb such as `say`, or a file-sharing verb).
 pub fn decode(req: &Request) -> Result<Option<Msg>, Refusal> {
+    if req.verb == Verb::Gossip {
+        return decode_gossip(&req.args).map(Some);
+    }
+    for group in [
+        decode_seed_msg,
+        decode_view_msg,
+        decode_liveness_msg,
+        decode_broadcast_msg,
+    ] {
+        if let Some(msg) = group(req)? {
+            return Ok(Some(msg));
+        }
+    }
+    Ok(None)
+}
+
+/// Registration with the seeds, their answers, death reports and seed sync.
+fn decode_seed_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
     let a = &req.args;
     let msg = match req.verb {
         Verb::Register => Msg::Register {
@@ -358,6 +423,15 @@ pub fn decode(req: &Request) -> Result<Option<Msg>, Refusal> {
                 })
                 .collect::<Result<_, Refusal>>()?,
         },
+        _ => return Ok(None),
+    };
+    Ok(Some(msg))
+}
+
+/// Neighbour links and shuffles (the views).
+fn decode_view_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
+    let a = &req.args;
+    let msg = match req.verb {
         Verb::Neighbor => Msg::Neighbor {
             high: match a[0].as_str() {
                 "high" => true,
@@ -389,6 +463,15 @@ pub fn decode(req: &Request) -> Result<Option<Msg>, Refusal> {
                 .map(|r| member_row(r))
                 .collect::<Result<_, _>>()?,
         },
+        _ => return Ok(None),
+    };
+    Ok(Some(msg))
+}
+
+/// Probes, acks, suspicion and refutation.
+fn decode_liveness_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
+    let a = &req.args;
+    let msg = match req.verb {
         Verb::Probe => Msg::Probe {
             seq: number(&a[0], "seq")?,
         },
@@ -417,39 +500,15 @@ pub fn decode(req: &Request) -> Result<Option<Msg>, Refusal> {
         Verb::Alive => Msg::Alive {
             incarnation: number(&a[0], "incarnation")?,
         },
-        Verb::Gossip => {
-            let body = match (a[4].as_str(), a.len()) {
-                ("say", 6) => Body::Say(unescape_text(&a[5])?),
-                (kind, 9) if kind != "say" => {
-                    let state = state(kind)?;
-                    if state == MemberState::Suspect {
-                        return Err(bad("suspicions are not broadcast"));
-                    }
-                    Body::Member(MemberEvent {
-                        info: MemberInfo {
-                            id: peer_id(&a[5])?,
-                            addr: addr(&a[6], &a[7])?,
-                            incarnation: number(&a[8], "incarnation")?,
-                            state,
-                            degree: 0,
-                        },
-                    })
-                }
-                _ => {
-                    return Err(bad(
-                        "gossip is <origin>|<seq>|<hops>|<time-ms>|say|<text> or \
-                         <origin>|<seq>|<hops>|<time-ms>|<alive|dead|left>|<id>|<host>|<port>|<incarnation>",
-                    ))
-                }
-            };
-            Msg::Gossip(Broadcast {
-                origin: peer_id(&a[0])?,
-                seq: number(&a[1], "seq")?,
-                hops: number(&a[2], "hops")?,
-                time_ms: number(&a[3], "time")?,
-                body,
-            })
-        }
+        _ => return Ok(None),
+    };
+    Ok(Some(msg))
+}
+
+/// Plumtree's announcements, grafts and prunes.
+fn decode_broadcast_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
+    let a = &req.args;
+    let msg = match req.verb {
         Verb::IHave => Msg::IHave {
             ids: req
                 .rows
@@ -462,6 +521,41 @@ pub fn decode(req: &Request) -> Result<Option<Msg>, Refusal> {
         _ => return Ok(None),
     };
     Ok(Some(msg))
+}
+
+/// A broadcast: its header, and a text or a member's news.
+fn decode_gossip(a: &[String]) -> Result<Msg, Refusal> {
+    let body = match (a[4].as_str(), a.len()) {
+        ("say", 6) => Body::Say(unescape_text(&a[5])?),
+        (kind, 9) if kind != "say" => {
+            let state = state(kind)?;
+            if state == MemberState::Suspect {
+                return Err(bad("suspicions are not broadcast"));
+            }
+            Body::Member(MemberEvent {
+                info: MemberInfo {
+                    id: peer_id(&a[5])?,
+                    addr: addr(&a[6], &a[7])?,
+                    incarnation: number(&a[8], "incarnation")?,
+                    state,
+                    degree: 0,
+                },
+            })
+        }
+        _ => {
+            return Err(bad(
+                "gossip is <origin>|<seq>|<hops>|<time-ms>|say|<text> or \
+                 <origin>|<seq>|<hops>|<time-ms>|<alive|dead|left>|<id>|<host>|<port>|<incarnation>",
+            ))
+        }
+    };
+    Ok(Msg::Gossip(Broadcast {
+        origin: peer_id(&a[0])?,
+        seq: number(&a[1], "seq")?,
+        hops: number(&a[2], "hops")?,
+        time_ms: number(&a[3], "time")?,
+        body,
+    }))
 }
 
 #[cfg(test)]
