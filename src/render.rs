@@ -34,6 +34,18 @@ pub fn downloaded(what: &str, done: &Completed, onward: bool) -> String {
     )
 }
 
+/// The hint for a name that exists only in another case: `None` when there is none.
+pub fn case_hint(others: &[String]) -> Option<String> {
+    if others.is_empty() {
+        return None;
+    }
+    let quoted: Vec<String> = others.iter().map(|n| format!("'{n}'")).collect();
+    Some(format!(
+        "names are case-sensitive: did you mean {}?",
+        quoted.join(" or ")
+    ))
+}
+
 /// The search results as an aligned table, numbered from 1 (the numbers `get N`
 /// takes at the console), with short content ids.
 pub fn search_table(found: &[Found], more: bool, words: &str) -> Vec<String> {
@@ -92,15 +104,21 @@ pub fn search_json(found: &[Found], more: bool) -> Value {
     json!({ "results": rows, "more": more })
 }
 
+/// The `status` rows that are names or text, whatever they look like (an id may be
+/// all digits).
+const TEXT_ROWS: &[&str] = &[
+    "role", "id", "version", "health", "failing", "address", "state", "error",
+];
+
 /// A status value as JSON: whole numbers become numbers, the rest stay text.
-fn typed(value: &str) -> Value {
-    if let Ok(n) = value.parse::<u64>() {
-        return json!(n);
+fn typed(key: &str, value: &str) -> Value {
+    if TEXT_ROWS.contains(&key) {
+        return json!(value);
     }
-    if let Ok(n) = value.parse::<i64>() {
-        return json!(n);
+    match crate::protocol::decimal::<u64>(value) {
+        Some(n) => json!(n),
+        None => json!(value),
     }
-    json!(value)
 }
 
 /// `status` rows as JSON: numbers typed, and the `index.N.*` rows of a peer gathered
@@ -113,11 +131,11 @@ pub fn status_json(rows: &[(String, String)]) -> Value {
             if links.len() < n {
                 links.resize_with(n, Map::new);
             }
-            links[n - 1].insert(field.to_owned(), typed(v));
+            links[n - 1].insert(field.to_owned(), typed(field, v));
         } else if k == "indexes" {
             // The count is the list's length.
         } else {
-            map.insert(k.clone(), typed(v));
+            map.insert(k.clone(), typed(k, v));
         }
     }
     if rows.iter().any(|(k, _)| k == "indexes") {
@@ -241,6 +259,7 @@ mod tests {
     fn status_json_types_numbers_and_gathers_index_links() {
         let v = status_json(&rows(&[
             ("role", "peer"),
+            ("id", "1025"),
             ("version", "0.1.0"),
             ("connections", "4"),
             ("indexes", "2"),
@@ -255,6 +274,7 @@ mod tests {
             ("health", "ok"),
         ]));
         assert_eq!(v["connections"], 4);
+        assert_eq!(v["id"], "1025", "an id stays text, digits or not");
         assert_eq!(v["version"], "0.1.0");
         assert_eq!(v["indexes_up"], 1);
         assert_eq!(v["indexes"][0]["address"], "127.0.0.1:1024");

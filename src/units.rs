@@ -9,7 +9,8 @@ pub fn fmt_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
+    // 1023.96 KiB would print as 1024.0 KiB: it is 1.0 MiB.
+    while v >= 1023.95 && u < UNITS.len() - 1 {
         v /= 1024.0;
         u += 1;
     }
@@ -48,6 +49,8 @@ mod tests {
     fn bytes_and_counts_read_well() {
         assert_eq!(fmt_bytes(512), "512 B");
         assert_eq!(fmt_bytes(11_564), "11.3 KiB");
+        assert_eq!(fmt_bytes(1_048_575), "1.0 MiB");
+        assert_eq!(fmt_bytes(1023), "1023 B");
         assert_eq!(plural(1, "file"), "1 file");
         assert_eq!(plural(0, "file"), "0 files");
     }

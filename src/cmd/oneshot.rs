@@ -46,14 +46,17 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
         .map(Sha1Digest::parse)
         .transpose()
         .map_err(|e| CmdError::usage(format!("--id: {e}")))?;
+    let pool = IndexPool::new(a.index.addrs()?, a.index.timeouts());
     let made = TempFolders::make(&a.dir)?;
-    let dir = a
-        .dir
-        .canonicalize()
-        .map_err(|e| CmdError::failed(format!("{}: {e}", a.dir.display())))?;
+    let dir = match a.dir.canonicalize() {
+        Ok(dir) => dir,
+        Err(e) => {
+            made.remove_empty();
+            return Err(CmdError::failed(format!("{}: {e}", a.dir.display())));
+        }
+    };
     let state_dir = a.state_dir.clone().unwrap_or_else(|| dir.join(".p2pshare"));
     let made = made.with_state(&state_dir);
-    let pool = IndexPool::new(a.index.addrs()?, a.index.timeouts());
     let self_id = format!("get-{}", std::process::id());
     let req = DownloadRequest {
         name: name.clone(),
@@ -84,7 +87,9 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
             )))
         }
         Err(e @ DownloadError::NotFound { .. }) => {
-            let hint = case_hint(&pool, &name);
+            let hint = render::case_hint(&pool.other_cases(name.as_str()))
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
             return Err(CmdError::failed(format!("{e}{hint}")));
         }
         other => other?,
@@ -153,28 +158,6 @@ fn print_outcome(outcome: &DownloadOutcome, json: bool, notes: &KeptNotes) {
     }
 }
 
-/// When no file has exactly this name, the names that match it but for case (names
-/// are case-sensitive; search is not), as a hint for the error message.
-fn case_hint(pool: &IndexPool, name: &FileName) -> String {
-    let Ok((found, _)) = pool.search(name.as_str(), 20) else {
-        return String::new();
-    };
-    let wanted = name.as_str().to_lowercase();
-    let close: Vec<String> = found
-        .into_iter()
-        .filter(|f| f.name.to_lowercase() == wanted)
-        .map(|f| format!("'{}'", f.name))
-        .collect();
-    if close.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " (names are case-sensitive: did you mean {}?)",
-            close.join(" or ")
-        )
-    }
-}
-
 /// The folders a one-shot `get` created (the destination, its state folder), so that
 /// what is left empty at the end can go again.
 struct TempFolders(Vec<std::path::PathBuf>);
@@ -208,7 +191,10 @@ impl TempFolders {
         if !state_dir.exists() {
             self.0.insert(0, state_dir.to_path_buf());
         }
-        self.0.insert(0, state_dir.join("partial"));
+        let partial = state_dir.join("partial");
+        if !partial.exists() {
+            self.0.insert(0, partial);
+        }
         self
     }
 

@@ -231,22 +231,7 @@ impl Console<'_> {
     /// Names differ by case (search ignores it, names do not): when no file has this
     /// exact name, a hint naming the files whose names match it but for case.
     fn other_case(&self, name: &FileName) -> Option<String> {
-        let (found, _) = self.peer.pool().search(name.as_str(), 100).ok()?;
-        let mut names: Vec<&str> = found
-            .iter()
-            .map(|f| f.name.as_str())
-            .filter(|n| *n != name.as_str() && n.to_lowercase() == name.as_str().to_lowercase())
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        if names.is_empty() {
-            return None;
-        }
-        let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
-        Some(format!(
-            "names are case-sensitive: did you mean {}?",
-            quoted.join(" or ")
-        ))
+        render::case_hint(&self.peer.pool().other_cases(name.as_str()))
     }
 
     fn downloads(&self) {

@@ -214,7 +214,7 @@ fn accept_loop<S: Service>(
             Err(_) => continue,
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
-        let host = remote.ip().to_canonical();
+        let host = address_share(remote.ip());
         if let Err(why) = admit(&config, &stats, &per_address, host) {
             stats.refused_busy.fetch_add(1, Ordering::Relaxed);
             log::warn!("{role}: refusing {remote}: {why}");
@@ -257,6 +257,22 @@ fn accept_loop<S: Service>(
             .map(|a| a.to_string())
             .unwrap_or_default()
     );
+}
+
+/// Requests in flight are given time by their size too: a batch may arrive this slowly
+/// (bytes per second) on top of the request timeout.
+pub const MIN_REQUEST_RATE: u64 = 64 * 1024;
+
+/// Whose share of the connections an address counts against: an IPv4 address, or the
+/// /64 an IPv6 address is in (a single host commonly has a whole /64 to pick from).
+fn address_share(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
+    }
 }
 
 /// Whether a new connection from `host` may be served: under the global cap, and
@@ -471,6 +487,7 @@ fn session<S: Service>(
         },
         // The first request is due within the request timeout of connecting.
         pending_since: Some(Instant::now()),
+        answered: false,
         timeout: config.read_timeout,
     };
     let mut chunk = vec![0u8; 64 * 1024];
@@ -524,6 +541,8 @@ struct Session<'a, S: Service> {
     /// Since when a request has been due: the connection is new and has sent none, or
     /// the first bytes of one are here and the rest is not. `None` between requests.
     pending_since: Option<Instant>,
+    /// Whether a request was answered since the last [`Session::compact`].
+    answered: bool,
     /// The socket's read timeout now (changed only when it must be).
     timeout: Duration,
 }
@@ -532,16 +551,18 @@ impl<S: Service> Session<'_, S> {
     /// Reads what arrived; `None` when the client closed, stayed idle too long, or
     /// took too long to send a request whole.
     fn read_some(&mut self, chunk: &mut [u8]) -> io::Result<Option<usize>> {
-        let due = self.pending_since.map(|since| {
-            (since + self.config.request_timeout).saturating_duration_since(Instant::now())
-        });
+        let due = self
+            .pending_since
+            .map(|since| (since + self.allowance()).saturating_duration_since(Instant::now()));
         if due == Some(Duration::ZERO) {
             return self.request_overdue().map(|()| None);
         }
         let timeout = due.map_or(self.config.read_timeout, |d| {
             d.min(self.config.read_timeout)
         });
-        if timeout != self.timeout {
+        // The socket's timeout is changed when it must shrink, or grow by more than a
+        // little: not on every read of a request still arriving.
+        if timeout < self.timeout || timeout > self.timeout + Duration::from_millis(250) {
             self.stream
                 .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
             self.timeout = timeout;
@@ -568,6 +589,13 @@ impl<S: Service> Session<'_, S> {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// How long the pending request may take to arrive whole: the request timeout, and
+    /// more for a large batch, as its bytes come in at [`MIN_REQUEST_RATE`] or faster.
+    fn allowance(&self) -> Duration {
+        let pending = (self.buf.len() - self.start) as u64;
+        self.config.request_timeout + Duration::from_millis(pending * 1000 / MIN_REQUEST_RATE)
     }
 
     /// A request did not arrive whole in time: says so and closes.
@@ -620,8 +648,7 @@ impl<S: Service> Session<'_, S> {
                 Ok(Decoded::NeedMore) => return Ok(Next::More),
                 Ok(Decoded::Frame(req, used)) => {
                     self.start += used;
-                    // What follows in the buffer is the next request: its own clock.
-                    self.pending_since = Some(Instant::now());
+                    self.answered = true;
                     self.stats.requests.fetch_add(1, Ordering::Relaxed);
                     // The decoder refused the verbs this role does not serve.
                     let reply = self.service.handle(req, self.remote, conn);
@@ -648,6 +675,19 @@ impl<S: Service> Session<'_, S> {
 
     /// Drops what was answered from the buffer, giving a large batch's memory back.
     fn compact(&mut self) -> io::Result<()> {
+        // Blank lines between requests are no request of their own.
+        let rest = &self.buf[self.start..];
+        if rest.iter().all(|&b| b == b'\n' || b == b'\r')
+            && !rest.is_empty()
+            && rest.ends_with(b"\n")
+        {
+            self.start = self.buf.len();
+        }
+        if std::mem::take(&mut self.answered) {
+            // What is left is the next request: its clock starts now that the replies
+            // before it are written (however long the server took to write them).
+            self.pending_since = Some(Instant::now());
+        }
         if self.start == self.buf.len() {
             // Nothing is pending: the connection may idle until the next request.
             self.pending_since = None;
@@ -677,5 +717,29 @@ impl<S: Service> Session<'_, S> {
         self.out.flush()?;
         let _ = self.stream.shutdown(Shutdown::Write);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_share;
+    use std::net::IpAddr;
+
+    #[test]
+    fn an_ipv6_host_shares_one_count_across_its_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            address_share(ip("2001:db8:1:2:aaaa::1")),
+            address_share(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            address_share(ip("2001:db8:1:2::1")),
+            address_share(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(address_share(ip("::ffff:127.0.0.1")), ip("127.0.0.1"));
+        assert_ne!(
+            address_share(ip("127.0.0.1")),
+            address_share(ip("127.0.0.2"))
+        );
     }
 }

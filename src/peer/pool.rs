@@ -186,6 +186,24 @@ impl IndexPool {
         })
     }
 
+    /// The names the index holds that differ from `name` only in case (names are
+    /// case-sensitive; search is not), sorted, each once. Empty when the index cannot
+    /// be asked.
+    pub fn other_cases(&self, name: &str) -> Vec<String> {
+        let Ok((found, _)) = self.search(name, 100) else {
+            return Vec::new();
+        };
+        let wanted = name.to_lowercase();
+        let mut names: Vec<String> = found
+            .into_iter()
+            .map(|f| f.name)
+            .filter(|n| n != name && n.to_lowercase() == wanted)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// Search results and whether more exist.
     pub fn search(&self, words: &str, limit: usize) -> Result<(Vec<Found>, bool), NetError> {
         // Words come from a person: a '|' or a line break cannot travel in a field, and

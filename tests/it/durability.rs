@@ -140,7 +140,12 @@ fn kill_9_during_heavy_publishing_loses_no_acknowledged_write() {
     let mut total_acked = 0;
     for trial in 0..20 {
         let db = root.path().join(format!("crash-{trial}.db"));
-        let mut index = index_at(root.path(), "127.0.0.1:0", &db, &["--lease", "10m"]);
+        let mut index = index_at(
+            root.path(),
+            "127.0.0.1:0",
+            &db,
+            &["--lease", "10m", "--idle-timeout", "10m"],
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let load = {
@@ -155,7 +160,12 @@ fn kill_9_during_heavy_publishing_loses_no_acknowledged_write() {
         let acked = acked.lock().unwrap().clone();
         total_acked += acked.len();
         // Restart on the same database and look for every acknowledged file.
-        let index = index_at(root.path(), "127.0.0.1:0", &db, &["--lease", "10m"]);
+        let index = index_at(
+            root.path(),
+            "127.0.0.1:0",
+            &db,
+            &["--lease", "10m", "--idle-timeout", "10m"],
+        );
         let mut raw = Raw::connect(index.addr);
         let mut missing = Vec::new();
         for chunk in acked.chunks(200) {

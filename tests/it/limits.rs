@@ -85,3 +85,30 @@ fn a_trickling_or_silent_client_is_dropped_and_others_are_served() {
         "a steady client was closed"
     );
 }
+
+/// A large batch over a slow link gets the time its size needs; blank lines after a
+/// request are no request of their own.
+#[test]
+fn a_slow_large_batch_and_blank_lines_are_not_cut_off() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &["--request-timeout", "1s"]);
+    let mut raw = Raw::connect(index.addr);
+    assert!(raw.ask("hello|1|peer|slow|2000").starts_with("ok|"));
+    let id = p2pshare::protocol::hash::Sha1Digest::of(b"x");
+    let mut batch = String::from("publish|2000\n");
+    for i in 0..2000 {
+        batch.push_str(&format!("file-{i:05}.txt|1|{id}|{id}\n"));
+    }
+    // About 200 KB over 2.5 s: slower than the request timeout alone allows.
+    let bytes = batch.as_bytes();
+    for part in bytes.chunks(bytes.len() / 10 + 1) {
+        raw.send(part);
+        thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(raw.line(), "ok|2000");
+
+    raw.send(b"ping\n\n");
+    assert_eq!(raw.line(), "ok|pong");
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(raw.ask("ping"), "ok|pong", "closed for a blank line");
+}
