@@ -164,15 +164,6 @@ impl IndexArgs {
                 )));
             }
         }
-        // Peers beat every third of the lease: a session must not idle out between beats.
-        if self.lease / 3 >= self.server.idle_timeout {
-            return Err(usage(format!(
-                "--lease {:?}: peers would beat every {:?}, and --idle-timeout ({:?}) closes a session quieter than that; raise --idle-timeout or shorten --lease",
-                self.lease,
-                self.lease / 3,
-                self.server.idle_timeout
-            )));
-        }
         Ok(IndexSettings {
             listen: self.listen,
             id,
@@ -264,31 +255,5 @@ impl PeerArgs {
                 log: self.log.open()?,
             },
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ArgError;
-    use crate::cli::{Cli, Command};
-    use clap::Parser;
-
-    fn index(args: &[&str]) -> Result<(), ArgError> {
-        let argv = [&["p2pshare", "index"][..], args].concat();
-        match Cli::try_parse_from(argv).unwrap().command {
-            Command::Index(a) => a.settings().map(|_| ()),
-            _ => unreachable!("parsed as index"),
-        }
-    }
-
-    #[test]
-    fn a_lease_whose_beats_would_idle_out_is_refused() {
-        assert!(index(&["--db", ":memory:"]).is_ok());
-        let err = index(&["--db", ":memory:", "--lease", "10m"]).unwrap_err();
-        assert!(
-            matches!(&err, ArgError::Usage(m) if m.contains("--idle-timeout")),
-            "{err}"
-        );
-        assert!(index(&["--db", ":memory:", "--lease", "10m", "--idle-timeout", "5m"]).is_ok());
     }
 }

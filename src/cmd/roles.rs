@@ -14,6 +14,15 @@ use crate::signals::{self, Signal};
 /// `p2pshare index`.
 pub fn index(a: IndexArgs) -> Result<(), CmdError> {
     let settings = a.settings()?;
+    // Peers beat every third of the lease; a session quieter than the idle limit is
+    // closed, and the peer reconnects and syncs its whole catalog each time.
+    let beat = settings.config.lease / 3;
+    if beat >= settings.server.read_timeout {
+        log::warn!(
+            "peers will beat every {beat:?}, and --idle-timeout ({:?}) closes a session quieter than that: each will reconnect and sync again; raise --idle-timeout or shorten --lease",
+            settings.server.read_timeout
+        );
+    }
     let signals = signals::take_over()?;
     let index = Index::start(settings).map_err(CmdError::failed)?;
     output::say(format!(
