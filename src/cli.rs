@@ -283,6 +283,10 @@ pub struct TransferFlags {
     /// Limit on download speed, bytes per second (k, M, G suffixes: 500k, 25M).
     #[arg(long, value_parser = rate, value_name = "RATE")]
     pub max_download_rate: Option<u64>,
+    /// Most bytes taken from a classic holder when no holder gives a content id to
+    /// check them against (K, M, G: binary units); a longer stream is cut and discarded.
+    #[arg(long, default_value = "1G", value_parser = size, value_name = "SIZE")]
+    pub max_unverified_size: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -513,9 +517,16 @@ pub struct GetArgs {
     /// Folder to download into.
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
-    /// Only this content (`sha1:...` from `search --json`); default: what most holders have.
+    /// Only this content: its id as `get` lists the choices or `search` shows it (the
+    /// short form, or `sha1:...` from `search --json`). Needed when the holders
+    /// disagree on the content; holder counts never pick it.
     #[arg(long = "id")]
     pub content_id: Option<String>,
+    /// Place a file that only classic holders have (no content id, so it cannot be
+    /// verified) in the folder. Without it, such a file is kept in
+    /// STATE_DIR/quarantine/NAME and the command fails.
+    #[arg(long)]
+    pub allow_unverified: bool,
     /// Where the partial file lives until it is verified. Default: DIR/.p2pshare
     #[arg(long)]
     pub state_dir: Option<PathBuf>,

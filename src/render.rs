@@ -4,7 +4,7 @@
 //!
 //! Pure functions from values to text or JSON; nothing here prints or does I/O.
 
-use crate::peer::download::Completed;
+use crate::peer::download::{Completed, ContentChoice};
 use crate::peer::pool::Found;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -86,6 +86,51 @@ pub fn search_table(found: &[Found], more: bool, words: &str) -> Vec<String> {
         out.push("(more results: narrow the search, or raise --limit)".into());
     }
     out
+}
+
+/// The contents a name's holders disagree on, as an aligned table: short content id,
+/// size, holders. Classic holders, whose content is unknown, come last.
+pub fn content_choices(choices: &[ContentChoice]) -> Vec<String> {
+    let cells: Vec<[String; 3]> = choices
+        .iter()
+        .map(|c| {
+            [
+                c.id.map(|d| d.short())
+                    .unwrap_or_else(|| "unknown (classic holders, no content id)".into()),
+                c.size.map(fmt_bytes).unwrap_or_else(|| "?".into()),
+                plural(c.holders as u64, "holder"),
+            ]
+        })
+        .collect();
+    let width = |i: usize| {
+        cells
+            .iter()
+            .map(|c| c[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1) = (width(0), width(1));
+    cells
+        .iter()
+        .map(|[id, size, holders]| format!("  {id:<w0$}  {size:>w1$}  {holders}"))
+        .collect()
+}
+
+/// The choices as JSON: full content ids (`null` for classic holders), sizes, holders.
+pub fn content_choices_json(choices: &[ContentChoice]) -> Value {
+    Value::Array(
+        choices
+            .iter()
+            .map(|c| {
+                json!({
+                    "id": c.id.map(|d| d.to_string()),
+                    "short_id": c.id.map(|d| d.short()),
+                    "size": c.size,
+                    "holders": c.holders,
+                })
+            })
+            .collect(),
+    )
 }
 
 /// Search results as JSON.
@@ -332,6 +377,38 @@ mod tests {
         // The columns start at the same place on every line.
         let id_column = |l: &str| l.rfind(' ').unwrap();
         assert_eq!(id_column(&t[0]), id_column(&t[1]), "{t:?}");
+    }
+
+    #[test]
+    fn the_choices_table_is_aligned_with_short_ids_and_classic_last() {
+        let choices = vec![
+            ContentChoice {
+                id: Some(Sha1Digest::of(b"a")),
+                size: Some(48),
+                holders: 2,
+            },
+            ContentChoice {
+                id: Some(Sha1Digest::of(b"b")),
+                size: Some(10_240),
+                holders: 1,
+            },
+            ContentChoice {
+                id: None,
+                size: None,
+                holders: 1,
+            },
+        ];
+        let t = content_choices(&choices);
+        assert!(t[0].starts_with(&format!("  {}", Sha1Digest::of(b"a").short())));
+        assert!(t[0].ends_with("48 B  2 holders"), "{t:?}");
+        assert!(t[1].ends_with("10.0 KiB  1 holder"), "{t:?}");
+        assert!(t[2].starts_with("  unknown (classic"), "{t:?}");
+        let holders_column = |l: &str| l.rfind(" holder").unwrap();
+        assert_eq!(holders_column(&t[0]), holders_column(&t[2]), "{t:?}");
+        let v = content_choices_json(&choices);
+        assert_eq!(v[0]["id"], Sha1Digest::of(b"a").to_string());
+        assert_eq!(v[0]["holders"], 2);
+        assert!(v[2]["id"].is_null());
     }
 
     #[test]

@@ -244,6 +244,7 @@ impl PeerArgs {
                 rescan_every: self.rescan_interval,
             },
             max_sources: self.transfer.max_sources as usize,
+            max_unverified_size: self.transfer.max_unverified_size,
             upload_limit: self.max_upload_rate.map(|r| Arc::new(TokenBucket::new(r))),
             download_limit: self
                 .transfer

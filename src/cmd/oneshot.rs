@@ -10,7 +10,7 @@ use crate::net::rate::TokenBucket;
 use crate::net::Timeouts;
 use crate::overlay::wire;
 use crate::peer::download::{
-    self, DownloadError, DownloadOutcome, DownloadRequest, KeptNotes, Progress,
+    self, ContentIdArg, DownloadError, DownloadOutcome, DownloadRequest, KeptNotes, Progress,
 };
 use crate::peer::pool::IndexPool;
 use crate::protocol::hash::Sha1Digest;
@@ -40,13 +40,17 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
     let cancel = cancel_on_signal()?;
     let name =
         FileName::parse(&a.name).map_err(|e| CmdError::failed(format!("'{}': {e}", a.name)))?;
-    let id = a
+    let id_arg = a
         .content_id
         .as_deref()
-        .map(Sha1Digest::parse)
+        .map(ContentIdArg::parse)
         .transpose()
         .map_err(|e| CmdError::usage(format!("--id: {e}")))?;
     let pool = IndexPool::new(a.index.addrs()?, a.index.timeouts());
+    let id = match &id_arg {
+        Some(arg) => Some(content_id(&pool, &name, arg)?),
+        None => None,
+    };
     let made = TempFolders::make(&a.dir)?;
     let dir = match a.dir.canonicalize() {
         Ok(dir) => dir,
@@ -71,6 +75,8 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
             .transfer
             .max_download_rate
             .map(|r| Arc::new(TokenBucket::new(r))),
+        allow_unverified: a.allow_unverified,
+        max_unverified_size: a.transfer.max_unverified_size,
     };
     let bar = BarProgress::new();
     let notes = KeptNotes::default();
@@ -92,10 +98,67 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
                 .unwrap_or_default();
             return Err(CmdError::failed(format!("{e}{hint}")));
         }
+        Err(e @ (DownloadError::Disagree { .. } | DownloadError::Unverified(_))) => {
+            return Err(refused(&e, a.json))
+        }
         other => other?,
     };
     print_outcome(&outcome, a.json, &notes);
     Ok(())
+}
+
+/// The content id `--id` names: a full one as it is, a short one looked up among the
+/// holders of the name.
+fn content_id(
+    pool: &IndexPool,
+    name: &FileName,
+    arg: &ContentIdArg,
+) -> Result<Sha1Digest, CmdError> {
+    let holders = match arg {
+        ContentIdArg::Full(_) => Vec::new(),
+        ContentIdArg::Short(_) => pool.holders(name, None)?,
+    };
+    arg.resolve(&holders)
+        .map_err(|e| CmdError::failed(format!("--id: '{name}': {e}")))
+}
+
+/// A download refused for the user to decide: the holders disagree on the content
+/// (the choices, and how to pick one), or only classic holders had it (where the
+/// bytes are, and how to accept them). With `--json`, one error object that carries
+/// the choices or the quarantined file.
+fn refused(e: &DownloadError, json: bool) -> CmdError {
+    let (hint, extra) = match e {
+        DownloadError::Disagree { name, choices } => (
+            format!(
+                "pick one by its id: p2pshare get {name} --id ID, where ID is one of the \
+                 ids listed (the 12-digit short form is enough)"
+            ),
+            ("choices", render::content_choices_json(choices)),
+        ),
+        DownloadError::Unverified(q) => (
+            "to place it in the folder anyway, run the same command with \
+             --allow-unverified (it downloads it again), or check that file and move it \
+             yourself"
+                .to_owned(),
+            (
+                "quarantined",
+                json!({ "path": q.path, "id": q.id.to_string(), "size": q.size, "source": q.source }),
+            ),
+        ),
+        _ => return CmdError::failed(e.to_string()),
+    };
+    if json {
+        let mut v = json!({ "error": format!("{e}; {hint}"), "exit_code": 1 });
+        v[extra.0] = extra.1;
+        println!("{v}");
+        return CmdError::failed(format!("{e}; {hint}")).reported();
+    }
+    let mut lines = vec![e.to_string()];
+    if let DownloadError::Disagree { choices, .. } = e {
+        lines.extend(render::content_choices(choices));
+    }
+    lines.push(hint);
+    CmdError::failed(lines.join("\n"))
 }
 
 /// The first Ctrl-C (or SIGTERM) sets the returned flag, which stops the download

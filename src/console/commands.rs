@@ -40,8 +40,10 @@ pub(super) const CONSOLE_COMMANDS: &[ConsoleCommand] = &[
     ConsoleCommand {
         name: "get",
         aliases: &["g"],
-        args: "NAME | N",
-        summary: "download a file by name, or result N of the last search",
+        args: "NAME [ID] | N",
+        summary: "download a file by name (ID: which content, when its holders disagree), \
+                  or result N of the last search; 'get --allow-unverified NAME' places a \
+                  file that only classic holders have",
         run: |c, args| {
             c.get(args);
             Flow::Continue

@@ -20,7 +20,7 @@ use crate::output;
 use crate::overlay::member::NotSent;
 use crate::overlay::runtime::SayError;
 use crate::overlay::{wire, MemberState};
-use crate::peer::download::{partials, DownloadError, DownloadOutcome};
+use crate::peer::download::{partials, ContentIdArg, DownloadError, DownloadOutcome};
 use crate::peer::links::LinkCommand;
 use crate::peer::pool::Found;
 use crate::peer::Peer;
@@ -176,26 +176,39 @@ impl Console<'_> {
     }
 
     fn get(&mut self, arg: &str) {
+        let (allow_unverified, arg) = match arg.strip_prefix(ALLOW_UNVERIFIED) {
+            Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => {
+                (true, rest.trim())
+            }
+            _ => (false, arg),
+        };
         if arg.is_empty() {
-            output::say("usage: get NAME | N  (N: a result number from the last search)");
+            output::say(
+                "usage: get NAME [ID] | N  (N: a result number from the last search; ID: a \
+                 content id, sha1:... or its 12-digit short form; 'get --allow-unverified \
+                 NAME' places a file that only classic holders have)",
+            );
             return;
         }
-        let (name, id): (String, Option<Sha1Digest>) = match arg.parse::<usize>() {
-            Ok(n) if n >= 1 && n <= self.last_results.len() => {
-                let f = &self.last_results[n - 1];
-                (f.name.clone(), f.id)
-            }
-            Ok(n) if !self.last_results.is_empty() || FileName::parse(arg).is_err() => {
-                output::say(format!("no result {n} in the last search"));
-                return;
-            }
-            _ => (arg.to_owned(), None),
+        let (name, id) = match split_content_id(arg) {
+            (name, Some(id)) => (name.to_owned(), Some(id)),
+            (_, None) => match arg.parse::<usize>() {
+                Ok(n) if n >= 1 && n <= self.last_results.len() => {
+                    let f = &self.last_results[n - 1];
+                    (f.name.clone(), f.id.map(ContentIdArg::Full))
+                }
+                Ok(n) if !self.last_results.is_empty() || FileName::parse(arg).is_err() => {
+                    output::say(format!("no result {n} in the last search"));
+                    return;
+                }
+                _ => (arg.to_owned(), None),
+            },
         };
-        self.fetch(name, id);
+        self.fetch(name, id, allow_unverified);
     }
 
     /// Downloads a file (by name, optionally only one content) and reports the outcome.
-    fn fetch(&mut self, name: String, id: Option<Sha1Digest>) {
+    fn fetch(&mut self, name: String, id: Option<ContentIdArg>, allow_unverified: bool) {
         let name = match FileName::parse(&name) {
             Ok(n) => n,
             Err(e) => {
@@ -203,12 +216,19 @@ impl Console<'_> {
                 return;
             }
         };
+        let id = match id.map(|arg| self.content_id(&name, &arg)).transpose() {
+            Ok(id) => id,
+            Err(e) => {
+                output::say(format!("get failed: '{name}': {e}"));
+                return;
+            }
+        };
         let progress = BarProgress::new();
         self.cancel.store(false, Ordering::SeqCst);
-        match self
-            .peer
-            .download(name.clone(), id, &progress, &self.cancel)
-        {
+        let result =
+            self.peer
+                .download(name.clone(), id, allow_unverified, &progress, &self.cancel);
+        match result {
             Ok(DownloadOutcome::Downloaded(done)) => {
                 output::say(render::downloaded(name.as_str(), &done, true));
             }
@@ -224,8 +244,22 @@ impl Console<'_> {
                     output::say(hint);
                 }
             }
-            Err(e) => output::say(format!("get failed: {e}")),
+            Err(e) => refused(&name, &e),
         }
+    }
+
+    /// The content id a typed one names: a full one as it is, a short one looked up
+    /// among the holders of the name.
+    fn content_id(&self, name: &FileName, arg: &ContentIdArg) -> Result<Sha1Digest, String> {
+        let holders = match arg {
+            ContentIdArg::Full(_) => Vec::new(),
+            ContentIdArg::Short(_) => self
+                .peer
+                .pool()
+                .holders(name, None)
+                .map_err(|e| e.to_string())?,
+        };
+        arg.resolve(&holders)
     }
 
     /// Names differ by case (search ignores it, names do not): when no file has this
@@ -264,7 +298,7 @@ impl Console<'_> {
             output::say(format!("no stopped download of '{name}'; see 'downloads'"));
             return;
         };
-        self.fetch(p.name, Some(p.id));
+        self.fetch(p.name, Some(ContentIdArg::Full(p.id)), false);
     }
 
     fn ls(&self) {
@@ -436,6 +470,48 @@ impl Console<'_> {
     }
 }
 
+/// The console's form of the one-shot `--allow-unverified`: `get --allow-unverified NAME`.
+const ALLOW_UNVERIFIED: &str = "--allow-unverified";
+
+/// `NAME ID` -> (NAME, the id), when the last word reads as a content id: `sha1:...`
+/// (full or a prefix), or exactly the 12-digit short form the choices and search
+/// show. A name whose last word is any other run of hex digits stays a name.
+fn split_content_id(arg: &str) -> (&str, Option<ContentIdArg>) {
+    let Some((name, last)) = arg.rsplit_once(char::is_whitespace) else {
+        return (arg, None);
+    };
+    let short_form = last.len() == 12 && last.bytes().all(|b| b.is_ascii_hexdigit());
+    if !(last.starts_with("sha1:") || short_form) {
+        return (arg, None);
+    }
+    match ContentIdArg::parse(last) {
+        Ok(id) => (name.trim_end(), Some(id)),
+        Err(_) => (arg, None),
+    }
+}
+
+/// Says why a download failed. When the holders disagree: the choices and how to
+/// pick one; when only classic holders had it: where the bytes are and how to accept
+/// them.
+fn refused(name: &FileName, e: &DownloadError) {
+    output::say(format!("get failed: {e}"));
+    match e {
+        DownloadError::Disagree { choices, .. } => {
+            render::content_choices(choices)
+                .into_iter()
+                .for_each(output::say);
+            output::say(format!(
+                "pick one: 'get {name} ID' with an id above, or 'search {name}' then 'get N'"
+            ));
+        }
+        DownloadError::Unverified(_) => output::say(format!(
+            "it is not shared; to place it in the folder (and share it) anyway: \
+             'get {ALLOW_UNVERIFIED} {name}' (it downloads it again)"
+        )),
+        _ => {}
+    }
+}
+
 fn help(args: &str) -> Flow {
     if args.eq_ignore_ascii_case("wire") {
         // The wire verbs, from the same command table that drives dispatch and arity.
@@ -545,7 +621,7 @@ mod tests {
     #[test]
     fn help_names_one_command_by_name_or_alias_in_any_case() {
         let get = help_for("get").unwrap();
-        assert_eq!(get[0], "usage: get NAME | N");
+        assert_eq!(get[0], "usage: get NAME [ID] | N");
         assert!(get[1].contains("download a file by name"), "{get:?}");
         assert!(get[2].contains('g'), "{get:?}");
         assert_eq!(help_for("G"), Some(get));
@@ -554,6 +630,24 @@ mod tests {
         for c in CONSOLE_COMMANDS {
             assert!(help_for(&c.name.to_uppercase()).is_some(), "{}", c.name);
         }
+    }
+
+    #[test]
+    fn a_last_word_that_reads_as_a_content_id_picks_the_content() {
+        let id = Sha1Digest::of(b"c");
+        let line = format!("my notes.txt {}", id.short());
+        let (name, arg) = split_content_id(&line);
+        assert_eq!(
+            (name, arg),
+            ("my notes.txt", Some(ContentIdArg::Short(id.short())))
+        );
+        let line = format!("x.bin {id}");
+        let (name, arg) = split_content_id(&line);
+        assert_eq!((name, arg), ("x.bin", Some(ContentIdArg::Full(id))));
+        // Other runs of hex digits stay part of the name.
+        assert_eq!(split_content_id("photo 20240101"), ("photo 20240101", None));
+        assert_eq!(split_content_id("x.bin"), ("x.bin", None));
+        assert_eq!(split_content_id("x.bin sha1:zz"), ("x.bin sha1:zz", None));
     }
 
     #[test]

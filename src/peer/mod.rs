@@ -57,6 +57,8 @@ pub struct PeerConfig {
     pub watch: WatchConfig,
     /// Most holders a download uses at once.
     pub max_sources: usize,
+    /// Most bytes a download takes from a classic holder without a content id.
+    pub max_unverified_size: u64,
     pub upload_limit: Option<Arc<TokenBucket>>,
     pub download_limit: Option<Arc<TokenBucket>>,
     pub overlay: OverlaySettings,
@@ -431,11 +433,14 @@ impl Peer {
         self.shared.link_states()
     }
 
-    /// Downloads into the shared folder, then shares the file onward.
+    /// Downloads into the shared folder, then shares the file onward. A file nobody
+    /// gave a content id for is quarantined in the state dir (never shared) unless
+    /// `allow_unverified`.
     pub fn download(
         &self,
         name: FileName,
         id: Option<Sha1Digest>,
+        allow_unverified: bool,
         progress: &dyn Progress,
         cancel: &AtomicBool,
     ) -> Result<DownloadOutcome, DownloadError> {
@@ -454,6 +459,8 @@ impl Peer {
             timeouts: self.config.timeouts,
             max_sources: self.config.max_sources,
             download_limit: self.config.download_limit.clone(),
+            allow_unverified,
+            max_unverified_size: self.config.max_unverified_size,
         };
         let outcome = download::download(&self.pool, &req, progress, cancel)?;
         if let DownloadOutcome::Downloaded(done) = &outcome {

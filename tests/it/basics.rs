@@ -52,6 +52,8 @@ fn request<'a>(name: &str, dest: &'a Path, state: &'a Path) -> DownloadRequest<'
         },
         max_sources: 8,
         download_limit: None,
+        allow_unverified: false,
+        max_unverified_size: 1 << 30,
     }
 }
 
@@ -445,30 +447,178 @@ fn classic_peer_download_streams_the_file_and_never_leaves_the_folder() {
     assert_eq!(Raw::connect(p1.addr).ask("ping"), "ok|pong");
 }
 
+/// A peer that answers the classic download of `dir`'s files, known to the index only
+/// through a classic `set` of `name` (its own links point at an index that is not
+/// running).
+fn classic_holder(root: &Path, index: &Proc, dir: &str, name: &str) -> Proc {
+    let mut old = Args::peer_sharing(&root.join(dir))
+        .index("127.0.0.1:9")
+        .no_console()
+        .start(dir, root);
+    old.wait_line(|l| l.contains("sharing 1 file "));
+    let set = format!("set|{name}|localhost|{dir}|{}", old.addr.port());
+    assert_eq!(classic(index.addr, &set), b"Successfully Updated");
+    old
+}
+
 #[test]
-fn modern_download_from_a_classic_holder_says_it_was_not_verified() {
+fn a_file_only_classic_holders_have_is_quarantined_unless_allowed() {
     let root = tempfile::tempdir().unwrap();
     fs::create_dir_all(root.path().join("old")).unwrap();
     let data = noise(300_000, 3);
     fs::write(root.path().join("old").join("legacy.bin"), &data).unwrap();
     let index = index(root.path(), &[]);
-    // A peer that answers the classic download, known to the index only through a
-    // classic `set` (its own links point at an index that is not running).
-    let mut old = Args::peer_sharing(&root.path().join("old"))
-        .index("127.0.0.1:9")
-        .no_console()
-        .start("old", root.path());
-    old.wait_line(|l| l.contains("sharing 1 file "));
-    let set = format!("set|legacy.bin|localhost|old|{}", old.addr.port());
-    assert_eq!(classic(index.addr, &set), b"Successfully Updated");
+    let _old = classic_holder(root.path(), &index, "old", "legacy.bin");
     let dest = root.path().join("dest");
-    let (code, out, err) = Args::get("legacy.bin")
-        .index(index.addr)
-        .dir(&dest)
-        .run(root.path());
+    let get = Args::get("legacy.bin").index(index.addr).dir(&dest);
+
+    let (code, out, err) = get.run(root.path());
+    assert_eq!(code, 1, "{out}{err}");
+    let jail = dest.join(".p2pshare").join("quarantine").join("legacy.bin");
+    assert!(
+        err.contains("'legacy.bin' came only from classic holder old, which gives no content id")
+            && err.contains("NOT placed in the folder")
+            && err.contains(&jail.display().to_string())
+            && err.contains("run the same command with --allow-unverified"),
+        "{err}"
+    );
+    assert!(!dest.join("legacy.bin").exists());
+    assert_eq!(fs::read(&jail).unwrap(), data);
+
+    let (code, out, _) = get.clone().json().run(root.path());
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["quarantined"]["path"], jail.display().to_string());
+    assert_eq!(v["quarantined"]["id"], Sha1Digest::of(&data).to_string());
+
+    // Accepted explicitly: placed, and said to be unverified.
+    let (code, out, err) = get.clone().args(&["--allow-unverified"]).run(root.path());
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("NOT verified in advance"), "{out}");
     assert_eq!(fs::read(dest.join("legacy.bin")).unwrap(), data);
+}
+
+/// A classic holder that answers any request with bytes that never end.
+fn endless_classic_holder() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = sent.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut request = [0u8; 512];
+                let _ = stream.read(&mut request);
+                let junk = vec![0x5a; 64 * 1024];
+                while stream.write_all(&junk).is_ok() {
+                    counter.fetch_add(junk.len() as u64, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (addr, sent)
+}
+
+#[test]
+fn a_classic_stream_without_end_is_cut_at_the_unverified_cap_and_discarded() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &[]);
+    let (addr, sent) = endless_classic_holder();
+    let set = format!("set|junk.bin|localhost|junk|{}", addr.port());
+    assert_eq!(classic(index.addr, &set), b"Successfully Updated");
+    let dest = root.path().join("dest");
+    let (code, out, err) = Args::get("junk.bin")
+        .index(index.addr)
+        .dir(&dest)
+        .flag("--max-unverified-size", "1M")
+        .args(&["--allow-unverified"])
+        .run(root.path());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("sent more than 1.0 MiB (--max-unverified-size")
+            && err.contains("the bytes were discarded"),
+        "{err}"
+    );
+    assert!(sent.load(std::sync::atomic::Ordering::SeqCst) < 64 << 20);
+    assert!(!dest.join("junk.bin").exists());
+    assert!(!dest.join(".p2pshare").join("quarantine").exists());
+    let partial = dest.join(".p2pshare").join("partial");
+    let left: Vec<_> = fs::read_dir(&partial)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn a_console_download_nobody_can_verify_is_not_shared_until_allowed() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir_all(root.path().join("old")).unwrap();
+    let data = noise(50_000, 4);
+    fs::write(root.path().join("old").join("legacy.bin"), &data).unwrap();
+    let index = index(root.path(), &[]);
+    let _old = classic_holder(root.path(), &index, "old", "legacy.bin");
+    let me = root.path().join("me");
+    fs::create_dir_all(&me).unwrap();
+    let mut p = console_peer(&me, &index, &[]);
+
+    p.type_line("get legacy.bin");
+    p.wait_line(|l| l.starts_with("get failed: 'legacy.bin' came only from classic holder old"));
+    p.wait_line(|l| {
+        l.contains("it is not shared") && l.contains("'get --allow-unverified legacy.bin'")
+    });
+    assert!(!me.join("legacy.bin").exists());
+    let jail = me.join(".p2pshare").join("quarantine").join("legacy.bin");
+    assert_eq!(fs::read(jail).unwrap(), data);
+    p.type_line("ls");
+    p.wait_line(|l| l == "sharing no files yet");
+    assert_eq!(holders(index.addr, "legacy.bin"), vec!["old".to_owned()]);
+
+    p.type_line("get --allow-unverified legacy.bin");
+    p.wait_line(|l| {
+        l.starts_with("downloaded legacy.bin") && l.contains("NOT verified in advance")
+    });
+    assert_eq!(fs::read(me.join("legacy.bin")).unwrap(), data);
+}
+
+#[test]
+fn a_classic_holder_is_verified_against_the_id_a_modern_holder_gives() {
+    let root = tempfile::tempdir().unwrap();
+    let data = noise(120_000, 5);
+    for d in ["old", "new"] {
+        fs::create_dir_all(root.path().join(d)).unwrap();
+        fs::write(root.path().join(d).join("both.bin"), &data).unwrap();
+    }
+    let index = index(root.path(), &[]);
+    let _old = classic_holder(root.path(), &index, "old", "both.bin");
+    let mut new = peer(&root.path().join("new"), &index, &[]);
+    let hs = holders_in_order(&index, "both.bin", &["new", "old"]);
+    // The modern holder is gone before the download starts: the bytes come from the
+    // classic one, checked against the id the modern one gave.
+    new.kill9();
+    let dest = root.path().join("dest");
+    fs::create_dir_all(&dest).unwrap();
+    let state = root.path().join("state");
+    let req = request("both.bin", &dest, &state);
+    let outcome = download_from(
+        &hs,
+        &req,
+        &none,
+        &Notes::default(),
+        &AtomicBool::new(false),
+        Instant::now(),
+    )
+    .unwrap();
+    let DownloadOutcome::Downloaded(done) = outcome else {
+        panic!("expected a download")
+    };
+    assert!(done.verified_in_advance);
+    assert_eq!(done.sources, vec!["old".to_owned()]);
+    assert_eq!(fs::read(dest.join("both.bin")).unwrap(), data);
 }
 
 #[test]

@@ -148,7 +148,7 @@ fn commands_ignore_case_help_names_one_and_get_hints_at_a_name_in_another_case()
     let mut p = console_peer(&dir, &index, &[]);
 
     p.type_line("HELP get");
-    p.wait_line(|l| l == "usage: get NAME | N");
+    p.wait_line(|l| l == "usage: get NAME [ID] | N");
     p.wait_line(|l| l.contains("download a file by name"));
     p.type_line("help nothing");
     p.wait_line(|l| l.contains("no command 'nothing'"));

@@ -844,6 +844,7 @@ fn the_download_limit_paces_modern_and_classic_downloads() {
         .index(index.addr)
         .dir(&dest)
         .flag("--max-download-rate", "1M")
+        .args(&["--allow-unverified"])
         .run(root.path());
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("NOT verified in advance"), "{out}");
@@ -898,4 +899,119 @@ fn a_damaged_piece_the_spot_check_misses_is_caught_by_the_whole_file_hash() {
     let second = "resuming 'big.bin': 39 of 40 pieces already here (every one checked)";
     assert!(out.contains(second), "expected '{second}' in: {out}");
     assert_eq!(fs::read(dest.join("big.bin")).unwrap(), data);
+}
+
+/// Regression: two fake holders registered from one host outvoted the one real holder
+/// of a name, and `get NAME` installed their 48 bytes as "verified".
+#[test]
+fn fake_holders_that_outnumber_the_real_one_do_not_pick_the_content() {
+    let root = tempfile::tempdir().unwrap();
+    let real = noise(300_000, 40);
+    let fake = Arc::new(b"this is not the report you are looking for.....\n".to_vec());
+    let index = index(root.path(), &[]);
+    let _real = holders_of(root.path(), &index, 1, "report.pdf", &real, &[]);
+    let _fakes: Vec<FakeHolder> = ["f1", "f2"]
+        .iter()
+        .map(|id| {
+            FakeHolder::start(
+                &index,
+                id,
+                "report.pdf",
+                &fake,
+                Fault::RefuseAfter(usize::MAX),
+            )
+        })
+        .collect();
+    let (real_id, fake_id) = (Sha1Digest::of(&real), Sha1Digest::of(&fake));
+    let dest = root.path().join("dest");
+    let get = Args::get("report.pdf").index(index.addr).dir(&dest);
+
+    // Text: refused, the choices listed (short id, size, holders), how to pick.
+    let (code, out, err) = get.run(root.path());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("'report.pdf': its holders disagree on the content (2 different contents)"),
+        "{err}"
+    );
+    let row = |id: Sha1Digest| err.lines().find(|l| l.contains(&id.short())).unwrap_or("");
+    assert!(
+        row(real_id).contains("293.0 KiB") && row(real_id).ends_with("1 holder"),
+        "{err}"
+    );
+    assert!(
+        row(fake_id).contains("48 B") && row(fake_id).ends_with("2 holders"),
+        "{err}"
+    );
+    assert!(err.contains("p2pshare get report.pdf --id ID,"), "{err}");
+    assert!(!dest.join("report.pdf").exists());
+
+    // JSON: the choices as an array in the error object.
+    let (code, out, err) = get.clone().json().run(root.path());
+    assert_eq!(code, 1, "{out}{err}");
+    let v = json(&out);
+    assert_eq!(v["exit_code"], 1);
+    assert!(v["error"].as_str().unwrap().contains("disagree"), "{out}");
+    let choices = v["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 2, "{out}");
+    let real_row = choices
+        .iter()
+        .find(|c| c["id"] == real_id.to_string())
+        .unwrap();
+    assert_eq!(
+        (real_row["size"].as_u64(), real_row["holders"].as_u64()),
+        (Some(300_000), Some(1))
+    );
+    assert!(!dest.join("report.pdf").exists());
+
+    // The user picks the real one by its short id: downloaded and verified.
+    let (code, out, err) = get.clone().flag("--id", real_id.short()).run(root.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("verified"), "{out}");
+    assert_eq!(fs::read(dest.join("report.pdf")).unwrap(), real);
+}
+
+#[test]
+fn a_console_get_refuses_disagreeing_holders_and_takes_the_content_picked() {
+    let root = tempfile::tempdir().unwrap();
+    let real = noise(200_000, 41);
+    let fake = Arc::new(vec![b'x'; 48]);
+    let index = index(root.path(), &[]);
+    let _real = holders_of(root.path(), &index, 1, "notes.txt", &real, &[]);
+    let _fakes: Vec<FakeHolder> = ["f1", "f2", "f3"]
+        .iter()
+        .map(|id| {
+            FakeHolder::start(
+                &index,
+                id,
+                "notes.txt",
+                &fake,
+                Fault::RefuseAfter(usize::MAX),
+            )
+        })
+        .collect();
+    let me = root.path().join("me");
+    fs::create_dir_all(&me).unwrap();
+    let mut p = console_peer(&me, &index, &[]);
+    let real_id = Sha1Digest::of(&real);
+
+    p.type_line("get notes.txt");
+    p.wait_line(|l| l.contains("get failed: 'notes.txt': its holders disagree"));
+    p.wait_line(|l| l.contains(&real_id.short()) && l.ends_with("1 holder"));
+    p.wait_line(|l| l.contains("pick one: 'get notes.txt ID'"));
+    assert!(!me.join("notes.txt").exists());
+
+    // `get NAME ID` picks one content.
+    p.type_line(&format!("get notes.txt {}", real_id.short()));
+    p.wait_line(|l| l.starts_with("downloaded notes.txt") && l.contains("verified"));
+    assert_eq!(fs::read(me.join("notes.txt")).unwrap(), real);
+
+    // `search` then `get N` picks one content too (here the fake one, on purpose).
+    let other = root.path().join("other");
+    fs::create_dir_all(&other).unwrap();
+    let mut q = console_peer(&other, &index, &[]);
+    q.type_line("search notes");
+    let row = q.wait_line(|l| l.contains("notes.txt") && l.contains("3 holders"));
+    let n = row.split('.').next().unwrap().trim().to_owned();
+    q.type_line(&format!("get {n}"));
+    q.wait_line(|l| l.starts_with("downloaded notes.txt") && l.contains("(48 B, verified"));
 }

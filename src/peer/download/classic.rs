@@ -10,7 +10,9 @@ use crate::net::rate::TokenBucket;
 use crate::net::NetError;
 use crate::peer::catalog::{hash_reader, ContentHashes};
 use crate::peer::pool::Holder;
+use crate::protocol::hash::Sha1Digest;
 use crate::protocol::MAX_FILE_SIZE;
+use crate::units::fmt_bytes;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -18,8 +20,9 @@ use std::sync::atomic::Ordering;
 
 /// Tries the classic holders one after the other: used only when no modern holder
 /// could deliver. The stream must match the content id when one is known; otherwise
-/// the user is told the file could not be verified in advance. `None` when every
-/// classic holder failed.
+/// it is capped at `--max-unverified-size` and arrives marked unverified (the caller
+/// quarantines it unless the user allowed it). `None` when every classic holder
+/// failed.
 pub(super) fn fetch_from_classic(
     call: &Call<'_>,
     holders: &[Holder],
@@ -41,8 +44,7 @@ pub(super) fn fetch_from_classic(
             .partial_dir
             .join(format!("classic-{}.part", std::process::id()));
         progress.source(&format!("{} ({}, classic)", h.peer, h.addr()));
-        let limit = target.map(|t| t.size).unwrap_or(MAX_FILE_SIZE);
-        match fetch_classic(req, h, &part, progress, limit) {
+        match fetch_classic(req, h, &part, progress, limit(req, target, expect)) {
             Ok(hashes) if expect.is_some_and(|e| e != hashes.id) => {
                 let _ = fs::remove_file(&part);
                 attempts.last = format!(
@@ -76,14 +78,42 @@ pub(super) fn fetch_from_classic(
     Ok(None)
 }
 
+/// Most bytes a classic holder may send: the size the modern holders give; a file's
+/// limit when the bytes are checked against a content id at the end; else the
+/// smaller `--max-unverified-size`, since nothing can tell them from junk.
+fn limit(req: &DownloadRequest<'_>, target: Option<Target>, expect: Option<Sha1Digest>) -> Limit {
+    match (target, expect) {
+        (Some(t), _) => Limit {
+            bytes: t.size,
+            why: "the size its content id has",
+        },
+        (None, Some(_)) => Limit {
+            bytes: MAX_FILE_SIZE,
+            why: "the largest file size",
+        },
+        (None, None) => Limit {
+            bytes: req.max_unverified_size,
+            why: "--max-unverified-size, the most taken without a content id to check; \
+                  the bytes were discarded",
+        },
+    }
+}
+
+/// A cap on a classic stream, and why it is there (for the error).
+#[derive(Clone, Copy)]
+struct Limit {
+    bytes: u64,
+    why: &'static str,
+}
+
 /// Copies what it reads into a file, for hashing a classic stream while saving it.
 struct Tee<'a, R> {
     inner: R,
     file: &'a mut File,
     progress: &'a dyn Progress,
     total: u64,
-    /// More than this is an error: the expected size when known, else the limit.
-    limit: u64,
+    /// More than this is an error.
+    limit: Limit,
     /// The download rate limit, if any.
     rate: Option<&'a TokenBucket>,
 }
@@ -97,10 +127,14 @@ impl<R: Read> Read for Tee<'_, R> {
         }
         let n = self.inner.read(&mut buf[..want])?;
         self.total += n as u64;
-        if self.total > self.limit {
+        if self.total > self.limit.bytes {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("the holder sent more than {} bytes", self.limit),
+                format!(
+                    "the holder sent more than {} ({})",
+                    fmt_bytes(self.limit.bytes),
+                    self.limit.why
+                ),
             ));
         }
         self.file.write_all(&buf[..n])?;
@@ -116,7 +150,7 @@ fn fetch_classic(
     h: &Holder,
     part: &Path,
     progress: &dyn Progress,
-    limit: u64,
+    limit: Limit,
 ) -> Result<ContentHashes, SourceError> {
     let addr = h.addr();
     let mut stream = dial(&addr, &req.timeouts)?;

@@ -1,8 +1,10 @@
 //! Downloads: holders from the index, pieces from the holders, verified, then moved
 //! into place.
 //!
-//! What must never happen: an unverified byte appearing under the file's name, or a
-//! file the user already has being replaced. Bytes land in `<state>/partial/<id>.part`;
+//! What must never happen: an unverified byte appearing under the file's name (a file
+//! no content id verifies goes to `<state>/quarantine` unless the user allows it), a
+//! content picked because more holders claim it, or a file the user already has
+//! being replaced. Bytes land in `<state>/partial/<id>.part`;
 //! each piece is checked against the piece list (itself checked against the digest
 //! the index gave), the whole file against its content id; the partial is fsynced and
 //! only then linked into the folder under its name, refusing to replace anything.
@@ -16,18 +18,20 @@
 //! piece from which source) and `policy::SourcePolicy` (which holders, when to ask the
 //! index again, when to give up); this module is their runtime.
 //!
-//! The rooms: this file is the entry point (what to fetch, from which holders, in
-//! which order); `swarm` fetches pieces from several holders at once; `policy` decides
+//! The rooms: this file is the entry point (from which holders, in which order, and
+//! the quarantine); `choice` decides which content, and refuses when holders disagree; `swarm` fetches pieces from several holders at once; `policy` decides
 //! which holders it uses; `partial` owns the partial file, its resume-state record
 //! ([`StateRecord`]) and placing the finished file; `disk` is the disk writer;
 //! `classic` fetches a whole file from a classic holder.
 
+mod choice;
 mod classic;
 mod disk;
 mod partial;
 mod policy;
 mod swarm;
 
+pub use choice::{choices, ContentChoice, ContentIdArg};
 pub use partial::{partials, PartialInfo, StateRecord};
 
 use super::catalog::{hash_file, ContentHashes, FileStamp};
@@ -37,6 +41,7 @@ use crate::net::{NetError, Timeouts};
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::FileName;
 use crate::protocol::MAX_FILE_SIZE;
+use choice::choose_target;
 use classic::fetch_from_classic;
 use partial::{place, Check, Partial};
 use std::fmt;
@@ -92,7 +97,8 @@ impl KeptNotes {
 /// What to download, and where.
 pub struct DownloadRequest<'a> {
     pub name: FileName,
-    /// Only this content; `None` takes the content most holders have.
+    /// Only this content; `None` takes the content every modern holder gives, and
+    /// refuses when they disagree ([`DownloadError::Disagree`]).
     pub id: Option<Sha1Digest>,
     pub dest_dir: &'a Path,
     /// Where partial files live (never shared).
@@ -106,6 +112,28 @@ pub struct DownloadRequest<'a> {
     pub max_sources: usize,
     /// Shared limit on the bytes received per second, if any.
     pub download_limit: Option<Arc<TokenBucket>>,
+    /// Place a file nobody gave a content id for (classic holders only) in the
+    /// folder; without it, such a file goes to `<state>/quarantine/<name>`.
+    pub allow_unverified: bool,
+    /// Most bytes taken from a classic holder when no content id is known.
+    pub max_unverified_size: u64,
+}
+
+/// The default of `--max-unverified-size`: 1 GiB.
+pub const DEFAULT_MAX_UNVERIFIED_SIZE: u64 = 1 << 30;
+
+/// A file that arrived without a content id to check it against, kept out of the
+/// folder.
+#[derive(Debug)]
+pub struct Quarantined {
+    pub name: String,
+    /// `<state>/quarantine/<name>`.
+    pub path: PathBuf,
+    /// The SHA-1 of the bytes that arrived: what they are, not what they should be.
+    pub id: Sha1Digest,
+    pub size: u64,
+    /// The classic holder that sent them.
+    pub source: String,
 }
 
 /// A finished download.
@@ -156,6 +184,14 @@ pub enum DownloadError {
         tried: usize,
         last: String,
     },
+    /// The modern holders give more than one content for the name: the user picks.
+    Disagree {
+        name: String,
+        choices: Vec<ContentChoice>,
+    },
+    /// Only classic holders had it, so nothing could verify it: it was kept in the
+    /// quarantine, not placed in the folder (see `allow_unverified`).
+    Unverified(Quarantined),
     Io {
         path: PathBuf,
         source: io::Error,
@@ -183,6 +219,23 @@ impl fmt::Display for DownloadError {
             DownloadError::AllSourcesFailed { name, tried, last } => {
                 write!(f, "'{name}': all {tried} holders failed (last: {last})")
             }
+            DownloadError::Disagree { name, choices } => write!(
+                f,
+                "'{name}': its holders disagree on the content ({} different contents); \
+                 how many hold each proves nothing, so nothing was downloaded",
+                choices.iter().filter(|c| c.id.is_some()).count()
+            ),
+            DownloadError::Unverified(q) => write!(
+                f,
+                "'{}' came only from classic holder {}, which gives no content id, so it \
+                 could not be verified and was NOT placed in the folder; its {} bytes \
+                 (content id {}) are in {}",
+                q.name,
+                q.source,
+                q.size,
+                q.id,
+                q.path.display()
+            ),
             DownloadError::Io { path, source } => write!(f, "{}: {source}", path.display()),
             DownloadError::Cancelled => f.write_str("cancelled"),
         }
@@ -242,27 +295,6 @@ struct Target {
     size: u64,
 }
 
-/// Picks the content: the requested id, or the one most modern holders have.
-fn choose_target(holders: &[Holder], wanted: Option<Sha1Digest>) -> Option<Target> {
-    let mut best: Option<(Target, usize)> = None;
-    for h in holders.iter().filter(|h| !h.is_classic()) {
-        let (Some(id), Some(digest), Some(size)) = (h.id, h.digest, h.size) else {
-            continue;
-        };
-        if wanted.is_some_and(|w| w != id) {
-            continue;
-        }
-        let count = holders
-            .iter()
-            .filter(|o| o.id == Some(id) && o.digest == Some(digest))
-            .count();
-        if best.is_none_or(|(_, c)| count > c) {
-            best = Some((Target { id, digest, size }, count));
-        }
-    }
-    best.map(|(t, _)| t)
-}
-
 /// Downloads one file. See the module documentation for the guarantees.
 pub fn download(
     pool: &IndexPool,
@@ -293,7 +325,10 @@ pub fn download_from(
             name: req.name.to_string(),
         });
     }
-    let target = choose_target(holders, req.id);
+    let target = choose_target(holders, req.id).map_err(|choices| DownloadError::Disagree {
+        name: req.name.to_string(),
+        choices,
+    })?;
     if let Some(t) = target.filter(|t| t.size > MAX_FILE_SIZE) {
         return Err(DownloadError::AllSourcesFailed {
             name: req.name.to_string(),
@@ -336,6 +371,9 @@ pub fn download_from(
             last: attempts.last,
         });
     };
+    if !arrived.verified_in_advance && !req.allow_unverified {
+        return Err(quarantine(req, arrived)?);
+    }
     let stamp = place(&arrived.part, &dest)?;
     Ok(DownloadOutcome::Downloaded(Completed {
         path: dest,
@@ -345,6 +383,23 @@ pub fn download_from(
         sources: arrived.sources,
         elapsed: started.elapsed(),
         resumed_bytes: arrived.resumed_bytes,
+    }))
+}
+
+/// Moves bytes nothing could verify from their partial to `<state>/quarantine/<name>`
+/// (replacing an earlier quarantined file of that name): out of the folder, so never
+/// shared, but kept for the user to inspect.
+fn quarantine(req: &DownloadRequest<'_>, arrived: Arrived) -> Result<DownloadError, DownloadError> {
+    let dir = req.state_dir.join("quarantine");
+    fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+    let path = dir.join(req.name.as_str());
+    fs::rename(&arrived.part, &path).map_err(io_at(&path))?;
+    Ok(DownloadError::Unverified(Quarantined {
+        name: req.name.to_string(),
+        path,
+        id: arrived.hashes.id,
+        size: arrived.hashes.size,
+        source: arrived.sources.join(", "),
     }))
 }
 
@@ -454,44 +509,5 @@ fn fetch_modern(
             }
             _ => return Ok(None),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn holder(id: &str, digest: &str, peer: &str) -> Holder {
-        Holder {
-            host: "127.0.0.1".parse().unwrap(),
-            port: 1,
-            peer: peer.into(),
-            size: Some(1),
-            id: Some(Sha1Digest::of(id.as_bytes())),
-            digest: Some(Sha1Digest::of(digest.as_bytes())),
-        }
-    }
-
-    #[test]
-    fn the_content_most_holders_have_wins() {
-        let hs = vec![
-            holder("a", "da", "p1"),
-            holder("b", "db", "p2"),
-            holder("b", "db", "p3"),
-        ];
-        let t = choose_target(&hs, None).unwrap();
-        assert_eq!(t.id, Sha1Digest::of(b"b"));
-        let t = choose_target(&hs, Some(Sha1Digest::of(b"a"))).unwrap();
-        assert_eq!(t.id, Sha1Digest::of(b"a"));
-        assert!(choose_target(&hs, Some(Sha1Digest::of(b"zz"))).is_none());
-    }
-
-    #[test]
-    fn classic_holders_have_no_target() {
-        let mut h = holder("a", "da", "p1");
-        h.id = None;
-        h.digest = None;
-        h.size = None;
-        assert!(choose_target(&[h], None).is_none());
     }
 }
