@@ -806,9 +806,13 @@ mod tests {
             s.ask("hello|2|peer|p1|2000"),
             "err|bad-version|this index speaks protocol version 1, not '2'\n"
         );
-        assert!(s
-            .ask("hello|1|seed|s1|1500")
-            .starts_with("err|bad-request|"));
+        // An index hears from peers and clients only.
+        for role in ["seed", "index", "x"] {
+            assert_eq!(
+                s.ask(&format!("hello|1|{role}|s1|1500")),
+                format!("err|bad-request|role must be 'peer' or 'client', not '{role}'\n")
+            );
+        }
         assert!(s.ask("hello|1|peer|p1|0").starts_with("err|bad-request|"));
         assert!(s.ask("hello|1|peer|../p|2000").starts_with("err|bad-name|"));
         let rows = status_rows(&s.ask("status"));

@@ -128,6 +128,8 @@ pub struct PeerStats {
     pub said: u64,
     pub heard: u64,
     pub shuffles: u64,
+    /// `probe-req`s ignored: toward a member not known at that address.
+    pub probe_reqs_refused: u64,
 }
 
 const CLEANUP_EVERY: Duration = Duration::from_secs(10);
