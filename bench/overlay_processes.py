@@ -126,8 +126,10 @@ def main():
             return p
 
         # Every process here connects from 127.0.0.1: lift the per-address share.
+        # and, at the index, the peer ids one address may register.
         many = ["--max-connections-per-address", "4096"]
-        index = start("index", ["index", "--listen", "127.0.0.1:0", "--db", ":memory:"] + many)
+        index = start("index", ["index", "--listen", "127.0.0.1:0", "--db", ":memory:",
+                                "--max-peers-per-address", "4096"] + many)
         s1 = start("s1", ["seed", "--listen", "127.0.0.1:0"] + many)
         s2 = start("s2", ["seed", "--listen", "127.0.0.1:0", "--seed", s1.addr] + many)
         s3 = start("s3", ["seed", "--listen", "127.0.0.1:0", "--seed", s1.addr, "--seed", s2.addr] + many)

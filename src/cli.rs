@@ -428,6 +428,18 @@ pub struct IndexArgs {
     /// sqlite3 command). `:memory:` for a throwaway index that forgets on exit.
     #[arg(long, default_value = "p2pshare-index.db")]
     pub db: PathBuf,
+    /// Most files one peer id may publish; a publish or sync beyond it is refused
+    /// whole ('err|too-large').
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_files_per_peer: u32,
+    /// Most peer ids registered at once from one IP address; a hello as a further id
+    /// is answered 'err|busy'.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_peers_per_address: u32,
+    /// Rows a connection may publish, sync or withdraw per second (it may send twice
+    /// as many at once after a rest); a batch beyond it is answered 'err|busy'.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub publish_rate: u32,
     #[command(flatten)]
     pub log: LogFlags,
     #[command(flatten)]

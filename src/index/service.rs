@@ -11,6 +11,7 @@ use super::search::Query;
 use super::store::{Endpoint, FileMeta, IndexStore, PeerKind, StoreError};
 use crate::clock::Clock;
 use crate::net::node;
+use crate::net::rate::Allowance;
 use crate::net::server::ServerStats;
 use crate::net::{Reply, Service};
 use crate::protocol::codec::{self, Classic, Request};
@@ -21,9 +22,9 @@ use crate::protocol::{ErrorCode, Refusal, MAX_FILE_SIZE, VERSION};
 use rand::seq::SliceRandom;
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::Duration;
@@ -41,6 +42,15 @@ pub struct IndexConfig {
     pub max_results: usize,
     /// Most holders returned by one `get`.
     pub max_holders: usize,
+    /// Most files one peer id may hold (`--max-files-per-peer`).
+    pub max_files_per_peer: usize,
+    /// Most peer ids registered at once from one source address
+    /// (`--max-peers-per-address`).
+    pub max_peers_per_address: usize,
+    /// Rows (published, synced or withdrawn) one connection may send per second, and
+    /// how many it may send at once after a rest (`--publish-rate`, `--publish-burst`).
+    pub publish_rate: u64,
+    pub publish_burst: u64,
 }
 
 impl Default for IndexConfig {
@@ -51,15 +61,21 @@ impl Default for IndexConfig {
             default_results: 100,
             max_results: 1000,
             max_holders: 200,
+            max_files_per_peer: 100_000,
+            max_peers_per_address: 64,
+            publish_rate: 100_000,
+            publish_burst: 200_000,
         }
     }
 }
 
-/// Per-connection state: the peer that said hello, and an open `sync`.
+/// Per-connection state: the peer that said hello, an open `sync`, and the rows the
+/// connection may still send (its publish rate; made at its first batch).
 #[derive(Default)]
 pub struct IndexConn {
     peer: Option<PeerId>,
     sync_seen: Option<HashSet<String>>,
+    rows: Option<Allowance>,
 }
 
 pub struct IndexService {
@@ -72,6 +88,8 @@ pub struct IndexService {
     durable: Option<Durable>,
     /// The event log (`--log-file`): joins, departures, expired leases.
     events: Option<Arc<crate::eventlog::EventLog>>,
+    /// Requests refused by a quota: files per peer, peers per address, publish rate.
+    refused_quota: AtomicU64,
 }
 
 /// What a verb's handler answers: a reply, or a refusal sent back as `err|...`.
@@ -147,6 +165,7 @@ impl IndexService {
             stats,
             durable: None,
             events: None,
+            refused_quota: AtomicU64::new(0),
         }
     }
 
@@ -259,6 +278,71 @@ impl IndexService {
         Ok(())
     }
 
+    /// A refusal by a quota, counted in `status` (`refused_quota`).
+    fn quota(&self, code: ErrorCode, message: String) -> Refusal {
+        self.refused_quota.fetch_add(1, Ordering::Relaxed);
+        refuse(code, message)
+    }
+
+    /// Refuses a new peer id from a host that has `max_peers_per_address` registered.
+    fn check_peers_on(&self, store: &IndexStore, id: &PeerId, host: IpAddr) -> Result<(), Refusal> {
+        let max = self.config.max_peers_per_address;
+        if store.admits_peer(id, host, max) {
+            return Ok(());
+        }
+        Err(self.quota(
+            ErrorCode::Busy,
+            format!(
+                "{host} has {max} peer ids registered, the most this index takes from one address"
+            ),
+        ))
+    }
+
+    /// Takes a batch's rows from the connection's publish rate, or refuses it as busy
+    /// (the batch is not applied and an open sync stays open: send it again later).
+    fn check_rate(&self, conn: &mut IndexConn, rows: usize) -> Result<(), Refusal> {
+        let now = self.clock.now();
+        let (rate, burst) = (self.config.publish_rate, self.config.publish_burst);
+        let allowance = conn
+            .rows
+            .get_or_insert_with(|| Allowance::new(rate, burst, now));
+        // A batch larger than the burst (a low --publish-rate) needs a full bucket,
+        // not more than the bucket can ever hold.
+        if allowance.take((rows as u64).min(burst), now) {
+            return Ok(());
+        }
+        Err(self.quota(
+            ErrorCode::Busy,
+            format!("over {rate} rows a second on this connection; send this batch again shortly"),
+        ))
+    }
+
+    /// Refuses a batch after which the peer would hold more than `max_files_per_peer`
+    /// files (twice that while a sync replaces the old set; a sync's own names count
+    /// against the limit itself).
+    fn check_files(
+        &self,
+        store: &IndexStore,
+        peer: &PeerId,
+        files: &[(FileName, FileMeta)],
+        syncing: Option<&HashSet<String>>,
+    ) -> Result<(), Refusal> {
+        let max = self.config.max_files_per_peer;
+        let after = store.files_after(peer, files);
+        let over = match syncing {
+            Some(seen) => seen.len() > max || after > max.saturating_mul(2),
+            None => after > max,
+        };
+        if !over {
+            return Ok(());
+        }
+        let would = syncing.map_or(after, HashSet::len);
+        Err(self.quota(
+            ErrorCode::TooLarge,
+            format!("peer '{peer}' would hold {would} files; this index takes at most {max} per peer, and applied none of this batch"),
+        ))
+    }
+
     fn session_peer<'a>(&self, conn: &'a IndexConn) -> Result<&'a PeerId, Refusal> {
         conn.peer.as_ref().ok_or_else(|| {
             refuse(
@@ -278,6 +362,7 @@ impl IndexService {
                 let endpoint = Endpoint { host, port };
                 let (known, ticket) = {
                     let mut store = self.write();
+                    self.check_peers_on(&store, &id, host)?;
                     let known = store.hello(
                         &id,
                         endpoint,
@@ -329,6 +414,7 @@ impl IndexService {
 
     fn publish(&self, req: &Request, conn: &mut IndexConn) -> Answer {
         let peer = self.session_peer(conn)?.clone();
+        self.check_rate(conn, req.rows.len())?;
         // Taken now, and put back only when this batch succeeds: an error abandons
         // the sync in progress, and the peer starts it over.
         let mut seen = match req.verb {
@@ -363,6 +449,8 @@ impl IndexService {
         // under one lock, so no reader ever sees the old and the new names together.
         let (reply, published, withdrawn) = {
             let mut store = self.write();
+            let syncing = (req.verb == Verb::Sync).then_some(&seen);
+            self.check_files(&store, &peer, &files, syncing)?;
             let applied = store.publish(&peer, &files, now)?;
             let published = self.log(|| Change::Publish {
                 peer: peer.to_string(),
@@ -394,7 +482,9 @@ impl IndexService {
         Ok(Reply::Text(codec::line(&["ok", &reply.to_string()])))
     }
 
-    fn withdraw(&self, req: &Request, conn: &IndexConn) -> Answer {
+    fn withdraw(&self, req: &Request, conn: &mut IndexConn) -> Answer {
+        self.session_peer(conn)?;
+        self.check_rate(conn, req.rows.len())?;
         let peer = self.session_peer(conn)?;
         let names = req
             .rows
@@ -506,6 +596,10 @@ impl IndexService {
             (
                 "refused_busy",
                 self.stats.refused_busy.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "refused_quota",
+                self.refused_quota.load(Ordering::Relaxed).to_string(),
             ),
             (
                 "request_memory",
@@ -635,6 +729,10 @@ impl IndexService {
                     "peer id '{id}' belongs to a live peer that speaks the modern protocol"
                 ));
             }
+            let batch = [(name.clone(), FileMeta::UNKNOWN)];
+            self.check_peers_on(&store, &id, endpoint.host)
+                .and_then(|()| self.check_files(&store, &id, &batch, None))
+                .map_err(|r| r.message)?;
             store
                 .hello(
                     &id,
@@ -708,9 +806,13 @@ mod tests {
             s.ask("hello|2|peer|p1|2000"),
             "err|bad-version|this index speaks protocol version 1, not '2'\n"
         );
-        assert!(s
-            .ask("hello|1|seed|s1|1500")
-            .starts_with("err|bad-request|"));
+        // An index hears from peers and clients only.
+        for role in ["seed", "index", "x"] {
+            assert_eq!(
+                s.ask(&format!("hello|1|{role}|s1|1500")),
+                format!("err|bad-request|role must be 'peer' or 'client', not '{role}'\n")
+            );
+        }
         assert!(s.ask("hello|1|peer|p1|0").starts_with("err|bad-request|"));
         assert!(s.ask("hello|1|peer|../p|2000").starts_with("err|bad-name|"));
         let rows = status_rows(&s.ask("status"));
@@ -862,5 +964,116 @@ mod tests {
         assert!(other
             .ask("hello|1|peer|p1|2000")
             .starts_with("err|conflict|"));
+    }
+
+    fn index_with(config: IndexConfig) -> IndexService {
+        IndexService::new("idx".into(), config, Arc::new(ServerStats::default()))
+    }
+
+    fn batch(verb: &str, names: &[&str]) -> String {
+        let rows: String = names.iter().map(|n| row(n, 1)).collect();
+        format!("{verb}|{}\n{rows}", names.len())
+    }
+
+    #[test]
+    fn a_batch_over_the_files_per_peer_quota_is_refused_whole() {
+        let index = index_with(IndexConfig {
+            max_files_per_peer: 3,
+            ..IndexConfig::default()
+        });
+        let mut p = Session::new(&index);
+        assert!(p.ask("hello|1|peer|p1|2000").starts_with("ok|"));
+        assert_eq!(p.ask(&batch("publish", &["a", "b"])), "ok|2\n");
+        let refused = p.ask(&batch("publish", &["b", "c", "d"]));
+        assert!(
+            refused.starts_with(
+                "err|too-large|peer 'p1' would hold 4 files; this index takes at most 3"
+            ),
+            "{refused}"
+        );
+        let mut client = Session::new(&index);
+        assert_eq!(
+            client.ask("get|c"),
+            "ok|0\n",
+            "nothing of the batch applied"
+        );
+        // Names it holds already do not count twice.
+        assert_eq!(p.ask(&batch("publish", &["a", "b", "c"])), "ok|3\n");
+        // A sync that names more than the quota is refused, and changes nothing.
+        assert!(p
+            .ask(&batch("sync", &["w", "x", "y", "z"]))
+            .starts_with("err|too-large|peer 'p1' would hold 4 files"));
+        assert!(client.ask("get|a").starts_with("ok|1\n"));
+        // A sync that replaces the whole set within the quota is served.
+        let first = format!("sync|2|more\n{}{}", row("x", 1), row("y", 1));
+        assert_eq!(p.ask(&first), "ok|2\n");
+        assert_eq!(p.ask(&batch("sync", &["z"])), "ok|3\n");
+        assert_eq!(client.ask("get|a"), "ok|0\n");
+        assert_eq!(status_rows(&client.ask("status"))["refused_quota"], "2");
+    }
+
+    #[test]
+    fn one_address_registers_only_so_many_peer_ids() {
+        let index = index_with(IndexConfig {
+            max_peers_per_address: 2,
+            ..IndexConfig::default()
+        });
+        let mut s = Session::new(&index);
+        assert!(s.ask("hello|1|peer|p1|2000").starts_with("ok|"));
+        assert!(s.ask("hello|1|peer|p2|2000").starts_with("ok|"));
+        let third = s.ask("hello|1|peer|p3|2000");
+        assert_eq!(
+            third,
+            "err|busy|127.0.0.1 has 2 peer ids registered, the most this index takes from one address\n"
+        );
+        // Ids already registered say hello again; clients are not counted.
+        assert!(s.ask("hello|1|peer|p1|2001").starts_with("ok|"));
+        assert!(s.ask("hello|1|client|c1|0").starts_with("ok|"));
+        // Another address is served all the same.
+        let mut other = Session::from(&index, "10.0.0.2:40000");
+        assert!(other.ask("hello|1|peer|p3|2000").starts_with("ok|"));
+        // An id that leaves frees its place.
+        assert!(s.ask("hello|1|peer|p2|2000").starts_with("ok|"));
+        assert_eq!(s.ask("bye"), "ok|bye\n");
+        assert!(s.ask("hello|1|peer|p4|2000").starts_with("ok|"));
+        // Classic `set` is held to the same count.
+        let classic = index.classic(
+            Classic::Set {
+                name: "x.txt".into(),
+                peer_id: "old".into(),
+                port: "3000".into(),
+            },
+            "127.0.0.1:5000".parse().unwrap(),
+        );
+        assert!(matches!(classic, Reply::Close(ref t) if t.contains("2 peer ids registered")));
+        assert_eq!(status_rows(&other.ask("status"))["refused_quota"], "2");
+    }
+
+    #[test]
+    fn a_connection_publishing_faster_than_its_rate_is_told_busy() {
+        // One row a second, five at once: the test is over long before a refill.
+        let index = index_with(IndexConfig {
+            publish_rate: 1,
+            publish_burst: 5,
+            ..IndexConfig::default()
+        });
+        let mut p = Session::new(&index);
+        assert!(p.ask("hello|1|peer|p1|2000").starts_with("ok|"));
+        assert_eq!(p.ask(&batch("publish", &["a", "b", "c", "d"])), "ok|4\n");
+        let busy = p.ask(&batch("publish", &["e", "f"]));
+        assert!(
+            busy.starts_with("err|busy|over 1 rows a second on this connection"),
+            "{busy}"
+        );
+        let mut client = Session::new(&index);
+        assert_eq!(client.ask("get|e"), "ok|0\n");
+        assert!(p.ask("withdraw|2\na\nb").starts_with("err|busy|"));
+        // The rate is the connection's: a fresh session of the same peer is served,
+        // and reads are never rate limited.
+        let mut again = Session::new(&index);
+        assert!(again.ask("hello|1|peer|p1|2000").starts_with("ok|"));
+        assert_eq!(again.ask(&batch("publish", &["e"])), "ok|1\n");
+        assert!(p.ask("get|e").starts_with("ok|1\n"));
+        assert_eq!(status_rows(&client.ask("status"))["refused_quota"], "2");
     }
 }

@@ -10,7 +10,13 @@
 //!   once; names whose last holding went away stay there until [`IndexStore::compact`]
 //!   drops them (lazy deletion keeps withdrawals O(1) however common a word is);
 //! * reads never return a holding whose peer's lease has run out, even before the
-//!   sweep removes it.
+//!   sweep removes it;
+//! * `per_host` counts, for each host, the peers in `peer_slots` whose endpoint is on
+//!   it (live or not yet swept), and holds no zero counts.
+//!
+//! Quotas (files per peer, peers per host) are the service's to choose; the store
+//! answers the questions they need ([`IndexStore::admits_peer`],
+//! [`IndexStore::files_after`]) and enforces nothing by itself.
 //!
 //! Memory: the store is sized for millions of (file, holder) entries. A name is stored
 //! once; the name table holds only slot numbers; a holding is 56 bytes with its hashes
@@ -342,6 +348,8 @@ pub struct IndexStore {
     peers: Vec<Option<PeerRecord>>,
     free_peers: Vec<u32>,
     peer_slots: HashMap<PeerId, u32>,
+    /// Registered peers per host (the host of their endpoint).
+    per_host: HashMap<IpAddr, usize>,
     names: Vec<NameEntry>,
     /// The text of every name, back to back (`NameEntry::at`, `len`); freed names stay
     /// until a compaction rebuilds it.
@@ -409,10 +417,16 @@ impl IndexStore {
                     holder: rec.endpoint,
                 });
             }
+            let moved_from = (rec.endpoint.host != endpoint.host).then_some(rec.endpoint.host);
             rec.endpoint = endpoint;
             rec.kind = kind;
             rec.lease_until = now.plus(lease);
-            return Ok(rec.files.len());
+            let known = rec.files.len();
+            if let Some(old) = moved_from {
+                self.count_host(old, false);
+                self.count_host(endpoint.host, true);
+            }
+            return Ok(known);
         }
         let rec = PeerRecord {
             id: id.clone(),
@@ -432,7 +446,52 @@ impl IndexStore {
             }
         };
         self.peer_slots.insert(id.clone(), slot);
+        self.count_host(endpoint.host, true);
         Ok(0)
+    }
+
+    fn count_host(&mut self, host: IpAddr, add: bool) {
+        if add {
+            *self.per_host.entry(host).or_default() += 1;
+        } else if let Some(n) = self.per_host.get_mut(&host) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_host.remove(&host);
+            }
+        }
+    }
+
+    /// Whether a `hello` as `id` from `host` stays within `max` peers registered on
+    /// that host: always for an id already registered there (a renewal), otherwise
+    /// only while the host has fewer than `max`.
+    pub fn admits_peer(&self, id: &PeerId, host: IpAddr, max: usize) -> bool {
+        let renewal = self
+            .peer_slots
+            .get(id)
+            .is_some_and(|&slot| self.peer(slot).endpoint.host == host);
+        renewal || self.peers_on(host) < max
+    }
+
+    /// Peers registered on `host`.
+    pub fn peers_on(&self, host: IpAddr) -> usize {
+        self.per_host.get(&host).copied().unwrap_or(0)
+    }
+
+    /// How many files `id` would hold once `files` are published: those it holds now
+    /// and the batch's distinct names it does not hold yet. Unknown peers hold none.
+    pub fn files_after(&self, id: &PeerId, files: &[(FileName, FileMeta)]) -> usize {
+        let held = self.peer_slots.get(id).map(|&slot| &self.peer(slot).files);
+        let mut new: HashSet<&str> = HashSet::new();
+        for (name, _) in files {
+            let has = match (held, self.name_slot(name.as_str())) {
+                (Some(held), Some(slot)) => held.contains(&slot),
+                _ => false,
+            };
+            if !has {
+                new.insert(name.as_str());
+            }
+        }
+        held.map_or(0, HashSet::len) + new.len()
     }
 
     /// Renews a live peer's lease. Returns how many files the index holds for it.
@@ -615,6 +674,7 @@ impl IndexStore {
         let rec = self.peers[slot as usize]
             .take()
             .expect("mapped slot is live");
+        self.count_host(rec.endpoint.host, false);
         for name_slot in rec.files {
             self.drop_holding(name_slot, slot);
         }
@@ -1068,5 +1128,36 @@ mod tests {
         assert_eq!((n, removed), (1, vec!["a".to_owned(), "c".to_owned()]));
         assert!(s.holders("a", None, Millis(1)).is_empty());
         assert_eq!(s.holders("b", None, Millis(1)).len(), 1);
+    }
+
+    #[test]
+    fn peers_are_counted_per_host_through_moves_and_removals() {
+        let other = Endpoint {
+            host: "10.0.0.9".parse().unwrap(),
+            port: 7,
+        };
+        let home = ep(1).host;
+        let mut s = store_with(&[("p1", 1, &[]), ("p2", 2, &[])]);
+        assert_eq!(s.peers_on(home), 2);
+        assert!(s.admits_peer(&pid("p1"), home, 2), "a renewal is admitted");
+        assert!(!s.admits_peer(&pid("p3"), home, 2), "a third id is not");
+        assert!(s.admits_peer(&pid("p3"), other.host, 2));
+        // p1's lease runs out and another host takes the id: it moves.
+        s.hello(&pid("p1"), other, PeerKind::Modern, Millis(31_000), LEASE)
+            .unwrap();
+        assert_eq!((s.peers_on(home), s.peers_on(other.host)), (1, 1));
+        s.remove_peer(&pid("p1"));
+        s.expire(Millis(100_000));
+        assert_eq!((s.peers_on(home), s.peers_on(other.host)), (0, 0));
+        assert!(s.per_host.is_empty());
+    }
+
+    #[test]
+    fn files_after_counts_only_names_the_peer_does_not_hold() {
+        let s = store_with(&[("p1", 1, &["a", "b"]), ("p2", 2, &["c"])]);
+        let batch = [file("a"), file("c"), file("d"), file("d")];
+        assert_eq!(s.files_after(&pid("p1"), &batch), 4); // a held; c, d new
+        assert_eq!(s.files_after(&pid("p2"), &batch), 3); // c held; a, d new
+        assert_eq!(s.files_after(&pid("nobody"), &batch), 3);
     }
 }

@@ -1,10 +1,14 @@
-//! A token bucket: a rate limit shared by every connection of a process.
+//! Token buckets: [`TokenBucket`], a rate limit shared by every connection of a
+//! process that sleeps its caller, and [`Allowance`], a pure bucket that refuses
+//! instead (time passed in), for quotas a server answers `busy` to and for the
+//! overlay's per-origin broadcast rate.
 //!
-//! Callers take bytes before they move them; when the bucket is empty they sleep just
-//! long enough for the bytes to be earned. The bucket holds at most a tenth of a
-//! second's worth (and at least 64 KiB), so the rate is smooth rather than bursty.
-//! Lock order: the bucket's mutex is a leaf, never held while sleeping.
+//! [`TokenBucket`]: callers take bytes before they move them; when the bucket is empty
+//! they sleep just long enough for the bytes to be earned. The bucket holds at most a
+//! tenth of a second's worth (and at least 64 KiB), so the rate is smooth rather than
+//! bursty. Lock order: the bucket's mutex is a leaf, never held while sleeping.
 
+use crate::clock::Millis;
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -59,9 +63,80 @@ impl TokenBucket {
     }
 }
 
+/// A rate with a burst, as a pure token bucket: `burst` tokens at first, refilled at
+/// `per_sec`, never above `burst`. It never sleeps and reads no clock: [`take`] says
+/// whether `n` tokens are there at `now`, and takes them only if they all are.
+///
+/// [`take`]: Allowance::take
+#[derive(Clone, Debug)]
+pub struct Allowance {
+    per_sec: u64,
+    burst: u64,
+    /// Tokens, in thousandths (so a rate below 1000/s still refills every ms).
+    milli_tokens: u64,
+    at: Millis,
+}
+
+impl Allowance {
+    /// A full bucket at `now`.
+    pub fn new(per_sec: u64, burst: u64, now: Millis) -> Allowance {
+        Allowance {
+            per_sec,
+            burst,
+            milli_tokens: burst.saturating_mul(1000),
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, now: Millis) {
+        let elapsed = now.0.saturating_sub(self.at.0);
+        self.at = self.at.max(now);
+        let earned = elapsed.saturating_mul(self.per_sec);
+        self.milli_tokens = self
+            .milli_tokens
+            .saturating_add(earned)
+            .min(self.burst.saturating_mul(1000));
+    }
+
+    /// Takes `n` tokens if the bucket holds them at `now`; otherwise takes nothing.
+    pub fn take(&mut self, n: u64, now: Millis) -> bool {
+        self.refill(now);
+        let want = n.saturating_mul(1000);
+        if self.milli_tokens >= want {
+            self.milli_tokens -= want;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whole tokens available at `now`.
+    pub fn available(&mut self, now: Millis) -> u64 {
+        self.refill(now);
+        self.milli_tokens / 1000
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_allowance_spends_its_burst_then_refills_at_its_rate() {
+        let mut a = Allowance::new(10, 50, Millis(0));
+        assert!(a.take(50, Millis(0)));
+        assert!(!a.take(1, Millis(0)));
+        // 10 a second: one token every 100 ms.
+        assert!(!a.take(1, Millis(99)));
+        assert!(a.take(1, Millis(100)));
+        // All or nothing: 3 asked, 2 there, none taken.
+        assert!(!a.take(3, Millis(300)));
+        assert!(a.take(2, Millis(300)));
+        // Never above the burst, however long it rests; time never runs back.
+        assert_eq!(a.available(Millis(1_000_000)), 50);
+        assert_eq!(a.available(Millis(5)), 50);
+        assert!(!a.take(51, Millis(2_000_000)));
+    }
 
     #[test]
     fn a_bucket_paces_what_exceeds_its_burst() {

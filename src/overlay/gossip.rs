@@ -11,12 +11,15 @@
 //! is told the ids of recent broadcasts, so a peer that was cut off catches up.
 //!
 //! Each message is delivered at most once (the seen-cache, bounded in size and time),
-//! and forwarded at most once, only while its hop count is under the limit.
+//! and forwarded at most once, only while its hop count is under the limit. A text
+//! (`say`) whose origin exceeds its rate here ([`OriginRates`]) is neither delivered
+//! nor forwarded: it is remembered as seen, without its payload, and counted.
 //!
 //! This module owns no sockets and no clock: messages and time go in, messages to
 //! send and messages to deliver come out.
 
-use super::{Broadcast, GossipConfig, Msg, MsgId};
+use super::origin_rate::OriginRates;
+use super::{Body, Broadcast, GossipConfig, Msg, MsgId};
 use crate::clock::Millis;
 use crate::protocol::name::PeerId;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -33,6 +36,8 @@ pub struct GossipStats {
     pub announced: u64,
     pub grafts: u64,
     pub prunes: u64,
+    /// Texts dropped because their origin sent them faster than its rate.
+    pub dropped_rate: u64,
 }
 
 struct Seen {
@@ -62,6 +67,7 @@ pub struct Plumtree {
     next_flush: Millis,
     out: Vec<(PeerId, Msg)>,
     delivered: Vec<Broadcast>,
+    rates: OriginRates,
     pub stats: GossipStats,
 }
 
@@ -73,6 +79,7 @@ const MISSING_MAX: usize = 4096;
 impl Plumtree {
     pub fn new(config: GossipConfig) -> Plumtree {
         Plumtree {
+            rates: OriginRates::new(config.origin_limits.clone()),
             config,
             eager: BTreeSet::new(),
             lazy: BTreeSet::new(),
@@ -199,8 +206,22 @@ impl Plumtree {
         self.forward(&b, None);
     }
 
-    /// A full message arrived from `from` (a neighbour or not).
+    /// A full message arrived from `from` (a neighbour or not), from an origin this
+    /// node does not know as a member.
     pub fn on_gossip(&mut self, from: &PeerId, b: Broadcast, now: Millis) {
+        self.on_gossip_from(from, b, false, now);
+    }
+
+    /// A full message arrived from `from`; `member_origin` says whether its origin is
+    /// a live member this node knows (such an origin is not held to the newcomers'
+    /// rate, only to its own).
+    pub fn on_gossip_from(
+        &mut self,
+        from: &PeerId,
+        b: Broadcast,
+        member_origin: bool,
+        now: Millis,
+    ) {
         self.stats.received += 1;
         let id = b.id();
         if self.seen.contains_key(&id) {
@@ -210,6 +231,21 @@ impl Plumtree {
                 self.stats.prunes += 1;
                 self.out.push((from.clone(), Msg::Prune));
             }
+            return;
+        }
+        if matches!(b.body, Body::Say(_)) && !self.rates.admit(&b.origin, member_origin, now) {
+            // Seen, so that other copies count as duplicates; no payload, so that it
+            // is neither relayed nor given to a graft.
+            self.stats.dropped_rate += 1;
+            self.seen.insert(
+                id,
+                Seen {
+                    at: now,
+                    payload: None,
+                },
+            );
+            self.seen_order.push_back((now, id));
+            self.missing.remove(&id);
             return;
         }
         self.remember(&b, now);

@@ -26,6 +26,7 @@
 
 pub mod gossip;
 pub mod member;
+pub mod origin_rate;
 pub mod runtime;
 pub mod seed;
 pub mod seed_role;
@@ -375,6 +376,8 @@ pub struct OverlayStatus {
     pub messages_in: u64,
     pub messages_out: u64,
     pub dropped: u64,
+    /// Broadcast texts dropped because their origin sent them too fast.
+    pub dropped_rate: u64,
     pub rows: Vec<MemberRow>,
 }
 
@@ -539,6 +542,9 @@ pub struct GossipConfig {
     pub recent_max: usize,
     /// Longest text of a `say`, in bytes.
     pub max_text: usize,
+    /// How fast one origin's texts are delivered and relayed here (`say` only:
+    /// membership news is never dropped); the rest are dropped and counted.
+    pub origin_limits: origin_rate::OriginLimits,
 }
 
 impl Default for GossipConfig {
@@ -554,6 +560,7 @@ impl Default for GossipConfig {
             recent_window: Duration::from_secs(30),
             recent_max: 64,
             max_text: 1000,
+            origin_limits: origin_rate::OriginLimits::default(),
         }
     }
 }

@@ -462,13 +462,23 @@ fn status<C: Core>(core: &C, handle: &OverlayHandle, rows: bool, now: Millis) ->
 }
 
 /// The sender of a connection, from its `hello`: `Some` for a peer or a seed (with
-/// the connection's source host and the port it announced), `None` for a client.
+/// the connection's source host and the port it announced), `None` for a client. Peers
+/// and seeds hear from peers, seeds and clients only: any other role is refused.
 pub fn hello_from(args: &[String], remote: SocketAddr) -> Result<Option<Sender>, Refusal> {
     node::check_version(&args[0], "this node")?;
     let seed = match args[1].as_str() {
         "peer" => false,
         "seed" => true,
-        _ => return Ok(None),
+        "client" => return Ok(None),
+        other => {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "role must be 'peer', 'seed' or 'client', not '{}'",
+                    codec::printable(other)
+                ),
+            ))
+        }
     };
     let id = node::hello_id(&args[2])?;
     let port = node::hello_port(&args[3], &args[1])?;

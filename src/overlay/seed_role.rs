@@ -275,6 +275,18 @@ mod tests {
             "ok|seed|s1|127.0.0.1|0|0\n"
         );
         assert!(s.ask("hello|2|peer|p7|9").starts_with("err|bad-version|"));
+        // Only peers, seeds and clients talk to a seed.
+        for role in ["index", "admin", ""] {
+            assert_eq!(
+                s.ask(&format!("hello|1|{role}|x|9")),
+                format!("err|bad-request|role must be 'peer', 'seed' or 'client', not '{role}'\n")
+            );
+        }
+        assert!(s.ask("hello|1|seed|s2|1501").starts_with("ok|seed|s1|"));
+        // A refused hello binds nothing: overlay messages still need a session.
+        let mut odd = Session::new(&seed);
+        assert!(odd.ask("hello|1|index|x|9").starts_with("err|bad-request|"));
+        assert!(odd.ask("register|0|1|5|0").starts_with("err|unknown-peer|"));
         assert!(s.ask("hello|1|peer|../x|9").starts_with("err|bad-name|"));
         let rows = status_rows(&s.ask("status"));
         for (key, value) in [

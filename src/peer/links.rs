@@ -6,7 +6,9 @@
 //! when it reconnects after a broken session or dropped commands, or the index says
 //! it does not know the peer (a lease that ran out, an index that lost its state), the
 //! link syncs the whole catalog again, so commands lost while it was down need no
-//! replay.
+//! replay. A batch the index answers `busy` (its publish rate per connection) is sent
+//! again on the same session after a pause, so a large folder's sync slows down
+//! rather than starting over.
 
 use super::catalog::SharedFile;
 use super::PeerEvent;
@@ -158,6 +160,29 @@ fn file_row(f: &SharedFile) -> String {
     ])
 }
 
+/// Pauses before a batch answered `busy` is sent again: doubling from the first, and
+/// given up (the session is reconnected) after the last.
+const BUSY_PAUSES: [u64; 8] = [100, 200, 400, 800, 1600, 2000, 2000, 2000];
+
+/// Sends one batch and reads its `ok`; a batch answered `err|busy` (the index's
+/// publish rate) was not applied, so it is sent again after a pause.
+fn send_batch(client: &mut Client, msg: &str, verb: &str) -> Result<Vec<String>, NetError> {
+    let mut pauses = BUSY_PAUSES.iter();
+    loop {
+        client.send(msg.as_bytes(), verb)?;
+        match client.read_ok(verb) {
+            Err(e) if e.refusal().is_some_and(|r| r.code == ErrorCode::Busy) => {
+                let Some(&ms) = pauses.next() else {
+                    return Err(e);
+                };
+                log::debug!("{e}; sending the batch again in {ms} ms");
+                thread::sleep(Duration::from_millis(ms));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Link {
     fn set_state(&self, f: impl FnOnce(&mut LinkState)) {
         let mut states = self.shared.links.lock().unwrap_or_else(|e| e.into_inner());
@@ -273,8 +298,7 @@ impl Link {
             for r in batch {
                 msg.push_str(r);
             }
-            client.send(msg.as_bytes(), "sync")?;
-            let reply = client.read_ok("sync")?;
+            let reply = send_batch(client, &msg, "sync")?;
             if i == last {
                 known = reply.first().and_then(|n| n.parse().ok()).unwrap_or(0);
             }
@@ -335,8 +359,7 @@ impl Link {
             for r in chunk {
                 msg.push_str(r);
             }
-            client.send(msg.as_bytes(), verb)?;
-            client.read_ok(verb)?;
+            send_batch(client, &msg, verb)?;
         }
         let known = self.shared.catalog().len();
         self.set_state(|s| s.files_known = known);

@@ -81,6 +81,7 @@ pub fn status_rows(shared: &PeerShared, overlay: &OverlayHandle) -> Vec<(String,
                     ("messages_said", o.said),
                     ("messages_heard", o.heard),
                     ("messages_before_start", o.heard_before_start),
+                    ("messages_dropped_rate", o.dropped_rate),
                     ("overlay_in", o.messages_in),
                     ("overlay_out", o.messages_out),
                 ]
@@ -377,6 +378,14 @@ mod tests {
             .starts_with("err|bad-version|"));
         assert!(s.ask("hello|1|peer|../x|2001").starts_with("err|bad-name|"));
         assert!(s.ask("hello|1|peer|p1|0").starts_with("err|bad-request|"));
+        // Peers hear from peers, seeds and clients; no other role is taken.
+        for role in ["index", "server"] {
+            assert_eq!(
+                s.ask(&format!("hello|1|{role}|x|2001")),
+                format!("err|bad-request|role must be 'peer', 'seed' or 'client', not '{role}'\n")
+            );
+        }
+        assert!(s.ask("hello|1|seed|s1|1500").starts_with("ok|peer|me|"));
         let rows = status_rows(&s.ask("status"));
         for (key, value) in [
             ("role", "peer"),

@@ -112,3 +112,80 @@ fn a_slow_large_batch_and_blank_lines_are_not_cut_off() {
     thread::sleep(Duration::from_millis(1500));
     assert_eq!(raw.ask("ping"), "ok|pong", "closed for a blank line");
 }
+
+/// A `publish` batch of `names`, with made-up hashes (the index checks their shape).
+fn publish_batch(names: &[String]) -> String {
+    let hash = format!("sha1:{}", "ab".repeat(20));
+    let mut out = format!("publish|{}\n", names.len());
+    for n in names {
+        out.push_str(&format!("{n}|1|{hash}|{hash}\n"));
+    }
+    out
+}
+
+#[test]
+fn one_host_cannot_register_endless_ids_or_files_and_a_real_peer_still_publishes() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(
+        root.path(),
+        &[
+            "--max-peers-per-address",
+            "3",
+            "--max-files-per-peer",
+            "150",
+            "--publish-rate",
+            "40",
+        ],
+    );
+    // The attacker, from 127.0.0.2: three ids, then busy.
+    let mut attacker = Raw::connect_from(Ipv4Addr::new(127, 0, 0, 2), index.addr);
+    for i in 0..3 {
+        let reply = attacker.ask(&format!("hello|1|peer|fake-{i}|2000"));
+        assert!(reply.starts_with("ok|index|"), "{reply}");
+    }
+    let line = attacker.ask("hello|1|peer|fake-3|2000");
+    assert!(
+        line.starts_with("err|busy|127.0.0.2 has 3 peer ids registered"),
+        "{line}"
+    );
+    // More files than one id may hold: refused whole.
+    let many: Vec<String> = (0..160).map(|i| format!("junk-{i}.bin")).collect();
+    attacker.send(publish_batch(&many).as_bytes());
+    let line = attacker.line();
+    assert!(
+        line.starts_with("err|too-large|peer 'fake-2' would hold 160 files"),
+        "{line}"
+    );
+    // At 40 rows a second (80 at once), a small batch goes through on a fresh
+    // session, then a large one is busy.
+    let mut fast = Raw::connect_from(Ipv4Addr::new(127, 0, 0, 2), index.addr);
+    assert!(fast.ask("hello|1|peer|fake-0|2000").starts_with("ok|"));
+    fast.send(publish_batch(&many[..2]).as_bytes());
+    assert_eq!(fast.line(), "ok|2");
+    fast.send(publish_batch(&many[2..90]).as_bytes());
+    let line = fast.line();
+    assert!(line.starts_with("err|busy|over 40 rows a second"), "{line}");
+    let mut client = Raw::connect(index.addr);
+    assert_eq!(client.ask("get|junk-10.bin"), "ok|0");
+
+    // A real peer from 127.0.0.1 with more files than the rate allows at once: its
+    // sync, and the files added later, all reach the index (busy batches are sent
+    // again on the same session).
+    let dir = root.path().join("honest");
+    std::fs::create_dir(&dir).unwrap();
+    for i in 0..100 {
+        std::fs::write(dir.join(format!("early-{i}.txt")), format!("{i}")).unwrap();
+    }
+    let _peer = peer(&dir, &index, &["--settle", "100ms"]);
+    for i in 0..30 {
+        std::fs::write(dir.join(format!("late-{i}.txt")), format!("late {i}")).unwrap();
+    }
+    eventually("every file published", DEADLINE, || {
+        (0..20).all(|i| {
+            client.ask(&format!("get|early-{i}.txt")) == "ok|1" && client.line().contains("|")
+        }) && (0..5).all(|i| {
+            client.ask(&format!("get|late-{i}.txt")) == "ok|1" && client.line().contains("|")
+        })
+    });
+    assert!(status_number(index.addr, "refused_quota") >= 3);
+}

@@ -441,6 +441,20 @@ impl PeerNode {
         if target == self.ctx.me {
             return;
         }
+        // Probe only a member this node knows, at the address it knows it by, and not
+        // one held gone: otherwise anyone could make this node connect anywhere.
+        let known = self
+            .members
+            .get(&target)
+            .is_some_and(|m| m.addr == addr && !m.state.is_gone());
+        if !known {
+            self.stats.probe_reqs_refused += 1;
+            log::debug!(
+                "ignoring probe-req from {} toward {target} at {addr}: not a member known there",
+                from.id
+            );
+            return;
+        }
         self.liveness
             .relay(&mut self.ctx, from.addr, seq, addr, now);
     }
@@ -498,6 +512,7 @@ impl PeerNode {
 mod tests {
     use super::super::testnet::*;
     use super::super::*;
+    use std::net::SocketAddr;
 
     #[test]
     fn a_neighbour_suspected_on_hearsay_is_still_declared_dead_when_it_crashes() {
@@ -648,5 +663,37 @@ mod tests {
             net.nodes[h2].member(&yid).unwrap().state,
             MemberState::Alive
         );
+    }
+
+    #[test]
+    fn a_probe_req_toward_an_address_that_is_not_a_known_member_is_ignored() {
+        let mut x = lone(OverlayConfig::default(), 3);
+        x.take_out();
+        let asker = sender("n1", 1);
+        let probe_req = |target: &str, addr| Msg::ProbeReq {
+            seq: 7,
+            target: pid(target),
+            addr,
+        };
+        let outside: SocketAddr = "192.0.2.1:22".parse().unwrap();
+        let probes = |x: &mut PeerNode| -> Vec<SocketAddr> {
+            x.take_out()
+                .into_iter()
+                .filter_map(|o| match (o.to, o.msg) {
+                    (Dest::Node(a), Msg::Probe { .. }) => Some(a),
+                    _ => None,
+                })
+                .collect()
+        };
+        // An invented member, a known member at another address, and the asker's
+        // own id at an outside address: no probe leaves.
+        x.handle(&asker, probe_req("nobody", outside), Millis(10));
+        x.handle(&asker, probe_req("n2", outside), Millis(10));
+        x.handle(&asker, probe_req("n1", outside), Millis(10));
+        assert_eq!(probes(&mut x), Vec::<SocketAddr>::new());
+        assert_eq!(x.stats.probe_reqs_refused, 3);
+        // A member where this node knows it is probed on the asker's behalf.
+        x.handle(&asker, probe_req("n2", addr_of(2)), Millis(20));
+        assert_eq!(probes(&mut x), vec![addr_of(2)]);
     }
 }

@@ -128,6 +128,8 @@ pub struct PeerStats {
     pub said: u64,
     pub heard: u64,
     pub shuffles: u64,
+    /// `probe-req`s ignored: toward a member not known at that address.
+    pub probe_reqs_refused: u64,
 }
 
 const CLEANUP_EVERY: Duration = Duration::from_secs(10);
@@ -517,7 +519,11 @@ impl PeerNode {
             Msg::Alive { incarnation } => self.on_alive(from, incarnation, now),
             Msg::Gossip(b) => {
                 self.note(from, None, None, now);
-                self.gossip.on_gossip(&from.id, b, now);
+                let member = self
+                    .members
+                    .get(&b.origin)
+                    .is_some_and(|m| !m.state.is_gone());
+                self.gossip.on_gossip_from(&from.id, b, member, now);
                 self.flush_gossip(now);
             }
             Msg::IHave { ids } => {
@@ -635,6 +641,7 @@ impl Core for PeerNode {
             said: self.stats.said,
             heard: self.stats.heard,
             heard_before_start: self.stats.heard_before_start,
+            dropped_rate: self.gossip.stats.dropped_rate,
             rows: if rows { self.members() } else { Vec::new() },
             ..OverlayStatus::default()
         }
@@ -710,5 +717,51 @@ mod tests {
         assert_eq!(x.stats.said, 0);
         assert!(said(x.take_events()).is_empty(), "not shown as said");
         assert!(x.take_out().is_empty());
+    }
+
+    #[test]
+    fn a_flood_of_texts_is_cut_to_each_origins_rate_and_real_texts_still_pass() {
+        let mut net = Net::new(3, OverlayConfig::default());
+        for n in &mut net.nodes {
+            n.take_events();
+        }
+        let now = net.now;
+        let text = |origin: &str, seq: u64| {
+            Msg::Gossip(Broadcast {
+                origin: pid(origin),
+                seq,
+                hops: 0,
+                time_ms: 1,
+                body: Body::Say(format!("spam {origin} {seq}")),
+            })
+        };
+        // n0 pushes 5000 texts from invented origins and 500 of its own to n1 at once.
+        for i in 0..5000 {
+            net.nodes[1].handle(&sender("n0", 0), text(&format!("fake-{i}"), 1), now);
+        }
+        for seq in 0..500 {
+            net.nodes[1].handle(&sender("n0", 0), text("n0", 1000 + seq), now);
+        }
+        net.pump(&mut |_, _, _| true);
+        let shown = said(net.nodes[1].take_events());
+        let fake = shown.iter().filter(|t| t.starts_with("spam fake-")).count();
+        let own = shown.iter().filter(|t| t.starts_with("spam n0 ")).count();
+        assert_eq!((fake, own), (200, 50), "the newcomers' and n0's bursts");
+        for other in [0, 2] {
+            let relayed = said(net.nodes[other].take_events()).len();
+            assert!(
+                relayed <= 250,
+                "n1 relayed only those: n{other} shows {relayed}"
+            );
+        }
+        let status = Core::status(&net.nodes[1], false, now);
+        assert_eq!(status.dropped_rate, 4800 + 450);
+
+        // A member's text, later, reaches everyone as before.
+        let t = Millis(now.0 + 1000);
+        net.nodes[2].say("real".into(), t.0, t).unwrap();
+        net.run(t.0 + 1000, |_, _, _| true);
+        assert_eq!(said(net.nodes[0].take_events()), ["real"]);
+        assert_eq!(said(net.nodes[1].take_events()), ["real"]);
     }
 }
