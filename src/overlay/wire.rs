@@ -49,7 +49,10 @@ fn addr(host: &str, port: &str) -> Result<SocketAddr, Refusal> {
     if port == 0 {
         return Err(bad("port 0"));
     }
-    Ok(SocketAddr::new(ip, port))
+    // The encoder writes the canonical form, so an IPv4-mapped IPv6 address is taken
+    // as the IPv4 address it carries: one member has one address, however a peer
+    // spelled it (found by the overlay_wire fuzz target).
+    Ok(SocketAddr::new(ip.to_canonical(), port))
 }
 
 fn state(text: &str) -> Result<MemberState, Refusal> {
@@ -566,6 +569,23 @@ mod tests {
 
     fn id(s: &str) -> PeerId {
         PeerId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn an_ipv4_mapped_address_decodes_as_ipv4_so_it_round_trips() {
+        let frame = b"peers|1|7|ok\npeer2|::ffff:127.0.0.1|4000|3|alive|2\n";
+        let Ok(Decoded::Frame(req, _)) = decode_request(frame, MAX_LINE) else {
+            panic!("not a frame");
+        };
+        let Ok(Some(Msg::Peers { members, .. })) = decode(&req) else {
+            panic!("not a peers message");
+        };
+        assert_eq!(members[0].addr, "127.0.0.1:4000".parse().unwrap());
+        let again = encode(&decode(&req).unwrap().unwrap());
+        let Ok(Decoded::Frame(back, _)) = decode_request(again.as_bytes(), MAX_LINE) else {
+            panic!("{again:?} is not a frame");
+        };
+        assert_eq!(decode(&back), decode(&req));
     }
 
     fn info(s: &str, port: u16, state: MemberState) -> MemberInfo {
