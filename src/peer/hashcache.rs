@@ -72,6 +72,14 @@ impl HashCache {
         })
     }
 
+    /// Decodes the bytes of a cache file of the current format, with no file system
+    /// access: the pure half of [`load`](HashCache::load), public so that the fuzz
+    /// targets (fuzz/) and their corpus replay can reach it. An error says why the bytes
+    /// are not a cache that checks out.
+    pub fn decode_bytes(bytes: &[u8]) -> Result<HashCache, String> {
+        decode(bytes)
+    }
+
     /// Writes the catalog's hashes atomically.
     pub fn save(catalog: &Catalog, path: &Path) -> io::Result<()> {
         let bytes = encode(catalog)?;

@@ -12,6 +12,7 @@ mod basics;
 mod cli;
 mod console;
 mod durability;
+mod fuzz_corpus;
 mod limits;
 mod live_folder;
 mod newcomer;
