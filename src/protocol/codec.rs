@@ -252,6 +252,10 @@ pub struct Decoder {
     lines: usize,
     /// Where the line still arriving starts (just after the last line end).
     line_start: usize,
+    /// A line that arrived whole since the last full decode is longer than
+    /// `max_line`: [`decode_request`] may refuse it even though the frame is not
+    /// complete, so the next call must ask it.
+    long_line: bool,
     /// Line ends the frame needs before it can be whole: a lower bound until the
     /// header line (with a batch's row count) has arrived.
     needed: usize,
@@ -272,6 +276,7 @@ impl Decoder {
             scanned: 0,
             lines: 0,
             line_start: 0,
+            long_line: false,
             needed: 1,
             full_decodes: 0,
         }
@@ -281,6 +286,7 @@ impl Decoder {
         self.scanned = 0;
         self.lines = 0;
         self.line_start = 0;
+        self.long_line = false;
         self.needed = 1;
     }
 
@@ -292,17 +298,22 @@ impl Decoder {
         }
         for (i, &b) in buf[self.scanned..].iter().enumerate() {
             if b == b'\n' {
+                let end = self.scanned + i + 1;
+                // A line of exactly `max_line` bytes with its `\n` is accepted.
+                self.long_line |= end - self.line_start > self.max_line;
                 self.lines += 1;
-                self.line_start = self.scanned + i + 1;
+                self.line_start = end;
             }
         }
         self.scanned = buf.len();
-        let over_a_cap =
-            buf.len() - self.line_start >= self.max_line || self.line_start >= MAX_FRAME;
+        let over_a_cap = self.long_line
+            || buf.len() - self.line_start >= self.max_line
+            || self.line_start >= MAX_FRAME;
         if self.lines < self.needed && !over_a_cap {
             return Ok(Decoded::NeedMore);
         }
         self.full_decodes += 1;
+        self.long_line = false;
         let result = decode_request_as(buf, self.max_line, self.role);
         match result {
             Ok(Decoded::NeedMore) => {
@@ -757,6 +768,19 @@ mod tests {
         }
         // The header once, the whole batch once: not once per row.
         assert_eq!(decoder.full_decodes, 2);
+    }
+
+    /// Found by the decoder_stream fuzz target: a row over the line cap that arrived
+    /// with its line end in one read left the decoder answering "need more" where
+    /// `decode_request` refuses, until the rest of the batch arrived.
+    #[test]
+    fn a_row_over_the_cap_that_arrives_whole_is_refused_at_once_by_the_decoder() {
+        let buf = b"publish|2\na.txt|3|sha1:0123456789abcdef0123456789abcdef|x\n";
+        let mut decoder = Decoder::new(32);
+        let want = decode_request(buf, 32);
+        assert!(matches!(&want, Err(e) if e.skip.is_none()), "{want:?}");
+        assert_eq!(decoder.decode(&buf[..10]), Ok(Decoded::NeedMore));
+        assert_eq!(decoder.decode(buf), want);
     }
 
     #[test]
