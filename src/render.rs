@@ -46,6 +46,17 @@ pub fn case_hint(others: &[String]) -> Option<String> {
     ))
 }
 
+/// The width of each column of a table, in characters.
+fn column_widths<const N: usize>(cells: &[[String; N]]) -> [usize; N] {
+    std::array::from_fn(|i| {
+        cells
+            .iter()
+            .map(|c| c[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    })
+}
+
 /// The search results as an aligned table, numbered from 1 (the numbers `get N`
 /// takes at the console), with short content ids.
 pub fn search_table(found: &[Found], more: bool, words: &str) -> Vec<String> {
@@ -63,14 +74,7 @@ pub fn search_table(found: &[Found], more: bool, words: &str) -> Vec<String> {
             ]
         })
         .collect();
-    let width = |i: usize| {
-        cells
-            .iter()
-            .map(|c| c[i].chars().count())
-            .max()
-            .unwrap_or(0)
-    };
-    let (w0, w1, w2) = (width(0), width(1), width(2));
+    let [w0, w1, w2, _] = column_widths(&cells);
     let number = found.len().to_string().len();
     let mut out: Vec<String> = cells
         .iter()
@@ -102,14 +106,7 @@ pub fn content_choices(choices: &[ContentChoice]) -> Vec<String> {
             ]
         })
         .collect();
-    let width = |i: usize| {
-        cells
-            .iter()
-            .map(|c| c[i].chars().count())
-            .max()
-            .unwrap_or(0)
-    };
-    let (w0, w1) = (width(0), width(1));
+    let [w0, w1, _] = column_widths(&cells);
     cells
         .iter()
         .map(|[id, size, holders]| format!("  {id:<w0$}  {size:>w1$}  {holders}"))
