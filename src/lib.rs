@@ -22,6 +22,7 @@ pub mod cmd;
 pub mod config;
 pub mod console;
 pub mod eventlog;
+pub mod identity;
 pub mod index;
 pub mod net;
 pub mod output;
@@ -39,6 +40,8 @@ pub mod units;
 pub const LAYERS: &[&[&str]] = &[
     // Values, text and time: no knowledge of any role.
     &["protocol", "clock", "config", "units", "output", "signals"],
+    // Keys and signatures: values and the key file.
+    &["identity"],
     &["eventlog"],
     // Sockets: servers, clients, rate limits.
     &["net"],
