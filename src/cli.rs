@@ -138,6 +138,9 @@ pub enum Command {
     /// Print a shell completion script to stdout, e.g.
     /// `p2pshare completions bash > ~/.local/share/bash-completion/completions/p2pshare`.
     Completions(CompletionsArgs),
+    /// Print a node's id (its public key), creating its key when there is none yet.
+    /// With no option: the peer of the current folder (./.p2pshare/node.key).
+    Id(IdArgs),
     /// Print the manual page (roff) to stdout: `p2pshare man | man -l -`.
     Man,
 }
@@ -154,6 +157,37 @@ impl Command {
             Command::Members(a) => a.json,
             _ => false,
         }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct IdArgs {
+    /// The peer sharing this folder (its key is DIR/.p2pshare/node.key).
+    #[arg(long, conflicts_with_all = ["state_dir", "key"])]
+    pub dir: Option<PathBuf>,
+    /// A peer's state dir (its key is STATE_DIR/node.key).
+    #[arg(long, conflicts_with = "key")]
+    pub state_dir: Option<PathBuf>,
+    /// A key file, as a seed's or an index's --key names it.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl IdArgs {
+    /// The key file this command reads (or creates).
+    pub fn key_path(&self) -> PathBuf {
+        if let Some(k) = &self.key {
+            return k.clone();
+        }
+        let state = match (&self.state_dir, &self.dir) {
+            (Some(s), _) => s.clone(),
+            (None, Some(d)) => d.join(".p2pshare"),
+            (None, None) => PathBuf::from(".p2pshare"),
+        };
+        state.join(crate::identity::KEY_FILE)
     }
 }
 
@@ -322,12 +356,13 @@ pub struct LogFlags {
 
 #[derive(Args, Debug, Clone)]
 pub struct SeedListFlags {
-    /// File listing the seed nodes, one host:port a line ('#' comments).
-    /// Default: config/seeds.txt (no seeds when it does not exist).
+    /// File listing the seed nodes, one 'HOST:PORT ID' a line ('#' comments), where ID
+    /// is the seed's id as `p2pshare id` prints it (without one, the seed's first
+    /// answer is trusted). Default: config/seeds.txt (no seeds when it does not exist).
     #[arg(long = "seeds", value_name = "FILE")]
     pub seeds_file: Option<PathBuf>,
-    /// A seed node (repeatable); replaces the seeds file.
-    #[arg(long = "seed", value_name = "HOST:PORT", value_parser = node_addr)]
+    /// A seed node, HOST:PORT or ID@HOST:PORT (repeatable); replaces the seeds file.
+    #[arg(long = "seed", value_name = "[ID@]HOST:PORT", value_parser = node_addr)]
     pub seeds: Vec<NodeAddr>,
 }
 
@@ -359,9 +394,15 @@ pub struct SeedArgs {
     /// Address to listen on: HOST:PORT, or a bare PORT for every interface.
     #[arg(long, default_value = "0.0.0.0:1500", value_parser = listen_addr)]
     pub listen: SocketAddr,
-    /// This seed's name, shown in `status`. Default: HOSTNAME:PORT.
-    #[arg(long)]
-    pub id: Option<String>,
+    /// This seed's name, shown in `status` beside its id. Default: HOSTNAME:PORT.
+    #[arg(long = "name", alias = "id")]
+    pub name: Option<String>,
+    /// The seed's private key, created on first start (owner-only). Its public half
+    /// is the seed's id: list it in the peers' seeds file as 'HOST:PORT ID'.
+    /// Default: p2pshare-seed-PORT.key in the working directory (a key for this run
+    /// only with port 0).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
     /// Forget a peer neither seen nor vouched for (by a neighbour, or another seed) for
     /// this long (more than 15s: peers register again every 15s).
     #[arg(long, default_value = "60s", value_parser = duration)]
@@ -421,9 +462,14 @@ pub struct IndexArgs {
     /// cannot send heartbeats; each `set` renews it).
     #[arg(long, default_value = "10m", value_parser = duration)]
     pub classic_lease: Duration,
-    /// This index's name, shown in `status` and `hello`.
-    #[arg(long, default_value = "index")]
-    pub id: String,
+    /// This index's name, shown in `status` and `hello` beside its id.
+    #[arg(long = "name", alias = "id", default_value = "index")]
+    pub name: String,
+    /// The index's private key, created on first start (owner-only). Its public half
+    /// is the index's id, which peers may pin (KEY@HOST:PORT). Default: the database's
+    /// path with the extension .key (a fresh key each run with --db :memory:).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
     /// SQLite database holding the index across restarts (WAL mode; readable with the
     /// sqlite3 command). `:memory:` for a throwaway index that forgets on exit.
     #[arg(long, default_value = "p2pshare-index.db")]
@@ -467,9 +513,10 @@ pub struct PeerArgs {
     /// Address to serve files on: HOST:PORT, or a bare PORT for every interface.
     #[arg(long, default_value = "0.0.0.0:1025", value_parser = listen_addr)]
     pub listen: SocketAddr,
-    /// This peer's id. Default: the folder's name.
-    #[arg(long)]
-    pub id: Option<String>,
+    /// This peer's name, shown beside its id (its key, in STATE_DIR/node.key).
+    /// Default: the folder's name. Names may repeat; ids never do.
+    #[arg(long = "name", alias = "id")]
+    pub name: Option<String>,
     /// Where partial downloads and console history live (never shared).
     /// Default: DIR/.p2pshare
     #[arg(long)]

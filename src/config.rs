@@ -9,13 +9,34 @@ use std::path::Path;
 use std::time::Duration;
 
 /// An address as the user wrote it (`host:port`), resolved when it is dialled so that
-/// container host names work.
+/// container host names work, with the node's key when the user pinned it
+/// (`host:port KEY` in a list file, `KEY@host:port` on the command line).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct NodeAddr(String);
+pub struct NodeAddr {
+    addr: String,
+    key: Option<String>,
+}
+
+/// Whether `text` has the shape of a node id: 52 characters of lowercase base32.
+/// (Whether it spells a real key is checked where keys are known.)
+pub fn looks_like_node_id(text: &str) -> bool {
+    text.len() == 52
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+}
 
 impl NodeAddr {
+    /// `host:port`, or `KEY@host:port`.
     pub fn parse(text: &str) -> Result<NodeAddr, String> {
         let text = text.trim();
+        match text.split_once('@') {
+            Some((key, addr)) => NodeAddr::parse(addr)?.with_key(key),
+            None => NodeAddr::parse_addr(text),
+        }
+    }
+
+    fn parse_addr(text: &str) -> Result<NodeAddr, String> {
         let (host, port) = text
             .rsplit_once(':')
             .ok_or_else(|| format!("'{text}' is not host:port"))?;
@@ -26,17 +47,36 @@ impl NodeAddr {
             .ok()
             .filter(|&p| p != 0)
             .ok_or_else(|| format!("'{text}' has no valid port (1-65535)"))?;
-        Ok(NodeAddr(text.to_owned()))
+        Ok(NodeAddr {
+            addr: text.to_owned(),
+            key: None,
+        })
+    }
+
+    /// The same address, pinned to the node whose id is `key`.
+    pub fn with_key(mut self, key: &str) -> Result<NodeAddr, String> {
+        if !looks_like_node_id(key) {
+            return Err(format!(
+                "'{key}' is not a node id (52 characters a-z and 2-7, as `p2pshare id` prints)"
+            ));
+        }
+        self.key = Some(key.to_owned());
+        Ok(self)
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.addr
+    }
+
+    /// The node id this address is pinned to, if any.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
     }
 }
 
 impl fmt::Display for NodeAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.addr)
     }
 }
 
@@ -72,16 +112,29 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("'{host}' has no address"))
 }
 
-/// Parses an address list: one `host:port` a line, `#` comments, blank lines ignored.
+/// Parses an address list: one `host:port` a line, optionally followed by the node's
+/// id (`host:port KEY`); `#` comments, blank lines ignored. (Several addresses on one
+/// line, without keys, are accepted too.)
 pub fn parse_addr_list(text: &str) -> Result<Vec<NodeAddr>, String> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        for word in line.split_whitespace() {
-            out.push(NodeAddr::parse(word).map_err(|e| format!("line {}: {e}", i + 1))?);
+        let at = |e: String| format!("line {}: {e}", i + 1);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words[..] {
+            [] => {}
+            [addr, key] if !key.contains(':') => {
+                out.push(
+                    NodeAddr::parse(addr)
+                        .and_then(|a| a.with_key(key))
+                        .map_err(at)?,
+                );
+            }
+            _ => {
+                for word in words {
+                    out.push(NodeAddr::parse(word).map_err(at)?);
+                }
+            }
         }
     }
     Ok(out)

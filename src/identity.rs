@@ -16,6 +16,9 @@ use std::fmt;
 use std::io::Write;
 use std::path::Path;
 
+/// The name of a peer's key file in its state dir.
+pub const KEY_FILE: &str = "node.key";
+
 /// Length of a node id: 32 bytes in base32.
 pub const ID_LEN: usize = 52;
 

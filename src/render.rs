@@ -149,7 +149,7 @@ pub fn search_json(found: &[Found], more: bool) -> Value {
 /// The `status` rows that are names or text, whatever they look like (an id may be
 /// all digits).
 const TEXT_ROWS: &[&str] = &[
-    "role", "id", "version", "health", "failing", "address", "state", "error",
+    "role", "id", "name", "version", "health", "failing", "address", "state", "error",
 ];
 
 /// A status value as JSON: whole numbers become numbers, the rest stay text.

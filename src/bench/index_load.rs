@@ -7,10 +7,13 @@
 //! machine as it can; the classic dialect uses one thread per connection. A
 //! `bench-beat` thread keeps the populating peers' leases alive while the load runs.
 
+use crate::identity::NodeKey;
 use crate::net::client::Client;
+use crate::net::node::{HelloRole, Me};
 use crate::net::{NetError, Timeouts};
 use crate::protocol::codec::{self, ReplyHead};
 use crate::protocol::hash::Sha1Digest;
+use crate::protocol::name::PeerId;
 use rand::Rng;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -82,6 +85,14 @@ impl LoadReport {
     }
 }
 
+/// A peer of the load: a fresh key under `name`.
+fn bench_peer(name: &str) -> Me {
+    Me {
+        key: NodeKey::generate(),
+        name: PeerId::parse(name).expect("a valid name"),
+    }
+}
+
 fn name_of(i: usize) -> String {
     format!("bench-file-{i:07}.dat")
 }
@@ -96,7 +107,8 @@ fn populate(cfg: &LoadConfig) -> Result<(Vec<Client>, Duration), NetError> {
     let mut work = Vec::new();
     for p in 0..peers {
         let mut c = Client::connect(&cfg.index, &cfg.timeouts)?;
-        c.hello("peer", &format!("bench-peer-{p}"), 40_000 + p as u16)?;
+        let me = bench_peer(&format!("bench-peer-{p}"));
+        c.hello(Some(&me), HelloRole::Peer, 40_000 + p as u16, None)?;
         let mine: Vec<usize> = (0..cfg.names).filter(|i| i % peers == p).collect();
         let batches: Vec<String> = mine
             .chunks(crate::protocol::MAX_ROWS)
@@ -182,11 +194,12 @@ struct LoadConn {
 fn open_load_conn(cfg: &LoadConfig, worker: usize) -> Result<LoadConn, NetError> {
     let mut c = Client::connect(&cfg.index, &cfg.timeouts)?;
     let role = if cfg.op == Op::Publish {
-        "peer"
+        HelloRole::Peer
     } else {
-        "client"
+        HelloRole::Client
     };
-    c.hello(role, &format!("load-{worker}"), 41_000 + worker as u16)?;
+    let me = bench_peer(&format!("load-{worker}"));
+    c.hello(Some(&me), role, 41_000 + worker as u16, None)?;
     let stream = c
         .stream()
         .try_clone()

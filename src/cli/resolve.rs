@@ -10,8 +10,10 @@ use super::{
 };
 use crate::config::{read_addr_list, NodeAddr};
 use crate::eventlog::EventLog;
+use crate::identity::NodeKey;
 use crate::index::service::IndexConfig;
 use crate::index::IndexSettings;
+use crate::net::node::Me;
 use crate::net::rate::TokenBucket;
 use crate::net::server::ServerConfig;
 use crate::net::Timeouts;
@@ -20,7 +22,7 @@ use crate::peer::watch::WatchConfig;
 use crate::peer::{OverlaySettings, PeerConfig};
 use crate::protocol::name::PeerId;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -152,8 +154,9 @@ impl LivenessFlags {
 
 impl IndexArgs {
     pub fn settings(&self) -> Result<IndexSettings, ArgError> {
-        // The id goes into replies as a field: the naming rules keep it framable.
-        let id = PeerId::parse(&self.id).map_err(|e| usage(format!("--id '{}': {e}", self.id)))?;
+        // The name goes into replies as a field: the naming rules keep it framable.
+        let name =
+            PeerId::parse(&self.name).map_err(|e| usage(format!("--name '{}': {e}", self.name)))?;
         for (flag, lease) in [
             ("--lease", self.lease),
             ("--classic-lease", self.classic_lease),
@@ -164,9 +167,14 @@ impl IndexArgs {
                 )));
             }
         }
+        let key = match (&self.key, self.db.as_os_str() == ":memory:") {
+            (Some(path), _) => load_key(path)?,
+            (None, true) => NodeKey::generate(),
+            (None, false) => load_key(&self.db.with_extension("key"))?,
+        };
         Ok(IndexSettings {
             listen: self.listen,
-            id,
+            me: Me { key, name },
             db: (self.db.as_os_str() != ":memory:").then(|| self.db.clone()),
             config: IndexConfig {
                 lease: self.lease,
@@ -193,12 +201,20 @@ impl SeedArgs {
                 refresh.as_secs()
             )));
         }
-        if let Some(id) = &self.id {
-            PeerId::parse(id).map_err(|e| usage(format!("seed id '{id}': {e}")))?;
+        if let Some(name) = &self.name {
+            PeerId::parse(name).map_err(|e| usage(format!("seed name '{name}': {e}")))?;
         }
+        // A seed on a port the system picks (0) cannot be listed anyway: its key is
+        // made for this run only, unless --key names one.
+        let key = match (&self.key, self.listen.port()) {
+            (Some(path), _) => load_key(path)?,
+            (None, 0) => NodeKey::generate(),
+            (None, port) => load_key(&PathBuf::from(format!("p2pshare-seed-{port}.key")))?,
+        };
         Ok(SeedSettings {
             listen: self.listen,
-            id: self.id.clone(),
+            key,
+            name: self.name.clone(),
             seeds: self.seeds.addrs()?,
             config: SeedConfig {
                 forget_after: self.forget_after,
@@ -222,25 +238,30 @@ impl PeerArgs {
         if !dir.is_dir() {
             return Err(usage(format!("--dir {}: not a folder", self.dir.display())));
         }
-        let id_text = match &self.id {
-            Some(id) => id.clone(),
+        let name_text = match &self.name {
+            Some(name) => name.clone(),
             None => dir
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or("peer")
                 .to_owned(),
         };
-        let id = PeerId::parse(&id_text)
-            .map_err(|e| usage(format!("peer id '{id_text}': {e} (choose one with --id)")))?;
+        let name = PeerId::parse(&name_text).map_err(|e| {
+            usage(format!(
+                "peer name '{name_text}': {e} (choose one with --name)"
+            ))
+        })?;
+        let state_dir = self
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| dir.join(".p2pshare"));
+        let key = load_key(&state_dir.join(crate::identity::KEY_FILE))?;
         Ok(PeerConfig {
-            state_dir: self
-                .state_dir
-                .clone()
-                .unwrap_or_else(|| dir.join(".p2pshare")),
+            state_dir,
             dir,
             listen: self.listen,
             indexes: self.index.addrs()?,
-            id,
+            me: Me { key, name },
             server: self.server.config(),
             timeouts: self.index.timeouts(),
             watch: WatchConfig {
@@ -260,5 +281,18 @@ impl PeerArgs {
                 log: self.log.open()?,
             },
         })
+    }
+}
+
+/// The key in `path`, created when there is none.
+fn load_key(path: &Path) -> Result<NodeKey, ArgError> {
+    match NodeKey::load_or_create(path) {
+        Ok((key, created)) => {
+            if created {
+                log::info!("created the key {} (id {})", path.display(), key.id());
+            }
+            Ok(key)
+        }
+        Err(e) => Err(ArgError::Unreadable(format!("key {}: {e}", path.display()))),
     }
 }

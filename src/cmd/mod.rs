@@ -23,6 +23,7 @@ pub fn run(command: Command) -> Result<(), CmdError> {
         Command::Search(a) => oneshot::search(a),
         Command::Get(a) => oneshot::get(a),
         Command::Status(a) => oneshot::status(a),
+        Command::Id(a) => oneshot::id(a),
         Command::Bench(BenchCommand::Index(a)) => bench::index(a),
         Command::Bench(BenchCommand::Overlay(a)) => bench::overlay(a),
         Command::Completions(a) => print_document(&manual::completions(a.shell)),

@@ -3,7 +3,7 @@
 //! `--json`; results are rendered by [`crate::render`].
 
 use super::CmdError;
-use crate::cli::{GetArgs, MembersArgs, SayArgs, SearchArgs, StatusArgs};
+use crate::cli::{GetArgs, IdArgs, MembersArgs, SayArgs, SearchArgs, StatusArgs};
 use crate::console::BarProgress;
 use crate::net::client::Client;
 use crate::net::rate::TokenBucket;
@@ -268,6 +268,28 @@ impl TempFolders {
             let _ = std::fs::remove_dir(d);
         }
     }
+}
+
+/// `p2pshare id`: the node's id on stdout (alone, for scripts), its key created when
+/// there is none yet.
+pub fn id(a: IdArgs) -> Result<(), CmdError> {
+    let path = a.key_path();
+    let (key, created) = crate::identity::NodeKey::load_or_create(&path)
+        .map_err(|e| CmdError::failed(format!("key {}: {e}", path.display())))?;
+    if a.json {
+        let v = json!({
+            "id": key.id().as_str(),
+            "key_file": path.display().to_string(),
+            "created": created,
+        });
+        println!("{v}");
+    } else {
+        if created {
+            eprintln!("created a new key in {}", path.display());
+        }
+        println!("{}", key.id());
+    }
+    Ok(())
 }
 
 pub fn status(a: StatusArgs) -> Result<(), CmdError> {

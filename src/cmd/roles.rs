@@ -26,8 +26,10 @@ pub fn index(a: IndexArgs) -> Result<(), CmdError> {
     let signals = signals::take_over()?;
     let index = Index::start(settings).map_err(CmdError::failed)?;
     output::say(format!(
-        "p2pshare index listening on {}",
-        index.local_addr()
+        "p2pshare index '{}' listening on {}, id {}",
+        index.me().name,
+        index.local_addr(),
+        index.me().id()
     ));
     let sig = signals.recv().unwrap_or(Signal::Terminate);
     log::info!("{sig:?}: shutting down");
@@ -42,9 +44,15 @@ pub fn seed(a: SeedArgs) -> Result<(), CmdError> {
     let signals = signals::take_over()?;
     let seed = Seed::start(settings).map_err(CmdError::failed)?;
     output::say(format!(
-        "p2pshare seed '{}' listening on {}, seeds {seeds}",
-        seed.id(),
+        "p2pshare seed '{}' listening on {}, id {}, seeds {seeds}",
+        seed.name(),
         seed.local_addr(),
+        seed.id(),
+    ));
+    output::say(format!(
+        "peers list this seed as '{} {}' in their seeds file",
+        seed.local_addr(),
+        seed.id()
     ));
     let sig = signals.recv().unwrap_or(Signal::Terminate);
     log::info!("{sig:?}: shutting down");
@@ -65,7 +73,11 @@ fn list<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
 /// `p2pshare peer`.
 pub fn peer(a: PeerArgs) -> Result<(), CmdError> {
     let config = a.config()?;
-    let (id, dir) = (config.id.clone(), config.dir.clone());
+    let (name, id, dir) = (
+        config.me.name.clone(),
+        config.me.id().clone(),
+        config.dir.clone(),
+    );
     let indexes = list(config.indexes.iter());
     let seeds = list(config.overlay.seeds.iter());
     // SIGINT and SIGTERM become messages (before any other thread starts, so every
@@ -74,7 +86,7 @@ pub fn peer(a: PeerArgs) -> Result<(), CmdError> {
     let signals = signals::take_over()?;
     let peer = Peer::start(config).map_err(CmdError::failed)?;
     output::say(format!(
-        "p2pshare peer '{id}' listening on {}, sharing {}, index {indexes}, seeds {seeds}",
+        "p2pshare peer '{name}' listening on {}, id {id}, sharing {}, index {indexes}, seeds {seeds}",
         peer.local_addr(),
         dir.display(),
     ));

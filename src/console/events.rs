@@ -61,9 +61,15 @@ pub fn describe(event: &PeerEvent, seeds: &[NodeAddr]) -> Option<String> {
         }
         PeerEvent::IndexDown { index, reason } => format!("index {index}: unreachable ({reason})"),
         PeerEvent::Hashing { .. } => return None,
-        PeerEvent::Message { from, text, remote } => {
+        PeerEvent::Message {
+            from,
+            id,
+            text,
+            remote,
+        } => {
             format!(
-                "message from {from} ({}): {}",
+                "message from {from} ({} at {}): {}",
+                crate::identity::short(id.as_str()),
                 remote.ip().to_canonical(),
                 terminal_safe(text)
             )

@@ -16,7 +16,9 @@ pub use commands::{complete, help_for, help_lines};
 pub use events::describe;
 pub use progress::BarProgress;
 
+use crate::net::node::HelloRole;
 use crate::output;
+use crate::overlay::member::MemberRow;
 use crate::overlay::member::NotSent;
 use crate::overlay::runtime::SayError;
 use crate::overlay::{wire, MemberState};
@@ -26,7 +28,7 @@ use crate::peer::pool::Found;
 use crate::peer::Peer;
 use crate::protocol::commands::Role;
 use crate::protocol::hash::Sha1Digest;
-use crate::protocol::name::FileName;
+use crate::protocol::name::{FileName, PeerId};
 use crate::render;
 use crate::signals::Signal;
 use crate::units::{fmt_bytes, plural};
@@ -345,38 +347,25 @@ impl Console<'_> {
 
     fn msg(&self, args: &str) {
         let Some((who, text)) = args.split_once(char::is_whitespace) else {
-            output::say("usage: msg PEER TEXT  (PEER: an id from 'peers', or host:port)");
+            output::say("usage: msg PEER TEXT  (PEER: a name or an id from 'peers', or host:port)");
             return;
         };
         let text = text.trim();
-        let addr = if let Ok(a) = who.parse::<std::net::SocketAddr>() {
-            a.to_string()
+        let (addr, expect) = if let Ok(a) = who.parse::<std::net::SocketAddr>() {
+            (a.to_string(), None)
         } else {
-            let rows = match self.peer.overlay().status(true) {
-                Ok(s) => s.rows,
-                Err(e) => {
-                    output::say(format!("msg failed: {e}"));
-                    return;
-                }
-            };
-            match rows.iter().find(|r| r.id.as_str() == who) {
-                Some(r) if !r.member.state.is_gone() => r.member.addr.to_string(),
-                Some(r) => {
-                    output::say(format!("{who} is {}", r.member.state));
-                    return;
-                }
-                None => {
-                    output::say(format!(
-                        "no peer '{who}' known; see 'peers', or give host:port"
-                    ));
-                    return;
-                }
+            match self.member_named(who) {
+                Ok(found) => found,
+                Err(why) => return output::say(why),
             }
         };
         let t = self.peer.config().timeouts;
-        let me = self.peer.shared().id.clone();
-        let reply = crate::net::client::Client::connect(&addr, &t)
-            .and_then(|mut c| c.call(&["msg", me.as_str(), &wire::escape_text(text)]));
+        let shared = self.peer.shared();
+        let port = self.peer.local_addr().port();
+        let reply = crate::net::client::Client::connect(&addr, &t).and_then(|mut c| {
+            c.hello(Some(&shared.me), HelloRole::Peer, port, expect.as_ref())?;
+            c.call(&["msg", &wire::escape_text(text)])
+        });
         match reply {
             Ok(f) => {
                 let text = f
@@ -386,6 +375,36 @@ impl Console<'_> {
                 output::say(format!("reply from {who}: {}", terminal_safe(&text)));
             }
             Err(e) => output::say(format!("msg failed: {e}")),
+        }
+    }
+
+    /// The live member `who` names (its id, the start of its id, or its name, when
+    /// only one member has it): its address and id.
+    fn member_named(&self, who: &str) -> Result<(String, Option<PeerId>), String> {
+        let rows = self.peer.overlay().status(true)?.rows;
+        let matches: Vec<_> = rows
+            .iter()
+            .filter(|r| {
+                r.id.as_str() == who
+                    || (who.len() >= 8 && r.id.as_str().starts_with(who))
+                    || member_name(r) == Some(who)
+            })
+            .collect();
+        match matches[..] {
+            [] => Err(format!(
+                "no peer '{who}' known; see 'peers', or give host:port"
+            )),
+            [r] if r.member.state.is_gone() => Err(format!("{who} is {}", r.member.state)),
+            [r] => Ok((r.member.addr.to_string(), Some(r.id.clone()))),
+            _ => Err(format!(
+                "{} peers are called '{who}': give the start of the id ({})",
+                matches.len(),
+                matches
+                    .iter()
+                    .map(|r| crate::identity::short(r.id.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
         }
     }
 
@@ -536,6 +555,11 @@ fn help(args: &str) -> Flow {
     Flow::Continue
 }
 
+/// The name a member goes by, when known.
+fn member_name(_row: &MemberRow) -> Option<&str> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::commands::CONSOLE_COMMANDS;
@@ -663,6 +687,7 @@ mod tests {
         });
         let message = PeerEvent::Message {
             from: "p1".into(),
+            id: crate::identity::NodeKey::for_test("p1").id().clone(),
             text,
             remote: "127.0.0.1:1025".parse().unwrap(),
         };

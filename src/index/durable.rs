@@ -14,7 +14,13 @@
 //!
 //! ```sql
 //! CREATE TABLE peers (id TEXT PRIMARY KEY, host TEXT NOT NULL, port INTEGER NOT NULL,
-//!                     kind TEXT NOT NULL CHECK (kind IN ('modern', 'classic')));
+//!                     kind TEXT NOT NULL CHECK (kind IN ('modern', 'classic')),
+//!                     name TEXT);  -- the name it goes by; NULL: its id
+//! ```
+//!
+//! Schema version 1 had no `name`; opening such a database adds the column.
+//!
+//! ```sql
 //! CREATE TABLE files (peer TEXT NOT NULL REFERENCES peers(id) ON DELETE CASCADE,
 //!                     name TEXT NOT NULL, size INTEGER, content_id TEXT, digest TEXT,
 //!                     PRIMARY KEY (peer, name)) WITHOUT ROWID;
@@ -38,7 +44,8 @@ CREATE TABLE IF NOT EXISTS peers (
     id TEXT PRIMARY KEY,
     host TEXT NOT NULL,
     port INTEGER NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('modern', 'classic'))
+    kind TEXT NOT NULL CHECK (kind IN ('modern', 'classic')),
+    name TEXT
 );
 CREATE TABLE IF NOT EXISTS files (
     peer TEXT NOT NULL REFERENCES peers(id) ON DELETE CASCADE,
@@ -50,13 +57,15 @@ CREATE TABLE IF NOT EXISTS files (
 ) WITHOUT ROWID;
 ";
 
-const SCHEMA_VERSION: &str = "1";
+const SCHEMA_VERSION: &str = "2";
 
 /// One change to the index's state.
 #[derive(Clone, Debug)]
 pub enum Change {
     Peer {
         id: String,
+        /// The name it goes by.
+        name: String,
         endpoint: Endpoint,
         kind: PeerKind,
     },
@@ -95,6 +104,7 @@ impl From<rusqlite::Error> for DbError {
 pub enum Restored {
     Peer {
         id: String,
+        name: String,
         endpoint: Endpoint,
         kind: PeerKind,
     },
@@ -159,6 +169,12 @@ fn open_connection(path: &Path) -> Result<Connection, DbError> {
             )?;
         }
         Some(SCHEMA_VERSION) => {}
+        Some("1") => {
+            conn.execute_batch(
+                "ALTER TABLE peers ADD COLUMN name TEXT;
+                 UPDATE meta SET value = '2' WHERE key = 'schema';",
+            )?;
+        }
         Some(other) => {
             return Err(DbError(format!(
                 "{} has schema version {other}; this build reads version {SCHEMA_VERSION}",
@@ -173,13 +189,14 @@ fn open_connection(path: &Path) -> Result<Connection, DbError> {
 /// by peer, the table's key order). Nothing is buffered, so loading a million entries
 /// needs no more memory than the store they go into.
 fn load(conn: &Connection, sink: &mut dyn FnMut(Restored)) -> Result<(), DbError> {
-    let mut stmt = conn.prepare("SELECT id, host, port, kind FROM peers")?;
+    let mut stmt = conn.prepare("SELECT id, host, port, kind, name FROM peers")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         let id: String = r.get(0)?;
         let host: String = r.get(1)?;
         let port: i64 = r.get(2)?;
         let kind: String = r.get(3)?;
+        let name: Option<String> = r.get(4)?;
         let (Ok(host), Ok(port)) = (host.parse(), u16::try_from(port)) else {
             log::warn!("database: skipping peer '{id}' with a bad address");
             continue;
@@ -190,6 +207,7 @@ fn load(conn: &Connection, sink: &mut dyn FnMut(Restored)) -> Result<(), DbError
             PeerKind::Modern
         };
         sink(Restored::Peer {
+            name: name.unwrap_or_else(|| id.clone()),
             id,
             endpoint: Endpoint { host, port },
             kind,
@@ -216,12 +234,24 @@ fn load(conn: &Connection, sink: &mut dyn FnMut(Restored)) -> Result<(), DbError
 
 fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
     match change {
-        Change::Peer { id, endpoint, kind } => {
+        Change::Peer {
+            id,
+            name,
+            endpoint,
+            kind,
+        } => {
             tx.prepare_cached(
-                "INSERT INTO peers (id, host, port, kind) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(id) DO UPDATE SET host = excluded.host, port = excluded.port, kind = excluded.kind",
+                "INSERT INTO peers (id, host, port, kind, name) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(id) DO UPDATE SET host = excluded.host, port = excluded.port,
+                     kind = excluded.kind, name = excluded.name",
             )?
-            .execute(params![id, endpoint.host.to_string(), endpoint.port, kind_text(*kind)])?;
+            .execute(params![
+                id,
+                endpoint.host.to_string(),
+                endpoint.port,
+                kind_text(*kind),
+                name
+            ])?;
         }
         Change::Publish { peer, files } => {
             let mut stmt = tx.prepare_cached(
@@ -394,6 +424,7 @@ mod tests {
         for change in [
             Change::Peer {
                 id: "p".into(),
+                name: "p".into(),
                 endpoint: ep,
                 kind: PeerKind::Modern,
             },
@@ -430,6 +461,7 @@ mod tests {
             assert!(peers.is_empty());
             db.log(Change::Peer {
                 id: "p1".into(),
+                name: "p1".into(),
                 endpoint: ep,
                 kind: PeerKind::Modern,
             })
@@ -437,6 +469,7 @@ mod tests {
             .unwrap();
             db.log(Change::Peer {
                 id: "p2".into(),
+                name: "p2".into(),
                 endpoint: ep,
                 kind: PeerKind::Classic,
             })

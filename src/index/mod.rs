@@ -13,8 +13,8 @@ pub mod service;
 pub mod store;
 
 use crate::eventlog::EventLog;
+use crate::net::node::Me;
 use crate::net::server::{self, ServerConfig, ServerHandle, ServerStats};
-use crate::protocol::name::PeerId;
 use service::{IndexConfig, IndexService};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -23,8 +23,8 @@ use std::sync::Arc;
 /// Everything an index server needs to start.
 pub struct IndexSettings {
     pub listen: SocketAddr,
-    /// The index's name, in `status` and `hello` answers.
-    pub id: PeerId,
+    /// The index's key and name, in `status` and `hello` answers.
+    pub me: Me,
     /// The SQLite database; `None` keeps everything in memory.
     pub db: Option<PathBuf>,
     pub config: IndexConfig,
@@ -35,6 +35,7 @@ pub struct IndexSettings {
 /// A running index server.
 pub struct Index {
     server: ServerHandle,
+    me: Me,
 }
 
 impl Index {
@@ -48,8 +49,8 @@ impl Index {
         let listener = TcpListener::bind(settings.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
         let stats = Arc::new(ServerStats::default());
-        let mut service =
-            IndexService::new(settings.id.to_string(), settings.config, stats.clone());
+        let me = settings.me.clone();
+        let mut service = IndexService::new(settings.me, settings.config, stats.clone());
         if let Some(log) = settings.log {
             service = service.with_event_log(log);
         }
@@ -67,7 +68,12 @@ impl Index {
             .map_err(|e| format!("cannot start the lease sweep: {e}"))?;
         let server = server::spawn(listener, settings.server, service, stats)
             .map_err(|e| format!("cannot start the server: {e}"))?;
-        Ok(Index { server })
+        Ok(Index { server, me })
+    }
+
+    /// Who the index is: its key and name.
+    pub fn me(&self) -> &Me {
+        &self.me
     }
 
     pub fn local_addr(&self) -> SocketAddr {

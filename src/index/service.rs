@@ -10,7 +10,7 @@ use super::durable::{Change, DbError, Durable, Restored, Ticket};
 use super::search::Query;
 use super::store::{Endpoint, FileMeta, IndexStore, PeerKind, StoreError};
 use crate::clock::Clock;
-use crate::net::node;
+use crate::net::node::{self, HelloRole, Me};
 use crate::net::rate::Allowance;
 use crate::net::server::ServerStats;
 use crate::net::{Reply, Service};
@@ -73,13 +73,15 @@ impl Default for IndexConfig {
 /// connection may still send (its publish rate; made at its first batch).
 #[derive(Default)]
 pub struct IndexConn {
+    /// A `hello` as a peer waiting for its `auth`.
+    pending: Option<node::Pending>,
     peer: Option<PeerId>,
     sync_seen: Option<HashSet<String>>,
     rows: Option<Allowance>,
 }
 
 pub struct IndexService {
-    id: String,
+    me: Me,
     store: RwLock<IndexStore>,
     clock: Clock,
     config: IndexConfig,
@@ -156,9 +158,9 @@ fn opt_field<T: ToString>(v: Option<T>) -> String {
 }
 
 impl IndexService {
-    pub fn new(id: String, config: IndexConfig, stats: Arc<ServerStats>) -> IndexService {
+    pub fn new(me: Me, config: IndexConfig, stats: Arc<ServerStats>) -> IndexService {
         IndexService {
-            id,
+            me,
             store: RwLock::new(IndexStore::new()),
             clock: Clock::new(),
             config,
@@ -180,7 +182,12 @@ impl IndexService {
         let (mut peers, mut files) = (0, 0);
         let mut current: Option<PeerId> = None;
         let durable = Durable::open(path, &mut |row| match row {
-            Restored::Peer { id, endpoint, kind } => {
+            Restored::Peer {
+                id,
+                name,
+                endpoint,
+                kind,
+            } => {
                 let Ok(id) = PeerId::parse(&id) else {
                     log::warn!(
                         "database: skipping peer with bad id '{}'",
@@ -193,6 +200,9 @@ impl IndexService {
                     PeerKind::Classic => classic_lease,
                 };
                 if store.hello(&id, endpoint, kind, now, lease).is_ok() {
+                    if let Ok(name) = PeerId::parse(&name) {
+                        store.name_peer(&id, name);
+                    }
                     peers += 1;
                 }
             }
@@ -352,64 +362,61 @@ impl IndexService {
         })
     }
 
+    /// `hello`: answers with this index's signed challenge. A peer's session begins
+    /// only with the `auth` that proves its key; a new hello ends the old session.
     fn hello(&self, args: &[String], remote: SocketAddr, conn: &mut IndexConn) -> Answer {
-        node::check_version(&args[0], "this index")?;
-        let id = node::hello_id(&args[2])?;
+        let hello = node::parse_hello(args, "this index", &[HelloRole::Peer, HelloRole::Client])?;
+        // A sync begun under another hello does not carry over to this one.
+        conn.sync_seen = None;
+        conn.peer = None;
+        let (reply, pending) = node::challenge(&self.me, "index", hello, remote);
+        conn.pending = pending;
+        Ok(reply)
+    }
+
+    /// `auth`: the peer proved its key; it is registered (or renewed) under it, at the
+    /// connection's source host and the port its hello announced.
+    fn auth(&self, args: &[String], remote: SocketAddr, conn: &mut IndexConn) -> Answer {
+        let hello = node::authenticate(conn.pending.take(), args, &self.me)?;
+        let id = hello.id.expect("a proven hello has an id");
         let host = node::source_host(remote);
-        let files_known = match args[1].as_str() {
-            "peer" => {
-                let port = node::hello_port(&args[3], "peer")?;
-                let endpoint = Endpoint { host, port };
-                let (known, ticket) = {
-                    let mut store = self.write();
-                    self.check_peers_on(&store, &id, host)?;
-                    let known = store.hello(
-                        &id,
-                        endpoint,
-                        PeerKind::Modern,
-                        self.clock.now(),
-                        self.config.lease,
-                    )?;
-                    let ticket = self.log(|| Change::Peer {
-                        id: id.to_string(),
-                        endpoint,
-                        kind: PeerKind::Modern,
-                    });
-                    (known, ticket)
-                };
-                self.durable(ticket)?;
-                log::info!("peer '{id}' at {host}:{port} said hello ({known} files known)");
-                // A sync begun under another hello does not carry over to this one.
-                conn.sync_seen = None;
-                self.event(
-                    "join",
-                    &format!(
-                        "peer={id} addr={} files={known}",
-                        SocketAddr::new(host, port)
-                    ),
-                );
-                conn.peer = Some(id);
-                known
-            }
-            "client" => 0,
-            other => {
-                return Err(refuse(
-                    ErrorCode::BadRequest,
-                    format!(
-                        "role must be 'peer' or 'client', not '{}'",
-                        codec::printable(other)
-                    ),
-                ))
-            }
+        let endpoint = Endpoint {
+            host,
+            port: hello.port,
         };
+        let (known, ticket) = {
+            let mut store = self.write();
+            self.check_peers_on(&store, &id, host)?;
+            let known = store.hello(
+                &id,
+                endpoint,
+                PeerKind::Modern,
+                self.clock.now(),
+                self.config.lease,
+            )?;
+            store.name_peer(&id, hello.name.clone());
+            let ticket = self.log(|| Change::Peer {
+                id: id.to_string(),
+                name: hello.name.to_string(),
+                endpoint,
+                kind: PeerKind::Modern,
+            });
+            (known, ticket)
+        };
+        self.durable(ticket)?;
+        let port = hello.port;
+        let name = hello.name;
+        log::info!("peer '{name}' ({id}) at {host}:{port} said hello ({known} files known)");
+        self.event(
+            "join",
+            &format!(
+                "peer={id} name={name} addr={} files={known}",
+                SocketAddr::new(host, port)
+            ),
+        );
+        conn.peer = Some(id);
         let lease = self.config.lease.as_secs().max(1).to_string();
-        Ok(node::hello_reply(
-            "index",
-            &self.id,
-            remote,
-            &lease,
-            &files_known.to_string(),
-        ))
+        Ok(node::auth_reply(&lease, &known.to_string()))
     }
 
     fn publish(&self, req: &Request, conn: &mut IndexConn) -> Answer {
@@ -525,13 +532,14 @@ impl IndexService {
             let _ = write!(out, "{}|{}|{}|", h.endpoint.host, h.endpoint.port, h.peer);
             match (h.meta.size, h.meta.id, h.meta.digest) {
                 (Some(size), Some(id), Some(digest)) => {
-                    let _ = writeln!(out, "{size}|{id}|{digest}");
+                    let _ = writeln!(out, "{size}|{id}|{digest}|{}", h.name);
                 }
                 _ => out.push_str(&format!(
-                    "{}|{}|{}\n",
+                    "{}|{}|{}|{}\n",
                     opt_field(h.meta.size),
                     opt_field(h.meta.id),
-                    opt_field(h.meta.digest)
+                    opt_field(h.meta.digest),
+                    h.name
                 )),
             }
         }
@@ -573,7 +581,8 @@ impl IndexService {
         let counts = self.read().counts();
         let rows: Vec<(&str, String)> = vec![
             ("role", "index".into()),
-            ("id", self.id.clone()),
+            ("id", self.me.id().to_string()),
+            ("name", self.me.name.to_string()),
             ("version", env!("CARGO_PKG_VERSION").into()),
             ("protocol", VERSION.to_string()),
             ("uptime_secs", self.clock.uptime().as_secs().to_string()),
@@ -644,6 +653,7 @@ impl Service for IndexService {
     fn handle(&self, req: Request, remote: SocketAddr, conn: &mut IndexConn) -> Reply {
         let outcome = match req.verb {
             Verb::Hello => self.hello(&req.args, remote, conn),
+            Verb::Auth => self.auth(&req.args, remote, conn),
             Verb::Ping => Ok(node::pong()),
             Verb::Status => Ok(self.status()),
             Verb::Beat => self.session_peer(conn).cloned().and_then(|peer| {
@@ -683,7 +693,7 @@ impl Service for IndexService {
                     Err(_) => Vec::new(),
                 };
                 match holders.choose(&mut rand::thread_rng()) {
-                    Some(h) => format!("{}|{}|{}", h.endpoint.host, h.peer, h.endpoint.port),
+                    Some(h) => format!("{}|{}|{}", h.endpoint.host, h.name, h.endpoint.port),
                     None => "notfound".to_owned(),
                 }
             }
@@ -747,6 +757,7 @@ impl IndexService {
                 .map_err(|e| e.to_string())?;
             self.log(|| Change::Peer {
                 id: id.to_string(),
+                name: id.to_string(),
                 endpoint,
                 kind: PeerKind::Classic,
             });
@@ -769,11 +780,11 @@ impl IndexService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::testing::{status_rows, Session};
+    use crate::net::testing::{status_rows, test_id, test_me, Session};
 
     fn index() -> IndexService {
         IndexService::new(
-            "idx".into(),
+            test_me("idx"),
             IndexConfig::default(),
             Arc::new(ServerStats::default()),
         )
@@ -794,32 +805,48 @@ mod tests {
         let index = index();
         let mut s = Session::new(&index);
         assert_eq!(s.ask("ping"), "ok|pong\n");
-        assert_eq!(
-            s.ask("hello|1|client|probe|0"),
-            "ok|index|idx|127.0.0.1|30|0\n"
-        );
+        let idx = test_id("idx");
+        assert!(s
+            .hello_as(HelloRole::Client, "probe", 0)
+            .starts_with(&format!("ok|index|{idx}|idx|127.0.0.1|")));
+        assert_eq!(s.hello_as(HelloRole::Peer, "p1", 2000), "ok|30|0\n");
         assert_eq!(
             s.ask("hello|1|peer|p1|2000"),
-            "ok|index|idx|127.0.0.1|30|0\n"
-        );
-        assert_eq!(
-            s.ask("hello|2|peer|p1|2000"),
-            "err|bad-version|this index speaks protocol version 1, not '2'\n"
+            "err|bad-version|this index speaks protocol version 2, not '1'\n"
         );
         // An index hears from peers and clients only.
+        let p1 = test_id("p1");
+        let nonce = "ab".repeat(16);
         for role in ["seed", "index", "x"] {
             assert_eq!(
-                s.ask(&format!("hello|1|{role}|s1|1500")),
+                s.ask(&format!("hello|2|{role}|{p1}|1500|p1|{nonce}")),
                 format!("err|bad-request|role must be 'peer' or 'client', not '{role}'\n")
             );
         }
-        assert!(s.ask("hello|1|peer|p1|0").starts_with("err|bad-request|"));
-        assert!(s.ask("hello|1|peer|../p|2000").starts_with("err|bad-name|"));
+        assert!(s
+            .ask(&format!("hello|2|peer|{p1}|0|p1|{nonce}"))
+            .starts_with("err|bad-request|"));
+        assert!(s
+            .ask(&format!("hello|2|peer|{p1}|2000|../p|{nonce}"))
+            .starts_with("err|bad-name|"));
+        assert!(s
+            .ask(&format!("hello|2|peer|p1|2000|p1|{nonce}"))
+            .starts_with("err|bad-name|'p1' is not a node id"));
+        // A hello whose key is not proven binds nothing.
+        assert!(s
+            .ask(&format!("hello|2|peer|{p1}|2000|p1|{nonce}"))
+            .starts_with(&format!("ok|index|{idx}|")));
+        assert!(s.ask("beat").starts_with("err|unknown-peer|"));
+        assert!(s
+            .ask(&format!("auth|{}", "00".repeat(64)))
+            .starts_with("err|bad-request|the signature does not prove the key"));
+        assert!(s.ask("auth|00").starts_with("err|unknown-peer|"));
         let rows = status_rows(&s.ask("status"));
         for (key, value) in [
             ("role", "index"),
-            ("id", "idx"),
-            ("protocol", "1"),
+            ("id", idx.as_str()),
+            ("name", "idx"),
+            ("protocol", "2"),
             ("peers", "1"),
             ("files", "0"),
             ("lease_secs", "30"),
@@ -837,7 +864,9 @@ mod tests {
         let index = index();
         let mut p = Session::new(&index);
         let mut client = Session::new(&index);
-        assert!(p.ask("hello|1|peer|p1|2000").starts_with("ok|index|"));
+        assert!(p
+            .hello_as(HelloRole::Peer, "p1", 2000)
+            .starts_with("ok|30|"));
         let batch = format!(
             "publish|2\n{}{}",
             row("holiday-2024.zip", 5000),
@@ -846,7 +875,8 @@ mod tests {
         assert_eq!(p.ask(&batch), "ok|2\n");
 
         let (notes, holiday) = (id_of("notes.txt"), id_of("holiday-2024.zip"));
-        let holder = format!("ok|1\n127.0.0.1|2000|p1|12|{notes}|{notes}\n");
+        let p1 = test_id("p1");
+        let holder = format!("ok|1\n127.0.0.1|2000|{p1}|12|{notes}|{notes}\n");
         assert_eq!(client.ask("get|notes.txt"), holder);
         assert_eq!(client.ask(&format!("get|notes.txt|{notes}")), holder);
         assert_eq!(client.ask(&format!("get|notes.txt|{holiday}")), "ok|0\n");
@@ -879,7 +909,7 @@ mod tests {
     fn a_sync_replaces_the_file_set_and_an_error_abandons_it() {
         let index = index();
         let mut p = Session::new(&index);
-        assert!(p.ask("hello|1|peer|p1|2000").starts_with("ok|"));
+        assert!(p.hello_as(HelloRole::Peer, "p1", 2000).starts_with("ok|"));
         assert_eq!(
             p.ask(&format!("publish|1\n{}", row("old.txt", 1))),
             "ok|1\n"
@@ -931,7 +961,7 @@ mod tests {
         );
         assert!(s.ask("members").starts_with("err|unknown-verb|"));
 
-        assert!(s.ask("hello|1|peer|p1|2000").starts_with("ok|"));
+        assert!(s.hello_as(HelloRole::Peer, "p1", 2000).starts_with("ok|"));
         assert!(s
             .ask(&format!("publish|1\n{}", row("../x", 1)))
             .starts_with("err|bad-name|row 1: '../x'"));
@@ -948,8 +978,13 @@ mod tests {
                 id_of("p")
             ))
             .starts_with("err|bad-request|row 1: size '+1'"));
+        let plus = format!(
+            "hello|2|peer|{}|+2000|p1|{}",
+            test_id("p1"),
+            "ab".repeat(16)
+        );
         assert!(s
-            .ask("hello|1|peer|p1|+2000")
+            .ask(&plus)
             .starts_with("err|bad-request|a peer must announce a port"));
         assert!(s
             .ask("publish|1\nx|1|sha1:00|sha1:00")
@@ -959,15 +994,20 @@ mod tests {
         assert!(s.ask(&mixed).starts_with("err|bad-name|row 2: "));
         assert_eq!(s.ask("get|fine.txt"), "ok|0\n");
 
-        // An id held by a live peer on another host is not taken over.
+        // Whoever proves p1's key is p1, from any host (it moved); nobody else is.
+        assert_eq!(
+            s.ask(&format!("publish|1\n{}", row("fine.txt", 1))),
+            "ok|1\n"
+        );
         let mut other = Session::from(&index, "10.0.0.2:40000");
+        assert_eq!(other.hello_as(HelloRole::Peer, "p1", 2000), "ok|30|1\n");
         assert!(other
-            .ask("hello|1|peer|p1|2000")
-            .starts_with("err|conflict|"));
+            .ask("get|fine.txt")
+            .starts_with("ok|1\n10.0.0.2|2000|"));
     }
 
     fn index_with(config: IndexConfig) -> IndexService {
-        IndexService::new("idx".into(), config, Arc::new(ServerStats::default()))
+        IndexService::new(test_me("idx"), config, Arc::new(ServerStats::default()))
     }
 
     fn batch(verb: &str, names: &[&str]) -> String {
@@ -982,13 +1022,14 @@ mod tests {
             ..IndexConfig::default()
         });
         let mut p = Session::new(&index);
-        assert!(p.ask("hello|1|peer|p1|2000").starts_with("ok|"));
+        assert!(p.hello_as(HelloRole::Peer, "p1", 2000).starts_with("ok|"));
         assert_eq!(p.ask(&batch("publish", &["a", "b"])), "ok|2\n");
         let refused = p.ask(&batch("publish", &["b", "c", "d"]));
         assert!(
-            refused.starts_with(
-                "err|too-large|peer 'p1' would hold 4 files; this index takes at most 3"
-            ),
+            refused.starts_with(&format!(
+                "err|too-large|peer '{}' would hold 4 files; this index takes at most 3",
+                test_id("p1")
+            )),
             "{refused}"
         );
         let mut client = Session::new(&index);
@@ -1002,7 +1043,10 @@ mod tests {
         // A sync that names more than the quota is refused, and changes nothing.
         assert!(p
             .ask(&batch("sync", &["w", "x", "y", "z"]))
-            .starts_with("err|too-large|peer 'p1' would hold 4 files"));
+            .starts_with(&format!(
+                "err|too-large|peer '{}' would hold 4 files",
+                test_id("p1")
+            )));
         assert!(client.ask("get|a").starts_with("ok|1\n"));
         // A sync that replaces the whole set within the quota is served.
         let first = format!("sync|2|more\n{}{}", row("x", 1), row("y", 1));
@@ -1019,23 +1063,25 @@ mod tests {
             ..IndexConfig::default()
         });
         let mut s = Session::new(&index);
-        assert!(s.ask("hello|1|peer|p1|2000").starts_with("ok|"));
-        assert!(s.ask("hello|1|peer|p2|2000").starts_with("ok|"));
-        let third = s.ask("hello|1|peer|p3|2000");
+        assert!(s.hello_as(HelloRole::Peer, "p1", 2000).starts_with("ok|"));
+        assert!(s.hello_as(HelloRole::Peer, "p2", 2000).starts_with("ok|"));
+        let third = s.hello_as(HelloRole::Peer, "p3", 2000);
         assert_eq!(
             third,
             "err|busy|127.0.0.1 has 2 peer ids registered, the most this index takes from one address\n"
         );
         // Ids already registered say hello again; clients are not counted.
-        assert!(s.ask("hello|1|peer|p1|2001").starts_with("ok|"));
-        assert!(s.ask("hello|1|client|c1|0").starts_with("ok|"));
+        assert!(s.hello_as(HelloRole::Peer, "p1", 2001).starts_with("ok|"));
+        assert!(s.hello_as(HelloRole::Client, "c1", 0).starts_with("ok|"));
         // Another address is served all the same.
         let mut other = Session::from(&index, "10.0.0.2:40000");
-        assert!(other.ask("hello|1|peer|p3|2000").starts_with("ok|"));
+        assert!(other
+            .hello_as(HelloRole::Peer, "p3", 2000)
+            .starts_with("ok|"));
         // An id that leaves frees its place.
-        assert!(s.ask("hello|1|peer|p2|2000").starts_with("ok|"));
+        assert!(s.hello_as(HelloRole::Peer, "p2", 2000).starts_with("ok|"));
         assert_eq!(s.ask("bye"), "ok|bye\n");
-        assert!(s.ask("hello|1|peer|p4|2000").starts_with("ok|"));
+        assert!(s.hello_as(HelloRole::Peer, "p4", 2000).starts_with("ok|"));
         // Classic `set` is held to the same count.
         let classic = index.classic(
             Classic::Set {
@@ -1058,7 +1104,7 @@ mod tests {
             ..IndexConfig::default()
         });
         let mut p = Session::new(&index);
-        assert!(p.ask("hello|1|peer|p1|2000").starts_with("ok|"));
+        assert!(p.hello_as(HelloRole::Peer, "p1", 2000).starts_with("ok|"));
         assert_eq!(p.ask(&batch("publish", &["a", "b", "c", "d"])), "ok|4\n");
         let busy = p.ask(&batch("publish", &["e", "f"]));
         assert!(
@@ -1071,7 +1117,9 @@ mod tests {
         // The rate is the connection's: a fresh session of the same peer is served,
         // and reads are never rate limited.
         let mut again = Session::new(&index);
-        assert!(again.ask("hello|1|peer|p1|2000").starts_with("ok|"));
+        assert!(again
+            .hello_as(HelloRole::Peer, "p1", 2000)
+            .starts_with("ok|"));
         assert_eq!(again.ask(&batch("publish", &["e"])), "ok|1\n");
         assert!(p.ask("get|e").starts_with("ok|1\n"));
         assert_eq!(status_rows(&client.ask("status"))["refused_quota"], "2");

@@ -99,6 +99,8 @@ impl std::error::Error for StoreError {}
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HolderView {
     pub peer: PeerId,
+    /// The name the peer goes by (its id until it says otherwise).
+    pub name: PeerId,
     pub endpoint: Endpoint,
     pub meta: FileMeta,
 }
@@ -107,6 +109,7 @@ pub struct HolderView {
 #[derive(Clone, Copy, Debug)]
 pub struct HolderRef<'a> {
     pub peer: &'a PeerId,
+    pub name: &'a PeerId,
     pub endpoint: Endpoint,
     pub meta: FileMeta,
 }
@@ -273,6 +276,8 @@ impl Ord for Token {
 
 struct PeerRecord {
     id: PeerId,
+    /// The name its hello gave; its id until then (a restored or classic peer).
+    name: PeerId,
     endpoint: Endpoint,
     kind: PeerKind,
     lease_until: Millis,
@@ -409,9 +414,11 @@ impl IndexStore {
             let rec = self.peers[slot as usize]
                 .as_mut()
                 .expect("mapped slot is live");
-            // Another host may not take a live id; the same host may (a peer that
-            // restarted, perhaps on another port).
-            if rec.endpoint.host != endpoint.host && rec.lease_until > now {
+            // A modern peer proved its key: it may move to any host. A classic `set`
+            // names an id it cannot prove, so another host may not take a live one;
+            // the same host may (a peer that restarted, perhaps on another port).
+            let proven = kind == PeerKind::Modern;
+            if !proven && rec.endpoint.host != endpoint.host && rec.lease_until > now {
                 return Err(StoreError::Conflict {
                     id: id.clone(),
                     holder: rec.endpoint,
@@ -430,6 +437,7 @@ impl IndexStore {
         }
         let rec = PeerRecord {
             id: id.clone(),
+            name: id.clone(),
             endpoint,
             kind,
             lease_until: now.plus(lease),
@@ -718,6 +726,7 @@ impl IndexStore {
                 let p = self.peer(h.peer);
                 (p.lease_until > now).then_some(HolderRef {
                     peer: &p.id,
+                    name: &p.name,
                     endpoint: p.endpoint,
                     meta: h.meta(),
                 })
@@ -731,10 +740,20 @@ impl IndexStore {
             .into_iter()
             .map(|h| HolderView {
                 peer: h.peer.clone(),
+                name: h.name.clone(),
                 endpoint: h.endpoint,
                 meta: h.meta,
             })
             .collect()
+    }
+
+    /// Sets the name a peer goes by (names may repeat; only ids are unique).
+    pub fn name_peer(&mut self, id: &PeerId, name: PeerId) {
+        if let Some(&slot) = self.peer_slots.get(id) {
+            if let Some(rec) = self.peers[slot as usize].as_mut() {
+                rec.name = name;
+            }
+        }
     }
 
     /// Kind of a live peer.
@@ -980,14 +999,15 @@ mod tests {
     }
 
     #[test]
-    fn a_live_id_cannot_be_taken_from_another_host() {
+    fn a_live_id_cannot_be_taken_from_another_host_without_its_key() {
         let mut s = store_with(&[("p1", 1, &["a.txt"])]);
         let elsewhere = Endpoint {
             host: "10.0.0.9".parse().unwrap(),
             port: 1,
         };
+        // A classic `set` proves nothing: another host may not take a live id.
         assert!(matches!(
-            s.hello(&pid("p1"), elsewhere, PeerKind::Modern, Millis(1), LEASE),
+            s.hello(&pid("p1"), elsewhere, PeerKind::Classic, Millis(1), LEASE),
             Err(StoreError::Conflict { .. })
         ));
         // The same host may say hello again, even from another port (a restart), and

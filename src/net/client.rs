@@ -1,9 +1,12 @@
 //! A blocking client connection: dial with a connect timeout, then request/reply with
 //! a read and write timeout on every operation and the line cap on every reply line.
 
+use super::node::{self, HelloRole, Me};
 use super::{NetError, Timeouts};
+use crate::identity;
 use crate::protocol::codec::{self, ReplyHead};
-use crate::protocol::{MAX_LINE, MAX_ROWS, VERSION};
+use crate::protocol::name::PeerId;
+use crate::protocol::{MAX_LINE, MAX_ROWS};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 
@@ -18,7 +21,10 @@ pub struct Client {
 #[derive(Clone, Debug)]
 pub struct HelloReply {
     pub role: String,
-    pub id: String,
+    /// The node's id: its key, proven by its signature of our nonce.
+    pub id: PeerId,
+    /// The name it goes by (any node may give any name).
+    pub name: String,
     /// Our address as the node saw it.
     pub your_host: String,
     /// Lease length in seconds (index servers; 0 elsewhere).
@@ -220,21 +226,59 @@ impl Client {
         self.read_ok(verb)
     }
 
-    /// Opens a session: `hello|<version>|<role>|<id>|<port>`.
-    pub fn hello(&mut self, role: &str, id: &str, port: u16) -> Result<HelloReply, NetError> {
-        let version = VERSION.to_string();
-        let port = port.to_string();
-        let f = self.call(&["hello", &version, role, id, &port])?;
-        if f.len() != 5 {
-            return Err(self.protocol_err("hello", format!("expected 5 fields, got {}", f.len())));
+    /// Opens a session: `hello`, whose answer must be signed by the key it names (and
+    /// be `expect` when given), then, for a peer or a seed, `auth` with `me`'s key.
+    pub fn hello(
+        &mut self,
+        me: Option<&Me>,
+        role: HelloRole,
+        port: u16,
+        expect: Option<&PeerId>,
+    ) -> Result<HelloReply, NetError> {
+        let (line, nonce) = node::hello_line(me, role, port);
+        self.send(line.as_bytes(), "hello")?;
+        let fields = self.read_ok("hello")?;
+        let claimed = me.filter(|_| role != HelloRole::Client).map(Me::id);
+        let answer = node::check_answer(&fields, &nonce, claimed)
+            .map_err(|m| self.protocol_err("hello", m))?;
+        if let Some(want) = expect.filter(|&want| *want != answer.id) {
+            return Err(self.protocol_err(
+                "hello",
+                format!(
+                    "the node answering is {} ({}), not the expected {}",
+                    identity::short(answer.id.as_str()),
+                    answer.name,
+                    identity::short(want.as_str())
+                ),
+            ));
+        }
+        let (mut lease_secs, mut files_known) = (0, 0);
+        if let Some(me) = me.filter(|_| role != HelloRole::Client) {
+            let auth = node::auth_line(me, role, port, &answer);
+            self.send(auth.as_bytes(), "auth")?;
+            let f = self.read_ok("auth")?;
+            lease_secs = f
+                .first()
+                .and_then(|v| crate::protocol::decimal(v))
+                .unwrap_or(0);
+            files_known = f
+                .get(1)
+                .and_then(|v| crate::protocol::decimal(v))
+                .unwrap_or(0);
         }
         Ok(HelloReply {
-            role: f[0].clone(),
-            id: f[1].clone(),
-            your_host: f[2].clone(),
-            lease_secs: crate::protocol::decimal(&f[3]).unwrap_or(0),
-            files_known: crate::protocol::decimal(&f[4]).unwrap_or(0),
+            role: answer.role,
+            id: answer.id,
+            name: answer.name,
+            your_host: answer.your_host,
+            lease_secs,
+            files_known,
         })
+    }
+
+    /// Opens a client session: `hello` as a `client`, which proves no key.
+    pub fn hello_client(&mut self) -> Result<HelloReply, NetError> {
+        self.hello(None, HelloRole::Client, 0, None)
     }
 
     /// `status`: the node's key/value rows.

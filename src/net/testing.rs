@@ -2,8 +2,11 @@
 //! decoded by the codec, handed to `handle` on a connection state of their own, and
 //! the replies read back as the client would read them. No socket, no thread.
 
+use super::node::{self, HelloRole, Me};
 use super::{Reply, Service};
+use crate::identity::NodeKey;
 use crate::protocol::codec::{decode_request, Decoded, Request};
+use crate::protocol::name::PeerId;
 use crate::protocol::MAX_LINE;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -99,4 +102,37 @@ impl<'a, S: Service> Session<'a, S> {
     pub fn ask(&mut self, wire: &str) -> String {
         String::from_utf8(self.ask_bytes(wire)).expect("a text reply")
     }
+
+    /// Says hello as `role` with the test key of `name` (see
+    /// [`NodeKey::for_test`]), announcing `port`, and proves the key with `auth`: the
+    /// answer to `auth`, or the refusal of `hello`.
+    pub fn hello_as(&mut self, role: HelloRole, name: &str, port: u16) -> String {
+        let me = test_me(name);
+        let (line, nonce) = node::hello_line(Some(&me), role, port);
+        let answer = self.ask(&line);
+        let Some(fields) = answer.trim_end().strip_prefix("ok|") else {
+            return answer;
+        };
+        let fields: Vec<String> = fields.split('|').map(str::to_owned).collect();
+        let claimed = (role != HelloRole::Client).then(|| me.id());
+        let answered = node::check_answer(&fields, &nonce, claimed)
+            .unwrap_or_else(|e| panic!("{e}: {answer:?}"));
+        if role == HelloRole::Client {
+            return answer;
+        }
+        self.ask(&node::auth_line(&me, role, port, &answered))
+    }
+}
+
+/// The key and name a test node `name` has: [`NodeKey::for_test`].
+pub fn test_me(name: &str) -> Me {
+    Me {
+        key: NodeKey::for_test(name),
+        name: PeerId::parse(name).unwrap(),
+    }
+}
+
+/// The id of test node `name`.
+pub fn test_id(name: &str) -> PeerId {
+    NodeKey::for_test(name).id().clone()
 }

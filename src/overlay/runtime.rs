@@ -20,8 +20,9 @@ use super::{wire, Core, Departure, Dest, Msg, MsgId, Out, OverlayEvent, OverlayS
 use crate::clock::{self, Clock, Millis};
 use crate::config::NodeAddr;
 use crate::eventlog::EventLog;
+use crate::identity;
 use crate::net::client::Client;
-use crate::net::node::{self, source_host};
+use crate::net::node::{self, source_host, HelloRole, Me};
 use crate::net::{Reply, Timeouts};
 use crate::protocol::codec::{self, ReplyHead, Request};
 use crate::protocol::commands::Role;
@@ -32,7 +33,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::Duration;
 
@@ -96,8 +97,67 @@ pub fn log_event(log: &EventLog, ev: &OverlayEvent, seeds: &[NodeAddr]) {
 #[derive(Clone, Debug)]
 pub struct Identity {
     pub role: Role,
-    pub id: PeerId,
+    pub me: Me,
     pub port: u16,
+}
+
+impl Identity {
+    fn hello_role(&self) -> HelloRole {
+        match self.role {
+            Role::Seed => HelloRole::Seed,
+            _ => HelloRole::Peer,
+        }
+    }
+}
+
+/// The seeds' keys, by position in the seed list: as the list pins them
+/// (`host:port KEY`), or else learned from the seed's first signed answer (trust on
+/// first use, for lists without keys). A `hello` as a seed counts as one only from a
+/// key in here.
+#[derive(Debug)]
+pub struct SeedKeys {
+    keys: RwLock<Vec<Option<PeerId>>>,
+}
+
+impl SeedKeys {
+    /// The keys of `seeds`; an error names a listed key that is not one.
+    pub fn new(seeds: &[NodeAddr]) -> Result<SeedKeys, String> {
+        let keys = seeds
+            .iter()
+            .map(|s| match s.key() {
+                Some(k) if identity::is_node_id(k) => Ok(PeerId::parse(k).ok()),
+                Some(k) => Err(format!("seed {s}: '{k}' is not a node id (a public key)")),
+                None => Ok(None),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(SeedKeys {
+            keys: RwLock::new(keys),
+        })
+    }
+
+    /// The key the seed at position `i` must answer with, once known.
+    pub fn expected(&self, i: usize) -> Option<PeerId> {
+        self.keys.read().ok()?.get(i).cloned().flatten()
+    }
+
+    /// Remembers the key of a seed listed without one, from its signed answer.
+    fn pin(&self, i: usize, id: &PeerId) {
+        if let Ok(mut keys) = self.keys.write() {
+            if let Some(slot @ None) = keys.get_mut(i) {
+                log::warn!(
+                    "seed #{} is {id}: trusted on first use (list it as 'HOST:PORT {id}' to pin it)",
+                    i + 1
+                );
+                *slot = Some(id.clone());
+            }
+        }
+    }
+
+    pub fn is_seed(&self, id: &PeerId) -> bool {
+        self.keys
+            .read()
+            .is_ok_and(|keys| keys.iter().any(|k| k.as_ref() == Some(id)))
+    }
 }
 
 /// Why `say` failed.
@@ -151,19 +211,26 @@ pub struct OverlayCounters {
 pub struct OverlayHandle {
     inbox: channel::Sender<Input>,
     counters: Arc<OverlayCounters>,
+    seed_keys: Arc<SeedKeys>,
 }
 
 impl OverlayHandle {
-    /// A handle and the inbox its core thread will read.
-    pub fn channel() -> (OverlayHandle, Receiver<Input>) {
+    /// A handle and the inbox its core thread will read, for a node whose seed list is
+    /// `seeds` (an error names a listed key that is not one).
+    pub fn channel(seeds: &[NodeAddr]) -> Result<(OverlayHandle, Receiver<Input>), String> {
         let (tx, rx) = bounded(INBOX);
-        (
+        Ok((
             OverlayHandle {
                 inbox: tx,
                 counters: Arc::new(OverlayCounters::default()),
+                seed_keys: Arc::new(SeedKeys::new(seeds)?),
             },
             rx,
-        )
+        ))
+    }
+
+    pub fn seed_keys(&self) -> &Arc<SeedKeys> {
+        &self.seed_keys
     }
 
     pub fn counters(&self) -> &Arc<OverlayCounters> {
@@ -223,6 +290,7 @@ struct Link {
 struct Outbox {
     me: Identity,
     seeds: Arc<Vec<NodeAddr>>,
+    seed_keys: Arc<SeedKeys>,
     timeouts: Timeouts,
     links: HashMap<Dest, Link>,
     inbox: channel::Sender<Input>,
@@ -267,6 +335,7 @@ impl Outbox {
         self.counters.messages_out.fetch_add(1, Ordering::Relaxed);
         let dest = out.to;
         let me = self.me.clone();
+        let seed_keys = self.seed_keys.clone();
         let timeouts = self.timeouts;
         let inbox = self.inbox.clone();
         let done = Arc::new(AtomicBool::new(false));
@@ -275,7 +344,7 @@ impl Outbox {
             .name(format!("olink-{addr}"))
             .stack_size(256 * 1024)
             .spawn(move || {
-                link(dest, addr, me, timeouts, rx, inbox);
+                link(dest, addr, (me, seed_keys), timeouts, rx, inbox);
                 flag.store(true, Ordering::Relaxed);
             });
         match spawned {
@@ -300,7 +369,7 @@ impl Outbox {
 fn link(
     dest: Dest,
     addr: String,
-    me: Identity,
+    (me, seed_keys): (Identity, Arc<SeedKeys>),
     timeouts: Timeouts,
     rx: Receiver<Msg>,
     inbox: channel::Sender<Input>,
@@ -313,8 +382,24 @@ fn link(
         Ok(c) => c,
         Err(e) => return unreachable(e.to_string()),
     };
-    if let Err(e) = client.hello(me.role.as_str(), me.id.as_str(), me.port) {
-        return unreachable(e.to_string());
+    // A seed must answer with its listed key; a node address with whatever key it
+    // has (the core learns who it is from what it says, signed).
+    let expect = match dest {
+        Dest::Seed(i) => seed_keys.expected(i),
+        Dest::Node(_) => None,
+    };
+    match client.hello(Some(&me.me), me.hello_role(), me.port, expect.as_ref()) {
+        Ok(answer) => {
+            if let Dest::Seed(i) = dest {
+                seed_keys.pin(i, &answer.id);
+            }
+        }
+        Err(e) => {
+            if expect.is_some() {
+                log::warn!("overlay: {addr} ({dest}): {e}");
+            }
+            return unreachable(e.to_string());
+        }
     }
     loop {
         let first = match rx.recv_timeout(LINK_IDLE) {
@@ -364,6 +449,7 @@ impl CoreSetup {
         Outbox {
             me: self.me.clone(),
             seeds: Arc::new(self.seeds.clone()),
+            seed_keys: self.handle.seed_keys.clone(),
             timeouts: self.timeouts,
             links: HashMap::new(),
             inbox: self.handle.inbox.clone(),
@@ -461,32 +547,47 @@ fn status<C: Core>(core: &C, handle: &OverlayHandle, rows: bool, now: Millis) ->
     }
 }
 
-/// The sender of a connection, from its `hello`: `Some` for a peer or a seed (with
-/// the connection's source host and the port it announced), `None` for a client. Peers
-/// and seeds hear from peers, seeds and clients only: any other role is refused.
-pub fn hello_from(args: &[String], remote: SocketAddr) -> Result<Option<Sender>, Refusal> {
-    node::check_version(&args[0], "this node")?;
-    let seed = match args[1].as_str() {
-        "peer" => false,
-        "seed" => true,
-        "client" => return Ok(None),
-        other => {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                format!(
-                    "role must be 'peer', 'seed' or 'client', not '{}'",
-                    codec::printable(other)
-                ),
-            ))
-        }
-    };
-    let id = node::hello_id(&args[2])?;
-    let port = node::hello_port(&args[3], &args[1])?;
-    Ok(Some(Sender {
+/// `hello` at a peer or a seed: answers with this node's signed challenge. Peers and
+/// seeds hear from peers, seeds and clients only: any other role is refused. A new
+/// hello ends the connection's old session.
+pub fn hello(
+    me: &Me,
+    role: &str,
+    args: &[String],
+    remote: SocketAddr,
+    conn: &mut OverlayConn,
+) -> Result<Reply, Refusal> {
+    let roles = [HelloRole::Peer, HelloRole::Seed, HelloRole::Client];
+    let hello = node::parse_hello(args, "this node", &roles)?;
+    conn.from = None;
+    conn.name = Some(hello.name.clone());
+    let (reply, pending) = node::challenge(me, role, hello, remote);
+    conn.pending = pending;
+    Ok(reply)
+}
+
+/// `auth`: the connection's sender proved its key. It is that key at the connection's
+/// source host and the port it announced; it counts as a seed only when its key is a
+/// listed (or first-answered) seed's.
+pub fn auth(
+    me: &Me,
+    args: &[String],
+    remote: SocketAddr,
+    conn: &mut OverlayConn,
+    seeds: &SeedKeys,
+) -> Result<Reply, Refusal> {
+    let hello = node::authenticate(conn.pending.take(), args, me)?;
+    let id = hello.id.expect("a proven hello has an id");
+    let seed = hello.role == HelloRole::Seed && seeds.is_seed(&id);
+    if hello.role == HelloRole::Seed && !seed {
+        log::debug!("{id} at {remote} said hello as a seed, but no listed seed has its key");
+    }
+    conn.from = Some(Sender {
         id,
-        addr: SocketAddr::new(source_host(remote), port),
+        addr: SocketAddr::new(source_host(remote), hello.port),
         seed,
-    }))
+    });
+    Ok(node::auth_reply("0", "0"))
 }
 
 /// Serves an overlay message on a connection: decodes it and queues it for the core.
@@ -534,8 +635,13 @@ pub fn members_reply(status: &OverlayStatus) -> Reply {
     Reply::Text(out)
 }
 
-/// The state of one connection to a seed or a peer: who said hello on it.
+/// The state of one connection to a seed or a peer: who said hello on it, and proved
+/// it.
 #[derive(Default)]
 pub struct OverlayConn {
+    /// The sender, once its `auth` proved its key.
     pub from: Option<Sender>,
+    /// The name its hello gave (any node may give any name).
+    pub name: Option<PeerId>,
+    pending: Option<node::Pending>,
 }

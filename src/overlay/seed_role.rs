@@ -5,7 +5,7 @@
 //! links ([`super::runtime`]).
 
 use super::runtime::{
-    self, hello_from, members_reply, overlay_request, CoreSetup, EventSink, Identity, OverlayConn,
+    self, members_reply, overlay_request, CoreSetup, EventSink, Identity, OverlayConn,
     OverlayHandle,
 };
 use super::seed::SeedNode;
@@ -13,7 +13,8 @@ use super::{OverlayEvent, SeedConfig};
 use crate::clock::Clock;
 use crate::config::NodeAddr;
 use crate::eventlog::EventLog;
-use crate::net::node::{self, status_reply};
+use crate::identity::NodeKey;
+use crate::net::node::{self, status_reply, Me};
 use crate::net::server::{self, ServerConfig, ServerHandle, ServerStats};
 use crate::net::{Reply, Service, Timeouts};
 use crate::protocol::codec::{Classic, Request};
@@ -27,8 +28,10 @@ use std::sync::Arc;
 /// Everything a seed needs to start.
 pub struct SeedSettings {
     pub listen: SocketAddr,
+    /// The seed's key: its id on the wire, which peers list in their seeds file.
+    pub key: NodeKey,
     /// The seed's name; `None`: `HOSTNAME:PORT`.
-    pub id: Option<String>,
+    pub name: Option<String>,
     /// The other seeds, whose registries this one merges.
     pub seeds: Vec<NodeAddr>,
     pub config: SeedConfig,
@@ -38,7 +41,7 @@ pub struct SeedSettings {
 
 /// A running seed.
 pub struct Seed {
-    id: PeerId,
+    me: Me,
     server: ServerHandle,
     overlay: OverlayHandle,
 }
@@ -52,15 +55,21 @@ impl Seed {
             .local_addr()
             .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?
             .port();
-        let id_text = settings
-            .id
+        let name_text = settings
+            .name
             .clone()
             .unwrap_or_else(|| format!("{}:{port}", hostname()));
-        let id = PeerId::parse(&id_text).map_err(|e| format!("seed id '{id_text}': {e}"))?;
+        let name =
+            PeerId::parse(&name_text).map_err(|e| format!("seed name '{name_text}': {e}"))?;
+        let me = Me {
+            key: settings.key,
+            name,
+        };
+        let id = me.id().clone();
         let stats = Arc::new(ServerStats::default());
-        let (overlay, inbox) = OverlayHandle::channel();
+        let (overlay, inbox) = OverlayHandle::channel(&settings.seeds)?;
         let service = SeedService {
-            id: id.clone(),
+            me: me.clone(),
             overlay: overlay.clone(),
             stats: stats.clone(),
             clock: Clock::new(),
@@ -79,7 +88,7 @@ impl Seed {
             CoreSetup {
                 me: Identity {
                     role: Role::Seed,
-                    id: id.clone(),
+                    me: me.clone(),
                     port,
                 },
                 seeds: settings.seeds.clone(),
@@ -92,14 +101,19 @@ impl Seed {
         )
         .map_err(|e| format!("cannot start the seed's core: {e}"))?;
         Ok(Seed {
-            id,
+            me,
             server,
             overlay,
         })
     }
 
+    /// The seed's id: its public key.
     pub fn id(&self) -> &PeerId {
-        &self.id
+        self.me.id()
+    }
+
+    pub fn name(&self) -> &PeerId {
+        &self.me.name
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -145,7 +159,7 @@ fn hostname() -> String {
 
 /// A seed's [`Service`].
 pub struct SeedService {
-    pub id: PeerId,
+    pub me: Me,
     pub overlay: OverlayHandle,
     pub stats: Arc<ServerStats>,
     pub clock: Clock,
@@ -158,7 +172,8 @@ impl SeedService {
         let st = st.unwrap_or_default();
         let rows: Vec<(&str, String)> = vec![
             ("role", "seed".into()),
-            ("id", self.id.to_string()),
+            ("id", self.me.id().to_string()),
+            ("name", self.me.name.to_string()),
             ("version", env!("CARGO_PKG_VERSION").into()),
             ("protocol", VERSION.to_string()),
             ("uptime_secs", self.clock.uptime().as_secs().to_string()),
@@ -194,10 +209,10 @@ impl Service for SeedService {
 
     fn handle(&self, req: Request, remote: SocketAddr, conn: &mut OverlayConn) -> Reply {
         let outcome = match req.verb {
-            Verb::Hello => hello_from(&req.args, remote).map(|from| {
-                conn.from = from;
-                node::hello_reply("seed", self.id.as_str(), remote, "0", "0")
-            }),
+            Verb::Hello => runtime::hello(&self.me, "seed", &req.args, remote, conn),
+            Verb::Auth => {
+                runtime::auth(&self.me, &req.args, remote, conn, self.overlay.seed_keys())
+            }
             Verb::Ping => Ok(node::pong()),
             Verb::Status => Ok(self.status()),
             Verb::Members => self
@@ -223,19 +238,20 @@ impl Service for SeedService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::testing::{status_rows, Session};
+    use crate::net::node::HelloRole;
+    use crate::net::testing::{status_rows, test_id, test_me, Session};
 
     /// A seed `s1` and its core running with no other seed; stop it with `leave`.
     fn seed_with_core() -> SeedService {
-        let id = PeerId::parse("s1").unwrap();
-        let (overlay, inbox) = OverlayHandle::channel();
-        let node = SeedNode::new(id.clone(), 0, SeedConfig::default(), 1, 2);
+        let me = test_me("s1");
+        let (overlay, inbox) = OverlayHandle::channel(&[]).unwrap();
+        let node = SeedNode::new(me.id().clone(), 0, SeedConfig::default(), 1, 2);
         runtime::spawn_core(
             node,
             CoreSetup {
                 me: Identity {
                     role: Role::Seed,
-                    id: id.clone(),
+                    me: me.clone(),
                     port: 1500,
                 },
                 seeds: Vec::new(),
@@ -247,18 +263,18 @@ mod tests {
             "seed-core",
         )
         .unwrap();
-        seed_service(id, overlay)
+        seed_service(me, overlay)
     }
 
     /// A seed `s1` whose core is gone: its inbox is dropped.
     fn seed_without_core() -> SeedService {
-        let (overlay, _inbox) = OverlayHandle::channel();
-        seed_service(PeerId::parse("s1").unwrap(), overlay)
+        let (overlay, _inbox) = OverlayHandle::channel(&[]).unwrap();
+        seed_service(test_me("s1"), overlay)
     }
 
-    fn seed_service(id: PeerId, overlay: OverlayHandle) -> SeedService {
+    fn seed_service(me: Me, overlay: OverlayHandle) -> SeedService {
         SeedService {
-            id,
+            me,
             overlay,
             stats: Arc::new(ServerStats::default()),
             clock: Clock::new(),
@@ -270,29 +286,39 @@ mod tests {
         let seed = seed_with_core();
         let mut s = Session::new(&seed);
         assert_eq!(s.ask("ping"), "ok|pong\n");
-        assert_eq!(
-            s.ask("hello|1|client|probe|0"),
-            "ok|seed|s1|127.0.0.1|0|0\n"
+        let s1 = test_id("s1");
+        assert!(s
+            .hello_as(HelloRole::Client, "probe", 0)
+            .starts_with(&format!("ok|seed|{s1}|s1|127.0.0.1|")));
+        assert!(
+            s.ask("hello|1|peer|p7|9").starts_with("err|bad-version|"),
+            "version 1"
         );
-        assert!(s.ask("hello|2|peer|p7|9").starts_with("err|bad-version|"));
         // Only peers, seeds and clients talk to a seed.
+        let (x, nonce) = (test_id("x"), "ab".repeat(16));
         for role in ["index", "admin", ""] {
             assert_eq!(
-                s.ask(&format!("hello|1|{role}|x|9")),
+                s.ask(&format!("hello|2|{role}|{x}|9|x|{nonce}")),
                 format!("err|bad-request|role must be 'peer', 'seed' or 'client', not '{role}'\n")
             );
         }
-        assert!(s.ask("hello|1|seed|s2|1501").starts_with("ok|seed|s1|"));
+        // A seed not in the seed list is served, as a node that is not a seed.
+        assert_eq!(s.hello_as(HelloRole::Seed, "s2", 1501), "ok|0|0\n");
         // A refused hello binds nothing: overlay messages still need a session.
         let mut odd = Session::new(&seed);
-        assert!(odd.ask("hello|1|index|x|9").starts_with("err|bad-request|"));
+        assert!(odd
+            .ask(&format!("hello|2|index|{x}|9|x|{nonce}"))
+            .starts_with("err|bad-request|"));
         assert!(odd.ask("register|0|1|5|0").starts_with("err|unknown-peer|"));
-        assert!(s.ask("hello|1|peer|../x|9").starts_with("err|bad-name|"));
+        assert!(s
+            .ask(&format!("hello|2|peer|{x}|9|../x|{nonce}"))
+            .starts_with("err|bad-name|"));
         let rows = status_rows(&s.ask("status"));
         for (key, value) in [
             ("role", "seed"),
-            ("id", "s1"),
-            ("protocol", "1"),
+            ("id", s1.as_str()),
+            ("name", "s1"),
+            ("protocol", "2"),
             ("peers", "0"),
             ("health", "ok"),
         ] {
@@ -303,9 +329,13 @@ mod tests {
         // A peer registers on its session; the core takes requests in order, so the
         // next `members` already lists it. (Port 9: the seed's answer goes nowhere.)
         let mut p = Session::new(&seed);
-        assert_eq!(p.ask("hello|1|peer|p7|9"), "ok|seed|s1|127.0.0.1|0|0\n");
+        assert_eq!(p.hello_as(HelloRole::Peer, "p7", 9), "ok|0|0\n");
         assert_eq!(p.ask("register|0|1|5|0"), "ok\n");
-        assert_eq!(s.ask("members"), "ok|1\np7|127.0.0.1|9|alive|5|-|-\n");
+        let p7 = test_id("p7");
+        assert_eq!(
+            s.ask("members"),
+            format!("ok|1\n{p7}|127.0.0.1|9|alive|5|-|-\n")
+        );
         assert_eq!(status_rows(&s.ask("status"))["peers"], "1");
         seed.overlay.leave();
     }
@@ -316,7 +346,7 @@ mod tests {
         let mut s = Session::new(&seed);
         for line in [
             "say|hi",
-            "msg|p1|hi",
+            "msg|hi",
             "get|x",
             "search|x",
             "pieces|x|sha1:0000000000000000000000000000000000000000",
@@ -329,7 +359,7 @@ mod tests {
             );
         }
         assert!(s.ask("register|0|1|1|0").starts_with("err|unknown-peer|"));
-        assert!(s.ask("hello|1|peer|p7|9").starts_with("ok|seed|"));
+        assert!(s.hello_as(HelloRole::Peer, "p7", 9).starts_with("ok|0|0"));
         assert!(s.ask("register|0|1|1|x").starts_with("err|bad-request|"));
     }
 
@@ -344,7 +374,7 @@ mod tests {
             s.ask("members"),
             "err|internal|the overlay is not responding\n"
         );
-        assert!(s.ask("hello|1|peer|p7|9").starts_with("ok|seed|"));
+        assert!(s.hello_as(HelloRole::Peer, "p7", 9).starts_with("ok|0|0"));
         assert_eq!(
             s.ask("register|0|1|1|0"),
             "err|internal|the overlay has stopped\n"

@@ -15,9 +15,10 @@ use super::PeerEvent;
 use super::PeerShared;
 use crate::config::NodeAddr;
 use crate::net::client::Client;
+use crate::net::node::HelloRole;
 use crate::net::{NetError, Timeouts};
 use crate::protocol::codec;
-use crate::protocol::name::FileName;
+use crate::protocol::name::{FileName, PeerId};
 use crate::protocol::{ErrorCode, MAX_ROWS};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -77,6 +78,7 @@ impl Links {
             let (tx, rx) = crossbeam_channel::unbounded();
             let link = Link {
                 addr: addr.to_string(),
+                addr_key: addr.key().and_then(|k| PeerId::parse(k).ok()),
                 slot,
                 shared: shared.clone(),
                 config: config.clone(),
@@ -134,6 +136,8 @@ impl Publisher {
 
 struct Link {
     addr: String,
+    /// The index's id, when the index list pins it: the index must answer with it.
+    addr_key: Option<PeerId>,
     slot: usize,
     shared: Arc<PeerShared>,
     config: LinkConfig,
@@ -149,6 +153,8 @@ struct Link {
 struct Session {
     client: Client,
     beat_every: Duration,
+    /// Heartbeats in a row whose file count differed from what this peer shares.
+    miscounts: u32,
 }
 
 fn file_row(f: &SharedFile) -> String {
@@ -249,7 +255,13 @@ impl Link {
     /// Connects, says hello, and syncs when the index's view may differ from ours.
     fn open(&mut self) -> Result<Session, NetError> {
         let mut client = Client::connect(&self.addr, &self.config.timeouts)?;
-        let hello = client.hello("peer", self.shared.id.as_str(), self.config.listen_port)?;
+        let expect = self.addr_key.clone();
+        let hello = client.hello(
+            Some(&self.shared.me),
+            HelloRole::Peer,
+            self.config.listen_port,
+            expect.as_ref(),
+        )?;
         let local = self.shared.catalog().len();
         let files = if self.must_sync || hello.files_known as usize != local {
             let n = self.sync(&mut client)?;
@@ -275,6 +287,7 @@ impl Link {
         let lease = Duration::from_secs(hello.lease_secs.max(1));
         Ok(Session {
             client,
+            miscounts: 0,
             beat_every: lease / 3,
         })
     }
@@ -306,6 +319,31 @@ impl Link {
         Ok(known)
     }
 
+    /// The index's file count, from a heartbeat, against what this peer shares: two
+    /// heartbeats in a row that disagree (never a change in flight) mean the index's
+    /// view drifted, and the session starts over with a full sync.
+    fn check_count(&mut self, session: &mut Session, known: usize) -> Result<(), NetError> {
+        if known == self.shared.catalog().len() {
+            session.miscounts = 0;
+            return Ok(());
+        }
+        session.miscounts += 1;
+        if session.miscounts < 2 {
+            return Ok(());
+        }
+        log::warn!(
+            "index {} holds {known} files for this peer, not {}: syncing again",
+            self.addr,
+            self.shared.catalog().len()
+        );
+        self.must_sync = true;
+        Err(NetError::Protocol {
+            addr: self.addr.clone(),
+            verb: "beat".into(),
+            message: format!("the index holds {known} files for this peer"),
+        })
+    }
+
     fn serve(&mut self, mut session: Session, rx: &Receiver<LinkCommand>) -> Result<(), NetError> {
         let mut next_beat = Instant::now() + session.beat_every;
         loop {
@@ -328,10 +366,14 @@ impl Link {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     next_beat = Instant::now() + session.beat_every;
-                    session.client.call(&["beat"]).map(|f| {
-                        let known = f.first().and_then(|n| n.parse().ok()).unwrap_or(0);
-                        self.set_state(|s| s.files_known = known);
-                    })
+                    match session.client.call(&["beat"]) {
+                        Ok(f) => {
+                            let known = f.first().and_then(|n| n.parse().ok()).unwrap_or(0);
+                            self.set_state(|s| s.files_known = known);
+                            self.check_count(&mut session, known)
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
             };
             match outcome {

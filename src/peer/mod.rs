@@ -19,6 +19,7 @@ pub mod watch;
 use crate::clock::Clock;
 use crate::config::NodeAddr;
 use crate::eventlog::EventLog;
+use crate::net::node::Me;
 use crate::net::rate::TokenBucket;
 use crate::net::server::{self, ServerConfig, ServerHandle, ServerStats};
 use crate::net::Timeouts;
@@ -51,7 +52,8 @@ pub struct PeerConfig {
     pub state_dir: PathBuf,
     pub listen: SocketAddr,
     pub indexes: Vec<NodeAddr>,
-    pub id: PeerId,
+    /// The peer's key (STATE_DIR/node.key) and name (the folder's, or `--id`).
+    pub me: Me,
     pub server: ServerConfig,
     pub timeouts: Timeouts,
     pub watch: WatchConfig,
@@ -85,7 +87,9 @@ impl std::fmt::Debug for OverlaySettings {
 
 /// State the peer's server, console and links share.
 pub struct PeerShared {
+    /// The peer's id on the wire: its public key.
     pub id: PeerId,
+    pub me: Me,
     pub catalog: RwLock<Catalog>,
     pub clock: Clock,
     pub stats: Arc<ServerStats>,
@@ -100,7 +104,7 @@ pub struct PeerShared {
 }
 
 impl PeerShared {
-    pub fn new(id: PeerId, stats: Arc<ServerStats>, indexes: &[NodeAddr]) -> PeerShared {
+    pub fn new(me: Me, stats: Arc<ServerStats>, indexes: &[NodeAddr]) -> PeerShared {
         PeerShared {
             links: Mutex::new(
                 indexes
@@ -111,7 +115,8 @@ impl PeerShared {
                     })
                     .collect(),
             ),
-            id,
+            id: me.id().clone(),
+            me,
             catalog: RwLock::new(Catalog::new()),
             clock: Clock::new(),
             stats,
@@ -186,6 +191,7 @@ impl PeerShared {
         vec![
             ("role", "peer".into()),
             ("id", self.id.to_string()),
+            ("name", self.me.name.to_string()),
             ("version", env!("CARGO_PKG_VERSION").into()),
             ("protocol", VERSION.to_string()),
             ("uptime_secs", self.clock.uptime().as_secs().to_string()),
@@ -247,7 +253,9 @@ pub enum PeerEvent {
     Overlay(OverlayEvent),
     /// A direct message (`msg`) from another node.
     Message {
+        /// The name the sender gave, and its id (its key, proven).
         from: String,
+        id: PeerId,
         text: String,
         remote: SocketAddr,
     },
@@ -279,12 +287,12 @@ impl Peer {
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         let stats = Arc::new(ServerStats::default());
         let shared = Arc::new(PeerShared::new(
-            config.id.clone(),
+            config.me.clone(),
             stats.clone(),
             &config.indexes,
         ));
         let (tx, events) = crossbeam_channel::unbounded();
-        let (overlay, inbox) = OverlayHandle::channel();
+        let (overlay, inbox) = OverlayHandle::channel(&config.overlay.seeds)?;
         let server = server::spawn(
             listener,
             config.server,
@@ -359,7 +367,7 @@ impl Peer {
         // A restarted peer must outrank its earlier self (which may have been declared
         // dead) and must not reuse its broadcast numbers: both start from the clock.
         let mut node = PeerNode::new(
-            config.id.clone(),
+            config.me.id().clone(),
             settings.seeds.len(),
             settings.config.clone(),
             runtime::random_seed(),
@@ -382,7 +390,7 @@ impl Peer {
             CoreSetup {
                 me: Identity {
                     role: Role::Peer,
-                    id: config.id.clone(),
+                    me: config.me.clone(),
                     port,
                 },
                 seeds: settings.seeds,

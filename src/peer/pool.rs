@@ -36,7 +36,10 @@ struct Down {
 pub struct Holder {
     pub host: IpAddr,
     pub port: u16,
+    /// The holder's id: a node id (its key), or a classic peer's id.
     pub peer: String,
+    /// The name it goes by (may repeat).
+    pub name: String,
     pub size: Option<u64>,
     pub id: Option<Sha1Digest>,
     pub digest: Option<Sha1Digest>,
@@ -45,6 +48,12 @@ pub struct Holder {
 impl Holder {
     pub fn addr(&self) -> String {
         std::net::SocketAddr::new(self.host, self.port).to_string()
+    }
+
+    /// How the holder is shown: the name it goes by (with its address beside it,
+    /// wherever it is shown, since names may repeat).
+    pub fn label(&self) -> &str {
+        &self.name
     }
 
     /// A classic holder has no piece list: it can only stream the whole file.
@@ -174,7 +183,7 @@ impl IndexPool {
                 fields.push(t);
             }
             c.send(codec::line(&fields).as_bytes(), "get")?;
-            let (_, rows) = c.read_rows("get", 6)?;
+            let (_, rows) = c.read_rows("get", 7)?;
             rows.iter()
                 .map(|r| parse_holder(r))
                 .collect::<Result<Vec<_>, String>>()
@@ -244,6 +253,7 @@ fn parse_holder(r: &[String]) -> Result<Holder, String> {
         size: opt(&r[3], crate::protocol::decimal)?,
         id: opt(&r[4], |t| Sha1Digest::parse(t).ok())?,
         digest: opt(&r[5], |t| Sha1Digest::parse(t).ok())?,
+        name: r[6].clone(),
     })
 }
 

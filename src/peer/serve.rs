@@ -15,7 +15,7 @@ use crate::overlay::wire;
 use crate::protocol::codec::{self, Classic, Request};
 use crate::protocol::commands::{Role, Verb};
 use crate::protocol::hash::Sha1Digest;
-use crate::protocol::name::{FileName, PeerId};
+use crate::protocol::name::FileName;
 use crate::protocol::{ErrorCode, Refusal, CHUNK_SIZE, MAX_FETCH};
 use std::fs::File;
 use std::net::SocketAddr;
@@ -204,23 +204,31 @@ impl PeerService {
         Ok(Reply::Text(codec::line(&["ok", &id.to_string()])))
     }
 
-    fn message(&self, args: &[String], remote: SocketAddr) -> Result<Reply, Refusal> {
-        let from = PeerId::parse(&args[0]).map_err(|e| {
-            refuse(
-                ErrorCode::BadName,
-                format!("sender '{}': {e}", codec::printable(&args[0])),
-            )
-        })?;
-        let text = wire::unescape_text(&args[1])?;
+    /// `msg|<text>`: a direct message from the connection's sender, whose key its
+    /// `auth` proved; the console shows its name and short id.
+    fn message(
+        &self,
+        args: &[String],
+        remote: SocketAddr,
+        conn: &OverlayConn,
+    ) -> Result<Reply, Refusal> {
+        let (Some(from), Some(name)) = (&conn.from, &conn.name) else {
+            return Err(refuse(
+                ErrorCode::UnknownPeer,
+                "'msg' needs a session: say hello as a peer, and auth, first",
+            ));
+        };
+        let text = wire::unescape_text(&args[0])?;
         let now = crate::clock::wall_ms();
         let _ = self.events.send(super::PeerEvent::Message {
-            from: from.to_string(),
+            from: name.to_string(),
+            id: from.id.clone(),
             text,
             remote,
         });
         let reply = format!(
-            "{} got your message at {}; hello, {from}",
-            self.shared.id,
+            "{} got your message at {}; hello, {name}",
+            self.shared.me.name,
             crate::clock::utc_timestamp(now)
         );
         Ok(Reply::Text(codec::line(&[
@@ -239,16 +247,20 @@ impl Service for PeerService {
 
     fn handle(&self, req: Request, remote: SocketAddr, conn: &mut OverlayConn) -> Reply {
         let outcome = match req.verb {
-            Verb::Hello => runtime::hello_from(&req.args, remote).map(|from| {
-                conn.from = from;
-                node::hello_reply("peer", self.shared.id.as_str(), remote, "0", "0")
-            }),
+            Verb::Hello => runtime::hello(&self.shared.me, "peer", &req.args, remote, conn),
+            Verb::Auth => runtime::auth(
+                &self.shared.me,
+                &req.args,
+                remote,
+                conn,
+                self.overlay.seed_keys(),
+            ),
             Verb::Ping => Ok(node::pong()),
             Verb::Status => Ok(self.status()),
             Verb::Pieces => self.pieces(&req.args),
             Verb::Fetch => self.fetch(&req.args),
             Verb::Say => self.say(&req.args),
-            Verb::Msg => self.message(&req.args, remote),
+            Verb::Msg => self.message(&req.args, remote, conn),
             Verb::Members => self
                 .overlay
                 .status(true)
@@ -312,8 +324,9 @@ impl Service for PeerService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::node::HelloRole;
     use crate::net::server::ServerStats;
-    use crate::net::testing::{status_rows, Session};
+    use crate::net::testing::{status_rows, test_id, test_me, Session};
     use crate::peer::catalog::hash_file;
     use crate::peer::PeerEvent;
     use crossbeam_channel::Receiver;
@@ -337,7 +350,7 @@ mod tests {
         let (stamp, hashes) = hash_file(&path).unwrap();
         let id = hashes.id;
         let shared = Arc::new(PeerShared::new(
-            PeerId::parse("me").unwrap(),
+            test_me("me"),
             Arc::new(ServerStats::default()),
             &[],
         ));
@@ -347,7 +360,7 @@ mod tests {
             stamp,
             hashes,
         });
-        let (overlay, _inbox) = OverlayHandle::channel();
+        let (overlay, _inbox) = OverlayHandle::channel(&[]).unwrap();
         let (events_tx, events) = crossbeam_channel::unbounded();
         Fixture {
             service: PeerService {
@@ -368,29 +381,35 @@ mod tests {
         let f = peer();
         let mut s = Session::new(&f.service);
         assert_eq!(s.ask("ping"), "ok|pong\n");
-        assert_eq!(
-            s.ask("hello|1|client|probe|0"),
-            "ok|peer|me|127.0.0.1|0|0\n"
-        );
-        assert_eq!(s.ask("hello|1|peer|p1|2001"), "ok|peer|me|127.0.0.1|0|0\n");
+        let me = test_id("me");
         assert!(s
-            .ask("hello|2|peer|p1|2001")
+            .hello_as(HelloRole::Client, "probe", 0)
+            .starts_with(&format!("ok|peer|{me}|me|127.0.0.1|")));
+        assert_eq!(s.hello_as(HelloRole::Peer, "p1", 2001), "ok|0|0\n");
+        assert!(s
+            .ask("hello|1|peer|p1|2001")
             .starts_with("err|bad-version|"));
-        assert!(s.ask("hello|1|peer|../x|2001").starts_with("err|bad-name|"));
-        assert!(s.ask("hello|1|peer|p1|0").starts_with("err|bad-request|"));
+        let (p1, nonce) = (test_id("p1"), "ab".repeat(16));
+        assert!(s
+            .ask(&format!("hello|2|peer|../x|2001|x|{nonce}"))
+            .starts_with("err|bad-name|"));
+        assert!(s
+            .ask(&format!("hello|2|peer|{p1}|0|p1|{nonce}"))
+            .starts_with("err|bad-request|"));
         // Peers hear from peers, seeds and clients; no other role is taken.
         for role in ["index", "server"] {
             assert_eq!(
-                s.ask(&format!("hello|1|{role}|x|2001")),
+                s.ask(&format!("hello|2|{role}|{p1}|2001|x|{nonce}")),
                 format!("err|bad-request|role must be 'peer', 'seed' or 'client', not '{role}'\n")
             );
         }
-        assert!(s.ask("hello|1|seed|s1|1500").starts_with("ok|peer|me|"));
+        assert_eq!(s.hello_as(HelloRole::Seed, "s1", 1500), "ok|0|0\n");
         let rows = status_rows(&s.ask("status"));
         for (key, value) in [
             ("role", "peer"),
-            ("id", "me"),
-            ("protocol", "1"),
+            ("id", me.as_str()),
+            ("name", "me"),
+            ("protocol", "2"),
             ("files", "1"),
             ("bytes_shared", "10000"),
             ("bytes_uploaded", "0"),
@@ -477,7 +496,7 @@ mod tests {
             .starts_with("err|bad-request|nothing to say"));
         // Overlay messages need a session first; then they go to the core.
         assert!(s.ask("probe|1").starts_with("err|unknown-peer|"));
-        assert!(s.ask("hello|1|peer|p1|2001").starts_with("ok|peer|"));
+        assert_eq!(s.hello_as(HelloRole::Peer, "p1", 2001), "ok|0|0\n");
         assert_eq!(s.ask("probe|1"), "err|internal|the overlay has stopped\n");
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
         // What only an index serves is refused by the peer.
@@ -489,20 +508,28 @@ mod tests {
     fn a_direct_message_is_answered_and_handed_to_the_console() {
         let f = peer();
         let mut s = Session::new(&f.service);
-        let reply = s.ask("msg|p1|hello %7C there");
+        // A message needs a session whose key is proven: its sender is that key.
+        assert!(s.ask("msg|hi").starts_with("err|unknown-peer|"));
+        assert_eq!(s.hello_as(HelloRole::Peer, "p1", 2001), "ok|0|0\n");
+        let reply = s.ask("msg|hello %7C there");
         assert!(
             reply.starts_with("ok|me got your message at ") && reply.ends_with("; hello, p1\n"),
             "{reply}"
         );
         match f.events.try_recv() {
-            Ok(PeerEvent::Message { from, text, remote }) => {
+            Ok(PeerEvent::Message {
+                from,
+                id,
+                text,
+                remote,
+            }) => {
                 assert_eq!((from.as_str(), text.as_str()), ("p1", "hello | there"));
+                assert_eq!(id, test_id("p1"));
                 assert_eq!(remote, "127.0.0.1:40000".parse().unwrap());
             }
             other => panic!("expected the message, got {other:?}"),
         }
-        assert!(s.ask("msg|../x|hi").starts_with("err|bad-name|sender"));
-        assert!(s.ask("msg|p1|bad %zz").starts_with("err|bad-request|"));
+        assert!(s.ask("msg|bad %zz").starts_with("err|bad-request|"));
         assert!(f.events.try_recv().is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! Wire protocol v1, as specified normatively in docs/PROTOCOL.md.
+//! Wire protocol v2, as specified normatively in docs/PROTOCOL.md.
 //!
 //! This module owns the pure parts of the protocol: framing ([`codec`]), the command
 //! table ([`commands`]), validated names ([`name`]), hashes ([`hash`]) and error codes
@@ -12,7 +12,7 @@ pub mod name;
 use std::fmt;
 
 /// The protocol version spoken by this build, sent in `hello`.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Size of a chunk, the unit of range alignment and of streaming.
 pub const CHUNK_SIZE: u64 = 4096;

@@ -31,7 +31,7 @@ fn holders_in_order(index: &Proc, name: &str, order: &[&str]) -> Vec<Holder> {
     hs.sort_by_key(|h| {
         order
             .iter()
-            .position(|o| *o == h.peer)
+            .position(|o| *o == h.name)
             .unwrap_or(usize::MAX)
     });
     assert_eq!(hs.len(), order.len(), "holders: {hs:?}");
@@ -283,7 +283,7 @@ fn a_file_rewritten_in_place_with_its_mtime_put_back_is_hashed_again() {
                 .holders(&FileName::parse("data.bin").unwrap(), None)
                 .unwrap()
                 .iter()
-                .any(|h| h.peer == "corrupt" && h.id == Some(rewritten))
+                .any(|h| h.name == "corrupt" && h.id == Some(rewritten))
         },
     );
 
@@ -295,7 +295,7 @@ fn a_file_rewritten_in_place_with_its_mtime_put_back_is_hashed_again() {
         .holders(&FileName::parse("data.bin").unwrap(), Some(original))
         .unwrap();
     assert_eq!(
-        hs.iter().map(|h| h.peer.as_str()).collect::<Vec<_>>(),
+        hs.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
         ["good"]
     );
     let mut req = request("data.bin", &dest, &state);
@@ -379,7 +379,7 @@ fn classic_index_exchanges_byte_for_byte() {
     );
     let mut raw = Raw::connect(index.addr);
     assert_eq!(raw.ask("get|legacy.txt"), "ok|1");
-    assert_eq!(raw.line(), "127.0.0.1|2000|oldpeer|-|-|-");
+    assert_eq!(raw.line(), "127.0.0.1|2000|oldpeer|-|-|-|oldpeer");
     assert_eq!(raw.ask("search|legacy"), "ok|1|0");
     assert_eq!(raw.line(), "legacy.txt|-|-|1");
     assert!(String::from_utf8(classic(index.addr, "set|x"))
@@ -396,9 +396,15 @@ fn a_classic_set_cannot_take_over_a_live_modern_peer() {
     let dirs = sample_peers(root.path());
     let index = index(root.path(), &[]);
     let p1 = peer(&dirs[0], &index, &[]);
-    let reply = String::from_utf8(classic(index.addr, "set|bait.txt|h|peer1|9999")).unwrap();
+    // A modern peer's id is its key: the classic client names it to take it over.
+    let id = status_json(p1.addr)["status"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reply =
+        String::from_utf8(classic(index.addr, &format!("set|bait.txt|h|{id}|9999"))).unwrap();
     assert!(
-        reply.starts_with("Error: peer id 'peer1' belongs to a live peer"),
+        reply.starts_with(&format!("Error: peer id '{id}' belongs to a live peer")),
         "{reply}"
     );
     // peer1's files still point at peer1, and nothing was added in its name.
@@ -406,7 +412,7 @@ fn a_classic_set_cannot_take_over_a_live_modern_peer() {
     assert_eq!(raw.ask("get|tenkb.txt"), "ok|1");
     let row = raw.line();
     assert!(
-        row.starts_with(&format!("127.0.0.1|{}|peer1|", p1.addr.port())),
+        row.starts_with(&format!("127.0.0.1|{}|{id}|", p1.addr.port())) && row.ends_with("|peer1"),
         "{row}"
     );
     assert_eq!(raw.ask("get|bait.txt"), "ok|0");
@@ -652,10 +658,10 @@ fn malformed_input_gets_clear_errors_and_the_index_keeps_serving() {
     raw.send(b"publish|1\nx|1|sha1:00|sha1:00\n");
     assert!(raw.line().starts_with("err|unknown-peer|"));
     assert!(raw
-        .ask("hello|1|peer|p|0")
+        .hello_as("peer", "p", 0)
         .starts_with("err|bad-request|a peer must announce a port"));
     assert!(raw.ask("hello|9|peer|p|1").starts_with("err|bad-version|"));
-    assert!(raw.ask("hello|1|peer|p|1").starts_with("ok|index|"));
+    assert!(raw.hello_as("peer", "p", 1).starts_with("ok|30|"));
     raw.send(b"publish|1\n../x|1|sha1:0000000000000000000000000000000000000000|sha1:0000000000000000000000000000000000000000\n");
     assert!(raw.line().starts_with("err|bad-name|row 1: '../x'"));
     raw.send(b"publish|1\nhuge|1099511627777|sha1:0000000000000000000000000000000000000000|sha1:0000000000000000000000000000000000000000\n");
@@ -702,7 +708,7 @@ fn a_sync_in_batches_replaces_the_peers_files_and_an_error_starts_it_over() {
         format!("{name}|1|{id}|{id}\n")
     };
     let mut raw = Raw::connect(index.addr);
-    assert!(raw.ask("hello|1|peer|p|2000").starts_with("ok|index|"));
+    assert!(raw.hello_as("peer", "p", 2000).starts_with("ok|30|"));
     raw.send(format!("publish|2\n{}{}", row("old.txt"), row("kept.txt")).as_bytes());
     assert!(raw.line().starts_with("ok|"));
     // A complete sync in two batches: what no batch named is dropped.
@@ -740,9 +746,7 @@ fn fetch_checks_names_ranges_and_ids_on_one_connection() {
     assert_eq!(file.len(), 10240);
 
     let mut raw = Raw::connect(p1.addr);
-    assert!(raw
-        .ask("hello|1|client|t|0")
-        .starts_with("ok|peer|peer1|127.0.0.1|"));
+    assert!(raw.hello_as("client", "t", 0).starts_with("ok|peer|"));
     assert_eq!(
         raw.ask(&format!("fetch|tenkb.txt|{id}|0|4096")),
         "data|4096"
@@ -836,7 +840,7 @@ fn large_batches_share_one_memory_budget_and_the_rest_is_told_busy() {
     let index = index(root.path(), &["--request-memory", "1M"]);
     let in_use = || status_number(index.addr, "request_memory") as usize;
     let mut c1 = Raw::connect(index.addr);
-    assert!(c1.ask("hello|1|peer|big1|2001").starts_with("ok|"));
+    assert!(c1.hello_as("peer", "big1", 2001).starts_with("ok|"));
     let batch = big_publish(3000, false);
     c1.send(&batch);
     // Wait until the server holds all of the first batch (beyond each connection's
@@ -850,7 +854,7 @@ fn large_batches_share_one_memory_budget_and_the_rest_is_told_busy() {
     );
     // A second large batch does not fit beside it: a clear refusal, then close.
     let mut c2 = Raw::connect(index.addr);
-    assert!(c2.ask("hello|1|peer|big2|2002").starts_with("ok|"));
+    assert!(c2.hello_as("peer", "big2", 2002).starts_with("ok|"));
     c2.send(&big_publish(3000, false));
     assert!(c2
         .line()
@@ -867,7 +871,7 @@ fn large_batches_share_one_memory_budget_and_the_rest_is_told_busy() {
         in_use() == 0
     });
     let mut c3 = Raw::connect(index.addr);
-    assert!(c3.ask("hello|1|peer|big3|2003").starts_with("ok|"));
+    assert!(c3.hello_as("peer", "big3", 2003).starts_with("ok|"));
     c3.send(&big_publish(3000, true));
     assert_eq!(c3.line(), "ok|3000");
 }

@@ -98,7 +98,7 @@ fn a_config_file_sets_up_a_peer_with_its_table() {
         &config,
         format!(
             "index = [\"{}\"]\nmax-sources = 4\n\n[peer]\ndir = \"{}\"\nlisten = \"localhost:0\"\n\
-             id = \"from-the-file\"\nno-console = true\nliveness = \"classic\"\n",
+             name = \"from-the-file\"\nno-console = true\nliveness = \"classic\"\n",
             index.addr_str(),
             dirs[0].display()
         ),
@@ -266,4 +266,39 @@ fn top_level_help_tells_the_configuration_order_and_every_exit_code() {
             "{command} --timeout has no description:\n{help}"
         );
     }
+}
+
+#[test]
+fn id_prints_the_key_a_peer_then_runs_with_and_keeps_it_private() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("mine");
+    fs::create_dir_all(&dir).unwrap();
+    let (code, out, err) = Args::of(&["id", "--dir", dir.to_str().unwrap()]).run(root.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("created a new key"), "{err}");
+    let id = out.trim().to_owned();
+    assert_eq!(id.len(), 52, "{out}");
+    let key = dir.join(".p2pshare/node.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The same id again, as JSON, and the peer started on that folder is that id.
+    let (_, out, _) = Args::of(&["id", "--dir", dir.to_str().unwrap()])
+        .json()
+        .run(root.path());
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["id"].as_str(), v["created"].as_bool()),
+        (Some(id.as_str()), Some(false))
+    );
+    let index = index(root.path(), &["--db", ":memory:"]);
+    let p = peer(&dir, &index, &[]);
+    assert_eq!(status_json(p.addr)["status"]["id"], id.as_str());
+    // A key others can read is refused, as ssh refuses one.
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = Args::of(&["id", "--key", key.to_str().unwrap()]).run(root.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
 }

@@ -2,6 +2,7 @@
 
 use crate::util::*;
 use p2pshare::net::client::Client;
+use p2pshare::net::node::HelloRole;
 use p2pshare::net::{NetError, Timeouts};
 use p2pshare::protocol::codec;
 use p2pshare::protocol::hash::Sha1Digest;
@@ -99,7 +100,10 @@ fn publish_load(
                 let Ok(mut c) = Client::connect(&addr, &t) else {
                     return;
                 };
-                if c.hello("peer", &peer, 2000 + w as u16).is_err() {
+                let me = test_me(&peer);
+                if c.hello(Some(&me), HelloRole::Peer, 2000 + w as u16, None)
+                    .is_err()
+                {
                     return;
                 }
                 let digest = Sha1Digest::of(b"d").to_string();
@@ -177,7 +181,7 @@ fn kill_9_during_heavy_publishing_loses_no_acknowledged_write() {
             for (peer, name) in chunk {
                 let n: usize = raw.line().strip_prefix("ok|").unwrap().parse().unwrap();
                 let peers: HashSet<String> = (0..n)
-                    .map(|_| raw.line().split('|').nth(2).unwrap().to_owned())
+                    .map(|_| raw.line().split('|').nth(6).unwrap().to_owned())
                     .collect();
                 if !peers.contains(peer) {
                     missing.push(name.clone());
@@ -327,7 +331,7 @@ fn an_index_that_cannot_save_says_it_is_unhealthy_until_it_can() {
         format!("publish|1\n{name}|1|{id}|{id}\n")
     };
     let mut raw = Raw::connect(index.addr);
-    assert!(raw.ask("hello|1|peer|p|2000").starts_with("ok|index|"));
+    assert!(raw.hello_as("peer", "p", 2000).starts_with("ok|30|"));
     raw.send(row("poison.txt").as_bytes());
     let reply = raw.line();
     assert!(reply.starts_with("err|internal|not saved: "), "{reply}");

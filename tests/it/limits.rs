@@ -93,7 +93,7 @@ fn a_slow_large_batch_and_blank_lines_are_not_cut_off() {
     let root = tempfile::tempdir().unwrap();
     let index = index(root.path(), &["--request-timeout", "1s"]);
     let mut raw = Raw::connect(index.addr);
-    assert!(raw.ask("hello|1|peer|slow|2000").starts_with("ok|"));
+    assert!(raw.hello_as("peer", "slow", 2000).starts_with("ok|"));
     let id = p2pshare::protocol::hash::Sha1Digest::of(b"x");
     let mut batch = String::from("publish|2000\n");
     for i in 0..2000 {
@@ -140,26 +140,30 @@ fn one_host_cannot_register_endless_ids_or_files_and_a_real_peer_still_publishes
     // The attacker, from 127.0.0.2: three ids, then busy.
     let mut attacker = Raw::connect_from(Ipv4Addr::new(127, 0, 0, 2), index.addr);
     for i in 0..3 {
-        let reply = attacker.ask(&format!("hello|1|peer|fake-{i}|2000"));
-        assert!(reply.starts_with("ok|index|"), "{reply}");
+        let reply = attacker.hello_as("peer", &format!("fake-{i}"), 2000);
+        assert!(reply.starts_with("ok|"), "{reply}");
     }
-    let line = attacker.ask("hello|1|peer|fake-3|2000");
+    let line = attacker.hello_as("peer", "fake-3", 2000);
     assert!(
         line.starts_with("err|busy|127.0.0.2 has 3 peer ids registered"),
         "{line}"
     );
     // More files than one id may hold: refused whole.
+    assert!(attacker.hello_as("peer", "fake-2", 2000).starts_with("ok|"));
     let many: Vec<String> = (0..160).map(|i| format!("junk-{i}.bin")).collect();
     attacker.send(publish_batch(&many).as_bytes());
     let line = attacker.line();
     assert!(
-        line.starts_with("err|too-large|peer 'fake-2' would hold 160 files"),
+        line.starts_with(&format!(
+            "err|too-large|peer '{}' would hold 160 files",
+            test_id("fake-2")
+        )),
         "{line}"
     );
     // At 40 rows a second (80 at once), a small batch goes through on a fresh
     // session, then a large one is busy.
     let mut fast = Raw::connect_from(Ipv4Addr::new(127, 0, 0, 2), index.addr);
-    assert!(fast.ask("hello|1|peer|fake-0|2000").starts_with("ok|"));
+    assert!(fast.hello_as("peer", "fake-0", 2000).starts_with("ok|"));
     fast.send(publish_batch(&many[..2]).as_bytes());
     assert_eq!(fast.line(), "ok|2");
     fast.send(publish_batch(&many[2..90]).as_bytes());

@@ -16,7 +16,7 @@ fn entries(index: &Proc, name: &str) -> Vec<(String, String, String)> {
         .map(|_| {
             let row = raw.line();
             let f: Vec<&str> = row.split('|').collect();
-            (f[2].to_owned(), f[3].to_owned(), f[4].to_owned())
+            (f[6].to_owned(), f[3].to_owned(), f[4].to_owned())
         })
         .collect()
 }

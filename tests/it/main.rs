@@ -13,6 +13,7 @@ mod cli;
 mod console;
 mod durability;
 mod fuzz_corpus;
+mod hostile;
 mod limits;
 mod live_folder;
 mod newcomer;

@@ -370,15 +370,14 @@ fn overlay_input_is_validated_and_the_node_keeps_serving() {
     let mut raw = Raw::connect(p.addr);
     // Overlay messages need a session.
     assert!(raw.ask("probe|1").starts_with("err|unknown-peer|"));
+    let nonce = "ab".repeat(16);
     assert!(raw
-        .ask("hello|1|peer|../x|2000")
+        .ask(&format!("hello|2|peer|../x|2000|x|{nonce}"))
         .starts_with("err|bad-name|"));
     assert!(raw
-        .ask("hello|1|peer|tester|0")
+        .hello_as("peer", "tester", 0)
         .starts_with("err|bad-request|"));
-    assert!(raw
-        .ask("hello|1|peer|tester|2000")
-        .starts_with("ok|peer|v|127.0.0.1|"));
+    assert_eq!(raw.hello_as("peer", "tester", 2000), "ok|0|0");
     for (line, code) in [
         ("probe|x", "bad-request"),
         ("gossip|o|1|0|5|say|bad %zz", "bad-request"),
@@ -388,7 +387,7 @@ fn overlay_input_is_validated_and_the_node_keeps_serving() {
         ("probe-req|1|t|not-an-ip|5", "bad-request"),
         ("register|0|1|1|1", "unknown-verb"),
         ("say|", "bad-request"),
-        ("msg|../x|hi", "bad-name"),
+        ("msg|bad %zz", "bad-request"),
     ] {
         let reply = raw.ask(line);
         assert!(

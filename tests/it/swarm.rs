@@ -4,7 +4,8 @@
 
 use crate::util::*;
 use p2pshare::net::client::Client;
-use p2pshare::net::Timeouts;
+use p2pshare::net::node::{self, HelloRole};
+use p2pshare::net::{Reply, Timeouts};
 use p2pshare::peer::download::StateRecord;
 use p2pshare::protocol::codec;
 use p2pshare::protocol::hash::{piece_list_digest, Sha1Digest};
@@ -85,7 +86,9 @@ impl FakeHolder {
         }
         let t = Timeouts::default();
         let mut session = Client::connect(&index.addr_str(), &t).unwrap();
-        session.hello("peer", id, port).unwrap();
+        session
+            .hello(Some(&test_me(id)), HelloRole::Peer, port, None)
+            .unwrap();
         let list = piece_list(data);
         let row = codec::line(&[
             name,
@@ -108,6 +111,22 @@ impl FakeHolder {
 fn hang(stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
         thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A fake holder's answer to `hello`: signed with the key of test node `id`, so the
+/// downloader takes it for the node it claims to be.
+fn answer_hello(id: &str, args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let roles = [HelloRole::Client, HelloRole::Peer];
+    match node::parse_hello(&args, "this node", &roles) {
+        Ok(hello) => {
+            match node::challenge(&test_me(id), "peer", hello, "127.0.0.1:9".parse().unwrap()).0 {
+                Reply::Text(t) => t,
+                _ => unreachable!("hello answers with text"),
+            }
+        }
+        Err(refusal) => refusal.to_line(),
     }
 }
 
@@ -152,7 +171,7 @@ fn fake_session(
         }
         let fields: Vec<&str> = line.trim_end().split('|').collect();
         let reply: Vec<u8> = match fields[0] {
-            "hello" => format!("ok|peer|{id}|127.0.0.1|0|0\n").into_bytes(),
+            "hello" => answer_hello(id, &fields[1..]).into_bytes(),
             "pieces" => {
                 let mut list = piece_list(if matches!(fault, Fault::CorruptPieces) {
                     original

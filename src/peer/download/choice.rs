@@ -166,6 +166,7 @@ mod tests {
             host: "127.0.0.1".parse().unwrap(),
             port: 1,
             peer: peer.into(),
+            name: peer.into(),
             size: Some(1),
             id: Some(Sha1Digest::of(id.as_bytes())),
             digest: Some(Sha1Digest::of(digest.as_bytes())),

@@ -43,7 +43,7 @@ pub(super) fn fetch_from_classic(
         let part = call
             .partial_dir
             .join(format!("classic-{}.part", std::process::id()));
-        progress.source(&format!("{} ({}, classic)", h.peer, h.addr()));
+        progress.source(&format!("{} ({}, classic)", h.label(), h.addr()));
         match fetch_classic(req, h, &part, progress, limit(req, target, expect)) {
             Ok(hashes) if expect.is_some_and(|e| e != hashes.id) => {
                 let _ = fs::remove_file(&part);
@@ -70,7 +70,7 @@ pub(super) fn fetch_from_classic(
             }
             Err(e) => {
                 let _ = fs::remove_file(&part);
-                attempts.last = format!("{} ({}): {e}", h.peer, h.addr());
+                attempts.last = format!("{} ({}): {e}", h.label(), h.addr());
                 progress.note(&format!("holder {}; trying the next", attempts.last));
             }
         }
@@ -154,7 +154,7 @@ fn fetch_classic(
 ) -> Result<ContentHashes, SourceError> {
     let addr = h.addr();
     let mut stream = dial(&addr, &req.timeouts)?;
-    let request = format!("./{}/{}", h.peer, req.name);
+    let request = format!("./{}/{}", h.name, req.name);
     stream
         .write_all(request.as_bytes())
         .map_err(|e| NetError::from_io(&addr, "classic download", e))?;

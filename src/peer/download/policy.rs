@@ -256,6 +256,7 @@ mod tests {
             host: "127.0.0.1".parse().unwrap(),
             port,
             peer: format!("p{port}"),
+            name: format!("p{port}"),
             size: Some(1),
             id: None,
             digest: None,

@@ -373,7 +373,7 @@ impl<'scope, 'env> Coordinator<'scope, 'env> {
             .name(format!("download-src-{id}"))
             .spawn_scoped(self.scope, move || {
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    swarm.run_source(id, &holder, req.self_id, &req.timeouts)
+                    swarm.run_source(id, &holder, &req.timeouts)
                 }))
                 .unwrap_or_else(|_| {
                     Err(SourceError::Disk(io::Error::other(
@@ -412,7 +412,7 @@ impl<'scope, 'env> Coordinator<'scope, 'env> {
                     st.policy.failed(&addr, Instant::now());
                     st.policy.is_banned(&addr)
                 };
-                attempts.last = format!("{} ({addr}): {e}", end.holder.peer);
+                attempts.last = format!("{} ({addr}): {e}", end.holder.label());
                 let next = if banned {
                     ""
                 } else {
@@ -427,8 +427,8 @@ impl<'scope, 'env> Coordinator<'scope, 'env> {
 
     /// Counts the source's holder among those the file came from, if it delivered.
     fn delivered(&mut self, end: &SourceEnd) {
-        if self.swarm.contributed(end.id) && !self.sources.contains(&end.holder.peer) {
-            self.sources.push(end.holder.peer.clone());
+        if self.swarm.contributed(end.id) && !self.sources.contains(&end.holder.name) {
+            self.sources.push(end.holder.name.clone());
         }
     }
 
@@ -522,13 +522,7 @@ impl Swarm<'_> {
         PIECE_SIZE.min(self.target.size - start)
     }
 
-    fn run_source(
-        &self,
-        id: SourceId,
-        h: &Holder,
-        self_id: &str,
-        timeouts: &Timeouts,
-    ) -> Result<(), SourceError> {
+    fn run_source(&self, id: SourceId, h: &Holder, timeouts: &Timeouts) -> Result<(), SourceError> {
         let mut client = Client::connect(&h.addr(), timeouts)?;
         {
             let mut conns = self.conns();
@@ -539,7 +533,7 @@ impl Swarm<'_> {
                 conns.streams.insert(id, stream);
             }
         }
-        let result = self.serve_from(id, &mut client, h, self_id);
+        let result = self.serve_from(id, &mut client, h);
         self.conns().streams.remove(&id);
         // Once the coordinator stopped the download, how the connection ended does
         // not matter.
@@ -556,14 +550,8 @@ impl Swarm<'_> {
         st.policy.next_action(Instant::now(), verified)
     }
 
-    fn serve_from(
-        &self,
-        id: SourceId,
-        client: &mut Client,
-        h: &Holder,
-        self_id: &str,
-    ) -> Result<(), SourceError> {
-        client.hello("client", self_id, 0)?;
+    fn serve_from(&self, id: SourceId, client: &mut Client, h: &Holder) -> Result<(), SourceError> {
+        client.hello_client()?;
         if self.pieces.get().is_none() {
             self.learn_piece_list(client, h)?;
         }
@@ -573,7 +561,7 @@ impl Swarm<'_> {
             st.plan.active()
         };
         self.progress.sources(active);
-        log::info!("downloading from {} ({})", h.peer, h.addr());
+        log::info!("downloading from {} ({})", h.label(), h.addr());
         let mut in_flight: VecDeque<usize> = VecDeque::new();
         let result = self.pump(id, client, h, &mut in_flight);
         let active = {
@@ -744,12 +732,12 @@ impl Swarm<'_> {
         if banned {
             return Err(SourceError::Lied(format!(
                 "piece {i} does not match its hash, the second bad piece from {}: banned for the rest of this download",
-                h.peer
+                h.label()
             )));
         }
         self.progress.note(&format!(
             "holder {} ({}): piece {i} does not match its hash; discarded, fetched again from another holder if there is one",
-            h.peer,
+            h.label(),
             h.addr()
         ));
         Ok(())

@@ -5,6 +5,9 @@
 
 pub mod pty;
 
+use p2pshare::identity::NodeKey;
+use p2pshare::net::node::{self, HelloRole, Me};
+use p2pshare::protocol::name::PeerId;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::ffi::OsStr;
@@ -572,6 +575,36 @@ impl Raw {
         self.line()
     }
 
+    /// Says hello as `role` (`peer`, `seed` or `client`) with the key of test node
+    /// `name` (see [`test_key`]), announcing `port`, checks the node's signed answer
+    /// and proves the key with `auth`: the answer to `auth` (`ok|...`), to `hello` for
+    /// a client, or the refusal of either.
+    pub fn hello_as(&mut self, role: &str, name: &str, port: u16) -> String {
+        self.hello_with(&test_me(name), role, port)
+    }
+
+    /// [`Raw::hello_as`] with any key.
+    pub fn hello_with(&mut self, me: &Me, role: &str, port: u16) -> String {
+        let role = match role {
+            "peer" => HelloRole::Peer,
+            "seed" => HelloRole::Seed,
+            _ => HelloRole::Client,
+        };
+        let (line, nonce) = node::hello_line(Some(me), role, port);
+        let answer = self.ask(line.trim_end());
+        let Some(fields) = answer.strip_prefix("ok|") else {
+            return answer;
+        };
+        let fields: Vec<String> = fields.split('|').map(str::to_owned).collect();
+        let claimed = (role != HelloRole::Client).then(|| me.id());
+        let answered = node::check_answer(&fields, &nonce, claimed)
+            .unwrap_or_else(|e| panic!("{e}: {answer:?}"));
+        if role == HelloRole::Client {
+            return answer;
+        }
+        self.ask(node::auth_line(me, role, port, &answered).trim_end())
+    }
+
     pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
         let mut buf = vec![0u8; n];
         self.reader.read_exact(&mut buf).unwrap();
@@ -584,6 +617,25 @@ impl Raw {
         let _ = self.reader.read_to_end(&mut buf);
         buf
     }
+}
+
+/// The key of test node `name`: derived from the name, so a test can name the same
+/// node twice (never for a real node: anyone can derive it).
+pub fn test_key(name: &str) -> NodeKey {
+    NodeKey::for_test(name)
+}
+
+/// Test node `name`: its key and name.
+pub fn test_me(name: &str) -> Me {
+    Me {
+        key: test_key(name),
+        name: PeerId::parse(name).unwrap(),
+    }
+}
+
+/// The id of test node `name`.
+pub fn test_id(name: &str) -> String {
+    test_key(name).id().to_string()
 }
 
 /// One classic exchange: send without a newline, read until the server closes.
@@ -629,6 +681,6 @@ pub fn holders(index: SocketAddr, name: &str) -> Vec<String> {
     let head = raw.ask(&format!("get|{name}"));
     let n: usize = head.strip_prefix("ok|").unwrap().parse().unwrap();
     (0..n)
-        .map(|_| raw.line().split('|').nth(2).unwrap().to_owned())
+        .map(|_| raw.line().split('|').nth(6).unwrap().to_owned())
         .collect()
 }
