@@ -345,7 +345,7 @@ impl Console<'_> {
 
     fn msg(&self, args: &str) {
         let Some((who, text)) = args.split_once(char::is_whitespace) else {
-            output::say("usage: msg PEER TEXT  (PEER: an id from 'peers', or host:port)");
+            output::say("usage: msg PEER TEXT  (PEER: an id or a name from 'peers', or host:port)");
             return;
         };
         let text = text.trim();
@@ -359,7 +359,12 @@ impl Console<'_> {
                     return;
                 }
             };
-            match rows.iter().find(|r| r.id.as_str() == who) {
+            // By id, or else by name (names may repeat: the first one known).
+            let row = rows.iter().find(|r| r.id.as_str() == who).or_else(|| {
+                rows.iter()
+                    .find(|r| r.member.name().is_some_and(|n| n.as_str() == who))
+            });
+            match row {
                 Some(r) if !r.member.state.is_gone() => r.member.addr.to_string(),
                 Some(r) => {
                     output::say(format!("{who} is {}", r.member.state));
@@ -429,8 +434,8 @@ impl Console<'_> {
                 .rtt_ms
                 .map_or("rtt -".to_owned(), |ms| format!("rtt {ms} ms"));
             output::say(format!(
-                "  {:<20} {:<22} {:<8} {rtt}",
-                r.id.as_str(),
+                "  {:<30} {:<22} {:<8} {rtt}",
+                who(r),
                 r.member.addr.to_string(),
                 r.member.state.as_str()
             ));
@@ -439,13 +444,13 @@ impl Console<'_> {
             .rows
             .iter()
             .filter(|r| r.member.state == MemberState::Suspect)
-            .map(|r| r.id.as_str())
+            .map(who)
             .collect::<Vec<_>>();
         let dead = st
             .rows
             .iter()
             .filter(|r| r.member.state.is_gone())
-            .map(|r| r.id.as_str())
+            .map(who)
             .collect::<Vec<_>>();
         output::say(format!(
             "{}, {} in reserve, {} alive",
@@ -536,6 +541,15 @@ fn help(args: &str) -> Flow {
     Flow::Continue
 }
 
+/// A member as people read it: its name (when known) and the start of its id.
+fn who(r: &crate::overlay::member::MemberRow) -> String {
+    let short = crate::identity::short(r.id.as_str());
+    match r.member.name() {
+        Some(name) => format!("{} ({short})", terminal_safe(name.as_str())),
+        None => short.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::commands::CONSOLE_COMMANDS;
@@ -559,10 +573,6 @@ mod tests {
             describe(&up, &seeds).unwrap(),
             "seed 127.0.0.1:1500: registered, 1 peer known"
         );
-        let conflict = PeerEvent::Overlay(OverlayEvent::IdConflict { seed: 0 });
-        assert!(describe(&conflict, &seeds)
-            .unwrap()
-            .starts_with("seed 127.0.0.1:1500 refused this peer"));
         let shared = PeerEvent::Shared {
             files: 1,
             bytes: 2048,
@@ -651,11 +661,37 @@ mod tests {
     }
 
     #[test]
+    fn a_text_shows_its_origins_name_and_short_id() {
+        let key = crate::identity::NodeKey::for_test("p1");
+        let said = |name: Option<&str>, local: bool| {
+            let ev = PeerEvent::Overlay(OverlayEvent::Said {
+                id: Sha1Digest::of(b"m"),
+                origin: key.id().clone(),
+                name: name.map(|n| PeerId::parse(n).unwrap()),
+                time_ms: 0,
+                text: "hi".into(),
+                hops: 1,
+                local,
+            });
+            describe(&ev, &[]).unwrap()
+        };
+        let short = &key.id().as_str()[..8];
+        assert!(
+            said(Some("p1"), false).ends_with(&format!("] p1 ({short}): hi")),
+            "{}",
+            said(Some("p1"), false)
+        );
+        assert!(said(None, false).ends_with(&format!("] {short}: hi")));
+        assert!(said(Some("p1"), true).ends_with(&format!("] p1 ({short}) (you): hi")));
+    }
+
+    #[test]
     fn texts_from_the_network_cannot_drive_the_terminal() {
         let text = "hi\u{1b}]0;owned\u{7}\u{1b}[2J\r\nx is dead (declared by y)\u{9b}".to_owned();
         let said = PeerEvent::Overlay(OverlayEvent::Said {
             id: Sha1Digest::of(b"m"),
             origin: PeerId::parse("p1").unwrap(),
+            name: None,
             time_ms: 0,
             text: text.clone(),
             hops: 1,

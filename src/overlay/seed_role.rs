@@ -170,6 +170,10 @@ impl SeedService {
             ("messages", st.messages_in.to_string()),
             ("messages_out", st.messages_out.to_string()),
             (
+                "messages_dropped_signature",
+                st.dropped_signature.to_string(),
+            ),
+            (
                 "connections",
                 self.stats.live.load(Ordering::Relaxed).to_string(),
             ),
@@ -223,7 +227,9 @@ impl Service for SeedService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::NodeKey;
     use crate::net::testing::{status_rows, Session};
+    use crate::overlay::sign_incarnation;
 
     /// A seed `s1` and its core running with no other seed; stop it with `leave`.
     fn seed_with_core() -> SeedService {
@@ -286,7 +292,9 @@ mod tests {
         // A refused hello binds nothing: overlay messages still need a session.
         let mut odd = Session::new(&seed);
         assert!(odd.ask("hello|1|index|x|9").starts_with("err|bad-request|"));
-        assert!(odd.ask("register|0|1|5|0").starts_with("err|unknown-peer|"));
+        assert!(odd
+            .ask(&format!("register|0|1|5|0|p7|{}", "0".repeat(128)))
+            .starts_with("err|unknown-peer|"));
         assert!(s.ask("hello|1|peer|../x|9").starts_with("err|bad-name|"));
         let rows = status_rows(&s.ask("status"));
         for (key, value) in [
@@ -294,6 +302,7 @@ mod tests {
             ("id", "s1"),
             ("protocol", "1"),
             ("peers", "0"),
+            ("messages_dropped_signature", "0"),
             ("health", "ok"),
         ] {
             assert_eq!(rows[key], value, "{key}: {rows:?}");
@@ -302,11 +311,26 @@ mod tests {
 
         // A peer registers on its session; the core takes requests in order, so the
         // next `members` already lists it. (Port 9: the seed's answer goes nowhere.)
+        let key = NodeKey::for_test("p7");
+        let name = PeerId::parse("p7").unwrap();
+        let cert = sign_incarnation(&key, 5, &name).hex();
+        let id = key.id();
         let mut p = Session::new(&seed);
-        assert_eq!(p.ask("hello|1|peer|p7|9"), "ok|seed|s1|127.0.0.1|0|0\n");
-        assert_eq!(p.ask("register|0|1|5|0"), "ok\n");
-        assert_eq!(s.ask("members"), "ok|1\np7|127.0.0.1|9|alive|5|-|-\n");
-        assert_eq!(status_rows(&s.ask("status"))["peers"], "1");
+        assert_eq!(
+            p.ask(&format!("hello|1|peer|{id}|9")),
+            "ok|seed|s1|127.0.0.1|0|0\n"
+        );
+        // A certificate made by another key is not taken.
+        let forged = sign_incarnation(&NodeKey::for_test("x"), 6, &name).hex();
+        assert_eq!(p.ask(&format!("register|0|1|6|0|p7|{forged}")), "ok\n");
+        assert_eq!(p.ask(&format!("register|0|1|5|0|p7|{cert}")), "ok\n");
+        assert_eq!(
+            s.ask("members"),
+            format!("ok|1\n{id}|127.0.0.1|9|alive|5|-|-|p7\n")
+        );
+        let rows = status_rows(&s.ask("status"));
+        assert_eq!(rows["peers"], "1");
+        assert_eq!(rows["messages_dropped_signature"], "1");
         seed.overlay.leave();
     }
 
@@ -328,9 +352,10 @@ mod tests {
                 "{line}"
             );
         }
-        assert!(s.ask("register|0|1|1|0").starts_with("err|unknown-peer|"));
+        let register = |degree: &str| format!("register|0|1|1|{degree}|p7|{}", "0".repeat(128));
+        assert!(s.ask(&register("0")).starts_with("err|unknown-peer|"));
         assert!(s.ask("hello|1|peer|p7|9").starts_with("ok|seed|"));
-        assert!(s.ask("register|0|1|1|x").starts_with("err|bad-request|"));
+        assert!(s.ask(&register("x")).starts_with("err|bad-request|"));
     }
 
     #[test]
@@ -346,7 +371,7 @@ mod tests {
         );
         assert!(s.ask("hello|1|peer|p7|9").starts_with("ok|seed|"));
         assert_eq!(
-            s.ask("register|0|1|1|0"),
+            s.ask(&format!("register|0|1|1|0|p7|{}", "0".repeat(128))),
             "err|internal|the overlay has stopped\n"
         );
     }

@@ -358,7 +358,11 @@ impl Peer {
         let wall = crate::clock::wall_ms();
         // A restarted peer must outrank its earlier self (which may have been declared
         // dead) and must not reuse its broadcast numbers: both start from the clock.
+        // replaced by the peer's own key
+        let key = crate::identity::NodeKey::for_test(config.id.as_str());
+        let overlay_id = key.id().clone();
         let mut node = PeerNode::new(
+            key,
             config.id.clone(),
             settings.seeds.len(),
             settings.config.clone(),
@@ -382,7 +386,8 @@ impl Peer {
             CoreSetup {
                 me: Identity {
                     role: Role::Peer,
-                    id: config.id.clone(),
+                    // replaced by the peer's own key
+                    id: overlay_id,
                     port,
                 },
                 seeds: settings.seeds,
