@@ -241,29 +241,39 @@ pub fn status_text(rows: &[(String, String)]) -> Vec<String> {
 }
 
 /// The `members` answer (rows of id, host, port, state, incarnation, view, rtt in
-/// ms) as a table with a header row.
+/// ms, name) as an aligned table with a header row, the name first: names are what
+/// people recognise, ids what tells two peers of one name apart.
 pub fn members_table(rows: &[Vec<String>]) -> Vec<String> {
-    let mut out = vec![format!(
-        "{:<24} {:<24} {:<8} {:<8} RTT",
-        "ID", "ADDRESS", "STATE", "VIEW"
-    )];
-    for r in rows {
-        let addr = if r[1].contains(':') {
-            format!("[{}]:{}", r[1], r[2])
-        } else {
-            format!("{}:{}", r[1], r[2])
-        };
-        let rtt = if r[6] == "-" {
-            "-".to_owned()
-        } else {
-            format!("{} ms", r[6])
-        };
-        out.push(format!(
-            "{:<24} {addr:<24} {:<8} {:<8} {rtt}",
-            r[0], r[3], r[5]
-        ));
-    }
-    out
+    let header = ["NAME", "ID", "ADDRESS", "STATE", "VIEW", "RTT"].map(String::from);
+    let cells: Vec<[String; 6]> = std::iter::once(header)
+        .chain(rows.iter().map(|r| {
+            let addr = if r[1].contains(':') {
+                format!("[{}]:{}", r[1], r[2])
+            } else {
+                format!("{}:{}", r[1], r[2])
+            };
+            let rtt = if r[6] == "-" {
+                "-".to_owned()
+            } else {
+                format!("{} ms", r[6])
+            };
+            [
+                r[7].clone(),
+                r[0].clone(),
+                addr,
+                r[3].clone(),
+                r[5].clone(),
+                rtt,
+            ]
+        }))
+        .collect();
+    let [w0, w1, w2, w3, w4, _] = column_widths(&cells);
+    cells
+        .iter()
+        .map(|[name, id, addr, state, view, rtt]| {
+            format!("{name:<w0$}  {id:<w1$}  {addr:<w2$}  {state:<w3$}  {view:<w4$}  {rtt}")
+        })
+        .collect()
 }
 
 /// The `members` answer as JSON.
@@ -279,6 +289,7 @@ pub fn members_json(address: &str, rows: &[Vec<String>]) -> Value {
                 "incarnation": r[4].parse::<u64>().ok(),
                 "view": r[5],
                 "rtt_ms": r[6].parse::<u64>().ok(),
+                "name": r[7],
             })
         })
         .collect();
@@ -418,8 +429,11 @@ mod tests {
             "3".into(),
             "active".into(),
             "1".into(),
+            "peer one".into(),
         ]]);
-        assert!(t[0].starts_with("ID"), "{t:?}");
+        assert!(t[0].starts_with("NAME"), "{t:?}");
+        assert!(t[1].starts_with("peer one  peer1"), "{t:?}");
         assert!(t[1].contains("127.0.0.1:1025"));
+        assert_eq!(t[0].find("ADDRESS"), t[1].find("127.0.0.1"), "{t:?}");
     }
 }

@@ -363,7 +363,7 @@ pub fn members(a: MembersArgs) -> Result<(), CmdError> {
     };
     let (_, rows) = Client::connect(a.addr.as_str(), &t).and_then(|mut c| {
         c.send(b"members\n", "members")?;
-        c.read_rows("members", 7)
+        c.read_rows("members", 8)
     })?;
     if a.json {
         println!("{}", render::members_json(a.addr.as_str(), &rows));

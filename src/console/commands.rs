@@ -83,7 +83,7 @@ pub(super) const CONSOLE_COMMANDS: &[ConsoleCommand] = &[
         name: "msg",
         aliases: &[],
         args: "PEER TEXT",
-        summary: "send TEXT to one peer (id or host:port) and show its reply",
+        summary: "send TEXT to one peer (id, name or host:port) and show its reply",
         run: |c, args| {
             c.msg(args);
             Flow::Continue

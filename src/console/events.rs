@@ -4,6 +4,7 @@
 
 use crate::clock;
 use crate::config::NodeAddr;
+use crate::identity;
 use crate::output::{self, LinePrinter};
 use crate::overlay::OverlayEvent;
 use crate::peer::PeerEvent;
@@ -91,16 +92,21 @@ fn describe_overlay(ev: &OverlayEvent, seeds: &[NodeAddr]) -> Option<String> {
     Some(match ev {
         OverlayEvent::Said {
             origin,
+            name,
             time_ms,
             text,
             local,
             ..
         } => {
-            let who = if *local {
-                format!("{origin} (you)")
-            } else {
-                origin.to_string()
+            // The name is the origin's claim (names may repeat); the id is its key.
+            let short = identity::short(origin.as_str());
+            let mut who = match name {
+                Some(name) => format!("{} ({short})", terminal_safe(name.as_str())),
+                None => short.to_owned(),
             };
+            if *local {
+                who.push_str(" (you)");
+            }
             format!(
                 "[{}] {who}: {}",
                 clock::local_time_of_day(*time_ms),
@@ -121,10 +127,6 @@ fn describe_overlay(ev: &OverlayEvent, seeds: &[NodeAddr]) -> Option<String> {
             );
             return None;
         }
-        OverlayEvent::IdConflict { seed } => format!(
-            "{} refused this peer: its id is in use by a live peer on another host (choose another with --id)",
-            seed_name(seeds, *seed)
-        ),
         OverlayEvent::Dead { id, by } => format!("{id} is dead (declared by {by})"),
         OverlayEvent::Left { id } => format!("{id} left the network"),
         OverlayEvent::RefutedSelf { incarnation } => {

@@ -448,8 +448,8 @@ impl Console<'_> {
                 .rtt_ms
                 .map_or("rtt -".to_owned(), |ms| format!("rtt {ms} ms"));
             output::say(format!(
-                "  {:<20} {:<22} {:<8} {rtt}",
-                r.id.as_str(),
+                "  {:<30} {:<22} {:<8} {rtt}",
+                who(r),
                 r.member.addr.to_string(),
                 r.member.state.as_str()
             ));
@@ -458,13 +458,13 @@ impl Console<'_> {
             .rows
             .iter()
             .filter(|r| r.member.state == MemberState::Suspect)
-            .map(|r| r.id.as_str())
+            .map(who)
             .collect::<Vec<_>>();
         let dead = st
             .rows
             .iter()
             .filter(|r| r.member.state.is_gone())
-            .map(|r| r.id.as_str())
+            .map(who)
             .collect::<Vec<_>>();
         output::say(format!(
             "{}, {} in reserve, {} alive",
@@ -556,8 +556,17 @@ fn help(args: &str) -> Flow {
 }
 
 /// The name a member goes by, when known.
-fn member_name(_row: &MemberRow) -> Option<&str> {
-    None
+fn member_name(row: &MemberRow) -> Option<&str> {
+    row.member.name().map(|n| n.as_str())
+}
+
+/// A member as people read it: its name (when known) and the start of its id.
+fn who(r: &crate::overlay::member::MemberRow) -> String {
+    let short = crate::identity::short(r.id.as_str());
+    match r.member.name() {
+        Some(name) => format!("{} ({short})", terminal_safe(name.as_str())),
+        None => short.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -583,10 +592,6 @@ mod tests {
             describe(&up, &seeds).unwrap(),
             "seed 127.0.0.1:1500: registered, 1 peer known"
         );
-        let conflict = PeerEvent::Overlay(OverlayEvent::IdConflict { seed: 0 });
-        assert!(describe(&conflict, &seeds)
-            .unwrap()
-            .starts_with("seed 127.0.0.1:1500 refused this peer"));
         let shared = PeerEvent::Shared {
             files: 1,
             bytes: 2048,
@@ -675,11 +680,37 @@ mod tests {
     }
 
     #[test]
+    fn a_text_shows_its_origins_name_and_short_id() {
+        let key = crate::identity::NodeKey::for_test("p1");
+        let said = |name: Option<&str>, local: bool| {
+            let ev = PeerEvent::Overlay(OverlayEvent::Said {
+                id: Sha1Digest::of(b"m"),
+                origin: key.id().clone(),
+                name: name.map(|n| PeerId::parse(n).unwrap()),
+                time_ms: 0,
+                text: "hi".into(),
+                hops: 1,
+                local,
+            });
+            describe(&ev, &[]).unwrap()
+        };
+        let short = &key.id().as_str()[..8];
+        assert!(
+            said(Some("p1"), false).ends_with(&format!("] p1 ({short}): hi")),
+            "{}",
+            said(Some("p1"), false)
+        );
+        assert!(said(None, false).ends_with(&format!("] {short}: hi")));
+        assert!(said(Some("p1"), true).ends_with(&format!("] p1 ({short}) (you): hi")));
+    }
+
+    #[test]
     fn texts_from_the_network_cannot_drive_the_terminal() {
         let text = "hi\u{1b}]0;owned\u{7}\u{1b}[2J\r\nx is dead (declared by y)\u{9b}".to_owned();
         let said = PeerEvent::Overlay(OverlayEvent::Said {
             id: Sha1Digest::of(b"m"),
             origin: PeerId::parse("p1").unwrap(),
+            name: None,
             time_ms: 0,
             text: text.clone(),
             hops: 1,

@@ -876,7 +876,7 @@ mod tests {
 
         let (notes, holiday) = (id_of("notes.txt"), id_of("holiday-2024.zip"));
         let p1 = test_id("p1");
-        let holder = format!("ok|1\n127.0.0.1|2000|{p1}|12|{notes}|{notes}\n");
+        let holder = format!("ok|1\n127.0.0.1|2000|{p1}|12|{notes}|{notes}|p1\n");
         assert_eq!(client.ask("get|notes.txt"), holder);
         assert_eq!(client.ask(&format!("get|notes.txt|{notes}")), holder);
         assert_eq!(client.ask(&format!("get|notes.txt|{holiday}")), "ok|0\n");

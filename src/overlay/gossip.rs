@@ -11,9 +11,13 @@
 //! is told the ids of recent broadcasts, so a peer that was cut off catches up.
 //!
 //! Each message is delivered at most once (the seen-cache, bounded in size and time),
-//! and forwarded at most once, only while its hop count is under the limit. A text
-//! (`say`) whose origin exceeds its rate here ([`OriginRates`]) is neither delivered
-//! nor forwarded: it is remembered as seen, without its payload, and counted.
+//! and forwarded at most once, only while its hop count is under the limit. A message
+//! that its origin did not sign ([`Broadcast::authentic`]) is dropped and counted
+//! before it is remembered as seen: a forged copy must never make the real message,
+//! arriving later under the same id, look like a duplicate. Only first copies are
+//! checked, so a message costs each peer one signature check. A text (`say`) whose
+//! origin exceeds its rate here ([`OriginRates`]) is neither delivered nor forwarded:
+//! it is remembered as seen, without its payload, and counted.
 //!
 //! This module owns no sockets and no clock: messages and time go in, messages to
 //! send and messages to deliver come out.
@@ -38,6 +42,9 @@ pub struct GossipStats {
     pub prunes: u64,
     /// Texts dropped because their origin sent them faster than its rate.
     pub dropped_rate: u64,
+    /// Messages dropped because their origin's signature, or the certificate of the
+    /// member they speak of, does not verify.
+    pub dropped_signature: u64,
 }
 
 struct Seen {
@@ -233,6 +240,11 @@ impl Plumtree {
             }
             return;
         }
+        // Before the rate too: a forged text must not spend its origin's budget.
+        if !b.authentic() {
+            self.stats.dropped_signature += 1;
+            return;
+        }
         if matches!(b.body, Body::Say(_)) && !self.rates.admit(&b.origin, member_origin, now) {
             // Seen, so that other copies count as duplicates; no payload, so that it
             // is neither relayed nor given to a graft.
@@ -397,6 +409,7 @@ impl Plumtree {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::{NodeKey, Sig};
     use crate::overlay::Body;
 
     fn id(s: &str) -> PeerId {
@@ -404,13 +417,17 @@ mod tests {
     }
 
     fn msg(seq: u64) -> Broadcast {
-        Broadcast {
-            origin: id("o"),
+        let key = NodeKey::for_test("o");
+        let mut b = Broadcast {
+            origin: key.id().clone(),
             seq,
             hops: 0,
             time_ms: 0,
+            sig: Sig::NONE,
             body: Body::Say(format!("m{seq}")),
-        }
+        };
+        b.sign(&key);
+        b
     }
 
     fn tree(neighbours: &[&str]) -> Plumtree {
@@ -529,6 +546,35 @@ mod tests {
         );
         t.on_graft(&id("b"), m.id(), Millis(20));
         assert!(matches!(&t.take_out()[..], [(_, Msg::Gossip(b))] if b.hops == u32::MAX));
+    }
+
+    #[test]
+    fn a_forged_copy_is_dropped_without_hiding_the_real_message() {
+        let mut t = tree(&["a", "b"]);
+        let real = msg(1);
+        // Same origin and seq (so the same id), another text, signed by another key.
+        let mut forged = Broadcast {
+            body: Body::Say("forged".into()),
+            ..real.clone()
+        };
+        forged.sign(&NodeKey::for_test("mallory"));
+        t.on_gossip(&id("a"), forged.clone(), Millis(0));
+        // The real text's signature on another text does not verify either.
+        t.on_gossip(
+            &id("a"),
+            Broadcast {
+                sig: real.sig,
+                ..forged
+            },
+            Millis(1),
+        );
+        assert!(t.take_delivered().is_empty());
+        assert!(t.take_out().is_empty(), "not forwarded");
+        assert_eq!(t.stats.dropped_signature, 2);
+        assert!(!t.has_seen(&real.id()));
+        t.on_gossip(&id("b"), real.clone(), Millis(2));
+        assert_eq!(t.take_delivered(), vec![real]);
+        assert_eq!(t.stats.duplicates, 0);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //!   other neighbours, who graft the tree back when a message fails to arrive.
 //! * [`seed::SeedNode`]: a bootstrap registry. Peers register and get a peer list;
 //!   seeds exchange their registries; a death report is only a suspicion until the
-//!   seed's own probe fails or a second peer reports it.
+//!   seed's own probe fails.
 //!
 //! The runtime ([`runtime`]) owns each core in one thread and carries its messages
 //! over TCP; the simulator ([`sim`]) carries them through a virtual network.
@@ -23,6 +23,13 @@
 //! once, and any answer that carries meaning travels as a message of its own. That
 //! keeps the cores free of request/response plumbing (a UDP-like model, as in
 //! memberlist) and lets the simulator drop, delay and reorder anything.
+//!
+//! What proves what: a [`Sender`]'s id is a key its connection proved it holds (the
+//! runtime's handshake); everything a message says about anyone else is a claim,
+//! believed only as far as a signature backs it. Every incarnation travels with its
+//! member's own signature of it (an incarnation certificate, [`sign_incarnation`]),
+//! so nobody can declare a member dead at an incarnation the member cannot refute,
+//! and every broadcast is signed by its origin ([`Broadcast::authentic`]).
 
 pub mod gossip;
 pub mod member;
@@ -36,6 +43,7 @@ pub mod wire;
 pub use seed_role::{Seed, SeedSettings};
 
 use crate::clock::Millis;
+use crate::identity::{self, Domain, NodeKey, Sig};
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::PeerId;
 use member::{MemberRow, NotSent};
@@ -66,6 +74,7 @@ impl fmt::Display for Dest {
 /// connection came from (never a host taken from a message).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Sender {
+    /// A key the sender proved it holds.
     pub id: PeerId,
     pub addr: SocketAddr,
     /// The sender said hello as a seed (not a peer that could be a neighbour).
@@ -132,6 +141,48 @@ pub struct MemberInfo {
     /// How many neighbours the member had when this was last heard (for choosing
     /// well-connected neighbours).
     pub degree: u32,
+    /// The member's human name (it may repeat; the id never does).
+    pub name: PeerId,
+    /// The member's own signature of its id, incarnation and name: see
+    /// [`sign_incarnation`].
+    pub cert: Sig,
+}
+
+impl MemberInfo {
+    /// Whether `cert` is the member's own signature of this incarnation and name.
+    pub fn cert_valid(&self) -> bool {
+        incarnation_valid(&self.id, self.incarnation, &self.name, &self.cert)
+    }
+}
+
+/// An incarnation certificate: the member's signature (`Domain::Incarnation`) over its
+/// id, its incarnation in ASCII decimal, and its name. Only the member can make one,
+/// so every incarnation that travels is bounded by what its member signed.
+pub fn sign_incarnation(key: &NodeKey, incarnation: u64, name: &PeerId) -> Sig {
+    let incarnation = incarnation.to_string();
+    key.sign(
+        Domain::Incarnation,
+        &[
+            key.id().as_str().as_bytes(),
+            incarnation.as_bytes(),
+            name.as_str().as_bytes(),
+        ],
+    )
+}
+
+/// Whether `cert` is `id`'s certificate of `incarnation` under `name`.
+pub fn incarnation_valid(id: &PeerId, incarnation: u64, name: &PeerId, cert: &Sig) -> bool {
+    let incarnation = incarnation.to_string();
+    identity::verify(
+        id,
+        Domain::Incarnation,
+        &[
+            id.as_str().as_bytes(),
+            incarnation.as_bytes(),
+            name.as_str().as_bytes(),
+        ],
+        cert,
+    )
 }
 
 /// A registry row exchanged between seeds: a member and how long ago it was last seen.
@@ -139,14 +190,6 @@ pub struct MemberInfo {
 pub struct SeedRow {
     pub info: MemberInfo,
     pub seen_ago_ms: u64,
-}
-
-/// The answer of a seed to a registration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ListStatus {
-    Ok,
-    /// The id is held by a live peer at another host.
-    Conflict,
 }
 
 /// A broadcast's id: SHA-1 of `<origin>|<seq>`.
@@ -182,6 +225,8 @@ pub struct Broadcast {
     pub hops: u32,
     /// The origin's wall clock when it was sent, milliseconds since the Unix epoch.
     pub time_ms: u64,
+    /// The origin's signature: see [`Broadcast::sign`].
+    pub sig: Sig,
     pub body: Body,
 }
 
@@ -189,25 +234,82 @@ impl Broadcast {
     pub fn id(&self) -> MsgId {
         msg_id(&self.origin, self.seq)
     }
+
+    /// The values the origin signs: origin, seq and time, then the body's kind and
+    /// fields, all as decoded values (numbers in ASCII decimal, an address as its
+    /// canonical text), so that no spelling on the wire matters. Not `hops`: it
+    /// changes on the way.
+    fn signed_fields(&self) -> Vec<Vec<u8>> {
+        let mut fields = vec![
+            self.origin.as_str().as_bytes().to_vec(),
+            self.seq.to_string().into_bytes(),
+            self.time_ms.to_string().into_bytes(),
+        ];
+        match &self.body {
+            Body::Say(text) => {
+                fields.push(b"say".to_vec());
+                fields.push(text.as_bytes().to_vec());
+            }
+            Body::Member(ev) => {
+                let m = &ev.info;
+                fields.extend([
+                    m.state.as_str().as_bytes().to_vec(),
+                    m.id.as_str().as_bytes().to_vec(),
+                    m.addr.ip().to_canonical().to_string().into_bytes(),
+                    m.addr.port().to_string().into_bytes(),
+                    m.incarnation.to_string().into_bytes(),
+                    m.name.as_str().as_bytes().to_vec(),
+                    m.cert.0.to_vec(),
+                ]);
+            }
+        }
+        fields
+    }
+
+    /// Signs the broadcast as its origin (whose key `key` must be).
+    pub fn sign(&mut self, key: &NodeKey) {
+        let fields = self.signed_fields();
+        let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+        self.sig = key.sign(Domain::Gossip, &refs);
+    }
+
+    /// Whether the origin signed this broadcast, and its body is news the origin may
+    /// give: a departure or a refutation only about itself, and any member news only
+    /// with the member's own certificate of the incarnation it names.
+    pub fn authentic(&self) -> bool {
+        if let Body::Member(ev) = &self.body {
+            if ev.info.state != MemberState::Dead && ev.info.id != self.origin {
+                return false;
+            }
+        }
+        let fields = self.signed_fields();
+        let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+        if !identity::verify(&self.origin, Domain::Gossip, &refs, &self.sig) {
+            return false;
+        }
+        match &self.body {
+            Body::Say(_) => true,
+            Body::Member(ev) => ev.info.cert_valid(),
+        }
+    }
 }
 
 /// Every node-to-node message. Each is one-way; see the module documentation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Msg {
     /// Peer → seed: register (or refresh), naming the peer's neighbours, which the seed
-    /// then counts as vouched for.
+    /// then counts as vouched for. `name` and `cert` certify the incarnation, as in
+    /// every message that carries the sender's own incarnation.
     Register {
         seq: u64,
         incarnation: u64,
         degree: u32,
         neighbours: Vec<PeerId>,
+        name: PeerId,
+        cert: Sig,
     },
     /// Seed → peer: the answer to `Register` with the same `seq`.
-    Peers {
-        seq: u64,
-        status: ListStatus,
-        members: Vec<MemberInfo>,
-    },
+    Peers { seq: u64, members: Vec<MemberInfo> },
     /// Peer → seed: a member this peer declared dead, or itself leaving.
     Report { member: MemberInfo },
     /// Seed → seed: the sender's registry. `to` is the position of the receiver in the
@@ -222,11 +324,15 @@ pub enum Msg {
         high: bool,
         incarnation: u64,
         degree: u32,
+        name: PeerId,
+        cert: Sig,
     },
     NeighborReply {
         accepted: bool,
         incarnation: u64,
         degree: u32,
+        name: PeerId,
+        cert: Sig,
     },
     /// The sender dropped the receiver from its active view.
     Disconnect,
@@ -238,8 +344,13 @@ pub enum Msg {
     /// SWIM direct probe.
     Probe { seq: u64 },
     /// Answer to a probe (or relayed by a helper for an indirect probe), carrying the
-    /// probed member's incarnation.
-    Ack { seq: u64, incarnation: u64 },
+    /// probed member's incarnation, name and certificate.
+    Ack {
+        seq: u64,
+        incarnation: u64,
+        name: PeerId,
+        cert: Sig,
+    },
     /// Ask the receiver to probe `target` and relay its ack under `seq`.
     ProbeReq {
         seq: u64,
@@ -250,7 +361,11 @@ pub enum Msg {
     /// `dead`, "I hold you dead": then the member refutes to everyone, by broadcast.
     Suspect { incarnation: u64, dead: bool },
     /// The refutation of a suspicion, straight back to the suspecter.
-    Alive { incarnation: u64 },
+    Alive {
+        incarnation: u64,
+        name: PeerId,
+        cert: Sig,
+    },
     /// A broadcast, pushed eagerly.
     Gossip(Broadcast),
     /// Lazy push: ids of broadcasts the sender has, with their hop counts.
@@ -296,10 +411,12 @@ pub struct Out {
 /// Things the user may want to see or log, from either core.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OverlayEvent {
-    /// A broadcast text, delivered once (`local` for one this node sent).
+    /// A broadcast text, delivered once (`local` for one this node sent). `name` is
+    /// the origin's, from its member record (`None` when this node has none).
     Said {
         id: MsgId,
         origin: PeerId,
+        name: Option<PeerId>,
         time_ms: u64,
         text: String,
         hops: u32,
@@ -312,10 +429,6 @@ pub enum OverlayEvent {
     },
     /// A seed did not answer; it is retried later.
     SeedDown {
-        seed: usize,
-    },
-    /// A seed refused the registration: the id is taken.
-    IdConflict {
         seed: usize,
     },
     NeighborUp {
@@ -378,6 +491,9 @@ pub struct OverlayStatus {
     pub dropped: u64,
     /// Broadcast texts dropped because their origin sent them too fast.
     pub dropped_rate: u64,
+    /// Messages and rows dropped for a signature that does not verify, or for a lie
+    /// about this node's own incarnation.
+    pub dropped_signature: u64,
     pub rows: Vec<MemberRow>,
 }
 
@@ -575,10 +691,8 @@ pub struct SeedConfig {
     pub forget_after: Duration,
     /// The seed's own probe of a reported member: each try waits this long...
     pub probe_timeout: Duration,
-    /// ...and this many tries must all fail.
+    /// ...and this many tries must all fail, however many peers report the death.
     pub probe_tries: u32,
-    /// Distinct reporters that make a death certain without a probe.
-    pub reports_needed: usize,
     pub dead_retention: Duration,
     pub members_max: usize,
 }
@@ -591,7 +705,6 @@ impl Default for SeedConfig {
             forget_after: Duration::from_secs(60),
             probe_timeout: Duration::from_millis(500),
             probe_tries: 3,
-            reports_needed: 2,
             dead_retention: Duration::from_secs(300),
             members_max: 100_000,
         }

@@ -56,6 +56,7 @@ pub fn log_event(log: &EventLog, ev: &OverlayEvent, seeds: &[NodeAddr]) {
     match ev {
         OverlayEvent::Said {
             origin,
+            name,
             time_ms,
             text,
             hops,
@@ -63,7 +64,8 @@ pub fn log_event(log: &EventLog, ev: &OverlayEvent, seeds: &[NodeAddr]) {
         } => log.write(
             "message",
             &format!(
-                "from={origin} sent={} hops={hops} text={}",
+                "from={origin} name={} sent={} hops={hops} text={}",
+                name.as_ref().map_or("-", |n| n.as_str()),
                 clock::utc_timestamp(*time_ms),
                 wire::escape_text(text)
             ),
@@ -87,9 +89,6 @@ pub fn log_event(log: &EventLog, ev: &OverlayEvent, seeds: &[NodeAddr]) {
             log.write("seed-up", &format!("seed={} peers={peers}", seed(i)))
         }
         OverlayEvent::SeedDown { seed: i } => log.write("seed-down", &format!("seed={}", seed(i))),
-        OverlayEvent::IdConflict { seed: i } => {
-            log.write("id-conflict", &format!("seed={}", seed(i)))
-        }
     }
 }
 
@@ -182,7 +181,9 @@ impl std::error::Error for SayError {}
 
 /// A request to a core thread.
 pub enum Input {
-    Msg(Sender, Msg),
+    /// Boxed: a message with its signatures is a few hundred bytes, and the inbox
+    /// holds thousands of inputs.
+    Msg(Sender, Box<Msg>),
     /// A link could not reach its destination.
     Unreachable(Dest),
     Say {
@@ -240,7 +241,7 @@ impl OverlayHandle {
     /// Queues a message from another node; refused when the core is overwhelmed.
     pub fn deliver(&self, from: Sender, msg: Msg) -> Result<(), Refusal> {
         self.counters.messages_in.fetch_add(1, Ordering::Relaxed);
-        match self.inbox.try_send(Input::Msg(from, msg)) {
+        match self.inbox.try_send(Input::Msg(from, Box::new(msg))) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
@@ -500,7 +501,7 @@ fn run_core<C: Core>(mut core: C, setup: CoreSetup) {
         };
         let now = clock.now();
         match input {
-            Some(Input::Msg(from, msg)) => core.handle(&from, msg, now),
+            Some(Input::Msg(from, msg)) => core.handle(&from, *msg, now),
             Some(Input::Unreachable(dest)) => core.unreachable(dest, now),
             Some(Input::Say { text, reply }) => {
                 // A core that does not broadcast drops the request: the asker hears
@@ -617,7 +618,7 @@ pub fn overlay_request(
     )
 }
 
-/// The rows of `members`.
+/// The rows of `members`; the name is `-` for a member known only from contact.
 pub fn members_reply(status: &OverlayStatus) -> Reply {
     let mut out = codec::line(&["ok", &status.rows.len().to_string()]);
     for r in &status.rows {
@@ -630,6 +631,7 @@ pub fn members_reply(status: &OverlayStatus) -> Reply {
             &m.incarnation.to_string(),
             r.view.as_str(),
             &m.rtt_ms.map_or("-".to_owned(), |r| r.to_string()),
+            m.name().map_or("-", |n| n.as_str()),
         ]));
     }
     Reply::Text(out)

@@ -3,16 +3,21 @@
 //! State document:
 //!
 //! * **Registry.** Each peer that registered (or that another seed vouches for) has a
-//!   record: address, incarnation, degree, state, and when it was last seen. A
-//!   registration is first-hand proof of life: it makes the record alive and clears any
-//!   pending report. A peer that registers lists its neighbours, which vouches for
-//!   them. A peer that registers while held dead at its incarnation is listed dead in
-//!   the answer, so that it refutes with a higher one: the other seeds' syncs hold it
-//!   dead until then, and would forever.
-//! * **Deaths are suspicions.** One report of a death starts the seed's own probe; the
-//!   record is declared dead only when every try of that probe fails, or when a second,
-//!   distinct peer reports the same death. A peer reporting that it leaves is removed
-//!   at once.
+//!   record: address, incarnation with the peer's name and certificate of it, degree,
+//!   state, and when it was last seen. A registration is first-hand proof of life: it
+//!   makes the record alive and clears any pending report. The peer's id is a key its
+//!   connection proved, so it may register from any host. A peer that registers lists
+//!   its neighbours, which vouches for them. A peer that registers while held dead at
+//!   its incarnation is listed dead in the answer, so that it refutes with a higher
+//!   one: the other seeds' syncs hold it dead until then, and would forever.
+//! * **Certificates.** An incarnation is taken (from a registration, an ack or a
+//!   sync row) only with the peer's own certificate of it, checked when it would
+//!   change the record; a forged one is ignored and counted.
+//! * **Deaths are suspicions.** A report of a death starts the seed's own probe; the
+//!   record is declared dead only when every try of that probe fails, however many
+//!   peers report it (their keys are counted, for `status` only): no number of
+//!   reporters outweighs an answered probe. Only the probed peer's own ack answers a
+//!   probe. A peer reporting that it leaves is removed at once.
 //! * **Forgetting.** A record neither seen nor vouched for (by a registration, a
 //!   neighbour list, or another seed) within `forget_after` is dropped. Dead records
 //!   stay as tombstones for `dead_retention`, so stale news does not revive them.
@@ -20,18 +25,20 @@
 //!   seed it knows: those configured, and those that sent it theirs recently. Merging
 //!   keeps the most recent sighting and SWIM's precedence (higher incarnation wins;
 //!   dead beats alive at the same incarnation), so all seeds converge on one view. Only
-//!   seeds send registries: a peer's word is a report, never a death. A sighting from
-//!   before this seed's clock started is not taken: as "at 0" it would look recent.
+//!   seeds send registries (the sender said hello as a seed): a peer's word is a
+//!   report, never a death. A sighting from before this seed's clock started is not
+//!   taken: as "at 0" it would look recent.
 //! * **Peer lists** are the live records, a random sample of `list_cap` when larger.
 //!
 //! No sockets, clocks or threads: messages and `now` in, messages out.
 
-use super::member::{Member, MemberRow, View};
+use super::member::{Member, MemberRow, Signed, View};
 use super::{
-    after, Core, Departure, Dest, DetMap, ListStatus, MemberInfo, MemberState, Msg, Out,
+    after, incarnation_valid, Core, Departure, Dest, DetMap, MemberInfo, MemberState, Msg, Out,
     OverlayEvent, OverlayStatus, SeedConfig, SeedRow, Sender,
 };
 use crate::clock::Millis;
+use crate::identity::Sig;
 use crate::protocol::name::PeerId;
 use crate::protocol::MAX_ROWS;
 use rand::rngs::StdRng;
@@ -45,6 +52,9 @@ use std::net::SocketAddr;
 pub struct Record {
     pub addr: SocketAddr,
     pub incarnation: u64,
+    /// The peer's name, and its certificate of `incarnation` under it.
+    pub name: PeerId,
+    pub cert: Sig,
     pub degree: u32,
     pub state: MemberState,
     /// Last registration here, or the most recent sighting another seed reported.
@@ -53,7 +63,8 @@ pub struct Record {
     pub vouched: Millis,
     /// When the state last changed.
     pub since: Millis,
-    /// Distinct peers that reported it dead since it was last seen.
+    /// Distinct peers (keys) that reported it dead since it was last seen, up to
+    /// `REPORTERS_MAX`: shown in `status`, never a death by themselves.
     pub reporters: BTreeSet<PeerId>,
     probe: Option<SeedProbe>,
 }
@@ -72,8 +83,30 @@ pub struct SeedStats {
     pub reports: u64,
     pub deaths: u64,
     pub syncs_received: u64,
+    /// Registrations, acks and sync rows ignored for a certificate that does not
+    /// verify.
+    pub dropped_signature: u64,
 }
 
+impl Record {
+    /// Whether the record holds exactly this certificate of this incarnation.
+    fn holds(&self, incarnation: u64, name: &PeerId, cert: &Sig) -> bool {
+        self.incarnation == incarnation && self.name == *name && self.cert == *cert
+    }
+}
+
+/// A registration's figures, with the certificate that proves its incarnation.
+struct Registration {
+    seq: u64,
+    incarnation: u64,
+    degree: u32,
+    name: PeerId,
+    cert: Sig,
+}
+
+/// Reporters remembered per record (more would only cost memory: they are counted
+/// for display).
+const REPORTERS_MAX: usize = 16;
 /// How long a seed that synced with us counts as a seed to sync with.
 const LEARNED_FOR: u64 = 30_000;
 const CLEANUP_EVERY: u64 = 5_000;
@@ -193,6 +226,10 @@ impl SeedNode {
                     since: r.since,
                     degree: r.degree,
                     rtt_ms: None,
+                    signed: Some(Signed {
+                        name: r.name.clone(),
+                        cert: r.cert,
+                    }),
                 },
                 view: View::None,
             })
@@ -208,6 +245,8 @@ impl SeedNode {
             incarnation: r.incarnation,
             state: r.state,
             degree: r.degree,
+            name: r.name.clone(),
+            cert: r.cert,
         }
     }
 
@@ -280,19 +319,31 @@ impl SeedNode {
                 incarnation,
                 degree,
                 neighbours,
-            } => self.register(from, seq, incarnation, degree, neighbours, now),
-            Msg::Report { member } => self.report(from, member, now),
-            Msg::Ack { seq, incarnation } => {
-                let Some(id) = self.probes.remove(&seq) else {
+                name,
+                cert,
+            } => {
+                if from.seed {
                     return;
-                };
-                if let Some(r) = self.members.get_mut(&id) {
-                    r.probe = None;
-                    r.reporters.clear();
-                    r.last_seen = now;
-                    r.incarnation = r.incarnation.max(incarnation);
                 }
+                if !self.certified(&from.id, incarnation, &name, &cert) {
+                    return;
+                }
+                let reg = Registration {
+                    seq,
+                    incarnation,
+                    degree,
+                    name,
+                    cert,
+                };
+                self.register(from, reg, neighbours, now);
             }
+            Msg::Report { member } => self.report(from, member, now),
+            Msg::Ack {
+                seq,
+                incarnation,
+                name,
+                cert,
+            } => self.on_ack(from, seq, incarnation, name, cert, now),
             Msg::SeedSync { nonce, to, rows } => {
                 if !from.seed {
                     // Only seeds speak for other peers: one message from a peer must
@@ -316,34 +367,61 @@ impl SeedNode {
         }
     }
 
-    fn register(
+    /// Whether `id`'s certificate of `incarnation` may be taken: it is the one held,
+    /// or older than the one held (then nothing is taken from it), or it verifies.
+    /// A forged one is counted.
+    fn certified(&mut self, id: &PeerId, incarnation: u64, name: &PeerId, cert: &Sig) -> bool {
+        let settled = self
+            .members
+            .get(id)
+            .is_some_and(|r| r.holds(incarnation, name, cert) || incarnation < r.incarnation);
+        if settled || incarnation_valid(id, incarnation, name, cert) {
+            return true;
+        }
+        self.stats.dropped_signature += 1;
+        log::debug!("ignoring news of {id}: its certificate does not verify");
+        false
+    }
+
+    /// The probed peer answered: the report that started the probe is dropped.
+    fn on_ack(
         &mut self,
         from: &Sender,
         seq: u64,
         incarnation: u64,
-        degree: u32,
-        neighbours: Vec<PeerId>,
+        name: PeerId,
+        cert: Sig,
         now: Millis,
     ) {
-        if from.seed {
+        // Only the probed peer itself answers its probe (seqs are easy to guess).
+        if self.probes.get(&seq) != Some(&from.id) {
             return;
         }
-        self.stats.registrations += 1;
-        let forget = self.config.forget_after.as_millis() as u64;
-        if let Some(r) = self.members.get(&from.id) {
-            let recent = now.0.saturating_sub(r.last_seen.0.max(r.vouched.0)) < forget;
-            if !r.state.is_gone() && recent && r.addr.ip() != from.addr.ip() {
-                self.out.push(Out {
-                    to: Dest::Node(from.addr),
-                    msg: Msg::Peers {
-                        seq,
-                        status: ListStatus::Conflict,
-                        members: Vec::new(),
-                    },
-                });
-                return;
+        if !self.certified(&from.id, incarnation, &name, &cert) {
+            return;
+        }
+        self.probes.remove(&seq);
+        if let Some(r) = self.members.get_mut(&from.id) {
+            r.probe = None;
+            r.reporters.clear();
+            r.last_seen = now;
+            if incarnation > r.incarnation {
+                r.incarnation = incarnation;
+                r.name = name;
+                r.cert = cert;
             }
         }
+    }
+
+    fn register(&mut self, from: &Sender, reg: Registration, neighbours: Vec<PeerId>, now: Millis) {
+        self.stats.registrations += 1;
+        let Registration {
+            seq,
+            incarnation,
+            degree,
+            name,
+            cert,
+        } = reg;
         // Held dead (or left) at the incarnation it registers with: the peer is told,
         // so that it refutes with a higher one (until it does, the other seeds' syncs
         // keep it dead here too).
@@ -359,7 +437,11 @@ impl SeedNode {
                     r.since = now;
                 }
                 r.addr = from.addr;
-                r.incarnation = r.incarnation.max(incarnation);
+                if incarnation >= r.incarnation {
+                    r.incarnation = incarnation;
+                    r.name = name;
+                    r.cert = cert;
+                }
                 r.degree = degree;
                 r.state = MemberState::Alive;
                 r.last_seen = now;
@@ -378,6 +460,8 @@ impl SeedNode {
                     Record {
                         addr: from.addr,
                         incarnation,
+                        name,
+                        cert,
                         degree,
                         state: MemberState::Alive,
                         last_seen: now,
@@ -407,11 +491,7 @@ impl SeedNode {
         members.extend(held_gone);
         self.out.push(Out {
             to: Dest::Node(from.addr),
-            msg: Msg::Peers {
-                seq,
-                status: ListStatus::Ok,
-                members,
-            },
+            msg: Msg::Peers { seq, members },
         });
     }
 
@@ -427,19 +507,16 @@ impl SeedNode {
             }
             return;
         }
-        let needed = self.config.reports_needed;
         let Some(r) = self.members.get_mut(&id) else {
             return;
         };
         if r.state.is_gone() || member.incarnation < r.incarnation || id == from.id {
             return;
         }
-        r.reporters.insert(from.id.clone());
-        if r.reporters.len() >= needed {
-            self.mark_gone(&id, MemberState::Dead, &from.id, now);
-        } else {
-            self.start_probe(&id, now);
+        if r.reporters.len() < REPORTERS_MAX {
+            r.reporters.insert(from.id.clone());
         }
+        self.start_probe(&id, now);
     }
 
     fn merge(&mut self, row: SeedRow, by: &PeerId, now: Millis) {
@@ -448,64 +525,85 @@ impl SeedNode {
         // held: taken as "at 0" it would look recent, and this seed's next sync would
         // make every other seed keep a silent peer another `forget_after`.
         let seen = now.0.checked_sub(row.seen_ago_ms).map(Millis);
-        let forget = self.config.forget_after.as_millis() as u64;
-        match self.members.get_mut(&info.id) {
-            None => {
-                if self.members.len() >= self.config.members_max {
-                    return;
-                }
-                if !info.state.is_gone() && (row.seen_ago_ms >= forget || seen.is_none()) {
-                    return;
-                }
-                let seen = seen.unwrap_or_default();
-                let state = if info.state.is_gone() {
-                    info.state
-                } else {
-                    MemberState::Alive
-                };
-                self.members.insert(
-                    info.id.clone(),
-                    Record {
-                        addr: info.addr,
-                        incarnation: info.incarnation,
-                        degree: info.degree,
-                        state,
-                        last_seen: seen,
-                        vouched: seen,
-                        since: now,
-                        reporters: BTreeSet::new(),
-                        probe: None,
-                    },
-                );
-            }
-            Some(r) => {
-                if info.state.is_gone() {
-                    if !r.state.is_gone() && info.incarnation >= r.incarnation {
-                        r.incarnation = info.incarnation;
-                        self.mark_gone(&info.id, info.state, by, now);
-                    }
-                    return;
-                }
-                if r.state.is_gone() {
-                    if let Some(seen) = seen.filter(|_| info.incarnation > r.incarnation) {
-                        r.incarnation = info.incarnation;
-                        r.addr = info.addr;
-                        r.state = MemberState::Alive;
-                        r.since = now;
-                        r.last_seen = seen;
-                    }
-                    return;
-                }
-                if info.incarnation > r.incarnation {
-                    r.incarnation = info.incarnation;
-                    r.addr = info.addr;
-                }
-                if let Some(seen) = seen.filter(|seen| *seen > r.last_seen) {
-                    r.last_seen = seen;
-                    r.degree = info.degree;
-                }
-            }
+        let Some(r) = self.members.get(&info.id) else {
+            self.merge_new(info, row.seen_ago_ms, seen, now);
+            return;
+        };
+        // Whether the row's incarnation (and the state with it) would be taken.
+        let takes = if info.state.is_gone() {
+            !r.state.is_gone() && info.incarnation >= r.incarnation
+        } else {
+            info.incarnation > r.incarnation && (!r.state.is_gone() || seen.is_some())
+        };
+        if takes && !self.certified(&info.id, info.incarnation, &info.name, &info.cert) {
+            return;
         }
+        let Some(r) = self.members.get_mut(&info.id) else {
+            return;
+        };
+        if takes {
+            r.incarnation = info.incarnation;
+            r.name = info.name;
+            r.cert = info.cert;
+        }
+        if info.state.is_gone() {
+            if takes {
+                self.mark_gone(&info.id, info.state, by, now);
+            }
+            return;
+        }
+        if r.state.is_gone() {
+            if let Some(seen) = seen.filter(|_| takes) {
+                r.addr = info.addr;
+                r.state = MemberState::Alive;
+                r.since = now;
+                r.last_seen = seen;
+            }
+            return;
+        }
+        if takes {
+            r.addr = info.addr;
+        }
+        if let Some(seen) = seen.filter(|seen| *seen > r.last_seen) {
+            r.last_seen = seen;
+            r.degree = info.degree;
+        }
+    }
+
+    /// A sync row about a peer this seed has no record of.
+    fn merge_new(&mut self, info: MemberInfo, seen_ago_ms: u64, seen: Option<Millis>, now: Millis) {
+        let forget = self.config.forget_after.as_millis() as u64;
+        if self.members.len() >= self.config.members_max {
+            return;
+        }
+        if !info.state.is_gone() && (seen_ago_ms >= forget || seen.is_none()) {
+            return;
+        }
+        if !self.certified(&info.id, info.incarnation, &info.name, &info.cert) {
+            return;
+        }
+        let seen = seen.unwrap_or_default();
+        let state = if info.state.is_gone() {
+            info.state
+        } else {
+            MemberState::Alive
+        };
+        self.members.insert(
+            info.id,
+            Record {
+                addr: info.addr,
+                incarnation: info.incarnation,
+                name: info.name,
+                cert: info.cert,
+                degree: info.degree,
+                state,
+                last_seen: seen,
+                vouched: seen,
+                since: now,
+                reporters: BTreeSet::new(),
+                probe: None,
+            },
+        );
     }
 
     /// Runs the timers due at `now`: probe retries, syncs, forgetting.
@@ -667,6 +765,7 @@ impl Core for SeedNode {
     fn status(&self, rows: bool, now: Millis) -> OverlayStatus {
         OverlayStatus {
             id: self.id().to_string(),
+            dropped_signature: self.stats.dropped_signature,
             peers: self.alive(),
             suspects: self.reported(),
             dead: self.tombstones(),
@@ -683,332 +782,4 @@ impl Core for SeedNode {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::overlay::SeedConfig;
-
-    fn from(id: &str, port: u16) -> Sender {
-        Sender {
-            id: PeerId::parse(id).unwrap(),
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            seed: false,
-        }
-    }
-
-    fn register(s: &mut SeedNode, id: &str, port: u16, now: u64) -> Vec<MemberInfo> {
-        s.handle(
-            &from(id, port),
-            Msg::Register {
-                seq: 1,
-                incarnation: 1,
-                degree: 0,
-                neighbours: vec![],
-            },
-            Millis(now),
-        );
-        match s.take_out().pop().map(|o| o.msg) {
-            Some(Msg::Peers { members, .. }) => members,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn seed() -> SeedNode {
-        SeedNode::new(PeerId::parse("s").unwrap(), 0, SeedConfig::default(), 1, 7)
-    }
-
-    fn dead(id: &str, port: u16) -> Msg {
-        Msg::Report {
-            member: MemberInfo {
-                id: PeerId::parse(id).unwrap(),
-                addr: SocketAddr::from(([127, 0, 0, 1], port)),
-                incarnation: 1,
-                state: MemberState::Dead,
-                degree: 0,
-            },
-        }
-    }
-
-    #[test]
-    fn registration_returns_the_others_capped_and_random() {
-        let mut s = SeedNode::new(
-            PeerId::parse("s").unwrap(),
-            0,
-            SeedConfig {
-                list_cap: 5,
-                ..SeedConfig::default()
-            },
-            1,
-            7,
-        );
-        for i in 0..20 {
-            register(&mut s, &format!("p{i}"), 2000 + i, 0);
-        }
-        let list = register(&mut s, "p0", 2000, 1);
-        assert_eq!(list.len(), 5);
-        assert!(list.iter().all(|m| m.id.as_str() != "p0"));
-        assert_eq!(s.alive(), 20);
-    }
-
-    #[test]
-    fn one_report_is_a_suspicion_checked_by_probing() {
-        let mut s = seed();
-        register(&mut s, "a", 2001, 0);
-        register(&mut s, "b", 2002, 0);
-        s.handle(&from("b", 2002), dead("a", 2001), Millis(10));
-        assert_eq!(s.alive(), 2, "one report alone removes nobody");
-        let probe = s.take_out();
-        assert!(
-            matches!(&probe[..], [Out { to: Dest::Node(a), msg: Msg::Probe { .. } }] if a.port() == 2001)
-        );
-        // a answers: the report is dropped.
-        let Msg::Probe { seq } = probe[0].msg else {
-            unreachable!()
-        };
-        s.handle(
-            &from("a", 2001),
-            Msg::Ack {
-                seq,
-                incarnation: 1,
-            },
-            Millis(20),
-        );
-        s.tick(Millis(5000));
-        assert_eq!(s.alive(), 2);
-        // Reported again, and this time every probe goes unanswered.
-        s.handle(&from("b", 2002), dead("a", 2001), Millis(6000));
-        for t in (6000..9000).step_by(100) {
-            s.tick(Millis(t));
-        }
-        assert_eq!(s.alive(), 1);
-        assert!(s
-            .take_events()
-            .iter()
-            .any(|e| matches!(e, OverlayEvent::Dead { id, .. } if id.as_str() == "a")));
-    }
-
-    #[test]
-    fn two_distinct_reporters_make_a_death_certain() {
-        let mut s = seed();
-        for (p, port) in [("a", 2001), ("b", 2002), ("c", 2003)] {
-            register(&mut s, p, port, 0);
-        }
-        s.handle(&from("b", 2002), dead("a", 2001), Millis(10));
-        s.handle(&from("b", 2002), dead("a", 2001), Millis(11));
-        assert_eq!(s.alive(), 3, "the same reporter twice is one report");
-        s.handle(&from("c", 2003), dead("a", 2001), Millis(12));
-        assert_eq!(s.alive(), 2);
-        // A peer leaving on purpose goes at once, but nobody else can say it left.
-        s.handle(
-            &from("c", 2003),
-            Msg::Report {
-                member: MemberInfo {
-                    state: MemberState::Left,
-                    ..match dead("b", 2002) {
-                        Msg::Report { member } => member,
-                        _ => unreachable!(),
-                    }
-                },
-            },
-            Millis(13),
-        );
-        assert_eq!(s.alive(), 2);
-    }
-
-    #[test]
-    fn a_registry_sent_by_a_peer_is_ignored() {
-        let mut s = seed();
-        register(&mut s, "a", 2001, 0);
-        let row = SeedRow {
-            info: match dead("a", 2001) {
-                Msg::Report { member } => member,
-                _ => unreachable!(),
-            },
-            seen_ago_ms: 0,
-        };
-        s.handle(
-            &from("b", 2002),
-            Msg::SeedSync {
-                nonce: 99,
-                to: 0,
-                rows: vec![row],
-            },
-            Millis(10),
-        );
-        assert_eq!(s.alive(), 1, "only seeds speak for other peers");
-        assert_eq!(s.seeds_heard(Millis(10)), 0);
-        s.tick(Millis(20));
-        assert!(s.take_out().is_empty(), "nothing is sent to the peer");
-    }
-
-    #[test]
-    fn a_peer_held_dead_that_registers_is_told_so() {
-        let mut s = seed();
-        register(&mut s, "a", 2001, 0);
-        register(&mut s, "b", 2002, 0);
-        s.handle(&from("b", 2002), dead("a", 2001), Millis(10));
-        s.handle(&from("c", 2003), dead("a", 2001), Millis(11));
-        assert_eq!(s.alive(), 1);
-        // a is alive after all and registers at the incarnation it was declared dead at:
-        // the list names a itself, dead, so that a refutes with a higher incarnation.
-        let list = register(&mut s, "a", 2001, 20);
-        let own: Vec<_> = list.iter().filter(|m| m.id.as_str() == "a").collect();
-        assert_eq!(own.len(), 1, "{list:?}");
-        assert_eq!(own[0].state, MemberState::Dead);
-        assert_eq!(own[0].incarnation, 1);
-        // At a higher incarnation, it is simply alive.
-        s.handle(
-            &from("a", 2001),
-            Msg::Register {
-                seq: 2,
-                incarnation: 2,
-                degree: 0,
-                neighbours: vec![],
-            },
-            Millis(30),
-        );
-        let Some(Msg::Peers { members, .. }) = s.take_out().pop().map(|o| o.msg) else {
-            panic!("no answer")
-        };
-        assert!(members.iter().all(|m| m.id.as_str() != "a"));
-        assert_eq!(s.alive(), 2);
-    }
-
-    #[test]
-    fn a_seed_that_just_started_does_not_make_old_sightings_look_new() {
-        let sa = Sender {
-            seed: true,
-            ..from("sa", 1500)
-        };
-        let sb = Sender {
-            seed: true,
-            ..from("sb", 1501)
-        };
-        // b has run for a while and last heard of p 50 s ago.
-        let mut b = SeedNode::new(PeerId::parse("sb").unwrap(), 1, SeedConfig::default(), 2, 2);
-        register(&mut b, "p", 2001, 50_000);
-        b.tick(Millis(100_000));
-        // a has just started (its clock counts from 0) when b's registry arrives...
-        let mut a = SeedNode::new(PeerId::parse("sa").unwrap(), 1, SeedConfig::default(), 1, 1);
-        for o in b.take_out() {
-            a.handle(&sb, o.msg, Millis(1000));
-        }
-        // ...and its own registry, sent back to b, must not make p look recent.
-        a.tick(Millis(3000));
-        for o in a.take_out() {
-            b.handle(&sa, o.msg, Millis(100_010));
-        }
-        let p = PeerId::parse("p").unwrap();
-        assert_eq!(b.record(&p).unwrap().last_seen, Millis(50_000));
-        b.tick(Millis(115_000));
-        assert_eq!(b.alive(), 0, "p is forgotten in time");
-    }
-
-    #[test]
-    fn silent_peers_are_forgotten_unless_vouched_for() {
-        let mut s = seed();
-        register(&mut s, "a", 2001, 0);
-        register(&mut s, "b", 2002, 0);
-        // b keeps registering, listing a as its neighbour; a itself is silent.
-        for t in (10_000..120_000).step_by(10_000) {
-            s.handle(
-                &from("b", 2002),
-                Msg::Register {
-                    seq: 2,
-                    incarnation: 1,
-                    degree: 1,
-                    neighbours: vec![PeerId::parse("a").unwrap()],
-                },
-                Millis(t),
-            );
-            s.tick(Millis(t));
-        }
-        assert_eq!(s.alive(), 2);
-        for t in (120_000..300_000).step_by(5000) {
-            s.tick(Millis(t));
-        }
-        assert_eq!(s.alive(), 0);
-    }
-
-    #[test]
-    fn a_live_id_at_another_host_is_a_conflict() {
-        let mut s = seed();
-        register(&mut s, "a", 2001, 0);
-        let other = Sender {
-            addr: SocketAddr::from(([10, 0, 0, 9], 2001)),
-            ..from("a", 2001)
-        };
-        s.handle(
-            &other,
-            Msg::Register {
-                seq: 5,
-                incarnation: 9,
-                degree: 0,
-                neighbours: vec![],
-            },
-            Millis(100),
-        );
-        assert!(matches!(
-            s.take_out().pop().map(|o| o.msg),
-            Some(Msg::Peers {
-                status: ListStatus::Conflict,
-                ..
-            })
-        ));
-        // The same host may take its id over (a restart on another port).
-        register(&mut s, "a", 3001, 200);
-        assert_eq!(
-            s.record(&PeerId::parse("a").unwrap()).unwrap().addr.port(),
-            3001
-        );
-    }
-
-    #[test]
-    fn seeds_converge_through_sync() {
-        let mut a = SeedNode::new(PeerId::parse("sa").unwrap(), 1, SeedConfig::default(), 1, 1);
-        let mut b = SeedNode::new(PeerId::parse("sb").unwrap(), 1, SeedConfig::default(), 2, 2);
-        register(&mut a, "p1", 2001, 0);
-        register(&mut b, "p2", 2002, 0);
-        let sa = Sender {
-            seed: true,
-            ..from("sa", 1500)
-        };
-        let sb = Sender {
-            seed: true,
-            ..from("sb", 1501)
-        };
-        a.tick(Millis(10));
-        b.tick(Millis(10));
-        for o in a.take_out() {
-            b.handle(&sa, o.msg, Millis(11));
-        }
-        for o in b.take_out() {
-            a.handle(&sb, o.msg, Millis(11));
-        }
-        assert_eq!(a.alive(), 2);
-        assert_eq!(b.alive(), 2);
-        assert_eq!(a.seeds_heard(Millis(11)), 1);
-        // A death at one seed reaches the other.
-        a.handle(&from("p2", 2002), dead("p1", 2001), Millis(20));
-        a.handle(&from("p3", 2003), dead("p1", 2001), Millis(20));
-        a.take_out();
-        a.tick(Millis(3000));
-        for o in a.take_out() {
-            b.handle(&sa, o.msg, Millis(3001));
-        }
-        assert_eq!(b.alive(), 1);
-        // A seed that reaches itself through its list stops syncing with itself.
-        let mut c = SeedNode::new(PeerId::parse("sc").unwrap(), 2, SeedConfig::default(), 3, 3);
-        register(&mut c, "p1", 2001, 0);
-        c.tick(Millis(10));
-        let out = c.take_out();
-        assert_eq!(out.len(), 2);
-        let own = out.into_iter().find(|o| o.to == Dest::Seed(1)).unwrap();
-        let sc = Sender {
-            seed: true,
-            ..from("sc", 1502)
-        };
-        c.handle(&sc, own.msg, Millis(11));
-        assert_eq!(c.seeds_configured(), 1);
-        assert_eq!(c.seeds_heard(Millis(11)), 0);
-    }
-}
+mod tests;

@@ -185,6 +185,10 @@ impl SeedService {
             ("messages", st.messages_in.to_string()),
             ("messages_out", st.messages_out.to_string()),
             (
+                "messages_dropped_signature",
+                st.dropped_signature.to_string(),
+            ),
+            (
                 "connections",
                 self.stats.live.load(Ordering::Relaxed).to_string(),
             ),
@@ -238,8 +242,10 @@ impl Service for SeedService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::NodeKey;
     use crate::net::node::HelloRole;
     use crate::net::testing::{status_rows, test_id, test_me, Session};
+    use crate::overlay::sign_incarnation;
 
     /// A seed `s1` and its core running with no other seed; stop it with `leave`.
     fn seed_with_core() -> SeedService {
@@ -309,7 +315,9 @@ mod tests {
         assert!(odd
             .ask(&format!("hello|2|index|{x}|9|x|{nonce}"))
             .starts_with("err|bad-request|"));
-        assert!(odd.ask("register|0|1|5|0").starts_with("err|unknown-peer|"));
+        assert!(odd
+            .ask(&format!("register|0|1|5|0|p7|{}", "0".repeat(128)))
+            .starts_with("err|unknown-peer|"));
         assert!(s
             .ask(&format!("hello|2|peer|{x}|9|../x|{nonce}"))
             .starts_with("err|bad-name|"));
@@ -320,6 +328,7 @@ mod tests {
             ("name", "s1"),
             ("protocol", "2"),
             ("peers", "0"),
+            ("messages_dropped_signature", "0"),
             ("health", "ok"),
         ] {
             assert_eq!(rows[key], value, "{key}: {rows:?}");
@@ -328,15 +337,24 @@ mod tests {
 
         // A peer registers on its session; the core takes requests in order, so the
         // next `members` already lists it. (Port 9: the seed's answer goes nowhere.)
+        let key = NodeKey::for_test("p7");
+        let name = PeerId::parse("p7").unwrap();
+        let cert = sign_incarnation(&key, 5, &name).hex();
+        let id = key.id();
         let mut p = Session::new(&seed);
         assert_eq!(p.hello_as(HelloRole::Peer, "p7", 9), "ok|0|0\n");
-        assert_eq!(p.ask("register|0|1|5|0"), "ok\n");
-        let p7 = test_id("p7");
+        assert_eq!(id, &test_id("p7"));
+        // A certificate made by another key is not taken.
+        let forged = sign_incarnation(&NodeKey::for_test("x"), 6, &name).hex();
+        assert_eq!(p.ask(&format!("register|0|1|6|0|p7|{forged}")), "ok\n");
+        assert_eq!(p.ask(&format!("register|0|1|5|0|p7|{cert}")), "ok\n");
         assert_eq!(
             s.ask("members"),
-            format!("ok|1\n{p7}|127.0.0.1|9|alive|5|-|-\n")
+            format!("ok|1\n{id}|127.0.0.1|9|alive|5|-|-|p7\n")
         );
-        assert_eq!(status_rows(&s.ask("status"))["peers"], "1");
+        let rows = status_rows(&s.ask("status"));
+        assert_eq!(rows["peers"], "1");
+        assert_eq!(rows["messages_dropped_signature"], "1");
         seed.overlay.leave();
     }
 
@@ -358,9 +376,10 @@ mod tests {
                 "{line}"
             );
         }
-        assert!(s.ask("register|0|1|1|0").starts_with("err|unknown-peer|"));
+        let register = |degree: &str| format!("register|0|1|1|{degree}|p7|{}", "0".repeat(128));
+        assert!(s.ask(&register("0")).starts_with("err|unknown-peer|"));
         assert!(s.hello_as(HelloRole::Peer, "p7", 9).starts_with("ok|0|0"));
-        assert!(s.ask("register|0|1|1|x").starts_with("err|bad-request|"));
+        assert!(s.ask(&register("x")).starts_with("err|bad-request|"));
     }
 
     #[test]
@@ -376,7 +395,7 @@ mod tests {
         );
         assert!(s.hello_as(HelloRole::Peer, "p7", 9).starts_with("ok|0|0"));
         assert_eq!(
-            s.ask("register|0|1|1|0"),
+            s.ask(&format!("register|0|1|1|0|p7|{}", "0".repeat(128))),
             "err|internal|the overlay has stopped\n"
         );
     }

@@ -6,7 +6,9 @@
 //! partitions and kills. Time is virtual (milliseconds); events are
 //! processed in time order, ties broken by the order they were queued, and every
 //! random choice (the network's and each node's) comes from generators seeded from
-//! the run's seed: the same seed replays the same run, event for event.
+//! the run's seed: the same seed replays the same run, event for event. Every node has
+//! a key of its own ([`NodeKey::for_test`] of its name), so a simulated run signs and
+//! checks the very signatures a real one does.
 //!
 //! What the nodes report (deliveries, suspicions, deaths) is recorded in
 //! [`Observations`] for the scenarios of `p2pshare bench overlay`.
@@ -15,6 +17,7 @@ use super::member::PeerNode;
 use super::seed::SeedNode;
 use super::{Body, Core, Dest, Msg, MsgId, OverlayConfig, OverlayEvent, SeedConfig, Sender};
 use crate::clock::Millis;
+use crate::identity::NodeKey;
 use crate::protocol::name::PeerId;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -184,7 +187,7 @@ impl Sim {
             config: config.clone(),
         };
         for s in 0..config.seeds {
-            let id = PeerId::parse(&format!("seed{s}")).expect("valid id");
+            let id = NodeKey::for_test(&format!("seed{s}")).id().clone();
             let node = SeedNode::new(
                 id.clone(),
                 config.seeds,
@@ -195,9 +198,12 @@ impl Sim {
             sim.add(Node::Seed(Box::new(node)), id, 0);
         }
         for p in 0..config.peers {
-            let id = PeerId::parse(&format!("peer{p}")).expect("valid id");
+            let name = format!("peer{p}");
+            let key = NodeKey::for_test(&name);
+            let id = key.id().clone();
             let node = PeerNode::new(
-                id.clone(),
+                key,
+                PeerId::parse(&name).expect("valid name"),
                 config.seeds,
                 config.overlay.clone(),
                 rng.gen(),
@@ -661,22 +667,29 @@ mod tests {
         let p = sim.first_peer();
         let victim = p + 4;
         let id = sim.id(victim).clone();
-        // Two peers report the live victim dead to seed 0 (as after a false
-        // suspicion): seed 0 drops it at once and tells the other seeds.
-        let member = crate::overlay::MemberInfo {
-            id: id.clone(),
-            addr: addr_of(victim),
-            incarnation: sim.peer(victim).unwrap().incarnation(),
-            state: crate::overlay::MemberState::Dead,
-            degree: 0,
+        // Two peers report the victim dead to seed 0 while it is cut off for a moment
+        // (as after a false suspicion): seed 0's probes fail, it drops the victim and
+        // tells the other seeds.
+        let Some(info) = sim
+            .peer(p + 1)
+            .and_then(|n| n.member(&id))
+            .and_then(|m| m.info(&id))
+        else {
+            panic!("peer {} holds no certificate of the victim", p + 1);
         };
+        let member = crate::overlay::MemberInfo {
+            state: crate::overlay::MemberState::Dead,
+            ..info
+        };
+        sim.set_group(victim, 1);
         for reporter in [p + 1, p + 2] {
             let report = Msg::Report {
                 member: member.clone(),
             };
             sim.inject(reporter, 0, report);
         }
-        sim.run_until(Millis(21_000));
+        sim.run_until(Millis(22_000));
+        sim.set_group(victim, 0);
         let gone = |sim: &Sim, s: usize| {
             sim.seed_node(s)
                 .unwrap()

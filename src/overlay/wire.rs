@@ -5,7 +5,8 @@
 //! typed values and refuses anything malformed with a [`Refusal`] naming the field.
 //! docs/PROTOCOL.md section 6 is the normative description.
 
-use super::{Body, Broadcast, ListStatus, MemberEvent, MemberInfo, MemberState, Msg, SeedRow};
+use super::{Body, Broadcast, MemberEvent, MemberInfo, MemberState, Msg, SeedRow};
+use crate::identity::Sig;
 use crate::protocol::codec::{self, Request};
 use crate::protocol::commands::Verb;
 use crate::protocol::hash::Sha1Digest;
@@ -64,6 +65,15 @@ fn state(text: &str) -> Result<MemberState, Refusal> {
     })
 }
 
+fn sig(text: &str, what: &str) -> Result<Sig, Refusal> {
+    Sig::parse(text).ok_or_else(|| {
+        bad(format!(
+            "{what} '{}' is not 128 hex digits",
+            codec::printable(text)
+        ))
+    })
+}
+
 fn digest(text: &str) -> Result<Sha1Digest, Refusal> {
     Sha1Digest::parse(text).map_err(|e| bad(format!("message id: {e}")))
 }
@@ -113,14 +123,19 @@ pub fn unescape_text(field: &str) -> Result<String, Refusal> {
     String::from_utf8(out).map_err(|_| bad("text is not valid UTF-8"))
 }
 
-fn member_fields(m: &MemberInfo) -> [String; 6] {
-    [
+/// Fields of a member row: `<id>|<host>|<port>|<incarnation>|<state>|<degree>|<name>|<cert>`.
+pub const MEMBER_FIELDS: usize = 8;
+
+fn member_fields(m: &MemberInfo) -> Vec<String> {
+    vec![
         m.id.to_string(),
         m.addr.ip().to_canonical().to_string(),
         m.addr.port().to_string(),
         m.incarnation.to_string(),
         m.state.as_str().to_owned(),
         m.degree.to_string(),
+        m.name.to_string(),
+        m.cert.hex(),
     ]
 }
 
@@ -131,6 +146,8 @@ fn member_row(row: &[String]) -> Result<MemberInfo, Refusal> {
         incarnation: number(&row[3], "incarnation")?,
         state: state(&row[4])?,
         degree: number(&row[5], "degree")?,
+        name: peer_id(&row[6])?,
+        cert: sig(&row[7], "certificate")?,
     })
 }
 
@@ -176,6 +193,8 @@ fn encode_seed_msg(msg: &Msg, out: &mut String) {
             incarnation,
             degree,
             neighbours,
+            name,
+            cert,
         } => {
             push_line(
                 out,
@@ -185,33 +204,24 @@ fn encode_seed_msg(msg: &Msg, out: &mut String) {
                     &seq.to_string(),
                     &incarnation.to_string(),
                     &degree.to_string(),
+                    name.as_str(),
+                    &cert.hex(),
                 ],
             );
             push_rows(out, neighbours, |n| vec![n.to_string()]);
         }
-        Msg::Peers {
-            seq,
-            status,
-            members,
-        } => {
-            let status = match status {
-                ListStatus::Ok => "ok",
-                ListStatus::Conflict => "conflict",
-            };
+        Msg::Peers { seq, members } => {
             push_line(
                 out,
-                &[
-                    "peers",
-                    &members.len().to_string(),
-                    &seq.to_string(),
-                    status,
-                ],
+                &["peers", &members.len().to_string(), &seq.to_string()],
             );
-            push_rows(out, members, |m| member_fields(m).to_vec());
+            push_rows(out, members, member_fields);
         }
         Msg::Report { member } => {
-            let f = member_fields(member);
-            push_line(out, &["report", &f[0], &f[1], &f[2], &f[3], &f[4]]);
+            let mut f = vec!["report".to_owned()];
+            f.extend(member_fields(member));
+            let refs: Vec<&str> = f.iter().map(String::as_str).collect();
+            push_line(out, &refs);
         }
         Msg::SeedSync { nonce, to, rows } => {
             push_line(
@@ -224,7 +234,7 @@ fn encode_seed_msg(msg: &Msg, out: &mut String) {
                 ],
             );
             push_rows(out, rows, |r| {
-                let mut f = member_fields(&r.info).to_vec();
+                let mut f = member_fields(&r.info);
                 f.push(r.seen_ago_ms.to_string());
                 f
             });
@@ -241,6 +251,8 @@ fn encode_view_msg(msg: &Msg, out: &mut String) {
             high,
             incarnation,
             degree,
+            name,
+            cert,
         } => push_line(
             out,
             &[
@@ -248,12 +260,16 @@ fn encode_view_msg(msg: &Msg, out: &mut String) {
                 if *high { "high" } else { "low" },
                 &incarnation.to_string(),
                 &degree.to_string(),
+                name.as_str(),
+                &cert.hex(),
             ],
         ),
         Msg::NeighborReply {
             accepted,
             incarnation,
             degree,
+            name,
+            cert,
         } => push_line(
             out,
             &[
@@ -261,6 +277,8 @@ fn encode_view_msg(msg: &Msg, out: &mut String) {
                 if *accepted { "yes" } else { "no" },
                 &incarnation.to_string(),
                 &degree.to_string(),
+                name.as_str(),
+                &cert.hex(),
             ],
         ),
         Msg::Disconnect => push_line(out, &["disconnect"]),
@@ -273,7 +291,7 @@ fn encode_view_msg(msg: &Msg, out: &mut String) {
                     if *reply { "reply" } else { "request" },
                 ],
             );
-            push_rows(out, members, |m| member_fields(m).to_vec());
+            push_rows(out, members, member_fields);
         }
         // The other kinds are written by their own group.
         _ => {}
@@ -284,9 +302,21 @@ fn encode_view_msg(msg: &Msg, out: &mut String) {
 fn encode_liveness_msg(msg: &Msg, out: &mut String) {
     match msg {
         Msg::Probe { seq } => push_line(out, &["probe", &seq.to_string()]),
-        Msg::Ack { seq, incarnation } => {
-            push_line(out, &["ack", &seq.to_string(), &incarnation.to_string()])
-        }
+        Msg::Ack {
+            seq,
+            incarnation,
+            name,
+            cert,
+        } => push_line(
+            out,
+            &[
+                "ack",
+                &seq.to_string(),
+                &incarnation.to_string(),
+                name.as_str(),
+                &cert.hex(),
+            ],
+        ),
         Msg::ProbeReq { seq, target, addr } => push_line(
             out,
             &[
@@ -305,7 +335,19 @@ fn encode_liveness_msg(msg: &Msg, out: &mut String) {
                 push_line(out, &["suspect", &inc])
             }
         }
-        Msg::Alive { incarnation } => push_line(out, &["alive", &incarnation.to_string()]),
+        Msg::Alive {
+            incarnation,
+            name,
+            cert,
+        } => push_line(
+            out,
+            &[
+                "alive",
+                &incarnation.to_string(),
+                name.as_str(),
+                &cert.hex(),
+            ],
+        ),
         // The other kinds are written by their own group.
         _ => {}
     }
@@ -329,23 +371,30 @@ fn encode_broadcast_msg(msg: &Msg, out: &mut String) {
 
 /// A broadcast: its header, then a text or a member's news.
 fn encode_gossip(b: &Broadcast, out: &mut String) {
-    let head = [
+    let mut fields = vec![
         "gossip".to_owned(),
         b.origin.to_string(),
         b.seq.to_string(),
         b.hops.to_string(),
         b.time_ms.to_string(),
+        b.sig.hex(),
     ];
-    let mut fields: Vec<String> = head.to_vec();
     match &b.body {
         Body::Say(text) => {
             fields.push("say".into());
             fields.push(escape_text(text));
         }
         Body::Member(ev) => {
-            let f = member_fields(&ev.info);
-            fields.push(f[4].clone());
-            fields.extend_from_slice(&f[..4]);
+            let m = &ev.info;
+            fields.extend([
+                m.state.as_str().to_owned(),
+                m.id.to_string(),
+                m.addr.ip().to_canonical().to_string(),
+                m.addr.port().to_string(),
+                m.incarnation.to_string(),
+                m.name.to_string(),
+                m.cert.hex(),
+            ]);
         }
     }
     let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
@@ -384,19 +433,11 @@ fn decode_seed_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
                 .iter()
                 .map(|r| peer_id(&r[0]))
                 .collect::<Result<_, _>>()?,
+            name: peer_id(&a[4])?,
+            cert: sig(&a[5], "certificate")?,
         },
         Verb::Peers => Msg::Peers {
             seq: number(&a[1], "seq")?,
-            status: match a[2].as_str() {
-                "ok" => ListStatus::Ok,
-                "conflict" => ListStatus::Conflict,
-                other => {
-                    return Err(bad(format!(
-                        "status '{}' is not ok or conflict",
-                        codec::printable(other)
-                    )))
-                }
-            },
             members: req
                 .rows
                 .iter()
@@ -404,9 +445,7 @@ fn decode_seed_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
                 .collect::<Result<_, _>>()?,
         },
         Verb::Report => {
-            let mut row = a.clone();
-            row.push("0".into());
-            let member = member_row(&row)?;
+            let member = member_row(a)?;
             if !member.state.is_gone() {
                 return Err(bad("a report is about a dead or left member"));
             }
@@ -420,8 +459,8 @@ fn decode_seed_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
                 .iter()
                 .map(|r| {
                     Ok(SeedRow {
-                        info: member_row(&r[..6])?,
-                        seen_ago_ms: number(&r[6], "seen-ago")?,
+                        info: member_row(&r[..MEMBER_FIELDS])?,
+                        seen_ago_ms: number(&r[MEMBER_FIELDS], "seen-ago")?,
                     })
                 })
                 .collect::<Result<_, Refusal>>()?,
@@ -443,6 +482,8 @@ fn decode_view_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
             },
             incarnation: number(&a[1], "incarnation")?,
             degree: number(&a[2], "degree")?,
+            name: peer_id(&a[3])?,
+            cert: sig(&a[4], "certificate")?,
         },
         Verb::NeighborReply => Msg::NeighborReply {
             accepted: match a[0].as_str() {
@@ -452,6 +493,8 @@ fn decode_view_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
             },
             incarnation: number(&a[1], "incarnation")?,
             degree: number(&a[2], "degree")?,
+            name: peer_id(&a[3])?,
+            cert: sig(&a[4], "certificate")?,
         },
         Verb::Disconnect => Msg::Disconnect,
         Verb::Shuffle => Msg::Shuffle {
@@ -481,6 +524,8 @@ fn decode_liveness_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
         Verb::Ack => Msg::Ack {
             seq: number(&a[0], "seq")?,
             incarnation: number(&a[1], "incarnation")?,
+            name: peer_id(&a[2])?,
+            cert: sig(&a[3], "certificate")?,
         },
         Verb::ProbeReq => Msg::ProbeReq {
             seq: number(&a[0], "seq")?,
@@ -502,6 +547,8 @@ fn decode_liveness_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
         },
         Verb::Alive => Msg::Alive {
             incarnation: number(&a[0], "incarnation")?,
+            name: peer_id(&a[1])?,
+            cert: sig(&a[2], "certificate")?,
         },
         _ => return Ok(None),
     };
@@ -528,27 +575,30 @@ fn decode_broadcast_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
 
 /// A broadcast: its header, and a text or a member's news.
 fn decode_gossip(a: &[String]) -> Result<Msg, Refusal> {
-    let body = match (a[4].as_str(), a.len()) {
-        ("say", 6) => Body::Say(unescape_text(&a[5])?),
-        (kind, 9) if kind != "say" => {
+    let body = match (a[5].as_str(), a.len()) {
+        ("say", 7) => Body::Say(unescape_text(&a[6])?),
+        (kind, 12) if kind != "say" => {
             let state = state(kind)?;
             if state == MemberState::Suspect {
                 return Err(bad("suspicions are not broadcast"));
             }
             Body::Member(MemberEvent {
                 info: MemberInfo {
-                    id: peer_id(&a[5])?,
-                    addr: addr(&a[6], &a[7])?,
-                    incarnation: number(&a[8], "incarnation")?,
+                    id: peer_id(&a[6])?,
+                    addr: addr(&a[7], &a[8])?,
+                    incarnation: number(&a[9], "incarnation")?,
                     state,
                     degree: 0,
+                    name: peer_id(&a[10])?,
+                    cert: sig(&a[11], "certificate")?,
                 },
             })
         }
         _ => {
             return Err(bad(
-                "gossip is <origin>|<seq>|<hops>|<time-ms>|say|<text> or \
-                 <origin>|<seq>|<hops>|<time-ms>|<alive|dead|left>|<id>|<host>|<port>|<incarnation>",
+                "gossip is <origin>|<seq>|<hops>|<time-ms>|<sig>|say|<text> or \
+                 <origin>|<seq>|<hops>|<time-ms>|<sig>|<alive|dead|left>|<id>|<host>|<port>|\
+                 <incarnation>|<name>|<cert>",
             ))
         }
     };
@@ -557,6 +607,7 @@ fn decode_gossip(a: &[String]) -> Result<Msg, Refusal> {
         seq: number(&a[1], "seq")?,
         hops: number(&a[2], "hops")?,
         time_ms: number(&a[3], "time")?,
+        sig: sig(&a[4], "signature")?,
         body,
     }))
 }
@@ -564,6 +615,8 @@ fn decode_gossip(a: &[String]) -> Result<Msg, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::NodeKey;
+    use crate::overlay::sign_incarnation;
     use crate::protocol::codec::{decode_request, Decoded};
     use crate::protocol::MAX_LINE;
 
@@ -571,30 +624,43 @@ mod tests {
         PeerId::parse(s).unwrap()
     }
 
+    /// 128 hex digits of a signature that verifies for nobody.
+    fn zeros() -> String {
+        "0".repeat(128)
+    }
+
+    fn decoded(frame: &[u8]) -> Msg {
+        let Ok(Decoded::Frame(req, _)) = decode_request(frame, MAX_LINE) else {
+            panic!("{frame:?} is not a frame");
+        };
+        decode(&req).unwrap().unwrap()
+    }
+
     #[test]
     fn an_ipv4_mapped_address_decodes_as_ipv4_so_it_round_trips() {
-        let frame = b"peers|1|7|ok\npeer2|::ffff:127.0.0.1|4000|3|alive|2\n";
-        let Ok(Decoded::Frame(req, _)) = decode_request(frame, MAX_LINE) else {
-            panic!("not a frame");
-        };
-        let Ok(Some(Msg::Peers { members, .. })) = decode(&req) else {
+        let frame = format!(
+            "peers|1|7\npeer2|::ffff:127.0.0.1|4000|3|alive|2|two|{}\n",
+            zeros()
+        );
+        let msg = decoded(frame.as_bytes());
+        let Msg::Peers { members, .. } = &msg else {
             panic!("not a peers message");
         };
         assert_eq!(members[0].addr, "127.0.0.1:4000".parse().unwrap());
-        let again = encode(&decode(&req).unwrap().unwrap());
-        let Ok(Decoded::Frame(back, _)) = decode_request(again.as_bytes(), MAX_LINE) else {
-            panic!("{again:?} is not a frame");
-        };
-        assert_eq!(decode(&back), decode(&req));
+        assert_eq!(decoded(encode(&msg).as_bytes()), msg);
     }
 
+    /// A member of key `s`, named `s`, certified at incarnation 7.
     fn info(s: &str, port: u16, state: MemberState) -> MemberInfo {
+        let key = NodeKey::for_test(s);
         MemberInfo {
-            id: id(s),
+            id: key.id().clone(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             incarnation: 7,
             state,
             degree: 3,
+            name: id(s),
+            cert: sign_incarnation(&key, 7, &id(s)),
         }
     }
 
@@ -607,21 +673,41 @@ mod tests {
         assert_eq!(decode(&req).unwrap(), Some(msg), "{bytes:?}");
     }
 
-    #[test]
-    fn every_message_round_trips_through_the_codec() {
-        let v6 = SocketAddr::new("2001:db8::1".parse().unwrap(), 1500);
-        for msg in [
+    fn broadcast(seq: u64, body: Body) -> Broadcast {
+        let key = NodeKey::for_test("o");
+        let mut b = Broadcast {
+            origin: key.id().clone(),
+            seq,
+            hops: 2,
+            time_ms: 1_700_000_000_000,
+            sig: Sig::NONE,
+            body,
+        };
+        b.sign(&key);
+        b
+    }
+
+    fn v6() -> SocketAddr {
+        SocketAddr::new("2001:db8::1".parse().unwrap(), 1500)
+    }
+
+    /// A message of every kind to a seed, and of the views.
+    fn seed_and_view_messages() -> Vec<Msg> {
+        let v6 = v6();
+        let a = info("a", 1, MemberState::Alive);
+        vec![
             Msg::Register {
                 seq: 1,
-                incarnation: 2,
+                incarnation: 7,
                 degree: 3,
                 neighbours: vec![id("a"), id("b")],
+                name: a.name.clone(),
+                cert: a.cert,
             },
             Msg::Peers {
                 seq: 9,
-                status: ListStatus::Ok,
                 members: vec![
-                    info("a", 1, MemberState::Alive),
+                    a.clone(),
                     MemberInfo {
                         addr: v6,
                         ..info("b", 2, MemberState::Alive)
@@ -630,7 +716,6 @@ mod tests {
             },
             Msg::Peers {
                 seq: 9,
-                status: ListStatus::Conflict,
                 members: vec![],
             },
             Msg::Report {
@@ -649,23 +734,37 @@ mod tests {
             },
             Msg::Neighbor {
                 high: true,
-                incarnation: 1,
+                incarnation: 7,
                 degree: 0,
+                name: a.name.clone(),
+                cert: a.cert,
             },
             Msg::NeighborReply {
                 accepted: false,
-                incarnation: 1,
+                incarnation: 7,
                 degree: 9,
+                name: a.name.clone(),
+                cert: a.cert,
             },
             Msg::Disconnect,
             Msg::Shuffle {
                 reply: true,
                 members: vec![info("c", 3, MemberState::Alive)],
             },
+        ]
+    }
+
+    /// A message of every kind of liveness and broadcast.
+    fn liveness_and_broadcast_messages() -> Vec<Msg> {
+        let v6 = v6();
+        let a = info("a", 1, MemberState::Alive);
+        vec![
             Msg::Probe { seq: 42 },
             Msg::Ack {
                 seq: 42,
-                incarnation: 3,
+                incarnation: 7,
+                name: a.name.clone(),
+                cert: a.cert,
             },
             Msg::ProbeReq {
                 seq: 1,
@@ -680,26 +779,24 @@ mod tests {
                 incarnation: 4,
                 dead: true,
             },
-            Msg::Alive { incarnation: 5 },
-            Msg::Gossip(Broadcast {
-                origin: id("o"),
-                seq: 77,
-                hops: 2,
-                time_ms: 1_700_000_000_000,
-                body: Body::Say("hello | world %\nsecond line".into()),
-            }),
-            Msg::Gossip(Broadcast {
-                origin: id("o"),
-                seq: 78,
-                hops: 0,
-                time_ms: 1,
-                body: Body::Member(MemberEvent {
+            Msg::Alive {
+                incarnation: 7,
+                name: a.name.clone(),
+                cert: a.cert,
+            },
+            Msg::Gossip(broadcast(
+                77,
+                Body::Say("hello | world %\nsecond line".into()),
+            )),
+            Msg::Gossip(broadcast(
+                78,
+                Body::Member(MemberEvent {
                     info: MemberInfo {
                         degree: 0,
                         ..info("d", 9, MemberState::Dead)
                     },
                 }),
-            }),
+            )),
             Msg::IHave {
                 ids: vec![(Sha1Digest::of(b"x"), 3)],
             },
@@ -707,29 +804,98 @@ mod tests {
                 id: Sha1Digest::of(b"y"),
             },
             Msg::Prune,
-        ] {
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_through_the_codec() {
+        for msg in seed_and_view_messages()
+            .into_iter()
+            .chain(liveness_and_broadcast_messages())
+        {
             round_trip(msg);
         }
     }
 
     #[test]
+    fn a_signature_covers_decoded_values_not_their_spelling_nor_the_hops() {
+        let mut news = info("d", 9, MemberState::Dead);
+        news.degree = 0;
+        let b = broadcast(5, Body::Member(MemberEvent { info: news }));
+        assert!(b.authentic());
+        // The same broadcast, further on its way, spelled otherwise: an upper-case
+        // signature and certificate, and the address as IPv4-mapped IPv6.
+        let text = encode(&Msg::Gossip(b.clone()))
+            .replace("|2|", "|3|")
+            .replace("127.0.0.1", "::ffff:127.0.0.1")
+            .replace(&b.sig.hex(), &b.sig.hex().to_uppercase());
+        let Msg::Gossip(again) = decoded(text.as_bytes()) else {
+            panic!("{text}")
+        };
+        assert_eq!(again.hops, 3);
+        assert!(again.authentic(), "{text}");
+        // Any value changed breaks it.
+        let Body::Member(ev) = &b.body else {
+            unreachable!()
+        };
+        for changed in [
+            Broadcast {
+                time_ms: b.time_ms + 1,
+                ..b.clone()
+            },
+            Broadcast {
+                body: Body::Member(MemberEvent {
+                    info: MemberInfo {
+                        addr: SocketAddr::from(([127, 0, 0, 2], 9)),
+                        ..ev.info.clone()
+                    },
+                }),
+                ..b.clone()
+            },
+            Broadcast {
+                body: Body::Say("d".into()),
+                ..b.clone()
+            },
+        ] {
+            assert!(!changed.authentic(), "{changed:?}");
+        }
+    }
+
+    #[test]
     fn malformed_fields_are_refused_with_the_field_named() {
-        let cases: &[(&[u8], &str)] = &[
-            (b"probe|x\n", "seq 'x' is not a number"),
-            (b"probe|+1\n", "seq '+1' is not a number"),
-            (b"probe-req|1|t|127.0.0.1|+5\n", "port '+5' is not a number"),
-            (b"probe-req|1|..|127.0.0.1|5\n", "peer id"),
-            (b"probe-req|1|t|localhost|5\n", "not an IP address"),
-            (b"probe-req|1|t|127.0.0.1|0\n", "port 0"),
-            (b"neighbor|maybe|1|1\n", "high or low"),
-            (b"gossip|o|1|0|5|say|bad %zz\n", "two hex digits"),
-            (b"gossip|o|1|0|5|suspect|x|127.0.0.1|5|1\n", "not broadcast"),
-            (b"gossip|o|1|0|5|say|a|b\n", "gossip is"),
-            (b"report|x|127.0.0.1|5|1|alive\n", "dead or left"),
-            (b"graft|sha1:00\n", "message id"),
+        let z = zeros();
+        let cases: Vec<(String, &str)> = vec![
+            ("probe|x\n".into(), "seq 'x' is not a number"),
+            ("probe|+1\n".into(), "seq '+1' is not a number"),
+            (
+                "probe-req|1|t|127.0.0.1|+5\n".into(),
+                "port '+5' is not a number",
+            ),
+            ("probe-req|1|..|127.0.0.1|5\n".into(), "peer id"),
+            ("probe-req|1|t|localhost|5\n".into(), "not an IP address"),
+            ("probe-req|1|t|127.0.0.1|0\n".into(), "port 0"),
+            (format!("neighbor|maybe|1|1|n|{z}\n"), "high or low"),
+            ("neighbor|high|1|1|n|00ff\n".into(), "certificate '00ff'"),
+            (format!("alive|1|..|{z}\n"), "peer id"),
+            (format!("ack|1|1|n|{}\n", "g".repeat(128)), "certificate"),
+            (
+                format!("gossip|o|1|0|5|{z}|say|bad %zz\n"),
+                "two hex digits",
+            ),
+            ("gossip|o|1|0|5|00|say|x\n".into(), "signature '00'"),
+            (
+                format!("gossip|o|1|0|5|{z}|suspect|x|127.0.0.1|5|1|x|{z}\n"),
+                "not broadcast",
+            ),
+            (format!("gossip|o|1|0|5|{z}|say|a|b\n"), "gossip is"),
+            (
+                format!("report|x|127.0.0.1|5|1|alive|0|x|{z}\n"),
+                "dead or left",
+            ),
+            ("graft|sha1:00\n".into(), "message id"),
         ];
         for (bytes, want) in cases {
-            let Ok(Decoded::Frame(req, _)) = decode_request(bytes, MAX_LINE) else {
+            let Ok(Decoded::Frame(req, _)) = decode_request(bytes.as_bytes(), MAX_LINE) else {
                 panic!("{bytes:?} does not frame")
             };
             let err = decode(&req).unwrap_err();

@@ -367,7 +367,8 @@ impl Peer {
         // A restarted peer must outrank its earlier self (which may have been declared
         // dead) and must not reuse its broadcast numbers: both start from the clock.
         let mut node = PeerNode::new(
-            config.me.id().clone(),
+            config.me.key.clone(),
+            config.me.name.clone(),
             settings.seeds.len(),
             settings.config.clone(),
             runtime::random_seed(),

@@ -82,6 +82,7 @@ pub fn status_rows(shared: &PeerShared, overlay: &OverlayHandle) -> Vec<(String,
                     ("messages_heard", o.heard),
                     ("messages_before_start", o.heard_before_start),
                     ("messages_dropped_rate", o.dropped_rate),
+                    ("messages_dropped_signature", o.dropped_signature),
                     ("overlay_in", o.messages_in),
                     ("overlay_out", o.messages_out),
                 ]

@@ -6,10 +6,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-/// A member row as `members` gives it: (state, view).
-type Members = BTreeMap<String, (String, String)>;
-
-fn members(addr: SocketAddr) -> Members {
+/// The rows of `members`, split into fields.
+fn member_rows(addr: SocketAddr) -> Vec<Vec<String>> {
     let mut raw = Raw::connect(addr);
     let head = raw.ask("members");
     let n: usize = head
@@ -19,10 +17,28 @@ fn members(addr: SocketAddr) -> Members {
     (0..n)
         .map(|_| {
             let row = raw.line();
-            let f: Vec<&str> = row.split('|').collect();
-            assert_eq!(f.len(), 7, "{row}");
-            (f[0].to_owned(), (f[3].to_owned(), f[5].to_owned()))
+            let f: Vec<String> = row.split('|').map(String::from).collect();
+            assert_eq!(f.len(), 8, "{row}");
+            f
         })
+        .collect()
+}
+
+/// A member row as `members` gives it, by the member's name: (state, view).
+type Members = BTreeMap<String, (String, String)>;
+
+fn members(addr: SocketAddr) -> Members {
+    member_rows(addr)
+        .into_iter()
+        .map(|f| (f[7].clone(), (f[3].clone(), f[5].clone())))
+        .collect()
+}
+
+/// Node ids (keys) by name, as `addr` knows them.
+fn ids(addr: SocketAddr) -> BTreeMap<String, String> {
+    member_rows(addr)
+        .into_iter()
+        .map(|f| (f[7].clone(), f[0].clone()))
         .collect()
 }
 
@@ -158,6 +174,9 @@ fn three_seeds_and_ten_peers_join_broadcast_and_detect_deaths() {
 
     // Two peers crash: every seed and every peer holds them dead, and nobody else.
     let victims: Vec<String> = vec!["p2".into(), "p8".into()];
+    // Events and logs name members by id (their key).
+    let id_of = ids(s1.addr);
+    assert_eq!(id_of.len(), 10, "{id_of:?}");
     ps[2].kill9();
     ps[8].kill9();
     let live: Vec<&Proc> = ps.iter().filter(|p| !victims.contains(&p.name)).collect();
@@ -216,7 +235,8 @@ fn three_seeds_and_ten_peers_join_broadcast_and_detect_deaths() {
             .collect();
         for line in &dead_lines {
             assert!(
-                line.starts_with("p2 ") || line.starts_with("p8 "),
+                line.starts_with(&format!("{} ", id_of["p2"]))
+                    || line.starts_with(&format!("{} ", id_of["p8"])),
                 "{}: {line}",
                 p.name
             );
@@ -240,18 +260,20 @@ fn three_seeds_and_ten_peers_join_broadcast_and_detect_deaths() {
         .map(|s| std::fs::read_to_string(root.path().join(format!("{s}.log"))).unwrap())
         .collect();
     for i in 0..10 {
-        let line = format!(" join peer=p{i} ");
+        let line = format!(" join peer={} ", id_of[&format!("p{i}")]);
         assert!(logs.iter().any(|l| l.contains(&line)), "p{i}: {logs:?}");
     }
     for log in &logs {
         assert!(
-            log.contains(" dead peer=p2 ") && log.contains(" dead peer=p8 "),
+            log.contains(&format!(" dead peer={} ", id_of["p2"]))
+                && log.contains(&format!(" dead peer={} ", id_of["p8"])),
             "{log}"
         );
     }
     let log = std::fs::read_to_string(root.path().join("p5.log")).unwrap();
     assert!(
-        log.contains(" message from=p3 ") && log.contains("text=hello %7C from the test"),
+        log.contains(&format!(" message from={} name=p3 ", id_of["p3"]))
+            && log.contains("text=hello %7C from the test"),
         "{log}"
     );
 }
@@ -271,7 +293,9 @@ fn a_direct_message_is_answered_and_peers_lists_neighbours() {
         reply.contains("p1 got your message") && reply.contains("hello, p0"),
         "{reply}"
     );
-    ps[1].wait_line(|l| l.starts_with("message from p0 (127.0.0.1): hello there"));
+    ps[1].wait_line(|l| {
+        l.starts_with("message from p0 (") && l.ends_with(" at 127.0.0.1): hello there")
+    });
     ps[0].type_line("msg nobody hi");
     ps[0].wait_line(|l| l.contains("no peer 'nobody' known"));
     eventually("p0 has neighbours", Duration::from_secs(10), || {
@@ -378,18 +402,27 @@ fn overlay_input_is_validated_and_the_node_keeps_serving() {
         .hello_as("peer", "tester", 0)
         .starts_with("err|bad-request|"));
     assert_eq!(raw.hello_as("peer", "tester", 2000), "ok|0|0");
+    let z = "0".repeat(128);
     for (line, code) in [
-        ("probe|x", "bad-request"),
-        ("gossip|o|1|0|5|say|bad %zz", "bad-request"),
-        ("gossip|o|1|0|5|shout|a|b|c|d", "bad-request"),
-        ("gossip|o|1|0|5|suspect|x|127.0.0.1|5|1", "bad-request"),
-        ("neighbor|maybe|1|1", "bad-request"),
-        ("probe-req|1|t|not-an-ip|5", "bad-request"),
-        ("register|0|1|1|1", "unknown-verb"),
-        ("say|", "bad-request"),
-        ("msg|bad %zz", "bad-request"),
+        ("probe|x".to_owned(), "bad-request"),
+        (format!("gossip|o|1|0|5|{z}|say|bad %zz"), "bad-request"),
+        (
+            format!("gossip|o|1|0|5|{z}|shout|a|b|c|d|e|f"),
+            "bad-request",
+        ),
+        (
+            format!("gossip|o|1|0|5|{z}|suspect|x|127.0.0.1|5|1|x|{z}"),
+            "bad-request",
+        ),
+        ("gossip|o|1|0|5|say|no signature".to_owned(), "bad-request"),
+        (format!("neighbor|maybe|1|1|n|{z}"), "bad-request"),
+        ("neighbor|high|1|1|n|not-hex".to_owned(), "bad-request"),
+        ("probe-req|1|t|not-an-ip|5".to_owned(), "bad-request"),
+        (format!("register|0|1|1|1|n|{z}"), "unknown-verb"),
+        ("say|".to_owned(), "bad-request"),
+        ("msg|bad %zz".to_owned(), "bad-request"),
     ] {
-        let reply = raw.ask(line);
+        let reply = raw.ask(&line);
         assert!(
             reply.starts_with(&format!("err|{code}|")),
             "{line} -> {reply}"
@@ -400,8 +433,18 @@ fn overlay_input_is_validated_and_the_node_keeps_serving() {
     // A shuffle row batch with the wrong shape skips the whole batch.
     raw.send(b"shuffle|1|request\na|b\n");
     assert!(raw.line().starts_with("err|bad-request|row 1"));
-    // Well-formed messages are taken; the peer goes on serving everyone.
+    // Well-formed messages are taken; the peer goes on serving everyone. A forged
+    // broadcast is answered ok too (it is one-way), and dropped and counted.
     assert_eq!(raw.ask("probe|7"), "ok");
+    let forged = format!(
+        "gossip|{}|1|0|5|{z}|dead|{}|127.0.0.1|44101|18446744073709551615|x|{z}",
+        "a".repeat(52),
+        "b".repeat(52)
+    );
+    assert_eq!(raw.ask(&forged), "ok");
+    eventually("the forged broadcast is counted", DEADLINE, || {
+        status_number(p.addr, "messages_dropped_signature") == 1
+    });
     // A well-formed say, refused only because this lone peer would reach nobody.
     assert!(raw
         .ask("say|still here")
@@ -410,9 +453,11 @@ fn overlay_input_is_validated_and_the_node_keeps_serving() {
     assert_eq!(code, 0, "{out}");
     // A seed refuses what only peers serve, and registrations without a session.
     let mut raw = Raw::connect(s1.addr);
-    assert!(raw.ask("register|0|1|1|1").starts_with("err|unknown-peer|"));
     assert!(raw
-        .ask("gossip|o|1|0|5|say|x")
+        .ask(&format!("register|0|1|1|1|n|{z}"))
+        .starts_with("err|unknown-peer|"));
+    assert!(raw
+        .ask(&format!("gossip|o|1|0|5|{z}|say|x"))
         .starts_with("err|unknown-verb|"));
     assert!(raw.ask("members").starts_with("ok|"));
 }

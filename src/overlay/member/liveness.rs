@@ -7,10 +7,12 @@
 //! counts. A suspicion or a death changes the member table and the views and is told
 //! to every peer, so those steps are the node's (below).
 
+use super::members::Claim;
 use super::{Ctx, Members, PeerNode, PeerStats};
 use crate::clock::Millis;
+use crate::identity::Sig;
 use crate::overlay::{
-    after, Dest, Liveness as Mode, MemberInfo, MemberState, Msg, OverlayEvent, Sender,
+    after, incarnation_valid, Dest, Liveness as Mode, MemberState, Msg, OverlayEvent, Sender,
 };
 use crate::protocol::name::PeerId;
 use rand::seq::SliceRandom;
@@ -80,6 +82,11 @@ impl Liveness {
             misses: BTreeMap::new(),
             next_refute_broadcast: Millis(0),
         }
+    }
+
+    /// A refutation went out by broadcast: the next one waits a while.
+    pub fn refuted_by_broadcast(&mut self, now: Millis) {
+        self.next_refute_broadcast = after(now, REFUTE_BROADCAST_GAP);
     }
 
     /// Forgets everything about `id` (it left the views).
@@ -313,21 +320,30 @@ impl PeerNode {
         }
         m.state = MemberState::Dead;
         m.since = now;
-        let info = MemberInfo {
-            id: id.clone(),
-            addr: m.addr,
-            incarnation: m.incarnation,
-            state: MemberState::Dead,
-            degree: 0,
-        };
+        m.degree = 0;
+        let info = m.info(id);
         self.stats.deaths_declared += 1;
         self.drop_from_views(id, "dead", now);
         self.ctx.events.push(OverlayEvent::Dead {
             id: id.clone(),
             by: self.ctx.me.clone(),
         });
-        self.broadcast_member(info.clone(), now);
-        self.seeds.report(&mut self.ctx, &info);
+        // Without the member's certificate the death would be dropped everywhere as
+        // forged: it stays this node's alone (a member known only from contact).
+        if let Some(info) = info {
+            self.broadcast_member(info.clone(), now);
+            self.seeds.report(&mut self.ctx, &info);
+        }
+    }
+
+    /// The answer to probe `seq`: this node's incarnation, name and certificate.
+    pub(super) fn ack(&self, seq: u64) -> Msg {
+        Msg::Ack {
+            seq,
+            incarnation: self.ctx.incarnation(),
+            name: self.ctx.name.clone(),
+            cert: self.ctx.cert(),
+        }
     }
 
     /// Starts the probes due, and moves on the probes that timed out: indirect after
@@ -395,38 +411,66 @@ impl PeerNode {
 
     pub(super) fn on_probe(&mut self, from: &Sender, seq: u64, now: Millis) {
         self.note(from, None, None, now);
-        let ack = Msg::Ack {
-            seq,
-            incarnation: self.ctx.incarnation,
-        };
+        let ack = self.ack(seq);
         self.ctx.send(Dest::Node(from.addr), ack);
     }
 
     /// An ack: to one of this node's probes (straight from the target, or relayed by a
-    /// helper), or to a probe it relays for another node.
-    pub(super) fn on_ack(&mut self, from: &Sender, seq: u64, incarnation: u64, now: Millis) {
-        if let Some(p) = self.liveness.probes.remove(&seq) {
+    /// helper), or to a probe it relays for another node. It carries the target's
+    /// certificate: one that does not verify makes the ack as good as lost.
+    pub(super) fn on_ack(
+        &mut self,
+        from: &Sender,
+        seq: u64,
+        incarnation: u64,
+        name: PeerId,
+        cert: Sig,
+        now: Millis,
+    ) {
+        if let Some(p) = self.liveness.probes.get(&seq).cloned() {
             if p.target == from.id {
-                self.note(from, Some(incarnation), None, now);
+                let Some(claim) = self.claim(from, incarnation, name, cert) else {
+                    return;
+                };
+                self.note(from, Some(claim), None, now);
                 if let Some(m) = self.members.get_mut(&from.id) {
                     m.rtt_ms = Some(now.0.saturating_sub(p.started.0));
                 }
-            } else if let Some(m) = self.members.get_mut(&p.target) {
-                // Relayed by a helper: the target is alive.
-                if incarnation > m.incarnation {
-                    m.incarnation = incarnation;
-                }
+            } else if !self.relayed_ack(&p.target, incarnation, name, cert) {
+                return;
             }
+            self.liveness.probes.remove(&seq);
             self.liveness.misses.remove(&p.target);
         } else if let Some(r) = self.liveness.relays.remove(&seq) {
+            // The requester checks the certificate: relaying costs no check here.
             self.ctx.send(
                 Dest::Node(r.requester),
                 Msg::Ack {
                     seq: r.seq,
                     incarnation,
+                    name,
+                    cert,
                 },
             );
         }
+    }
+
+    /// An ack of `target` relayed by a helper: the target is alive, at the incarnation
+    /// its certificate proves. False (and counted) when that certificate is forged.
+    fn relayed_ack(&mut self, target: &PeerId, incarnation: u64, name: PeerId, cert: Sig) -> bool {
+        let Some(m) = self.members.get_mut(target) else {
+            return true;
+        };
+        if incarnation <= m.incarnation {
+            return true;
+        }
+        if !incarnation_valid(target, incarnation, &name, &cert) {
+            self.stats.dropped_signature += 1;
+            return false;
+        }
+        m.incarnation = incarnation;
+        m.signed = Some(super::Signed { name, cert });
+        true
     }
 
     pub(super) fn on_probe_req(
@@ -460,39 +504,60 @@ impl PeerNode {
     }
 
     /// Told that it is suspected (or held dead, `dead`): this node refutes with a
-    /// higher incarnation, to everyone when it is held dead.
+    /// higher incarnation, to everyone when it is held dead. A suspicion above this
+    /// node's own incarnation is a lie (it never signed that incarnation, so nobody
+    /// holds it there): ignored and counted, or anyone could pin the node at the
+    /// largest incarnation, where it could never refute again.
     pub(super) fn on_suspect(&mut self, from: &Sender, incarnation: u64, dead: bool, now: Millis) {
         if self.ctx.left {
+            return;
+        }
+        if incarnation > self.ctx.incarnation() {
+            self.stats.dropped_signature += 1;
+            log::debug!(
+                "ignoring a suspicion from {} at incarnation {incarnation}, above this node's",
+                from.id
+            );
             return;
         }
         if dead && now >= self.liveness.next_refute_broadcast {
             // Held dead: everyone may hold us dead (after a partition, each side
             // declared the other dead), so refute to everyone.
-            self.liveness.next_refute_broadcast = after(now, REFUTE_BROADCAST_GAP);
             self.refute(incarnation, now);
-        } else if incarnation >= self.ctx.incarnation {
-            self.ctx.incarnation = incarnation.saturating_add(1);
+        } else if incarnation == self.ctx.incarnation() {
+            let incarnation = incarnation.saturating_add(1);
+            self.ctx.set_incarnation(incarnation);
             self.stats.refutations += 1;
-            self.ctx.events.push(OverlayEvent::RefutedSelf {
-                incarnation: self.ctx.incarnation,
-            });
+            self.ctx
+                .events
+                .push(OverlayEvent::RefutedSelf { incarnation });
         }
         let alive = Msg::Alive {
-            incarnation: self.ctx.incarnation,
+            incarnation: self.ctx.incarnation(),
+            name: self.ctx.name.clone(),
+            cert: self.ctx.cert(),
         };
         self.ctx.send(Dest::Node(from.addr), alive);
     }
 
-    /// A refutation of this node's suspicion, straight from the member.
-    pub(super) fn on_alive(&mut self, from: &Sender, incarnation: u64, now: Millis) {
+    /// A refutation of this node's suspicion, straight from the member (its
+    /// certificate checked by [`PeerNode::claim`]).
+    pub(super) fn on_alive(&mut self, from: &Sender, claim: Claim, now: Millis) {
+        let incarnation = claim.incarnation;
         let suspected = self.liveness.suspects.get(&from.id).map(|s| s.incarnation);
         let Some(m) = self.members.get_mut(&from.id) else {
-            self.note(from, Some(incarnation), None, now);
+            self.note(from, Some(claim), None, now);
             return;
         };
         m.addr = from.addr;
         let refutes = incarnation > m.incarnation || suspected.is_some_and(|s| incarnation > s);
         if refutes {
+            if incarnation >= m.incarnation {
+                m.signed = Some(super::Signed {
+                    name: claim.name,
+                    cert: claim.cert,
+                });
+            }
             m.incarnation = m.incarnation.max(incarnation);
             if m.state != MemberState::Alive {
                 m.state = MemberState::Alive;
@@ -560,11 +625,7 @@ mod tests {
         // it is held dead so that it refutes...
         x.handle(
             &sender("n2", 2),
-            Msg::Neighbor {
-                high: true,
-                incarnation: 1,
-                degree: 0,
-            },
+            neighbor_request("n2", true, 1, 0),
             Millis(20),
         );
         assert!(x.active().contains(&pid("n2")));
@@ -585,29 +646,12 @@ mod tests {
     }
 
     #[test]
-    fn a_suspicion_at_the_largest_incarnation_does_not_overflow() {
+    fn a_death_at_the_largest_incarnation_the_node_signed_does_not_overflow() {
         let mut x = lone(OverlayConfig::default(), 1);
-        let y = sender("n1", 1);
-        x.handle(
-            &y,
-            Msg::Suspect {
-                incarnation: u64::MAX,
-                dead: true,
-            },
-            Millis(10),
-        );
-        x.handle(
-            &y,
-            Msg::Suspect {
-                incarnation: u64::MAX,
-                dead: false,
-            },
-            Millis(20),
-        );
-        let mut me = alive("n0", 0);
-        me.incarnation = u64::MAX;
-        me.state = MemberState::Dead;
-        x.handle(&y, member_news("n1", 1, me), Millis(30));
+        // Only this node's key can certify it (an earlier run of it may have): the
+        // refutation stays at the largest incarnation there is.
+        let me = at(with_state(alive("n0", 0), MemberState::Dead), u64::MAX);
+        x.handle(&sender("n1", 1), member_news("n1", 1, me), Millis(30));
         assert_eq!(x.incarnation(), u64::MAX);
     }
 
@@ -646,8 +690,7 @@ mod tests {
         assert_eq!(net.nodes[y].incarnation(), 2);
         // h1 hears from a peer list that y is alive at 2: y learns that its refutation
         // missed some peers, and refutes again, to everyone.
-        let mut row = alive("n3", y);
-        row.incarnation = 2;
+        let row = at(alive("n3", y), 2);
         net.nodes[h1].handle(
             &sender("n0", 0),
             Msg::Shuffle {

@@ -4,10 +4,18 @@
 //! [`apply`] is the rule alone, over the table; the steps after it (a revived member
 //! joins the passive view, a dead one leaves the views) and first-hand contact
 //! ([`PeerNode::note`]) are the node's.
+//!
+//! Certificates: a member's incarnation is only ever taken with the member's own
+//! signature of it, which the record keeps beside it and passes on. A signature is
+//! checked only when the news would change the record and does not carry the very
+//! certificate the record holds, so news repeated in steady state costs nothing.
 
 use super::{Ctx, PeerNode};
 use crate::clock::Millis;
-use crate::overlay::{Dest, DetMap, MemberInfo, MemberState, Msg, OverlayEvent, Sender, SELF_ADDR};
+use crate::identity::Sig;
+use crate::overlay::{
+    incarnation_valid, Dest, DetMap, MemberInfo, MemberState, Msg, OverlayEvent, Sender, SELF_ADDR,
+};
 use crate::protocol::name::PeerId;
 use std::net::SocketAddr;
 
@@ -22,19 +30,54 @@ pub struct Member {
     pub degree: u32,
     /// Round-trip time of the last direct probe answered.
     pub rtt_ms: Option<u64>,
+    /// The member's name, and its certificate of `incarnation` under that name; `None`
+    /// for a member known only from contact (it said nothing of its incarnation yet).
+    pub signed: Option<Signed>,
+}
+
+/// A member's name and its signature of its incarnation under it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signed {
+    pub name: PeerId,
+    pub cert: Sig,
 }
 
 impl Member {
-    /// This member as news for others.
-    pub fn info(&self, id: &PeerId) -> MemberInfo {
-        MemberInfo {
+    /// This member as news for others; `None` without a certificate to pass on.
+    pub fn info(&self, id: &PeerId) -> Option<MemberInfo> {
+        let signed = self.signed.as_ref()?;
+        Some(MemberInfo {
             id: id.clone(),
             addr: self.addr,
             incarnation: self.incarnation,
             state: self.state,
             degree: self.degree,
-        }
+            name: signed.name.clone(),
+            cert: signed.cert,
+        })
     }
+
+    pub fn name(&self) -> Option<&PeerId> {
+        self.signed.as_ref().map(|s| &s.name)
+    }
+
+    /// Whether this record holds exactly this certificate of this incarnation.
+    fn holds(&self, incarnation: u64, name: &PeerId, cert: &Sig) -> bool {
+        self.incarnation == incarnation
+            && self
+                .signed
+                .as_ref()
+                .is_some_and(|s| s.name == *name && s.cert == *cert)
+    }
+}
+
+/// An incarnation a member claims in a message of its own (`neighbor`, `alive`, an
+/// `ack`...), with its name and certificate.
+#[derive(Clone, Debug)]
+pub(super) struct Claim {
+    pub incarnation: u64,
+    pub name: PeerId,
+    pub cert: Sig,
 }
 
 /// Every member this node has heard of, by id (see the state document).
@@ -52,6 +95,9 @@ pub(super) fn is_alive(members: &Members, id: &PeerId) -> bool {
 pub(super) enum Applied {
     New(MemberState),
     Unchanged,
+    /// The news would have changed the record, and its certificate does not verify:
+    /// ignored.
+    Forged,
     Suspected,
     /// Back to alive from suspect, dead or left, with a higher incarnation;
     /// `held_gone` is the incarnation it was held dead or left at.
@@ -61,17 +107,45 @@ pub(super) enum Applied {
     Gone(MemberState),
 }
 
-/// Merges news of a member by SWIM's rules; returns what changed.
-pub(super) fn apply(members: &mut Members, ctx: &Ctx, info: &MemberInfo, now: Millis) -> Applied {
+/// Whether merging `info` into `m` would change its incarnation or state.
+fn changes(m: &Member, info: &MemberInfo) -> bool {
+    match info.state {
+        // A member known only from contact has no certificate: one is news.
+        _ if m.signed.is_none() && info.incarnation >= m.incarnation => true,
+        MemberState::Alive => info.incarnation > m.incarnation,
+        MemberState::Suspect => m.state == MemberState::Alive && info.incarnation >= m.incarnation,
+        MemberState::Dead | MemberState::Left => {
+            info.incarnation > m.incarnation
+                || (!m.state.is_gone() && info.incarnation == m.incarnation)
+        }
+    }
+}
+
+/// Merges news of a member by SWIM's rules; returns what changed. `proven`: the
+/// certificate was checked already (news in a broadcast the layer below verified).
+pub(super) fn apply(
+    members: &mut Members,
+    ctx: &Ctx,
+    info: &MemberInfo,
+    proven: bool,
+    now: Millis,
+) -> Applied {
     if info.id == ctx.me {
         return Applied::Unchanged;
     }
+    let signed = || Signed {
+        name: info.name.clone(),
+        cert: info.cert,
+    };
     let Some(m) = members.get_mut(&info.id) else {
         // News of a member we never heard of, without an address to reach it by, or
         // past the cap (deaths included: anyone can announce deaths of made-up
         // peers), is not worth keeping.
         if info.addr == SELF_ADDR || members.len() >= ctx.config.members_max {
             return Applied::Unchanged;
+        }
+        if !proven && !info.cert_valid() {
+            return Applied::Forged;
         }
         members.insert(
             info.id.clone(),
@@ -82,10 +156,24 @@ pub(super) fn apply(members: &mut Members, ctx: &Ctx, info: &MemberInfo, now: Mi
                 since: now,
                 degree: info.degree,
                 rtt_ms: None,
+                signed: Some(signed()),
             },
         );
         return Applied::New(info.state);
     };
+    let held = m.holds(info.incarnation, &info.name, &info.cert);
+    if !held {
+        if !changes(m, info) {
+            return Applied::Unchanged;
+        }
+        if !proven && !info.cert_valid() {
+            return Applied::Forged;
+        }
+        // Whatever the rule below takes from this news, it is at this incarnation.
+        if info.incarnation >= m.incarnation {
+            m.signed = Some(signed());
+        }
+    }
     match info.state {
         MemberState::Alive => {
             if info.incarnation > m.incarnation {
@@ -182,11 +270,42 @@ impl PeerNode {
         }
     }
 
-    /// First-hand contact: the sender is alive at the address it spoke from.
+    /// Checks the certificate of an incarnation that `from` claims for itself: `None`
+    /// (and counted) when it does not verify. The check is skipped when the claim
+    /// could change nothing (the record holds this very certificate, or a higher
+    /// incarnation).
+    pub(super) fn claim(
+        &mut self,
+        from: &Sender,
+        incarnation: u64,
+        name: PeerId,
+        cert: Sig,
+    ) -> Option<Claim> {
+        let settled = self.members.get(&from.id).is_some_and(|m| {
+            m.holds(incarnation, &name, &cert)
+                || (m.signed.is_some() && incarnation < m.incarnation)
+        });
+        if !settled && !incarnation_valid(&from.id, incarnation, &name, &cert) {
+            self.stats.dropped_signature += 1;
+            log::debug!(
+                "ignoring a message from {}: its certificate does not verify",
+                from.id
+            );
+            return None;
+        }
+        Some(Claim {
+            incarnation,
+            name,
+            cert,
+        })
+    }
+
+    /// First-hand contact: the sender is alive at the address it spoke from, at the
+    /// incarnation it claims (checked by [`PeerNode::claim`]) if any.
     pub(super) fn note(
         &mut self,
         from: &Sender,
-        incarnation: Option<u64>,
+        claim: Option<Claim>,
         degree: Option<u32>,
         now: Millis,
     ) {
@@ -198,15 +317,26 @@ impl PeerNode {
                 if self.members.len() >= self.ctx.config.members_max {
                     return;
                 }
+                let (incarnation, signed) = match claim {
+                    Some(c) => (
+                        c.incarnation,
+                        Some(Signed {
+                            name: c.name,
+                            cert: c.cert,
+                        }),
+                    ),
+                    None => (0, None),
+                };
                 self.members.insert(
                     from.id.clone(),
                     Member {
                         addr: from.addr,
-                        incarnation: incarnation.unwrap_or(0),
+                        incarnation,
                         state: MemberState::Alive,
                         since: now,
                         degree: degree.unwrap_or(0),
                         rtt_ms: None,
+                        signed,
                     },
                 );
             }
@@ -216,7 +346,14 @@ impl PeerNode {
                     m.degree = d;
                 }
                 let mut held_gone = None;
-                if let Some(inc) = incarnation {
+                if let Some(c) = claim {
+                    let inc = c.incarnation;
+                    if inc > m.incarnation || (inc == m.incarnation && m.signed.is_none()) {
+                        m.signed = Some(Signed {
+                            name: c.name,
+                            cert: c.cert,
+                        });
+                    }
                     if inc > m.incarnation {
                         if m.state.is_gone() {
                             held_gone = Some(m.incarnation);
@@ -253,19 +390,31 @@ impl PeerNode {
         }
     }
 
+    /// News of this node itself, gone at `incarnation`: refuted, unless it is a lie
+    /// (above this node's incarnation without its own certificate: counted).
+    /// `proven`: the certificate was checked already.
+    pub(super) fn news_of_self(&mut self, info: &MemberInfo, proven: bool, now: Millis) {
+        if !info.state.is_gone() || self.ctx.left {
+            return;
+        }
+        if info.incarnation > self.ctx.incarnation && !proven && !info.cert_valid() {
+            self.stats.dropped_signature += 1;
+            return;
+        }
+        if info.incarnation >= self.ctx.incarnation {
+            self.refute(info.incarnation, now);
+        }
+    }
+
     /// Merges a peer list. A seed's list is first-hand (the seed heard from each
     /// member recently): a member listed alive that we hold dead at the same
     /// incarnation is told so, and refutes if it is alive (after a partition, each
-    /// side holds the other dead without the other knowing).
+    /// side holds the other dead without the other knowing). Rows whose certificate
+    /// does not verify are ignored and counted.
     pub(super) fn merge_list(&mut self, list: Vec<MemberInfo>, from_seed: bool, now: Millis) {
         for info in list {
             if info.id == self.ctx.me {
-                if info.state.is_gone()
-                    && info.incarnation >= self.ctx.incarnation
-                    && !self.ctx.left
-                {
-                    self.refute(info.incarnation, now);
-                }
+                self.news_of_self(&info, false, now);
                 continue;
             }
             if from_seed && info.state == MemberState::Alive {
@@ -283,7 +432,11 @@ impl PeerNode {
                     }
                 }
             }
-            let applied = apply(&mut self.members, &self.ctx, &info, now);
+            let applied = apply(&mut self.members, &self.ctx, &info, false, now);
+            if applied == Applied::Forged {
+                self.stats.dropped_signature += 1;
+                continue;
+            }
             let id = info.id.clone();
             self.after_apply(&id, applied, None, now);
             if info.state == MemberState::Alive {
@@ -344,11 +497,7 @@ mod tests {
         x.take_out();
         x.handle(
             &sender("n2", 2),
-            Msg::Neighbor {
-                high: false,
-                incarnation: 2,
-                degree: 3,
-            },
+            neighbor_request("n2", false, 2, 3),
             Millis(20),
         );
         assert_eq!(x.member(&pid("n2")).unwrap().state, MemberState::Alive);

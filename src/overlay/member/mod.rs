@@ -9,6 +9,14 @@
 //!   Only a member itself raises its incarnation, says that it left, or refutes its
 //!   death. Dead and left members stay as tombstones for `dead_retention`, so stale
 //!   news of them is ignored. At most `members_max` are kept, tombstones included.
+//! * **Certificates.** A member's incarnation is held with the member's own
+//!   certificate of it (its signature of its id, incarnation and name), or is 0 with
+//!   none for a member known only from contact. News that would change a record is
+//!   taken only when its certificate verifies; otherwise it is ignored and counted
+//!   (`dropped_signature`), as is a `suspect` above this node's own incarnation (it
+//!   never signed one). So nobody can declare a member dead at an incarnation the
+//!   member cannot refute. This node signs its own certificate at start and whenever
+//!   its incarnation changes, and signs every broadcast it originates.
 //! * **Views.** `active` (the neighbours) and `passive` are disjoint, never hold this
 //!   node, and hold only members that are alive or suspect, or held dead but asking to
 //!   be a neighbour (alive after all: it is told so, and refutes). The active view is
@@ -48,6 +56,8 @@
 //! No sockets, clocks or threads: methods take `now`, and what to send accumulates in
 //! an outbox that the caller drains with [`PeerNode::take_out`].
 
+#[cfg(test)]
+mod forged;
 mod liveness;
 mod members;
 mod seeds;
@@ -56,17 +66,19 @@ mod testnet;
 mod views;
 
 use liveness::Liveness;
-pub use members::Member;
 use members::{apply, is_alive, Members};
+pub use members::{Member, Signed};
 use seeds::Seeds;
 use views::Views;
 
 use super::gossip::{GossipStats, Plumtree};
 use super::{
-    after, Body, Broadcast, Core, Departure, Dest, DetMap, ListStatus, MemberEvent, MemberInfo,
-    MemberState, Msg, MsgId, Out, OverlayConfig, OverlayEvent, OverlayStatus, Sender, SELF_ADDR,
+    after, sign_incarnation, Body, Broadcast, Core, Departure, Dest, DetMap, MemberEvent,
+    MemberInfo, MemberState, Msg, MsgId, Out, OverlayConfig, OverlayEvent, OverlayStatus, Sender,
+    SELF_ADDR,
 };
 use crate::clock::Millis;
+use crate::identity::{NodeKey, Sig};
 use crate::protocol::name::PeerId;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -130,6 +142,10 @@ pub struct PeerStats {
     pub shuffles: u64,
     /// `probe-req`s ignored: toward a member not known at that address.
     pub probe_reqs_refused: u64,
+    /// Messages and rows ignored for a certificate that does not verify, and
+    /// suspicions above this node's own incarnation (broadcasts: see the gossip
+    /// layer's count).
+    pub dropped_signature: u64,
 }
 
 const CLEANUP_EVERY: Duration = Duration::from_secs(10);
@@ -138,10 +154,15 @@ const CLEANUP_EVERY: Duration = Duration::from_secs(10);
 /// and where the messages and events it produces go.
 pub(super) struct Ctx {
     pub me: PeerId,
+    pub key: NodeKey,
+    pub name: PeerId,
     pub config: OverlayConfig,
     pub rng: StdRng,
-    /// Only this node raises it, to refute a suspicion or a death.
-    pub incarnation: u64,
+    /// Only this node raises it, to refute a suspicion or a death; only through
+    /// [`Ctx::set_incarnation`], which signs it.
+    incarnation: u64,
+    /// This node's certificate of `incarnation` under `name`.
+    cert: Sig,
     /// Left on purpose: it asks for no neighbour and refutes nothing.
     pub left: bool,
     pub out: Vec<Out>,
@@ -149,6 +170,33 @@ pub(super) struct Ctx {
 }
 
 impl Ctx {
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    pub fn cert(&self) -> Sig {
+        self.cert
+    }
+
+    /// Takes a new incarnation, and signs it.
+    pub fn set_incarnation(&mut self, incarnation: u64) {
+        self.incarnation = incarnation;
+        self.cert = sign_incarnation(&self.key, incarnation, &self.name);
+    }
+
+    /// This node as news for others, at the address receivers already know.
+    pub fn own_info(&self, state: MemberState, degree: u32) -> MemberInfo {
+        MemberInfo {
+            id: self.me.clone(),
+            addr: SELF_ADDR,
+            incarnation: self.incarnation,
+            state,
+            degree,
+            name: self.name.clone(),
+            cert: self.cert,
+        }
+    }
+
     pub fn send(&mut self, to: Dest, msg: Msg) {
         self.out.push(Out { to, msg });
     }
@@ -179,18 +227,21 @@ pub struct PeerNode {
 }
 
 impl PeerNode {
-    /// A node with `seeds` configured seeds. `incarnation` should exceed that of any
-    /// earlier run of the same peer (the runtime uses the wall clock in seconds), and
-    /// `first_seq` the seq of any broadcast it sent before (wall clock in ms), so a
-    /// restarted peer is neither mistaken for its dead self nor deduplicated away.
+    /// A node with key `key` (its id is the key's), called `name`, with `seeds`
+    /// configured seeds. `incarnation` should exceed that of any earlier run of the
+    /// same peer (the runtime uses the wall clock in seconds), and `first_seq` the seq
+    /// of any broadcast it sent before (wall clock in ms), so a restarted peer is
+    /// neither mistaken for its dead self nor deduplicated away.
     pub fn new(
-        me: PeerId,
+        key: NodeKey,
+        name: PeerId,
         seeds: usize,
         config: OverlayConfig,
         rng_seed: u64,
         incarnation: u64,
         first_seq: u64,
     ) -> PeerNode {
+        let cert = sign_incarnation(&key, incarnation, &name);
         PeerNode {
             members: DetMap::default(),
             seeds: Seeds::new(seeds),
@@ -202,9 +253,12 @@ impl PeerNode {
             show_said_from: 0,
             stats: PeerStats::default(),
             ctx: Ctx {
-                me,
+                me: key.id().clone(),
+                key,
+                name,
                 rng: StdRng::seed_from_u64(rng_seed),
                 incarnation,
+                cert,
                 left: false,
                 out: Vec::new(),
                 events: Vec::new(),
@@ -219,6 +273,16 @@ impl PeerNode {
 
     pub fn incarnation(&self) -> u64 {
         self.ctx.incarnation
+    }
+
+    pub fn name(&self) -> &PeerId {
+        &self.ctx.name
+    }
+
+    /// Everything dropped for a signature that does not verify, or a lie about this
+    /// node's incarnation.
+    pub fn dropped_signature(&self) -> u64 {
+        self.stats.dropped_signature + self.gossip.stats.dropped_signature
     }
 
     pub fn config(&self) -> &OverlayConfig {
@@ -346,13 +410,7 @@ impl PeerNode {
             return;
         }
         self.ctx.left = true;
-        let me = MemberInfo {
-            id: self.ctx.me.clone(),
-            addr: SELF_ADDR,
-            incarnation: self.ctx.incarnation,
-            state: MemberState::Left,
-            degree: 0,
-        };
+        let me = self.ctx.own_info(MemberState::Left, 0);
         self.broadcast_member(me.clone(), now);
         for n in &self.views.active {
             self.ctx.send_to(&self.members, n, Msg::Disconnect);
@@ -365,13 +423,16 @@ impl PeerNode {
     fn next_broadcast(&mut self, body: Body, wall_ms: u64) -> Broadcast {
         let seq = self.next_seq;
         self.next_seq += 1;
-        Broadcast {
+        let mut b = Broadcast {
             origin: self.ctx.me.clone(),
             seq,
             hops: 0,
             time_ms: wall_ms,
+            sig: Sig::NONE,
             body,
-        }
+        };
+        b.sign(&self.ctx.key);
+        b
     }
 
     /// Broadcasts a text to every live peer; returns its id. With no neighbour it
@@ -402,12 +463,16 @@ impl PeerNode {
             }
             Body::Say(text) => {
                 let local = b.origin == self.ctx.me;
-                if !local {
+                let name = if local {
+                    Some(self.ctx.name.clone())
+                } else {
                     self.stats.heard += 1;
-                }
+                    self.members.get(&b.origin).and_then(|m| m.name().cloned())
+                };
                 self.ctx.events.push(OverlayEvent::Said {
                     id,
                     origin: b.origin,
+                    name,
                     time_ms: b.time_ms,
                     text,
                     hops: b.hops,
@@ -423,37 +488,41 @@ impl PeerNode {
         }
     }
 
+    /// Member news from a broadcast, which the gossip layer checked: signed by its
+    /// origin, about the origin itself unless a death, with the member's certificate.
     fn on_member_event(&mut self, info: MemberInfo, origin: &PeerId, now: Millis) {
         if info.state != MemberState::Dead && info.id != *origin {
             // Only a member itself says that it left, or refutes its death.
             return;
         }
         if info.id == self.ctx.me {
-            if info.state.is_gone() && info.incarnation >= self.ctx.incarnation && !self.ctx.left {
-                self.refute(info.incarnation, now);
-            }
+            self.news_of_self(&info, true, now);
             return;
         }
         // The broadcast names the member's address as its declarer knew it; a member
         // we know keeps the address we know.
-        let applied = apply(&mut self.members, &self.ctx, &info, now);
+        let applied = apply(&mut self.members, &self.ctx, &info, true, now);
         self.after_apply(&info.id, applied, Some(origin), now);
     }
 
+    /// Refutes, by broadcast, a suspicion or death at incarnation `heard`: above it
+    /// when it is this node's own (or, with this node's certificate, a higher one
+    /// from an earlier run), at this node's incarnation when that is higher already
+    /// (the earlier refutation missed some peers: it is sent again, not raised).
     fn refute(&mut self, heard: u64, now: Millis) {
-        // Saturating: an incarnation from the network may be the largest there is.
-        self.ctx.incarnation = self.ctx.incarnation.max(heard).saturating_add(1);
+        if heard >= self.ctx.incarnation {
+            // Saturating: a certificate may name the largest incarnation there is.
+            self.ctx.set_incarnation(heard.saturating_add(1));
+        }
+        let incarnation = self.ctx.incarnation;
+        self.liveness.refuted_by_broadcast(now);
         self.stats.refutations += 1;
-        self.ctx.events.push(OverlayEvent::RefutedSelf {
-            incarnation: self.ctx.incarnation,
-        });
-        let me = MemberInfo {
-            id: self.ctx.me.clone(),
-            addr: SELF_ADDR,
-            incarnation: self.ctx.incarnation,
-            state: MemberState::Alive,
-            degree: self.views.active.len() as u32,
-        };
+        self.ctx
+            .events
+            .push(OverlayEvent::RefutedSelf { incarnation });
+        let me = self
+            .ctx
+            .own_info(MemberState::Alive, self.views.active.len() as u32);
         self.broadcast_member(me, now);
     }
 
@@ -482,41 +551,61 @@ impl PeerNode {
             match msg {
                 Msg::Peers { .. } => {}
                 Msg::Probe { seq } => {
-                    let ack = Msg::Ack {
-                        seq,
-                        incarnation: self.ctx.incarnation,
-                    };
+                    let ack = self.ack(seq);
                     self.ctx.send(Dest::Node(from.addr), ack);
                     return;
                 }
                 _ => return,
             }
         } else if matches!(msg, Msg::Peers { .. }) {
+            // Only seeds answer registrations: a peer list from anyone else is a claim
+            // about members nobody vouched for.
             return;
         }
         match msg {
-            Msg::Peers {
-                seq,
-                status,
-                members,
-            } => self.on_peers(seq, status, members, now),
+            Msg::Peers { seq, members } => self.on_peers(seq, members, now),
             Msg::Neighbor {
                 high,
                 incarnation,
                 degree,
-            } => self.on_neighbor(from, high, incarnation, degree, now),
+                name,
+                cert,
+            } => {
+                if let Some(c) = self.claim(from, incarnation, name, cert) {
+                    self.on_neighbor(from, high, c, degree, now);
+                }
+            }
             Msg::NeighborReply {
                 accepted,
                 incarnation,
                 degree,
-            } => self.on_neighbor_reply(from, accepted, incarnation, degree, now),
+                name,
+                cert,
+            } => {
+                if let Some(c) = self.claim(from, incarnation, name, cert) {
+                    self.on_neighbor_reply(from, accepted, c, degree, now);
+                }
+            }
             Msg::Disconnect => self.on_disconnect(from, now),
             Msg::Shuffle { reply, members } => self.on_shuffle(from, reply, members, now),
             Msg::Probe { seq } => self.on_probe(from, seq, now),
-            Msg::Ack { seq, incarnation } => self.on_ack(from, seq, incarnation, now),
+            Msg::Ack {
+                seq,
+                incarnation,
+                name,
+                cert,
+            } => self.on_ack(from, seq, incarnation, name, cert, now),
             Msg::ProbeReq { seq, target, addr } => self.on_probe_req(from, seq, target, addr, now),
             Msg::Suspect { incarnation, dead } => self.on_suspect(from, incarnation, dead, now),
-            Msg::Alive { incarnation } => self.on_alive(from, incarnation, now),
+            Msg::Alive {
+                incarnation,
+                name,
+                cert,
+            } => {
+                if let Some(c) = self.claim(from, incarnation, name, cert) {
+                    self.on_alive(from, c, now);
+                }
+            }
             Msg::Gossip(b) => {
                 self.note(from, None, None, now);
                 let member = self
@@ -542,11 +631,8 @@ impl PeerNode {
     }
 
     /// A seed's peer list, in answer to registration `seq`.
-    fn on_peers(&mut self, seq: u64, status: ListStatus, members: Vec<MemberInfo>, now: Millis) {
-        if self
-            .seeds
-            .on_peers(&mut self.ctx, seq, status, members.len(), now)
-        {
+    fn on_peers(&mut self, seq: u64, members: Vec<MemberInfo>, now: Millis) {
+        if self.seeds.on_peers(&mut self.ctx, seq, members.len()) {
             self.merge_list(members, true, now);
             self.fill_active(now);
         }
@@ -642,6 +728,7 @@ impl Core for PeerNode {
             heard: self.stats.heard,
             heard_before_start: self.stats.heard_before_start,
             dropped_rate: self.gossip.stats.dropped_rate,
+            dropped_signature: self.dropped_signature(),
             rows: if rows { self.members() } else { Vec::new() },
             ..OverlayStatus::default()
         }
@@ -687,7 +774,7 @@ mod tests {
         net.nodes[2].leave(net.now);
         net.run(net.now.0 + 1000, |_, _, _| true);
         let restart = net.now;
-        let mut fresh = PeerNode::new(pid("n2"), 0, config, 99, 2, restart.0 * 1000);
+        let mut fresh = PeerNode::new(key("n2"), name("n2"), 0, config, 99, 2, restart.0 * 1000);
         fresh.show_said_from(restart.0);
         fresh.start(restart);
         fresh.merge_list(vec![alive("n0", 0), alive("n1", 1)], false, restart);
@@ -727,13 +814,11 @@ mod tests {
         }
         let now = net.now;
         let text = |origin: &str, seq: u64| {
-            Msg::Gossip(Broadcast {
-                origin: pid(origin),
+            Msg::Gossip(signed(
+                origin,
                 seq,
-                hops: 0,
-                time_ms: 1,
-                body: Body::Say(format!("spam {origin} {seq}")),
-            })
+                Body::Say(format!("spam {origin} {seq}")),
+            ))
         };
         // n0 pushes 5000 texts from invented origins and 500 of its own to n1 at once.
         for i in 0..5000 {

@@ -9,7 +9,7 @@
 
 use super::Ctx;
 use crate::clock::Millis;
-use crate::overlay::{after, Dest, ListStatus, MemberInfo, Msg, OverlayEvent};
+use crate::overlay::{after, Dest, MemberInfo, Msg, OverlayEvent};
 use crate::protocol::name::PeerId;
 use rand::seq::SliceRandom;
 use std::time::Duration;
@@ -100,9 +100,11 @@ impl Seeds {
         };
         let msg = Msg::Register {
             seq,
-            incarnation: ctx.incarnation,
+            incarnation: ctx.incarnation(),
             degree: active.len() as u32,
             neighbours: active.to_vec(),
+            name: ctx.name.clone(),
+            cert: ctx.cert(),
         };
         ctx.send(Dest::Seed(seed), msg);
     }
@@ -185,40 +187,22 @@ impl Seeds {
 
     /// A seed's answer to registration `seq`, listing `listed` members: true when the
     /// list is to be merged.
-    pub fn on_peers(
-        &mut self,
-        ctx: &mut Ctx,
-        seq: u64,
-        status: ListStatus,
-        listed: usize,
-        now: Millis,
-    ) -> bool {
+    pub fn on_peers(&mut self, ctx: &mut Ctx, seq: u64, listed: usize) -> bool {
         let Some(i) = self.links.iter().position(|s| s.last_seq == seq) else {
             return false;
         };
-        match status {
-            ListStatus::Conflict => {
-                self.links[i].phase = SeedPhase::Down {
-                    retry_at: after(now, MAX_SEED_BACKOFF),
-                };
-                ctx.events.push(OverlayEvent::IdConflict { seed: i });
-                false
-            }
-            ListStatus::Ok => {
-                let s = &mut self.links[i];
-                s.phase = SeedPhase::Up;
-                s.backoff = FIRST_BACKOFF;
-                s.down_reported = false;
-                let was_reachable = std::mem::replace(&mut s.reachable, true);
-                if !was_reachable {
-                    ctx.events.push(OverlayEvent::SeedUp {
-                        seed: i,
-                        peers: listed,
-                    });
-                }
-                true
-            }
+        let s = &mut self.links[i];
+        s.phase = SeedPhase::Up;
+        s.backoff = FIRST_BACKOFF;
+        s.down_reported = false;
+        let was_reachable = std::mem::replace(&mut s.reachable, true);
+        if !was_reachable {
+            ctx.events.push(OverlayEvent::SeedUp {
+                seed: i,
+                peers: listed,
+            });
         }
+        true
     }
 
     /// Tells every seed of a death, or of this node leaving.
@@ -262,7 +246,15 @@ mod tests {
     #[test]
     fn an_idle_peer_without_seeds_sleeps_between_its_timers() {
         for seeds in [0, 1] {
-            let mut x = PeerNode::new(pid("n0"), seeds, OverlayConfig::default(), 1, 1, 1);
+            let mut x = PeerNode::new(
+                key("n0"),
+                name("n0"),
+                seeds,
+                OverlayConfig::default(),
+                1,
+                1,
+                1,
+            );
             let mut now = Millis(0);
             x.start(now);
             let mut wakeups = 0;

@@ -1,15 +1,27 @@
 //! A test harness for the node's parts: members and senders by index, and a few nodes
-//! wired by hand.
+//! wired by hand. Every name stands for the key [`NodeKey::for_test`] derives from it:
+//! `pid("n3")` is that key's id, and news about `n3` carries `n3`'s own signatures.
 
 use super::PeerNode;
 use crate::clock::Millis;
+use crate::identity::{NodeKey, Sig};
 use crate::overlay::{
-    Body, Broadcast, Dest, MemberEvent, MemberInfo, MemberState, Msg, OverlayConfig, Sender,
+    sign_incarnation, Body, Broadcast, Dest, MemberEvent, MemberInfo, MemberState, Msg,
+    OverlayConfig, Sender,
 };
 use crate::protocol::name::PeerId;
 use std::net::SocketAddr;
 
-pub fn pid(s: &str) -> PeerId {
+pub fn key(name: &str) -> NodeKey {
+    NodeKey::for_test(name)
+}
+
+/// The id of the node called `name`.
+pub fn pid(name: &str) -> PeerId {
+    key(name).id().clone()
+}
+
+pub fn name(s: &str) -> PeerId {
     PeerId::parse(s).unwrap()
 }
 
@@ -17,37 +29,88 @@ pub fn addr_of(i: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 3000 + i as u16))
 }
 
-pub fn alive(id: &str, i: usize) -> MemberInfo {
-    MemberInfo {
-        id: pid(id),
-        addr: addr_of(i),
-        incarnation: 1,
-        state: MemberState::Alive,
-        degree: 0,
-    }
+/// `name` alive at incarnation 1, at port 3000 + `i`, with its certificate.
+pub fn alive(name: &str, i: usize) -> MemberInfo {
+    at(
+        MemberInfo {
+            id: pid(name),
+            addr: addr_of(i),
+            incarnation: 1,
+            state: MemberState::Alive,
+            degree: 0,
+            name: self::name(name),
+            cert: Sig::NONE,
+        },
+        1,
+    )
 }
 
-pub fn sender(id: &str, i: usize) -> Sender {
+/// `info` at `incarnation`, certified by its member (whose name it carries).
+pub fn at(mut info: MemberInfo, incarnation: u64) -> MemberInfo {
+    info.incarnation = incarnation;
+    info.cert = sign_incarnation(&key(info.name.as_str()), incarnation, &info.name);
+    info
+}
+
+/// `info` in `state`, its incarnation and certificate unchanged.
+pub fn with_state(mut info: MemberInfo, state: MemberState) -> MemberInfo {
+    info.state = state;
+    info
+}
+
+pub fn sender(name: &str, i: usize) -> Sender {
     Sender {
-        id: pid(id),
+        id: pid(name),
         addr: addr_of(i),
         seed: false,
     }
 }
 
-pub fn member_news(origin: &str, seq: u64, info: MemberInfo) -> Msg {
-    Msg::Gossip(Broadcast {
+/// A broadcast from `origin`, signed by it.
+pub fn signed(origin: &str, seq: u64, body: Body) -> Broadcast {
+    let mut b = Broadcast {
         origin: pid(origin),
         seq,
         hops: 0,
         time_ms: 0,
-        body: Body::Member(MemberEvent { info }),
-    })
+        sig: Sig::NONE,
+        body,
+    };
+    b.sign(&key(origin));
+    b
+}
+
+pub fn member_news(origin: &str, seq: u64, info: MemberInfo) -> Msg {
+    Msg::Gossip(signed(origin, seq, Body::Member(MemberEvent { info })))
+}
+
+/// `name`'s neighbour request at `incarnation`, with its certificate.
+pub fn neighbor_request(name: &str, high: bool, incarnation: u64, degree: u32) -> Msg {
+    Msg::Neighbor {
+        high,
+        incarnation,
+        degree,
+        name: self::name(name),
+        cert: sign_incarnation(&key(name), incarnation, &self::name(name)),
+    }
+}
+
+/// The node called `name`, with no seeds.
+pub fn node(name: &str, config: OverlayConfig, rng_seed: u64, incarnation: u64) -> PeerNode {
+    PeerNode::new(
+        key(name),
+        self::name(name),
+        0,
+        config,
+        rng_seed,
+        incarnation,
+        1,
+    )
 }
 
 /// A lone node that knows the members `n1`..`n{count}` (at ports 3001...).
 pub fn lone(config: OverlayConfig, count: usize) -> PeerNode {
-    let mut x = PeerNode::new(pid("n0"), 0, config, 1, 1, 1);
+    let mut x = node("n0", config, 1, 1);
     x.start(Millis(0));
     let others = (1..=count).map(|i| alive(&format!("n{i}"), i)).collect();
     x.merge_list(others, false, Millis(0));
@@ -67,8 +130,7 @@ impl Net {
         let everyone: Vec<MemberInfo> = (0..n).map(|i| alive(&format!("n{i}"), i)).collect();
         let nodes = (0..n)
             .map(|i| {
-                let mut node =
-                    PeerNode::new(pid(&format!("n{i}")), 0, config.clone(), i as u64, 1, 1);
+                let mut node = node(&format!("n{i}"), config.clone(), i as u64, 1);
                 node.start(Millis(0));
                 node.merge_list(everyone.clone(), false, Millis(0));
                 node

@@ -7,6 +7,7 @@
 //! sends goes through the [`Ctx`]. Entering and leaving the active view also tells the
 //! broadcast layer and the liveness part, so those steps are the node's (below).
 
+use super::members::Claim;
 use super::{is_alive, Ctx, Members, PeerNode};
 use crate::clock::Millis;
 use crate::overlay::{after, Dest, MemberInfo, MemberState, Msg, OverlayEvent, Sender};
@@ -125,11 +126,7 @@ impl Views {
             let high = self.active.is_empty();
             self.pending
                 .insert(c.clone(), after(now, ctx.config.neighbor_timeout));
-            let msg = Msg::Neighbor {
-                high,
-                incarnation: ctx.incarnation,
-                degree: self.active.len() as u32,
-            };
+            let msg = neighbor(ctx, high, self.active.len());
             ctx.send_to(members, &c, msg);
         }
     }
@@ -204,7 +201,7 @@ impl Views {
             .collect();
         take(others, &mut ids);
         ids.iter()
-            .filter_map(|id| members.get(id).map(|m| m.info(id)))
+            .filter_map(|id| members.get(id).and_then(|m| m.info(id)))
             .filter(|i| i.state == MemberState::Alive)
             .collect()
     }
@@ -249,11 +246,7 @@ impl Views {
         self.pending
             .insert(c.clone(), after(now, ctx.config.neighbor_timeout));
         self.rotating = Some(c.clone());
-        let msg = Msg::Neighbor {
-            high: false,
-            incarnation: ctx.incarnation,
-            degree: self.active.len() as u32,
-        };
+        let msg = neighbor(ctx, false, self.active.len());
         ctx.send_to(members, &c, msg);
     }
 
@@ -288,6 +281,17 @@ impl Views {
             at = at.min(*d);
         }
         at
+    }
+}
+
+/// A neighbour request, with this node's incarnation and its certificate.
+fn neighbor(ctx: &Ctx, high: bool, degree: usize) -> Msg {
+    Msg::Neighbor {
+        high,
+        incarnation: ctx.incarnation(),
+        degree: degree as u32,
+        name: ctx.name.clone(),
+        cert: ctx.cert(),
     }
 }
 
@@ -361,11 +365,11 @@ impl PeerNode {
         &mut self,
         from: &Sender,
         high: bool,
-        incarnation: u64,
+        claim: Claim,
         degree: u32,
         now: Millis,
     ) {
-        self.note(from, Some(incarnation), Some(degree), now);
+        self.note(from, Some(claim), Some(degree), now);
         let accepted = if self.ctx.left {
             false
         } else if self.views.active.contains(&from.id) {
@@ -386,8 +390,10 @@ impl PeerNode {
         };
         let reply = Msg::NeighborReply {
             accepted,
-            incarnation: self.ctx.incarnation,
+            incarnation: self.ctx.incarnation(),
             degree: self.views.active.len() as u32,
+            name: self.ctx.name.clone(),
+            cert: self.ctx.cert(),
         };
         self.ctx.send(Dest::Node(from.addr), reply);
     }
@@ -396,11 +402,11 @@ impl PeerNode {
         &mut self,
         from: &Sender,
         accepted: bool,
-        incarnation: u64,
+        claim: Claim,
         degree: u32,
         now: Millis,
     ) {
-        self.note(from, Some(incarnation), Some(degree), now);
+        self.note(from, Some(claim), Some(degree), now);
         self.views.pending.remove(&from.id);
         let rotation = self.views.rotating.as_ref() == Some(&from.id);
         if rotation {
@@ -542,11 +548,7 @@ mod tests {
         let now = net.now;
         net.nodes[b].handle(
             &from_a,
-            Msg::Neighbor {
-                high: false,
-                incarnation: 1,
-                degree: 4,
-            },
+            neighbor_request(&format!("n{a}"), false, 1, 4),
             now,
         );
         net.nodes[b].take_out();
