@@ -2,8 +2,15 @@
 //! attacker with a raw connection (or a key of its own) and asserts that the attack
 //! fails and the legitimate node keeps working.
 
+use crate::overlay::{member_rows, members, peers, said_lines, seed};
 use crate::util::*;
+use p2pshare::identity::{NodeKey, Sig};
+use p2pshare::overlay::{
+    sign_incarnation, wire, Body, Broadcast, MemberEvent, MemberInfo, MemberState, Msg, SeedRow,
+};
+use p2pshare::protocol::name::PeerId;
 use std::fs;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The node id a role printed in its ready line (`..., id ID, ...`).
@@ -171,4 +178,153 @@ fn a_peer_registers_only_with_a_seed_that_has_the_listed_key() {
         "{}",
         fooled.stderr_text()
     );
+}
+
+/// A member's id and address, from a peer's `members`, by its name.
+fn member_of(at: std::net::SocketAddr, name: &str) -> (PeerId, SocketAddr) {
+    let row = member_rows(at)
+        .into_iter()
+        .find(|f| f[7] == name)
+        .unwrap_or_else(|| panic!("{name} is not a member at {at}"));
+    let addr = SocketAddr::new(row[1].parse().unwrap(), row[2].parse().unwrap());
+    (PeerId::parse(&row[0]).unwrap(), addr)
+}
+
+/// A broadcast from `origin`, signed by `signer` (who may be someone else).
+fn broadcast(origin: &PeerId, signer: &NodeKey, seq: u64, body: Body) -> String {
+    let mut b = Broadcast {
+        origin: origin.clone(),
+        seq,
+        hops: 0,
+        time_ms: p2pshare::clock::wall_ms(),
+        sig: Sig::NONE,
+        body,
+    };
+    b.sign(signer);
+    wire::encode(&Msg::Gossip(b))
+}
+
+/// Member news about `id` at `incarnation`, with a certificate made by `certifier`.
+fn news(id: &PeerId, addr: SocketAddr, state: MemberState, inc: u64, certifier: &NodeKey) -> Body {
+    let name = PeerId::parse("victim").unwrap();
+    Body::Member(MemberEvent {
+        info: MemberInfo {
+            id: id.clone(),
+            addr,
+            incarnation: inc,
+            state,
+            degree: 0,
+            cert: sign_incarnation(certifier, inc, &name),
+            name,
+        },
+    })
+}
+
+#[test]
+fn forged_gossip_neither_kills_nor_removes_nor_speaks_for_a_live_peer() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &["--db", ":memory:"]);
+    let s1 = seed(root.path(), "s1", &[]);
+    let mut ps = peers(root.path(), &index, &[&s1], 3, true);
+    eventually("every peer knows the others", DEADLINE, || {
+        ps.iter().all(|p| members(p.addr).len() == 2)
+    });
+    let (b, b_addr) = member_of(ps[0].addr, "p1");
+    let (c, c_addr) = member_of(ps[0].addr, "p2");
+    let mallory = test_key("mallory");
+    let mut raw = Raw::connect(ps[0].addr);
+    assert_eq!(raw.hello_as("peer", "mallory", 9), "ok|0|0");
+    let seq = p2pshare::clock::wall_ms() * 1000;
+    let forged = [
+        // B dead at the last incarnation, declared by Mallory under her own name and
+        // key, with a certificate B never made.
+        broadcast(
+            mallory.id(),
+            &mallory,
+            seq,
+            news(&b, b_addr, MemberState::Dead, u64::MAX, &mallory),
+        ),
+        // C leaving, in C's name, signed by Mallory.
+        broadcast(
+            &c,
+            &mallory,
+            seq + 1,
+            news(&c, c_addr, MemberState::Left, 1, &mallory),
+        ),
+        // A text in B's name, signed by Mallory.
+        broadcast(&b, &mallory, seq + 2, Body::Say("forged words".into())),
+    ];
+    for line in &forged {
+        assert_eq!(raw.ask(line.trim_end()), "ok");
+    }
+    eventually("the forgeries are counted", DEADLINE, || {
+        status_number(ps[0].addr, "messages_dropped_signature") >= 3
+    });
+    // A real broadcast after them reaches everyone: the network is whole, B and C
+    // are alive everywhere, and nobody printed the forged text.
+    ps[2].type_line("say still here");
+    for p in ps.iter_mut() {
+        p.wait_line(|l| l.ends_with(": still here"));
+    }
+    for p in &ps {
+        let m = members(p.addr);
+        for (name, (state, _)) in &m {
+            assert_eq!(state, "alive", "{name} at {}: {m:?}", p.name);
+        }
+        assert_eq!(said_lines(p, "forged words"), 0, "{}", p.name);
+    }
+}
+
+#[test]
+fn a_bare_hello_or_an_unlisted_seed_adds_no_member() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &["--db", ":memory:"]);
+    let s1 = seed(root.path(), "s1", &[]);
+    let ps = peers(root.path(), &index, &[&s1], 2, false);
+    eventually("the peers know each other", DEADLINE, || {
+        ps.iter().all(|p| members(p.addr).len() == 1)
+    });
+    // A hello whose key is not proven is no session: no message is taken.
+    let mut raw = Raw::connect(ps[0].addr);
+    let ghost = test_key("ghost");
+    let nonce = "c3".repeat(16);
+    let hello = format!("hello|2|peer|{}|9|ghost|{nonce}", ghost.id());
+    assert!(raw.ask(&hello).starts_with("ok|peer|"));
+    let name = PeerId::parse("ghost").unwrap();
+    let cert = sign_incarnation(&ghost, 1, &name).hex();
+    let reply = raw.ask(&format!("neighbor|high|1|0|ghost|{cert}"));
+    assert!(reply.starts_with("err|unknown-peer|"), "{reply}");
+
+    // A node that proves a key of its own, but not a seed's, cannot feed a seed's
+    // registry: its seed-sync is ignored.
+    let mut fake = Raw::connect(s1.addr);
+    assert_eq!(fake.hello_as("seed", "fakeseed", 9), "ok|0|0");
+    let row = SeedRow {
+        info: MemberInfo {
+            id: ghost.id().clone(),
+            addr: "127.0.0.1:9".parse().unwrap(),
+            incarnation: 1,
+            state: MemberState::Alive,
+            degree: 3,
+            name: name.clone(),
+            cert: sign_incarnation(&ghost, 1, &name),
+        },
+        seen_ago_ms: 0,
+    };
+    let sync = wire::encode(&Msg::SeedSync {
+        nonce: 7,
+        to: 0,
+        rows: vec![row],
+    });
+    fake.send(sync.as_bytes());
+    assert_eq!(fake.line(), "ok");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !members(s1.addr).contains_key("ghost"),
+        "{:?}",
+        members(s1.addr)
+    );
+    for p in &ps {
+        assert!(!members(p.addr).contains_key("ghost"));
+    }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The rows of `members`, split into fields.
-fn member_rows(addr: SocketAddr) -> Vec<Vec<String>> {
+pub(crate) fn member_rows(addr: SocketAddr) -> Vec<Vec<String>> {
     let mut raw = Raw::connect(addr);
     let head = raw.ask("members");
     let n: usize = head
@@ -25,9 +25,9 @@ fn member_rows(addr: SocketAddr) -> Vec<Vec<String>> {
 }
 
 /// A member row as `members` gives it, by the member's name: (state, view).
-type Members = BTreeMap<String, (String, String)>;
+pub(crate) type Members = BTreeMap<String, (String, String)>;
 
-fn members(addr: SocketAddr) -> Members {
+pub(crate) fn members(addr: SocketAddr) -> Members {
     member_rows(addr)
         .into_iter()
         .map(|f| (f[7].clone(), (f[3].clone(), f[5].clone())))
@@ -50,7 +50,7 @@ fn neighbours(addr: SocketAddr) -> Vec<String> {
         .collect()
 }
 
-fn seed(root: &Path, name: &str, others: &[&Proc]) -> Proc {
+pub(crate) fn seed(root: &Path, name: &str, others: &[&Proc]) -> Proc {
     let log = root.join(format!("{name}.log"));
     others
         .iter()
@@ -69,7 +69,13 @@ fn seed_flags(seeds: &[&Proc]) -> Vec<String> {
 }
 
 /// Starts `n` peers named p0..p{n-1} joining through `seeds`.
-fn peers(root: &Path, index: &Proc, seeds: &[&Proc], n: usize, console: bool) -> Vec<Proc> {
+pub(crate) fn peers(
+    root: &Path,
+    index: &Proc,
+    seeds: &[&Proc],
+    n: usize,
+    console: bool,
+) -> Vec<Proc> {
     peers_with(root, index, seeds, &[], n, console)
 }
 
@@ -102,7 +108,7 @@ fn peers_with(
         .collect()
 }
 
-fn said_lines(p: &Proc, text: &str) -> usize {
+pub(crate) fn said_lines(p: &Proc, text: &str) -> usize {
     p.seen
         .lock()
         .unwrap()
