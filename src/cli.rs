@@ -413,6 +413,10 @@ pub struct SeedArgs {
     /// Most peers in one peer list (a random sample when there are more).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub list_cap: u32,
+    /// Most live peer ids registered at once from one IP address; a further id from
+    /// that address gets no answer (it is counted in status, refused_quota).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_peers_per_address: u32,
     #[command(flatten)]
     pub seeds: SeedListFlags,
     #[command(flatten)]

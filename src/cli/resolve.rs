@@ -220,6 +220,7 @@ impl SeedArgs {
                 forget_after: self.forget_after,
                 sync_interval: self.sync_interval,
                 list_cap: self.list_cap as usize,
+                ids_per_address: self.max_peers_per_address as usize,
                 ..SeedConfig::default()
             },
             server: self.server.config(),

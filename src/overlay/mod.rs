@@ -494,6 +494,8 @@ pub struct OverlayStatus {
     /// Messages and rows dropped for a signature that does not verify, or for a lie
     /// about this node's own incarnation.
     pub dropped_signature: u64,
+    /// Registrations refused by a quota (seeds: live ids per address).
+    pub refused_quota: u64,
     pub rows: Vec<MemberRow>,
 }
 
@@ -695,11 +697,14 @@ pub struct SeedConfig {
     pub probe_tries: u32,
     pub dead_retention: Duration,
     pub members_max: usize,
+    /// Most live ids registered from one host (keys cost nothing to make).
+    pub ids_per_address: usize,
 }
 
 impl Default for SeedConfig {
     fn default() -> Self {
         SeedConfig {
+            ids_per_address: 64,
             list_cap: 64,
             sync_interval: Duration::from_secs(2),
             forget_after: Duration::from_secs(60),

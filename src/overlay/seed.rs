@@ -86,6 +86,8 @@ pub struct SeedStats {
     /// Registrations, acks and sync rows ignored for a certificate that does not
     /// verify.
     pub dropped_signature: u64,
+    /// Registrations of new ids refused: their host had as many live ids as it may.
+    pub refused_quota: u64,
 }
 
 impl Record {
@@ -413,6 +415,14 @@ impl SeedNode {
         }
     }
 
+    /// Members alive or suspect whose address is on `host`.
+    fn live_ids_at(&self, host: std::net::IpAddr) -> usize {
+        self.members
+            .values()
+            .filter(|r| !r.state.is_gone() && r.addr.ip() == host)
+            .count()
+    }
+
     fn register(&mut self, from: &Sender, reg: Registration, neighbours: Vec<PeerId>, now: Millis) {
         self.stats.registrations += 1;
         let Registration {
@@ -453,6 +463,12 @@ impl SeedNode {
             }
             None => {
                 if self.members.len() >= self.config.members_max {
+                    return;
+                }
+                if self.live_ids_at(from.addr.ip()) >= self.config.ids_per_address {
+                    // Keys cost nothing: one host may not fill the registry with them.
+                    // No answer: the peer finds this seed silent, and tries others.
+                    self.stats.refused_quota += 1;
                     return;
                 }
                 self.members.insert(
@@ -766,6 +782,7 @@ impl Core for SeedNode {
         OverlayStatus {
             id: self.id().to_string(),
             dropped_signature: self.stats.dropped_signature,
+            refused_quota: self.stats.refused_quota,
             peers: self.alive(),
             suspects: self.reported(),
             dead: self.tombstones(),

@@ -181,6 +181,7 @@ impl SeedService {
             ("reported", st.suspects.to_string()),
             ("dead", st.dead.to_string()),
             ("seeds_heard", st.seeds.to_string()),
+            ("refused_quota", st.refused_quota.to_string()),
             ("files", "0".into()),
             ("messages", st.messages_in.to_string()),
             ("messages_out", st.messages_out.to_string()),

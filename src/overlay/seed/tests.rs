@@ -412,3 +412,40 @@ fn seeds_converge_through_sync() {
     assert_eq!(c.seeds_configured(), 1);
     assert_eq!(c.seeds_heard(Millis(11)), 0);
 }
+
+#[test]
+fn one_host_registers_only_so_many_live_ids() {
+    let mut s = SeedNode::new(
+        pid("s"),
+        0,
+        SeedConfig {
+            ids_per_address: 3,
+            ..SeedConfig::default()
+        },
+        1,
+        7,
+    );
+    for i in 0..3 {
+        register(&mut s, &format!("p{i}"), 4000 + i, 1);
+    }
+    // A fourth id from the same host gets no answer and is not listed.
+    s.handle(
+        &from("p3", 4003),
+        registration("p3", 1, 1, vec![]),
+        Millis(2),
+    );
+    assert!(s.take_out().is_empty());
+    assert_eq!(s.status(false, Millis(2)).refused_quota, 1);
+    // Ids already registered there renew as before, and another host is served.
+    register(&mut s, "p0", 4000, 3);
+    let other = Sender {
+        addr: SocketAddr::from(([10, 0, 0, 2], 4003)),
+        ..from("p3", 4003)
+    };
+    s.handle(&other, registration("p3", 1, 1, vec![]), Millis(4));
+    assert!(matches!(
+        s.take_out().pop().map(|o| o.msg),
+        Some(Msg::Peers { .. })
+    ));
+    assert_eq!(s.status(false, Millis(4)).peers, 4);
+}
