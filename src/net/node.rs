@@ -360,6 +360,32 @@ pub fn auth_line(me: &Me, role: HelloRole, port: u16, answer: &Answered) -> Stri
     codec::line(&["auth", &sig.hex()])
 }
 
+/// The whole handshake over a line exchange `ask` (one request line in, the first
+/// reply line out, either with or without its `\n`): `hello` as `role`, the node's
+/// answer checked, then `auth` for a peer or a seed. Returns the last reply (the
+/// answer to `auth`, to `hello` for a client, or a refusal); an answer whose
+/// signature does not verify is an error. For tests and tools that speak raw lines.
+pub fn handshake(
+    me: &Me,
+    role: HelloRole,
+    port: u16,
+    mut ask: impl FnMut(&str) -> String,
+) -> Result<String, String> {
+    let (line, nonce) = hello_line(Some(me), role, port);
+    let answer = ask(&line);
+    let Some(fields) = answer.trim_end().strip_prefix("ok|") else {
+        return Ok(answer);
+    };
+    let fields: Vec<String> = fields.split('|').map(str::to_owned).collect();
+    let claimed = (role != HelloRole::Client).then(|| me.id());
+    let answered =
+        check_answer(&fields, &nonce, claimed).map_err(|e| format!("{e}: {answer:?}"))?;
+    if role == HelloRole::Client {
+        return Ok(answer);
+    }
+    Ok(ask(&auth_line(me, role, port, &answered)))
+}
+
 /// The answer to `auth`: `ok|<a>|<b>`, role-specific (the index: lease seconds and
 /// files known; `0|0` elsewhere).
 pub fn auth_reply(a: &str, b: &str) -> Reply {

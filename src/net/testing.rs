@@ -107,20 +107,8 @@ impl<'a, S: Service> Session<'a, S> {
     /// [`NodeKey::for_test`]), announcing `port`, and proves the key with `auth`: the
     /// answer to `auth`, or the refusal of `hello`.
     pub fn hello_as(&mut self, role: HelloRole, name: &str, port: u16) -> String {
-        let me = test_me(name);
-        let (line, nonce) = node::hello_line(Some(&me), role, port);
-        let answer = self.ask(&line);
-        let Some(fields) = answer.trim_end().strip_prefix("ok|") else {
-            return answer;
-        };
-        let fields: Vec<String> = fields.split('|').map(str::to_owned).collect();
-        let claimed = (role != HelloRole::Client).then(|| me.id());
-        let answered = node::check_answer(&fields, &nonce, claimed)
-            .unwrap_or_else(|e| panic!("{e}: {answer:?}"));
-        if role == HelloRole::Client {
-            return answer;
-        }
-        self.ask(&node::auth_line(&me, role, port, &answered))
+        node::handshake(&test_me(name), role, port, |line| self.ask(line))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 

@@ -590,19 +590,8 @@ impl Raw {
             "seed" => HelloRole::Seed,
             _ => HelloRole::Client,
         };
-        let (line, nonce) = node::hello_line(Some(me), role, port);
-        let answer = self.ask(line.trim_end());
-        let Some(fields) = answer.strip_prefix("ok|") else {
-            return answer;
-        };
-        let fields: Vec<String> = fields.split('|').map(str::to_owned).collect();
-        let claimed = (role != HelloRole::Client).then(|| me.id());
-        let answered = node::check_answer(&fields, &nonce, claimed)
-            .unwrap_or_else(|e| panic!("{e}: {answer:?}"));
-        if role == HelloRole::Client {
-            return answer;
-        }
-        self.ask(node::auth_line(me, role, port, &answered).trim_end())
+        node::handshake(me, role, port, |line| self.ask(line.trim_end()))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
