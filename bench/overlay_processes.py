@@ -32,6 +32,13 @@ import time
 TARGET_SECONDS = 10
 
 
+def free_port():
+    """A port nothing listens on now (the kernel's pick for a socket closed at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class Proc:
     def __init__(self, name, args, cwd, bin_path):
         self.name = name
@@ -40,6 +47,7 @@ class Proc:
         self.p = subprocess.Popen([bin_path] + args, cwd=cwd, stdin=subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.addr = None
+        self.id = None
         ready = threading.Event()
 
         def pump():
@@ -49,6 +57,8 @@ class Proc:
                     self.lines.append((time.monotonic(), line))
                 m = re.search(r" listening on (\S+?)[, ]", line + " ")
                 if m and self.addr is None:
+                    key = re.search(r", id (\S+?)[, ]", line + " ")
+                    self.id = key.group(1) if key else None
                     self.addr = m.group(1)
                     ready.set()
         threading.Thread(target=pump, daemon=True).start()
@@ -75,7 +85,9 @@ class Proc:
 
 
 def members(addr):
-    """id -> (state, view) from a node's `members`, or None when it does not answer."""
+    """name -> (state, view) from a node's `members`, or None when it does not answer.
+    Rows end with the member's name (ids are keys); a name of `-` is a member known only
+    from contact, listed by id."""
     host, port = addr.rsplit(":", 1)
     try:
         with socket.create_connection((host, int(port)), timeout=3) as s:
@@ -88,7 +100,7 @@ def members(addr):
             out = {}
             for _ in range(int(head.split("|")[1])):
                 r = f.readline().rstrip("\n").split("|")
-                out[r[0]] = (r[3], r[5])
+                out[r[7] if r[7] != "-" else r[0]] = (r[3], r[5])
             return out
     except OSError:
         return None
@@ -130,10 +142,15 @@ def main():
         many = ["--max-connections-per-address", "4096"]
         index = start("index", ["index", "--listen", "127.0.0.1:0", "--db", ":memory:",
                                 "--max-peers-per-address", "4096"] + many)
-        s1 = start("s1", ["seed", "--listen", "127.0.0.1:0"] + many)
-        s2 = start("s2", ["seed", "--listen", "127.0.0.1:0", "--seed", s1.addr] + many)
-        s3 = start("s3", ["seed", "--listen", "127.0.0.1:0", "--seed", s1.addr, "--seed", s2.addr] + many)
-        seeds = [s1, s2, s3]
+        # Seeds too hold each address to so many live ids. A seed takes registries only
+        # from the seeds it lists, so each is given all three: their ports are chosen
+        # first.
+        seed_many = many + ["--max-peers-per-address", "4096"]
+        seed_addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+        seed_list = sum((["--seed", a] for a in seed_addrs), [])
+        seeds = [start(f"s{i + 1}", ["seed", "--listen", a, "--key", os.path.join(work, f"s{i + 1}.key")]
+                       + seed_list + seed_many)
+                 for i, a in enumerate(seed_addrs)]
         seed_flags = sum((["--seed", s.addr] for s in seeds), [])
         peers = []
         t_first = time.monotonic()
@@ -199,7 +216,8 @@ def main():
 
         # 3. Kills.
         victims = rng.sample(peers[1:], a.kill)
-        vnames = {v.name for v in victims}
+        # Events name a peer by its id (its key), tables by its name.
+        vnames = {v.name for v in victims} | {v.id for v in victims}
         # The live peers that hold each victim as a neighbour when it dies.
         neighbours = {}
         for p in peers:

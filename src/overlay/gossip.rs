@@ -15,7 +15,8 @@
 //! that its origin did not sign ([`Broadcast::authentic`]) is dropped and counted
 //! before it is remembered as seen: a forged copy must never make the real message,
 //! arriving later under the same id, look like a duplicate. Only first copies are
-//! checked, so a message costs each peer one signature check. A text (`say`) whose
+//! checked, so a message costs each peer one signature check (and a death whose
+//! certificate the peer does not hold yet, a second one). A text (`say`) whose
 //! origin exceeds its rate here ([`OriginRates`]) is neither delivered nor forwarded:
 //! it is remembered as seen, without its payload, and counted.
 //!
@@ -45,6 +46,17 @@ pub struct GossipStats {
     /// Messages dropped because their origin's signature, or the certificate of the
     /// member they speak of, does not verify.
     pub dropped_signature: u64,
+}
+
+/// What the node knows that bears on letting a broadcast in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Known {
+    /// The origin is a live member this node knows (held only to its own rate, not
+    /// to the newcomers').
+    pub member_origin: bool,
+    /// This node holds, byte for byte, the certificate a death names: it needs no
+    /// check.
+    pub cert_held: bool,
 }
 
 struct Seen {
@@ -216,19 +228,11 @@ impl Plumtree {
     /// A full message arrived from `from` (a neighbour or not), from an origin this
     /// node does not know as a member.
     pub fn on_gossip(&mut self, from: &PeerId, b: Broadcast, now: Millis) {
-        self.on_gossip_from(from, b, false, now);
+        self.on_gossip_from(from, b, Known::default(), now);
     }
 
-    /// A full message arrived from `from`; `member_origin` says whether its origin is
-    /// a live member this node knows (such an origin is not held to the newcomers'
-    /// rate, only to its own).
-    pub fn on_gossip_from(
-        &mut self,
-        from: &PeerId,
-        b: Broadcast,
-        member_origin: bool,
-        now: Millis,
-    ) {
+    /// A full message arrived from `from`, with what this node knows of it.
+    pub fn on_gossip_from(&mut self, from: &PeerId, b: Broadcast, known: Known, now: Millis) {
         self.stats.received += 1;
         let id = b.id();
         if self.seen.contains_key(&id) {
@@ -241,11 +245,12 @@ impl Plumtree {
             return;
         }
         // Before the rate too: a forged text must not spend its origin's budget.
-        if !b.authentic() {
+        if !b.authentic_holding(known.cert_held) {
             self.stats.dropped_signature += 1;
             return;
         }
-        if matches!(b.body, Body::Say(_)) && !self.rates.admit(&b.origin, member_origin, now) {
+        if matches!(b.body, Body::Say(_)) && !self.rates.admit(&b.origin, known.member_origin, now)
+        {
             // Seen, so that other copies count as duplicates; no payload, so that it
             // is neither relayed nor given to a graft.
             self.stats.dropped_rate += 1;
@@ -575,6 +580,42 @@ mod tests {
         t.on_gossip(&id("b"), real.clone(), Millis(2));
         assert_eq!(t.take_delivered(), vec![real]);
         assert_eq!(t.stats.duplicates, 0);
+    }
+
+    #[test]
+    fn a_death_needs_the_members_certificate_a_refutation_its_own_signature() {
+        use crate::overlay::{sign_incarnation, MemberEvent, MemberInfo, MemberState};
+        let (o, x) = (NodeKey::for_test("o"), NodeKey::for_test("x"));
+        let name = id("x");
+        let news = |origin: &NodeKey, state, cert| {
+            let mut b = Broadcast {
+                body: Body::Member(MemberEvent {
+                    info: MemberInfo {
+                        id: x.id().clone(),
+                        addr: "127.0.0.1:9".parse().unwrap(),
+                        incarnation: 3,
+                        state,
+                        degree: 0,
+                        name: name.clone(),
+                        cert,
+                    },
+                }),
+                origin: origin.id().clone(),
+                ..msg(1)
+            };
+            b.sign(origin);
+            b
+        };
+        let real = sign_incarnation(&x, 3, &name);
+        let forged = sign_incarnation(&o, 3, &name);
+        assert!(news(&o, MemberState::Dead, real).authentic());
+        assert!(!news(&o, MemberState::Dead, forged).authentic());
+        // A receiver that holds the certificate named does not check it again.
+        assert!(news(&o, MemberState::Dead, real).authentic_holding(true));
+        // Only x itself refutes or leaves; its signature proves the incarnation.
+        assert!(!news(&o, MemberState::Alive, real).authentic());
+        assert!(!news(&o, MemberState::Left, real).authentic());
+        assert!(news(&x, MemberState::Alive, real).authentic());
     }
 
     #[test]

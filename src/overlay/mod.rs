@@ -274,23 +274,30 @@ impl Broadcast {
     }
 
     /// Whether the origin signed this broadcast, and its body is news the origin may
-    /// give: a departure or a refutation only about itself, and any member news only
-    /// with the member's own certificate of the incarnation it names.
+    /// give: a departure or a refutation only about itself (its signature then
+    /// proves the incarnation), a death only with the member's own certificate of
+    /// the incarnation it names.
     pub fn authentic(&self) -> bool {
-        if let Body::Member(ev) = &self.body {
-            if ev.info.state != MemberState::Dead && ev.info.id != self.origin {
-                return false;
-            }
-        }
+        self.authentic_holding(false)
+    }
+
+    /// [`Broadcast::authentic`], for a receiver that says whether it holds the
+    /// certificate a death names byte for byte (`cert_held`): it was checked when it
+    /// was taken, and is not checked again. (A death is usually declared at the
+    /// incarnation everyone holds.)
+    pub fn authentic_holding(&self, cert_held: bool) -> bool {
+        let death = match &self.body {
+            Body::Say(_) => None,
+            Body::Member(ev) if ev.info.state == MemberState::Dead => Some(&ev.info),
+            Body::Member(ev) if ev.info.id != self.origin => return false,
+            Body::Member(_) => None,
+        };
         let fields = self.signed_fields();
         let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
         if !identity::verify(&self.origin, Domain::Gossip, &refs, &self.sig) {
             return false;
         }
-        match &self.body {
-            Body::Say(_) => true,
-            Body::Member(ev) => ev.info.cert_valid(),
-        }
+        death.is_none_or(|info| cert_held || info.cert_valid())
     }
 }
 

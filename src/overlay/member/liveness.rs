@@ -84,11 +84,6 @@ impl Liveness {
         }
     }
 
-    /// A refutation went out by broadcast: the next one waits a while.
-    pub fn refuted_by_broadcast(&mut self, now: Millis) {
-        self.next_refute_broadcast = after(now, REFUTE_BROADCAST_GAP);
-    }
-
     /// Forgets everything about `id` (it left the views).
     pub fn forget(&mut self, id: &PeerId) {
         self.suspects.remove(id);
@@ -523,6 +518,7 @@ impl PeerNode {
         if dead && now >= self.liveness.next_refute_broadcast {
             // Held dead: everyone may hold us dead (after a partition, each side
             // declared the other dead), so refute to everyone.
+            self.liveness.next_refute_broadcast = after(now, REFUTE_BROADCAST_GAP);
             self.refute(incarnation, now);
         } else if incarnation == self.ctx.incarnation() {
             let incarnation = incarnation.saturating_add(1);

@@ -62,7 +62,7 @@ impl Member {
     }
 
     /// Whether this record holds exactly this certificate of this incarnation.
-    fn holds(&self, incarnation: u64, name: &PeerId, cert: &Sig) -> bool {
+    pub(super) fn holds(&self, incarnation: u64, name: &PeerId, cert: &Sig) -> bool {
         self.incarnation == incarnation
             && self
                 .signed
@@ -122,7 +122,9 @@ fn changes(m: &Member, info: &MemberInfo) -> bool {
 }
 
 /// Merges news of a member by SWIM's rules; returns what changed. `proven`: the
-/// certificate was checked already (news in a broadcast the layer below verified).
+/// incarnation is proven already (news in a broadcast the gossip layer checked: a
+/// death's certificate, or the member's own signature of its refutation or
+/// departure).
 pub(super) fn apply(
     members: &mut Members,
     ctx: &Ctx,
@@ -392,7 +394,7 @@ impl PeerNode {
 
     /// News of this node itself, gone at `incarnation`: refuted, unless it is a lie
     /// (above this node's incarnation without its own certificate: counted).
-    /// `proven`: the certificate was checked already.
+    /// `proven`: the incarnation is proven already (see [`apply`]).
     pub(super) fn news_of_self(&mut self, info: &MemberInfo, proven: bool, now: Millis) {
         if !info.state.is_gone() || self.ctx.left {
             return;

@@ -71,7 +71,7 @@ pub use members::{Member, Signed};
 use seeds::Seeds;
 use views::Views;
 
-use super::gossip::{GossipStats, Plumtree};
+use super::gossip::{GossipStats, Known, Plumtree};
 use super::{
     after, sign_incarnation, Body, Broadcast, Core, Departure, Dest, DetMap, MemberEvent,
     MemberInfo, MemberState, Msg, MsgId, Out, OverlayConfig, OverlayEvent, OverlayStatus, Sender,
@@ -489,7 +489,8 @@ impl PeerNode {
     }
 
     /// Member news from a broadcast, which the gossip layer checked: signed by its
-    /// origin, about the origin itself unless a death, with the member's certificate.
+    /// origin, about the origin itself unless a death, and a death with the member's
+    /// certificate.
     fn on_member_event(&mut self, info: MemberInfo, origin: &PeerId, now: Millis) {
         if info.state != MemberState::Dead && info.id != *origin {
             // Only a member itself says that it left, or refutes its death.
@@ -505,17 +506,15 @@ impl PeerNode {
         self.after_apply(&info.id, applied, Some(origin), now);
     }
 
-    /// Refutes, by broadcast, a suspicion or death at incarnation `heard`: above it
-    /// when it is this node's own (or, with this node's certificate, a higher one
-    /// from an earlier run), at this node's incarnation when that is higher already
-    /// (the earlier refutation missed some peers: it is sent again, not raised).
+    /// Refutes, by broadcast, a suspicion or death at incarnation `heard` (never
+    /// above this node's own, unless this node's key certified it): one above both.
+    /// Raising even when `heard` is lower makes the refutation overrule deaths other
+    /// peers declared at the current incarnation too, which the peer telling this
+    /// one may not know of.
     fn refute(&mut self, heard: u64, now: Millis) {
-        if heard >= self.ctx.incarnation {
-            // Saturating: a certificate may name the largest incarnation there is.
-            self.ctx.set_incarnation(heard.saturating_add(1));
-        }
-        let incarnation = self.ctx.incarnation;
-        self.liveness.refuted_by_broadcast(now);
+        // Saturating: a certificate may name the largest incarnation there is.
+        let incarnation = self.ctx.incarnation.max(heard).saturating_add(1);
+        self.ctx.set_incarnation(incarnation);
         self.stats.refutations += 1;
         self.ctx
             .events
@@ -608,11 +607,8 @@ impl PeerNode {
             }
             Msg::Gossip(b) => {
                 self.note(from, None, None, now);
-                let member = self
-                    .members
-                    .get(&b.origin)
-                    .is_some_and(|m| !m.state.is_gone());
-                self.gossip.on_gossip_from(&from.id, b, member, now);
+                let known = self.known(&b);
+                self.gossip.on_gossip_from(&from.id, b, known, now);
                 self.flush_gossip(now);
             }
             Msg::IHave { ids } => {
@@ -627,6 +623,33 @@ impl PeerNode {
             Msg::Prune => self.gossip.on_prune(&from.id),
             // Messages for seeds.
             Msg::Register { .. } | Msg::Report { .. } | Msg::SeedSync { .. } => {}
+        }
+    }
+
+    /// What this node knows that bears on letting broadcast `b` in.
+    fn known(&self, b: &Broadcast) -> Known {
+        let member_origin = self
+            .members
+            .get(&b.origin)
+            .is_some_and(|m| !m.state.is_gone());
+        let cert_held = match &b.body {
+            Body::Member(ev) if !self.gossip.has_seen(&b.id()) => {
+                let m = &ev.info;
+                if m.id == self.ctx.me {
+                    m.incarnation == self.ctx.incarnation
+                        && m.name == self.ctx.name
+                        && m.cert == self.ctx.cert
+                } else {
+                    self.members
+                        .get(&m.id)
+                        .is_some_and(|r| r.holds(m.incarnation, &m.name, &m.cert))
+                }
+            }
+            _ => false,
+        };
+        Known {
+            member_origin,
+            cert_held,
         }
     }
 
