@@ -128,7 +128,7 @@ SRC_SHA1="$(sha1sum "$SRC" | awk '{ print $1 }')"
 
 start_bg "$LOGDIR/index.log" "$BIN" index --listen 127.0.0.1:0 --db :memory:
 INDEX_PID="$BG_PID"
-INDEX="$(wait_for_line "$LOGDIR/index.log" "$INDEX_PID" 's/^p2pshare index listening on \([^ ]*\).*/\1/p' "$WAIT_SECS")"
+INDEX="$(wait_for_line "$LOGDIR/index.log" "$INDEX_PID" 's/^p2pshare index .* listening on \([^ ,]*\).*/\1/p' "$WAIT_SECS")"
 
 PEERS=()
 start_holder() { # NAME FILE-NAME EXTRA-ARGS...

@@ -391,7 +391,7 @@ setup_size() { # LABEL BYTES
     start_bg "$LOGDIR/index-$label.log" "$BIN" index --listen 127.0.0.1:0 --db :memory:
     INDEX_PID="$BG_PID"
     INDEX="$(wait_for_line "$LOGDIR/index-$label.log" "$INDEX_PID" \
-        's/^p2pshare index listening on \([^ ]*\).*/\1/p' "$WAIT_SECS")"
+        's/^p2pshare index .* listening on \([^ ,]*\).*/\1/p' "$WAIT_SECS")"
     PEER_PIDS=()
     for ((k = 1; k <= MAX_SOURCES; k++)); do
         start_bg "$LOGDIR/peer$k-$label.log" "$BIN" peer --dir "$SHARE/peer$k" \

@@ -113,7 +113,7 @@ step "Starting the index server on an ephemeral port"
 INDEX_PID=$!
 PIDS+=("$INDEX_PID")
 LOGS+=("$WORK/index.log")
-INDEX="$(wait_for_line "$WORK/index.log" "$INDEX_PID" 's/^p2pshare index listening on \([^ ]*\).*/\1/p')"
+INDEX="$(wait_for_line "$WORK/index.log" "$INDEX_PID" 's/^p2pshare index .* listening on \([^ ,]*\).*/\1/p')"
 info "index listening on $INDEX (log: index.log)"
 
 step "Starting a seed (peers find each other through it) on an ephemeral port"
