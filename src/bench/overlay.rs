@@ -17,11 +17,19 @@
 //!    the network heals: the time until a broadcast reaches every peer again, and how
 //!    many live peers are still held dead anywhere a minute after the heal.
 //!
+//! Beside the scenarios (virtual time), it times what signatures cost on this machine
+//! (wall time): signing and checking one broadcast, which every peer does once per
+//! message, and checking a death (its signature and the member's certificate).
+//!
 //! It measures; it never asserts. The same `--seed` replays the same figures.
 
 use crate::clock::Millis;
+use crate::identity::{NodeKey, Sig};
 use crate::overlay::sim::{Sim, SimConfig};
-use crate::overlay::MsgId;
+use crate::overlay::{
+    sign_incarnation, Body, Broadcast, MemberEvent, MemberInfo, MemberState, MsgId,
+};
+use crate::protocol::name::PeerId;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -149,6 +157,76 @@ pub struct PartitionResult {
     pub still_dead_after_60s: usize,
 }
 
+/// What signatures cost, in microseconds of wall time each.
+#[derive(Clone, Debug, Default)]
+pub struct SignatureCost {
+    pub rounds: u32,
+    /// Signing a broadcast text.
+    pub sign_say_us: f64,
+    /// Checking a broadcast text: what each peer pays once per message.
+    pub verify_say_us: f64,
+    /// Checking a death whose certificate the peer does not hold yet: the origin's
+    /// signature and the member's certificate.
+    pub verify_death_us: f64,
+}
+
+/// Times signing and checking broadcasts, `rounds` times each.
+pub fn signature_cost(rounds: u32) -> SignatureCost {
+    let key = NodeKey::for_test("bench");
+    let name = PeerId::parse("bench").expect("a valid name");
+    let text = "x".repeat(100);
+    let say = |seq: u64| Broadcast {
+        origin: key.id().clone(),
+        seq,
+        hops: 0,
+        time_ms: 1_700_000_000_000,
+        sig: Sig::NONE,
+        body: Body::Say(text.clone()),
+    };
+    let per = |started: Instant| started.elapsed().as_secs_f64() * 1e6 / rounds.max(1) as f64;
+    let started = Instant::now();
+    let signed: Vec<Broadcast> = (0..rounds as u64)
+        .map(|seq| {
+            let mut b = say(seq);
+            b.sign(&key);
+            b
+        })
+        .collect();
+    let sign_say_us = per(started);
+    let started = Instant::now();
+    let good = signed.iter().filter(|b| b.authentic()).count();
+    let verify_say_us = per(started);
+    let mut news = Broadcast {
+        body: Body::Member(MemberEvent {
+            info: MemberInfo {
+                id: key.id().clone(),
+                addr: "127.0.0.1:1025".parse().expect("an address"),
+                incarnation: 7,
+                state: MemberState::Dead,
+                degree: 0,
+                name: name.clone(),
+                cert: sign_incarnation(&key, 7, &name),
+            },
+        }),
+        ..say(0)
+    };
+    news.sign(&key);
+    let started = Instant::now();
+    let good = good
+        + (0..rounds)
+            .filter(|_| std::hint::black_box(&news).authentic())
+            .count();
+    let verify_death_us = per(started);
+    // Keeps the checks from being optimised away.
+    std::hint::black_box(good);
+    SignatureCost {
+        rounds,
+        sign_say_us,
+        verify_say_us,
+        verify_death_us,
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct OverlayReport {
     pub peers: usize,
@@ -160,6 +238,9 @@ pub struct OverlayReport {
     pub loss: LossResult,
     pub half: HalfResult,
     pub partition: PartitionResult,
+    pub signatures: SignatureCost,
+    /// Wall time of the broadcast scenario alone (building its network included).
+    pub broadcast_wall_seconds: f64,
     pub wall_seconds: f64,
 }
 
@@ -394,12 +475,18 @@ pub fn run(b: &OverlayBench) -> OverlayReport {
             b.sim.overlay.probe_round.as_secs()
         ),
     };
+    let signatures = signature_cost(2000);
+    let broadcast_started = Instant::now();
+    let broadcast = broadcast(b);
+    let broadcast_wall_seconds = broadcast_started.elapsed().as_secs_f64();
     OverlayReport {
         peers: b.sim.peers,
         seeds: b.sim.seeds,
         seed: b.sim.seed,
         liveness,
-        broadcast: broadcast(b),
+        broadcast,
+        broadcast_wall_seconds,
+        signatures,
         kills: kills(b),
         loss: loss(b),
         half: half(b),
@@ -450,6 +537,13 @@ impl OverlayReport {
                 "heal_to_broadcast_ms": self.partition.heal_to_broadcast,
                 "live_held_dead_60s_after": self.partition.still_dead_after_60s,
             },
+            "signatures_us": {
+                "rounds": self.signatures.rounds,
+                "sign_say": self.signatures.sign_say_us,
+                "verify_say": self.signatures.verify_say_us,
+                "verify_death": self.signatures.verify_death_us,
+            },
+            "broadcast_wall_seconds": self.broadcast_wall_seconds,
             "wall_seconds": self.wall_seconds,
         })
     }
@@ -516,7 +610,15 @@ impl OverlayReport {
                 .map_or("never (within 2 minutes)".to_owned(), |ms| format!("when sent {:.0} s after", ms as f64 / 1000.0)),
             p.still_dead_after_60s
         ));
-        s.push_str(&format!("  ({:.1} s of wall clock)\n", self.wall_seconds));
+        let c = &self.signatures;
+        s.push_str(&format!(
+            "  signatures on this machine: {:.1} µs to sign a text, {:.1} µs to check one, {:.1} µs to check a death and its certificate\n",
+            c.sign_say_us, c.verify_say_us, c.verify_death_us
+        ));
+        s.push_str(&format!(
+            "  ({:.1} s of wall clock, {:.1} s of it for the broadcast scenario)\n",
+            self.wall_seconds, self.broadcast_wall_seconds
+        ));
         s
     }
 }
