@@ -108,6 +108,8 @@ pub struct HolderView {
 /// One live holder of a file, borrowed from the store.
 #[derive(Clone, Copy, Debug)]
 pub struct HolderRef<'a> {
+    /// The start of its `get` row: `host|port|peer-id|`.
+    pub head: &'a str,
     pub peer: &'a PeerId,
     pub name: &'a PeerId,
     pub endpoint: Endpoint,
@@ -274,8 +276,15 @@ impl Ord for Token {
     }
 }
 
+fn row_head(id: &PeerId, at: Endpoint) -> Box<str> {
+    format!("{}|{}|{id}|", at.host, at.port).into_boxed_str()
+}
+
 struct PeerRecord {
     id: PeerId,
+    /// `host|port|id|`, the start of every `get` row naming it, formatted when its
+    /// endpoint is set rather than for every row.
+    head: Box<str>,
     /// The name its hello gave; its id until then (a restored or classic peer).
     name: PeerId,
     endpoint: Endpoint,
@@ -425,6 +434,9 @@ impl IndexStore {
                 });
             }
             let moved_from = (rec.endpoint.host != endpoint.host).then_some(rec.endpoint.host);
+            if rec.endpoint != endpoint {
+                rec.head = row_head(id, endpoint);
+            }
             rec.endpoint = endpoint;
             rec.kind = kind;
             rec.lease_until = now.plus(lease);
@@ -437,6 +449,7 @@ impl IndexStore {
         }
         let rec = PeerRecord {
             id: id.clone(),
+            head: row_head(id, endpoint),
             name: id.clone(),
             endpoint,
             kind,
@@ -725,6 +738,7 @@ impl IndexStore {
             .filter_map(|h| {
                 let p = self.peer(h.peer);
                 (p.lease_until > now).then_some(HolderRef {
+                    head: &p.head,
                     peer: &p.id,
                     name: &p.name,
                     endpoint: p.endpoint,

@@ -80,9 +80,9 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
-impl fmt::Display for Sha1Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Formatted on the stack: this runs for every row of every `get` reply.
+impl Sha1Digest {
+    /// The wire form, `sha1:` and 40 hex digits, on the stack.
+    fn text(&self) -> [u8; 45] {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut text = [0u8; 45];
         text[..5].copy_from_slice(PREFIX.as_bytes());
@@ -90,6 +90,21 @@ impl fmt::Display for Sha1Digest {
             text[5 + 2 * i] = DIGITS[usize::from(b >> 4)];
             text[6 + 2 * i] = DIGITS[usize::from(b & 15)];
         }
+        text
+    }
+
+    /// Appends the wire form to `out` without going through a formatter: this runs
+    /// for every row of every `get` reply.
+    pub fn push_to(&self, out: &mut String) {
+        let text = self.text();
+        // Only ASCII was written.
+        out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+    }
+}
+
+impl fmt::Display for Sha1Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.text();
         f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
