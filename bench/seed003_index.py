@@ -1,22 +1,21 @@
 #!/usr/bin/env python3
-"""The seed-003 index server design, rebuilt from its design document, as a baseline.
+"""The seed-003 index server, rebuilt from its design document, as a baseline.
 
-The document describes: a threaded server; per connection one recv(1024) of
-`get{filename}` or `set{filename|host|port}` (the classic `get|name` and
-`set|name|host|peerid|port` strings), a dictionary from file name to a set of
-`host|peerid|port` entries in memory, a random holder for `get`, `Successfully
-Updated` for `set`, then close. This file reproduces that design (not its code) so
-that bench/index.sh can measure the classic dialect against it in the same run.
+The document calls the server threaded, but its program accepts, answers and closes
+in one thread: per connection one recv(1024) of `get{filename}` or
+`set{filename|host|port}` (the classic `get|name` and `set|name|host|peerid|port`
+strings), a dictionary from file name to a set of `host|peerid|port` entries in
+memory, a random holder for `get`, `Successfully Updated` for `set`, then close. This
+file reproduces that (not its code) so that bench/index.sh can measure the classic
+dialect against it in the same run.
 
 Usage: seed003_index.py PORT_FILE   (binds 127.0.0.1:0 and writes the port there)
 """
 import random
 import socket
 import sys
-import threading
 
 index = {}
-lock = threading.Lock()
 
 
 def handle(conn):
@@ -24,12 +23,10 @@ def handle(conn):
         msg = conn.recv(1024).decode()
         parts = msg.split("|")
         if parts[0] == "get" and len(parts) == 2:
-            with lock:
-                holders = list(index.get(parts[1], ()))
+            holders = list(index.get(parts[1], ()))
             reply = random.choice(holders) if holders else "notfound"
         elif parts[0] == "set" and len(parts) == 5:
-            with lock:
-                index.setdefault(parts[1], set()).add("|".join(parts[2:]))
+            index.setdefault(parts[1], set()).add("|".join(parts[2:]))
             reply = "Successfully Updated"
         else:
             reply = "notfound"
@@ -47,7 +44,7 @@ def main():
         f.write(str(srv.getsockname()[1]))
     while True:
         conn, _ = srv.accept()
-        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+        handle(conn)
 
 
 if __name__ == "__main__":

@@ -689,18 +689,24 @@ impl Service for IndexService {
         outcome.unwrap_or_else(|r| Reply::Text(r.to_line()))
     }
 
+    fn answers_at_once(&self, req: &Classic) -> bool {
+        // A lookup under the read lock; `set` may wait for the disk.
+        matches!(req, Classic::Get { .. })
+    }
+
     fn classic(&self, req: Classic, remote: SocketAddr) -> Reply {
         let text = match req {
-            Classic::Get { name } => {
-                let holders = match FileName::parse(&name) {
-                    Ok(name) => self.read().holders(name.as_str(), None, self.clock.now()),
-                    Err(_) => Vec::new(),
-                };
-                match holders.choose(&mut rand::thread_rng()) {
-                    Some(h) => format!("{}|{}|{}", h.endpoint.host, h.name, h.endpoint.port),
-                    None => "notfound".to_owned(),
+            Classic::Get { name } => match FileName::parse(&name) {
+                Ok(name) => {
+                    let store = self.read();
+                    let holders = store.holder_refs(name.as_str(), None, self.clock.now());
+                    match holders.choose(&mut rand::thread_rng()) {
+                        Some(h) => format!("{}|{}|{}", h.endpoint.host, h.name, h.endpoint.port),
+                        None => "notfound".to_owned(),
+                    }
                 }
-            }
+                Err(_) => "notfound".to_owned(),
+            },
             Classic::Set {
                 name,
                 peer_id,

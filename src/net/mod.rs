@@ -53,6 +53,13 @@ pub trait Service: Send + Sync + 'static {
     /// after the reply.
     fn classic(&self, req: Classic, remote: SocketAddr) -> Reply;
 
+    /// Whether [`Service::classic`] answers `req` at once from memory with a short
+    /// text, so the accept thread may answer it itself when it arrived with its
+    /// connection (no hand-off to a worker thread).
+    fn answers_at_once(&self, _req: &Classic) -> bool {
+        false
+    }
+
     /// Called once when a connection ends, however it ends.
     fn closed(&self, _remote: SocketAddr, _conn: &mut Self::Conn) {}
 }

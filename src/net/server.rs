@@ -5,8 +5,16 @@
 //! answered `err|busy|...` from the accept thread and closed. A worker whose
 //! connection ends waits a few seconds for the next one before it exits, so a burst
 //! of short connections (the classic dialect opens one per request) does not pay for
-//! a thread start each time. One thread still serves one connection at a time. Every socket has read
-//! and write timeouts, so a silent client is dropped after `read_timeout`.
+//! a thread start each time. One thread still serves one connection at a time.
+//!
+//! The accept thread takes what a new connection has already sent, without waiting.
+//! A classic request the service answers at once from memory (an index's classic
+//! `get`) is answered there and closed, as the original single-threaded index did:
+//! no hand-off. Anything else goes to a worker with those bytes.
+//!
+//! Every socket has read and write timeouts, so a silent client is dropped after
+//! `read_timeout`; they and no-delay are set on the listener, and accepted sockets
+//! inherit them (Linux).
 //!
 //! Shared state: the live-connection registry (a small mutex-guarded map used only to
 //! shut connections down) and atomic counters. No lock is held across I/O.
@@ -20,7 +28,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::io::AsRawFd;
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -116,7 +124,10 @@ impl Drop for Reservation<'_> {
     }
 }
 
-type Registry = Arc<Mutex<HashMap<u64, TcpStream>>>;
+/// Live connections' sockets, to shut them down on [`ServerHandle::shutdown`]. A
+/// connection leaves the registry before its socket is closed (see [`Job`]), so a
+/// descriptor here is always that connection's.
+type Registry = Arc<Mutex<HashMap<u64, RawFd>>>;
 
 /// Live connections per source address.
 type PerAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
@@ -144,8 +155,12 @@ impl ServerHandle {
             self.addr
         };
         let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
-        for stream in lock(&self.registry).values() {
-            let _ = stream.shutdown(Shutdown::Both);
+        for &fd in lock(&self.registry).values() {
+            // SAFETY: the descriptor is open while it is in the registry (the lock is
+            // held), and shutdown(2) does not close it.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RDWR);
+            }
         }
         if let Some(t) = self.accept.take() {
             let _ = t.join();
@@ -165,6 +180,7 @@ pub fn spawn<S: Service>(
     stats: Arc<ServerStats>,
 ) -> io::Result<ServerHandle> {
     let addr = listener.local_addr()?;
+    set_inherited_options(&listener, &config)?;
     let stop = Arc::new(AtomicBool::new(false));
     let registry: Registry = Arc::new(Mutex::new(HashMap::new()));
     let role = service.role().as_str();
@@ -196,11 +212,13 @@ fn accept_loop<S: Service>(
     let mut next_worker: u64 = 0;
     let (idle_tx, idle_rx) = crossbeam_channel::bounded::<Job>(0);
     let per_address: PerAddress = Arc::default();
-    for incoming in listener.incoming() {
+    let mut first = [0u8; FIRST_READ];
+    loop {
+        let accepted = listener.accept();
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        let stream = match incoming {
+        let (stream, remote) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -209,10 +227,10 @@ fn accept_loop<S: Service>(
                 continue;
             }
         };
-        let remote = match stream.peer_addr() {
-            Ok(a) => a,
-            Err(_) => continue,
-        };
+        let got = recv_now(&stream, &mut first);
+        if answer_inline(&*service, &stats, &stream, remote, &first[..got]) {
+            continue;
+        }
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         let host = address_share(remote.ip());
         if let Err(why) = admit(&config, &stats, &per_address, host) {
@@ -224,12 +242,11 @@ fn accept_loop<S: Service>(
         stats.live.fetch_add(1, Ordering::SeqCst);
         next_id += 1;
         let id = next_id;
-        if let Ok(clone) = stream.try_clone() {
-            lock(&registry).insert(id, clone);
-        }
+        lock(&registry).insert(id, stream.as_raw_fd());
         let job = Job {
             stream,
             remote,
+            first: first[..got].to_vec(),
             _guard: LiveGuard {
                 stats: stats.clone(),
                 registry: registry.clone(),
@@ -257,6 +274,95 @@ fn accept_loop<S: Service>(
             .map(|a| a.to_string())
             .unwrap_or_default()
     );
+}
+
+/// Bytes the accept thread takes from a new connection, if they are already there.
+const FIRST_READ: usize = 1024;
+
+/// Options every accepted socket inherits from the listener on Linux (read and write
+/// timeouts, no Nagle delay), set once here rather than three system calls per
+/// connection.
+fn set_inherited_options(listener: &TcpListener, config: &ServerConfig) -> io::Result<()> {
+    let fd = listener.as_raw_fd();
+    set_option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &1 as &libc::c_int)?;
+    for (name, t) in [
+        (libc::SO_RCVTIMEO, config.read_timeout),
+        (libc::SO_SNDTIMEO, config.write_timeout),
+    ] {
+        let tv = libc::timeval {
+            tv_sec: t.as_secs() as libc::time_t,
+            tv_usec: libc::suseconds_t::from(t.subsec_micros()),
+        };
+        set_option(fd, libc::SOL_SOCKET, name, &tv)?;
+    }
+    Ok(())
+}
+
+fn set_option<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points to a live T of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// What a new connection has sent already, without waiting: 0 when nothing yet.
+fn recv_now(stream: &TcpStream, buf: &mut [u8]) -> usize {
+    // SAFETY: `buf` is valid for writes of its length.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(n).unwrap_or(0)
+}
+
+/// Answers on the accept thread a classic request that arrived whole with its
+/// connection, when the service can answer it at once from memory (a classic `get` at
+/// an index): no hand-off to a worker, as the original index server did it. Returns
+/// `false` when the connection goes to a worker.
+fn answer_inline<S: Service>(
+    service: &S,
+    stats: &ServerStats,
+    stream: &TcpStream,
+    remote: SocketAddr,
+    first: &[u8],
+) -> bool {
+    // A full buffer may not be the whole request: unread bytes would turn the close
+    // into a reset that can destroy the reply.
+    if first.is_empty() || first.len() == FIRST_READ {
+        return false;
+    }
+    let Some(classic) = codec::classic_shape(first, service.role()) else {
+        return false;
+    };
+    if !service.answers_at_once(&classic) {
+        return false;
+    }
+    stats.accepted.fetch_add(1, Ordering::Relaxed);
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    let text = match service.classic(classic, remote) {
+        Reply::Close(text) | Reply::Text(text) => text,
+        // Only short texts are answered at once.
+        _ => return true,
+    };
+    // A reply this short fits the new socket's empty send buffer: this does not block
+    // (and the write timeout bounds it if it ever did).
+    let _ = (&*stream).write_all(text.as_bytes());
+    true
 }
 
 /// Requests in flight are given time by their size too: a batch may arrive this slowly
@@ -333,15 +439,28 @@ const WORKER_IDLE: Duration = Duration::from_secs(10);
 
 /// A connection on its way to a worker thread.
 struct Job {
+    /// Counts the connection as live until the worker is done with it. Declared
+    /// before the stream, so it is dropped first: the socket leaves the registry
+    /// before it is closed.
+    _guard: LiveGuard,
     stream: TcpStream,
     remote: SocketAddr,
-    /// Counts the connection as live until the worker is done with it.
-    _guard: LiveGuard,
+    /// What the accept thread read from it already.
+    first: Vec<u8>,
 }
 
 fn serve_connection<S: Service>(job: Job, config: &ServerConfig, service: &S, stats: &ServerStats) {
     let mut conn = S::Conn::default();
-    if let Err(e) = session(&job.stream, job.remote, config, service, &mut conn, stats) {
+    let first = &job.first;
+    if let Err(e) = session(
+        &job.stream,
+        job.remote,
+        first,
+        config,
+        service,
+        &mut conn,
+        stats,
+    ) {
         log::debug!("{}: {}: connection ended: {e}", service.role(), job.remote);
     }
     service.closed(job.remote, &mut conn);
@@ -458,17 +577,17 @@ fn send_file(stream: &TcpStream, file: &File, offset: u64, len: u64) -> io::Resu
     Ok(())
 }
 
+/// Serves one connection; `first` is what the accept thread read from it already. The
+/// socket's timeouts and no-delay option are the listener's (inherited on accept).
 fn session<S: Service>(
     stream: &TcpStream,
     remote: SocketAddr,
+    first: &[u8],
     config: &ServerConfig,
     service: &S,
     conn: &mut S::Conn,
     stats: &ServerStats,
 ) -> io::Result<()> {
-    stream.set_read_timeout(Some(config.read_timeout))?;
-    stream.set_write_timeout(Some(config.write_timeout))?;
-    stream.set_nodelay(true)?;
     let mut s = Session {
         stream,
         remote,
@@ -491,12 +610,16 @@ fn session<S: Service>(
         timeout: config.read_timeout,
     };
     let mut chunk = vec![0u8; 64 * 1024];
+    s.buf.extend_from_slice(first);
     let mut first = true;
     loop {
-        let Some(n) = s.read_some(&mut chunk)? else {
-            return Ok(());
-        };
-        s.buf.extend_from_slice(&chunk[..n]);
+        // What the accept thread read stands for the first read.
+        if !first || s.buf.is_empty() {
+            let Some(n) = s.read_some(&mut chunk)? else {
+                return Ok(());
+            };
+            s.buf.extend_from_slice(&chunk[..n]);
+        }
         if s.pending_since.is_none() {
             s.pending_since = Some(Instant::now());
         }
