@@ -486,10 +486,15 @@ pub struct IndexArgs {
     /// is answered 'err|busy'.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_peers_per_address: u32,
-    /// Rows a connection may publish, sync or withdraw per second (it may send twice
-    /// as many at once after a rest); a batch beyond it is answered 'err|busy'.
+    /// Rows one peer id may publish, sync or withdraw per second, over all its
+    /// connections (it may send twice as many at once after a rest); a batch beyond it
+    /// is answered 'err|busy'.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub publish_rate: u32,
+    /// The same over all the peer ids of one address (an IPv6 /64 counts as one
+    /// address): many peers behind one address share it.
+    #[arg(long, default_value_t = 400_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub publish_rate_per_address: u32,
     #[command(flatten)]
     pub log: LogFlags,
     #[command(flatten)]

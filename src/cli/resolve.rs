@@ -183,6 +183,8 @@ impl IndexArgs {
                 max_peers_per_address: self.max_peers_per_address as usize,
                 publish_rate: u64::from(self.publish_rate),
                 publish_burst: 2 * u64::from(self.publish_rate),
+                address_rate: u64::from(self.publish_rate_per_address),
+                address_burst: 2 * u64::from(self.publish_rate_per_address),
                 ..IndexConfig::default()
             },
             server: self.server.config(),

@@ -20,11 +20,11 @@ use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::{FileName, PeerId};
 use crate::protocol::{ErrorCode, Refusal, MAX_FILE_SIZE, VERSION};
 use rand::seq::SliceRandom;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::Duration;
 
@@ -46,10 +46,15 @@ pub struct IndexConfig {
     /// Most peer ids registered at once from one source address
     /// (`--max-peers-per-address`).
     pub max_peers_per_address: usize,
-    /// Rows (published, synced or withdrawn) one connection may send per second, and
-    /// how many it may send at once after a rest (`--publish-rate`, `--publish-burst`).
+    /// Rows (published, synced or withdrawn) one peer id may send per second, over all
+    /// its connections, and how many it may send at once after a rest
+    /// (`--publish-rate`; the burst is twice that).
     pub publish_rate: u64,
     pub publish_burst: u64,
+    /// The same over every peer id of one source address (an IPv6 /64 counts as one)
+    /// (`--publish-rate-per-address`; the burst is twice that).
+    pub address_rate: u64,
+    pub address_burst: u64,
 }
 
 impl Default for IndexConfig {
@@ -64,19 +69,36 @@ impl Default for IndexConfig {
             max_peers_per_address: 64,
             publish_rate: 100_000,
             publish_burst: 200_000,
+            address_rate: 400_000,
+            address_burst: 800_000,
         }
     }
 }
 
-/// Per-connection state: the peer that said hello, an open `sync`, and the rows the
-/// connection may still send (its publish rate; made at its first batch).
+/// Per-connection state: the peer that said hello and an open `sync`.
 #[derive(Default)]
 pub struct IndexConn {
     /// A `hello` as a peer waiting for its `auth`.
     pending: Option<node::Pending>,
     peer: Option<PeerId>,
     sync_seen: Option<HashSet<String>>,
-    rows: Option<Allowance>,
+}
+
+/// The rows each peer id and each source address may still send: publish rates that
+/// hold however many connections a peer or a host opens.
+#[derive(Default)]
+struct PublishRates {
+    by_peer: HashMap<PeerId, Allowance>,
+    by_address: HashMap<IpAddr, Allowance>,
+}
+
+/// Entries past which full buckets (which a fresh entry would equal) are dropped.
+const RATE_ENTRIES: usize = 4096;
+
+fn prune_full<K>(map: &mut HashMap<K, Allowance>, burst: u64, now: crate::clock::Millis) {
+    if map.len() > RATE_ENTRIES {
+        map.retain(|_, a| a.available(now) < burst);
+    }
 }
 
 pub struct IndexService {
@@ -91,6 +113,7 @@ pub struct IndexService {
     events: Option<Arc<crate::eventlog::EventLog>>,
     /// Requests refused by a quota: files per peer, peers per address, publish rate.
     refused_quota: AtomicU64,
+    rates: Mutex<PublishRates>,
 }
 
 /// What a verb's handler answers: a reply, or a refusal sent back as `err|...`.
@@ -167,6 +190,7 @@ impl IndexService {
             durable: None,
             events: None,
             refused_quota: AtomicU64::new(0),
+            rates: Mutex::default(),
         }
     }
 
@@ -307,22 +331,43 @@ impl IndexService {
         ))
     }
 
-    /// Takes a batch's rows from the connection's publish rate, or refuses it as busy
-    /// (the batch is not applied and an open sync stays open: send it again later).
-    fn check_rate(&self, conn: &mut IndexConn, rows: usize) -> Result<(), Refusal> {
+    /// Takes a batch's rows from its peer's and its address's publish rates, or
+    /// refuses it as busy (the batch is not applied and an open sync stays open: send
+    /// it again later). Both or neither are taken.
+    fn check_rate(&self, peer: &PeerId, remote: SocketAddr, rows: usize) -> Result<(), Refusal> {
         let now = self.clock.now();
-        let (rate, burst) = (self.config.publish_rate, self.config.publish_burst);
-        let allowance = conn
-            .rows
-            .get_or_insert_with(|| Allowance::new(rate, burst, now));
-        // A batch larger than the burst (a low --publish-rate) needs a full bucket,
-        // not more than the bucket can ever hold.
-        if allowance.take((rows as u64).min(burst), now) {
+        let c = &self.config;
+        let host = crate::net::server::address_share(remote.ip());
+        let mut rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+        let rates = &mut *rates;
+        prune_full(&mut rates.by_peer, c.publish_burst, now);
+        prune_full(&mut rates.by_address, c.address_burst, now);
+        let by_peer = rates
+            .by_peer
+            .entry(peer.clone())
+            .or_insert_with(|| Allowance::new(c.publish_rate, c.publish_burst, now));
+        let by_address = rates
+            .by_address
+            .entry(host)
+            .or_insert_with(|| Allowance::new(c.address_rate, c.address_burst, now));
+        // A batch larger than a burst (a low rate) needs a full bucket, not more than
+        // the bucket can ever hold.
+        let (for_peer, for_address) = (
+            (rows as u64).min(c.publish_burst),
+            (rows as u64).min(c.address_burst),
+        );
+        let why = if by_peer.available(now) < for_peer {
+            format!("over {} rows a second for this peer id", c.publish_rate)
+        } else if by_address.available(now) < for_address {
+            format!("over {} rows a second from {host}", c.address_rate)
+        } else {
+            by_peer.take(for_peer, now);
+            by_address.take(for_address, now);
             return Ok(());
-        }
+        };
         Err(self.quota(
             ErrorCode::Busy,
-            format!("over {rate} rows a second on this connection; send this batch again shortly"),
+            format!("{why}; send this batch again shortly"),
         ))
     }
 
@@ -418,9 +463,9 @@ impl IndexService {
         Ok(node::auth_reply(&lease, &known.to_string()))
     }
 
-    fn publish(&self, req: &Request, conn: &mut IndexConn) -> Answer {
+    fn publish(&self, req: &Request, remote: SocketAddr, conn: &mut IndexConn) -> Answer {
         let peer = self.session_peer(conn)?.clone();
-        self.check_rate(conn, req.rows.len())?;
+        self.check_rate(&peer, remote, req.rows.len())?;
         // Taken now, and put back only when this batch succeeds: an error abandons
         // the sync in progress, and the peer starts it over.
         let mut seen = match req.verb {
@@ -488,10 +533,9 @@ impl IndexService {
         Ok(Reply::Text(codec::line(&["ok", &reply.to_string()])))
     }
 
-    fn withdraw(&self, req: &Request, conn: &mut IndexConn) -> Answer {
-        self.session_peer(conn)?;
-        self.check_rate(conn, req.rows.len())?;
+    fn withdraw(&self, req: &Request, remote: SocketAddr, conn: &mut IndexConn) -> Answer {
         let peer = self.session_peer(conn)?;
+        self.check_rate(peer, remote, req.rows.len())?;
         let names = req
             .rows
             .iter()
@@ -666,8 +710,8 @@ impl Service for IndexService {
                     .beat(&peer, self.clock.now(), self.config.lease)?;
                 Ok(Reply::Text(codec::line(&["ok", &known.to_string()])))
             }),
-            Verb::Publish | Verb::Sync => self.publish(&req, conn),
-            Verb::Withdraw => self.withdraw(&req, conn),
+            Verb::Publish | Verb::Sync => self.publish(&req, remote, conn),
+            Verb::Withdraw => self.withdraw(&req, remote, conn),
             Verb::Bye => {
                 let mut ticket = None;
                 if let Some(peer) = conn.peer.take() {
@@ -1106,11 +1150,14 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_publishing_faster_than_its_rate_is_told_busy() {
-        // One row a second, five at once: the test is over long before a refill.
+    fn a_peer_or_an_address_publishing_faster_than_its_rate_is_told_busy() {
+        // One row a second, five at once per peer id, eight per address: the test is
+        // over long before a refill.
         let index = index_with(IndexConfig {
             publish_rate: 1,
             publish_burst: 5,
+            address_rate: 1,
+            address_burst: 8,
             ..IndexConfig::default()
         });
         let mut p = Session::new(&index);
@@ -1118,20 +1165,34 @@ mod tests {
         assert_eq!(p.ask(&batch("publish", &["a", "b", "c", "d"])), "ok|4\n");
         let busy = p.ask(&batch("publish", &["e", "f"]));
         assert!(
-            busy.starts_with("err|busy|over 1 rows a second on this connection"),
+            busy.starts_with("err|busy|over 1 rows a second for this peer id"),
             "{busy}"
         );
         let mut client = Session::new(&index);
         assert_eq!(client.ask("get|e"), "ok|0\n");
         assert!(p.ask("withdraw|2\na\nb").starts_with("err|busy|"));
-        // The rate is the connection's: a fresh session of the same peer is served,
-        // and reads are never rate limited.
+        // The rate is the key's, not the connection's: another session of the same
+        // peer is refused too (and reads are never rate limited).
         let mut again = Session::new(&index);
         assert!(again
             .hello_as(HelloRole::Peer, "p1", 2000)
             .starts_with("ok|"));
+        assert!(again
+            .ask(&batch("publish", &["e", "f"]))
+            .starts_with("err|busy|"));
         assert_eq!(again.ask(&batch("publish", &["e"])), "ok|1\n");
+        // Another key from the same address shares the address's eight rows.
+        let mut other = Session::new(&index);
+        assert!(other
+            .hello_as(HelloRole::Peer, "p2", 2001)
+            .starts_with("ok|"));
+        assert_eq!(other.ask(&batch("publish", &["x", "y", "z"])), "ok|3\n");
+        let busy = other.ask(&batch("publish", &["w"]));
+        assert!(
+            busy.starts_with("err|busy|over 1 rows a second from 127.0.0.1"),
+            "{busy}"
+        );
         assert!(p.ask("get|e").starts_with("ok|1\n"));
-        assert_eq!(status_rows(&client.ask("status"))["refused_quota"], "2");
+        assert_eq!(status_rows(&client.ask("status"))["refused_quota"], "4");
     }
 }

@@ -371,7 +371,7 @@ pub const MIN_REQUEST_RATE: u64 = 64 * 1024;
 
 /// Whose share of the connections an address counts against: an IPv4 address, or the
 /// /64 an IPv6 address is in (a single host commonly has a whole /64 to pick from).
-fn address_share(ip: IpAddr) -> IpAddr {
+pub(crate) fn address_share(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let prefix = u128::from(v6) & !((1u128 << 64) - 1);

@@ -160,15 +160,18 @@ fn one_host_cannot_register_endless_ids_or_files_and_a_real_peer_still_publishes
         )),
         "{line}"
     );
-    // At 40 rows a second (80 at once), a small batch goes through on a fresh
-    // session, then a large one is busy.
+    // At 40 rows a second per id (80 at once), a small batch of another id goes
+    // through, then a large one is busy.
     let mut fast = Raw::connect_from(Ipv4Addr::new(127, 0, 0, 2), index.addr);
     assert!(fast.hello_as("peer", "fake-0", 2000).starts_with("ok|"));
     fast.send(publish_batch(&many[..2]).as_bytes());
     assert_eq!(fast.line(), "ok|2");
     fast.send(publish_batch(&many[2..90]).as_bytes());
     let line = fast.line();
-    assert!(line.starts_with("err|busy|over 40 rows a second"), "{line}");
+    assert!(
+        line.starts_with("err|busy|over 40 rows a second for this peer id"),
+        "{line}"
+    );
     let mut client = Raw::connect(index.addr);
     assert_eq!(client.ask("get|junk-10.bin"), "ok|0");
 
