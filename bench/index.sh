@@ -77,7 +77,7 @@ wait_for() {
 }
 
 "$BIN" index --listen 127.0.0.1:0 --db "$WORK/index.db" --max-connections 4096 --max-connections-per-address 4096 \
-    --max-peers-per-address 4096 --max-files-per-peer 100000000 --publish-rate 100000000 --publish-rate-per-address 100000000 >"$WORK/index.out" 2>"$WORK/index.err" &
+    --max-peers-per-address 4096 --max-files-per-peer 100000000 --max-files-per-address 100000000 --publish-rate 100000000 --publish-rate-per-address 100000000 >"$WORK/index.out" 2>"$WORK/index.err" &
 PIDS+=($!)
 INDEX="$(wait_for "$WORK/index.out" '127\.0\.0\.1:[0-9]*')"
 

@@ -60,7 +60,7 @@ start_index() {
     local db="$1" log="$WORK/index-$RANDOM.out" t0 deadline
     t0="$(now)"
     "$BIN" index --listen 127.0.0.1:0 --db "$db" --lease 10m --idle-timeout 10m \
-        --max-files-per-peer 100000000 --publish-rate 100000000 --publish-rate-per-address 100000000 >"$log" 2>>"$WORK/index.err" &
+        --max-files-per-peer 100000000 --max-files-per-address 100000000 --publish-rate 100000000 --publish-rate-per-address 100000000 >"$log" 2>>"$WORK/index.err" &
     INDEX_PID=$!
     PIDS+=("$INDEX_PID")
     deadline=$((SECONDS + 300))

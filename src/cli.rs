@@ -482,6 +482,10 @@ pub struct IndexArgs {
     /// whole ('err|too-large').
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_files_per_peer: u32,
+    /// Most files the peer ids of one IP address (or IPv6 /64) may publish together;
+    /// a publish or sync beyond it is refused whole ('err|too-large').
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_files_per_address: u32,
     /// Most peer ids registered at once from one IP address; a hello as a further id
     /// is answered 'err|busy'.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]

@@ -180,6 +180,7 @@ impl IndexArgs {
                 lease: self.lease,
                 classic_lease: self.classic_lease,
                 max_files_per_peer: self.max_files_per_peer as usize,
+                max_files_per_address: self.max_files_per_address as usize,
                 max_peers_per_address: self.max_peers_per_address as usize,
                 publish_rate: u64::from(self.publish_rate),
                 publish_burst: 2 * u64::from(self.publish_rate),

@@ -43,6 +43,9 @@ pub struct IndexConfig {
     pub max_holders: usize,
     /// Most files one peer id may hold (`--max-files-per-peer`).
     pub max_files_per_peer: usize,
+    /// Most files the peer ids of one address may hold together
+    /// (`--max-files-per-address`; an IPv6 /64 counts as one address).
+    pub max_files_per_address: usize,
     /// Most peer ids registered at once from one source address
     /// (`--max-peers-per-address`).
     pub max_peers_per_address: usize,
@@ -66,6 +69,7 @@ impl Default for IndexConfig {
             max_results: 1000,
             max_holders: 200,
             max_files_per_peer: 100_000,
+            max_files_per_address: 1_000_000,
             max_peers_per_address: 64,
             publish_rate: 100_000,
             publish_burst: 200_000,
@@ -337,7 +341,7 @@ impl IndexService {
     fn check_rate(&self, peer: &PeerId, remote: SocketAddr, rows: usize) -> Result<(), Refusal> {
         let now = self.clock.now();
         let c = &self.config;
-        let host = crate::net::server::address_share(remote.ip());
+        let host = crate::net::address_share(remote.ip());
         let mut rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
         let rates = &mut *rates;
         prune_full(&mut rates.by_peer, c.publish_burst, now);
@@ -372,12 +376,14 @@ impl IndexService {
     }
 
     /// Refuses a batch after which the peer would hold more than `max_files_per_peer`
-    /// files (twice that while a sync replaces the old set; a sync's own names count
-    /// against the limit itself).
+    /// files, or the peers of its address more than `max_files_per_address` together
+    /// (twice that while a sync replaces the old set; a sync's own names count against
+    /// the limit itself).
     fn check_files(
         &self,
         store: &IndexStore,
         peer: &PeerId,
+        host: IpAddr,
         files: &[(FileName, FileMeta)],
         syncing: Option<&HashSet<String>>,
     ) -> Result<(), Refusal> {
@@ -387,13 +393,26 @@ impl IndexService {
             Some(seen) => seen.len() > max || after > max.saturating_mul(2),
             None => after > max,
         };
-        if !over {
+        if over {
+            let would = syncing.map_or(after, HashSet::len);
+            return Err(self.quota(
+                ErrorCode::TooLarge,
+                format!("peer '{peer}' would hold {would} files; this index takes at most {max} per peer, and applied none of this batch"),
+            ));
+        }
+        let max = self.config.max_files_per_address;
+        let on_host = store.files_on(host) + (after - store.files_of(peer));
+        let limit = if syncing.is_some() {
+            max.saturating_mul(2)
+        } else {
+            max
+        };
+        if on_host <= limit {
             return Ok(());
         }
-        let would = syncing.map_or(after, HashSet::len);
         Err(self.quota(
             ErrorCode::TooLarge,
-            format!("peer '{peer}' would hold {would} files; this index takes at most {max} per peer, and applied none of this batch"),
+            format!("the peers of {host} would hold {on_host} files; this index takes at most {max} per address, and applied none of this batch"),
         ))
     }
 
@@ -501,7 +520,7 @@ impl IndexService {
         let (reply, published, withdrawn) = {
             let mut store = self.write();
             let syncing = (req.verb == Verb::Sync).then_some(&seen);
-            self.check_files(&store, &peer, &files, syncing)?;
+            self.check_files(&store, &peer, node::source_host(remote), &files, syncing)?;
             let applied = store.publish(&peer, &files, now)?;
             let published = self.log(|| Change::Publish {
                 peer: peer.to_string(),
@@ -795,7 +814,7 @@ impl IndexService {
             }
             let batch = [(name.clone(), FileMeta::UNKNOWN)];
             self.check_peers_on(&store, &id, endpoint.host)
-                .and_then(|()| self.check_files(&store, &id, &batch, None))
+                .and_then(|()| self.check_files(&store, &id, endpoint.host, &batch, None))
                 .map_err(|r| r.message)?;
             store
                 .hello(
@@ -1067,6 +1086,31 @@ mod tests {
     fn batch(verb: &str, names: &[&str]) -> String {
         let rows: String = names.iter().map(|n| row(n, 1)).collect();
         format!("{verb}|{}\n{rows}", names.len())
+    }
+
+    #[test]
+    fn the_peers_of_one_address_hold_at_most_their_share_of_files() {
+        let index = index_with(IndexConfig {
+            max_files_per_peer: 3,
+            max_files_per_address: 5,
+            ..IndexConfig::default()
+        });
+        let mut p1 = Session::new(&index);
+        assert!(p1.hello_as(HelloRole::Peer, "p1", 2000).starts_with("ok|"));
+        assert_eq!(p1.ask(&batch("publish", &["a", "b", "c"])), "ok|3\n");
+        let mut p2 = Session::new(&index);
+        assert!(p2.hello_as(HelloRole::Peer, "p2", 2001).starts_with("ok|"));
+        let refused = p2.ask(&batch("publish", &["c", "d", "e"]));
+        assert!(
+            refused.starts_with(
+                "err|too-large|the peers of 127.0.0.1 would hold 6 files; this index takes at most 5 per address"
+            ),
+            "{refused}"
+        );
+        assert_eq!(p2.ask(&batch("publish", &["c", "d"])), "ok|2\n");
+        // A file given up makes room for another.
+        assert_eq!(p1.ask("withdraw|1\na"), "ok|1\n");
+        assert_eq!(p2.ask(&batch("publish", &["e"])), "ok|1\n");
     }
 
     #[test]

@@ -11,12 +11,14 @@
 //!   drops them (lazy deletion keeps withdrawals O(1) however common a word is);
 //! * reads never return a holding whose peer's lease has run out, even before the
 //!   sweep removes it;
-//! * `per_host` counts, for each host, the peers in `peer_slots` whose endpoint is on
-//!   it (live or not yet swept), and holds no zero counts.
+//! * `per_host` counts, for each address share (an IPv4 address, or an IPv6 /64), the
+//!   peers in `peer_slots` whose endpoint is in it (live or not yet swept) and the
+//!   files they hold, and holds no entry with both at zero.
 //!
-//! Quotas (files per peer, peers per host) are the service's to choose; the store
-//! answers the questions they need ([`IndexStore::admits_peer`],
-//! [`IndexStore::files_after`]) and enforces nothing by itself.
+//! Quotas (files per peer and per address, peers per address) are the service's to
+//! choose; the store answers the questions they need ([`IndexStore::admits_peer`],
+//! [`IndexStore::files_after`], [`IndexStore::files_on`]) and enforces nothing by
+//! itself.
 //!
 //! Memory: the store is sized for millions of (file, holder) entries. A name is stored
 //! once; the name table holds only slot numbers; a holding is 56 bytes with its hashes
@@ -25,6 +27,7 @@
 
 use super::search::{self, Query};
 use crate::clock::Millis;
+use crate::net::address_share;
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::{FileName, PeerId};
 use hashbrown::hash_map::DefaultHashBuilder;
@@ -293,6 +296,13 @@ struct PeerRecord {
     files: HashSet<u32>,
 }
 
+/// What the peers on one address share have registered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct HostCount {
+    peers: usize,
+    files: usize,
+}
+
 /// One peer holding one name: 56 bytes, hashes inline.
 #[derive(Clone, Copy, Debug)]
 struct Holding {
@@ -363,7 +373,7 @@ pub struct IndexStore {
     free_peers: Vec<u32>,
     peer_slots: HashMap<PeerId, u32>,
     /// Registered peers per host (the host of their endpoint).
-    per_host: HashMap<IpAddr, usize>,
+    per_host: HashMap<IpAddr, HostCount>,
     names: Vec<NameEntry>,
     /// The text of every name, back to back (`NameEntry::at`, `len`); freed names stay
     /// until a compaction rebuilds it.
@@ -443,7 +453,9 @@ impl IndexStore {
             let known = rec.files.len();
             if let Some(old) = moved_from {
                 self.count_host(old, false);
+                self.count_files(old, known, false);
                 self.count_host(endpoint.host, true);
+                self.count_files(endpoint.host, known, true);
             }
             return Ok(known);
         }
@@ -472,14 +484,38 @@ impl IndexStore {
     }
 
     fn count_host(&mut self, host: IpAddr, add: bool) {
-        if add {
-            *self.per_host.entry(host).or_default() += 1;
-        } else if let Some(n) = self.per_host.get_mut(&host) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_host.remove(&host);
+        self.count_on(host, |c| {
+            if add {
+                c.peers += 1;
+            } else {
+                c.peers = c.peers.saturating_sub(1);
             }
+        });
+    }
+
+    /// Adds `n` files to, or (`add` false) takes them from, `host`'s count.
+    fn count_files(&mut self, host: IpAddr, n: usize, add: bool) {
+        self.count_on(host, |c| {
+            c.files = if add {
+                c.files + n
+            } else {
+                c.files.saturating_sub(n)
+            };
+        });
+    }
+
+    fn count_on(&mut self, host: IpAddr, change: impl FnOnce(&mut HostCount)) {
+        let share = address_share(host);
+        let count = self.per_host.entry(share).or_default();
+        change(count);
+        if count.peers == 0 && count.files == 0 {
+            self.per_host.remove(&share);
         }
+    }
+
+    /// The host of the peer in `slot`.
+    fn host_of(&self, slot: u32) -> IpAddr {
+        self.peer(slot).endpoint.host
     }
 
     /// Whether a `hello` as `id` from `host` stays within `max` peers registered on
@@ -489,13 +525,29 @@ impl IndexStore {
         let renewal = self
             .peer_slots
             .get(id)
-            .is_some_and(|&slot| self.peer(slot).endpoint.host == host);
+            .is_some_and(|&slot| address_share(self.host_of(slot)) == address_share(host));
         renewal || self.peers_on(host) < max
     }
 
-    /// Peers registered on `host`.
+    /// Peers registered on `host`'s address share.
     pub fn peers_on(&self, host: IpAddr) -> usize {
-        self.per_host.get(&host).copied().unwrap_or(0)
+        self.per_host
+            .get(&address_share(host))
+            .map_or(0, |c| c.peers)
+    }
+
+    /// Files held by the peers registered on `host`'s address share.
+    pub fn files_on(&self, host: IpAddr) -> usize {
+        self.per_host
+            .get(&address_share(host))
+            .map_or(0, |c| c.files)
+    }
+
+    /// Files `id` holds now (none when it is unknown).
+    pub fn files_of(&self, id: &PeerId) -> usize {
+        self.peer_slots
+            .get(id)
+            .map_or(0, |&slot| self.peer(slot).files.len())
     }
 
     /// How many files `id` would hold once `files` are published: those it holds now
@@ -554,11 +606,14 @@ impl IndexStore {
                     self.entries += 1;
                 }
             }
-            self.peers[peer as usize]
+            let added = self.peers[peer as usize]
                 .as_mut()
                 .expect("live slot")
                 .files
                 .insert(slot);
+            if added {
+                self.count_files(self.host_of(peer), 1, true);
+            }
         }
         Ok(files.len())
     }
@@ -652,6 +707,7 @@ impl IndexStore {
                     .expect("live")
                     .files
                     .remove(&slot);
+                self.count_files(self.host_of(peer), 1, false);
                 removed += 1;
             }
         }
@@ -681,6 +737,7 @@ impl IndexStore {
                     .expect("live")
                     .files
                     .remove(&slot);
+                self.count_files(self.host_of(peer), 1, false);
             }
         }
         self.maybe_compact();
@@ -696,6 +753,7 @@ impl IndexStore {
             .take()
             .expect("mapped slot is live");
         self.count_host(rec.endpoint.host, false);
+        self.count_files(rec.endpoint.host, rec.files.len(), false);
         for name_slot in rec.files {
             self.drop_holding(name_slot, slot);
         }
@@ -1165,14 +1223,15 @@ mod tests {
     }
 
     #[test]
-    fn peers_are_counted_per_host_through_moves_and_removals() {
+    fn peers_and_files_are_counted_per_address_through_moves_and_removals() {
         let other = Endpoint {
             host: "10.0.0.9".parse().unwrap(),
             port: 7,
         };
         let home = ep(1).host;
-        let mut s = store_with(&[("p1", 1, &[]), ("p2", 2, &[])]);
+        let mut s = store_with(&[("p1", 1, &["a", "b"]), ("p2", 2, &["b"])]);
         assert_eq!(s.peers_on(home), 2);
+        assert_eq!(s.files_on(home), 3);
         assert!(s.admits_peer(&pid("p1"), home, 2), "a renewal is admitted");
         assert!(!s.admits_peer(&pid("p3"), home, 2), "a third id is not");
         assert!(s.admits_peer(&pid("p3"), other.host, 2));
@@ -1180,9 +1239,30 @@ mod tests {
         s.hello(&pid("p1"), other, PeerKind::Modern, Millis(31_000), LEASE)
             .unwrap();
         assert_eq!((s.peers_on(home), s.peers_on(other.host)), (1, 1));
+        assert_eq!((s.files_on(home), s.files_on(other.host)), (1, 2));
+        let b = FileName::parse("b").unwrap();
+        s.withdraw(&pid("p1"), &[b], Millis(31_000)).unwrap();
+        assert_eq!(s.files_on(other.host), 1);
+        // An IPv6 host counts with every address of its /64.
+        let v6 = |h: &str| Endpoint {
+            host: h.parse().unwrap(),
+            port: 9,
+        };
+        s.hello(
+            &pid("p6"),
+            v6("2001:db8::1"),
+            PeerKind::Modern,
+            Millis(31_000),
+            LEASE,
+        )
+        .unwrap();
+        assert_eq!(s.peers_on("2001:db8::ffff".parse().unwrap()), 1);
+        assert!(!s.admits_peer(&pid("p7"), "2001:db8::2".parse().unwrap(), 1));
+        s.remove_peer(&pid("p6"));
         s.remove_peer(&pid("p1"));
         s.expire(Millis(100_000));
         assert_eq!((s.peers_on(home), s.peers_on(other.host)), (0, 0));
+        assert_eq!((s.files_on(home), s.files_on(other.host)), (0, 0));
         assert!(s.per_host.is_empty());
     }
 

@@ -16,7 +16,7 @@ use crate::protocol::commands::Role;
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// What a service sends back for one request.
@@ -179,6 +179,19 @@ impl std::error::Error for NetError {
             NetError::Remote { refusal, .. } => Some(refusal),
             _ => None,
         }
+    }
+}
+
+/// Whose share of a server's limits an address counts against (connections, peer ids,
+/// files, publish rates): an IPv4 address, or the
+/// /64 an IPv6 address is in (a single host commonly has a whole /64 to pick from).
+pub fn address_share(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
     }
 }
 

@@ -19,7 +19,7 @@
 //! Shared state: the live-connection registry (a small mutex-guarded map used only to
 //! shut connections down) and atomic counters. No lock is held across I/O.
 
-use super::{Reply, Service};
+use super::{address_share, Reply, Service};
 use crate::protocol::codec::{self, Decoded};
 use crate::protocol::commands;
 use crate::protocol::{ErrorCode, MAX_FRAME, MAX_LINE};
@@ -368,18 +368,6 @@ fn answer_inline<S: Service>(
 /// Requests in flight are given time by their size too: a batch may arrive this slowly
 /// (bytes per second) on top of the request timeout.
 pub const MIN_REQUEST_RATE: u64 = 64 * 1024;
-
-/// Whose share of the connections an address counts against: an IPv4 address, or the
-/// /64 an IPv6 address is in (a single host commonly has a whole /64 to pick from).
-pub(crate) fn address_share(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(prefix.into())
-        }
-        v4 => v4,
-    }
-}
 
 /// Whether a new connection from `host` may be served: under the global cap, and
 /// under its address's share (counted here; the connection's guard gives it back).
