@@ -416,10 +416,12 @@ impl SeedNode {
     }
 
     /// Members alive or suspect whose address is on `host`.
+    /// Live ids registered from `host`'s address share (an IPv6 /64 counts as one).
     fn live_ids_at(&self, host: std::net::IpAddr) -> usize {
+        let share = crate::net::address_share(host);
         self.members
             .values()
-            .filter(|r| !r.state.is_gone() && r.addr.ip() == host)
+            .filter(|r| !r.state.is_gone() && crate::net::address_share(r.addr.ip()) == share)
             .count()
     }
 
