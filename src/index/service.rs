@@ -752,24 +752,19 @@ impl Service for IndexService {
         outcome.unwrap_or_else(|r| Reply::Text(r.to_line()))
     }
 
-    fn answers_at_once(&self, req: &Classic) -> bool {
-        // A lookup under the read lock; `set` may wait for the disk.
-        matches!(req, Classic::Get { .. })
+    fn classic_at_once(&self, req: &Classic) -> Option<String> {
+        // Only a lookup, and only when no writer holds the store: the accept thread
+        // must never wait (a `set` waits for the disk; a large batch holds the lock).
+        let Classic::Get { name } = req else {
+            return None;
+        };
+        let store = self.store.try_read().ok()?;
+        Some(self.classic_get(&store, name))
     }
 
     fn classic(&self, req: Classic, remote: SocketAddr) -> Reply {
         let text = match req {
-            Classic::Get { name } => match FileName::parse(&name) {
-                Ok(name) => {
-                    let store = self.read();
-                    let holders = store.holder_refs(name.as_str(), None, self.clock.now());
-                    match holders.choose(&mut rand::thread_rng()) {
-                        Some(h) => format!("{}|{}|{}", h.endpoint.host, h.name, h.endpoint.port),
-                        None => "notfound".to_owned(),
-                    }
-                }
-                Err(_) => "notfound".to_owned(),
-            },
+            Classic::Get { name } => self.classic_get(&self.read(), &name),
             Classic::Set {
                 name,
                 peer_id,
@@ -786,6 +781,18 @@ impl Service for IndexService {
 }
 
 impl IndexService {
+    /// The classic answer to `get|name`: one live holder at random, or `notfound`.
+    fn classic_get(&self, store: &IndexStore, name: &str) -> String {
+        let Ok(name) = FileName::parse(name) else {
+            return "notfound".to_owned();
+        };
+        let holders = store.holder_refs(name.as_str(), None, self.clock.now());
+        match holders.choose(&mut rand::thread_rng()) {
+            Some(h) => format!("{}|{}|{}", h.endpoint.host, h.name, h.endpoint.port),
+            None => "notfound".to_owned(),
+        }
+    }
+
     fn classic_set(
         &self,
         name: &str,

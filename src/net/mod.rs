@@ -53,11 +53,12 @@ pub trait Service: Send + Sync + 'static {
     /// after the reply.
     fn classic(&self, req: Classic, remote: SocketAddr) -> Reply;
 
-    /// Whether [`Service::classic`] answers `req` at once from memory with a short
-    /// text, so the accept thread may answer it itself when it arrived with its
-    /// connection (no hand-off to a worker thread).
-    fn answers_at_once(&self, _req: &Classic) -> bool {
-        false
+    /// The answer to a classic request that arrived with its connection, if it can be
+    /// given at once from memory without waiting for anything (no lock held by
+    /// another, no disk): the accept thread then answers it itself, with no hand-off
+    /// to a worker. `None` sends the connection to a worker and [`Service::classic`].
+    fn classic_at_once(&self, _req: &Classic) -> Option<String> {
+        None
     }
 
     /// Called once when a connection ends, however it ends.

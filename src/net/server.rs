@@ -228,7 +228,7 @@ fn accept_loop<S: Service>(
             }
         };
         let got = recv_now(&stream, &mut first);
-        if answer_inline(&*service, &stats, &stream, remote, &first[..got]) {
+        if answer_inline(&*service, &stats, &stream, &first[..got]) {
             continue;
         }
         stats.accepted.fetch_add(1, Ordering::Relaxed);
@@ -332,13 +332,12 @@ fn recv_now(stream: &TcpStream, buf: &mut [u8]) -> usize {
 
 /// Answers on the accept thread a classic request that arrived whole with its
 /// connection, when the service can answer it at once from memory (a classic `get` at
-/// an index): no hand-off to a worker, as the original index server did it. Returns
-/// `false` when the connection goes to a worker.
+/// an index whose store no writer holds): no hand-off to a worker, as the original
+/// index server did it. Returns `false` when the connection goes to a worker.
 fn answer_inline<S: Service>(
     service: &S,
     stats: &ServerStats,
     stream: &TcpStream,
-    remote: SocketAddr,
     first: &[u8],
 ) -> bool {
     // A full buffer may not be the whole request: unread bytes would turn the close
@@ -349,16 +348,11 @@ fn answer_inline<S: Service>(
     let Some(classic) = codec::classic_shape(first, service.role()) else {
         return false;
     };
-    if !service.answers_at_once(&classic) {
+    let Some(text) = service.classic_at_once(&classic) else {
         return false;
-    }
+    };
     stats.accepted.fetch_add(1, Ordering::Relaxed);
     stats.requests.fetch_add(1, Ordering::Relaxed);
-    let text = match service.classic(classic, remote) {
-        Reply::Close(text) | Reply::Text(text) => text,
-        // Only short texts are answered at once.
-        _ => return true,
-    };
     // A reply this short fits the new socket's empty send buffer: this does not block
     // (and the write timeout bounds it if it ever did).
     let _ = (&*stream).write_all(text.as_bytes());
