@@ -36,21 +36,15 @@ pub const TARGETS: &[(&str, Check)] = &[
 /// field cannot be written back as it was read).
 fn encode_request(req: &Request) -> Option<Vec<u8>> {
     let head: Vec<&str> = std::iter::once(commands::command(req.verb).name)
-        .chain(req.args.iter().map(String::as_str))
+        .chain(req.args.iter().copied())
         .collect();
-    let rows = req.rows.iter().flatten();
-    if head
-        .iter()
-        .copied()
-        .chain(rows.map(String::as_str))
-        .any(|f| f.contains('\r'))
-    {
+    let rows = req.rows.iter().flat_map(|r| r.iter().copied());
+    if head.iter().copied().chain(rows).any(|f| f.contains('\r')) {
         return None;
     }
     let mut out = codec::line(&head);
     for row in &req.rows {
-        let row: Vec<&str> = row.iter().map(String::as_str).collect();
-        out.push_str(&codec::line(&row));
+        out.push_str(&codec::line(row));
     }
     Some(out.into_bytes())
 }

@@ -148,14 +148,14 @@ fn parse_name(text: &str, row: Option<usize>) -> Result<FileName, Refusal> {
     })
 }
 
-fn parse_file_row(row: &[String], n: usize) -> Result<(FileName, FileMeta), Refusal> {
-    let name = parse_name(&row[0], Some(n))?;
-    let size: u64 = crate::protocol::decimal(&row[1]).ok_or_else(|| {
+fn parse_file_row(row: &[&str], n: usize) -> Result<(FileName, FileMeta), Refusal> {
+    let name = parse_name(row[0], Some(n))?;
+    let size: u64 = crate::protocol::decimal(row[1]).ok_or_else(|| {
         refuse(
             ErrorCode::BadRequest,
             format!(
                 "row {n}: size '{}' is not a number",
-                codec::printable(&row[1])
+                codec::printable(row[1])
             ),
         )
     })?;
@@ -173,8 +173,8 @@ fn parse_file_row(row: &[String], n: usize) -> Result<(FileName, FileMeta), Refu
         name,
         FileMeta {
             size: Some(size),
-            id: Some(hash(&row[2], "content id")?),
-            digest: Some(hash(&row[3], "pieces digest")?),
+            id: Some(hash(row[2], "content id")?),
+            digest: Some(hash(row[3], "pieces digest")?),
         },
     ))
 }
@@ -427,7 +427,7 @@ impl IndexService {
 
     /// `hello`: answers with this index's signed challenge. A peer's session begins
     /// only with the `auth` that proves its key; a new hello ends the old session.
-    fn hello(&self, args: &[String], remote: SocketAddr, conn: &mut IndexConn) -> Answer {
+    fn hello(&self, args: &[&str], remote: SocketAddr, conn: &mut IndexConn) -> Answer {
         let hello = node::parse_hello(args, "this index", &[HelloRole::Peer, HelloRole::Client])?;
         // A sync begun under another hello does not carry over to this one.
         conn.sync_seen = None;
@@ -439,7 +439,7 @@ impl IndexService {
 
     /// `auth`: the peer proved its key; it is registered (or renewed) under it, at the
     /// connection's source host and the port its hello announced.
-    fn auth(&self, args: &[String], remote: SocketAddr, conn: &mut IndexConn) -> Answer {
+    fn auth(&self, args: &[&str], remote: SocketAddr, conn: &mut IndexConn) -> Answer {
         let hello = node::authenticate(conn.pending.take(), args, &self.me)?;
         let id = hello.id.expect("a proven hello has an id");
         let host = node::source_host(remote);
@@ -491,7 +491,7 @@ impl IndexService {
             Verb::Sync => conn.sync_seen.take().unwrap_or_default(),
             _ => HashSet::new(),
         };
-        let more = match req.args.get(1).map(String::as_str) {
+        let more = match req.args.get(1).copied() {
             None => false,
             Some("more") => true,
             Some(other) => {
@@ -559,7 +559,7 @@ impl IndexService {
             .rows
             .iter()
             .enumerate()
-            .map(|(i, row)| parse_name(&row[0], Some(i + 1)))
+            .map(|(i, row)| parse_name(row[0], Some(i + 1)))
             .collect::<Result<Vec<_>, _>>()?;
         let (removed, ticket) = {
             let mut store = self.write();
@@ -574,8 +574,8 @@ impl IndexService {
         Ok(Reply::Text(codec::line(&["ok", &removed.to_string()])))
     }
 
-    fn get(&self, args: &[String]) -> Answer {
-        let name = parse_name(&args[0], None)?;
+    fn get(&self, args: &[&str]) -> Answer {
+        let name = parse_name(args[0], None)?;
         let id = match args.get(1) {
             Some(text) => Some(
                 Sha1Digest::parse(text)
@@ -613,9 +613,9 @@ impl IndexService {
         Ok(Reply::Text(out))
     }
 
-    fn search(&self, args: &[String]) -> Answer {
+    fn search(&self, args: &[&str]) -> Answer {
         let query =
-            Query::parse(&args[0]).map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
+            Query::parse(args[0]).map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
         let limit = match args.get(1) {
             Some(text) => crate::protocol::decimal::<usize>(text)
                 .filter(|&n| n >= 1 && n <= self.config.max_results)

@@ -129,8 +129,8 @@ pub struct Hello {
 
 /// Parses `hello|<version>|<role>|<id>|<port>|<name>|<nonce>`, accepting only the
 /// roles in `allowed` (`who` names this node in errors).
-pub fn parse_hello(args: &[String], who: &str, allowed: &[HelloRole]) -> Result<Hello, Refusal> {
-    check_version(&args[0], who)?;
+pub fn parse_hello(args: &[&str], who: &str, allowed: &[HelloRole]) -> Result<Hello, Refusal> {
+    check_version(args[0], who)?;
     if args.len() != 6 {
         return Err(Refusal::new(
             ErrorCode::BadRequest,
@@ -152,23 +152,23 @@ pub fn parse_hello(args: &[String], who: &str, allowed: &[HelloRole]) -> Result<
             };
             Refusal::new(
                 ErrorCode::BadRequest,
-                format!("role must be {list}, not '{}'", codec::printable(&args[1])),
+                format!("role must be {list}, not '{}'", codec::printable(args[1])),
             )
         })?;
     let (id, port) = match role {
         HelloRole::Client => (None, 0),
         _ => (
-            Some(hello_id(&args[2])?),
-            hello_port(&args[3], role.as_str())?,
+            Some(hello_id(args[2])?),
+            hello_port(args[3], role.as_str())?,
         ),
     };
-    let name = hello_name(&args[4])?;
-    if !identity::is_nonce(&args[5]) {
+    let name = hello_name(args[4])?;
+    if !identity::is_nonce(args[5]) {
         return Err(Refusal::new(
             ErrorCode::BadRequest,
             format!(
                 "nonce '{}' is not 32 to 64 hex digits",
-                codec::printable(&args[5])
+                codec::printable(args[5])
             ),
         ));
     }
@@ -177,7 +177,7 @@ pub fn parse_hello(args: &[String], who: &str, allowed: &[HelloRole]) -> Result<
         id,
         port,
         name,
-        nonce: args[5].clone(),
+        nonce: args[5].to_owned(),
     })
 }
 
@@ -242,7 +242,7 @@ fn client_fields<'a>(
 
 /// Checks `auth|<signature>` against the pending hello: the proven hello, or a refusal
 /// (`unknown-peer` when no hello waits for it, `bad-request` for a bad signature).
-pub fn authenticate(pending: Option<Pending>, args: &[String], me: &Me) -> Result<Hello, Refusal> {
+pub fn authenticate(pending: Option<Pending>, args: &[&str], me: &Me) -> Result<Hello, Refusal> {
     let pending = pending.ok_or_else(|| {
         Refusal::new(
             ErrorCode::UnknownPeer,
@@ -253,7 +253,7 @@ pub fn authenticate(pending: Option<Pending>, args: &[String], me: &Me) -> Resul
     let id = hello.id.clone().expect("a pending hello has an id");
     let port = hello.port.to_string();
     let fields = client_fields(&pending.nonce, &hello, id.as_str(), me.id().as_str(), &port);
-    let verified = Sig::parse(&args[0])
+    let verified = Sig::parse(args[0])
         .is_some_and(|sig| identity::verify(&id, Domain::HelloClient, &fields, &sig));
     if !verified {
         return Err(Refusal::new(
@@ -410,12 +410,8 @@ mod tests {
         }
     }
 
-    fn args(line: &str) -> Vec<String> {
-        line.trim_end()
-            .split('|')
-            .skip(1)
-            .map(str::to_owned)
-            .collect()
+    fn args(line: &str) -> Vec<&str> {
+        line.trim_end().split('|').skip(1).collect()
     }
 
     #[test]
@@ -445,14 +441,16 @@ mod tests {
         }
         let id = NodeKey::for_test("p").id().to_string();
         let only_clients = [HelloRole::Peer, HelloRole::Client];
-        let seed = args(&format!("hello|2|seed|{id}|9|p|{}", "ab".repeat(16)));
+        let seed_line = format!("hello|2|seed|{id}|9|p|{}", "ab".repeat(16));
+        let seed = args(&seed_line);
         assert_eq!(
             parse_hello(&seed, "this index", &only_clients)
                 .unwrap_err()
                 .to_line(),
             "err|bad-request|role must be 'peer' or 'client', not 'seed'\n"
         );
-        let short_nonce = args(&format!("hello|2|peer|{id}|9|p|abc"));
+        let short_line = format!("hello|2|peer|{id}|9|p|abc");
+        let short_nonce = args(&short_line);
         assert!(parse_hello(&short_nonce, "x", &only_clients).is_err());
         let old = args("hello|1|peer|p1|2000");
         assert!(parse_hello(&old, "this node", &only_clients)
@@ -471,7 +469,7 @@ mod tests {
         let (reply, pending) = challenge(&server, "index", hello, remote);
         let reply = text(reply);
         assert!(reply.starts_with(&format!("ok|index|{}|index|127.0.0.7|", server.id())));
-        let fields = args(&reply);
+        let fields: Vec<String> = args(&reply).into_iter().map(str::to_owned).collect();
         let answer = check_answer(&fields, &nonce, Some(client.id())).unwrap();
         assert_eq!(&answer.id, server.id());
         // The answer's signature covers the client's nonce: replayed, it fails.

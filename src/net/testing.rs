@@ -14,11 +14,13 @@ use std::net::SocketAddr;
 
 /// Decodes one whole request (with its rows, if any) from its wire text; a missing
 /// final newline is added. Panics when the text is not exactly one request.
-pub fn request(wire: &str) -> Request {
+pub fn request(wire: &str) -> Request<'static> {
     let mut wire = wire.to_owned();
     if !wire.ends_with('\n') {
         wire.push('\n');
     }
+    // A request borrows the bytes it was decoded from; a test's few are kept for good.
+    let wire: &'static str = Box::leak(wire.into_boxed_str());
     match decode_request(wire.as_bytes(), MAX_LINE) {
         Ok(Decoded::Frame(req, used)) => {
             assert_eq!(used, wire.len(), "more than one request in {wire:?}");

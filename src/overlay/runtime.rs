@@ -554,7 +554,7 @@ fn status<C: Core>(core: &C, handle: &OverlayHandle, rows: bool, now: Millis) ->
 pub fn hello(
     me: &Me,
     role: &str,
-    args: &[String],
+    args: &[&str],
     remote: SocketAddr,
     conn: &mut OverlayConn,
 ) -> Result<Reply, Refusal> {
@@ -572,7 +572,7 @@ pub fn hello(
 /// listed (or first-answered) seed's.
 pub fn auth(
     me: &Me,
-    args: &[String],
+    args: &[&str],
     remote: SocketAddr,
     conn: &mut OverlayConn,
     seeds: &SeedKeys,

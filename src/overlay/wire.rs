@@ -139,15 +139,15 @@ fn member_fields(m: &MemberInfo) -> Vec<String> {
     ]
 }
 
-fn member_row(row: &[String]) -> Result<MemberInfo, Refusal> {
+fn member_row(row: &[&str]) -> Result<MemberInfo, Refusal> {
     Ok(MemberInfo {
-        id: peer_id(&row[0])?,
-        addr: addr(&row[1], &row[2])?,
-        incarnation: number(&row[3], "incarnation")?,
-        state: state(&row[4])?,
-        degree: number(&row[5], "degree")?,
-        name: peer_id(&row[6])?,
-        cert: sig(&row[7], "certificate")?,
+        id: peer_id(row[0])?,
+        addr: addr(row[1], row[2])?,
+        incarnation: number(row[3], "incarnation")?,
+        state: state(row[4])?,
+        degree: number(row[5], "degree")?,
+        name: peer_id(row[6])?,
+        cert: sig(row[7], "certificate")?,
     })
 }
 
@@ -425,19 +425,19 @@ fn decode_seed_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
     let a = &req.args;
     let msg = match req.verb {
         Verb::Register => Msg::Register {
-            seq: number(&a[1], "seq")?,
-            incarnation: number(&a[2], "incarnation")?,
-            degree: number(&a[3], "degree")?,
+            seq: number(a[1], "seq")?,
+            incarnation: number(a[2], "incarnation")?,
+            degree: number(a[3], "degree")?,
             neighbours: req
                 .rows
                 .iter()
-                .map(|r| peer_id(&r[0]))
+                .map(|r| peer_id(r[0]))
                 .collect::<Result<_, _>>()?,
-            name: peer_id(&a[4])?,
-            cert: sig(&a[5], "certificate")?,
+            name: peer_id(a[4])?,
+            cert: sig(a[5], "certificate")?,
         },
         Verb::Peers => Msg::Peers {
-            seq: number(&a[1], "seq")?,
+            seq: number(a[1], "seq")?,
             members: req
                 .rows
                 .iter()
@@ -452,15 +452,15 @@ fn decode_seed_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
             Msg::Report { member }
         }
         Verb::SeedSync => Msg::SeedSync {
-            nonce: number(&a[1], "nonce")?,
-            to: number(&a[2], "seed position")?,
+            nonce: number(a[1], "nonce")?,
+            to: number(a[2], "seed position")?,
             rows: req
                 .rows
                 .iter()
                 .map(|r| {
                     Ok(SeedRow {
                         info: member_row(&r[..MEMBER_FIELDS])?,
-                        seen_ago_ms: number(&r[MEMBER_FIELDS], "seen-ago")?,
+                        seen_ago_ms: number(r[MEMBER_FIELDS], "seen-ago")?,
                     })
                 })
                 .collect::<Result<_, Refusal>>()?,
@@ -475,30 +475,30 @@ fn decode_view_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
     let a = &req.args;
     let msg = match req.verb {
         Verb::Neighbor => Msg::Neighbor {
-            high: match a[0].as_str() {
+            high: match a[0] {
                 "high" => true,
                 "low" => false,
                 _ => return Err(bad("priority must be high or low")),
             },
-            incarnation: number(&a[1], "incarnation")?,
-            degree: number(&a[2], "degree")?,
-            name: peer_id(&a[3])?,
-            cert: sig(&a[4], "certificate")?,
+            incarnation: number(a[1], "incarnation")?,
+            degree: number(a[2], "degree")?,
+            name: peer_id(a[3])?,
+            cert: sig(a[4], "certificate")?,
         },
         Verb::NeighborReply => Msg::NeighborReply {
-            accepted: match a[0].as_str() {
+            accepted: match a[0] {
                 "yes" => true,
                 "no" => false,
                 _ => return Err(bad("answer must be yes or no")),
             },
-            incarnation: number(&a[1], "incarnation")?,
-            degree: number(&a[2], "degree")?,
-            name: peer_id(&a[3])?,
-            cert: sig(&a[4], "certificate")?,
+            incarnation: number(a[1], "incarnation")?,
+            degree: number(a[2], "degree")?,
+            name: peer_id(a[3])?,
+            cert: sig(a[4], "certificate")?,
         },
         Verb::Disconnect => Msg::Disconnect,
         Verb::Shuffle => Msg::Shuffle {
-            reply: match a[1].as_str() {
+            reply: match a[1] {
                 "request" => false,
                 "reply" => true,
                 _ => return Err(bad("shuffle kind must be request or reply")),
@@ -519,22 +519,22 @@ fn decode_liveness_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
     let a = &req.args;
     let msg = match req.verb {
         Verb::Probe => Msg::Probe {
-            seq: number(&a[0], "seq")?,
+            seq: number(a[0], "seq")?,
         },
         Verb::Ack => Msg::Ack {
-            seq: number(&a[0], "seq")?,
-            incarnation: number(&a[1], "incarnation")?,
-            name: peer_id(&a[2])?,
-            cert: sig(&a[3], "certificate")?,
+            seq: number(a[0], "seq")?,
+            incarnation: number(a[1], "incarnation")?,
+            name: peer_id(a[2])?,
+            cert: sig(a[3], "certificate")?,
         },
         Verb::ProbeReq => Msg::ProbeReq {
-            seq: number(&a[0], "seq")?,
-            target: peer_id(&a[1])?,
-            addr: addr(&a[2], &a[3])?,
+            seq: number(a[0], "seq")?,
+            target: peer_id(a[1])?,
+            addr: addr(a[2], a[3])?,
         },
         Verb::Suspect => Msg::Suspect {
-            incarnation: number(&a[0], "incarnation")?,
-            dead: match a.get(1).map(String::as_str) {
+            incarnation: number(a[0], "incarnation")?,
+            dead: match a.get(1).copied() {
                 None => false,
                 Some("dead") => true,
                 Some(other) => {
@@ -546,9 +546,9 @@ fn decode_liveness_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
             },
         },
         Verb::Alive => Msg::Alive {
-            incarnation: number(&a[0], "incarnation")?,
-            name: peer_id(&a[1])?,
-            cert: sig(&a[2], "certificate")?,
+            incarnation: number(a[0], "incarnation")?,
+            name: peer_id(a[1])?,
+            cert: sig(a[2], "certificate")?,
         },
         _ => return Ok(None),
     };
@@ -563,10 +563,10 @@ fn decode_broadcast_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
             ids: req
                 .rows
                 .iter()
-                .map(|r| Ok((digest(&r[0])?, number(&r[1], "hops")?)))
+                .map(|r| Ok((digest(r[0])?, number(r[1], "hops")?)))
                 .collect::<Result<_, Refusal>>()?,
         },
-        Verb::Graft => Msg::Graft { id: digest(&a[0])? },
+        Verb::Graft => Msg::Graft { id: digest(a[0])? },
         Verb::Prune => Msg::Prune,
         _ => return Ok(None),
     };
@@ -574,9 +574,9 @@ fn decode_broadcast_msg(req: &Request) -> Result<Option<Msg>, Refusal> {
 }
 
 /// A broadcast: its header, and a text or a member's news.
-fn decode_gossip(a: &[String]) -> Result<Msg, Refusal> {
-    let body = match (a[5].as_str(), a.len()) {
-        ("say", 7) => Body::Say(unescape_text(&a[6])?),
+fn decode_gossip(a: &[&str]) -> Result<Msg, Refusal> {
+    let body = match (a[5], a.len()) {
+        ("say", 7) => Body::Say(unescape_text(a[6])?),
         (kind, 12) if kind != "say" => {
             let state = state(kind)?;
             if state == MemberState::Suspect {
@@ -584,13 +584,13 @@ fn decode_gossip(a: &[String]) -> Result<Msg, Refusal> {
             }
             Body::Member(MemberEvent {
                 info: MemberInfo {
-                    id: peer_id(&a[6])?,
-                    addr: addr(&a[7], &a[8])?,
-                    incarnation: number(&a[9], "incarnation")?,
+                    id: peer_id(a[6])?,
+                    addr: addr(a[7], a[8])?,
+                    incarnation: number(a[9], "incarnation")?,
                     state,
                     degree: 0,
-                    name: peer_id(&a[10])?,
-                    cert: sig(&a[11], "certificate")?,
+                    name: peer_id(a[10])?,
+                    cert: sig(a[11], "certificate")?,
                 },
             })
         }
@@ -603,11 +603,11 @@ fn decode_gossip(a: &[String]) -> Result<Msg, Refusal> {
         }
     };
     Ok(Msg::Gossip(Broadcast {
-        origin: peer_id(&a[0])?,
-        seq: number(&a[1], "seq")?,
-        hops: number(&a[2], "hops")?,
-        time_ms: number(&a[3], "time")?,
-        sig: sig(&a[4], "signature")?,
+        origin: peer_id(a[0])?,
+        seq: number(a[1], "seq")?,
+        hops: number(a[2], "hops")?,
+        time_ms: number(a[3], "time")?,
+        sig: sig(a[4], "signature")?,
         body,
     }))
 }

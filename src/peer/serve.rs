@@ -124,8 +124,8 @@ impl PeerService {
         Ok(file.clone())
     }
 
-    fn pieces(&self, args: &[String]) -> Result<Reply, Refusal> {
-        let file = self.lookup(&args[0], &args[1])?;
+    fn pieces(&self, args: &[&str]) -> Result<Reply, Refusal> {
+        let file = self.lookup(args[0], args[1])?;
         let mut out = codec::data_header(file.hashes.pieces.len() as u64 * 20).into_bytes();
         for p in file.hashes.pieces.iter() {
             out.extend_from_slice(&p.0);
@@ -133,8 +133,8 @@ impl PeerService {
         Ok(Reply::Bytes(out))
     }
 
-    fn fetch(&self, args: &[String]) -> Result<Reply, Refusal> {
-        let file = self.lookup(&args[0], &args[1])?;
+    fn fetch(&self, args: &[&str]) -> Result<Reply, Refusal> {
+        let file = self.lookup(args[0], args[1])?;
         let number = |text: &str, what: &str| {
             crate::protocol::decimal::<u64>(text).ok_or_else(|| {
                 refuse(
@@ -143,8 +143,8 @@ impl PeerService {
                 )
             })
         };
-        let offset = number(&args[2], "offset")?;
-        let len = number(&args[3], "length")?;
+        let offset = number(args[2], "offset")?;
+        let len = number(args[3], "length")?;
         let size = file.hashes.size;
         if len > MAX_FETCH {
             return Err(refuse(
@@ -193,8 +193,8 @@ impl PeerService {
         status_reply(&status_rows(&self.shared, &self.overlay))
     }
 
-    fn say(&self, args: &[String]) -> Result<Reply, Refusal> {
-        let text = wire::unescape_text(&args[0])?;
+    fn say(&self, args: &[&str]) -> Result<Reply, Refusal> {
+        let text = wire::unescape_text(args[0])?;
         if text.trim().is_empty() {
             return Err(refuse(ErrorCode::BadRequest, "nothing to say"));
         }
@@ -209,7 +209,7 @@ impl PeerService {
     /// `auth` proved; the console shows its name and short id.
     fn message(
         &self,
-        args: &[String],
+        args: &[&str],
         remote: SocketAddr,
         conn: &OverlayConn,
     ) -> Result<Reply, Refusal> {
@@ -219,7 +219,7 @@ impl PeerService {
                 "'msg' needs a session: say hello as a peer, and auth, first",
             ));
         };
-        let text = wire::unescape_text(&args[0])?;
+        let text = wire::unescape_text(args[0])?;
         let now = crate::clock::wall_ms();
         let _ = self.events.send(super::PeerEvent::Message {
             from: name.to_string(),

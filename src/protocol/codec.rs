@@ -44,12 +44,74 @@ impl DecodeError {
     }
 }
 
-/// A decoded request: a verb from the command table, its arguments and its rows.
+/// A decoded request: a verb from the command table, its arguments and its rows, each
+/// field borrowed from the bytes received (no allocation but the list of a batch's
+/// rows).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Request {
+pub struct Request<'a> {
     pub verb: Verb,
-    pub args: Vec<String>,
-    pub rows: Vec<Vec<String>>,
+    pub args: Fields<'a>,
+    pub rows: Vec<Fields<'a>>,
+}
+
+/// Most fields a request line or a row holds that a [`Fields`] keeps: more than any
+/// command takes, so a line with more is refused by its arity check whatever they
+/// are.
+pub const MAX_FIELDS: usize = 16;
+
+/// The `|`-separated fields of one line, borrowed from it, kept inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Fields<'a> {
+    /// How many fields the line has (the first [`MAX_FIELDS`] are kept).
+    count: usize,
+    items: [&'a str; MAX_FIELDS],
+}
+
+impl<'a> Fields<'a> {
+    /// Splits `text` at every `|`.
+    pub fn split(text: &'a str) -> Fields<'a> {
+        let mut fields = Fields {
+            count: 0,
+            items: [""; MAX_FIELDS],
+        };
+        for field in text.split('|') {
+            if fields.count < MAX_FIELDS {
+                fields.items[fields.count] = field;
+            }
+            fields.count += 1;
+        }
+        fields
+    }
+
+    /// How many fields the line has, counting any beyond [`MAX_FIELDS`].
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The fields after the first.
+    fn tail(mut self) -> Fields<'a> {
+        let kept = self.count.min(MAX_FIELDS);
+        if kept > 0 {
+            self.items.copy_within(1..kept, 0);
+            self.items[kept - 1] = "";
+        }
+        self.count = self.count.saturating_sub(1);
+        self
+    }
+}
+
+impl<'a> std::ops::Deref for Fields<'a> {
+    type Target = [&'a str];
+
+    fn deref(&self) -> &[&'a str] {
+        &self.items[..self.count.min(MAX_FIELDS)]
+    }
+}
+
+impl std::fmt::Debug for Fields<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 /// Why a line could not be taken from the buffer.
@@ -75,13 +137,13 @@ pub fn next_line(buf: &[u8], cap: usize) -> Result<Option<(&[u8], usize)>, LineE
     }
 }
 
-fn split_fields(line: &[u8]) -> Result<Vec<String>, &'static str> {
+fn split_fields(line: &[u8]) -> Result<Fields<'_>, &'static str> {
     let text = std::str::from_utf8(line).map_err(|_| "line is not valid UTF-8")?;
-    Ok(text.split('|').map(str::to_owned).collect())
+    Ok(Fields::split(text))
 }
 
 /// Decodes one request from the front of `buf`. Empty lines are skipped.
-pub fn decode_request(buf: &[u8], max_line: usize) -> Result<Decoded<Request>, DecodeError> {
+pub fn decode_request(buf: &[u8], max_line: usize) -> Result<Decoded<Request<'_>>, DecodeError> {
     decode_request_as(buf, max_line, None)
 }
 
@@ -92,7 +154,7 @@ pub fn decode_request_as(
     buf: &[u8],
     max_line: usize,
     role: Option<Role>,
-) -> Result<Decoded<Request>, DecodeError> {
+) -> Result<Decoded<Request<'_>>, DecodeError> {
     let mut start = 0;
     loop {
         let (line, used) = match next_line(&buf[start..], max_line) {
@@ -110,13 +172,14 @@ pub fn decode_request_as(
             continue;
         }
         let end = start + used;
-        let mut fields = split_fields(line)
+        let line = split_fields(line)
             .map_err(|why| DecodeError::recoverable(ErrorCode::BadRequest, why, end))?;
-        let verb_text = fields.remove(0);
-        let Some(cmd) = commands::lookup(&verb_text) else {
+        let verb_text = line[0];
+        let fields = line.tail();
+        let Some(cmd) = commands::lookup(verb_text) else {
             return Err(DecodeError::recoverable(
                 ErrorCode::UnknownVerb,
-                format!("unknown verb '{}'", printable(&verb_text)),
+                format!("unknown verb '{}'", printable(verb_text)),
                 end,
             ));
         };
@@ -127,7 +190,7 @@ pub fn decode_request_as(
                 end,
             ));
         }
-        if fields.len() < cmd.min_args || fields.len() > cmd.max_args {
+        if fields.count() < cmd.min_args || fields.count() > cmd.max_args {
             return Err(DecodeError::recoverable(
                 ErrorCode::BadRequest,
                 format!("wrong number of fields; usage: {}", cmd.usage),
@@ -142,7 +205,7 @@ pub fn decode_request_as(
             };
             return Ok(Decoded::Frame(request, end));
         };
-        let Some((rows, at)) = decode_rows(buf, start, end, &fields[0], spec, max_line)? else {
+        let Some((rows, at)) = decode_rows(buf, start, end, fields[0], spec, max_line)? else {
             return Ok(Decoded::NeedMore);
         };
         let request = Request {
@@ -155,19 +218,19 @@ pub fn decode_request_as(
 }
 
 /// A batch's rows, each split into its fields.
-type Rows = Vec<Vec<String>>;
+type Rows<'a> = Vec<Fields<'a>>;
 
 /// The rows of a batch whose request line spans `start..end` of `buf` and whose first
 /// argument, `count`, says how many follow: the rows and where the frame ends, or
 /// `None` when they have not all arrived.
-fn decode_rows(
-    buf: &[u8],
+fn decode_rows<'a>(
+    buf: &'a [u8],
     start: usize,
     end: usize,
     count: &str,
     spec: commands::RowSpec,
     max_line: usize,
-) -> Result<Option<(Rows, usize)>, DecodeError> {
+) -> Result<Option<(Rows<'a>, usize)>, DecodeError> {
     // Without a valid count the rows cannot be skipped, so a bad count closes the
     // connection.
     let count: usize = super::decimal(count).ok_or_else(|| {
@@ -211,7 +274,7 @@ fn decode_rows(
             continue;
         }
         match split_fields(row) {
-            Ok(r) if r.len() == spec.fields => rows.push(r),
+            Ok(r) if r.count() == spec.fields => rows.push(r),
             Ok(_) => {
                 bad_row = Some(format!(
                     "row {} has the wrong number of fields; rows are {}",
@@ -294,7 +357,7 @@ impl Decoder {
     }
 
     /// What [`decode_request`] would answer for `buf`.
-    pub fn decode(&mut self, buf: &[u8]) -> Result<Decoded<Request>, DecodeError> {
+    pub fn decode<'a>(&mut self, buf: &'a [u8]) -> Result<Decoded<Request<'a>>, DecodeError> {
         if buf.len() < self.scanned {
             // Not the buffer this decoder was following: start over.
             self.restart();
@@ -545,7 +608,7 @@ mod tests {
     use super::*;
     use crate::protocol::MAX_LINE;
 
-    fn frame(buf: &[u8]) -> (Request, usize) {
+    fn frame(buf: &[u8]) -> (Request<'_>, usize) {
         match decode_request(buf, MAX_LINE) {
             Ok(Decoded::Frame(r, used)) => (r, used),
             other => panic!("expected a frame, got {other:?}"),
@@ -588,7 +651,7 @@ mod tests {
         let (a, n1) = frame(buf);
         assert_eq!(a.verb, Verb::Ping);
         let (b, n2) = frame(&buf[n1..]);
-        assert_eq!((b.verb, b.args), (Verb::Get, vec!["x".to_owned()]));
+        assert_eq!((b.verb, &*b.args), (Verb::Get, &["x"][..]));
         let (c, n3) = frame(&buf[n1 + n2..]);
         assert_eq!(c.verb, Verb::Status);
         assert_eq!(n1 + n2 + n3, buf.len());
@@ -681,7 +744,7 @@ mod tests {
         let l = line(&["get", "a b.txt"]);
         let (req, used) = frame(l.as_bytes());
         assert_eq!(used, l.len());
-        assert_eq!(req.args, vec!["a b.txt".to_owned()]);
+        assert_eq!(*req.args, ["a b.txt"]);
         assert_eq!(error_line(ErrorCode::Busy, "a\nb"), "err|busy|a b\n");
     }
 

@@ -117,9 +117,8 @@ fn hang(stop: &AtomicBool) {
 /// A fake holder's answer to `hello`: signed with the key of test node `id`, so the
 /// downloader takes it for the node it claims to be.
 fn answer_hello(id: &str, args: &[&str]) -> String {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let roles = [HelloRole::Client, HelloRole::Peer];
-    match node::parse_hello(&args, "this node", &roles) {
+    match node::parse_hello(args, "this node", &roles) {
         Ok(hello) => {
             match node::challenge(&test_me(id), "peer", hello, "127.0.0.1:9".parse().unwrap()).0 {
                 Reply::Text(t) => t,
