@@ -38,18 +38,20 @@ use std::ops::Bound;
 use std::time::Duration;
 
 /// What a peer says about one file it holds. Classic peers say nothing: all `None`.
+/// A modern peer gives size and content id (the piece-list digest), and the whole-file
+/// SHA-1 when it computed one: a claim the index keeps and shows, never checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileMeta {
     pub size: Option<u64>,
     pub id: Option<Sha1Digest>,
-    pub digest: Option<Sha1Digest>,
+    pub sha1: Option<Sha1Digest>,
 }
 
 impl FileMeta {
     pub const UNKNOWN: FileMeta = FileMeta {
         size: None,
         id: None,
-        digest: None,
+        sha1: None,
     };
 }
 
@@ -298,28 +300,32 @@ struct PeerRecord {
 struct Holding {
     size: u64,
     peer: u32,
-    /// Whether size and hashes are known (false for classic peers).
+    /// Whether size and content id are known (false for classic peers).
     known: bool,
+    /// Whether the holder gave a whole-file SHA-1 (never without `known`).
+    has_sha1: bool,
     id: [u8; 20],
-    digest: [u8; 20],
+    sha1: [u8; 20],
 }
 
 impl Holding {
     fn new(peer: u32, meta: &FileMeta) -> Holding {
-        match (meta.size, meta.id, meta.digest) {
-            (Some(size), Some(id), Some(digest)) => Holding {
+        match (meta.size, meta.id) {
+            (Some(size), Some(id)) => Holding {
                 size,
                 peer,
                 known: true,
+                has_sha1: meta.sha1.is_some(),
                 id: id.0,
-                digest: digest.0,
+                sha1: meta.sha1.map_or([0; 20], |d| d.0),
             },
             _ => Holding {
                 size: 0,
                 peer,
                 known: false,
+                has_sha1: false,
                 id: [0; 20],
-                digest: [0; 20],
+                sha1: [0; 20],
             },
         }
     }
@@ -329,7 +335,7 @@ impl Holding {
             FileMeta {
                 size: Some(self.size),
                 id: Some(Sha1Digest(self.id)),
-                digest: Some(Sha1Digest(self.digest)),
+                sha1: self.sha1(),
             }
         } else {
             FileMeta::UNKNOWN
@@ -338,6 +344,30 @@ impl Holding {
 
     fn content_id(&self) -> Option<Sha1Digest> {
         self.known.then_some(Sha1Digest(self.id))
+    }
+
+    fn sha1(&self) -> Option<Sha1Digest> {
+        self.has_sha1.then_some(Sha1Digest(self.sha1))
+    }
+}
+
+/// What the holders of one content claim its whole-file SHA-1 is. Holders that say
+/// nothing do not disagree; two claims that differ do.
+#[derive(Clone, Copy)]
+enum Claim {
+    Nothing,
+    One(Sha1Digest),
+    Differ,
+}
+
+impl Claim {
+    fn and(self, claim: Option<Sha1Digest>) -> Claim {
+        match (self, claim) {
+            (c, None) | (c @ Claim::Differ, _) => c,
+            (Claim::Nothing, Some(d)) => Claim::One(d),
+            (Claim::One(s), Some(d)) if s == d => Claim::One(s),
+            (Claim::One(_), Some(_)) => Claim::Differ,
+        }
     }
 }
 
@@ -846,21 +876,37 @@ impl IndexStore {
         SearchResults { rows, more }
     }
 
+    /// The rows of one name, one per content id, counting its live holders. A row
+    /// shows the whole-file SHA-1 its holders claim when they agree on one; `None`
+    /// when none claims one or they claim different ones.
     fn rows_for(&self, slot: u32, now: Millis, out: &mut Vec<SearchRow>) {
         let start = out.len();
+        let mut claims: Vec<Claim> = Vec::new();
         for h in self.names[slot as usize].holdings.as_slice() {
             if self.peer(h.peer).lease_until <= now {
                 continue;
             }
             let meta = h.meta();
-            match out[start..].iter_mut().find(|r| r.meta.id == meta.id) {
-                Some(row) => row.holders += 1,
-                None => out.push(SearchRow {
-                    name: self.name_of(slot).to_owned(),
-                    meta,
-                    holders: 1,
-                }),
+            match out[start..].iter().position(|r| r.meta.id == meta.id) {
+                Some(at) => {
+                    out[start + at].holders += 1;
+                    claims[at] = claims[at].and(meta.sha1);
+                }
+                None => {
+                    out.push(SearchRow {
+                        name: self.name_of(slot).to_owned(),
+                        meta,
+                        holders: 1,
+                    });
+                    claims.push(Claim::Nothing.and(meta.sha1));
+                }
             }
+        }
+        for (row, claim) in out[start..].iter_mut().zip(claims) {
+            row.meta.sha1 = match claim {
+                Claim::One(d) => Some(d),
+                Claim::Nothing | Claim::Differ => None,
+            };
         }
     }
 
@@ -963,7 +1009,7 @@ mod tests {
         FileMeta {
             size: Some(seed.len() as u64),
             id: Some(Sha1Digest::of(seed.as_bytes())),
-            digest: Some(Sha1Digest::of(b"pieces")),
+            sha1: Some(Sha1Digest::of(format!("sha1 {seed}").as_bytes())),
         }
     }
 
@@ -1193,5 +1239,48 @@ mod tests {
         assert_eq!(s.files_after(&pid("p1"), &batch), 4); // a held; c, d new
         assert_eq!(s.files_after(&pid("p2"), &batch), 3); // c held; a, d new
         assert_eq!(s.files_after(&pid("nobody"), &batch), 3);
+    }
+
+    #[test]
+    fn a_holding_is_56_bytes() {
+        assert_eq!(std::mem::size_of::<Holding>(), 56);
+    }
+
+    fn with_sha1(seed: &str, sha1: Option<&str>) -> FileMeta {
+        FileMeta {
+            sha1: sha1.map(|t| Sha1Digest::of(t.as_bytes())),
+            ..meta(seed)
+        }
+    }
+
+    #[test]
+    fn a_search_row_shows_the_sha1_its_holders_agree_on() {
+        let mut s = store_with(&[("p1", 1, &[]), ("p2", 2, &[]), ("p3", 3, &[])]);
+        let name = |n: &str| FileName::parse(n).unwrap();
+        let x = Sha1Digest::of(b"x");
+        s.publish(
+            &pid("p1"),
+            &[(name("a.txt"), with_sha1("c", Some("x")))],
+            Millis(0),
+        )
+        .unwrap();
+        s.publish(
+            &pid("p3"),
+            &[(name("a.txt"), with_sha1("c", None))],
+            Millis(0),
+        )
+        .unwrap();
+        // A holder that claims nothing does not disagree.
+        let q = s.search(&Query::parse("a").unwrap(), 10, Millis(1));
+        assert_eq!((q.rows[0].holders, q.rows[0].meta.sha1), (2, Some(x)));
+        // Claims that differ show none.
+        s.publish(
+            &pid("p2"),
+            &[(name("a.txt"), with_sha1("c", Some("z")))],
+            Millis(0),
+        )
+        .unwrap();
+        let q = s.search(&Query::parse("a").unwrap(), 10, Millis(1));
+        assert_eq!((q.rows[0].holders, q.rows[0].meta.sha1), (3, None));
     }
 }

@@ -420,11 +420,13 @@ mod tests {
 
     #[test]
     fn hello_checks_refuse_with_the_right_codes() {
-        assert!(check_version("2", "this node").is_ok());
+        assert!(check_version("3", "this node").is_ok());
+        // Version 2 meant the whole-file SHA-1 by a content id: it does not mix.
+        assert!(check_version("2", "this node").is_err());
         let r = check_version("1", "this index").unwrap_err();
         assert_eq!(
             r.to_line(),
-            "err|bad-version|this index speaks protocol version 2, not '1'\n"
+            "err|bad-version|this index speaks protocol version 3, not '1'\n"
         );
         for bad in [
             "a/b",
@@ -445,14 +447,14 @@ mod tests {
         }
         let id = NodeKey::for_test("p").id().to_string();
         let only_clients = [HelloRole::Peer, HelloRole::Client];
-        let seed = args(&format!("hello|2|seed|{id}|9|p|{}", "ab".repeat(16)));
+        let seed = args(&format!("hello|3|seed|{id}|9|p|{}", "ab".repeat(16)));
         assert_eq!(
             parse_hello(&seed, "this index", &only_clients)
                 .unwrap_err()
                 .to_line(),
             "err|bad-request|role must be 'peer' or 'client', not 'seed'\n"
         );
-        let short_nonce = args(&format!("hello|2|peer|{id}|9|p|abc"));
+        let short_nonce = args(&format!("hello|3|peer|{id}|9|p|abc"));
         assert!(parse_hello(&short_nonce, "x", &only_clients).is_err());
         let old = args("hello|1|peer|p1|2000");
         assert!(parse_hello(&old, "this node", &only_clients)
