@@ -557,8 +557,20 @@ impl IndexService {
     }
 
     fn search(&self, args: &[String]) -> Answer {
-        let query =
-            Query::parse(&args[0]).map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
+        // `sha1:<40 hex>` alone finds the files whose holders claim that whole-file
+        // SHA-1; anything else is words.
+        let by_sha1 = args[0]
+            .trim()
+            .strip_prefix("sha1:")
+            .map(|_| Sha1Digest::parse(args[0].trim()))
+            .transpose()
+            .map_err(|e| refuse(ErrorCode::BadRequest, format!("search by sha1: {e}")))?;
+        let query = match by_sha1 {
+            Some(_) => None,
+            None => Some(
+                Query::parse(&args[0]).map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?,
+            ),
+        };
         let limit = match args.get(1) {
             Some(text) => crate::protocol::decimal::<usize>(text)
                 .filter(|&n| n >= 1 && n <= self.config.max_results)
@@ -573,7 +585,12 @@ impl IndexService {
                 })?,
             None => self.config.default_results,
         };
-        let results = self.read().search(&query, limit, self.clock.now());
+        let now = self.clock.now();
+        let results = match (&query, by_sha1) {
+            (Some(query), _) => self.read().search(query, limit, now),
+            (None, Some(sha1)) => self.read().search_sha1(sha1, limit, now),
+            (None, None) => unreachable!("a search is by words or by sha1"),
+        };
         let more = if results.more { "1" } else { "0" };
         let mut out = codec::line(&["ok", &results.rows.len().to_string(), more]);
         for r in &results.rows {
@@ -904,7 +921,22 @@ mod tests {
         assert_eq!(client.ask("search|holiday"), holiday_row);
         assert_eq!(client.ask("search|2024 -notes|10"), holiday_row);
         assert_eq!(client.ask("search|nothing"), "ok|0|0\n");
-        // A file published without one has `-`.
+        // By whole-file SHA-1, in either case: what the holders claim.
+        let by_sha1 = format!("search|{}", sha1_of("holiday-2024.zip"));
+        assert_eq!(client.ask(&by_sha1), holiday_row);
+        assert_eq!(
+            client.ask(
+                &by_sha1
+                    .to_uppercase()
+                    .replace("SEARCH|SHA1:", "search|sha1:")
+            ),
+            holiday_row
+        );
+        assert_eq!(client.ask(&format!("search|{holiday}")), "ok|0|0\n");
+        assert!(client
+            .ask("search|sha1:abc")
+            .starts_with("err|bad-request|search by sha1: "));
+        // A file published without one has `-`, and is not found by any.
         let unhashed = format!("u.txt|1|{}|-\n", id_of("u.txt"));
         assert_eq!(p.ask(&format!("publish|1\n{unhashed}")), "ok|1\n");
         assert_eq!(

@@ -218,7 +218,8 @@ impl IndexPool {
         names
     }
 
-    /// Search results and whether more exist.
+    /// Search results and whether more exist. `sha1:<40 hex>` as the words finds the
+    /// files whose holders claim that whole-file SHA-1.
     pub fn search(&self, words: &str, limit: usize) -> Result<(Vec<Found>, bool), NetError> {
         // Words come from a person: a '|' or a line break cannot travel in a field, and
         // between words it means what a space means.

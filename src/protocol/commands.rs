@@ -239,7 +239,7 @@ pub const COMMANDS: &[Command] = &[
         rows: None,
         usage: "search|<words>[|<limit>]",
         reply: "ok|<n>|<more> then n rows <name>|<size>|<content-id>|<holders>|<sha1>",
-        summary: "names matching every word, none of the -words",
+        summary: "names matching every word, none of the -words; or sha1:<hex>, the files with that whole-file SHA-1",
     },
     Command {
         verb: Verb::Pieces,

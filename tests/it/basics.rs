@@ -178,6 +178,24 @@ fn search_matches_every_word_excludes_and_answers_json() {
     let (code, out, _) = search(&["nothing-like-this"]).run(root.path());
     assert_eq!(code, 0);
     assert!(out.contains("no file matches"), "{out}");
+    // By the whole-file SHA-1 sha1sum prints: the peers hashed their folders, so
+    // they publish it, and the row carries the content id to download.
+    let poem = fs::read(
+        dirs.iter()
+            .map(|d| d.join("poem.txt"))
+            .find(|p| p.exists())
+            .unwrap(),
+    )
+    .unwrap();
+    let sha1 = Sha1Digest::of(&poem).to_string();
+    let (code, out, err) = search(&[&sha1]).json().run(root.path());
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = v["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{out}");
+    assert_eq!(rows[0]["name"], "poem.txt");
+    assert_eq!(rows[0]["sha1"], sha1);
+    assert_eq!(rows[0]["id"], content_id(&poem).to_string());
 }
 
 #[test]
