@@ -381,7 +381,7 @@ pub fn download_from(
     // content id, or taken over when this content's holders claim that SHA-1.
     partial::migrate(&partial_dir);
     if let Some(t) = target {
-        Partial::adopt(&partial_dir, t);
+        Partial::adopt(&partial_dir, t, &req.name);
     }
     let call = Call {
         req,

@@ -355,9 +355,9 @@ impl Partial {
     /// its content id, when the holders of this target claim its whole-file SHA-1 is
     /// the one the partial was named by. The claim is not trusted: a resume checks
     /// every piece it keeps against the piece list, which the content id proves, so a
-    /// false claim costs a download, never a wrong byte. Only when nothing of this
-    /// content's own is on disk.
-    pub(super) fn adopt(dir: &Path, t: Target) {
+    /// false claim costs a download, never a wrong byte. Only a partial of the same
+    /// name and size, and only when nothing of this content's own is on disk.
+    pub(super) fn adopt(dir: &Path, t: Target, name: &FileName) {
         let Some(sha1) = t.sha1 else {
             return;
         };
@@ -369,7 +369,7 @@ impl Partial {
         let Some(old) = fs::read(from("state"))
             .ok()
             .and_then(|b| StateRecord::decode_v1(&b))
-            .filter(|r| r.size == t.size)
+            .filter(|r| r.size == t.size && r.name == name.as_str())
         else {
             return;
         };
@@ -741,11 +741,14 @@ mod tests {
             size: data.len() as u64,
             sha1,
         };
-        // Holders that claim no SHA-1, or another one, adopt nothing.
-        Partial::adopt(d, t(None));
-        Partial::adopt(d, t(Some(Sha1Digest::of(b"other"))));
+        let name = FileName::parse("old.bin").unwrap();
+        // Holders that claim no SHA-1, or another one, adopt nothing; nor does a
+        // download of another name.
+        Partial::adopt(d, t(None), &name);
+        Partial::adopt(d, t(Some(Sha1Digest::of(b"other"))), &name);
+        Partial::adopt(d, t(Some(sha1)), &FileName::parse("other.bin").unwrap());
         assert!(file_of(d, sha1, "state").exists());
-        Partial::adopt(d, t(Some(sha1)));
+        Partial::adopt(d, t(Some(sha1)), &name);
         let record = StateRecord::decode(&fs::read(file_of(d, id, "state")).unwrap()).unwrap();
         assert_eq!(record.verified_pieces(), vec![0, 2]);
         assert_eq!(fs::read(file_of(d, id, "part")).unwrap(), data);
