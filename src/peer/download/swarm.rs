@@ -197,8 +197,9 @@ fn resume(
 }
 
 /// Runs the disk thread and the sources until every piece is in or the download
-/// stops. Returns the piece list and the whole-file hash when every piece is in, and
-/// the holders that delivered pieces and did not fail.
+/// stops. Returns, when every piece is in, the piece list, the whole-file SHA-1 (when
+/// asked for) and the resumed pieces found damaged; and the holders that delivered
+/// pieces and did not fail.
 fn run_swarm(
     job: &SwarmJob<'_>,
     partial: &Partial,
