@@ -16,6 +16,23 @@
 BG_PIDS=()
 BG_PID=""
 
+# The content id p2pshare gives a file, in hex: the SHA-1 of its piece list (the raw
+# SHA-1 of each 1 MiB piece, in order). sha1sum gives the whole-file SHA-1, which
+# p2pshare shows beside the id.
+content_id() { # FILE
+    python3 - "$1" <<'PY'
+import hashlib, sys
+pieces = hashlib.sha1()
+with open(sys.argv[1], "rb") as f:
+    while True:
+        piece = f.read(1 << 20)
+        if not piece:
+            break
+        pieces.update(hashlib.sha1(piece).digest())
+print(pieces.hexdigest())
+PY
+}
+
 die() {
     printf 'error: %s\n' "$*" >&2
     exit 1

@@ -124,7 +124,7 @@ printf '%s\n\n' "$HEADER"
 
 SRC="$WORK/source.bin"
 head -c "$SIZE" /dev/urandom >"$SRC"
-SRC_SHA1="$(sha1sum "$SRC" | awk '{ print $1 }')"
+SRC_ID="$(content_id "$SRC")"
 
 start_bg "$LOGDIR/index.log" "$BIN" index --listen 127.0.0.1:0 --db :memory:
 INDEX_PID="$BG_PID"
@@ -182,7 +182,7 @@ fresh_dest() {
 # Checks a get's JSON answer and the file it left.
 check_get() { # JSON-LINE WHAT
     case "$1" in *'"status":"downloaded"'*) ;; *) die "$2: unexpected answer $1" ;; esac
-    case "$1" in *"\"id\":\"sha1:$SRC_SHA1\""*) ;; *) die "$2: content id is not sha1:$SRC_SHA1: $1" ;; esac
+    case "$1" in *"\"id\":\"sha1:$SRC_ID\""*) ;; *) die "$2: content id is not sha1:$SRC_ID: $1" ;; esac
     [ "$(stat -c %s "$DL/$3")" = "$SIZE" ] || die "$2: $DL/$3 has the wrong size"
 }
 

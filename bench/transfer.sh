@@ -387,6 +387,7 @@ setup_size() { # LABEL BYTES
         want+=("$name:$n")
     done
     SRC_SHA1="$(sha1sum "$src" | awk '{ print $1 }')"
+    SRC_ID="$(content_id "$src")"
 
     start_bg "$LOGDIR/index-$label.log" "$BIN" index --listen 127.0.0.1:0 --db :memory:
     INDEX_PID="$BG_PID"
@@ -448,7 +449,7 @@ run_p2pshare() { # LABEL BYTES RUN SOURCES
     t1="$(now_us)"
     printf '%s\n' "$out" >>"$LOGDIR/get.jsonl"
     case "$out" in *'"status":"downloaded"'*) ;; *) die "p2pshare get $name: unexpected answer $out" ;; esac
-    case "$out" in *"\"id\":\"sha1:$SRC_SHA1\""*) ;; *) die "p2pshare get $name: content id is not sha1:$SRC_SHA1 (sha1sum): $out" ;; esac
+    case "$out" in *"\"id\":\"sha1:$SRC_ID\""*) ;; *) die "p2pshare get $name: content id is not sha1:$SRC_ID (the digest of its piece list): $out" ;; esac
     check_size "$DL/$name" "$bytes" "p2pshare get"
     [ "$run" -gt 1 ] || cmp -s "$SHARE/peer1/$name" "$DL/$name" || die "p2pshare get $name: the copy differs"
     record "$bytes" "$(method_name "$n")" "$run" "$(fmt_seconds $((t1 - t0)))" "$(fmt_mbps "$bytes" $((t1 - t0)))" "$label"

@@ -599,6 +599,13 @@ pub struct GetArgs {
     /// STATE_DIR/quarantine/NAME and the command fails.
     #[arg(long)]
     pub allow_unverified: bool,
+    /// Also hash the whole file and check its SHA-1 (what sha1sum prints) against the
+    /// one its holders claim. Not needed for safety: the content id is the digest of
+    /// the piece list, so the verified pieces already prove every byte. This costs a
+    /// second pass over the bytes; a mismatch fails the download and nothing is
+    /// placed. Without it, the file is shared with no SHA-1 of its own ("-").
+    #[arg(long)]
+    pub verify_sha1: bool,
     /// Where the partial file lives until it is verified. Default: DIR/.p2pshare
     #[arg(long)]
     pub state_dir: Option<PathBuf>,

@@ -19,6 +19,10 @@ pub fn downloaded(what: &str, done: &Completed, onward: bool) -> String {
     } else {
         "NOT verified in advance: classic holder"
     };
+    let check = match done.hashes.sha1 {
+        Some(sha1) => format!("{check}, sha1 {}", sha1.short()),
+        None => check.to_owned(),
+    };
     let resumed = if done.resumed_bytes > 0 {
         format!(", {} of it already here", fmt_bytes(done.resumed_bytes))
     } else {
@@ -58,12 +62,13 @@ fn column_widths<const N: usize>(cells: &[[String; N]]) -> [usize; N] {
 }
 
 /// The search results as an aligned table, numbered from 1 (the numbers `get N`
-/// takes at the console), with short content ids.
+/// takes at the console), with short content ids, and the short whole-file SHA-1 the
+/// holders claim when they agree on one.
 pub fn search_table(found: &[Found], more: bool, words: &str) -> Vec<String> {
     if found.is_empty() {
         return vec![format!("no file matches '{words}'")];
     }
-    let cells: Vec<[String; 4]> = found
+    let cells: Vec<[String; 5]> = found
         .iter()
         .map(|f| {
             [
@@ -71,19 +76,23 @@ pub fn search_table(found: &[Found], more: bool, words: &str) -> Vec<String> {
                 f.size.map(fmt_bytes).unwrap_or_else(|| "?".into()),
                 plural(f.holders, "holder"),
                 f.id.map(|d| d.short()).unwrap_or_else(|| "classic".into()),
+                f.sha1
+                    .map(|d| format!("sha1 {}", d.short()))
+                    .unwrap_or_default(),
             ]
         })
         .collect();
-    let [w0, w1, w2, _] = column_widths(&cells);
+    let [w0, w1, w2, w3, _] = column_widths(&cells);
     let number = found.len().to_string().len();
     let mut out: Vec<String> = cells
         .iter()
         .enumerate()
-        .map(|(i, [name, size, holders, id])| {
-            format!(
-                "{:>number$}. {name:<w0$}  {size:>w1$}  {holders:<w2$}  {id}",
+        .map(|(i, [name, size, holders, id, sha1])| {
+            let line = format!(
+                "{:>number$}. {name:<w0$}  {size:>w1$}  {holders:<w2$}  {id:<w3$}  {sha1}",
                 i + 1
-            )
+            );
+            line.trim_end().to_owned()
         })
         .collect();
     if more {
@@ -140,6 +149,7 @@ pub fn search_json(found: &[Found], more: bool) -> Value {
                 "size": f.size,
                 "id": f.id.map(|d| d.to_string()),
                 "holders": f.holders,
+                "sha1": f.sha1.map(|d| d.to_string()),
             })
         })
         .collect();
@@ -368,23 +378,35 @@ mod tests {
                 size: Some(10_240),
                 id: Some(Sha1Digest::of(b"a")),
                 holders: 1,
+                sha1: Some(Sha1Digest::of(b"whole")),
             },
             Found {
                 name: "a-much-longer-name.txt".into(),
                 size: Some(5),
                 id: None,
                 holders: 12,
+                sha1: None,
             },
         ];
         let t = search_table(&found, false, "x");
         assert_eq!(t.len(), 2);
         assert!(t[0].contains("1 holder "), "{t:?}");
         assert!(t[1].contains("12 holders"), "{t:?}");
-        assert!(t[0].ends_with(&Sha1Digest::of(b"a").short()), "{t:?}");
+        let id = Sha1Digest::of(b"a").short();
+        assert!(
+            t[0].ends_with(&format!("{id}  sha1 {}", Sha1Digest::of(b"whole").short())),
+            "{t:?}"
+        );
         assert!(t[1].ends_with("classic"));
         // The columns start at the same place on every line.
-        let id_column = |l: &str| l.rfind(' ').unwrap();
-        assert_eq!(id_column(&t[0]), id_column(&t[1]), "{t:?}");
+        let id_column = |l: &str, id: &str| l.find(id).unwrap();
+        assert_eq!(id_column(&t[0], &id), id_column(&t[1], "classic"), "{t:?}");
+        let v = search_json(&found, false);
+        assert_eq!(
+            v["results"][0]["sha1"],
+            Sha1Digest::of(b"whole").to_string()
+        );
+        assert!(v["results"][1]["sha1"].is_null());
     }
 
     #[test]

@@ -103,7 +103,6 @@ fn name_of(i: usize) -> String {
 /// built before the clock starts: the time is the index's.
 fn populate(cfg: &LoadConfig) -> Result<(Vec<Client>, Duration), NetError> {
     let peers = 4.min(cfg.names.max(1));
-    let digest = Sha1Digest::of(b"bench pieces").to_string();
     let mut work = Vec::new();
     for p in 0..peers {
         let mut c = Client::connect(&cfg.index, &cfg.timeouts)?;
@@ -115,8 +114,12 @@ fn populate(cfg: &LoadConfig) -> Result<(Vec<Client>, Duration), NetError> {
             .map(|chunk| {
                 let mut msg = codec::line(&["publish", &chunk.len().to_string()]);
                 for &i in chunk {
+                    // A distinct content id and whole-file SHA-1 per file, as real
+                    // peers publish them: the index keeps a SHA-1 search entry for each.
                     let id = Sha1Digest::of(name_of(i).as_bytes()).to_string();
-                    msg.push_str(&codec::line(&[&name_of(i), "1048576", &id, &digest]));
+                    let sha1 = Sha1Digest::of(format!("sha1 {}", name_of(i)).as_bytes());
+                    let sha1 = sha1.to_string();
+                    msg.push_str(&codec::line(&[&name_of(i), "1048576", &id, &sha1]));
                 }
                 msg
             })

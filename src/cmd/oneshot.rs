@@ -77,6 +77,7 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
             .map(|r| Arc::new(TokenBucket::new(r))),
         allow_unverified: a.allow_unverified,
         max_unverified_size: a.transfer.max_unverified_size,
+        verify_sha1: a.verify_sha1,
     };
     let bar = BarProgress::new();
     let notes = KeptNotes::default();
@@ -98,9 +99,11 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
                 .unwrap_or_default();
             return Err(CmdError::failed(format!("{e}{hint}")));
         }
-        Err(e @ (DownloadError::Disagree { .. } | DownloadError::Unverified(_))) => {
-            return Err(refused(&e, a.json))
-        }
+        Err(
+            e @ (DownloadError::Disagree { .. }
+            | DownloadError::Unverified(_)
+            | DownloadError::Sha1Mismatch { .. }),
+        ) => return Err(refused(&e, a.json)),
         other => other?,
     };
     print_outcome(&outcome, a.json, &notes);
@@ -142,7 +145,24 @@ fn refused(e: &DownloadError, json: bool) -> CmdError {
                 .to_owned(),
             (
                 "quarantined",
-                json!({ "path": q.path, "id": q.id.to_string(), "size": q.size, "source": q.source }),
+                json!({
+                    "path": q.path,
+                    "id": q.id.to_string(),
+                    "sha1": q.sha1.map(|d| d.to_string()),
+                    "size": q.size,
+                    "source": q.source,
+                }),
+            ),
+        ),
+        DownloadError::Sha1Mismatch {
+            claimed, computed, ..
+        } => (
+            "the content is what its id says; it is the holders' SHA-1 that is wrong. \
+             Run without --verify-sha1 to take it anyway"
+                .to_owned(),
+            (
+                "sha1_mismatch",
+                json!({ "claimed": claimed.to_string(), "computed": computed.to_string() }),
             ),
         ),
         _ => return CmdError::failed(e.to_string()),
@@ -193,6 +213,7 @@ fn print_outcome(outcome: &DownloadOutcome, json: bool, notes: &KeptNotes) {
                         "path": done.path,
                         "size": done.hashes.size,
                         "id": done.hashes.id.to_string(),
+                        "sha1": done.hashes.sha1.map(|d| d.to_string()),
                         "verified_in_advance": done.verified_in_advance,
                         "sources": done.sources,
                         "seconds": done.elapsed.as_secs_f64(),

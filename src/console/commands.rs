@@ -43,7 +43,8 @@ pub(super) const CONSOLE_COMMANDS: &[ConsoleCommand] = &[
         args: "NAME [ID] | N",
         summary: "download a file by name (ID: which content, when its holders disagree), \
                   or result N of the last search; 'get --allow-unverified NAME' places a \
-                  file that only classic holders have",
+                  file that only classic holders have; 'get --verify-sha1 NAME' also checks \
+                  the whole file's SHA-1 against what its holders claim",
         run: |c, args| {
             c.get(args);
             Flow::Continue

@@ -178,17 +178,14 @@ impl Console<'_> {
     }
 
     fn get(&mut self, arg: &str) {
-        let (allow_unverified, arg) = match arg.strip_prefix(ALLOW_UNVERIFIED) {
-            Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => {
-                (true, rest.trim())
-            }
-            _ => (false, arg),
-        };
+        let (flags, arg) = GetFlags::take(arg);
         if arg.is_empty() {
             output::say(
-                "usage: get NAME [ID] | N  (N: a result number from the last search; ID: a \
-                 content id, sha1:... or its 12-digit short form; 'get --allow-unverified \
-                 NAME' places a file that only classic holders have)",
+                "usage: get [--allow-unverified] [--verify-sha1] NAME [ID] | N  (N: a result \
+                 number from the last search; ID: a content id, sha1:... or its 12-digit \
+                 short form; --allow-unverified places a file that only classic holders \
+                 have; --verify-sha1 also checks the whole file's SHA-1 against what its \
+                 holders claim)",
             );
             return;
         }
@@ -206,11 +203,11 @@ impl Console<'_> {
                 _ => (arg.to_owned(), None),
             },
         };
-        self.fetch(name, id, allow_unverified);
+        self.fetch(name, id, flags);
     }
 
     /// Downloads a file (by name, optionally only one content) and reports the outcome.
-    fn fetch(&mut self, name: String, id: Option<ContentIdArg>, allow_unverified: bool) {
+    fn fetch(&mut self, name: String, id: Option<ContentIdArg>, flags: GetFlags) {
         let name = match FileName::parse(&name) {
             Ok(n) => n,
             Err(e) => {
@@ -227,9 +224,14 @@ impl Console<'_> {
         };
         let progress = BarProgress::new();
         self.cancel.store(false, Ordering::SeqCst);
-        let result =
-            self.peer
-                .download(name.clone(), id, allow_unverified, &progress, &self.cancel);
+        let result = self.peer.download(
+            name.clone(),
+            id,
+            flags.allow_unverified,
+            flags.verify_sha1,
+            &progress,
+            &self.cancel,
+        );
         match result {
             Ok(DownloadOutcome::Downloaded(done)) => {
                 output::say(render::downloaded(name.as_str(), &done, true));
@@ -277,13 +279,17 @@ impl Console<'_> {
         }
         for p in list {
             let pct = (p.pieces_done * 100).checked_div(p.pieces).unwrap_or(100);
+            let id = if p.legacy {
+                format!("sha1 {}, from an earlier version", p.id.short())
+            } else {
+                p.id.short()
+            };
             output::say(format!(
-                "{}  ({}, {} of {}, {pct}%, {})",
+                "{}  ({}, {} of {}, {pct}%, {id})",
                 p.name,
                 fmt_bytes(p.size),
                 p.pieces_done,
                 plural(p.pieces as u64, "piece"),
-                p.id.short()
             ));
         }
     }
@@ -300,7 +306,11 @@ impl Console<'_> {
             output::say(format!("no stopped download of '{name}'; see 'downloads'"));
             return;
         };
-        self.fetch(p.name, Some(ContentIdArg::Full(p.id)), false);
+        // A record of an earlier version is named by its whole-file SHA-1, which no
+        // holder gives as a content id: fetched by name, it is adopted when the holders
+        // claim that SHA-1.
+        let id = (!p.legacy).then_some(ContentIdArg::Full(p.id));
+        self.fetch(p.name, id, GetFlags::default());
     }
 
     fn ls(&self) {
@@ -309,11 +319,15 @@ impl Console<'_> {
             output::say("sharing no files yet");
         }
         for f in catalog.iter() {
+            let sha1 = f
+                .hashes
+                .sha1
+                .map_or_else(|| "not computed".to_owned(), |d| d.short());
             output::say(format!(
-                "{}  ({}, {})",
+                "{}  ({}, id {}, sha1 {sha1})",
                 f.name,
                 fmt_bytes(f.hashes.size),
-                f.hashes.id.short()
+                f.hashes.id.short(),
             ));
         }
     }
@@ -491,6 +505,31 @@ impl Console<'_> {
 
 /// The console's form of the one-shot `--allow-unverified`: `get --allow-unverified NAME`.
 const ALLOW_UNVERIFIED: &str = "--allow-unverified";
+/// The console's form of the one-shot `--verify-sha1`: `get --verify-sha1 NAME`.
+const VERIFY_SHA1: &str = "--verify-sha1";
+
+/// The flags `get` takes at the console, before the name, in any order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct GetFlags {
+    allow_unverified: bool,
+    verify_sha1: bool,
+}
+
+impl GetFlags {
+    /// The flags at the start of `arg`, and the rest of it.
+    fn take(mut arg: &str) -> (GetFlags, &str) {
+        let mut flags = GetFlags::default();
+        loop {
+            let (word, rest) = arg.split_once(char::is_whitespace).unwrap_or((arg, ""));
+            match word {
+                ALLOW_UNVERIFIED => flags.allow_unverified = true,
+                VERIFY_SHA1 => flags.verify_sha1 = true,
+                _ => return (flags, arg),
+            }
+            arg = rest.trim_start();
+        }
+    }
+}
 
 /// `NAME ID` -> (NAME, the id), when the last word reads as a content id: `sha1:...`
 /// (full or a prefix), or exactly the 12-digit short form the choices and search
@@ -577,6 +616,26 @@ mod tests {
     use crate::overlay::OverlayEvent;
     use crate::peer::PeerEvent;
     use crate::protocol::name::PeerId;
+
+    #[test]
+    fn get_takes_its_flags_in_any_order_before_the_name() {
+        assert_eq!(GetFlags::take("a.txt"), (GetFlags::default(), "a.txt"));
+        let both = GetFlags {
+            allow_unverified: true,
+            verify_sha1: true,
+        };
+        assert_eq!(
+            GetFlags::take("--verify-sha1  --allow-unverified a b.txt"),
+            (both, "a b.txt")
+        );
+        let (flags, rest) = GetFlags::take("--verify-sha1");
+        assert!(flags.verify_sha1 && rest.is_empty());
+        // A name that only starts like a flag stays a name.
+        assert_eq!(
+            GetFlags::take("--verify-sha1x"),
+            (GetFlags::default(), "--verify-sha1x")
+        );
+    }
 
     fn files(_command: &str) -> Vec<String> {
         ["tenkb.txt", "TenKB-notes.md", "onekb.txt", "tenkb.txt"]

@@ -18,13 +18,20 @@
 //!                     name TEXT);  -- the name it goes by; NULL: its id
 //! ```
 //!
-//! Schema version 1 had no `name`; opening such a database adds the column.
-//!
 //! ```sql
 //! CREATE TABLE files (peer TEXT NOT NULL REFERENCES peers(id) ON DELETE CASCADE,
-//!                     name TEXT NOT NULL, size INTEGER, content_id TEXT, digest TEXT,
+//!                     name TEXT NOT NULL, size INTEGER,
+//!                     content_id TEXT,  -- the piece-list digest
+//!                     sha1 TEXT,        -- the whole-file SHA-1 the peer claims; NULL: none
 //!                     PRIMARY KEY (peer, name)) WITHOUT ROWID;
 //! ```
+//!
+//! The schema version is in `meta` (`key = 'schema'`). Opening an older database
+//! brings it up to date in one transaction, step by step: version 1 had no
+//! `peers.name` (the column is added); version 2 named the columns `content_id` (then
+//! the whole-file SHA-1, the id of that protocol) and `digest` (the piece-list digest,
+//! the id now): `digest` is renamed `sha1` and the two values swapped, so every entry
+//! keeps both hashes under their new meaning.
 
 use super::store::{Endpoint, FileMeta, PeerKind};
 use crate::protocol::hash::Sha1Digest;
@@ -52,12 +59,24 @@ CREATE TABLE IF NOT EXISTS files (
     name TEXT NOT NULL,
     size INTEGER,
     content_id TEXT,
-    digest TEXT,
+    sha1 TEXT,
     PRIMARY KEY (peer, name)
 ) WITHOUT ROWID;
 ";
 
-const SCHEMA_VERSION: &str = "2";
+const SCHEMA_VERSION: &str = "3";
+
+/// The steps from each older schema version to the next.
+const MIGRATIONS: &[(&str, &str, &str)] = &[
+    ("1", "2", "ALTER TABLE peers ADD COLUMN name TEXT;"),
+    // SQLite computes every right-hand side from the row as it was: a swap.
+    (
+        "2",
+        "3",
+        "ALTER TABLE files RENAME COLUMN digest TO sha1;
+         UPDATE files SET content_id = sha1, sha1 = content_id;",
+    ),
+];
 
 /// One change to the index's state.
 #[derive(Clone, Debug)]
@@ -150,39 +169,55 @@ fn hash_text(h: Option<Sha1Digest>) -> Option<String> {
 }
 
 fn open_connection(path: &Path) -> Result<Connection, DbError> {
-    let conn = Connection::open(path)
+    let mut conn = Connection::open(path)
         .map_err(|e| DbError(format!("cannot open {}: {e}", path.display())))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.execute_batch(SCHEMA)?;
-    let version: Option<String> = conn
+    migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`], all steps in one transaction taken before
+/// the version is read: a crash leaves the old version whole, and a second process
+/// opening the same file waits, then finds nothing left to do.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: Option<String> = tx
         .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
             r.get(0)
         })
         .optional()?;
-    match version.as_deref() {
-        None => {
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
-                [SCHEMA_VERSION],
-            )?;
-        }
-        Some(SCHEMA_VERSION) => {}
-        Some("1") => {
-            conn.execute_batch(
-                "ALTER TABLE peers ADD COLUMN name TEXT;
-                 UPDATE meta SET value = '2' WHERE key = 'schema';",
-            )?;
-        }
-        Some(other) => {
+    let Some(mut version) = version else {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
+            [SCHEMA_VERSION],
+        )?;
+        return Ok(tx.commit()?);
+    };
+    let found = version.clone();
+    while version != SCHEMA_VERSION {
+        let Some((_, next, step)) = MIGRATIONS.iter().find(|(from, _, _)| *from == version) else {
             return Err(DbError(format!(
-                "{} has schema version {other}; this build reads version {SCHEMA_VERSION}",
+                "{} has schema version {found}; this build reads version {SCHEMA_VERSION}",
                 path.display()
-            )))
-        }
+            )));
+        };
+        tx.execute_batch(step)?;
+        version = (*next).to_owned();
     }
-    Ok(conn)
+    if found != SCHEMA_VERSION {
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'schema'",
+            [SCHEMA_VERSION],
+        )?;
+        log::info!(
+            "{}: schema version {found} brought up to {SCHEMA_VERSION}",
+            path.display()
+        );
+    }
+    Ok(tx.commit()?)
 }
 
 /// Streams the database's rows to `sink`: every peer first, then every file (grouped
@@ -213,19 +248,19 @@ fn load(conn: &Connection, sink: &mut dyn FnMut(Restored)) -> Result<(), DbError
             kind,
         });
     }
-    let mut stmt = conn.prepare("SELECT peer, name, size, content_id, digest FROM files")?;
+    let mut stmt = conn.prepare("SELECT peer, name, size, content_id, sha1 FROM files")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         let size: Option<i64> = r.get(2)?;
         let id: Option<String> = r.get(3)?;
-        let digest: Option<String> = r.get(4)?;
+        let sha1: Option<String> = r.get(4)?;
         sink(Restored::File {
             peer: r.get(0)?,
             name: r.get(1)?,
             meta: FileMeta {
                 size: size.and_then(|s| u64::try_from(s).ok()),
                 id: id.and_then(|t| Sha1Digest::parse(&t).ok()),
-                digest: digest.and_then(|t| Sha1Digest::parse(&t).ok()),
+                sha1: sha1.and_then(|t| Sha1Digest::parse(&t).ok()),
             },
         });
     }
@@ -255,9 +290,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()
         }
         Change::Publish { peer, files } => {
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO files (peer, name, size, content_id, digest) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO files (peer, name, size, content_id, sha1) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(peer, name) DO UPDATE SET size = excluded.size,
-                     content_id = excluded.content_id, digest = excluded.digest",
+                     content_id = excluded.content_id, sha1 = excluded.sha1",
             )?;
             for (name, meta) in files {
                 stmt.execute(params![
@@ -265,7 +300,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()
                     name,
                     meta.size.map(|s| s as i64),
                     hash_text(meta.id),
-                    hash_text(meta.digest)
+                    hash_text(meta.sha1)
                 ])?;
             }
         }
@@ -379,7 +414,7 @@ mod tests {
         FileMeta {
             size: Some(u64::from(n)),
             id: Some(Sha1Digest::of(&[n])),
-            digest: Some(Sha1Digest::of(&[n, n])),
+            sha1: (n % 2 == 1).then(|| Sha1Digest::of(&[n, n])),
         }
     }
 
@@ -527,5 +562,95 @@ mod tests {
         let (_, peers, files) = read_back(&path);
         assert_eq!(peers.len(), 1);
         assert_eq!(files.len(), 1, "files of a removed peer go with it");
+    }
+
+    /// A database as schema version `version` (1 or 2) left it: one modern peer with
+    /// two files (content ids then the whole-file SHA-1, digests the piece list) and
+    /// one classic peer's file.
+    fn old_database(path: &Path, version: &str) {
+        let conn = Connection::open(path).unwrap();
+        let name_column = if version == "1" { "" } else { ", name TEXT" };
+        conn.execute_batch(&format!(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO meta VALUES ('schema', '{version}');
+             CREATE TABLE peers (id TEXT PRIMARY KEY, host TEXT NOT NULL,
+                 port INTEGER NOT NULL,
+                 kind TEXT NOT NULL CHECK (kind IN ('modern', 'classic')){name_column});
+             CREATE TABLE files (peer TEXT NOT NULL REFERENCES peers(id) ON DELETE CASCADE,
+                 name TEXT NOT NULL, size INTEGER, content_id TEXT, digest TEXT,
+                 PRIMARY KEY (peer, name)) WITHOUT ROWID;
+             INSERT INTO peers (id, host, port, kind) VALUES ('p1', '127.0.0.1', 1025, 'modern');
+             INSERT INTO peers (id, host, port, kind) VALUES ('c1', '127.0.0.1', 2000, 'classic');"
+        ))
+        .unwrap();
+        for (name, n) in [("a", 1u8), ("b", 2)] {
+            conn.execute(
+                "INSERT INTO files VALUES ('p1', ?1, ?2, ?3, ?4)",
+                params![
+                    name,
+                    i64::from(n),
+                    Sha1Digest::of(&[n, n]).to_string(),
+                    Sha1Digest::of(&[n]).to_string()
+                ],
+            )
+            .unwrap();
+        }
+        conn.execute("INSERT INTO files VALUES ('c1', 'x', NULL, NULL, NULL)", [])
+            .unwrap();
+    }
+
+    #[test]
+    fn an_older_database_keeps_both_hashes_under_their_new_names() {
+        for version in ["1", "2"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("index.db");
+            old_database(&path, version);
+            let both = |n: u8| FileMeta {
+                size: Some(u64::from(n)),
+                id: Some(Sha1Digest::of(&[n])),
+                sha1: Some(Sha1Digest::of(&[n, n])),
+            };
+            let expected: Files = vec![
+                ("c1".into(), "x".into(), FileMeta::UNKNOWN),
+                ("p1".into(), "a".into(), both(1)),
+                ("p1".into(), "b".into(), both(2)),
+            ];
+            let (db, peers, files) = read_back(&path);
+            assert_eq!(peers.len(), 2, "version {version}");
+            assert_eq!(files, expected, "version {version}");
+            // Written after the migration, read back as written...
+            db.log(Change::Publish {
+                peer: "p1".into(),
+                files: vec![("c".into(), meta(2))],
+            })
+            .wait()
+            .unwrap();
+            drop(db);
+            // ...and opening it again migrates nothing twice.
+            let (_, _, files) = read_back(&path);
+            assert_eq!(files.len(), 4);
+            assert_eq!(files[1..3], expected[1..3], "version {version}");
+            assert_eq!(files[3].2, meta(2));
+            let conn = Connection::open(&path).unwrap();
+            let schema: String = conn
+                .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert_eq!(schema, SCHEMA_VERSION);
+        }
+    }
+
+    #[test]
+    fn a_database_of_a_later_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.db");
+        drop(open_connection(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE meta SET value = '9' WHERE key = 'schema'", [])
+            .unwrap();
+        let err = open_connection(&path).err().unwrap().to_string();
+        assert!(err.contains("schema version 9"), "{err}");
     }
 }

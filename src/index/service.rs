@@ -169,12 +169,18 @@ fn parse_file_row(row: &[&str], n: usize) -> Result<(FileName, FileMeta), Refusa
         Sha1Digest::parse(text)
             .map_err(|e| refuse(ErrorCode::BadRequest, format!("row {n}: {what}: {e}")))
     };
+    let id = hash(row[2], "content id")?;
+    // The whole-file SHA-1 is the publisher's claim, `-` when it has none.
+    let sha1 = match row[3] {
+        "-" => None,
+        text => Some(hash(text, "sha1")?),
+    };
     Ok((
         name,
         FileMeta {
             size: Some(size),
-            id: Some(hash(row[2], "content id")?),
-            digest: Some(hash(row[3], "pieces digest")?),
+            id: Some(id),
+            sha1,
         },
     ))
 }
@@ -599,7 +605,7 @@ impl IndexService {
                 Some(size) => codec::push_decimal(&mut out, size),
                 None => out.push('-'),
             }
-            for digest in [h.meta.id, h.meta.digest] {
+            for digest in [h.meta.id, h.meta.sha1] {
                 out.push('|');
                 match digest {
                     Some(d) => d.push_to(&mut out),
@@ -614,8 +620,20 @@ impl IndexService {
     }
 
     fn search(&self, args: &[&str]) -> Answer {
-        let query =
-            Query::parse(args[0]).map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?;
+        // `sha1:<40 hex>` alone finds the files whose holders claim that whole-file
+        // SHA-1; anything else is words.
+        let by_sha1 = args[0]
+            .trim()
+            .strip_prefix("sha1:")
+            .map(|_| Sha1Digest::parse(args[0].trim()))
+            .transpose()
+            .map_err(|e| refuse(ErrorCode::BadRequest, format!("search by sha1: {e}")))?;
+        let query = match by_sha1 {
+            Some(_) => None,
+            None => Some(
+                Query::parse(args[0]).map_err(|e| refuse(ErrorCode::BadRequest, e.to_string()))?,
+            ),
+        };
         let limit = match args.get(1) {
             Some(text) => crate::protocol::decimal::<usize>(text)
                 .filter(|&n| n >= 1 && n <= self.config.max_results)
@@ -630,7 +648,12 @@ impl IndexService {
                 })?,
             None => self.config.default_results,
         };
-        let results = self.read().search(&query, limit, self.clock.now());
+        let now = self.clock.now();
+        let results = match (&query, by_sha1) {
+            (Some(query), _) => self.read().search(query, limit, now),
+            (None, Some(sha1)) => self.read().search_sha1(sha1, limit, now),
+            (None, None) => unreachable!("a search is by words or by sha1"),
+        };
         let more = if results.more { "1" } else { "0" };
         let mut out = codec::line(&["ok", &results.rows.len().to_string(), more]);
         for r in &results.rows {
@@ -639,6 +662,7 @@ impl IndexService {
                 &opt_field(r.meta.size),
                 &opt_field(r.meta.id),
                 &r.holders.to_string(),
+                &opt_field(r.meta.sha1),
             ]));
         }
         Ok(Reply::Text(out))
@@ -870,14 +894,18 @@ mod tests {
         )
     }
 
-    /// A `publish` row whose content id and digest are the SHA-1 of the name.
+    /// A `publish` row whose content id is the SHA-1 of the name, and its whole-file
+    /// SHA-1 that of `sha1 <name>`.
     fn row(name: &str, size: u64) -> String {
-        let id = Sha1Digest::of(name.as_bytes());
-        format!("{name}|{size}|{id}|{id}\n")
+        format!("{name}|{size}|{}|{}\n", id_of(name), sha1_of(name))
     }
 
     fn id_of(name: &str) -> Sha1Digest {
         Sha1Digest::of(name.as_bytes())
+    }
+
+    fn sha1_of(name: &str) -> Sha1Digest {
+        Sha1Digest::of(format!("sha1 {name}").as_bytes())
     }
 
     #[test]
@@ -892,29 +920,29 @@ mod tests {
         assert_eq!(s.hello_as(HelloRole::Peer, "p1", 2000), "ok|30|0\n");
         assert_eq!(
             s.ask("hello|1|peer|p1|2000"),
-            "err|bad-version|this index speaks protocol version 2, not '1'\n"
+            "err|bad-version|this index speaks protocol version 3, not '1'\n"
         );
         // An index hears from peers and clients only.
         let p1 = test_id("p1");
         let nonce = "ab".repeat(16);
         for role in ["seed", "index", "x"] {
             assert_eq!(
-                s.ask(&format!("hello|2|{role}|{p1}|1500|p1|{nonce}")),
+                s.ask(&format!("hello|3|{role}|{p1}|1500|p1|{nonce}")),
                 format!("err|bad-request|role must be 'peer' or 'client', not '{role}'\n")
             );
         }
         assert!(s
-            .ask(&format!("hello|2|peer|{p1}|0|p1|{nonce}"))
+            .ask(&format!("hello|3|peer|{p1}|0|p1|{nonce}"))
             .starts_with("err|bad-request|"));
         assert!(s
-            .ask(&format!("hello|2|peer|{p1}|2000|../p|{nonce}"))
+            .ask(&format!("hello|3|peer|{p1}|2000|../p|{nonce}"))
             .starts_with("err|bad-name|"));
         assert!(s
-            .ask(&format!("hello|2|peer|p1|2000|p1|{nonce}"))
+            .ask(&format!("hello|3|peer|p1|2000|p1|{nonce}"))
             .starts_with("err|bad-name|'p1' is not a node id"));
         // A hello whose key is not proven binds nothing.
         assert!(s
-            .ask(&format!("hello|2|peer|{p1}|2000|p1|{nonce}"))
+            .ask(&format!("hello|3|peer|{p1}|2000|p1|{nonce}"))
             .starts_with(&format!("ok|index|{idx}|")));
         assert!(s.ask("beat").starts_with("err|unknown-peer|"));
         assert!(s
@@ -926,7 +954,7 @@ mod tests {
             ("role", "index"),
             ("id", idx.as_str()),
             ("name", "idx"),
-            ("protocol", "2"),
+            ("protocol", "3"),
             ("peers", "1"),
             ("files", "0"),
             ("lease_secs", "30"),
@@ -956,20 +984,45 @@ mod tests {
 
         let (notes, holiday) = (id_of("notes.txt"), id_of("holiday-2024.zip"));
         let p1 = test_id("p1");
-        let holder = format!("ok|1\n127.0.0.1|2000|{p1}|12|{notes}|{notes}|p1\n");
+        let notes_sha1 = sha1_of("notes.txt");
+        let holder = format!("ok|1\n127.0.0.1|2000|{p1}|12|{notes}|{notes_sha1}|p1\n");
         assert_eq!(client.ask("get|notes.txt"), holder);
         assert_eq!(client.ask(&format!("get|notes.txt|{notes}")), holder);
         assert_eq!(client.ask(&format!("get|notes.txt|{holiday}")), "ok|0\n");
         assert_eq!(client.ask("get|nobody-has-this.txt"), "ok|0\n");
-        assert_eq!(
-            client.ask("search|holiday"),
-            format!("ok|1|0\nholiday-2024.zip|5000|{holiday}|1\n")
+        let holiday_row = format!(
+            "ok|1|0\nholiday-2024.zip|5000|{holiday}|1|{}\n",
+            sha1_of("holiday-2024.zip")
         );
-        assert_eq!(
-            client.ask("search|2024 -notes|10"),
-            format!("ok|1|0\nholiday-2024.zip|5000|{holiday}|1\n")
-        );
+        assert_eq!(client.ask("search|holiday"), holiday_row);
+        assert_eq!(client.ask("search|2024 -notes|10"), holiday_row);
         assert_eq!(client.ask("search|nothing"), "ok|0|0\n");
+        // By whole-file SHA-1, in either case: what the holders claim.
+        let by_sha1 = format!("search|{}", sha1_of("holiday-2024.zip"));
+        assert_eq!(client.ask(&by_sha1), holiday_row);
+        assert_eq!(
+            client.ask(
+                &by_sha1
+                    .to_uppercase()
+                    .replace("SEARCH|SHA1:", "search|sha1:")
+            ),
+            holiday_row
+        );
+        assert_eq!(client.ask(&format!("search|{holiday}")), "ok|0|0\n");
+        assert!(client
+            .ask("search|sha1:abc")
+            .starts_with("err|bad-request|search by sha1: "));
+        // A file published without one has `-`, and is not found by any.
+        let unhashed = format!("u.txt|1|{}|-\n", id_of("u.txt"));
+        assert_eq!(p.ask(&format!("publish|1\n{unhashed}")), "ok|1\n");
+        assert_eq!(
+            client.ask("search|u.txt"),
+            format!("ok|1|0\nu.txt|1|{}|1|-\n", id_of("u.txt"))
+        );
+        assert!(client
+            .ask("get|u.txt")
+            .ends_with(&format!("|1|{}|-|p1\n", id_of("u.txt"))));
+        assert_eq!(p.ask("withdraw|1\nu.txt"), "ok|1\n");
 
         // Only the session's peer withdraws, and only its own names count.
         assert!(client
@@ -1052,6 +1105,12 @@ mod tests {
             .ask("publish|1\nx|big|sha1:00|sha1:00")
             .starts_with("err|bad-request|row 1: size 'big'"));
         assert!(s
+            .ask(&format!("publish|1\nx|1|{}|sha1:00", id_of("x")))
+            .starts_with("err|bad-request|row 1: sha1: "));
+        assert!(s
+            .ask(&format!("publish|1\nx|1|-|{}", id_of("x")))
+            .starts_with("err|bad-request|row 1: content id: "));
+        assert!(s
             .ask(&format!(
                 "publish|1\nplus.txt|+1|{}|{}",
                 id_of("p"),
@@ -1059,7 +1118,7 @@ mod tests {
             ))
             .starts_with("err|bad-request|row 1: size '+1'"));
         let plus = format!(
-            "hello|2|peer|{}|+2000|p1|{}",
+            "hello|3|peer|{}|+2000|p1|{}",
             test_id("p1"),
             "ab".repeat(16)
         );

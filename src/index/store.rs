@@ -13,7 +13,10 @@
 //!   sweep removes it;
 //! * `per_host` counts, for each address share (an IPv4 address, or an IPv6 /64), the
 //!   peers in `peer_slots` whose endpoint is in it (live or not yet swept) and the
-//!   files they hold, and holds no entry with both at zero.
+//!   files they hold, and holds no entry with both at zero;
+//! * a name slot is listed under a SHA-1 key ([`Sha1Key`]) in `by_sha1` or
+//!   `by_sha1_more` exactly when one of its holdings claims a whole-file SHA-1 with
+//!   that key, and once.
 //!
 //! Quotas (files per peer and per address, peers per address) are the service's to
 //! choose; the store answers the questions they need ([`IndexStore::admits_peer`],
@@ -23,7 +26,11 @@
 //! Memory: the store is sized for millions of (file, holder) entries. A name is stored
 //! once; the name table holds only slot numbers; a holding is 56 bytes with its hashes
 //! inline; a name or token with a single holder or posting needs no allocation of its
-//! own ([`OneOrMany`]); short tokens are stored inline ([`Token`]).
+//! own ([`OneOrMany`]); short tokens are stored inline ([`Token`]). Search by whole-file
+//! SHA-1 costs 8 bytes a (name, SHA-1) pair in a hash map keyed by the SHA-1's first
+//! four bytes; a name is found from its key and the full SHA-1 is checked against its
+//! holdings, so a key shared by several names (the same content under several names,
+//! or a claim made to collide) costs only those names a look.
 
 use super::search::{self, Query};
 use crate::clock::Millis;
@@ -41,19 +48,29 @@ use std::ops::Bound;
 use std::time::Duration;
 
 /// What a peer says about one file it holds. Classic peers say nothing: all `None`.
+/// A modern peer gives size and content id (the piece-list digest), and the whole-file
+/// SHA-1 when it computed one: a claim the index keeps and shows, never checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileMeta {
     pub size: Option<u64>,
     pub id: Option<Sha1Digest>,
-    pub digest: Option<Sha1Digest>,
+    pub sha1: Option<Sha1Digest>,
 }
 
 impl FileMeta {
     pub const UNKNOWN: FileMeta = FileMeta {
         size: None,
         id: None,
-        digest: None,
+        sha1: None,
     };
+}
+
+/// The key a whole-file SHA-1 is searched by: its first four bytes (the rest is
+/// checked against the holdings).
+type Sha1Key = u32;
+
+fn sha1_key(hash: &[u8; 20]) -> Sha1Key {
+    u32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]])
 }
 
 /// Where a peer serves: the host seen on its connection and the port it announced.
@@ -308,28 +325,32 @@ struct HostCount {
 struct Holding {
     size: u64,
     peer: u32,
-    /// Whether size and hashes are known (false for classic peers).
+    /// Whether size and content id are known (false for classic peers).
     known: bool,
+    /// Whether the holder gave a whole-file SHA-1 (never without `known`).
+    has_sha1: bool,
     id: [u8; 20],
-    digest: [u8; 20],
+    sha1: [u8; 20],
 }
 
 impl Holding {
     fn new(peer: u32, meta: &FileMeta) -> Holding {
-        match (meta.size, meta.id, meta.digest) {
-            (Some(size), Some(id), Some(digest)) => Holding {
+        match (meta.size, meta.id) {
+            (Some(size), Some(id)) => Holding {
                 size,
                 peer,
                 known: true,
+                has_sha1: meta.sha1.is_some(),
                 id: id.0,
-                digest: digest.0,
+                sha1: meta.sha1.map_or([0; 20], |d| d.0),
             },
             _ => Holding {
                 size: 0,
                 peer,
                 known: false,
+                has_sha1: false,
                 id: [0; 20],
-                digest: [0; 20],
+                sha1: [0; 20],
             },
         }
     }
@@ -339,7 +360,7 @@ impl Holding {
             FileMeta {
                 size: Some(self.size),
                 id: Some(Sha1Digest(self.id)),
-                digest: Some(Sha1Digest(self.digest)),
+                sha1: self.sha1(),
             }
         } else {
             FileMeta::UNKNOWN
@@ -348,6 +369,34 @@ impl Holding {
 
     fn content_id(&self) -> Option<Sha1Digest> {
         self.known.then_some(Sha1Digest(self.id))
+    }
+
+    fn sha1(&self) -> Option<Sha1Digest> {
+        self.has_sha1.then_some(Sha1Digest(self.sha1))
+    }
+
+    fn sha1_key(&self) -> Option<Sha1Key> {
+        self.has_sha1.then(|| sha1_key(&self.sha1))
+    }
+}
+
+/// What the holders of one content claim its whole-file SHA-1 is. Holders that say
+/// nothing do not disagree; two claims that differ do.
+#[derive(Clone, Copy)]
+enum Claim {
+    Nothing,
+    One(Sha1Digest),
+    Differ,
+}
+
+impl Claim {
+    fn and(self, claim: Option<Sha1Digest>) -> Claim {
+        match (self, claim) {
+            (c, None) | (c @ Claim::Differ, _) => c,
+            (Claim::Nothing, Some(d)) => Claim::One(d),
+            (Claim::One(s), Some(d)) if s == d => Claim::One(s),
+            (Claim::One(_), Some(_)) => Claim::Differ,
+        }
     }
 }
 
@@ -386,6 +435,11 @@ pub struct IndexStore {
     /// Names in `name_slots` with no holdings (waiting for compaction).
     empty_names: usize,
     entries: usize,
+    /// Names with a holding that claims a whole-file SHA-1, by the SHA-1's key: the
+    /// first name of each key...
+    by_sha1: HashMap<Sha1Key, u32>,
+    /// ...and the others, for the few keys with more than one name.
+    by_sha1_more: HashMap<Sha1Key, Vec<u32>>,
 }
 
 fn text_of<'a>(text: &'a str, entry: &NameEntry) -> &'a str {
@@ -591,19 +645,30 @@ impl IndexStore {
             let slot = self.intern(name.as_str())?;
             let entry = &mut self.names[slot as usize];
             let holding = Holding::new(peer, meta);
-            match entry
+            let replaced = match entry
                 .holdings
                 .as_mut_slice()
                 .iter_mut()
                 .find(|h| h.peer == peer)
             {
-                Some(h) => *h = holding,
+                Some(h) => Some(std::mem::replace(h, holding)),
                 None => {
                     if entry.holdings.is_empty() {
                         self.empty_names -= 1;
                     }
                     entry.holdings.push(holding);
                     self.entries += 1;
+                    None
+                }
+            };
+            // A republish with the same claim (every sync) leaves the listing as it is.
+            let (old_key, new_key) = (replaced.and_then(|h| h.sha1_key()), holding.sha1_key());
+            if old_key != new_key {
+                if let Some(old) = old_key {
+                    self.unlist_sha1(slot, old);
+                }
+                if let Some(key) = new_key {
+                    self.list_sha1(slot, key);
                 }
             }
             let added = self.peers[peer as usize]
@@ -677,12 +742,61 @@ impl IndexStore {
         else {
             return false;
         };
+        let gone = entry.holdings.as_slice()[pos];
         entry.holdings.swap_remove(pos);
         self.entries -= 1;
         if entry.holdings.is_empty() {
             self.empty_names += 1;
         }
+        if let Some(key) = gone.sha1_key() {
+            self.unlist_sha1(name_slot, key);
+        }
         true
+    }
+
+    /// Lists `slot` under a SHA-1 key, once.
+    fn list_sha1(&mut self, slot: u32, key: Sha1Key) {
+        match self.by_sha1.get(&key) {
+            None => {
+                self.by_sha1.insert(key, slot);
+            }
+            Some(&first) if first == slot => {}
+            Some(_) => {
+                let more = self.by_sha1_more.entry(key).or_default();
+                if !more.contains(&slot) {
+                    more.push(slot);
+                }
+            }
+        }
+    }
+
+    /// Unlists `slot` from a SHA-1 key once none of its holdings claims a SHA-1 with
+    /// that key any more.
+    fn unlist_sha1(&mut self, slot: u32, key: Sha1Key) {
+        let still = self.names[slot as usize]
+            .holdings
+            .as_slice()
+            .iter()
+            .any(|h| h.sha1_key() == Some(key));
+        if still {
+            return;
+        }
+        if self.by_sha1.get(&key) == Some(&slot) {
+            // The first name goes: another of the key, if any, takes its place.
+            match self.by_sha1_more.get_mut(&key).and_then(Vec::pop) {
+                Some(next) => {
+                    self.by_sha1.insert(key, next);
+                }
+                None => {
+                    self.by_sha1.remove(&key);
+                }
+            }
+        } else if let Some(more) = self.by_sha1_more.get_mut(&key) {
+            more.retain(|&s| s != slot);
+        }
+        if self.by_sha1_more.get(&key).is_some_and(Vec::is_empty) {
+            self.by_sha1_more.remove(&key);
+        }
     }
 
     /// Removes files a live peer holds. Names it does not hold are ignored, so a peer
@@ -904,21 +1018,69 @@ impl IndexStore {
         SearchResults { rows, more }
     }
 
+    /// The files whose holders claim the whole-file SHA-1 `sha1`: one row per (name,
+    /// content id), most held first, as [`IndexStore::search`] gives them. What the
+    /// holders claim, not what the index checked: it never sees the bytes.
+    pub fn search_sha1(&self, sha1: Sha1Digest, limit: usize, now: Millis) -> SearchResults {
+        let key = sha1_key(&sha1.0);
+        let first = self.by_sha1.get(&key).copied();
+        let more = self.by_sha1_more.get(&key).map_or(&[][..], Vec::as_slice);
+        let mut rows = Vec::new();
+        let mut truncated = false;
+        for (examined, slot) in first.into_iter().chain(more.iter().copied()).enumerate() {
+            if examined == EXAMINE_CAP || rows.len() >= COLLECT_CAP {
+                truncated = true;
+                break;
+            }
+            self.rows_where(slot, now, |h| h.sha1() == Some(sha1), &mut rows);
+        }
+        rows.sort_by(|a, b| b.holders.cmp(&a.holders).then_with(|| a.name.cmp(&b.name)));
+        let more = truncated || rows.len() > limit;
+        rows.truncate(limit);
+        SearchResults { rows, more }
+    }
+
     fn rows_for(&self, slot: u32, now: Millis, out: &mut Vec<SearchRow>) {
+        self.rows_where(slot, now, |_| true, out)
+    }
+
+    /// The rows of one name, one per content id, counting the live holders that
+    /// `keep` takes. A row shows the whole-file SHA-1 its holders claim when they
+    /// agree on one; `None` when none claims one or they claim different ones.
+    fn rows_where(
+        &self,
+        slot: u32,
+        now: Millis,
+        keep: impl Fn(&Holding) -> bool,
+        out: &mut Vec<SearchRow>,
+    ) {
         let start = out.len();
+        let mut claims: Vec<Claim> = Vec::new();
         for h in self.names[slot as usize].holdings.as_slice() {
-            if self.peer(h.peer).lease_until <= now {
+            if self.peer(h.peer).lease_until <= now || !keep(h) {
                 continue;
             }
             let meta = h.meta();
-            match out[start..].iter_mut().find(|r| r.meta.id == meta.id) {
-                Some(row) => row.holders += 1,
-                None => out.push(SearchRow {
-                    name: self.name_of(slot).to_owned(),
-                    meta,
-                    holders: 1,
-                }),
+            match out[start..].iter().position(|r| r.meta.id == meta.id) {
+                Some(at) => {
+                    out[start + at].holders += 1;
+                    claims[at] = claims[at].and(meta.sha1);
+                }
+                None => {
+                    out.push(SearchRow {
+                        name: self.name_of(slot).to_owned(),
+                        meta,
+                        holders: 1,
+                    });
+                    claims.push(Claim::Nothing.and(meta.sha1));
+                }
             }
+        }
+        for (row, claim) in out[start..].iter_mut().zip(claims) {
+            row.meta.sha1 = match claim {
+                Claim::One(d) => Some(d),
+                Claim::Nothing | Claim::Differ => None,
+            };
         }
     }
 
@@ -984,6 +1146,8 @@ impl IndexStore {
         for p in self.peers.iter_mut().flatten() {
             p.files.shrink_to_fit();
         }
+        self.by_sha1.shrink_to_fit();
+        self.by_sha1_more.shrink_to_fit();
         self.name_text.shrink_to_fit();
         let (names, text, hasher) = (&self.names, &self.name_text, &self.hasher);
         self.name_slots
@@ -1021,7 +1185,7 @@ mod tests {
         FileMeta {
             size: Some(seed.len() as u64),
             id: Some(Sha1Digest::of(seed.as_bytes())),
-            digest: Some(Sha1Digest::of(b"pieces")),
+            sha1: Some(Sha1Digest::of(format!("sha1 {seed}").as_bytes())),
         }
     }
 
@@ -1273,5 +1437,138 @@ mod tests {
         assert_eq!(s.files_after(&pid("p1"), &batch), 4); // a held; c, d new
         assert_eq!(s.files_after(&pid("p2"), &batch), 3); // c held; a, d new
         assert_eq!(s.files_after(&pid("nobody"), &batch), 3);
+    }
+
+    #[test]
+    fn a_holding_is_56_bytes() {
+        assert_eq!(std::mem::size_of::<Holding>(), 56);
+    }
+
+    fn with_sha1(seed: &str, sha1: Option<&str>) -> FileMeta {
+        FileMeta {
+            sha1: sha1.map(|t| Sha1Digest::of(t.as_bytes())),
+            ..meta(seed)
+        }
+    }
+
+    #[test]
+    fn search_by_sha1_finds_what_holders_claim_and_forgets_what_they_drop() {
+        let mut s = store_with(&[("p1", 1, &[]), ("p2", 2, &[]), ("p3", 3, &[])]);
+        let name = |n: &str| FileName::parse(n).unwrap();
+        let x = Sha1Digest::of(b"x");
+        // The same bytes under two names, and a holder that claims nothing.
+        s.publish(
+            &pid("p1"),
+            &[(name("a.txt"), with_sha1("c", Some("x")))],
+            Millis(0),
+        )
+        .unwrap();
+        s.publish(
+            &pid("p2"),
+            &[(name("b.txt"), with_sha1("c", Some("x")))],
+            Millis(0),
+        )
+        .unwrap();
+        s.publish(
+            &pid("p3"),
+            &[(name("a.txt"), with_sha1("c", None))],
+            Millis(0),
+        )
+        .unwrap();
+        let r = s.search_sha1(x, 10, Millis(1));
+        assert_eq!(names(&r), vec!["a.txt", "b.txt"]);
+        assert_eq!(r.rows[0].holders, 1, "only the holders that claim it count");
+        assert_eq!(r.rows[0].meta.sha1, Some(x));
+        assert!(s
+            .search_sha1(Sha1Digest::of(b"y"), 10, Millis(1))
+            .rows
+            .is_empty());
+        // A word search shows the claim the holders agree on; p3 claims nothing.
+        let q = s.search(&Query::parse("a").unwrap(), 10, Millis(1));
+        assert_eq!((q.rows[0].holders, q.rows[0].meta.sha1), (2, Some(x)));
+        // Claims that differ show none.
+        s.publish(
+            &pid("p3"),
+            &[(name("a.txt"), with_sha1("c", Some("z")))],
+            Millis(0),
+        )
+        .unwrap();
+        let q = s.search(&Query::parse("a").unwrap(), 10, Millis(1));
+        assert_eq!(q.rows[0].meta.sha1, None);
+        // Republished without it, withdrawn, or gone with its peer: no longer found.
+        s.publish(
+            &pid("p1"),
+            &[(name("a.txt"), with_sha1("c", None))],
+            Millis(0),
+        )
+        .unwrap();
+        assert_eq!(names(&s.search_sha1(x, 10, Millis(1))), vec!["b.txt"]);
+        s.remove_peer(&pid("p2"));
+        assert!(s.search_sha1(x, 10, Millis(1)).rows.is_empty());
+        assert!(s.by_sha1.len() == 1 && s.by_sha1_more.is_empty());
+        s.withdraw(&pid("p3"), &[name("a.txt")], Millis(1)).unwrap();
+        assert!(s.by_sha1.is_empty());
+    }
+
+    #[test]
+    fn names_that_share_a_sha1_key_are_each_checked_in_full() {
+        let mut s = store_with(&[("p1", 1, &[])]);
+        // Two claims with the same first four bytes: a key shared by two names.
+        let one = Sha1Digest([7; 20]);
+        let mut other = [7; 20];
+        other[19] = 8;
+        let other = Sha1Digest(other);
+        let row = |n: &str, d: Sha1Digest| {
+            (
+                FileName::parse(n).unwrap(),
+                FileMeta {
+                    sha1: Some(d),
+                    ..meta(n)
+                },
+            )
+        };
+        s.publish(
+            &pid("p1"),
+            &[row("one", one), row("other", other)],
+            Millis(0),
+        )
+        .unwrap();
+        assert_eq!(names(&s.search_sha1(one, 10, Millis(1))), vec!["one"]);
+        assert_eq!(names(&s.search_sha1(other, 10, Millis(1))), vec!["other"]);
+        s.withdraw(&pid("p1"), &[FileName::parse("one").unwrap()], Millis(1))
+            .unwrap();
+        assert_eq!(names(&s.search_sha1(other, 10, Millis(1))), vec!["other"]);
+        assert!(s.search_sha1(one, 10, Millis(1)).rows.is_empty());
+    }
+
+    #[test]
+    fn a_search_row_shows_the_sha1_its_holders_agree_on() {
+        let mut s = store_with(&[("p1", 1, &[]), ("p2", 2, &[]), ("p3", 3, &[])]);
+        let name = |n: &str| FileName::parse(n).unwrap();
+        let x = Sha1Digest::of(b"x");
+        s.publish(
+            &pid("p1"),
+            &[(name("a.txt"), with_sha1("c", Some("x")))],
+            Millis(0),
+        )
+        .unwrap();
+        s.publish(
+            &pid("p3"),
+            &[(name("a.txt"), with_sha1("c", None))],
+            Millis(0),
+        )
+        .unwrap();
+        // A holder that claims nothing does not disagree.
+        let q = s.search(&Query::parse("a").unwrap(), 10, Millis(1));
+        assert_eq!((q.rows[0].holders, q.rows[0].meta.sha1), (2, Some(x)));
+        // Claims that differ show none.
+        s.publish(
+            &pid("p2"),
+            &[(name("a.txt"), with_sha1("c", Some("z")))],
+            Millis(0),
+        )
+        .unwrap();
+        let q = s.search(&Query::parse("a").unwrap(), 10, Millis(1));
+        assert_eq!((q.rows[0].holders, q.rows[0].meta.sha1), (3, None));
     }
 }

@@ -416,11 +416,13 @@ mod tests {
 
     #[test]
     fn hello_checks_refuse_with_the_right_codes() {
-        assert!(check_version("2", "this node").is_ok());
+        assert!(check_version("3", "this node").is_ok());
+        // Version 2 meant the whole-file SHA-1 by a content id: it does not mix.
+        assert!(check_version("2", "this node").is_err());
         let r = check_version("1", "this index").unwrap_err();
         assert_eq!(
             r.to_line(),
-            "err|bad-version|this index speaks protocol version 2, not '1'\n"
+            "err|bad-version|this index speaks protocol version 3, not '1'\n"
         );
         for bad in [
             "a/b",
@@ -441,7 +443,7 @@ mod tests {
         }
         let id = NodeKey::for_test("p").id().to_string();
         let only_clients = [HelloRole::Peer, HelloRole::Client];
-        let seed_line = format!("hello|2|seed|{id}|9|p|{}", "ab".repeat(16));
+        let seed_line = format!("hello|3|seed|{id}|9|p|{}", "ab".repeat(16));
         let seed = args(&seed_line);
         assert_eq!(
             parse_hello(&seed, "this index", &only_clients)
@@ -449,7 +451,7 @@ mod tests {
                 .to_line(),
             "err|bad-request|role must be 'peer' or 'client', not 'seed'\n"
         );
-        let short_line = format!("hello|2|peer|{id}|9|p|abc");
+        let short_line = format!("hello|3|peer|{id}|9|p|abc");
         let short_nonce = args(&short_line);
         assert!(parse_hello(&short_nonce, "x", &only_clients).is_err());
         let old = args("hello|1|peer|p1|2000");

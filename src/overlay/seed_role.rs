@@ -305,7 +305,7 @@ mod tests {
         let (x, nonce) = (test_id("x"), "ab".repeat(16));
         for role in ["index", "admin", ""] {
             assert_eq!(
-                s.ask(&format!("hello|2|{role}|{x}|9|x|{nonce}")),
+                s.ask(&format!("hello|3|{role}|{x}|9|x|{nonce}")),
                 format!("err|bad-request|role must be 'peer', 'seed' or 'client', not '{role}'\n")
             );
         }
@@ -314,20 +314,20 @@ mod tests {
         // A refused hello binds nothing: overlay messages still need a session.
         let mut odd = Session::new(&seed);
         assert!(odd
-            .ask(&format!("hello|2|index|{x}|9|x|{nonce}"))
+            .ask(&format!("hello|3|index|{x}|9|x|{nonce}"))
             .starts_with("err|bad-request|"));
         assert!(odd
             .ask(&format!("register|0|1|5|0|p7|{}", "0".repeat(128)))
             .starts_with("err|unknown-peer|"));
         assert!(s
-            .ask(&format!("hello|2|peer|{x}|9|../x|{nonce}"))
+            .ask(&format!("hello|3|peer|{x}|9|../x|{nonce}"))
             .starts_with("err|bad-name|"));
         let rows = status_rows(&s.ask("status"));
         for (key, value) in [
             ("role", "seed"),
             ("id", s1.as_str()),
             ("name", "s1"),
-            ("protocol", "2"),
+            ("protocol", "3"),
             ("peers", "0"),
             ("messages_dropped_signature", "0"),
             ("health", "ok"),

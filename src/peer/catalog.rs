@@ -42,25 +42,36 @@ impl FileStamp {
 }
 
 /// Hashes of a file's content.
+///
+/// The content id is the digest of the piece list: a downloader checks each piece
+/// against the list and the list against the id, so verified pieces prove the whole
+/// file in one pass. The whole-file SHA-1 (what `sha1sum` prints) is an attribute
+/// beside it, known only when this node computed it from the bytes: from a folder
+/// scan, or a download that hashed the whole file (`--verify-sha1`). It is never
+/// copied from what another node claims.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContentHashes {
     pub size: u64,
-    /// SHA-1 of the whole file: the content id.
+    /// The content id: SHA-1 of the concatenated piece hashes.
     pub id: Sha1Digest,
     /// SHA-1 of each piece, in order.
     pub pieces: Arc<Vec<Sha1Digest>>,
-    /// SHA-1 of the concatenated piece hashes.
-    pub digest: Sha1Digest,
+    /// SHA-1 of the whole file, when this node computed it.
+    pub sha1: Option<Sha1Digest>,
 }
 
 impl ContentHashes {
-    pub fn from_parts(size: u64, id: Sha1Digest, pieces: Vec<Sha1Digest>) -> ContentHashes {
-        let digest = piece_list_digest(&pieces);
+    /// The hashes of `size` bytes with these pieces; the id is derived from them.
+    pub fn from_parts(
+        size: u64,
+        pieces: Vec<Sha1Digest>,
+        sha1: Option<Sha1Digest>,
+    ) -> ContentHashes {
         ContentHashes {
             size,
-            id,
+            id: piece_list_digest(&pieces),
             pieces: Arc::new(pieces),
-            digest,
+            sha1,
         }
     }
 }
@@ -75,7 +86,8 @@ pub struct SharedFile {
     pub hashes: ContentHashes,
 }
 
-/// Hashes a reader in one pass: whole-file SHA-1 and one SHA-1 per piece.
+/// Hashes a reader in one pass: one SHA-1 per piece (so the content id) and the
+/// whole-file SHA-1.
 pub fn hash_reader(reader: impl Read) -> io::Result<ContentHashes> {
     hash_reader_with(reader, &mut |_| {})
 }
@@ -113,8 +125,8 @@ pub fn hash_reader_with(
     }
     Ok(ContentHashes::from_parts(
         size,
-        Sha1Digest(whole.finalize().into()),
         pieces,
+        Some(Sha1Digest(whole.finalize().into())),
     ))
 }
 
@@ -304,19 +316,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hashes_cover_whole_file_and_each_piece() {
+    fn the_id_is_the_piece_list_digest_and_the_whole_file_hash_is_beside_it() {
         let data: Vec<u8> = (0..(PIECE_SIZE as usize * 2 + 10))
             .map(|i| (i % 251) as u8)
             .collect();
         let h = hash_reader(&data[..]).unwrap();
         assert_eq!(h.size, data.len() as u64);
-        assert_eq!(h.id, Sha1Digest::of(&data));
+        assert_eq!(h.sha1, Some(Sha1Digest::of(&data)));
         assert_eq!(h.pieces.len(), 3);
         assert_eq!(
             h.pieces[2],
             Sha1Digest::of(&data[2 * PIECE_SIZE as usize..])
         );
-        assert_eq!(h.digest, piece_list_digest(&h.pieces));
+        // The content id is the digest of the piece list, not the whole file's hash.
+        assert_eq!(h.id, piece_list_digest(&h.pieces));
+        assert_ne!(Some(h.id), h.sha1);
     }
 
     #[test]
@@ -324,7 +338,9 @@ mod tests {
         let h = hash_reader(&b""[..]).unwrap();
         assert_eq!(h.size, 0);
         assert!(h.pieces.is_empty());
+        // The digest of an empty piece list is the SHA-1 of nothing, as is the file's.
         assert_eq!(h.id, Sha1Digest::of(b""));
+        assert_eq!(h.sha1, Some(Sha1Digest::of(b"")));
     }
 
     #[test]

@@ -7,12 +7,19 @@
 //! that does not check out is discarded with a warning, never trusted.
 //!
 //! Format (integers big-endian):
-//! `"P2PHASH2"`, u32 count, then per entry: u16 name length, name (UTF-8), u64 size,
+//! `"P2PHASH3"`, u32 count, then per entry: u16 name length, name (UTF-8), u64 size,
 //! i64 mtime seconds, u32 mtime nanoseconds, i64 ctime seconds, u32 ctime nanoseconds,
-//! u64 dev, u64 inode, 20-byte content id, u32 piece count, 20 bytes per piece; then the
-//! 20-byte SHA-1 of all that precedes. A cache of the first format (`"P2PHASH1"`, no
-//! change time) cannot vouch for a file rewritten with its mtime put back: it is set
-//! aside and the files are hashed once more.
+//! u64 dev, u64 inode, u8 whole-file SHA-1 flag (1: known, 0: not computed here), the
+//! 20-byte whole-file SHA-1 (zeros when not known), u32 piece count, 20 bytes per
+//! piece; then the 20-byte SHA-1 of all that precedes. The content id is not stored:
+//! it is the digest of the piece hashes, derived when the cache is read.
+//!
+//! Earlier formats: `"P2PHASH2"` is the same but for the flag, and stored the
+//! whole-file SHA-1 where the content id was then (it was the id); it is read without
+//! loss (that hash becomes the SHA-1 attribute, the id is derived from the pieces)
+//! and written back in the current format. A cache of the first format
+//! (`"P2PHASH1"`, no change time) cannot vouch for a file rewritten with its mtime put
+//! back: it is set aside and the files are hashed once more.
 
 use super::catalog::{Catalog, ContentHashes, FileStamp};
 use crate::protocol::hash::Sha1Digest;
@@ -22,7 +29,9 @@ use std::fs::{self, File};
 use std::io::{self, Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"P2PHASH2";
+const MAGIC: &[u8; 8] = b"P2PHASH3";
+/// The second format: the whole-file SHA-1 in place of the flag and hash.
+const MAGIC_V2: &[u8; 8] = b"P2PHASH2";
 /// The first format, without change times.
 const MAGIC_V1: &[u8; 8] = b"P2PHASH1";
 
@@ -64,7 +73,16 @@ impl HashCache {
             );
             return Ok(HashCache::default());
         }
-        decode(&bytes).map_err(|e| {
+        let decoded = if bytes.starts_with(MAGIC_V2) {
+            log::info!(
+                "{}: a hash cache of an earlier version: read as it is, written anew",
+                path.display()
+            );
+            decode_as(&bytes, Format::V2)
+        } else {
+            decode(&bytes)
+        };
+        decoded.map_err(|e| {
             format!(
                 "{} is corrupt ({e}); it is ignored and files are hashed again",
                 path.display()
@@ -118,7 +136,8 @@ fn encode(catalog: &Catalog) -> io::Result<Vec<u8>> {
         out.write_u32::<BigEndian>(f.stamp.ctime_ns.rem_euclid(1_000_000_000) as u32)?;
         out.write_u64::<BigEndian>(f.stamp.dev)?;
         out.write_u64::<BigEndian>(f.stamp.ino)?;
-        out.write_all(&f.hashes.id.0)?;
+        out.write_u8(u8::from(f.hashes.sha1.is_some()))?;
+        out.write_all(&f.hashes.sha1.map_or([0; 20], |d| d.0))?;
         out.write_u32::<BigEndian>(f.hashes.pieces.len() as u32)?;
         for p in f.hashes.pieces.iter() {
             out.write_all(&p.0)?;
@@ -135,8 +154,25 @@ fn read_digest(r: &mut impl Read) -> io::Result<Sha1Digest> {
     Ok(Sha1Digest(d))
 }
 
+/// The formats a cache is read in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// `P2PHASH2`: the whole-file SHA-1, then the pieces.
+    V2,
+    /// `P2PHASH3`: a flag and the whole-file SHA-1, then the pieces.
+    V3,
+}
+
 fn decode(bytes: &[u8]) -> Result<HashCache, String> {
-    if bytes.len() < MAGIC.len() + 4 + 20 || &bytes[..8] != MAGIC {
+    decode_as(bytes, Format::V3)
+}
+
+fn decode_as(bytes: &[u8], format: Format) -> Result<HashCache, String> {
+    let magic = match format {
+        Format::V2 => MAGIC_V2,
+        Format::V3 => MAGIC,
+    };
+    if bytes.len() < MAGIC.len() + 4 + 20 || &bytes[..8] != magic {
         return Err("not a hash cache".into());
     }
     let (body, check) = bytes.split_at(bytes.len() - 20);
@@ -159,7 +195,19 @@ fn decode(bytes: &[u8]) -> Result<HashCache, String> {
         let cnanos = r.read_u32::<BigEndian>().map_err(bad)?;
         let dev = r.read_u64::<BigEndian>().map_err(bad)?;
         let ino = r.read_u64::<BigEndian>().map_err(bad)?;
-        let id = read_digest(&mut r).map_err(bad)?;
+        let sha1 = match format {
+            // The content id of that format was the whole-file SHA-1.
+            Format::V2 => Some(read_digest(&mut r).map_err(bad)?),
+            Format::V3 => {
+                let known = r.read_u8().map_err(bad)?;
+                let hash = read_digest(&mut r).map_err(bad)?;
+                match known {
+                    0 => None,
+                    1 => Some(hash),
+                    _ => return Err(format!("'{name}': a SHA-1 flag of {known}")),
+                }
+            }
+        };
         let n = r.read_u32::<BigEndian>().map_err(bad)? as usize;
         if size > crate::protocol::MAX_FILE_SIZE {
             return Err(format!(
@@ -186,7 +234,7 @@ fn decode(bytes: &[u8]) -> Result<HashCache, String> {
             dev,
             ino,
         };
-        entries.insert(name, (stamp, ContentHashes::from_parts(size, id, pieces)));
+        entries.insert(name, (stamp, ContentHashes::from_parts(size, pieces, sha1)));
     }
     if r.position() as usize != body.len() - 8 {
         return Err("trailing bytes".into());
@@ -243,6 +291,69 @@ mod tests {
         assert_eq!(cache.lookup("bigger.bin", &rewritten), None);
     }
 
+    /// The bytes the second format gave a catalog: the whole-file SHA-1 where the
+    /// flag and hash are now.
+    fn encode_v2(catalog: &Catalog) -> Vec<u8> {
+        let mut out = MAGIC_V2.to_vec();
+        out.write_u32::<BigEndian>(catalog.len() as u32).unwrap();
+        for f in catalog.iter() {
+            let name = f.name.as_str().as_bytes();
+            out.write_u16::<BigEndian>(name.len() as u16).unwrap();
+            out.extend_from_slice(name);
+            out.write_u64::<BigEndian>(f.stamp.size).unwrap();
+            out.write_i64::<BigEndian>(f.stamp.mtime_ns.div_euclid(1_000_000_000) as i64)
+                .unwrap();
+            out.write_u32::<BigEndian>(f.stamp.mtime_ns.rem_euclid(1_000_000_000) as u32)
+                .unwrap();
+            out.write_i64::<BigEndian>(f.stamp.ctime_ns.div_euclid(1_000_000_000) as i64)
+                .unwrap();
+            out.write_u32::<BigEndian>(f.stamp.ctime_ns.rem_euclid(1_000_000_000) as u32)
+                .unwrap();
+            out.write_u64::<BigEndian>(f.stamp.dev).unwrap();
+            out.write_u64::<BigEndian>(f.stamp.ino).unwrap();
+            out.extend_from_slice(&f.hashes.sha1.unwrap().0);
+            out.write_u32::<BigEndian>(f.hashes.pieces.len() as u32)
+                .unwrap();
+            for p in f.hashes.pieces.iter() {
+                out.extend_from_slice(&p.0);
+            }
+        }
+        sealed(&out)
+    }
+
+    #[test]
+    fn a_cache_of_the_second_format_is_read_without_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hashcache.bin");
+        let c = catalog();
+        fs::write(&path, encode_v2(&c)).unwrap();
+        let cache = HashCache::load(&path).unwrap();
+        assert_eq!(cache.len(), 2);
+        for f in c.iter() {
+            // The id comes from the pieces, the old id becomes the SHA-1 attribute:
+            // exactly what hashing the file again gives.
+            assert_eq!(
+                cache.lookup(f.name.as_str(), &f.stamp),
+                Some(f.hashes.clone())
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_whose_sha1_is_not_known_stays_without_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hashcache.bin");
+        let mut c = catalog();
+        let mut f = c.get("bigger.bin").unwrap().clone();
+        f.hashes.sha1 = None;
+        c.insert(f.clone());
+        HashCache::save(&c, &path).unwrap();
+        let cache = HashCache::load(&path).unwrap();
+        assert_eq!(cache.lookup("bigger.bin", &f.stamp), Some(f.hashes));
+        let a = c.get("a.txt").unwrap();
+        assert!(cache.lookup("a.txt", &a.stamp).unwrap().sha1.is_some());
+    }
+
     #[test]
     fn a_cache_of_the_first_format_is_set_aside_not_trusted() {
         let dir = tempfile::tempdir().unwrap();
@@ -269,7 +380,7 @@ mod tests {
         body.push(b'x');
         // 1 TiB is 1 048 576 pieces: 20 MiB of piece hashes the file does not hold.
         body.write_u64::<BigEndian>(1 << 40).unwrap();
-        body.extend_from_slice(&[0; 8 + 4 + 8 + 4 + 8 + 8 + 20]);
+        body.extend_from_slice(&[0; 8 + 4 + 8 + 4 + 8 + 8 + 1 + 20]);
         body.write_u32::<BigEndian>(1 << 20).unwrap();
         let err = decode(&sealed(&body)).unwrap_err();
         assert!(err.contains("only 0 bytes left"), "{err}");

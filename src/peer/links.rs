@@ -157,12 +157,18 @@ struct Session {
     miscounts: u32,
 }
 
+/// A `publish` or `sync` row: the whole-file SHA-1 is `-` unless this peer computed
+/// it (a downloaded file has only what its pieces proved).
 fn file_row(f: &SharedFile) -> String {
+    let sha1 = f
+        .hashes
+        .sha1
+        .map_or_else(|| "-".to_owned(), |d| d.to_string());
     codec::line(&[
         f.name.as_str(),
         &f.hashes.size.to_string(),
         &f.hashes.id.to_string(),
-        &f.hashes.digest.to_string(),
+        &sha1,
     ])
 }
 

@@ -444,12 +444,14 @@ impl Peer {
 
     /// Downloads into the shared folder, then shares the file onward. A file nobody
     /// gave a content id for is quarantined in the state dir (never shared) unless
-    /// `allow_unverified`.
+    /// `allow_unverified`; `verify_sha1` also checks the whole-file SHA-1 (see
+    /// [`DownloadRequest::verify_sha1`]).
     pub fn download(
         &self,
         name: FileName,
         id: Option<Sha1Digest>,
         allow_unverified: bool,
+        verify_sha1: bool,
         progress: &dyn Progress,
         cancel: &AtomicBool,
     ) -> Result<DownloadOutcome, DownloadError> {
@@ -470,6 +472,7 @@ impl Peer {
             download_limit: self.config.download_limit.clone(),
             allow_unverified,
             max_unverified_size: self.config.max_unverified_size,
+            verify_sha1,
         };
         let outcome = download::download(&self.pool, &req, progress, cancel)?;
         if let DownloadOutcome::Downloaded(done) = &outcome {

@@ -41,8 +41,10 @@ pub struct Holder {
     /// The name it goes by (may repeat).
     pub name: String,
     pub size: Option<u64>,
+    /// The content id (the piece-list digest).
     pub id: Option<Sha1Digest>,
-    pub digest: Option<Sha1Digest>,
+    /// The whole-file SHA-1 the holder claims: unverified, `None` when it gave none.
+    pub sha1: Option<Sha1Digest>,
 }
 
 impl Holder {
@@ -56,9 +58,10 @@ impl Holder {
         &self.name
     }
 
-    /// A classic holder has no piece list: it can only stream the whole file.
+    /// A classic holder has no piece list: it can only stream the whole file. A
+    /// modern holder gives a content id and a size (its whole-file SHA-1 is optional).
     pub fn is_classic(&self) -> bool {
-        self.id.is_none() || self.digest.is_none() || self.size.is_none()
+        self.id.is_none() || self.size.is_none()
     }
 }
 
@@ -69,6 +72,8 @@ pub struct Found {
     pub size: Option<u64>,
     pub id: Option<Sha1Digest>,
     pub holders: u64,
+    /// The whole-file SHA-1 its holders claim, when they agree on one (unverified).
+    pub sha1: Option<Sha1Digest>,
 }
 
 pub struct IndexPool {
@@ -213,7 +218,8 @@ impl IndexPool {
         names
     }
 
-    /// Search results and whether more exist.
+    /// Search results and whether more exist. `sha1:<40 hex>` as the words finds the
+    /// files whose holders claim that whole-file SHA-1.
     pub fn search(&self, words: &str, limit: usize) -> Result<(Vec<Found>, bool), NetError> {
         // Words come from a person: a '|' or a line break cannot travel in a field, and
         // between words it means what a space means.
@@ -226,7 +232,7 @@ impl IndexPool {
                 codec::line(&["search", &words, &limit.to_string()]).as_bytes(),
                 "search",
             )?;
-            let (head, rows) = c.read_rows("search", 4)?;
+            let (head, rows) = c.read_rows("search", 5)?;
             let more = head.get(1).map(String::as_str) == Some("1");
             let found = rows
                 .iter()
@@ -252,7 +258,7 @@ fn parse_holder(r: &[String]) -> Result<Holder, String> {
         peer: r[2].clone(),
         size: opt(&r[3], crate::protocol::decimal)?,
         id: opt(&r[4], |t| Sha1Digest::parse(t).ok())?,
-        digest: opt(&r[5], |t| Sha1Digest::parse(t).ok())?,
+        sha1: opt(&r[5], |t| Sha1Digest::parse(t).ok())?,
         name: r[6].clone(),
     })
 }
@@ -263,5 +269,6 @@ fn parse_found(r: &[String]) -> Result<Found, String> {
         size: opt(&r[1], crate::protocol::decimal)?,
         id: opt(&r[2], |t| Sha1Digest::parse(t).ok())?,
         holders: crate::protocol::decimal(&r[3]).ok_or_else(|| "bad holder count".to_owned())?,
+        sha1: opt(&r[4], |t| Sha1Digest::parse(t).ok())?,
     })
 }

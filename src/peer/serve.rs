@@ -392,15 +392,15 @@ mod tests {
             .starts_with("err|bad-version|"));
         let (p1, nonce) = (test_id("p1"), "ab".repeat(16));
         assert!(s
-            .ask(&format!("hello|2|peer|../x|2001|x|{nonce}"))
+            .ask(&format!("hello|3|peer|../x|2001|x|{nonce}"))
             .starts_with("err|bad-name|"));
         assert!(s
-            .ask(&format!("hello|2|peer|{p1}|0|p1|{nonce}"))
+            .ask(&format!("hello|3|peer|{p1}|0|p1|{nonce}"))
             .starts_with("err|bad-request|"));
         // Peers hear from peers, seeds and clients; no other role is taken.
         for role in ["index", "server"] {
             assert_eq!(
-                s.ask(&format!("hello|2|{role}|{p1}|2001|x|{nonce}")),
+                s.ask(&format!("hello|3|{role}|{p1}|2001|x|{nonce}")),
                 format!("err|bad-request|role must be 'peer', 'seed' or 'client', not '{role}'\n")
             );
         }
@@ -410,7 +410,7 @@ mod tests {
             ("role", "peer"),
             ("id", me.as_str()),
             ("name", "me"),
-            ("protocol", "2"),
+            ("protocol", "3"),
             ("files", "1"),
             ("bytes_shared", "10000"),
             ("bytes_uploaded", "0"),
@@ -428,9 +428,12 @@ mod tests {
         let f = peer();
         let mut s = Session::new(&f.service);
         let id = f.id;
-        // One piece: its hash is the whole file's.
+        // One piece: its hash is the whole file's, and the content id is the SHA-1 of
+        // that hash (the digest of a one-piece list).
+        let piece = Sha1Digest::of(&f.data);
+        assert_eq!(id, Sha1Digest::of(&piece.0));
         let mut list = b"data|20\n".to_vec();
-        list.extend_from_slice(&id.0);
+        list.extend_from_slice(&piece.0);
         assert_eq!(s.ask_bytes(&format!("pieces|shared.bin|{id}")), list);
         let mut first = b"data|4096\n".to_vec();
         first.extend_from_slice(&f.data[..4096]);
@@ -465,6 +468,9 @@ mod tests {
             assert!(ask(&mut s, ".p2pshare", &id.to_string()).starts_with("err|bad-name|"));
             assert!(ask(&mut s, "shared.bin", &other.to_string())
                 .starts_with("err|unknown-id|'shared.bin' here has content"));
+            // The whole-file SHA-1 is an attribute, not the id.
+            let whole = Sha1Digest::of(&f.data).to_string();
+            assert!(ask(&mut s, "shared.bin", &whole).starts_with("err|unknown-id|"));
             assert!(ask(&mut s, "shared.bin", "md5:abc").starts_with("err|bad-request|content id"));
         }
         let fetch = |s: &mut Session<'_, PeerService>, range: &str| {

@@ -108,10 +108,11 @@ const MEMBER_ROW: RowSpec = RowSpec {
     shape: "<id>|<host>|<port>|<incarnation>|<state>|<degree>|<name>|<cert>",
 };
 
-/// Publish and sync rows: name, size, content id, piece-list digest.
+/// Publish and sync rows: name, size, content id (the piece-list digest), whole-file
+/// SHA-1 (`-` when the publisher did not compute it).
 const FILE_ROW: RowSpec = RowSpec {
     fields: 4,
-    shape: "<name>|<size>|<content-id>|<pieces-digest>",
+    shape: "<name>|<size>|<content-id>|<sha1>",
 };
 
 pub const COMMANDS: &[Command] = &[
@@ -178,7 +179,7 @@ pub const COMMANDS: &[Command] = &[
         min_args: 1,
         max_args: 1,
         rows: Some(FILE_ROW),
-        usage: "publish|<n> then n rows <name>|<size>|<content-id>|<pieces-digest>",
+        usage: "publish|<n> then n rows <name>|<size>|<content-id>|<sha1>",
         reply: "ok|<n>",
         summary: "add or update files held by this session's peer",
     },
@@ -203,7 +204,7 @@ pub const COMMANDS: &[Command] = &[
         min_args: 1,
         max_args: 2,
         rows: Some(FILE_ROW),
-        usage: "sync|<n>[|more] then n rows <name>|<size>|<content-id>|<pieces-digest>",
+        usage: "sync|<n>[|more] then n rows <name>|<size>|<content-id>|<sha1>",
         reply: "ok|<files-known>",
         summary: "replace the whole file set of this session's peer",
     },
@@ -226,7 +227,7 @@ pub const COMMANDS: &[Command] = &[
         max_args: 2,
         rows: None,
         usage: "get|<name>[|<content-id>]",
-        reply: "ok|<n> then n rows <host>|<port>|<peer-id>|<size>|<content-id>|<pieces-digest>",
+        reply: "ok|<n> then n rows <host>|<port>|<peer-id>|<size>|<content-id>|<sha1>|<peer-name>",
         summary: "live holders of a file, in random order",
     },
     Command {
@@ -237,8 +238,8 @@ pub const COMMANDS: &[Command] = &[
         max_args: 2,
         rows: None,
         usage: "search|<words>[|<limit>]",
-        reply: "ok|<n>|<more> then n rows <name>|<size>|<content-id>|<holders>",
-        summary: "names matching every word, none of the -words",
+        reply: "ok|<n>|<more> then n rows <name>|<size>|<content-id>|<holders>|<sha1>",
+        summary: "names matching every word, none of the -words; or sha1:<hex>, the files with that whole-file SHA-1",
     },
     Command {
         verb: Verb::Pieces,

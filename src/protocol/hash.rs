@@ -1,8 +1,9 @@
 //! SHA-1 digests as they appear on the wire: `sha1:<40 lowercase hex>`.
 //!
 //! The algorithm is part of the text so that a later one can be added without a new
-//! framing. Content ids (SHA-1 of a whole file) and piece-list digests (SHA-1 of the
-//! concatenated raw piece hashes) are both [`Sha1Digest`]s.
+//! framing. A file's content id is the digest of its piece list (SHA-1 of the
+//! concatenated raw piece hashes, [`piece_list_digest`]); its whole-file SHA-1, an
+//! attribute beside the id, and each piece hash are [`Sha1Digest`]s too.
 
 use sha1::{Digest, Sha1};
 use std::fmt;
@@ -115,7 +116,8 @@ impl fmt::Debug for Sha1Digest {
     }
 }
 
-/// The digest of a piece list: SHA-1 over the raw 20-byte piece hashes, in order.
+/// The digest of a piece list: SHA-1 over the raw 20-byte piece hashes, in order. This
+/// is a file's content id: the pieces, each checked against the list, prove the whole.
 pub fn piece_list_digest(pieces: &[Sha1Digest]) -> Sha1Digest {
     let mut h = Sha1::new();
     for p in pieces {

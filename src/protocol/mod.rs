@@ -1,4 +1,4 @@
-//! Wire protocol v2, as specified normatively in docs/PROTOCOL.md.
+//! Wire protocol v3, as specified normatively in docs/PROTOCOL.md.
 //!
 //! This module owns the pure parts of the protocol: framing ([`codec`]), the command
 //! table ([`commands`]), validated names ([`name`]), hashes ([`hash`]) and error codes
@@ -12,7 +12,11 @@ pub mod name;
 use std::fmt;
 
 /// The protocol version spoken by this build, sent in `hello`.
-pub const VERSION: u32 = 2;
+///
+/// Version 3 made the content id the digest of the piece list (it was the whole-file
+/// SHA-1, which is now an attribute beside it): a node of version 2 would take the
+/// ids of version 3 for other contents, so the versions do not mix.
+pub const VERSION: u32 = 3;
 
 /// Size of a chunk, the unit of range alignment and of streaming.
 pub const CHUNK_SIZE: u64 = 4096;

@@ -54,6 +54,7 @@ fn request<'a>(name: &str, dest: &'a Path, state: &'a Path) -> DownloadRequest<'
         download_limit: None,
         allow_unverified: false,
         max_unverified_size: 1 << 30,
+        verify_sha1: false,
     }
 }
 
@@ -177,6 +178,24 @@ fn search_matches_every_word_excludes_and_answers_json() {
     let (code, out, _) = search(&["nothing-like-this"]).run(root.path());
     assert_eq!(code, 0);
     assert!(out.contains("no file matches"), "{out}");
+    // By the whole-file SHA-1 sha1sum prints: the peers hashed their folders, so
+    // they publish it, and the row carries the content id to download.
+    let poem = fs::read(
+        dirs.iter()
+            .map(|d| d.join("poem.txt"))
+            .find(|p| p.exists())
+            .unwrap(),
+    )
+    .unwrap();
+    let sha1 = Sha1Digest::of(&poem).to_string();
+    let (code, out, err) = search(&[&sha1]).json().run(root.path());
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = v["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{out}");
+    assert_eq!(rows[0]["name"], "poem.txt");
+    assert_eq!(rows[0]["sha1"], sha1);
+    assert_eq!(rows[0]["id"], content_id(&poem).to_string());
 }
 
 #[test]
@@ -273,8 +292,8 @@ fn a_file_rewritten_in_place_with_its_mtime_put_back_is_hashed_again() {
     let mut flipped = data.clone();
     flipped[at] ^= 0xff;
 
-    let original = Sha1Digest::of(&data);
-    let rewritten = Sha1Digest::of(&flipped);
+    let original = content_id(&data);
+    let rewritten = content_id(&flipped);
     eventually(
         "the rewritten file published under its new content id",
         DEADLINE,
@@ -325,7 +344,7 @@ fn a_changed_file_is_refused_by_its_own_peer() {
     fs::write(root.path().join("p").join("x.txt"), b"version one").unwrap();
     let index = index(root.path(), &[]);
     let p = peer(&root.path().join("p"), &index, &[]);
-    let id = Sha1Digest::of(b"version one");
+    let id = content_id(b"version one");
     fs::write(root.path().join("p").join("x.txt"), b"version two").unwrap();
     let mut raw = Raw::connect(p.addr);
     let reply = raw.ask(&format!("fetch|x.txt|{id}|0|11"));
@@ -381,7 +400,7 @@ fn classic_index_exchanges_byte_for_byte() {
     assert_eq!(raw.ask("get|legacy.txt"), "ok|1");
     assert_eq!(raw.line(), "127.0.0.1|2000|oldpeer|-|-|-|oldpeer");
     assert_eq!(raw.ask("search|legacy"), "ok|1|0");
-    assert_eq!(raw.line(), "legacy.txt|-|-|1");
+    assert_eq!(raw.line(), "legacy.txt|-|-|1|-");
     assert!(String::from_utf8(classic(index.addr, "set|x"))
         .unwrap()
         .starts_with("Error: "));
@@ -495,7 +514,8 @@ fn a_file_only_classic_holders_have_is_quarantined_unless_allowed() {
     assert_eq!(code, 1, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["quarantined"]["path"], jail.display().to_string());
-    assert_eq!(v["quarantined"]["id"], Sha1Digest::of(&data).to_string());
+    assert_eq!(v["quarantined"]["id"], content_id(&data).to_string());
+    assert_eq!(v["quarantined"]["sha1"], Sha1Digest::of(&data).to_string());
 
     // Accepted explicitly: placed, and said to be unverified.
     let (code, out, err) = get.clone().args(&["--allow-unverified"]).run(root.path());
@@ -741,9 +761,11 @@ fn fetch_checks_names_ranges_and_ids_on_one_connection() {
     assert_eq!(q.ask("get|tenkb.txt"), "ok|1");
     let row = q.line();
     let fields: Vec<&str> = row.split('|').collect();
-    let (id, digest) = (fields[4].to_owned(), fields[5].to_owned());
+    let (id, sha1) = (fields[4].to_owned(), fields[5].to_owned());
     let file = fs::read(dirs[0].join("tenkb.txt")).unwrap();
     assert_eq!(file.len(), 10240);
+    // The peer hashed its own folder: it publishes the whole-file SHA-1 beside the id.
+    assert_eq!(sha1, Sha1Digest::of(&file).to_string());
 
     let mut raw = Raw::connect(p1.addr);
     assert!(raw.hello_as("client", "t", 0).starts_with("ok|peer|"));
@@ -794,7 +816,8 @@ fn fetch_checks_names_ranges_and_ids_on_one_connection() {
     assert!(raw.ask("search|x").starts_with("err|unknown-verb|"));
     assert_eq!(raw.ask(&format!("pieces|tenkb.txt|{id}")), "data|20");
     let list = raw.read_exact(20);
-    assert_eq!(Sha1Digest::of(&list).to_string(), digest);
+    // The content id is the digest of the piece list.
+    assert_eq!(Sha1Digest::of(&list).to_string(), id);
     assert_eq!(raw.ask("ping"), "ok|pong");
 }
 

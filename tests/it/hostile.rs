@@ -63,7 +63,7 @@ fn nobody_can_publish_withdraw_or_leave_for_another_key() {
     // there is no session, so nothing can be done in A's name.
     let mut mallory = Raw::connect(index.addr);
     let nonce = "5a".repeat(16);
-    let challenge = mallory.ask(&format!("hello|2|peer|{a}|44999|peer1|{nonce}"));
+    let challenge = mallory.ask(&format!("hello|3|peer|{a}|44999|peer1|{nonce}"));
     assert!(challenge.starts_with("ok|index|"), "{challenge}");
     let forged = mallory.ask(&format!("auth|{}", "ab".repeat(64)));
     assert!(
@@ -288,7 +288,7 @@ fn a_bare_hello_or_an_unlisted_seed_adds_no_member() {
     let mut raw = Raw::connect(ps[0].addr);
     let ghost = test_key("ghost");
     let nonce = "c3".repeat(16);
-    let hello = format!("hello|2|peer|{}|9|ghost|{nonce}", ghost.id());
+    let hello = format!("hello|3|peer|{}|9|ghost|{nonce}", ghost.id());
     assert!(raw.ask(&hello).starts_with("ok|peer|"));
     let name = PeerId::parse("ghost").unwrap();
     let cert = sign_incarnation(&ghost, 1, &name).hex();

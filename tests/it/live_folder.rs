@@ -37,8 +37,9 @@ fn printed(p: &Proc, prefix: &str) -> String {
     found.unwrap()
 }
 
-fn sha1_of(bytes: &[u8]) -> String {
-    p2pshare::protocol::hash::Sha1Digest::of(bytes).to_string()
+/// The content id the index should show for these bytes.
+fn id_of(bytes: &[u8]) -> String {
+    content_id(bytes).to_string()
 }
 
 /// How long after a change the index must agree: the settle time (1 s by default),
@@ -66,10 +67,7 @@ fn added_changed_deleted_and_renamed_files_reach_the_index() {
     eventually(
         "added file published",
         PROMPTLY + Duration::from_millis(400),
-        || {
-            entries(&index, "added.txt")
-                == vec![("live".into(), "10".into(), sha1_of(b"a new file"))]
-        },
+        || entries(&index, "added.txt") == vec![("live".into(), "10".into(), id_of(b"a new file"))],
     );
     eprintln!("add reached the index in {:?}", t.elapsed());
 
@@ -80,7 +78,7 @@ fn added_changed_deleted_and_renamed_files_reach_the_index() {
         PROMPTLY + Duration::from_millis(400),
         || {
             entries(&index, "added.txt")
-                == vec![("live".into(), "15".into(), sha1_of(b"changed content"))]
+                == vec![("live".into(), "15".into(), id_of(b"changed content"))]
         },
     );
 
@@ -92,7 +90,7 @@ fn added_changed_deleted_and_renamed_files_reach_the_index() {
         || {
             entries(&index, "added.txt").is_empty()
                 && entries(&index, "renamed.txt")
-                    == vec![("live".into(), "15".into(), sha1_of(b"changed content"))]
+                    == vec![("live".into(), "15".into(), id_of(b"changed content"))]
         },
     );
 
@@ -128,7 +126,7 @@ fn a_file_being_written_is_not_published_half_written() {
         PROMPTLY + Duration::from_millis(400),
         || {
             entries(&index, "growing.bin")
-                == vec![("live".into(), written.len().to_string(), sha1_of(&written))]
+                == vec![("live".into(), written.len().to_string(), id_of(&written))]
         },
     );
 }
@@ -150,10 +148,7 @@ fn a_restarted_peer_does_not_hash_unchanged_files_again() {
         line.contains("2 unchanged since last run (hash cache)"),
         "{line}"
     );
-    assert_eq!(
-        entries(&index, "poem.txt")[0].2,
-        sha1_of(b"a different poem")
-    );
+    assert_eq!(entries(&index, "poem.txt")[0].2, id_of(b"a different poem"));
 
     // A corrupt cache is discarded with a warning, and everything is hashed again.
     second.kill9();
@@ -170,8 +165,5 @@ fn a_restarted_peer_does_not_hash_unchanged_files_again() {
         "{}",
         third.stderr_text()
     );
-    assert_eq!(
-        entries(&index, "poem.txt")[0].2,
-        sha1_of(b"a different poem")
-    );
+    assert_eq!(entries(&index, "poem.txt")[0].2, id_of(b"a different poem"));
 }

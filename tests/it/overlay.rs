@@ -407,7 +407,7 @@ fn overlay_input_is_validated_and_the_node_keeps_serving() {
     assert!(raw.ask("probe|1").starts_with("err|unknown-peer|"));
     let nonce = "ab".repeat(16);
     assert!(raw
-        .ask(&format!("hello|2|peer|../x|2000|x|{nonce}"))
+        .ask(&format!("hello|3|peer|../x|2000|x|{nonce}"))
         .starts_with("err|bad-name|"));
     assert!(raw
         .hello_as("peer", "tester", 0)

@@ -61,6 +61,19 @@ fn piece_list(data: &[u8]) -> Vec<Sha1Digest> {
 
 impl FakeHolder {
     fn start(index: &Proc, id: &str, name: &str, data: &Arc<Vec<u8>>, fault: Fault) -> FakeHolder {
+        let sha1 = Sha1Digest::of(data);
+        FakeHolder::start_claiming(index, id, name, data, fault, sha1)
+    }
+
+    /// [`FakeHolder::start`], publishing `sha1` as the file's whole-file SHA-1.
+    fn start_claiming(
+        index: &Proc,
+        id: &str,
+        name: &str,
+        data: &Arc<Vec<u8>>,
+        fault: Fault,
+        sha1: Sha1Digest,
+    ) -> FakeHolder {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -93,8 +106,8 @@ impl FakeHolder {
         let row = codec::line(&[
             name,
             &data.len().to_string(),
-            &Sha1Digest::of(data).to_string(),
             &piece_list_digest(&list).to_string(),
+            &sha1.to_string(),
         ]);
         let msg = codec::line(&["publish", "1"]) + &row;
         session.send(msg.as_bytes(), "publish").unwrap();
@@ -872,7 +885,7 @@ fn the_download_limit_paces_modern_and_classic_downloads() {
 }
 
 #[test]
-fn a_damaged_piece_the_spot_check_misses_is_caught_by_the_whole_file_hash() {
+fn a_damaged_piece_the_spot_check_misses_is_caught_by_its_hash_as_the_rest_arrives() {
     let root = tempfile::tempdir().unwrap();
     let data = noise(40 * 1024 * 1024, 31);
     let index = index(root.path(), &[]);
@@ -896,7 +909,7 @@ fn a_damaged_piece_the_spot_check_misses_is_caught_by_the_whole_file_hash() {
     let marked = marked_pieces(&state).unwrap();
     assert!(marked.len() >= 12 && marked.len() < 40, "{marked:?}");
     // The spot check hashes every 16th recorded piece and the last four: the sixth
-    // is not among them.
+    // is not among them, so the disk thread checks it while the rest arrives.
     let victim = marked[5];
     let at = victim as u64 * PIECE_SIZE + 4096;
     let f = fs::OpenOptions::new()
@@ -909,14 +922,86 @@ fn a_damaged_piece_the_spot_check_misses_is_caught_by_the_whole_file_hash() {
     assert_eq!(code, 0, "{out}{err}");
     let first = format!("resuming 'big.bin': {} of 40 pieces", marked.len());
     assert!(out.contains(&first), "expected '{first}' in: {out}");
+    // Against the piece list, which the content id proves: no whole-file pass.
     assert!(
-        out.contains("does not match its content id after a resume; checking every piece"),
+        out.contains(
+            "'big.bin': 1 piece kept from the earlier run did not match its hash; \
+             checking every piece"
+        ),
         "{out}"
     );
     // By then every other piece has been fetched: all but the damaged one are kept.
     let second = "resuming 'big.bin': 39 of 40 pieces already here (every one checked)";
     assert!(out.contains(second), "expected '{second}' in: {out}");
     assert_eq!(fs::read(dest.join("big.bin")).unwrap(), data);
+}
+
+#[test]
+fn verify_sha1_checks_the_whole_file_against_what_the_holders_claim() {
+    let root = tempfile::tempdir().unwrap();
+    let data = Arc::new(noise(3 * 1024 * 1024 + 5, 50));
+    let index = index(root.path(), &[]);
+    let _h = holders_of(root.path(), &index, 1, "v.bin", &data, &[]);
+    let dest = root.path().join("dest");
+    let get = |name: &str| Args::get(name).index(index.addr).dir(&dest).json();
+
+    // Without the flag the pieces prove the content, and no SHA-1 is computed.
+    let (code, out, err) = get("v.bin").run(root.path());
+    assert_eq!(code, 0, "{out}{err}");
+    let v = json(&out);
+    assert_eq!(v["id"], content_id(&data).to_string());
+    assert!(v["sha1"].is_null(), "{out}");
+    fs::remove_file(dest.join("v.bin")).unwrap();
+
+    // With it: computed, and compared with what the holder claims.
+    let (code, out, err) = get("v.bin").args(&["--verify-sha1"]).run(root.path());
+    assert_eq!(code, 0, "{out}{err}");
+    let v = json(&out);
+    assert_eq!(v["sha1"], Sha1Digest::of(&data).to_string());
+    assert!(
+        notes(&v).contains("matches what the holders claim"),
+        "{out}"
+    );
+
+    // Holders that agree on a false SHA-1 for true content: the content is still
+    // what its id says, but a check that was asked for fails, and nothing is placed.
+    let false_sha1 = Sha1Digest::of(b"not the file");
+    let _liar = FakeHolder::start_claiming(
+        &index,
+        "claimer",
+        "w.bin",
+        &data,
+        Fault::RefuseAfter(usize::MAX),
+        false_sha1,
+    );
+    let (code, out, err) = Args::get("w.bin")
+        .index(index.addr)
+        .dir(&dest)
+        .args(&["--verify-sha1"])
+        .run(root.path());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("the bytes match the content id, but their whole-file SHA-1 is")
+            && err.contains(&format!("not {false_sha1} as its holders claim")),
+        "{err}"
+    );
+    assert!(!dest.join("w.bin").exists());
+    let (code, out, err) = get("w.bin").args(&["--verify-sha1"]).run(root.path());
+    assert_eq!(code, 1, "{out}{err}");
+    let v = json(&out);
+    assert_eq!(
+        v["sha1_mismatch"]["claimed"],
+        false_sha1.to_string(),
+        "{out}"
+    );
+    assert_eq!(
+        v["sha1_mismatch"]["computed"],
+        Sha1Digest::of(&data).to_string()
+    );
+    // Without the check the claim does not matter: the pieces prove the content.
+    let (code, out, err) = get("w.bin").run(root.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(fs::read(dest.join("w.bin")).unwrap(), *data);
 }
 
 /// Regression: two fake holders registered from one host outvoted the one real holder
@@ -940,7 +1025,7 @@ fn fake_holders_that_outnumber_the_real_one_do_not_pick_the_content() {
             )
         })
         .collect();
-    let (real_id, fake_id) = (Sha1Digest::of(&real), Sha1Digest::of(&fake));
+    let (real_id, fake_id) = (content_id(&real), content_id(&fake));
     let dest = root.path().join("dest");
     let get = Args::get("report.pdf").index(index.addr).dir(&dest);
 
@@ -1010,7 +1095,7 @@ fn a_console_get_refuses_disagreeing_holders_and_takes_the_content_picked() {
     let me = root.path().join("me");
     fs::create_dir_all(&me).unwrap();
     let mut p = console_peer(&me, &index, &[]);
-    let real_id = Sha1Digest::of(&real);
+    let real_id = content_id(&real);
 
     p.type_line("get notes.txt");
     p.wait_line(|l| l.contains("get failed: 'notes.txt': its holders disagree"));
@@ -1022,6 +1107,22 @@ fn a_console_get_refuses_disagreeing_holders_and_takes_the_content_picked() {
     p.type_line(&format!("get notes.txt {}", real_id.short()));
     p.wait_line(|l| l.starts_with("downloaded notes.txt") && l.contains("verified"));
     assert_eq!(fs::read(me.join("notes.txt")).unwrap(), real);
+    // It shares the file onward under its content id, but without a whole-file SHA-1:
+    // it did not compute one, and a holder's claim is never taken as its own.
+    eventually("the download published with no SHA-1", DEADLINE, || {
+        let mut raw = Raw::connect(index.addr);
+        let n: usize = raw
+            .ask(&format!("get|notes.txt|{real_id}"))
+            .strip_prefix("ok|")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let rows: Vec<String> = (0..n).map(|_| raw.line()).collect();
+        let sha1s: Vec<&str> = rows.iter().map(|r| r.split('|').nth(5).unwrap()).collect();
+        sha1s.len() == 2
+            && sha1s.contains(&"-")
+            && sha1s.contains(&Sha1Digest::of(&real).to_string().as_str())
+    });
 
     // `search` then `get N` picks one content too (here the fake one, on purpose).
     let other = root.path().join("other");
@@ -1032,4 +1133,61 @@ fn a_console_get_refuses_disagreeing_holders_and_takes_the_content_picked() {
     let n = row.split('.').next().unwrap().trim().to_owned();
     q.type_line(&format!("get {n}"));
     q.wait_line(|l| l.starts_with("downloaded notes.txt") && l.contains("(48 B, verified"));
+}
+
+/// A partial download left by the earlier format (named by the whole-file SHA-1,
+/// recorded as `P2PPART1`) is resumed under the content id it migrates to, and so is
+/// one whose id cannot be derived, adopted because its holders claim that SHA-1.
+#[test]
+fn a_partial_of_the_earlier_format_is_resumed_under_its_content_id() {
+    let root = tempfile::tempdir().unwrap();
+    let data = noise(3 * PIECE_SIZE as usize + 7, 60);
+    let index = index(root.path(), &[]);
+    let _h = holders_of(root.path(), &index, 1, "old.bin", &data, &[]);
+    for with_list in [true, false] {
+        let dest = root.path().join(format!("dest-{with_list}"));
+        let partial = dest.join(".p2pshare/partial");
+        fs::create_dir_all(&partial).unwrap();
+        let sha1 = Sha1Digest::of(&data);
+        let old = |ext: &str| partial.join(format!("{}.{ext}", sha1.hex()));
+        // Pieces 0 and 2 arrived; the rest of the partial is zeros.
+        let mut part = vec![0u8; data.len()];
+        for i in [0, 2] {
+            let at = i * PIECE_SIZE as usize;
+            part[at..at + PIECE_SIZE as usize].copy_from_slice(&data[at..at + PIECE_SIZE as usize]);
+        }
+        fs::write(old("part"), &part).unwrap();
+        let mut record = StateRecord {
+            id: sha1,
+            size: data.len() as u64,
+            name: "old.bin".into(),
+            verified: vec![true, false, true, false],
+        }
+        .encode();
+        record[..8].copy_from_slice(b"P2PPART1");
+        let sealed = record.len() - 20;
+        let check = Sha1Digest::of(&record[..sealed]);
+        record[sealed..].copy_from_slice(&check.0);
+        fs::write(old("state"), record).unwrap();
+        if with_list {
+            let list: Vec<u8> = piece_list(&data).iter().flat_map(|d| d.0).collect();
+            fs::write(old("pieces"), list).unwrap();
+        }
+        let (code, out, err) = Args::get("old.bin")
+            .index(index.addr)
+            .dir(&dest)
+            .json()
+            .run(root.path());
+        assert_eq!(code, 0, "{out}{err}");
+        let v = json(&out);
+        assert!(
+            notes(&v).contains("resuming 'old.bin': 2 of 4 pieces already here"),
+            "with_list {with_list}: {out}"
+        );
+        assert_eq!(v["resumed_bytes"], 2 * PIECE_SIZE, "{out}");
+        assert_eq!(v["id"], content_id(&data).to_string());
+        assert_eq!(fs::read(dest.join("old.bin")).unwrap(), data);
+        let left: Vec<_> = fs::read_dir(&partial).unwrap().flatten().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }

@@ -49,24 +49,30 @@ pub(super) fn choose_target(
 }
 
 /// The target for content `id`. Holders of one content id may still give different
-/// piece-list digests (all but one of them lying); the bytes are checked against the
-/// id whichever is used, so a wrong digest can only fail the download, never place
-/// wrong bytes. The digest most of them give is tried.
+/// sizes (all but one of them lying); the bytes are checked against the id whichever
+/// is used (a wrong size gives a piece list or a last piece that does not match), so
+/// a wrong size can only fail the download, never place wrong bytes. The size most of
+/// them give is tried. The whole-file SHA-1 is the one they claim when every claim
+/// is the same (holders that claim none do not count), otherwise none: a claim to
+/// compare with under `--verify-sha1`, nothing more.
 fn target_for(modern: &[&Holder], id: Sha1Digest) -> Option<Target> {
-    let mut best: Option<(Target, usize)> = None;
-    for h in modern.iter().filter(|h| h.id == Some(id)) {
-        let (Some(digest), Some(size)) = (h.digest, h.size) else {
-            continue;
-        };
-        let count = modern
-            .iter()
-            .filter(|o| o.id == Some(id) && o.digest == Some(digest))
-            .count();
+    let of_id: Vec<&&Holder> = modern.iter().filter(|h| h.id == Some(id)).collect();
+    let mut best: Option<(u64, usize)> = None;
+    for size in of_id.iter().filter_map(|h| h.size) {
+        let count = of_id.iter().filter(|o| o.size == Some(size)).count();
         if best.is_none_or(|(_, c)| count > c) {
-            best = Some((Target { id, digest, size }, count));
+            best = Some((size, count));
         }
     }
-    best.map(|(t, _)| t)
+    let (size, _) = best?;
+    let mut claims: Vec<Sha1Digest> = of_id.iter().filter_map(|h| h.sha1).collect();
+    claims.sort_unstable_by_key(|d| d.0);
+    claims.dedup();
+    let sha1 = match claims[..] {
+        [one] => Some(one),
+        _ => None,
+    };
+    Some(Target { id, size, sha1 })
 }
 
 /// The contents the holders give, ordered by content id (not by count: a count is
@@ -161,7 +167,7 @@ impl ContentIdArg {
 mod tests {
     use super::*;
 
-    fn holder(id: &str, digest: &str, peer: &str) -> Holder {
+    fn holder(id: &str, sha1: &str, peer: &str) -> Holder {
         Holder {
             host: "127.0.0.1".parse().unwrap(),
             port: 1,
@@ -169,14 +175,14 @@ mod tests {
             name: peer.into(),
             size: Some(1),
             id: Some(Sha1Digest::of(id.as_bytes())),
-            digest: Some(Sha1Digest::of(digest.as_bytes())),
+            sha1: Some(Sha1Digest::of(sha1.as_bytes())),
         }
     }
 
     fn classic(peer: &str) -> Holder {
         Holder {
             id: None,
-            digest: None,
+            sha1: None,
             size: None,
             ..holder("", "", peer)
         }
@@ -216,8 +222,8 @@ mod tests {
         ];
         let t = choose_target(&hs, None).unwrap().unwrap();
         assert_eq!(
-            (t.id, t.digest),
-            (Sha1Digest::of(b"a"), Sha1Digest::of(b"da"))
+            (t.id, t.sha1),
+            (Sha1Digest::of(b"a"), Some(Sha1Digest::of(b"da")))
         );
         assert!(choose_target(&[classic("old")], None).unwrap().is_none());
         assert!(choose_target(&[], None).unwrap().is_none());
@@ -259,5 +265,28 @@ mod tests {
         assert!(ContentIdArg::parse("zzzzzzzzzz").is_err());
         let other = ContentIdArg::Short("00000000".into());
         assert!(other.resolve(&hs).unwrap_err().contains("no holder"));
+    }
+
+    #[test]
+    fn the_sha1_is_what_the_holders_claim_when_they_agree_and_the_size_most_give() {
+        let mut quiet = holder("a", "", "p3");
+        quiet.sha1 = None;
+        let mut big = holder("a", "da", "p4");
+        big.size = Some(2);
+        let hs = vec![holder("a", "da", "p1"), holder("a", "da", "p2"), quiet, big];
+        let t = choose_target(&hs, None).unwrap().unwrap();
+        // A holder that claims nothing does not disagree.
+        assert_eq!((t.size, t.sha1), (1, Some(Sha1Digest::of(b"da"))));
+        // Two different claims: none is taken.
+        let mut hs = hs;
+        hs.push(holder("a", "liar", "p5"));
+        let t = choose_target(&hs, None).unwrap().unwrap();
+        assert_eq!(t.sha1, None);
+        // A modern holder without a SHA-1 is still modern.
+        let mut only = holder("a", "", "p6");
+        only.sha1 = None;
+        assert!(!only.is_classic());
+        let t = choose_target(&[only], None).unwrap().unwrap();
+        assert_eq!((t.id, t.sha1), (Sha1Digest::of(b"a"), None));
     }
 }

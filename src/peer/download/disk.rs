@@ -1,6 +1,11 @@
 //! The disk writer of a download: one `download-disk` thread that writes verified
-//! pieces in place, streams write-back, records progress in the state file and
-//! computes the whole-file hash in piece order.
+//! pieces in place, streams write-back, records progress in the state file, hashes
+//! the resumed pieces a spot check left unchecked against the piece list and, when
+//! asked to (`--verify-sha1`), computes the whole-file SHA-1 in piece order.
+//!
+//! The content id needs no whole-file pass: it is the digest of the piece list, and
+//! every piece was checked against the list before it got here, or is checked here
+//! (a resumed one).
 
 use super::partial::Partial;
 use super::CACHE_SLICE;
@@ -23,15 +28,23 @@ const STATE_INTERVAL: Duration = Duration::from_millis(500);
 const WRITEBACK_EVERY: u64 = 16 * 1024 * 1024;
 
 /// The disk side of a download: writes verified pieces in place, hands dirty pages to
-/// the disk early, and computes the whole-file SHA-1 in piece order (reading back
-/// pieces that were written before their turn came).
+/// the disk early, and, when asked to, computes the whole-file SHA-1 in piece order
+/// (reading back pieces that were written before their turn came).
 pub(super) struct DiskWriter<'a> {
     partial: &'a Partial,
     file: &'a File,
     size: u64,
     written: Vec<bool>,
+    /// The pieces before this one are on disk, hashed into `sha` (when it is
+    /// computed), and checked (when they were `unchecked`).
     next: usize,
-    sha: Sha1,
+    /// The whole-file SHA-1 so far, when it is computed.
+    sha: Option<Sha1>,
+    /// Resumed pieces kept without a check, and the piece list to check them against.
+    unchecked: Vec<bool>,
+    pieces: &'a [Sha1Digest],
+    /// Unchecked pieces that turned out not to match their hash.
+    bad: Vec<usize>,
     /// Write-back has been started up to here...
     started: u64,
     /// ...and waited for up to here.
@@ -42,15 +55,26 @@ pub(super) struct DiskWriter<'a> {
 }
 
 impl<'a> DiskWriter<'a> {
-    /// `written`: the pieces already on disk (resumed).
-    pub(super) fn new(partial: &'a Partial, size: u64, written: Vec<bool>) -> DiskWriter<'a> {
+    /// `written`: the pieces already on disk (resumed); `unchecked`: those of them
+    /// not checked yet, against `pieces`; `whole_sha1`: compute the whole-file SHA-1.
+    pub(super) fn new(
+        partial: &'a Partial,
+        size: u64,
+        written: Vec<bool>,
+        unchecked: Vec<bool>,
+        pieces: &'a [Sha1Digest],
+        whole_sha1: bool,
+    ) -> DiskWriter<'a> {
         DiskWriter {
             partial,
             file: &partial.file,
             size,
             written,
             next: 0,
-            sha: Sha1::new(),
+            sha: whole_sha1.then(Sha1::new),
+            unchecked,
+            pieces,
+            bad: Vec::new(),
             started: 0,
             waited: 0,
             since_state: 0,
@@ -62,12 +86,13 @@ impl<'a> DiskWriter<'a> {
         mut self,
         queue: &crossbeam_channel::Receiver<(usize, Vec<u8>)>,
         spare: &crossbeam_channel::Sender<Vec<u8>>,
-    ) -> io::Result<Sha1Digest> {
+    ) -> io::Result<Written> {
         let mut scratch = Vec::new();
         loop {
             // Pieces already on disk (resumed, or written before their turn) are read
-            // back and hashed one at a time, between new pieces and while none waits,
-            // so a resume hashes what it kept while the rest is being fetched.
+            // back and hashed one at a time (when they need a check or the whole file
+            // is hashed), between new pieces and while none waits, so a resume hashes
+            // what it kept while the rest is being fetched.
             let item = match queue.try_recv() {
                 Ok(item) => item,
                 Err(crossbeam_channel::TryRecvError::Empty) if self.can_catch_up() => {
@@ -85,7 +110,9 @@ impl<'a> DiskWriter<'a> {
             if i == self.next {
                 // Hash and write slice by slice, each while it is in the CPU cache.
                 for (k, slice) in data.chunks(CACHE_SLICE).enumerate() {
-                    self.sha.update(slice);
+                    if let Some(sha) = &mut self.sha {
+                        sha.update(slice);
+                    }
                     self.file
                         .write_all_at(slice, offset + (k * CACHE_SLICE) as u64)?;
                 }
@@ -114,7 +141,10 @@ impl<'a> DiskWriter<'a> {
             self.save_state(true)?;
             return Err(io::Error::other("download ended with pieces missing"));
         }
-        Ok(Sha1Digest(self.sha.finalize().into()))
+        Ok(Written {
+            sha1: self.sha.map(|sha| Sha1Digest(sha.finalize().into())),
+            bad: self.bad,
+        })
     }
 
     /// Records the written pieces in the state file (`durable`: see
@@ -151,24 +181,50 @@ impl<'a> DiskWriter<'a> {
         self.started = done;
     }
 
-    /// Is the next piece of the whole-file hash already on disk?
+    /// Is the next piece of the in-order prefix already on disk?
     fn can_catch_up(&self) -> bool {
         self.written.get(self.next).copied().unwrap_or(false)
     }
 
-    /// Reads back the next piece of the whole-file hash and hashes it.
+    /// Moves the in-order prefix past the next piece, which is on disk: reads it back
+    /// when it needs a check (against the piece list) or the whole file is hashed.
     fn catch_up_one(&mut self, scratch: &mut Vec<u8>) -> io::Result<()> {
-        let offset = self.next as u64 * PIECE_SIZE;
-        scratch.resize(PIECE_SIZE.min(self.size - offset) as usize, 0);
-        for (k, slice) in scratch.chunks_mut(CACHE_SLICE).enumerate() {
-            self.file
-                .read_exact_at(slice, offset + (k * CACHE_SLICE) as u64)?;
-            self.sha.update(&*slice);
+        let i = self.next;
+        let check = self.unchecked.get(i).copied().unwrap_or(false);
+        if check || self.sha.is_some() {
+            let offset = i as u64 * PIECE_SIZE;
+            scratch.resize(PIECE_SIZE.min(self.size - offset) as usize, 0);
+            let mut piece = check.then(Sha1::new);
+            for (k, slice) in scratch.chunks_mut(CACHE_SLICE).enumerate() {
+                self.file
+                    .read_exact_at(slice, offset + (k * CACHE_SLICE) as u64)?;
+                if let Some(sha) = &mut self.sha {
+                    sha.update(&*slice);
+                }
+                if let Some(piece) = &mut piece {
+                    piece.update(&*slice);
+                }
+            }
+            if let Some(piece) = piece {
+                if Some(&Sha1Digest(piece.finalize().into())) != self.pieces.get(i) {
+                    log::warn!("resume: piece {i} on disk does not match its hash");
+                    self.bad.push(i);
+                }
+            }
         }
         self.next += 1;
         self.write_back();
         Ok(())
     }
+}
+
+/// What the disk thread leaves once every piece is written.
+pub(super) struct Written {
+    /// The whole-file SHA-1, when it was computed.
+    pub(super) sha1: Option<Sha1Digest>,
+    /// Resumed pieces kept unchecked that do not match their hash: the file is not
+    /// the content until they are fetched again.
+    pub(super) bad: Vec<usize>,
 }
 
 /// sync_file_range(2) on a byte range. Write-back hints only: durability still comes

@@ -5,9 +5,12 @@
 //! no content id verifies goes to `<state>/quarantine` unless the user allows it), a
 //! content picked because more holders claim it, or a file the user already has
 //! being replaced. Bytes land in `<state>/partial/<id>.part`;
-//! each piece is checked against the piece list (itself checked against the digest
-//! the index gave), the whole file against its content id; the partial is fsynced and
-//! only then linked into the folder under its name, refusing to replace anything.
+//! each piece is checked against the piece list, itself checked against the content
+//! id (which is its digest), so the verified pieces prove the whole file without a
+//! second pass over it; the partial is fsynced and only then linked into the folder
+//! under its name, refusing to replace anything. The whole-file SHA-1 is computed
+//! only when asked for (`verify_sha1`): an in-order pass compared with what the
+//! holders claim, whose mismatch fails the download.
 //!
 //! Pieces come from up to `max_sources` holders at once, each on its own connection
 //! and thread, pulling work from one shared plan. A holder that fails, stalls or
@@ -117,6 +120,11 @@ pub struct DownloadRequest<'a> {
     pub allow_unverified: bool,
     /// Most bytes taken from a classic holder when no content id is known.
     pub max_unverified_size: u64,
+    /// Also hash the whole file (in order, as it is written) and compare its SHA-1
+    /// with the one the holders claim when they agree on one; a mismatch fails the
+    /// download ([`DownloadError::Sha1Mismatch`]) and nothing is placed. The SHA-1 is
+    /// then known, so the file is shared with it.
+    pub verify_sha1: bool,
 }
 
 /// The default of `--max-unverified-size`: 1 GiB.
@@ -129,8 +137,11 @@ pub struct Quarantined {
     pub name: String,
     /// `<state>/quarantine/<name>`.
     pub path: PathBuf,
-    /// The SHA-1 of the bytes that arrived: what they are, not what they should be.
+    /// The content id of the bytes that arrived: what they are, not what they should
+    /// be.
     pub id: Sha1Digest,
+    /// Their whole-file SHA-1.
+    pub sha1: Option<Sha1Digest>,
     pub size: u64,
     /// The classic holder that sent them.
     pub source: String,
@@ -191,7 +202,14 @@ pub enum DownloadError {
     },
     /// Only classic holders had it, so nothing could verify it: it was kept in the
     /// quarantine, not placed in the folder (see `allow_unverified`).
-    Unverified(Quarantined),
+    Unverified(Box<Quarantined>),
+    /// `verify_sha1`: the bytes are the content (its id proves them) but their
+    /// whole-file SHA-1 is not the one the holders claim. Nothing was placed.
+    Sha1Mismatch {
+        name: String,
+        claimed: Sha1Digest,
+        computed: Sha1Digest,
+    },
     Io {
         path: PathBuf,
         source: io::Error,
@@ -235,6 +253,16 @@ impl fmt::Display for DownloadError {
                 q.size,
                 q.id,
                 q.path.display()
+            ),
+            DownloadError::Sha1Mismatch {
+                name,
+                claimed,
+                computed,
+            } => write!(
+                f,
+                "'{name}': the bytes match the content id, but their whole-file SHA-1 is \
+                 {computed}, not {claimed} as its holders claim (--verify-sha1); nothing \
+                 was placed in the folder and the bytes were discarded"
             ),
             DownloadError::Io { path, source } => write!(f, "{}: {source}", path.display()),
             DownloadError::Cancelled => f.write_str("cancelled"),
@@ -290,9 +318,13 @@ impl From<NetError> for SourceError {
 /// The content to fetch, as the index describes it.
 #[derive(Clone, Copy, Debug)]
 struct Target {
+    /// The content id: the digest of the piece list.
     id: Sha1Digest,
-    digest: Sha1Digest,
     size: u64,
+    /// The whole-file SHA-1 the holders of this content claim, when they agree on one:
+    /// a claim, compared with the bytes only under `verify_sha1`, never published as
+    /// this node's own.
+    sha1: Option<Sha1Digest>,
 }
 
 /// Downloads one file. See the module documentation for the guarantees.
@@ -345,6 +377,12 @@ pub fn download_from(
     }
     let partial_dir = req.state_dir.join("partial");
     fs::create_dir_all(&partial_dir).map_err(io_at(&partial_dir))?;
+    // Partials of an earlier version are named by the whole-file SHA-1: renamed to the
+    // content id, or taken over when this content's holders claim that SHA-1.
+    partial::migrate(&partial_dir);
+    if let Some(t) = target {
+        Partial::adopt(&partial_dir, t, &req.name);
+    }
     let call = Call {
         req,
         requery,
@@ -371,6 +409,9 @@ pub fn download_from(
             last: attempts.last,
         });
     };
+    if req.verify_sha1 {
+        check_sha1(req, target, &arrived, progress)?;
+    }
     if !arrived.verified_in_advance && !req.allow_unverified {
         return Err(quarantine(req, arrived)?);
     }
@@ -386,6 +427,46 @@ pub fn download_from(
     }))
 }
 
+/// `verify_sha1`: compares the whole-file SHA-1 of what arrived with the one its
+/// holders claim. A mismatch discards the bytes and fails the download; with no
+/// single claim to compare with (none, or claims that differ), the SHA-1 computed is
+/// kept and the user told.
+fn check_sha1(
+    req: &DownloadRequest<'_>,
+    target: Option<Target>,
+    arrived: &Arrived,
+    progress: &dyn Progress,
+) -> Result<(), DownloadError> {
+    let Some(computed) = arrived.hashes.sha1 else {
+        // The disk thread was asked for it; not having it is a bug, not a pass.
+        return Err(io_at(&arrived.part)(io::Error::other(
+            "the whole-file SHA-1 was not computed",
+        )));
+    };
+    match target.and_then(|t| t.sha1) {
+        Some(claimed) if claimed != computed => {
+            let _ = fs::remove_file(&arrived.part);
+            Err(DownloadError::Sha1Mismatch {
+                name: req.name.to_string(),
+                claimed,
+                computed,
+            })
+        }
+        Some(_) => {
+            progress.note(&format!(
+                "whole-file SHA-1 {computed} matches what the holders claim"
+            ));
+            Ok(())
+        }
+        None => {
+            progress.note(&format!(
+                "the holders claim no single whole-file SHA-1 to compare with; computed {computed}"
+            ));
+            Ok(())
+        }
+    }
+}
+
 /// Moves bytes nothing could verify from their partial to `<state>/quarantine/<name>`
 /// (replacing an earlier quarantined file of that name): out of the folder, so never
 /// shared, but kept for the user to inspect.
@@ -394,13 +475,14 @@ fn quarantine(req: &DownloadRequest<'_>, arrived: Arrived) -> Result<DownloadErr
     fs::create_dir_all(&dir).map_err(io_at(&dir))?;
     let path = dir.join(req.name.as_str());
     fs::rename(&arrived.part, &path).map_err(io_at(&path))?;
-    Ok(DownloadError::Unverified(Quarantined {
+    Ok(DownloadError::Unverified(Box::new(Quarantined {
         name: req.name.to_string(),
         path,
         id: arrived.hashes.id,
+        sha1: arrived.hashes.sha1,
         size: arrived.hashes.size,
         source: arrived.sources.join(", "),
-    }))
+    })))
 }
 
 /// One call of [`download_from`]: the request and the caller's hooks.
@@ -460,9 +542,9 @@ fn already_there(
     }
 }
 
-/// Fetches `t` from the holders of exactly this content, as a swarm. When the whole
-/// file does not match after a spot-checked resume, goes again checking every resumed
-/// piece. `None` when every holder failed.
+/// Fetches `t` from the holders of exactly this content, as a swarm. When a resumed
+/// piece the spot check left unchecked turns out damaged, goes again checking every
+/// resumed piece. `None` when every holder failed.
 fn fetch_modern(
     call: &Call<'_>,
     holders: &[Holder],
@@ -471,7 +553,7 @@ fn fetch_modern(
 ) -> Result<Option<Arrived>, DownloadError> {
     // Holders of exactly this content first; classic holders after, as a last
     // resort whose stream is checked against the content id.
-    let same = |h: &Holder| h.id == Some(t.id) && h.digest == Some(t.digest);
+    let same = |h: &Holder| h.id == Some(t.id);
     let modern: Vec<Holder> = holders.iter().filter(|h| same(h)).cloned().collect();
     let requery_same = || -> Vec<Holder> { (call.requery)().into_iter().filter(same).collect() };
     let part = call.partial_dir.join(format!("{}.part", t.id.hex()));
@@ -494,7 +576,7 @@ fn fetch_modern(
                 resumed,
             } => {
                 return Ok(Some(Arrived {
-                    part: part.clone(),
+                    part,
                     hashes,
                     verified_in_advance: true,
                     sources,

@@ -1,6 +1,12 @@
 //! The partial download on disk: the `.part` file the pieces are written into, the
 //! piece list kept beside it, the resume-state record, and placing the finished file
 //! into the folder without ever replacing one.
+//!
+//! Partials of the earlier format were named by the whole-file SHA-1 (the content id
+//! then) and recorded as `P2PPART1`: [`migrate`] renames them to the content id of
+//! now, which it derives without reading the partial (see there), and keeps the ones
+//! it cannot derive it for until a download whose holders claim that SHA-1 adopts
+//! them ([`Partial::adopt`]).
 
 use super::{io_at, DownloadError, Target};
 use crate::peer::catalog::FileStamp;
@@ -17,7 +23,8 @@ use std::path::{Path, PathBuf};
 /// Which resumed pieces are hashed before they are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Check {
-    /// A sample: every [`SPOT_STRIDE`]th piece and the last [`SPOT_TAIL`] recorded.
+    /// A sample: every [`SPOT_STRIDE`]th piece and the last [`SPOT_TAIL`] recorded;
+    /// the disk thread hashes the others as the download runs.
     Sample,
     All,
 }
@@ -37,21 +44,28 @@ pub(super) struct Partial {
     name: FileName,
 }
 
-/// `<id>.state` format, big-endian: "P2PPART1", 20-byte content id, u64 size, u32 piece
+/// `<id>.state` format, big-endian: "P2PPART2", 20-byte content id, u64 size, u32 piece
 /// size, u32 piece count, u16 name length, the name, the bitmap of verified pieces,
 /// then the SHA-1 of all that.
-const STATE_MAGIC: &[u8; 8] = b"P2PPART1";
+const STATE_MAGIC: &[u8; 8] = b"P2PPART2";
+
+/// The earlier format: the same layout, with the whole-file SHA-1 as the id.
+const STATE_MAGIC_V1: &[u8; 8] = b"P2PPART1";
 
 /// The fixed part of a state record before the name: magic, content id, size, piece
 /// size, piece count, name length.
 const STATE_HEADER: usize = 8 + 20 + 8 + 4 + 4 + 2;
 
-/// What a resume found: how many pieces were kept, and how many of those were hashed
-/// before they were kept.
+/// What a resume found: how many recorded pieces were kept, how many of those were
+/// hashed before they were kept, which were not (the disk thread hashes those), and
+/// how many failed their check (they are fetched again).
 #[derive(Default)]
 pub(super) struct Resumed {
     pub(super) kept: usize,
     pub(super) checked: usize,
+    /// One flag per piece: kept without a check yet.
+    pub(super) unchecked: Vec<bool>,
+    pub(super) dropped: usize,
 }
 
 /// What a resume-state file (`<id>.state`) records: the content, its name, and which
@@ -94,7 +108,17 @@ impl StateRecord {
     /// checksum (a torn or damaged file), another piece size, or a piece count or
     /// bitmap that does not fit the size.
     pub fn decode(bytes: &[u8]) -> Option<StateRecord> {
-        if bytes.len() < STATE_HEADER + 20 || &bytes[..8] != STATE_MAGIC {
+        StateRecord::decode_as(bytes, STATE_MAGIC)
+    }
+
+    /// Reads a record of the earlier format (`P2PPART1`), whose `id` is the file's
+    /// whole-file SHA-1.
+    pub fn decode_v1(bytes: &[u8]) -> Option<StateRecord> {
+        StateRecord::decode_as(bytes, STATE_MAGIC_V1)
+    }
+
+    fn decode_as(bytes: &[u8], magic: &[u8; 8]) -> Option<StateRecord> {
+        if bytes.len() < STATE_HEADER + 20 || &bytes[..8] != magic {
             return None;
         }
         let (body, check) = bytes.split_at(bytes.len() - 20);
@@ -141,32 +165,171 @@ impl StateRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartialInfo {
     pub name: String,
+    /// The content id; for a `legacy` record, the whole-file SHA-1.
     pub id: Sha1Digest,
     pub size: u64,
     pub pieces_done: usize,
     pub pieces: usize,
+    /// A record of the earlier format whose content id could not be derived (see
+    /// [`migrate`]): a download of the name whose holders claim `id` as the
+    /// whole-file SHA-1 adopts it, so resume it by name, not by id.
+    pub legacy: bool,
 }
 
-/// The resumable downloads in a state dir.
+/// The resumable downloads in a state dir (partials of the earlier format are
+/// migrated first).
 pub fn partials(state_dir: &Path) -> Vec<PartialInfo> {
-    let Ok(entries) = fs::read_dir(state_dir.join("partial")) else {
+    let dir = state_dir.join("partial");
+    migrate(&dir);
+    let Ok(entries) = fs::read_dir(&dir) else {
         return Vec::new();
     };
     let mut out: Vec<PartialInfo> = entries
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "state"))
         .filter_map(|e| fs::read(e.path()).ok())
-        .filter_map(|bytes| StateRecord::decode(&bytes))
-        .map(|r| PartialInfo {
+        .filter_map(|bytes| match StateRecord::decode(&bytes) {
+            Some(r) => Some((r, false)),
+            None => StateRecord::decode_v1(&bytes).map(|r| (r, true)),
+        })
+        .map(|(r, legacy)| PartialInfo {
             pieces_done: r.verified.iter().filter(|v| **v).count(),
             pieces: r.verified.len(),
             name: r.name,
             id: r.id,
             size: r.size,
+            legacy,
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// `<dir>/<id hex>.<ext>`
+fn file_of(dir: &Path, id: Sha1Digest, ext: &str) -> PathBuf {
+    dir.join(format!("{}.{ext}", id.hex()))
+}
+
+/// Brings the partials in `dir` (a state dir's `partial` folder) of the earlier
+/// format to the current one, without reading a byte of any partial.
+///
+/// A `P2PPART1` record names its partial by the whole-file SHA-1. The content id is
+/// derived from what is on disk: for an empty file it is the same value (the SHA-1 of
+/// nothing); for a file of one piece, the whole-file SHA-1 *is* the only piece's hash,
+/// so the id is the SHA-1 of those 20 bytes; otherwise it is the digest of the piece
+/// list kept beside the partial (`<old>.pieces`, saved once it had matched the digest
+/// the index gave), when that is there and of the right length. The steps are
+/// ordered so that a stop between any two leaves what the next run completes: rename
+/// `.part`, write the new `.state`, delete the old one, rename `.pieces` (a piece list
+/// left under its old name is found by its digest). A record whose id cannot be
+/// derived is left as it is, for [`Partial::adopt`]. Failures are logged: the partial
+/// stays, and so does the chance of a later run.
+pub fn migrate(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    for path in paths
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "state"))
+    {
+        let Some(old) = fs::read(path).ok().and_then(|b| StateRecord::decode_v1(&b)) else {
+            continue;
+        };
+        let Some(id) = derived_id(dir, &old) else {
+            log::info!(
+                "{}: a partial download of '{}' from an earlier version whose content id \
+                 cannot be derived; kept until a download of it adopts it",
+                path.display(),
+                old.name
+            );
+            continue;
+        };
+        if let Err(e) = move_record(dir, &old, id) {
+            log::warn!(
+                "{}: cannot bring the partial of '{}' up to date: {e}",
+                path.display(),
+                old.name
+            );
+        }
+    }
+    // A piece list whose partial was moved, left under its old name by a stop.
+    for path in paths
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "pieces"))
+    {
+        if path.with_extension("state").exists() {
+            continue;
+        }
+        let Some(list) = fs::read(path).ok().and_then(|raw| parse_piece_list(&raw)) else {
+            continue;
+        };
+        let to = file_of(dir, piece_list_digest(&list), "pieces");
+        if file_of(dir, piece_list_digest(&list), "state").exists() && !to.exists() {
+            let _ = fs::rename(path, to);
+        }
+    }
+}
+
+/// The content id of an earlier-format record, when it can be derived (see
+/// [`migrate`]).
+fn derived_id(dir: &Path, old: &StateRecord) -> Option<Sha1Digest> {
+    match piece_count(old.size) {
+        0 => Some(piece_list_digest(&[])),
+        1 => Some(piece_list_digest(&[old.id])),
+        n => {
+            let raw = fs::read(file_of(dir, old.id, "pieces")).ok()?;
+            let list = parse_piece_list(&raw)?;
+            (list.len() as u64 == n).then(|| piece_list_digest(&list))
+        }
+    }
+}
+
+/// Moves an earlier-format record and its files to the names of content `id`.
+fn move_record(dir: &Path, old: &StateRecord, id: Sha1Digest) -> io::Result<()> {
+    let from = |ext: &str| file_of(dir, old.id, ext);
+    let to = |ext: &str| file_of(dir, id, ext);
+    let record = StateRecord { id, ..old.clone() };
+    if id == old.id {
+        // An empty file: the names stay, the record takes the current format.
+        return write_atomically(&to("state"), &record.encode(), true);
+    }
+    if from("part").exists() && !to("part").exists() {
+        fs::rename(from("part"), to("part"))?;
+    }
+    write_atomically(&to("state"), &record.encode(), true)?;
+    fs::remove_file(from("state"))?;
+    if from("pieces").exists() && !to("pieces").exists() {
+        fs::rename(from("pieces"), to("pieces"))?;
+    }
+    log::info!(
+        "partial download of '{}' brought up to date: content id {id}",
+        old.name
+    );
+    Ok(())
+}
+
+/// Replaces `path` with `bytes` through a temporary file renamed over it, so a reader
+/// sees the old bytes or the new ones, never a mix; `durable` also fsyncs the file and
+/// its folder.
+fn write_atomically(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        if durable {
+            f.sync_all()?;
+        }
+    }
+    fs::rename(&tmp, path)?;
+    if durable {
+        if let Some(dir) = path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+    }
+    Ok(())
 }
 
 impl Partial {
@@ -188,19 +351,54 @@ impl Partial {
         })
     }
 
+    /// Takes over a partial of the earlier format that [`migrate`] could not name by
+    /// its content id, when the holders of this target claim its whole-file SHA-1 is
+    /// the one the partial was named by. The claim is not trusted: a resume checks
+    /// every piece it keeps against the piece list, which the content id proves, so a
+    /// false claim costs a download, never a wrong byte. Only a partial of the same
+    /// name and size, and only when nothing of this content's own is on disk.
+    pub(super) fn adopt(dir: &Path, t: Target, name: &FileName) {
+        let Some(sha1) = t.sha1 else {
+            return;
+        };
+        let from = |ext: &str| file_of(dir, sha1, ext);
+        let to = |ext: &str| file_of(dir, t.id, ext);
+        if to("state").exists() || to("part").exists() {
+            return;
+        }
+        let Some(old) = fs::read(from("state"))
+            .ok()
+            .and_then(|b| StateRecord::decode_v1(&b))
+            .filter(|r| r.size == t.size && r.name == name.as_str())
+        else {
+            return;
+        };
+        match move_record(dir, &old, t.id) {
+            Ok(()) => log::info!(
+                "resuming '{}' from a partial of an earlier version (sha1 {sha1})",
+                old.name
+            ),
+            Err(e) => log::warn!("cannot take over the partial of '{}': {e}", old.name),
+        }
+    }
+
     /// Marks the pieces the state file records as done. A recorded piece is never
-    /// trusted blindly: `Check::All` hashes each against the piece list; `Check::Sample`
-    /// hashes a spot check (every [`SPOT_STRIDE`]th recorded piece and the last
-    /// [`SPOT_TAIL`]) and relies on the whole-file hash at the end for the rest, which
-    /// sends the download back here with `Check::All` when it does not match. A piece
-    /// that fails its check is fetched again.
+    /// trusted blindly: `Check::All` hashes each against the piece list (which the
+    /// content id proves); `Check::Sample` hashes a spot check (every
+    /// [`SPOT_STRIDE`]th recorded piece and the last [`SPOT_TAIL`]) and returns the
+    /// others as unchecked, for the disk thread to hash while the rest is fetched; a
+    /// piece it finds damaged sends the download back here with `Check::All`. A piece
+    /// that fails its check here is fetched again.
     pub(super) fn resume(
         &self,
         plan: &mut PiecePlan,
         pieces: &[Sha1Digest],
         check: Check,
     ) -> Resumed {
-        let mut out = Resumed::default();
+        let mut out = Resumed {
+            unchecked: vec![false; plan.len()],
+            ..Resumed::default()
+        };
         let Some(marked) = self.read_state() else {
             return out;
         };
@@ -223,9 +421,12 @@ impl Partial {
                     log::warn!(
                         "resume: piece {i} on disk does not match its hash; fetching it again"
                     );
+                    out.dropped += 1;
                     continue;
                 }
                 out.checked += 1;
+            } else {
+                out.unchecked[i] = true;
             }
             plan.already_have(i);
             out.kept += 1;
@@ -246,12 +447,12 @@ impl Partial {
         self.path.with_extension("pieces")
     }
 
-    /// The piece list saved by an earlier attempt, if it still matches the digest.
+    /// The piece list saved by an earlier attempt, if it still matches the content id.
     pub(super) fn load_piece_list(&self) -> Option<Vec<Sha1Digest>> {
         let raw = fs::read(self.list_path()).ok()?;
         let list = parse_piece_list(&raw)?;
         (list.len() as u64 == piece_count(self.target.size)
-            && piece_list_digest(&list) == self.target.digest)
+            && piece_list_digest(&list) == self.target.id)
             .then_some(list)
     }
 
@@ -265,6 +466,12 @@ impl Partial {
         if let Err(e) = saved {
             log::warn!("cannot save the piece list for a resume: {e}");
         }
+    }
+
+    /// Does the state file record any piece of this content?
+    pub(super) fn has_recorded_pieces(&self) -> bool {
+        self.read_state()
+            .is_some_and(|marked| marked.iter().any(|&done| done))
     }
 
     fn read_state(&self) -> Option<Vec<bool>> {
@@ -298,27 +505,7 @@ impl Partial {
             verified: verified.to_vec(),
         }
         .encode();
-        let tmp = self.state_path.with_extension("state.tmp");
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&out)?;
-            if durable {
-                f.sync_all()?;
-            }
-        }
-        fs::rename(&tmp, &self.state_path)?;
-        if durable {
-            if let Some(dir) = self.state_path.parent() {
-                File::open(dir)?.sync_all()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes the partial and its state (the content is bad or the file is done).
-    pub(super) fn discard(&self) {
-        let _ = fs::remove_file(&self.path);
-        self.forget();
+        write_atomically(&self.state_path, &out, durable)
     }
 
     /// Removes the state and piece list (the partial itself was moved into place).
@@ -417,7 +604,7 @@ mod tests {
     fn a_state_record_has_the_documented_layout() {
         let r = record(10 * PIECE_SIZE, &[0, 9]);
         let b = r.encode();
-        assert_eq!(&b[..8], b"P2PPART1");
+        assert_eq!(&b[..8], b"P2PPART2");
         assert_eq!(&b[8..28], &r.id.0);
         assert_eq!(b[28..36], (10 * PIECE_SIZE).to_be_bytes());
         assert_eq!(b[36..40], (PIECE_SIZE as u32).to_be_bytes());
@@ -448,5 +635,143 @@ mod tests {
         assert_eq!(StateRecord::decode(&r.encode()), None);
         r.verified.truncate(3);
         assert_eq!(StateRecord::decode(&r.encode()), None);
+    }
+
+    /// A partial of the earlier format: `size` bytes named by their whole-file
+    /// SHA-1, pieces 0 and 2 (when there) recorded, and the piece list beside it when
+    /// `with_list`. Returns the bytes.
+    fn old_partial(dir: &Path, size: usize, with_list: bool) -> Vec<u8> {
+        let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+        let sha1 = Sha1Digest::of(&data);
+        let count = piece_count(size as u64) as usize;
+        let record = StateRecord {
+            id: sha1,
+            size: size as u64,
+            name: "old.bin".into(),
+            verified: (0..count).map(|i| i == 0 || i == 2).collect(),
+        };
+        let mut v1 = record.encode();
+        v1[..8].copy_from_slice(b"P2PPART1");
+        let sealed = v1.len() - 20;
+        let check = Sha1Digest::of(&v1[..sealed]);
+        v1[sealed..].copy_from_slice(&check.0);
+        fs::write(file_of(dir, sha1, "state"), v1).unwrap();
+        fs::write(file_of(dir, sha1, "part"), &data).unwrap();
+        if with_list {
+            let list: Vec<u8> = data
+                .chunks(PIECE_SIZE as usize)
+                .flat_map(|p| Sha1Digest::of(p).0)
+                .collect();
+            fs::write(file_of(dir, sha1, "pieces"), list).unwrap();
+        }
+        data
+    }
+
+    fn id_of(data: &[u8]) -> Sha1Digest {
+        let pieces: Vec<Sha1Digest> = data
+            .chunks(PIECE_SIZE as usize)
+            .map(Sha1Digest::of)
+            .collect();
+        piece_list_digest(&pieces)
+    }
+
+    #[test]
+    fn partials_of_the_earlier_format_are_renamed_to_their_content_id() {
+        for (size, with_list) in [
+            (0, false),
+            (1000, false),
+            (PIECE_SIZE as usize, false),
+            (3 * PIECE_SIZE as usize + 7, true),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            let data = old_partial(d, size, with_list);
+            let (sha1, id) = (Sha1Digest::of(&data), id_of(&data));
+            migrate(d);
+            let record = StateRecord::decode(&fs::read(file_of(d, id, "state")).unwrap())
+                .unwrap_or_else(|| panic!("size {size}: no record under the content id"));
+            assert_eq!((record.id, record.name.as_str()), (id, "old.bin"));
+            assert_eq!(
+                record.verified.first() == Some(&true),
+                size > 0,
+                "size {size}"
+            );
+            assert_eq!(fs::read(file_of(d, id, "part")).unwrap(), data);
+            if size > 0 {
+                assert!(!file_of(d, sha1, "state").exists(), "size {size}");
+                assert!(!file_of(d, sha1, "part").exists());
+            }
+            assert_eq!(file_of(d, id, "pieces").exists(), with_list);
+            // Once is enough: a second run changes nothing.
+            migrate(d);
+            assert_eq!(
+                StateRecord::decode(&fs::read(file_of(d, id, "state")).unwrap()),
+                Some(record)
+            );
+        }
+    }
+
+    #[test]
+    fn a_migration_stopped_half_way_is_completed_by_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let data = old_partial(d, 3 * PIECE_SIZE as usize, true);
+        let (sha1, id) = (Sha1Digest::of(&data), id_of(&data));
+        // Stopped after the partial was renamed.
+        fs::rename(file_of(d, sha1, "part"), file_of(d, id, "part")).unwrap();
+        migrate(d);
+        assert!(StateRecord::decode(&fs::read(file_of(d, id, "state")).unwrap()).is_some());
+        assert!(file_of(d, id, "pieces").exists() && !file_of(d, sha1, "state").exists());
+        // Stopped before the piece list was renamed.
+        fs::rename(file_of(d, id, "pieces"), file_of(d, sha1, "pieces")).unwrap();
+        migrate(d);
+        assert!(file_of(d, id, "pieces").exists() && !file_of(d, sha1, "pieces").exists());
+    }
+
+    #[test]
+    fn a_partial_whose_id_cannot_be_derived_is_kept_and_adopted_by_its_sha1() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let data = old_partial(d, 2 * PIECE_SIZE as usize + 1, false);
+        let (sha1, id) = (Sha1Digest::of(&data), id_of(&data));
+        migrate(d);
+        assert!(file_of(d, sha1, "state").exists(), "kept as it was");
+        let t = |sha1| Target {
+            id,
+            size: data.len() as u64,
+            sha1,
+        };
+        let name = FileName::parse("old.bin").unwrap();
+        // Holders that claim no SHA-1, or another one, adopt nothing; nor does a
+        // download of another name.
+        Partial::adopt(d, t(None), &name);
+        Partial::adopt(d, t(Some(Sha1Digest::of(b"other"))), &name);
+        Partial::adopt(d, t(Some(sha1)), &FileName::parse("other.bin").unwrap());
+        assert!(file_of(d, sha1, "state").exists());
+        Partial::adopt(d, t(Some(sha1)), &name);
+        let record = StateRecord::decode(&fs::read(file_of(d, id, "state")).unwrap()).unwrap();
+        assert_eq!(record.verified_pieces(), vec![0, 2]);
+        assert_eq!(fs::read(file_of(d, id, "part")).unwrap(), data);
+        assert!(!file_of(d, sha1, "state").exists());
+    }
+
+    #[test]
+    fn partials_lists_records_of_both_formats() {
+        let state = tempfile::tempdir().unwrap();
+        let d = state.path().join("partial");
+        fs::create_dir(&d).unwrap();
+        let one = old_partial(&d, 10, false);
+        let listed = partials(state.path());
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].id, listed[0].legacy), (id_of(&one), false));
+        let dir2 = tempfile::tempdir().unwrap();
+        let d2 = dir2.path().join("partial");
+        fs::create_dir(&d2).unwrap();
+        let big = old_partial(&d2, 2 * PIECE_SIZE as usize + 1, false);
+        let listed = partials(dir2.path());
+        assert_eq!(
+            (listed[0].id, listed[0].legacy),
+            (Sha1Digest::of(&big), true)
+        );
     }
 }

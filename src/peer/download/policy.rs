@@ -259,7 +259,7 @@ mod tests {
             name: format!("p{port}"),
             size: Some(1),
             id: None,
-            digest: None,
+            sha1: None,
         }
     }
 

@@ -17,6 +17,7 @@
 //! [`Conns`] mutex are leaves, never held together nor across I/O.
 
 use super::disk::DiskWriter;
+use super::disk::Written;
 use super::partial::{Check, Partial, Resumed};
 use super::policy::{Action, SourcePolicy};
 use super::{
@@ -76,15 +77,17 @@ pub(super) enum Fetched {
     },
     /// Every holder failed (the partial stays, for a resume).
     Failed,
-    /// The whole file did not match after pieces were resumed without a check: try
-    /// again, checking every resumed piece.
+    /// A resumed piece the spot check left to the disk thread does not match its
+    /// hash: try again, checking every resumed piece.
     RecheckAll,
 }
 
-/// Every piece is in: the piece list and the whole-file hash.
+/// Every piece is in: the piece list, the whole-file SHA-1 when it was computed, and
+/// the resumed pieces found damaged on the way.
 struct Whole {
     pieces: Vec<Sha1Digest>,
-    id: Sha1Digest,
+    sha1: Option<Sha1Digest>,
+    bad: Vec<usize>,
 }
 
 /// Fetches every piece from up to `max_sources` holders at once (see the module
@@ -100,24 +103,56 @@ pub(super) fn fetch_pieces(
     let t = job.target;
     let partial = Partial::open(job.part, t, &job.req.name)?;
     let mut plan = PiecePlan::new(piece_count(t.size) as usize);
-    let saved_list = partial.load_piece_list();
+    let mut saved_list = partial.load_piece_list();
+    if saved_list.is_none() && partial.has_recorded_pieces() {
+        // Pieces recorded without their list (a partial of an earlier version taken
+        // over by its SHA-1): the list is needed before they can be checked and kept.
+        saved_list = list_for_resume(job, &holders);
+        if let Some(list) = &saved_list {
+            partial.save_piece_list(list);
+        }
+    }
     let resumed = resume(job, &partial, &mut plan, saved_list.as_deref(), check);
     let resumed_bytes = verified_bytes(&plan, t.size);
-    let (whole, sources) = run_swarm(job, &partial, plan, saved_list, holders, attempts);
+    let (whole, sources) = run_swarm(job, &partial, plan, saved_list, resumed, holders, attempts);
     let Some(whole) = whole? else {
         return Ok(Fetched::Failed);
     };
     log::debug!("all pieces fetched and written");
-    if whole.id != t.id {
-        return not_the_content(job, &partial, whole.id, &resumed, attempts);
+    if !whole.bad.is_empty() {
+        // Record every piece as here but the damaged ones, and start again checking
+        // each one.
+        job.progress.note(&format!(
+            "'{}': {} kept from the earlier run did not match {} hash; checking every piece",
+            job.req.name,
+            crate::units::plural(whole.bad.len() as u64, "piece"),
+            if whole.bad.len() == 1 { "its" } else { "their" },
+        ));
+        let count = piece_count(t.size) as usize;
+        let here: Vec<bool> = (0..count).map(|i| !whole.bad.contains(&i)).collect();
+        partial.save_state(&here, true).map_err(io_at(job.part))?;
+        return Ok(Fetched::RecheckAll);
     }
+    // Every piece matched the piece list, and the list matched the content id (its
+    // digest): the file is the content, with no pass over the whole of it.
     partial.file.sync_all().map_err(io_at(job.part))?;
     partial.forget();
     log::debug!("partial file fsynced");
     Ok(Fetched::Done {
-        hashes: ContentHashes::from_parts(t.size, whole.id, whole.pieces),
+        hashes: ContentHashes::from_parts(t.size, whole.pieces, whole.sha1),
         sources,
         resumed: resumed_bytes,
+    })
+}
+
+/// The piece list of the target from the first of a few holders that gives one that
+/// matches the content id; `None` when none does (the recorded pieces are then not
+/// kept, and the list comes with the swarm as usual).
+fn list_for_resume(job: &SwarmJob<'_>, holders: &[Holder]) -> Option<Vec<Sha1Digest>> {
+    holders.iter().take(3).find_map(|h| {
+        let mut client = Client::connect(&h.addr(), &job.req.timeouts).ok()?;
+        client.hello_client().ok()?;
+        piece_list_from(&mut client, &job.req.name, job.target).ok()
     })
 }
 
@@ -132,17 +167,26 @@ fn resume(
     let resumed = saved_list
         .map(|list| partial.resume(plan, list, check))
         .unwrap_or_default();
-    if resumed.kept > 0 {
+    if resumed.kept > 0 || resumed.dropped > 0 {
         let checked = if resumed.checked == resumed.kept {
             "every one checked".to_owned()
         } else {
             format!(
-                "{} spot-checked, the whole file is checked at the end",
+                "{} spot-checked, the others are checked as the rest arrives",
                 resumed.checked
             )
         };
+        let dropped = match resumed.dropped {
+            0 => String::new(),
+            n => format!(
+                "; {} did not match {} and {} fetched again",
+                crate::units::plural(n as u64, "piece"),
+                if n == 1 { "its hash" } else { "their hashes" },
+                if n == 1 { "is" } else { "are" },
+            ),
+        };
         job.progress.note(&format!(
-            "resuming '{}': {} of {} already here ({checked})",
+            "resuming '{}': {} of {} already here ({checked}){dropped}",
             job.req.name,
             resumed.kept,
             crate::units::plural(plan.len() as u64, "piece")
@@ -152,51 +196,22 @@ fn resume(
     resumed
 }
 
-/// Every piece matched its hash but the whole file hashes to `id`, not the content
-/// id: after a resume that kept unchecked pieces, check them all; otherwise the
-/// publisher lied, and the partial goes.
-fn not_the_content(
-    job: &SwarmJob<'_>,
-    partial: &Partial,
-    id: Sha1Digest,
-    resumed: &Resumed,
-    attempts: &mut Attempts,
-) -> Result<Fetched, DownloadError> {
-    if resumed.checked < resumed.kept {
-        // A resumed piece that was not spot-checked may be damaged: record every
-        // piece as here, and start again checking each one.
-        job.progress.note(&format!(
-            "'{}' does not match its content id after a resume; checking every piece",
-            job.req.name
-        ));
-        let count = piece_count(job.target.size) as usize;
-        partial
-            .save_state(&vec![true; count], true)
-            .map_err(io_at(job.part))?;
-        return Ok(Fetched::RecheckAll);
-    }
-    // Every piece matched a piece list whose digest the index gave, but the whole
-    // does not match the content id published beside it: the publisher lied.
-    attempts.last = format!(
-        "pieces verified but the file hashes to {id}, not {}",
-        job.target.id
-    );
-    job.progress.note(&attempts.last);
-    partial.discard();
-    Ok(Fetched::Failed)
-}
-
 /// Runs the disk thread and the sources until every piece is in or the download
-/// stops. Returns the piece list and the whole-file hash when every piece is in, and
-/// the holders that delivered pieces and did not fail.
+/// stops. Returns, when every piece is in, the piece list, the whole-file SHA-1 (when
+/// asked for) and the resumed pieces found damaged; and the holders that delivered
+/// pieces and did not fail.
 fn run_swarm(
     job: &SwarmJob<'_>,
     partial: &Partial,
     plan: PiecePlan,
     saved_list: Option<Vec<Sha1Digest>>,
+    resumed: Resumed,
     holders: Vec<Holder>,
     attempts: &mut Attempts,
 ) -> (Result<Option<Whole>, DownloadError>, Vec<String>) {
+    // Pieces are kept unchecked only against a saved list, which the disk thread
+    // checks them against.
+    let check_against = saved_list.clone().unwrap_or_default();
     let size = job.target.size;
     let (to_disk, disk_rx) = crossbeam_channel::bounded::<(usize, Vec<u8>)>(DISK_QUEUE);
     let (spare_tx, spare) = crossbeam_channel::bounded::<Vec<u8>>(DISK_QUEUE + 1);
@@ -228,7 +243,15 @@ fn run_swarm(
         let disk = std::thread::Builder::new()
             .name("download-disk".into())
             .spawn_scoped(scope, || {
-                DiskWriter::new(partial, size, resumed_pieces).run(&disk_rx, &spare_tx)
+                DiskWriter::new(
+                    partial,
+                    size,
+                    resumed_pieces,
+                    resumed.unchecked,
+                    &check_against,
+                    job.req.verify_sha1,
+                )
+                .run(&disk_rx, &spare_tx)
             });
         let disk = match disk {
             Ok(handle) => handle,
@@ -252,7 +275,7 @@ fn settle(
     outcome: Result<(), DownloadError>,
     finished: bool,
     pieces: Option<Vec<Sha1Digest>>,
-    disk: io::Result<Sha1Digest>,
+    disk: io::Result<Written>,
     part: &Path,
 ) -> Result<Option<Whole>, DownloadError> {
     // When the disk thread stopped on an error, that error is the real cause.
@@ -269,9 +292,10 @@ fn settle(
         return Ok(None);
     }
     match disk {
-        Ok(id) => Ok(Some(Whole {
+        Ok(written) => Ok(Some(Whole {
             pieces: pieces.unwrap_or_default(),
-            id,
+            sha1: written.sha1,
+            bad: written.bad,
         })),
         Err(e) => Err(io_at(part)(e)),
     }
@@ -474,7 +498,8 @@ struct Swarm<'a> {
     target: Target,
     state: Mutex<SwarmState>,
     conns: Mutex<Conns>,
-    /// The piece list, checked against the digest from the index, once a source gave it.
+    /// The piece list, checked against the content id (its digest), once a source gave
+    /// it.
     pieces: OnceLock<Vec<Sha1Digest>>,
     partial: &'a Partial,
     to_disk: crossbeam_channel::Sender<(usize, Vec<u8>)>,
@@ -599,27 +624,7 @@ impl Swarm<'_> {
     }
 
     fn fetch_piece_list(&self, client: &mut Client) -> Result<Vec<Sha1Digest>, SourceError> {
-        let id = self.target.id.to_string();
-        client.send(
-            codec::line(&["pieces", self.name.as_str(), &id]).as_bytes(),
-            "pieces",
-        )?;
-        let expected = piece_count(self.target.size) * 20;
-        let len = client.read_data_header("pieces", expected)?;
-        if len != expected {
-            return Err(SourceError::Lied(format!(
-                "piece list of {len} bytes, expected {expected}; not used"
-            )));
-        }
-        let mut raw = vec![0u8; len as usize];
-        client.read_exact(&mut raw, "pieces")?;
-        let pieces = parse_piece_list(&raw).unwrap_or_default();
-        if piece_list_digest(&pieces) != self.target.digest {
-            return Err(SourceError::Lied(
-                "piece list does not match the digest from the index; not used, holder banned for this download".into(),
-            ));
-        }
-        Ok(pieces)
+        piece_list_from(client, self.name, self.target)
     }
 
     /// Takes the next piece for a source: a missing one, or in the endgame one that
@@ -763,4 +768,34 @@ impl Swarm<'_> {
         }
         Ok(())
     }
+}
+
+/// Asks a holder for the piece list of `target` and checks it against the content id
+/// (its digest) and the size.
+fn piece_list_from(
+    client: &mut Client,
+    name: &FileName,
+    target: Target,
+) -> Result<Vec<Sha1Digest>, SourceError> {
+    let id = target.id.to_string();
+    client.send(
+        codec::line(&["pieces", name.as_str(), &id]).as_bytes(),
+        "pieces",
+    )?;
+    let expected = piece_count(target.size) * 20;
+    let len = client.read_data_header("pieces", expected)?;
+    if len != expected {
+        return Err(SourceError::Lied(format!(
+            "piece list of {len} bytes, expected {expected}; not used"
+        )));
+    }
+    let mut raw = vec![0u8; len as usize];
+    client.read_exact(&mut raw, "pieces")?;
+    let pieces = parse_piece_list(&raw).unwrap_or_default();
+    if piece_list_digest(&pieces) != target.id {
+        return Err(SourceError::Lied(
+            "piece list does not match the content id (its digest); not used, holder banned for this download".into(),
+        ));
+    }
+    Ok(pieces)
 }

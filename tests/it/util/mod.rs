@@ -650,6 +650,16 @@ pub fn sample_peers(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The content id of `bytes`: the digest of their piece list.
+pub fn content_id(bytes: &[u8]) -> p2pshare::protocol::hash::Sha1Digest {
+    use p2pshare::protocol::hash::{piece_list_digest, Sha1Digest};
+    let pieces: Vec<Sha1Digest> = bytes
+        .chunks(p2pshare::protocol::PIECE_SIZE as usize)
+        .map(Sha1Digest::of)
+        .collect();
+    piece_list_digest(&pieces)
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so files differ in every piece.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed | 1;
