@@ -137,3 +137,22 @@ stop_all() {
     done
     BG_PIDS=()
 }
+
+# CPU time (user + sys, microseconds) that the waited-for children of the shell had
+# used when it ran `times >FILE` (run it as a plain command, not in `$(...)`, whose
+# subshell has children of its own).
+children_cpu_us() { # FILE
+    awk 'NR == 2 { n = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); n += a[1] * 60 + a[2] } printf "%d\n", n * 1000000 }' "$1"
+}
+
+# CPU time (user + sys, microseconds) used so far by running processes PID..., all
+# their threads, from /proc.
+procs_cpu_us() { # PID...
+    local tck total=0 t pid
+    tck="$(getconf CLK_TCK 2>/dev/null || echo 100)"
+    for pid in "$@"; do
+        t="$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)"
+        total=$((total + t))
+    done
+    echo $((total * 1000000 / tck))
+}

@@ -106,6 +106,8 @@ def load(out_dir):
                     "run": int(r["run"]),
                     "seconds": float(r["seconds"]),
                     "mb_per_s": float(r["mb_per_s"]),
+                    "cpu_get_s": float(r["cpu_get_s"]) if r.get("cpu_get_s") else None,
+                    "cpu_peers_s": float(r["cpu_peers_s"]) if r.get("cpu_peers_s") else None,
                 }
                 for r in csv.DictReader(f)
             ]
@@ -124,12 +126,21 @@ def summarise(rows):
         for method, runs in by_method.items():
             mbps = [r["mb_per_s"] for r in runs]
             secs = [r["seconds"] for r in runs]
+            # CPU seconds per GiB moved, downloader and holders, where measured.
+            gib = size / 2**30
+            cpu = [
+                (r["cpu_get_s"] / gib, r["cpu_peers_s"] / gib)
+                for r in runs
+                if r.get("cpu_get_s") is not None and r.get("cpu_peers_s") is not None
+            ]
             summary[size][method] = {
                 "runs": len(runs),
                 "median_mbps": statistics.median(mbps),
                 "min_mbps": min(mbps),
                 "max_mbps": max(mbps),
                 "median_s": statistics.median(secs),
+                "cpu_get_per_gib": statistics.median(c[0] for c in cpu) if cpu else None,
+                "cpu_peers_per_gib": statistics.median(c[1] for c in cpu) if cpu else None,
             }
     return summary
 
@@ -171,6 +182,7 @@ def tables(summary, markdown=False):
             "min–max MB/s",
             "median s",
             f"time / {base}" if base else "time / p2pshare",
+            "CPU s/GiB get + holders",
             "what it measures",
         ]
         body = []
@@ -184,6 +196,11 @@ def tables(summary, markdown=False):
                     f"{fmt_num(s['min_mbps'])}–{fmt_num(s['max_mbps'])}",
                     fmt_secs(s["median_s"]),
                     f"{r:.2f}" if r is not None else "n/a",
+                    (
+                        f"{s['cpu_get_per_gib']:.2f} + {s['cpu_peers_per_gib']:.2f}"
+                        if s["cpu_get_per_gib"] is not None
+                        else ""
+                    ),
                     describe(m),
                 ]
             )
@@ -200,7 +217,7 @@ def tables(summary, markdown=False):
             lines.append(f"#### {title} (MB = 10^6 bytes)")
             lines.append("")
             lines.append("| " + " | ".join(head) + " |")
-            lines.append("| " + " | ".join(["---"] + ["---:"] * 4 + ["---"]) + " |")
+            lines.append("| " + " | ".join(["---"] + ["---:"] * 5 + ["---"]) + " |")
             for row in body:
                 lines.append("| " + " | ".join(row) + " |")
             lines.append("")
@@ -209,7 +226,7 @@ def tables(summary, markdown=False):
         else:
             lines.append(f"== {title}; MB = 10^6 bytes ==")
             widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
-            align = ["<", ">", ">", ">", ">", "<"]
+            align = ["<", ">", ">", ">", ">", ">", "<"]
             for row in [head] + body:
                 cells = [f"{str(c):{a}{w}}" for c, a, w in zip(row, align, widths)]
                 lines.append("  ".join(cells).rstrip())

@@ -227,7 +227,7 @@ def fraction():
         b = open(os.path.join(part, names[0]), "rb").read()
     except (OSError, IndexError):
         return 0.0
-    if len(b) < 66 or b[:8] != b"P2PPART1":
+    if len(b) < 66 or b[:8] != b"P2PPART2":
         return 0.0
     count = int.from_bytes(b[40:44], "big")
     name_len = int.from_bytes(b[44:46], "big")

@@ -424,11 +424,16 @@ teardown_size() {
 # --- one timed run per method --------------------------------------------------------
 
 CSV="$OUT/transfer.csv"
-echo "size_bytes,method,run,seconds,mb_per_s" >"$CSV"
+echo "size_bytes,method,run,seconds,mb_per_s,cpu_get_s,cpu_peers_s" >"$CSV"
 
+# CPU_GET_S and CPU_PEERS_S: what the last p2pshare run cost the downloader and the
+# holders in CPU time (user + sys); empty for the other methods.
 record() { # BYTES METHOD RUN SECONDS MBPS LABEL
-    printf '%s,%s,%s,%s,%s\n' "$1" "$2" "$3" "$4" "$5" >>"$CSV"
-    printf '  %-5s run %d/%d  %-20s %10s s %11s MB/s\n' "$6" "$3" "$RUNS" "$2" "$4" "$5"
+    printf '%s,%s,%s,%s,%s,%s,%s\n' "$1" "$2" "$3" "$4" "$5" "${CPU_GET_S:-}" "${CPU_PEERS_S:-}" >>"$CSV"
+    printf '  %-5s run %d/%d  %-20s %10s s %11s MB/s%s\n' "$6" "$3" "$RUNS" "$2" "$4" "$5" \
+        "${CPU_GET_S:+  cpu get $CPU_GET_S s + holders $CPU_PEERS_S s}"
+    CPU_GET_S=""
+    CPU_PEERS_S=""
 }
 
 check_size() { # FILE BYTES WHAT
@@ -443,10 +448,19 @@ run_p2pshare() { # LABEL BYTES RUN SOURCES
     rm -rf "$DL"
     mkdir -p "$DL"
     sync
+    local c0 c1 p0 p1
+    p0="$(procs_cpu_us "${PEER_PIDS[@]+"${PEER_PIDS[@]}"}")"
+    times >"$WORK/times0"
     t0="$(now_us)"
     out="$("$BIN" get "$name" --index "$INDEX" --dir "$DL" --json --max-sources "$n" 2>>"$LOGDIR/get.log")" ||
         die "p2pshare get $name failed: $out (see $LOGDIR/get.log)"
     t1="$(now_us)"
+    times >"$WORK/times1"
+    c0="$(children_cpu_us "$WORK/times0")"
+    c1="$(children_cpu_us "$WORK/times1")"
+    p1="$(procs_cpu_us "${PEER_PIDS[@]+"${PEER_PIDS[@]}"}")"
+    CPU_GET_S="$(fmt_seconds $((c1 - c0)))"
+    CPU_PEERS_S="$(fmt_seconds $((p1 - p0)))"
     printf '%s\n' "$out" >>"$LOGDIR/get.jsonl"
     case "$out" in *'"status":"downloaded"'*) ;; *) die "p2pshare get $name: unexpected answer $out" ;; esac
     case "$out" in *"\"id\":\"sha1:$SRC_ID\""*) ;; *) die "p2pshare get $name: content id is not sha1:$SRC_ID (the digest of its piece list): $out" ;; esac
@@ -582,6 +596,8 @@ with open(os.path.join(out, "transfer.csv"), newline="") as f:
             "run": int(r["run"]),
             "seconds": float(r["seconds"]),
             "mb_per_s": float(r["mb_per_s"]),
+            "cpu_get_s": float(r["cpu_get_s"]) if r["cpu_get_s"] else None,
+            "cpu_peers_s": float(r["cpu_peers_s"]) if r["cpu_peers_s"] else None,
         }
         for r in csv.DictReader(f)
     ]
@@ -603,7 +619,9 @@ meta = {
     "sizes": [int(x) for x in env["BENCH_SIZES"].split()],
     "sources": [int(x) for x in env["BENCH_SOURCES"].split()],
     "skipped": [line for line in env["BENCH_SKIPPED"].splitlines() if line],
-    "units": {"seconds": "wall clock", "mb_per_s": "MB/s, MB = 10^6 bytes"},
+    "units": {"seconds": "wall clock", "mb_per_s": "MB/s, MB = 10^6 bytes",
+              "cpu_get_s": "CPU seconds (user + sys) of the p2pshare get process",
+              "cpu_peers_s": "CPU seconds (user + sys) of the holders during the run"},
 }
 with open(os.path.join(out, "transfer.json"), "w") as f:
     json.dump({"meta": meta, "rows": rows}, f, indent=1)
