@@ -314,6 +314,11 @@ fn a_direct_message_is_answered_and_peers_lists_neighbours() {
     // The origin is shown by the start of its id (and its name, when the receiver
     // holds its member record).
     let p2 = ids(s1.addr)["p2"][..8].to_owned();
+    // A broadcast goes to the sender's neighbours: p2 needs one (on a loaded machine
+    // it may still be joining).
+    eventually("p2 has neighbours", Duration::from_secs(10), || {
+        !neighbours(ps[2].addr).is_empty()
+    });
     ps[2].type_line("say from the console");
     for p in ps.iter_mut() {
         p.wait_line(|l| l.ends_with(": from the console") && l.contains(&p2));
