@@ -1,13 +1,15 @@
 //! The index server: which peer holds which file; search; leases.
 //!
 //! [`store`] and [`search`] are the pure core; [`service`] turns requests into replies
-//! around it and runs the lease sweep; [`durable`] keeps it in SQLite. [`Index`]
+//! around it and runs the lease sweep, holding peers and addresses to [`quota`]; [`durable`] keeps it in SQLite. [`Index`]
 //! starts the whole role and stops it.
 //!
 //! Threads: the server's accept and connection threads, `index-sweep` (leases), and
 //! the database writer of [`durable`].
 
+mod compact;
 pub mod durable;
+pub mod quota;
 pub mod search;
 pub mod service;
 pub mod store;

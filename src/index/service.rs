@@ -7,11 +7,11 @@
 //! it; writes (`hello`, `publish`, ...) take it briefly. No I/O happens under it.
 
 use super::durable::{Change, DbError, Durable, Restored, Ticket};
+use super::quota::Quotas;
 use super::search::Query;
 use super::store::{Endpoint, FileMeta, IndexStore, PeerKind, StoreError};
 use crate::clock::Clock;
 use crate::net::node::{self, HelloRole, Me};
-use crate::net::rate::Allowance;
 use crate::net::server::ServerStats;
 use crate::net::{Reply, Service};
 use crate::protocol::codec::{self, Classic, Request};
@@ -20,11 +20,11 @@ use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::{FileName, PeerId};
 use crate::protocol::{ErrorCode, Refusal, MAX_FILE_SIZE, VERSION};
 use rand::seq::SliceRandom;
-use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::Duration;
 
@@ -88,23 +88,6 @@ pub struct IndexConn {
     sync_seen: Option<HashSet<String>>,
 }
 
-/// The rows each peer id and each source address may still send: publish rates that
-/// hold however many connections a peer or a host opens.
-#[derive(Default)]
-struct PublishRates {
-    by_peer: HashMap<PeerId, Allowance>,
-    by_address: HashMap<IpAddr, Allowance>,
-}
-
-/// Entries past which full buckets (which a fresh entry would equal) are dropped.
-const RATE_ENTRIES: usize = 4096;
-
-fn prune_full<K>(map: &mut HashMap<K, Allowance>, burst: u64, now: crate::clock::Millis) {
-    if map.len() > RATE_ENTRIES {
-        map.retain(|_, a| a.available(now) < burst);
-    }
-}
-
 pub struct IndexService {
     me: Me,
     store: RwLock<IndexStore>,
@@ -115,9 +98,8 @@ pub struct IndexService {
     durable: Option<Durable>,
     /// The event log (`--log-file`): joins, departures, expired leases.
     events: Option<Arc<crate::eventlog::EventLog>>,
-    /// Requests refused by a quota: files per peer, peers per address, publish rate.
-    refused_quota: AtomicU64,
-    rates: Mutex<PublishRates>,
+    /// What one peer or one address may make the index hold and do.
+    quotas: Quotas,
 }
 
 /// What a verb's handler answers: a reply, or a refusal sent back as `err|...`.
@@ -199,8 +181,7 @@ impl IndexService {
             stats,
             durable: None,
             events: None,
-            refused_quota: AtomicU64::new(0),
-            rates: Mutex::default(),
+            quotas: Quotas::default(),
         }
     }
 
@@ -321,107 +302,6 @@ impl IndexService {
         Ok(())
     }
 
-    /// A refusal by a quota, counted in `status` (`refused_quota`).
-    fn quota(&self, code: ErrorCode, message: String) -> Refusal {
-        self.refused_quota.fetch_add(1, Ordering::Relaxed);
-        refuse(code, message)
-    }
-
-    /// Refuses a new peer id from a host that has `max_peers_per_address` registered.
-    fn check_peers_on(&self, store: &IndexStore, id: &PeerId, host: IpAddr) -> Result<(), Refusal> {
-        let max = self.config.max_peers_per_address;
-        if store.admits_peer(id, host, max) {
-            return Ok(());
-        }
-        Err(self.quota(
-            ErrorCode::Busy,
-            format!(
-                "{host} has {max} peer ids registered, the most this index takes from one address"
-            ),
-        ))
-    }
-
-    /// Takes a batch's rows from its peer's and its address's publish rates, or
-    /// refuses it as busy (the batch is not applied and an open sync stays open: send
-    /// it again later). Both or neither are taken.
-    fn check_rate(&self, peer: &PeerId, remote: SocketAddr, rows: usize) -> Result<(), Refusal> {
-        let now = self.clock.now();
-        let c = &self.config;
-        let host = crate::net::address_share(remote.ip());
-        let mut rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
-        let rates = &mut *rates;
-        prune_full(&mut rates.by_peer, c.publish_burst, now);
-        prune_full(&mut rates.by_address, c.address_burst, now);
-        let by_peer = rates
-            .by_peer
-            .entry(peer.clone())
-            .or_insert_with(|| Allowance::new(c.publish_rate, c.publish_burst, now));
-        let by_address = rates
-            .by_address
-            .entry(host)
-            .or_insert_with(|| Allowance::new(c.address_rate, c.address_burst, now));
-        // A batch larger than a burst (a low rate) needs a full bucket, not more than
-        // the bucket can ever hold.
-        let (for_peer, for_address) = (
-            (rows as u64).min(c.publish_burst),
-            (rows as u64).min(c.address_burst),
-        );
-        let why = if by_peer.available(now) < for_peer {
-            format!("over {} rows a second for this peer id", c.publish_rate)
-        } else if by_address.available(now) < for_address {
-            format!("over {} rows a second from {host}", c.address_rate)
-        } else {
-            by_peer.take(for_peer, now);
-            by_address.take(for_address, now);
-            return Ok(());
-        };
-        Err(self.quota(
-            ErrorCode::Busy,
-            format!("{why}; send this batch again shortly"),
-        ))
-    }
-
-    /// Refuses a batch after which the peer would hold more than `max_files_per_peer`
-    /// files, or the peers of its address more than `max_files_per_address` together
-    /// (twice that while a sync replaces the old set; a sync's own names count against
-    /// the limit itself).
-    fn check_files(
-        &self,
-        store: &IndexStore,
-        peer: &PeerId,
-        host: IpAddr,
-        files: &[(FileName, FileMeta)],
-        syncing: Option<&HashSet<String>>,
-    ) -> Result<(), Refusal> {
-        let max = self.config.max_files_per_peer;
-        let after = store.files_after(peer, files);
-        let over = match syncing {
-            Some(seen) => seen.len() > max || after > max.saturating_mul(2),
-            None => after > max,
-        };
-        if over {
-            let would = syncing.map_or(after, HashSet::len);
-            return Err(self.quota(
-                ErrorCode::TooLarge,
-                format!("peer '{peer}' would hold {would} files; this index takes at most {max} per peer, and applied none of this batch"),
-            ));
-        }
-        let max = self.config.max_files_per_address;
-        let on_host = store.files_on(host) + (after - store.files_of(peer));
-        let limit = if syncing.is_some() {
-            max.saturating_mul(2)
-        } else {
-            max
-        };
-        if on_host <= limit {
-            return Ok(());
-        }
-        Err(self.quota(
-            ErrorCode::TooLarge,
-            format!("the peers of {host} would hold {on_host} files; this index takes at most {max} per address, and applied none of this batch"),
-        ))
-    }
-
     fn session_peer<'a>(&self, conn: &'a IndexConn) -> Result<&'a PeerId, Refusal> {
         conn.peer.as_ref().ok_or_else(|| {
             refuse(
@@ -455,7 +335,7 @@ impl IndexService {
         };
         let (known, ticket) = {
             let mut store = self.write();
-            self.check_peers_on(&store, &id, host)?;
+            self.quotas.peers_on(&self.config, &store, &id, host)?;
             let known = store.hello(
                 &id,
                 endpoint,
@@ -490,7 +370,13 @@ impl IndexService {
 
     fn publish(&self, req: &Request, remote: SocketAddr, conn: &mut IndexConn) -> Answer {
         let peer = self.session_peer(conn)?.clone();
-        self.check_rate(&peer, remote, req.rows.len())?;
+        self.quotas.rows(
+            &self.config,
+            &peer,
+            remote,
+            req.rows.len(),
+            self.clock.now(),
+        )?;
         // Taken now, and put back only when this batch succeeds: an error abandons
         // the sync in progress, and the peer starts it over.
         let mut seen = match req.verb {
@@ -526,7 +412,14 @@ impl IndexService {
         let (reply, published, withdrawn) = {
             let mut store = self.write();
             let syncing = (req.verb == Verb::Sync).then_some(&seen);
-            self.check_files(&store, &peer, node::source_host(remote), &files, syncing)?;
+            self.quotas.files(
+                &self.config,
+                &store,
+                &peer,
+                node::source_host(remote),
+                &files,
+                syncing,
+            )?;
             let applied = store.publish(&peer, &files, now)?;
             let published = self.log(|| Change::Publish {
                 peer: peer.to_string(),
@@ -560,7 +453,8 @@ impl IndexService {
 
     fn withdraw(&self, req: &Request, remote: SocketAddr, conn: &mut IndexConn) -> Answer {
         let peer = self.session_peer(conn)?;
-        self.check_rate(peer, remote, req.rows.len())?;
+        self.quotas
+            .rows(&self.config, peer, remote, req.rows.len(), self.clock.now())?;
         let names = req
             .rows
             .iter()
@@ -697,10 +591,7 @@ impl IndexService {
                 "refused_busy",
                 self.stats.refused_busy.load(Ordering::Relaxed).to_string(),
             ),
-            (
-                "refused_quota",
-                self.refused_quota.load(Ordering::Relaxed).to_string(),
-            ),
+            ("refused_quota", self.quotas.refused().to_string()),
             (
                 "request_memory",
                 self.stats
@@ -844,8 +735,13 @@ impl IndexService {
                 ));
             }
             let batch = [(name.clone(), FileMeta::UNKNOWN)];
-            self.check_peers_on(&store, &id, endpoint.host)
-                .and_then(|()| self.check_files(&store, &id, endpoint.host, &batch, None))
+            let c = &self.config;
+            self.quotas
+                .peers_on(c, &store, &id, endpoint.host)
+                .and_then(|()| {
+                    self.quotas
+                        .files(c, &store, &id, endpoint.host, &batch, None)
+                })
                 .map_err(|r| r.message)?;
             store
                 .hello(
@@ -882,7 +778,7 @@ impl IndexService {
 /// The service without a socket: requests decoded from their wire text, replies
 /// compared with the shapes docs/PROTOCOL.md gives.
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::net::testing::{status_rows, test_id, test_me, Session};
 
@@ -896,7 +792,7 @@ mod tests {
 
     /// A `publish` row whose content id is the SHA-1 of the name, and its whole-file
     /// SHA-1 that of `sha1 <name>`.
-    fn row(name: &str, size: u64) -> String {
+    pub(in crate::index) fn row(name: &str, size: u64) -> String {
         format!("{name}|{size}|{}|{}\n", id_of(name), sha1_of(name))
     }
 
@@ -1145,164 +1041,12 @@ mod tests {
             .starts_with("ok|1\n10.0.0.2|2000|"));
     }
 
-    fn index_with(config: IndexConfig) -> IndexService {
+    pub(in crate::index) fn index_with(config: IndexConfig) -> IndexService {
         IndexService::new(test_me("idx"), config, Arc::new(ServerStats::default()))
     }
 
-    fn batch(verb: &str, names: &[&str]) -> String {
+    pub(in crate::index) fn batch(verb: &str, names: &[&str]) -> String {
         let rows: String = names.iter().map(|n| row(n, 1)).collect();
         format!("{verb}|{}\n{rows}", names.len())
-    }
-
-    #[test]
-    fn the_peers_of_one_address_hold_at_most_their_share_of_files() {
-        let index = index_with(IndexConfig {
-            max_files_per_peer: 3,
-            max_files_per_address: 5,
-            ..IndexConfig::default()
-        });
-        let mut p1 = Session::new(&index);
-        assert!(p1.hello_as(HelloRole::Peer, "p1", 2000).starts_with("ok|"));
-        assert_eq!(p1.ask(&batch("publish", &["a", "b", "c"])), "ok|3\n");
-        let mut p2 = Session::new(&index);
-        assert!(p2.hello_as(HelloRole::Peer, "p2", 2001).starts_with("ok|"));
-        let refused = p2.ask(&batch("publish", &["c", "d", "e"]));
-        assert!(
-            refused.starts_with(
-                "err|too-large|the peers of 127.0.0.1 would hold 6 files; this index takes at most 5 per address"
-            ),
-            "{refused}"
-        );
-        assert_eq!(p2.ask(&batch("publish", &["c", "d"])), "ok|2\n");
-        // A file given up makes room for another.
-        assert_eq!(p1.ask("withdraw|1\na"), "ok|1\n");
-        assert_eq!(p2.ask(&batch("publish", &["e"])), "ok|1\n");
-    }
-
-    #[test]
-    fn a_batch_over_the_files_per_peer_quota_is_refused_whole() {
-        let index = index_with(IndexConfig {
-            max_files_per_peer: 3,
-            ..IndexConfig::default()
-        });
-        let mut p = Session::new(&index);
-        assert!(p.hello_as(HelloRole::Peer, "p1", 2000).starts_with("ok|"));
-        assert_eq!(p.ask(&batch("publish", &["a", "b"])), "ok|2\n");
-        let refused = p.ask(&batch("publish", &["b", "c", "d"]));
-        assert!(
-            refused.starts_with(&format!(
-                "err|too-large|peer '{}' would hold 4 files; this index takes at most 3",
-                test_id("p1")
-            )),
-            "{refused}"
-        );
-        let mut client = Session::new(&index);
-        assert_eq!(
-            client.ask("get|c"),
-            "ok|0\n",
-            "nothing of the batch applied"
-        );
-        // Names it holds already do not count twice.
-        assert_eq!(p.ask(&batch("publish", &["a", "b", "c"])), "ok|3\n");
-        // A sync that names more than the quota is refused, and changes nothing.
-        assert!(p
-            .ask(&batch("sync", &["w", "x", "y", "z"]))
-            .starts_with(&format!(
-                "err|too-large|peer '{}' would hold 4 files",
-                test_id("p1")
-            )));
-        assert!(client.ask("get|a").starts_with("ok|1\n"));
-        // A sync that replaces the whole set within the quota is served.
-        let first = format!("sync|2|more\n{}{}", row("x", 1), row("y", 1));
-        assert_eq!(p.ask(&first), "ok|2\n");
-        assert_eq!(p.ask(&batch("sync", &["z"])), "ok|3\n");
-        assert_eq!(client.ask("get|a"), "ok|0\n");
-        assert_eq!(status_rows(&client.ask("status"))["refused_quota"], "2");
-    }
-
-    #[test]
-    fn one_address_registers_only_so_many_peer_ids() {
-        let index = index_with(IndexConfig {
-            max_peers_per_address: 2,
-            ..IndexConfig::default()
-        });
-        let mut s = Session::new(&index);
-        assert!(s.hello_as(HelloRole::Peer, "p1", 2000).starts_with("ok|"));
-        assert!(s.hello_as(HelloRole::Peer, "p2", 2000).starts_with("ok|"));
-        let third = s.hello_as(HelloRole::Peer, "p3", 2000);
-        assert_eq!(
-            third,
-            "err|busy|127.0.0.1 has 2 peer ids registered, the most this index takes from one address\n"
-        );
-        // Ids already registered say hello again; clients are not counted.
-        assert!(s.hello_as(HelloRole::Peer, "p1", 2001).starts_with("ok|"));
-        assert!(s.hello_as(HelloRole::Client, "c1", 0).starts_with("ok|"));
-        // Another address is served all the same.
-        let mut other = Session::from(&index, "10.0.0.2:40000");
-        assert!(other
-            .hello_as(HelloRole::Peer, "p3", 2000)
-            .starts_with("ok|"));
-        // An id that leaves frees its place.
-        assert!(s.hello_as(HelloRole::Peer, "p2", 2000).starts_with("ok|"));
-        assert_eq!(s.ask("bye"), "ok|bye\n");
-        assert!(s.hello_as(HelloRole::Peer, "p4", 2000).starts_with("ok|"));
-        // Classic `set` is held to the same count.
-        let classic = index.classic(
-            Classic::Set {
-                name: "x.txt".into(),
-                peer_id: "old".into(),
-                port: "3000".into(),
-            },
-            "127.0.0.1:5000".parse().unwrap(),
-        );
-        assert!(matches!(classic, Reply::Close(ref t) if t.contains("2 peer ids registered")));
-        assert_eq!(status_rows(&other.ask("status"))["refused_quota"], "2");
-    }
-
-    #[test]
-    fn a_peer_or_an_address_publishing_faster_than_its_rate_is_told_busy() {
-        // One row a second, five at once per peer id, eight per address: the test is
-        // over long before a refill.
-        let index = index_with(IndexConfig {
-            publish_rate: 1,
-            publish_burst: 5,
-            address_rate: 1,
-            address_burst: 8,
-            ..IndexConfig::default()
-        });
-        let mut p = Session::new(&index);
-        assert!(p.hello_as(HelloRole::Peer, "p1", 2000).starts_with("ok|"));
-        assert_eq!(p.ask(&batch("publish", &["a", "b", "c", "d"])), "ok|4\n");
-        let busy = p.ask(&batch("publish", &["e", "f"]));
-        assert!(
-            busy.starts_with("err|busy|over 1 rows a second for this peer id"),
-            "{busy}"
-        );
-        let mut client = Session::new(&index);
-        assert_eq!(client.ask("get|e"), "ok|0\n");
-        assert!(p.ask("withdraw|2\na\nb").starts_with("err|busy|"));
-        // The rate is the key's, not the connection's: another session of the same
-        // peer is refused too (and reads are never rate limited).
-        let mut again = Session::new(&index);
-        assert!(again
-            .hello_as(HelloRole::Peer, "p1", 2000)
-            .starts_with("ok|"));
-        assert!(again
-            .ask(&batch("publish", &["e", "f"]))
-            .starts_with("err|busy|"));
-        assert_eq!(again.ask(&batch("publish", &["e"])), "ok|1\n");
-        // Another key from the same address shares the address's eight rows.
-        let mut other = Session::new(&index);
-        assert!(other
-            .hello_as(HelloRole::Peer, "p2", 2001)
-            .starts_with("ok|"));
-        assert_eq!(other.ask(&batch("publish", &["x", "y", "z"])), "ok|3\n");
-        let busy = other.ask(&batch("publish", &["w"]));
-        assert!(
-            busy.starts_with("err|busy|over 1 rows a second from 127.0.0.1"),
-            "{busy}"
-        );
-        assert!(p.ask("get|e").starts_with("ok|1\n"));
-        assert_eq!(status_rows(&client.ask("status"))["refused_quota"], "4");
     }
 }

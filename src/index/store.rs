@@ -32,6 +32,7 @@
 //! holdings, so a key shared by several names (the same content under several names,
 //! or a claim made to collide) costs only those names a look.
 
+use super::compact::{OneOrMany, Token};
 use super::search::{self, Query};
 use crate::clock::Millis;
 use crate::net::address_share;
@@ -39,7 +40,6 @@ use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::{FileName, PeerId};
 use hashbrown::hash_map::DefaultHashBuilder;
 use hashbrown::HashTable;
-use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::hash::BuildHasher;
@@ -158,142 +158,6 @@ pub struct StoreCounts {
     pub names: usize,
     pub entries: usize,
     pub words: usize,
-}
-
-/// None, one or many values, with no allocation for the common single value.
-#[derive(Clone, Debug, Default)]
-pub enum OneOrMany<T> {
-    #[default]
-    None,
-    One(T),
-    Many(Vec<T>),
-}
-
-impl<T: Copy> OneOrMany<T> {
-    pub fn as_slice(&self) -> &[T] {
-        match self {
-            OneOrMany::None => &[],
-            OneOrMany::One(v) => std::slice::from_ref(v),
-            OneOrMany::Many(v) => v,
-        }
-    }
-
-    pub fn as_mut_slice(&mut self) -> &mut [T] {
-        match self {
-            OneOrMany::None => &mut [],
-            OneOrMany::One(v) => std::slice::from_mut(v),
-            OneOrMany::Many(v) => v,
-        }
-    }
-
-    pub fn push(&mut self, value: T) {
-        *self = match std::mem::take(self) {
-            OneOrMany::None => OneOrMany::One(value),
-            OneOrMany::One(first) => OneOrMany::Many(vec![first, value]),
-            OneOrMany::Many(mut v) => {
-                v.push(value);
-                OneOrMany::Many(v)
-            }
-        };
-    }
-
-    pub fn swap_remove(&mut self, index: usize) {
-        *self = match std::mem::take(self) {
-            OneOrMany::Many(mut v) => {
-                v.swap_remove(index);
-                match v.len() {
-                    0 => OneOrMany::None,
-                    1 => OneOrMany::One(v[0]),
-                    _ => OneOrMany::Many(v),
-                }
-            }
-            _ => OneOrMany::None,
-        };
-    }
-
-    pub fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
-        let mut v: Vec<T> = self.as_slice().to_vec();
-        v.retain(keep);
-        *self = match v.len() {
-            0 => OneOrMany::None,
-            1 => OneOrMany::One(v[0]),
-            _ => OneOrMany::Many(v),
-        };
-    }
-
-    pub fn shrink_to_fit(&mut self) {
-        if let OneOrMany::Many(v) = self {
-            v.shrink_to_fit();
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        matches!(self, OneOrMany::None)
-    }
-
-    pub fn len(&self) -> usize {
-        self.as_slice().len()
-    }
-}
-
-/// A word-index key: short tokens (most of them) are stored inline.
-#[derive(Clone)]
-enum Token {
-    Inline { len: u8, bytes: [u8; 22] },
-    Heap(Box<str>),
-}
-
-impl Token {
-    fn new(text: &str) -> Token {
-        if text.len() <= 22 {
-            let mut bytes = [0u8; 22];
-            bytes[..text.len()].copy_from_slice(text.as_bytes());
-            Token::Inline {
-                len: text.len() as u8,
-                bytes,
-            }
-        } else {
-            Token::Heap(text.into())
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            // SAFETY: the bytes were copied whole from a &str in `Token::new`, so they
-            // are valid UTF-8. This runs on every comparison of a word lookup, which
-            // is why it does not validate again.
-            Token::Inline { len, bytes } => unsafe {
-                std::str::from_utf8_unchecked(&bytes[..*len as usize])
-            },
-            Token::Heap(s) => s,
-        }
-    }
-}
-
-impl Borrow<str> for Token {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl PartialEq for Token {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for Token {}
-
-impl PartialOrd for Token {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Token {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_str().cmp(other.as_str())
-    }
 }
 
 fn row_head(id: &PeerId, at: Endpoint) -> Box<str> {
@@ -1451,30 +1315,21 @@ mod tests {
         }
     }
 
+    /// `peer` publishes `name` with content `seed`, claiming the SHA-1 of `sha1`.
+    fn claim(s: &mut IndexStore, peer: &str, name: &str, seed: &str, sha1: Option<&str>) {
+        let file = (FileName::parse(name).unwrap(), with_sha1(seed, sha1));
+        s.publish(&pid(peer), &[file], Millis(0)).unwrap();
+    }
+
     #[test]
     fn search_by_sha1_finds_what_holders_claim_and_forgets_what_they_drop() {
         let mut s = store_with(&[("p1", 1, &[]), ("p2", 2, &[]), ("p3", 3, &[])]);
         let name = |n: &str| FileName::parse(n).unwrap();
         let x = Sha1Digest::of(b"x");
         // The same bytes under two names, and a holder that claims nothing.
-        s.publish(
-            &pid("p1"),
-            &[(name("a.txt"), with_sha1("c", Some("x")))],
-            Millis(0),
-        )
-        .unwrap();
-        s.publish(
-            &pid("p2"),
-            &[(name("b.txt"), with_sha1("c", Some("x")))],
-            Millis(0),
-        )
-        .unwrap();
-        s.publish(
-            &pid("p3"),
-            &[(name("a.txt"), with_sha1("c", None))],
-            Millis(0),
-        )
-        .unwrap();
+        claim(&mut s, "p1", "a.txt", "c", Some("x"));
+        claim(&mut s, "p2", "b.txt", "c", Some("x"));
+        claim(&mut s, "p3", "a.txt", "c", None);
         let r = s.search_sha1(x, 10, Millis(1));
         assert_eq!(names(&r), vec!["a.txt", "b.txt"]);
         assert_eq!(r.rows[0].holders, 1, "only the holders that claim it count");
@@ -1487,21 +1342,11 @@ mod tests {
         let q = s.search(&Query::parse("a").unwrap(), 10, Millis(1));
         assert_eq!((q.rows[0].holders, q.rows[0].meta.sha1), (2, Some(x)));
         // Claims that differ show none.
-        s.publish(
-            &pid("p3"),
-            &[(name("a.txt"), with_sha1("c", Some("z")))],
-            Millis(0),
-        )
-        .unwrap();
+        claim(&mut s, "p3", "a.txt", "c", Some("z"));
         let q = s.search(&Query::parse("a").unwrap(), 10, Millis(1));
         assert_eq!(q.rows[0].meta.sha1, None);
         // Republished without it, withdrawn, or gone with its peer: no longer found.
-        s.publish(
-            &pid("p1"),
-            &[(name("a.txt"), with_sha1("c", None))],
-            Millis(0),
-        )
-        .unwrap();
+        claim(&mut s, "p1", "a.txt", "c", None);
         assert_eq!(names(&s.search_sha1(x, 10, Millis(1))), vec!["b.txt"]);
         s.remove_peer(&pid("p2"));
         assert!(s.search_sha1(x, 10, Millis(1)).rows.is_empty());
@@ -1544,30 +1389,14 @@ mod tests {
     #[test]
     fn a_search_row_shows_the_sha1_its_holders_agree_on() {
         let mut s = store_with(&[("p1", 1, &[]), ("p2", 2, &[]), ("p3", 3, &[])]);
-        let name = |n: &str| FileName::parse(n).unwrap();
         let x = Sha1Digest::of(b"x");
-        s.publish(
-            &pid("p1"),
-            &[(name("a.txt"), with_sha1("c", Some("x")))],
-            Millis(0),
-        )
-        .unwrap();
-        s.publish(
-            &pid("p3"),
-            &[(name("a.txt"), with_sha1("c", None))],
-            Millis(0),
-        )
-        .unwrap();
+        claim(&mut s, "p1", "a.txt", "c", Some("x"));
+        claim(&mut s, "p3", "a.txt", "c", None);
         // A holder that claims nothing does not disagree.
         let q = s.search(&Query::parse("a").unwrap(), 10, Millis(1));
         assert_eq!((q.rows[0].holders, q.rows[0].meta.sha1), (2, Some(x)));
         // Claims that differ show none.
-        s.publish(
-            &pid("p2"),
-            &[(name("a.txt"), with_sha1("c", Some("z")))],
-            Millis(0),
-        )
-        .unwrap();
+        claim(&mut s, "p2", "a.txt", "c", Some("z"));
         let q = s.search(&Query::parse("a").unwrap(), 10, Millis(1));
         assert_eq!((q.rows[0].holders, q.rows[0].meta.sha1), (3, None));
     }
