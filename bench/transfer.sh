@@ -6,6 +6,8 @@
 #   p2pshare-Nsrc       the same with N peers holding the file (--sources): the download
 #                       takes pieces from all N at once (a swarm; see bench/swarm.sh)
 #   dd                  dd bs=1M conv=fsync: a local copy, no network, no hashing (the disk)
+#   dd-direct           dd bs=1M oflag=direct conv=fsync: the same without the page cache,
+#                       the way p2pshare writes by default (the disk's direct-write speed)
 #   curl                nginx (sendfile on) -> curl: plain HTTP, no verification, no fsync
 #   curl+sha1sum+sync   the same, then sha1sum and sync (what a careful user does)
 #   iperf3              iperf3 over loopback, -n SIZE (the network stack's limit)
@@ -469,18 +471,26 @@ run_p2pshare() { # LABEL BYTES RUN SOURCES
     record "$bytes" "$(method_name "$n")" "$run" "$(fmt_seconds $((t1 - t0)))" "$(fmt_mbps "$bytes" $((t1 - t0)))" "$label"
 }
 
-run_dd() { # LABEL BYTES RUN
-    local label="$1" bytes="$2" run="$3" src dst t0 t1
+run_dd() { # LABEL BYTES RUN [direct]
+    local label="$1" bytes="$2" run="$3" src dst t0 t1 method=dd flags=()
+    if [ "${4:-}" = direct ]; then
+        method=dd-direct
+        flags=(oflag=direct)
+    fi
     src="$SHARE/peer1/$(file_name "$label" 1)"
-    dst="$DST/dd.bin"
+    dst="$DST/$method.bin"
     rm -f "$dst"
     sync
     t0="$(now_us)"
-    dd if="$src" of="$dst" bs=1M conv=fsync status=none
+    # A file system without O_DIRECT (tmpfs on old kernels): no dd-direct row.
+    dd if="$src" of="$dst" bs=1M conv=fsync "${flags[@]}" status=none 2>>"$LOGDIR/dd.log" || {
+        [ "$method" = dd-direct ] || die "dd failed (see $LOGDIR/dd.log)"
+        return 0
+    }
     t1="$(now_us)"
-    check_size "$dst" "$bytes" dd
-    [ "$run" -gt 1 ] || cmp -s "$src" "$dst" || die "dd: the copy differs"
-    record "$bytes" dd "$run" "$(fmt_seconds $((t1 - t0)))" "$(fmt_mbps "$bytes" $((t1 - t0)))" "$label"
+    check_size "$dst" "$bytes" "$method"
+    [ "$run" -gt 1 ] || cmp -s "$src" "$dst" || die "$method: the copy differs"
+    record "$bytes" "$method" "$run" "$(fmt_seconds $((t1 - t0)))" "$(fmt_mbps "$bytes" $((t1 - t0)))" "$label"
 }
 
 run_curl() { # LABEL BYTES RUN CAREFUL(0|1)
@@ -563,6 +573,7 @@ for i in "${!SIZES[@]}"; do
             run_p2pshare "$label" "$bytes" "$run" "$n"
         done
         run_dd "$label" "$bytes" "$run"
+        run_dd "$label" "$bytes" "$run" direct
         if [ "$HTTP" -eq 1 ]; then
             run_curl "$label" "$bytes" "$run" 0
             run_curl "$label" "$bytes" "$run" 1

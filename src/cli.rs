@@ -321,6 +321,12 @@ pub struct TransferFlags {
     /// check them against (K, M, G: binary units); a longer stream is cut and discarded.
     #[arg(long, default_value = "1G", value_parser = size, value_name = "SIZE")]
     pub max_unverified_size: u64,
+    /// Write downloaded pieces through the page cache. By default they go straight
+    /// from the buffer they arrived in to the device (O_DIRECT), where the file system
+    /// allows it: one copy less per byte and no cache to fill. With this flag the
+    /// finished file stays in memory for whoever reads it next.
+    #[arg(long)]
+    pub page_cache: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -274,6 +274,7 @@ impl PeerArgs {
             },
             max_sources: self.transfer.max_sources as usize,
             max_unverified_size: self.transfer.max_unverified_size,
+            page_cache: self.transfer.page_cache,
             upload_limit: self.max_upload_rate.map(|r| Arc::new(TokenBucket::new(r))),
             download_limit: self
                 .transfer

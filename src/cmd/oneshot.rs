@@ -78,6 +78,7 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
         allow_unverified: a.allow_unverified,
         max_unverified_size: a.transfer.max_unverified_size,
         verify_sha1: a.verify_sha1,
+        direct_io: !a.transfer.page_cache,
     };
     let bar = BarProgress::new();
     let notes = KeptNotes::default();

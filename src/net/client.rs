@@ -11,6 +11,9 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 
 /// An open connection to a node.
+/// The read buffer after [`Client::bulk_reads`].
+const BULK_READ_BUFFER: usize = 8 * 1024;
+
 pub struct Client {
     addr: String,
     stream: TcpStream,
@@ -83,6 +86,20 @@ impl Client {
 
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// From here on the replies are mostly bulk data, read with [`Client::read_exact`]
+    /// into the caller's buffer: the read buffer shrinks to 8 KiB, so what a reply's
+    /// header line reads ahead of the data, and is then copied once more, stays
+    /// small. Call between replies (nothing read ahead yet); otherwise nothing
+    /// changes.
+    pub fn bulk_reads(&mut self) {
+        if !self.reader.buffer().is_empty() || self.reader.capacity() <= BULK_READ_BUFFER {
+            return;
+        }
+        if let Ok(inner) = self.reader.get_ref().try_clone() {
+            self.reader = BufReader::with_capacity(BULK_READ_BUFFER, inner);
+        }
     }
 
     pub fn stream(&self) -> &TcpStream {

@@ -61,6 +61,8 @@ pub struct PeerConfig {
     pub max_sources: usize,
     /// Most bytes a download takes from a classic holder without a content id.
     pub max_unverified_size: u64,
+    /// Write downloads through the page cache (see [`DownloadRequest::direct_io`]).
+    pub page_cache: bool,
     pub upload_limit: Option<Arc<TokenBucket>>,
     pub download_limit: Option<Arc<TokenBucket>>,
     pub overlay: OverlaySettings,
@@ -473,6 +475,7 @@ impl Peer {
             allow_unverified,
             max_unverified_size: self.config.max_unverified_size,
             verify_sha1,
+            direct_io: !self.config.page_cache,
         };
         let outcome = download::download(&self.pool, &req, progress, cancel)?;
         if let DownloadOutcome::Downloaded(done) = &outcome {

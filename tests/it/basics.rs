@@ -55,6 +55,7 @@ fn request<'a>(name: &str, dest: &'a Path, state: &'a Path) -> DownloadRequest<'
         allow_unverified: false,
         max_unverified_size: 1 << 30,
         verify_sha1: false,
+        direct_io: true,
     }
 }
 

@@ -1,12 +1,14 @@
-//! The disk writer of a download: one `download-disk` thread that writes verified
-//! pieces in place, streams write-back, records progress in the state file, hashes
-//! the resumed pieces a spot check left unchecked against the piece list and, when
-//! asked to (`--verify-sha1`), computes the whole-file SHA-1 in piece order.
+//! The disk side of a download: one `download-disk` thread that keeps track of the
+//! verified pieces the verifiers wrote in place (see `buffer`), streams write-back of
+//! what went through the page cache, records progress in the state file, hashes the
+//! resumed pieces a spot check left unchecked against the piece list and, when asked
+//! to (`--verify-sha1`), computes the whole-file SHA-1 in piece order.
 //!
 //! The content id needs no whole-file pass: it is the digest of the piece list, and
 //! every piece was checked against the list before it got here, or is checked here
 //! (a resumed one).
 
+use super::buffer::PieceBuf;
 use super::partial::Partial;
 use super::CACHE_SLICE;
 use crate::protocol::hash::Sha1Digest;
@@ -27,9 +29,9 @@ const STATE_INTERVAL: Duration = Duration::from_millis(500);
 /// fsync has little left to do.
 const WRITEBACK_EVERY: u64 = 16 * 1024 * 1024;
 
-/// The disk side of a download: writes verified pieces in place, hands dirty pages to
-/// the disk early, and, when asked to, computes the whole-file SHA-1 in piece order
-/// (reading back pieces that were written before their turn came).
+/// The disk side of a download: tracks the verified pieces written in place, hands
+/// dirty pages to the disk early, and, when asked to, computes the whole-file SHA-1 in
+/// piece order (reading back pieces that were written before their turn came).
 pub(super) struct DiskWriter<'a> {
     partial: &'a Partial,
     file: &'a File,
@@ -82,10 +84,14 @@ impl<'a> DiskWriter<'a> {
         }
     }
 
+    /// Takes the pieces the verifiers wrote, in any order, until the queue closes.
+    /// A piece comes with its bytes only when the whole-file SHA-1 is computed (the
+    /// bytes of the next piece in order are hashed at once; the others are read back
+    /// when their turn comes); the buffers go back to `spare`.
     pub(super) fn run(
         mut self,
-        queue: &crossbeam_channel::Receiver<(usize, Vec<u8>)>,
-        spare: &crossbeam_channel::Sender<Vec<u8>>,
+        queue: &crossbeam_channel::Receiver<io::Result<Landed>>,
+        spare: &crossbeam_channel::Sender<PieceBuf>,
     ) -> io::Result<Written> {
         let mut scratch = Vec::new();
         loop {
@@ -105,29 +111,24 @@ impl<'a> DiskWriter<'a> {
                 },
                 Err(crossbeam_channel::TryRecvError::Disconnected) => break,
             };
-            let (i, data) = item;
-            let offset = i as u64 * PIECE_SIZE;
-            if i == self.next {
-                // Hash and write slice by slice, each while it is in the CPU cache.
-                for (k, slice) in data.chunks(CACHE_SLICE).enumerate() {
-                    if let Some(sha) = &mut self.sha {
-                        sha.update(slice);
-                    }
-                    self.file
-                        .write_all_at(slice, offset + (k * CACHE_SLICE) as u64)?;
-                }
-                self.written[i] = true;
+            let Landed {
+                piece: i,
+                len,
+                data,
+            } = item?;
+            self.written[i] = true;
+            if let (true, Some(sha), Some(data)) = (i == self.next, &mut self.sha, &data) {
+                sha.update(&data[..]);
                 self.next += 1;
-            } else {
-                self.file.write_all_at(&data, offset)?;
-                self.written[i] = true;
+            }
+            if let Some(data) = data {
+                let _ = spare.try_send(data);
             }
             self.write_back();
-            self.since_state += data.len() as u64;
+            self.since_state += len;
             if self.since_state >= STATE_EVERY || self.last_state.elapsed() >= STATE_INTERVAL {
                 self.save_state(false)?;
             }
-            let _ = spare.try_send(data);
             if self.can_catch_up() {
                 self.catch_up_one(&mut scratch)?;
             }
@@ -216,6 +217,14 @@ impl<'a> DiskWriter<'a> {
         self.write_back();
         Ok(())
     }
+}
+
+/// A verified piece the verifier wrote into the file.
+pub(super) struct Landed {
+    pub(super) piece: usize,
+    pub(super) len: u64,
+    /// Its bytes, when the whole-file SHA-1 is computed.
+    pub(super) data: Option<PieceBuf>,
 }
 
 /// What the disk thread leaves once every piece is written.

@@ -27,6 +27,7 @@
 //! ([`StateRecord`]) and placing the finished file; `disk` is the disk writer;
 //! `classic` fetches a whole file from a classic holder.
 
+mod buffer;
 mod choice;
 mod classic;
 mod disk;
@@ -125,6 +126,9 @@ pub struct DownloadRequest<'a> {
     /// download ([`DownloadError::Sha1Mismatch`]) and nothing is placed. The SHA-1 is
     /// then known, so the file is shared with it.
     pub verify_sha1: bool,
+    /// Write verified pieces straight from the receive buffer to the device
+    /// (`O_DIRECT`) where the file system allows it; otherwise through the page cache.
+    pub direct_io: bool,
 }
 
 /// The default of `--max-unverified-size`: 1 GiB.

@@ -6,18 +6,24 @@
 //! Threads: the caller's thread is the coordinator, a thin driver of the
 //! [`SourcePolicy`]: it starts the sources the policy names, asks the index again when
 //! the policy says so, and collects how sources end. One `download-src-<k>` thread per
-//! source pulls pieces from the plan with [`PIPELINE_DEPTH`] requests in flight, hashes
-//! each piece slice by slice as it arrives and hands it to the `download-disk` thread
-//! (see [`DiskWriter`]). When nothing is missing any more, idle sources duplicate the
-//! pieces in flight longest (endgame); the first copy wins, and once every piece is in,
-//! the connections still busy are shut down, so a slow or stalled source never holds
-//! the end back. A source that fails gives its pieces back.
+//! source pulls pieces from the plan with [`PIPELINE_DEPTH`] requests in flight and
+//! only receives: each piece goes, in the buffer it arrived in, to a pool of
+//! `download-verify-<k>` threads (one per core, at least two), which hash it against
+//! the piece list, write it in place (see `buffer`: directly to the device where the
+//! file system allows) and tell the `download-disk` thread (see [`DiskWriter`]). So
+//! receiving, hashing and writing overlap, and one source's pieces are hashed on every
+//! core. The verifier tells the source how each of its pieces fared: a source ends only
+//! once every piece it sent is judged, and one whose holder is banned for bad pieces
+//! stops. When nothing is missing any more, idle sources duplicate the pieces in
+//! flight longest (endgame); the first copy wins, and once every piece is in, the
+//! connections still busy are shut down, so a slow or stalled source never holds the
+//! end back. A source that fails gives its pieces back.
 //!
 //! Lock order: the [`SwarmState`] mutex (plan, policy, pieces delivered) and the
 //! [`Conns`] mutex are leaves, never held together nor across I/O.
 
-use super::disk::DiskWriter;
-use super::disk::Written;
+use super::buffer::{PieceBuf, PieceWriter};
+use super::disk::{DiskWriter, Landed, Written};
 use super::partial::{Check, Partial, Resumed};
 use super::policy::{Action, SourcePolicy};
 use super::{
@@ -53,6 +59,15 @@ const COORDINATOR_TICK: Duration = Duration::from_millis(100);
 
 /// Verified pieces waiting for the disk thread.
 const DISK_QUEUE: usize = 16;
+
+/// Received pieces waiting for a verifier.
+const VERIFY_QUEUE: usize = 8;
+
+/// Verifier threads: one per core (hashing is most of a download's CPU), at least two
+/// (a direct write blocks its verifier until the device has the piece).
+fn verifiers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+}
 
 /// One swarm fetch: the content, where its partial is, and the caller's hooks.
 pub(super) struct SwarmJob<'a> {
@@ -213,8 +228,9 @@ fn run_swarm(
     // checks them against.
     let check_against = saved_list.clone().unwrap_or_default();
     let size = job.target.size;
-    let (to_disk, disk_rx) = crossbeam_channel::bounded::<(usize, Vec<u8>)>(DISK_QUEUE);
-    let (spare_tx, spare) = crossbeam_channel::bounded::<Vec<u8>>(DISK_QUEUE + 1);
+    let (to_disk, disk_rx) = crossbeam_channel::bounded::<io::Result<Landed>>(DISK_QUEUE);
+    let (to_verify, verify_rx) = crossbeam_channel::bounded::<Work>(VERIFY_QUEUE);
+    let (spare_tx, spare) = crossbeam_channel::bounded::<PieceBuf>(DISK_QUEUE + VERIFY_QUEUE);
     let resumed_pieces: Vec<bool> = (0..plan.len()).map(|i| plan.is_verified(i)).collect();
     let policy = SourcePolicy::new(
         holders,
@@ -233,12 +249,25 @@ fn run_swarm(
         conns: Mutex::new(Conns::default()),
         pieces: saved_list.map(OnceLock::from).unwrap_or_default(),
         partial,
+        writer: PieceWriter::new(&partial.file, &partial.path, job.req.direct_io),
+        whole_sha1: job.req.verify_sha1,
+        to_verify,
         to_disk,
         spare,
+        spare_tx: spare_tx.clone(),
         progress: job.progress,
         cancel: job.cancel,
         limiter: job.req.download_limit.as_deref(),
     };
+    log::debug!(
+        "{}: pieces written {}",
+        partial.path.display(),
+        if swarm.writer.is_direct() {
+            "directly to the device"
+        } else {
+            "through the page cache"
+        }
+    );
     std::thread::scope(|scope| {
         let disk = std::thread::Builder::new()
             .name("download-disk".into())
@@ -257,8 +286,28 @@ fn run_swarm(
             Ok(handle) => handle,
             Err(e) => return (Err(io_at(job.part)(e)), Vec::new()),
         };
-        let (outcome, sources) =
-            std::thread::scope(|sources| Coordinator::new(sources, &swarm, job).run(attempts));
+        let (outcome, sources) = std::thread::scope(|inner| {
+            let mut verifiers_started = 0;
+            for k in 0..verifiers() {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("download-verify-{k}"))
+                    .spawn_scoped(inner, || swarm.verify_all(&verify_rx));
+                match spawned {
+                    Ok(_) => verifiers_started += 1,
+                    Err(e) if verifiers_started == 0 => {
+                        return (Err(io_at(job.part)(e)), Vec::new())
+                    }
+                    Err(_) => break,
+                }
+            }
+            let ended = Coordinator::new(inner, &swarm, job).run(attempts);
+            // Every source has ended: what is queued is verified, then each verifier
+            // takes one stop.
+            for _ in 0..verifiers_started {
+                let _ = swarm.to_verify.send(Work::Stop);
+            }
+            ended
+        });
         let finished = swarm.done();
         let pieces = swarm.pieces.get().cloned();
         drop(swarm); // closes the disk queue: the disk thread finishes what it has
@@ -502,9 +551,14 @@ struct Swarm<'a> {
     /// it.
     pieces: OnceLock<Vec<Sha1Digest>>,
     partial: &'a Partial,
-    to_disk: crossbeam_channel::Sender<(usize, Vec<u8>)>,
-    /// Buffers the disk thread is done with.
-    spare: crossbeam_channel::Receiver<Vec<u8>>,
+    writer: PieceWriter<'a>,
+    /// Send verified pieces' bytes to the disk thread, for the whole-file SHA-1.
+    whole_sha1: bool,
+    to_verify: Sender<Work>,
+    to_disk: Sender<io::Result<Landed>>,
+    /// Buffers the verifiers and the disk thread are done with.
+    spare: Receiver<PieceBuf>,
+    spare_tx: Sender<PieceBuf>,
     progress: &'a dyn Progress,
     cancel: &'a AtomicBool,
     limiter: Option<&'a TokenBucket>,
@@ -587,6 +641,7 @@ impl Swarm<'_> {
         };
         self.progress.sources(active);
         log::info!("downloading from {} ({})", h.label(), h.addr());
+        client.bulk_reads();
         let mut in_flight: VecDeque<usize> = VecDeque::new();
         let result = self.pump(id, client, h, &mut in_flight);
         let active = {
@@ -629,10 +684,15 @@ impl Swarm<'_> {
 
     /// Takes the next piece for a source: a missing one, or in the endgame one that
     /// another source has in flight.
-    fn next_piece(&self, id: SourceId, mine: &VecDeque<usize>) -> Option<usize> {
+    fn next_piece(
+        &self,
+        id: SourceId,
+        in_flight: &VecDeque<usize>,
+        judging: &[usize],
+    ) -> Option<usize> {
         let mut st = self.lock();
         st.plan.take_next(id).or_else(|| {
-            let mine: Vec<usize> = mine.iter().copied().collect();
+            let mine: Vec<usize> = in_flight.iter().chain(judging).copied().collect();
             (!st.plan.finished())
                 .then(|| st.plan.take_endgame(id, &mine))
                 .flatten()
@@ -640,7 +700,9 @@ impl Swarm<'_> {
     }
 
     /// Fetches pieces from one holder until there is nothing left for it: keeps the
-    /// pipeline full, receives the oldest request, and passes on what matches its hash.
+    /// pipeline full, receives the oldest request and hands it to the verifiers, and
+    /// ends only once every piece it handed over is judged (a bad one goes back to the
+    /// plan, perhaps to this source again).
     fn pump(
         &self,
         id: SourceId,
@@ -648,41 +710,86 @@ impl Swarm<'_> {
         h: &Holder,
         in_flight: &mut VecDeque<usize>,
     ) -> Result<(), SourceError> {
-        let Some(want) = self.pieces.get() else {
-            return Ok(());
-        };
+        let (verdict_tx, verdicts) = crossbeam_channel::unbounded();
+        // Pieces with the verifiers: requested again by this source only once judged.
+        let mut judging: Vec<usize> = Vec::new();
+        let addr = h.addr();
         loop {
             if self.cancel.load(Ordering::SeqCst) {
                 return Err(SourceError::Cancelled);
             }
-            self.request_more(id, client, in_flight)?;
-            let Some(&i) = in_flight.front() else {
-                return Ok(());
-            };
-            let (buf, hash) = self.receive(client, i)?;
-            in_flight.pop_front();
-            if Some(&hash) != want.get(i) {
-                self.bad_piece(id, h, i)?;
-                continue;
+            while let Ok(verdict) = verdicts.try_recv() {
+                self.judged(h, verdict, &mut judging)?;
             }
-            self.deliver(id, i, buf)?;
             if self.done() {
                 return Ok(());
+            }
+            self.request_more(id, client, in_flight, &judging)?;
+            let Some(&i) = in_flight.front() else {
+                if judging.is_empty() {
+                    return Ok(());
+                }
+                if let Ok(verdict) = verdicts.recv_timeout(COORDINATOR_TICK) {
+                    self.judged(h, verdict, &mut judging)?;
+                }
+                continue;
+            };
+            let buf = self.receive(client, i)?;
+            in_flight.pop_front();
+            judging.push(i);
+            let work = Work::Piece(Received {
+                source: id,
+                addr: addr.clone(),
+                piece: i,
+                buf,
+                verdict: verdict_tx.clone(),
+            });
+            if self.to_verify.send(work).is_err() {
+                return Err(SourceError::Disk(io::Error::other("the verifiers stopped")));
             }
         }
     }
 
-    /// Tops up the requests in flight to [`PIPELINE_DEPTH`], in one write.
+    /// What the verifier found in one of this source's pieces.
+    fn judged(
+        &self,
+        h: &Holder,
+        verdict: Verdict,
+        judging: &mut Vec<usize>,
+    ) -> Result<(), SourceError> {
+        judging.retain(|&p| p != verdict.piece);
+        let i = verdict.piece;
+        match verdict.result {
+            Ok(Judged::Good) => Ok(()),
+            Ok(Judged::Bad { banned: true }) => Err(SourceError::Lied(format!(
+                "piece {i} does not match its hash, the second bad piece from {}: banned for the rest of this download",
+                h.label()
+            ))),
+            Ok(Judged::Bad { banned: false }) => {
+                self.progress.note(&format!(
+                    "holder {} ({}): piece {i} does not match its hash; discarded, fetched again from another holder if there is one",
+                    h.label(),
+                    h.addr()
+                ));
+                Ok(())
+            }
+            Err(e) => Err(SourceError::Disk(e)),
+        }
+    }
+
+    /// Tops up the requests in flight to [`PIPELINE_DEPTH`], in one write; never
+    /// a piece this source has in flight or with the verifiers (`judging`).
     fn request_more(
         &self,
         id: SourceId,
         client: &mut Client,
         in_flight: &mut VecDeque<usize>,
+        judging: &[usize],
     ) -> Result<(), SourceError> {
         let content = self.target.id.to_string();
         let mut batch = String::new();
         while in_flight.len() < PIPELINE_DEPTH {
-            let Some(i) = self.next_piece(id, in_flight) else {
+            let Some(i) = self.next_piece(id, in_flight, judging) else {
                 break;
             };
             let offset = (i as u64 * PIECE_SIZE).to_string();
@@ -702,8 +809,8 @@ impl Swarm<'_> {
         Ok(())
     }
 
-    /// Receives piece `i` and hashes it as it arrives.
-    fn receive(&self, client: &mut Client, i: usize) -> Result<(Vec<u8>, Sha1Digest), SourceError> {
+    /// Receives piece `i` into a buffer fit for a direct write.
+    fn receive(&self, client: &mut Client, i: usize) -> Result<PieceBuf, SourceError> {
         let expected = self.piece_len(i);
         let len = client.read_data_header("fetch", expected)?;
         if len != expected {
@@ -711,63 +818,126 @@ impl Swarm<'_> {
                 "piece {i}: {len} bytes, expected {expected}"
             )));
         }
-        let mut buf = self.spare.try_recv().unwrap_or_default();
-        buf.resize(len as usize, 0);
-        // Hash each slice right after it is received, while it is still in the
-        // CPU cache: a whole piece is larger than the cache.
-        let mut sha = Sha1::new();
-        for slice in buf.chunks_mut(CACHE_SLICE) {
-            if let Some(limit) = self.limiter {
-                limit.take(slice.len() as u64);
+        let mut buf = self.spare.try_recv().unwrap_or_else(|_| PieceBuf::new());
+        buf.set_len(len as usize);
+        match self.limiter {
+            Some(limit) => {
+                for slice in buf.chunks_mut(CACHE_SLICE) {
+                    limit.take(slice.len() as u64);
+                    client.read_exact(slice, "fetch")?;
+                }
             }
-            client.read_exact(slice, "fetch")?;
-            sha.update(&*slice);
+            None => client.read_exact(&mut buf, "fetch")?,
         }
-        Ok((buf, Sha1Digest(sha.finalize().into())))
+        Ok(buf)
     }
 
-    /// Piece `i` from this source did not match its hash: it goes back to the plan,
-    /// and the source stops once the policy bans its holder.
-    fn bad_piece(&self, id: SourceId, h: &Holder, i: usize) -> Result<(), SourceError> {
-        let banned = {
-            let mut st = self.lock();
-            st.plan.bad_copy(i, id);
-            st.policy.bad_piece(&h.addr())
-        };
-        if banned {
-            return Err(SourceError::Lied(format!(
-                "piece {i} does not match its hash, the second bad piece from {}: banned for the rest of this download",
-                h.label()
-            )));
+    /// A verifier's loop: judges received pieces until it takes a stop.
+    fn verify_all(&self, queue: &Receiver<Work>) {
+        while let Ok(Work::Piece(received)) = queue.recv() {
+            let Received {
+                source,
+                addr,
+                piece,
+                buf,
+                verdict,
+            } = received;
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.judge(source, &addr, piece, buf)
+            }))
+            .unwrap_or_else(|_| Err(io::Error::other("a verifier thread panicked")));
+            // The source may have ended (it failed): the plan knows already.
+            let _ = verdict.send(Verdict { piece, result });
         }
-        self.progress.note(&format!(
-            "holder {} ({}): piece {i} does not match its hash; discarded, fetched again from another holder if there is one",
-            h.label(),
-            h.addr()
-        ));
-        Ok(())
     }
 
-    /// Piece `i` matched its hash: unless another source's copy got there first, it
-    /// goes to the disk thread.
-    fn deliver(&self, id: SourceId, i: usize, buf: Vec<u8>) -> Result<(), SourceError> {
-        let len = buf.len() as u64;
+    /// Hashes piece `i` from `source` and compares it with the piece list. A good
+    /// piece is written in place (unless another source's copy got there first) and
+    /// reported to the disk thread; a bad one goes back to the plan, and counts
+    /// against its holder (`addr`).
+    fn judge(&self, source: SourceId, addr: &str, i: usize, buf: PieceBuf) -> io::Result<Judged> {
+        let hash = Sha1Digest(Sha1::digest(&buf[..]).into());
+        if Some(&hash) != self.pieces.get().and_then(|list| list.get(i)) {
+            let banned = {
+                let mut st = self.lock();
+                st.plan.bad_copy(i, source);
+                st.policy.bad_piece(addr)
+            };
+            let _ = self.spare_tx.try_send(buf);
+            return Ok(Judged::Bad { banned });
+        }
         let first = {
             let mut st = self.lock();
             let first = st.plan.verified(i);
             if first {
-                *st.delivered.entry(id).or_insert(0) += 1;
+                *st.delivered.entry(source).or_insert(0) += 1;
             }
             first
         };
-        if first {
-            self.to_disk
-                .send((i, buf))
-                .map_err(|_| SourceError::Disk(io::Error::other("the disk thread stopped")))?;
-            self.progress.advance(len);
+        if !first {
+            let _ = self.spare_tx.try_send(buf);
+            return Ok(Judged::Good);
         }
-        Ok(())
+        let len = buf.len() as u64;
+        let written = self.writer.write_at(&buf, i as u64 * PIECE_SIZE);
+        // The disk thread hashes the bytes for the whole-file SHA-1, then gives the
+        // buffer back; otherwise it goes back now.
+        let data = if self.whole_sha1 {
+            Some(buf)
+        } else {
+            let _ = self.spare_tx.try_send(buf);
+            None
+        };
+        let landed = written.map(|()| Landed {
+            piece: i,
+            len,
+            data,
+        });
+        let failed = landed
+            .as_ref()
+            .err()
+            .map(|e| io::Error::new(e.kind(), e.to_string()));
+        if self.to_disk.send(landed).is_err() {
+            return Err(io::Error::other("the disk thread stopped"));
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        self.progress.advance(len);
+        Ok(Judged::Good)
     }
+}
+
+/// Work for a verifier.
+enum Work {
+    Piece(Received),
+    /// Every source has ended: the verifier that takes this ends.
+    Stop,
+}
+
+/// A piece as it arrived from a source, on its way to be judged.
+struct Received {
+    source: SourceId,
+    /// The holder's address, which a bad piece counts against.
+    addr: String,
+    piece: usize,
+    buf: PieceBuf,
+    /// Where the source hears how the piece fared.
+    verdict: Sender<Verdict>,
+}
+
+/// How a piece fared, for its source.
+struct Verdict {
+    piece: usize,
+    /// `Err`: it could not be written; the download stops.
+    result: io::Result<Judged>,
+}
+
+enum Judged {
+    /// It matched its hash (and is written, unless another copy was first).
+    Good,
+    /// It did not; `banned`: its holder is banned for the rest of the download.
+    Bad { banned: bool },
 }
 
 /// Asks a holder for the piece list of `target` and checks it against the content id
