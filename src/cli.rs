@@ -330,6 +330,28 @@ pub struct TransferFlags {
 }
 
 #[derive(Args, Debug, Clone)]
+pub struct HttpFlags {
+    /// Serve the HTTP interface on this address: JSON endpoints (/status, /health,
+    /// the role's own) and a dashboard page (/). A bare
+    /// PORT means 127.0.0.1:PORT. Off unless given.
+    #[arg(long, value_parser = http_addr, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// A file whose first line is the bearer token (16 characters or more) that POST
+    /// and DELETE requests must carry ('Authorization: Bearer TOKEN'). On an --http
+    /// address other than loopback, nothing can be changed over HTTP without it.
+    #[arg(long, value_name = "FILE")]
+    pub http_token_file: Option<PathBuf>,
+}
+
+/// An HTTP listening address; a bare port is on loopback.
+fn http_addr(text: &str) -> Result<SocketAddr, String> {
+    match text.parse::<u16>() {
+        Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+        Err(_) => parse_listen_addr(text),
+    }
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct ServerFlags {
     /// Most connections served at once; more are answered 'err|busy' and closed.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -429,6 +451,8 @@ pub struct SeedArgs {
     pub log: LogFlags,
     #[command(flatten)]
     pub server: ServerFlags,
+    #[command(flatten)]
+    pub http: HttpFlags,
 }
 
 #[derive(Args, Debug)]
@@ -509,6 +533,8 @@ pub struct IndexArgs {
     pub log: LogFlags,
     #[command(flatten)]
     pub server: ServerFlags,
+    #[command(flatten)]
+    pub http: HttpFlags,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -566,6 +592,8 @@ pub struct PeerArgs {
     pub log: LogFlags,
     #[command(flatten)]
     pub server: ServerFlags,
+    #[command(flatten)]
+    pub http: HttpFlags,
 }
 
 #[derive(Args, Debug)]

@@ -22,6 +22,7 @@ pub mod cmd;
 pub mod config;
 pub mod console;
 pub mod eventlog;
+pub mod http;
 pub mod identity;
 pub mod index;
 pub mod net;

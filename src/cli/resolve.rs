@@ -5,11 +5,12 @@
 //! [`ArgError::Unreadable`].
 
 use super::{
-    IndexArgs, IndexFlags, LivenessFlags, LivenessMode, LogFlags, PeerArgs, SeedArgs,
+    HttpFlags, IndexArgs, IndexFlags, LivenessFlags, LivenessMode, LogFlags, PeerArgs, SeedArgs,
     SeedListFlags, ServerFlags,
 };
 use crate::config::{read_addr_list, NodeAddr};
 use crate::eventlog::EventLog;
+use crate::http::HttpSettings;
 use crate::identity::NodeKey;
 use crate::index::service::IndexConfig;
 use crate::index::IndexSettings;
@@ -59,6 +60,28 @@ impl ServerFlags {
             request_memory: self.request_memory as usize,
             ..ServerConfig::default()
         }
+    }
+}
+
+impl HttpFlags {
+    /// The HTTP interface's settings, when `--http` is given; it has the node's
+    /// connection caps and timeouts.
+    pub fn settings(&self, server: ServerConfig) -> Result<Option<HttpSettings>, ArgError> {
+        let Some(listen) = self.http else {
+            if self.http_token_file.is_some() {
+                return Err(usage("--http-token-file needs --http"));
+            }
+            return Ok(None);
+        };
+        let token = match &self.http_token_file {
+            Some(path) => Some(crate::http::read_token(path).map_err(ArgError::Unreadable)?),
+            None => None,
+        };
+        Ok(Some(HttpSettings {
+            listen,
+            token,
+            server,
+        }))
     }
 }
 
@@ -189,6 +212,7 @@ impl IndexArgs {
                 ..IndexConfig::default()
             },
             server: self.server.config(),
+            http: self.http.settings(self.server.config())?,
             log: self.log.open()?,
         })
     }
@@ -227,6 +251,7 @@ impl SeedArgs {
                 ..SeedConfig::default()
             },
             server: self.server.config(),
+            http: self.http.settings(self.server.config())?,
             log: self.log.open()?,
         })
     }
@@ -267,6 +292,7 @@ impl PeerArgs {
             indexes: self.index.addrs()?,
             me: Me { key, name },
             server: self.server.config(),
+            http: self.http.settings(self.server.config())?,
             timeouts: self.index.timeouts(),
             watch: WatchConfig {
                 settle: self.settle,

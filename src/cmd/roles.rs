@@ -31,6 +31,7 @@ pub fn index(a: IndexArgs) -> Result<(), CmdError> {
         index.local_addr(),
         index.me().id()
     ));
+    say_http(index.http_addr());
     let sig = signals.recv().unwrap_or(Signal::Terminate);
     log::info!("{sig:?}: shutting down");
     index.shutdown();
@@ -54,10 +55,20 @@ pub fn seed(a: SeedArgs) -> Result<(), CmdError> {
         seed.local_addr(),
         seed.id()
     ));
+    say_http(seed.http_addr());
     let sig = signals.recv().unwrap_or(Signal::Terminate);
     log::info!("{sig:?}: shutting down");
     seed.shutdown();
     Ok(())
+}
+
+/// Where the HTTP interface is, when it runs.
+fn say_http(addr: Option<std::net::SocketAddr>) {
+    if let Some(addr) = addr {
+        output::say(format!(
+            "HTTP on http://{addr}/ (dashboard; JSON at /status, /health)"
+        ));
+    }
 }
 
 /// `a, b, c`, or `none`.
@@ -90,6 +101,7 @@ pub fn peer(a: PeerArgs) -> Result<(), CmdError> {
         peer.local_addr(),
         dir.display(),
     ));
+    say_http(peer.http_addr());
     if a.no_console {
         let events = peer.events().clone();
         loop {

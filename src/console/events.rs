@@ -75,6 +75,12 @@ pub fn describe(event: &PeerEvent, seeds: &[NodeAddr]) -> Option<String> {
                 terminal_safe(text)
             )
         }
+        PeerEvent::HttpMessage { from, text, remote } => format!(
+            "message over HTTP from '{}' (a name nothing proves, at {}): {}",
+            terminal_safe(from),
+            remote.ip().to_canonical(),
+            terminal_safe(text)
+        ),
         PeerEvent::Overlay(ev) => return describe_overlay(ev, seeds),
     })
 }

@@ -15,6 +15,7 @@ pub mod service;
 pub mod store;
 
 use crate::eventlog::EventLog;
+use crate::http::{self, HttpHandle, HttpSettings};
 use crate::net::node::Me;
 use crate::net::server::{self, ServerConfig, ServerHandle, ServerStats};
 use service::{IndexConfig, IndexService};
@@ -31,12 +32,15 @@ pub struct IndexSettings {
     pub db: Option<PathBuf>,
     pub config: IndexConfig,
     pub server: ServerConfig,
+    /// The HTTP interface, if any.
+    pub http: Option<HttpSettings>,
     pub log: Option<Arc<EventLog>>,
 }
 
 /// A running index server.
 pub struct Index {
     server: ServerHandle,
+    http: Option<HttpHandle>,
     me: Me,
 }
 
@@ -68,9 +72,18 @@ impl Index {
         service
             .start_sweeper()
             .map_err(|e| format!("cannot start the lease sweep: {e}"))?;
+        let http = match &settings.http {
+            Some(h) => Some(http::start(
+                h,
+                Arc::new(http::IndexApi {
+                    service: service.clone(),
+                }),
+            )?),
+            None => None,
+        };
         let server = server::spawn(listener, settings.server, service, stats)
             .map_err(|e| format!("cannot start the server: {e}"))?;
-        Ok(Index { server, me })
+        Ok(Index { server, http, me })
     }
 
     /// Who the index is: its key and name.
@@ -82,8 +95,16 @@ impl Index {
         self.server.local_addr()
     }
 
+    /// Where the HTTP interface listens, if it runs.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(HttpHandle::local_addr)
+    }
+
     /// Stops accepting, closes every connection and waits for their threads.
     pub fn shutdown(self) {
+        if let Some(h) = self.http {
+            h.shutdown();
+        }
         self.server.shutdown();
     }
 }

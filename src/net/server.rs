@@ -172,6 +172,65 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What serves the connections a server accepts: the line protocol of a
+/// [`Service`] ([`spawn`]), or another protocol on its own listener (the HTTP
+/// interface), under the same caps, timeouts and memory budget.
+pub trait Protocol: Send + Sync + 'static {
+    /// Names the threads (`<name>-accept`, `<name>-worker-<n>`).
+    fn thread_name(&self) -> &str;
+
+    /// Answers a new connection on the accept thread from what it sent already, when
+    /// that is possible at once; `false` hands it to a worker.
+    fn answer_inline(&self, _stats: &ServerStats, _stream: &TcpStream, _first: &[u8]) -> bool {
+        false
+    }
+
+    /// Serves one connection to its end; `first` is what the accept thread read from
+    /// it already.
+    fn serve(
+        &self,
+        stream: &TcpStream,
+        remote: SocketAddr,
+        first: &[u8],
+        config: &ServerConfig,
+        stats: &ServerStats,
+    );
+
+    /// Tells a connection over the caps why it is refused, then closes it.
+    fn refuse_busy(&self, stream: TcpStream, why: &str);
+}
+
+/// The line protocol of a [`Service`].
+struct Lines<S> {
+    service: Arc<S>,
+    name: &'static str,
+}
+
+impl<S: Service> Protocol for Lines<S> {
+    fn thread_name(&self) -> &str {
+        self.name
+    }
+
+    fn answer_inline(&self, stats: &ServerStats, stream: &TcpStream, first: &[u8]) -> bool {
+        answer_inline(&*self.service, stats, stream, first)
+    }
+
+    fn serve(
+        &self,
+        stream: &TcpStream,
+        remote: SocketAddr,
+        first: &[u8],
+        config: &ServerConfig,
+        stats: &ServerStats,
+    ) {
+        serve_connection(stream, remote, first, config, &*self.service, stats)
+    }
+
+    fn refuse_busy(&self, stream: TcpStream, why: &str) {
+        refuse_busy(stream, why)
+    }
+}
+
 /// Starts serving `service` on `listener` in background threads.
 pub fn spawn<S: Service>(
     listener: TcpListener,
@@ -179,17 +238,28 @@ pub fn spawn<S: Service>(
     service: Arc<S>,
     stats: Arc<ServerStats>,
 ) -> io::Result<ServerHandle> {
+    let name = service.role().as_str();
+    spawn_protocol(listener, config, Arc::new(Lines { service, name }), stats)
+}
+
+/// Starts serving `protocol` on `listener` in background threads.
+pub fn spawn_protocol<P: Protocol>(
+    listener: TcpListener,
+    config: ServerConfig,
+    protocol: Arc<P>,
+    stats: Arc<ServerStats>,
+) -> io::Result<ServerHandle> {
     let addr = listener.local_addr()?;
     set_inherited_options(&listener, &config)?;
     let stop = Arc::new(AtomicBool::new(false));
     let registry: Registry = Arc::new(Mutex::new(HashMap::new()));
-    let role = service.role().as_str();
+    let name = protocol.thread_name().to_owned();
     let accept = {
         let stop = stop.clone();
         let registry = registry.clone();
         thread::Builder::new()
-            .name(format!("{role}-accept"))
-            .spawn(move || accept_loop(listener, config, service, stats, stop, registry))?
+            .name(format!("{name}-accept"))
+            .spawn(move || accept_loop(listener, config, protocol, stats, stop, registry))?
     };
     Ok(ServerHandle {
         addr,
@@ -199,15 +269,15 @@ pub fn spawn<S: Service>(
     })
 }
 
-fn accept_loop<S: Service>(
+fn accept_loop<P: Protocol>(
     listener: TcpListener,
     config: ServerConfig,
-    service: Arc<S>,
+    protocol: Arc<P>,
     stats: Arc<ServerStats>,
     stop: Arc<AtomicBool>,
     registry: Registry,
 ) {
-    let role = service.role().as_str();
+    let role = protocol.thread_name().to_owned();
     let mut next_id: u64 = 0;
     let mut next_worker: u64 = 0;
     let (idle_tx, idle_rx) = crossbeam_channel::bounded::<Job>(0);
@@ -228,7 +298,7 @@ fn accept_loop<S: Service>(
             }
         };
         let got = recv_now(&stream, &mut first);
-        if answer_inline(&*service, &stats, &stream, &first[..got]) {
+        if protocol.answer_inline(&stats, &stream, &first[..got]) {
             continue;
         }
         stats.accepted.fetch_add(1, Ordering::Relaxed);
@@ -236,7 +306,7 @@ fn accept_loop<S: Service>(
         if let Err(why) = admit(&config, &stats, &per_address, host) {
             stats.refused_busy.fetch_add(1, Ordering::Relaxed);
             log::warn!("{role}: refusing {remote}: {why}");
-            refuse_busy(stream, &format!("{why}; try again later"));
+            protocol.refuse_busy(stream, &format!("{why}; try again later"));
             continue;
         }
         stats.live.fetch_add(1, Ordering::SeqCst);
@@ -263,7 +333,7 @@ fn accept_loop<S: Service>(
         };
         next_worker += 1;
         let name = format!("{role}-worker-{next_worker}");
-        if let Err(e) = spawn_worker(name, job, config, &service, &stats, &idle_rx) {
+        if let Err(e) = spawn_worker(name, job, config, &protocol, &stats, &idle_rx) {
             log::error!("{role}: cannot start a connection thread: {e}");
         }
     }
@@ -391,22 +461,23 @@ fn admit(
 
 /// Starts a connection thread for `job`; it then serves the connections handed to it
 /// while idle, until none comes for [`WORKER_IDLE`].
-fn spawn_worker<S: Service>(
+fn spawn_worker<P: Protocol>(
     name: String,
     job: Job,
     config: ServerConfig,
-    service: &Arc<S>,
+    protocol: &Arc<P>,
     stats: &Arc<ServerStats>,
     idle_rx: &crossbeam_channel::Receiver<Job>,
 ) -> io::Result<()> {
-    let (service, stats, idle_rx) = (service.clone(), stats.clone(), idle_rx.clone());
+    let (protocol, stats, idle_rx) = (protocol.clone(), stats.clone(), idle_rx.clone());
     thread::Builder::new()
         .name(name)
         .stack_size(256 * 1024)
         .spawn(move || {
             let mut job = job;
             loop {
-                serve_connection(job, &config, &*service, &stats);
+                protocol.serve(&job.stream, job.remote, &job.first, &config, &stats);
+                drop(job);
                 match idle_rx.recv_timeout(WORKER_IDLE) {
                     Ok(next) => job = next,
                     Err(_) => return,
@@ -431,21 +502,19 @@ struct Job {
     first: Vec<u8>,
 }
 
-fn serve_connection<S: Service>(job: Job, config: &ServerConfig, service: &S, stats: &ServerStats) {
+fn serve_connection<S: Service>(
+    stream: &TcpStream,
+    remote: SocketAddr,
+    first: &[u8],
+    config: &ServerConfig,
+    service: &S,
+    stats: &ServerStats,
+) {
     let mut conn = S::Conn::default();
-    let first = &job.first;
-    if let Err(e) = session(
-        &job.stream,
-        job.remote,
-        first,
-        config,
-        service,
-        &mut conn,
-        stats,
-    ) {
-        log::debug!("{}: {}: connection ended: {e}", service.role(), job.remote);
+    if let Err(e) = session(stream, remote, first, config, service, &mut conn, stats) {
+        log::debug!("{}: {remote}: connection ended: {e}", service.role());
     }
-    service.closed(job.remote, &mut conn);
+    service.closed(remote, &mut conn);
 }
 
 /// Decrements the live count and leaves the registry when a connection ends.
@@ -529,7 +598,7 @@ fn write_reply(
 /// Sends `len` bytes of `file` from `offset` with sendfile(2): the bytes go from the
 /// page cache to the socket without passing through user space. The socket's write
 /// timeout bounds each call.
-fn send_file(stream: &TcpStream, file: &File, offset: u64, len: u64) -> io::Result<()> {
+pub(crate) fn send_file(stream: &TcpStream, file: &File, offset: u64, len: u64) -> io::Result<()> {
     let mut offset = offset;
     let mut left = len;
     while left > 0 {

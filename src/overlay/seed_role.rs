@@ -13,6 +13,7 @@ use super::{OverlayEvent, SeedConfig};
 use crate::clock::Clock;
 use crate::config::NodeAddr;
 use crate::eventlog::EventLog;
+use crate::http::{self, HttpHandle, HttpSettings};
 use crate::identity::NodeKey;
 use crate::net::node::{self, status_reply, Me};
 use crate::net::server::{self, ServerConfig, ServerHandle, ServerStats};
@@ -36,6 +37,8 @@ pub struct SeedSettings {
     pub seeds: Vec<NodeAddr>,
     pub config: SeedConfig,
     pub server: ServerConfig,
+    /// The HTTP interface, if any.
+    pub http: Option<HttpSettings>,
     pub log: Option<Arc<EventLog>>,
 }
 
@@ -43,6 +46,7 @@ pub struct SeedSettings {
 pub struct Seed {
     me: Me,
     server: ServerHandle,
+    http: Option<HttpHandle>,
     overlay: OverlayHandle,
 }
 
@@ -68,13 +72,22 @@ impl Seed {
         let id = me.id().clone();
         let stats = Arc::new(ServerStats::default());
         let (overlay, inbox) = OverlayHandle::channel(&settings.seeds)?;
-        let service = SeedService {
+        let service = Arc::new(SeedService {
             me: me.clone(),
             overlay: overlay.clone(),
             stats: stats.clone(),
             clock: Clock::new(),
+        });
+        let http = match &settings.http {
+            Some(h) => Some(http::start(
+                h,
+                Arc::new(http::SeedApi {
+                    service: service.clone(),
+                }),
+            )?),
+            None => None,
         };
-        let server = server::spawn(listener, settings.server, Arc::new(service), stats)
+        let server = server::spawn(listener, settings.server, service, stats)
             .map_err(|e| format!("cannot start the server: {e}"))?;
         let node = SeedNode::new(
             id.clone(),
@@ -103,6 +116,7 @@ impl Seed {
         Ok(Seed {
             me,
             server,
+            http,
             overlay,
         })
     }
@@ -120,9 +134,17 @@ impl Seed {
         self.server.local_addr()
     }
 
+    /// Where the HTTP interface listens, if it runs.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(HttpHandle::local_addr)
+    }
+
     /// Tells the other seeds it leaves, and stops serving.
     pub fn shutdown(self) {
         self.overlay.leave();
+        if let Some(h) = self.http {
+            h.shutdown();
+        }
         self.server.shutdown();
     }
 }

@@ -55,6 +55,8 @@ pub struct PeerConfig {
     /// The peer's key (STATE_DIR/node.key) and name (the folder's, or `--id`).
     pub me: Me,
     pub server: ServerConfig,
+    /// The HTTP interface, if any.
+    pub http: Option<crate::http::HttpSettings>,
     pub timeouts: Timeouts,
     pub watch: WatchConfig,
     /// Most holders a download uses at once.
@@ -261,6 +263,13 @@ pub enum PeerEvent {
         text: String,
         remote: SocketAddr,
     },
+    /// A message posted to the HTTP interface (`POST /message`): the sender is
+    /// whatever name the body gave, proven by nothing.
+    HttpMessage {
+        from: String,
+        text: String,
+        remote: SocketAddr,
+    },
 }
 
 pub struct Peer {
@@ -269,6 +278,7 @@ pub struct Peer {
     pool: IndexPool,
     links: Option<Links>,
     server: Option<ServerHandle>,
+    http: Option<crate::http::HttpHandle>,
     events: Receiver<PeerEvent>,
     overlay: OverlayHandle,
 }
@@ -295,18 +305,23 @@ impl Peer {
         ));
         let (tx, events) = crossbeam_channel::unbounded();
         let (overlay, inbox) = OverlayHandle::channel(&config.overlay.seeds)?;
-        let server = server::spawn(
-            listener,
-            config.server,
-            Arc::new(PeerService {
-                shared: shared.clone(),
-                upload_limit: config.upload_limit.clone(),
-                overlay: overlay.clone(),
-                events: tx.clone(),
-            }),
-            stats,
-        )
-        .map_err(|e| format!("cannot start the server: {e}"))?;
+        let service = Arc::new(PeerService {
+            shared: shared.clone(),
+            upload_limit: config.upload_limit.clone(),
+            overlay: overlay.clone(),
+            events: tx.clone(),
+        });
+        let http = match &config.http {
+            Some(h) => Some(crate::http::start(
+                h,
+                Arc::new(crate::http::PeerApi {
+                    service: service.clone(),
+                }),
+            )?),
+            None => None,
+        };
+        let server = server::spawn(listener, config.server, service, stats)
+            .map_err(|e| format!("cannot start the server: {e}"))?;
         Self::start_overlay(
             &config,
             server.local_addr().port(),
@@ -336,6 +351,7 @@ impl Peer {
             pool,
             links: Some(links),
             server: Some(server),
+            http,
             events,
             overlay,
         };
@@ -507,8 +523,16 @@ impl Peer {
         if let Some(l) = self.links.take() {
             l.leave();
         }
+        if let Some(h) = self.http.take() {
+            h.shutdown();
+        }
         if let Some(s) = self.server.take() {
             s.shutdown();
         }
+    }
+
+    /// Where the HTTP interface listens, if it runs.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(crate::http::HttpHandle::local_addr)
     }
 }

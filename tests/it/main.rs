@@ -14,6 +14,7 @@ mod console;
 mod durability;
 mod fuzz_corpus;
 mod hostile;
+mod http;
 mod limits;
 mod live_folder;
 mod newcomer;

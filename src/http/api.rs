@@ -1,0 +1,214 @@
+//! What every role answers over HTTP (`/status`, `/health`, the dashboard
+//! at `/`), the [`Api`] each role implements for its own endpoints, and responses.
+
+use super::{write_all, HttpStats, Method, Request};
+use crate::protocol::commands::Role;
+use crate::render;
+use serde_json::{json, Value};
+use std::fs::File;
+use std::io;
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+
+/// A role's HTTP endpoints, beside those every role has.
+pub trait Api: Send + Sync + 'static {
+    fn role(&self) -> Role;
+
+    /// The rows of the node's `status`, as the line protocol answers them.
+    fn status_rows(&self) -> Vec<(String, String)>;
+
+    /// Answers a request for one of the role's own paths; `None` when the path is
+    /// not one of them (404). A known path with the wrong method answers 405.
+    fn route(&self, req: &Request) -> Option<Response>;
+}
+
+/// The dashboard: one page, compiled in, that refreshes itself from the JSON
+/// endpoints.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// Routes a request: the paths every role has, then the role's own.
+pub(super) fn route<A: Api + ?Sized>(api: &A, req: &Request, stats: &HttpStats) -> Response {
+    let path = req.path.as_str();
+    let common = matches!(path, "/" | "/status" | "/health");
+    if common && !matches!(req.method, Method::Get | Method::Head) {
+        return Response::error(405, &format!("{path} takes GET"));
+    }
+    match path {
+        "/" => Response::new(
+            200,
+            "text/html; charset=utf-8",
+            DASHBOARD.as_bytes().to_vec(),
+        ),
+        "/status" => {
+            let mut status = render::status_json(&api.status_rows());
+            if let Value::Object(map) = &mut status {
+                map.insert(
+                    "http".into(),
+                    json!({
+                        "requests": stats.requests.load(Ordering::Relaxed),
+                        "refused_access": stats.refused_access.load(Ordering::Relaxed),
+                        "bad_requests": stats.bad_requests.load(Ordering::Relaxed),
+                    }),
+                );
+            }
+            Response::json(200, &status)
+        }
+        "/health" => health(&api.status_rows()),
+        _ => api
+            .route(req)
+            .unwrap_or_else(|| Response::error(404, &format!("no such path: {path}"))),
+    }
+}
+
+/// 200 when the node says it is healthy, 503 with the reason otherwise: the same
+/// judgement as `p2pshare status`.
+fn health(rows: &[(String, String)]) -> Response {
+    let row = |key: &str| rows.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    match row("health").as_deref() {
+        Some("ok") => Response::json(200, &json!({ "health": "ok" })),
+        other => {
+            let reason = row("failing").unwrap_or_else(|| other.unwrap_or("unknown").to_owned());
+            Response::json(
+                503,
+                &json!({ "health": other.unwrap_or("unknown"), "reason": reason }),
+            )
+        }
+    }
+}
+
+/// What is sent back.
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Body,
+    /// Headers beyond the content type and length.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+pub enum Body {
+    Bytes(Vec<u8>),
+    /// `len` bytes of a file from `offset`, sent with sendfile(2).
+    File {
+        file: File,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
+        Response {
+            status,
+            content_type,
+            body: Body::Bytes(body),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn json(status: u16, value: &Value) -> Response {
+        let mut body = serde_json::to_vec(value).unwrap_or_default();
+        body.push(b'\n');
+        Response::new(status, "application/json", body)
+    }
+
+    /// `{"error": message, "status": status}`.
+    pub fn error(status: u16, message: &str) -> Response {
+        Response::json(status, &json!({ "error": message, "status": status }))
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: String) -> Response {
+        self.headers.push((name, value));
+        self
+    }
+
+    fn body_len(&self) -> u64 {
+        match &self.body {
+            Body::Bytes(b) => b.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+
+    /// Writes the response; `keep`: the connection stays open; `head_only`: no body.
+    pub(super) fn write_to(
+        &self,
+        stream: &TcpStream,
+        keep: bool,
+        head_only: bool,
+    ) -> io::Result<()> {
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body_len()
+        );
+        for (name, value) in &self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !keep {
+            head.push_str("Connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        match &self.body {
+            Body::Bytes(bytes) if !head_only => {
+                let mut all = head.into_bytes();
+                all.extend_from_slice(bytes);
+                write_all(stream, &all)
+            }
+            Body::Bytes(_) => write_all(stream, head.as_bytes()),
+            Body::File { file, offset, len } => {
+                write_all(stream, head.as_bytes())?;
+                if head_only {
+                    return Ok(());
+                }
+                crate::net::server::send_file(stream, file, *offset, *len)
+            }
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Response({} {})", self.status, self.content_type)
+    }
+}
+
+impl Response {
+    /// The body as text (tests).
+    pub fn text(&self) -> String {
+        match &self.body {
+            Body::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+            Body::File { .. } => String::new(),
+        }
+    }
+
+    /// The body as JSON (tests).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.text()).unwrap_or(Value::Null)
+    }
+}

@@ -1,0 +1,225 @@
+//! The HTTP interface of every role (`--http ADDR`): JSON endpoints and the
+//! dashboard, served by the project's own threaded server
+//! ([`crate::net::server`]) on a listener of its own, so the same connection caps,
+//! per-address shares and timeouts apply as on the line protocol.
+//!
+//! HTTP/1.1 with keep-alive; request heads parsed by `httparse` (what hyper uses),
+//! capped at [`MAX_HEAD`] bytes and [`MAX_HEADERS`] headers; bodies by
+//! `Content-Length` or chunked, capped at [`MAX_BODY`]. A request must arrive whole
+//! within the server's request timeout of its first byte; a connection idle between
+//! requests is closed after the idle timeout. Every error is a JSON body
+//! `{"error": "...", "status": N}` with a status that fits.
+//!
+//! Access: anything that changes state (`POST`, `PUT`, `DELETE`) needs
+//! `Authorization: Bearer TOKEN` when a token is set (`--http-token-file`), and is
+//! refused outright on a listener that is not on loopback and has no token: a node
+//! reachable from the network is never driven by whoever can reach it. Refused
+//! requests are counted.
+//!
+//! The rooms: this file is the protocol (parsing, bodies, responses, access); `api`
+//! routes what every role answers and defines [`Api`], which each role implements
+//! (`index`, `seed`, `peer`); `dashboard.html` is the page at `/`.
+
+mod api;
+mod bridge;
+mod index;
+mod parse;
+mod peer;
+mod seed;
+
+pub use api::{Api, Response};
+pub use index::IndexApi;
+pub use parse::{Method, Request};
+pub use peer::PeerApi;
+pub use seed::SeedApi;
+
+use crate::net::server::{self, Protocol, ServerConfig, ServerHandle, ServerStats};
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Most bytes of a request head (request line and headers).
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Most headers in a request.
+pub const MAX_HEADERS: usize = 64;
+/// Most bytes of a request body.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// How the HTTP interface of a node is set up.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    /// The bearer token state-changing requests must carry, if any.
+    pub token: Option<String>,
+    pub server: ServerConfig,
+}
+
+/// Counters of the HTTP interface, shown in `/status` under `http`.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    pub requests: AtomicU64,
+    /// Requests refused for access (no token, a wrong token, a state change on a
+    /// listener open to the network without a token).
+    pub refused_access: AtomicU64,
+    /// Requests answered with a client error (4xx) other than access.
+    pub bad_requests: AtomicU64,
+}
+
+/// The HTTP protocol of one node, served by [`crate::net::server`].
+pub struct Http<A: Api> {
+    api: Arc<A>,
+    token: Option<String>,
+    /// The listener is on loopback: only this machine can reach it.
+    loopback: bool,
+    stats: Arc<HttpStats>,
+    name: String,
+}
+
+/// A running HTTP interface.
+pub struct HttpHandle {
+    server: ServerHandle,
+}
+
+impl HttpHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    pub fn shutdown(self) {
+        self.server.shutdown();
+    }
+}
+
+/// Binds `settings.listen` and serves `api` over HTTP in background threads.
+pub fn start<A: Api>(settings: &HttpSettings, api: Arc<A>) -> Result<HttpHandle, String> {
+    let listener = TcpListener::bind(settings.listen)
+        .map_err(|e| format!("cannot listen for HTTP on {}: {e}", settings.listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot listen for HTTP on {}: {e}", settings.listen))?;
+    if !addr.ip().is_loopback() && settings.token.is_none() {
+        log::warn!(
+            "HTTP on {addr} is reachable from the network and has no token: it answers only GET; set --http-token-file to allow POST and DELETE"
+        );
+    }
+    let http = Http {
+        name: format!("{}-http", api.role().as_str()),
+        api,
+        token: settings.token.clone(),
+        loopback: addr.ip().is_loopback(),
+        stats: Arc::default(),
+    };
+    let server = server::spawn_protocol(
+        listener,
+        settings.server,
+        Arc::new(http),
+        Arc::new(ServerStats::default()),
+    )
+    .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
+    Ok(HttpHandle { server })
+}
+
+impl<A: Api> Protocol for Http<A> {
+    fn thread_name(&self) -> &str {
+        &self.name
+    }
+
+    fn serve(
+        &self,
+        stream: &TcpStream,
+        remote: SocketAddr,
+        first: &[u8],
+        config: &ServerConfig,
+        _stats: &ServerStats,
+    ) {
+        let mut reader = parse::Reader::new(stream, first, config);
+        loop {
+            let req = match reader.next_request(remote) {
+                Ok(Some(req)) => req,
+                Ok(None) => return,
+                Err(refusal) => {
+                    self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+                    let _ = refusal.write_to(stream, false, false);
+                    return;
+                }
+            };
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let keep = req.keep_alive;
+            let response = self.respond(&req);
+            if response.status >= 400 && response.status != 401 && response.status < 500 {
+                self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Err(e) = response.write_to(stream, keep, req.method == Method::Head) {
+                log::debug!("http {remote}: {e}");
+                return;
+            }
+            if !keep {
+                return;
+            }
+        }
+    }
+
+    fn refuse_busy(&self, stream: TcpStream, why: &str) {
+        let _ = Response::error(503, why).write_to(&stream, false, false);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl<A: Api> Http<A> {
+    fn respond(&self, req: &Request) -> Response {
+        if req.method.changes_state() {
+            if let Err(refusal) = self.allowed(req) {
+                self.stats.refused_access.fetch_add(1, Ordering::Relaxed);
+                return refusal;
+            }
+        }
+        api::route(&*self.api, req, &self.stats)
+    }
+
+    /// May this request change state?
+    fn allowed(&self, req: &Request) -> Result<(), Response> {
+        match &self.token {
+            None if self.loopback => Ok(()),
+            None => Err(Response::error(
+                401,
+                "this node's HTTP interface is open to the network without a token: it changes nothing (start it with --http-token-file)",
+            )),
+            Some(token) => match req.bearer() {
+                Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
+                Some(_) => Err(Response::error(401, "wrong token")),
+                None => Err(Response::error(
+                    401,
+                    "this request needs 'Authorization: Bearer TOKEN' (the node's --http-token-file)",
+                )),
+            },
+        }
+    }
+}
+
+/// Compares secrets without an early exit that would time how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Reads a token file: its first line, trimmed; it must not be empty.
+pub fn read_token(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the HTTP token file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_owned();
+    if token.len() < 16 {
+        return Err(format!(
+            "the HTTP token in {} is shorter than 16 characters",
+            path.display()
+        ));
+    }
+    Ok(token)
+}
+
+/// Writes a whole buffer, mapping the socket's own errors.
+fn write_all(mut stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
+    stream.write_all(bytes)
+}
