@@ -6,7 +6,10 @@
 //! - `GET /peers`: the members it knows, as `members` answers;
 //! - `POST /broadcast` `{"msg": "..."}`: what the console's `say` does;
 //! - `POST /message` `{"sender": "...", "msg": "..."}`: a message to this node, shown
-//!   where its direct messages go, answered as seed 000's `/message` answers.
+//!   where its direct messages go, answered as seed 000's `/message` answers;
+//! - `POST /downloads` `{"name": "..."}` (and `"id"` to pick one content): a download
+//!   in the background (202); `GET /downloads`: every download and its progress;
+//!   `DELETE /downloads/NAME`: stops it and keeps the partial, for a resume.
 
 use super::api::{Api, Body, Response};
 use super::bridge::ask;
@@ -14,8 +17,11 @@ use super::index::{only_get, status_rows};
 use super::seed::members;
 use super::{Method, Request};
 use crate::overlay::wire;
+use crate::peer::jobs::{JobState, JobView, Jobs, StartError, MAX_RUNNING};
 use crate::peer::serve::PeerService;
 use crate::protocol::commands::Role;
+use crate::protocol::hash::Sha1Digest;
+use crate::protocol::name::FileName;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -24,6 +30,7 @@ const MAX_MESSAGE: usize = 4096;
 
 pub struct PeerApi {
     pub service: Arc<PeerService>,
+    pub jobs: Arc<Jobs>,
 }
 
 impl Api for PeerApi {
@@ -49,6 +56,22 @@ impl Api for PeerApi {
             "/peers" => only_get(req).unwrap_or_else(|| members(&*self.service, req)),
             "/broadcast" => post(&|| self.broadcast(req)),
             "/message" => post(&|| self.message(req)),
+            "/downloads" => match req.method {
+                Method::Get | Method::Head => self.downloads(),
+                Method::Post => self.start_download(req),
+                _ => Response::error(405, "/downloads takes GET or POST"),
+            },
+            _ if path.starts_with("/downloads/") => {
+                let name = &path["/downloads/".len()..];
+                match req.method {
+                    Method::Get | Method::Head => match self.jobs.view(name) {
+                        Some(job) => Response::json(200, &job_json(&job)),
+                        None => Response::error(404, &format!("no download of '{name}'")),
+                    },
+                    Method::Delete => self.cancel_download(name),
+                    _ => Response::error(405, &format!("{path} takes GET or DELETE")),
+                }
+            }
             _ => {
                 let name = path.strip_prefix("/files/")?;
                 only_get(req).unwrap_or_else(|| self.file(req, name))
@@ -178,6 +201,82 @@ impl PeerApi {
             }),
         )
     }
+}
+
+impl PeerApi {
+    fn downloads(&self) -> Response {
+        let list: Vec<Value> = self.jobs.list().iter().map(job_json).collect();
+        Response::json(200, &json!({ "downloads": list }))
+    }
+
+    fn start_download(&self, req: &Request) -> Response {
+        let body = match req.json() {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let Some(name_text) = body["name"].as_str() else {
+            return Response::error(
+                400,
+                "the body needs \"name\" (and \"id\" to pick one content): the index finds holders by name",
+            );
+        };
+        let name = match FileName::parse(name_text) {
+            Ok(n) => n,
+            Err(e) => return Response::error(400, &format!("name '{name_text}': {e}")),
+        };
+        let id = match body.get("id").and_then(Value::as_str) {
+            Some(text) => match Sha1Digest::parse(text) {
+                Ok(d) => Some(d),
+                Err(e) => return Response::error(400, &format!("id: {e}")),
+            },
+            None => None,
+        };
+        match self.jobs.start(name, id) {
+            Ok(job) => Response::json(202, &job_json(&job))
+                .with_header("Location", format!("/downloads/{}", job.name)),
+            Err(StartError::Running) => {
+                Response::error(409, &format!("'{name_text}' is being downloaded already"))
+            }
+            Err(StartError::TooMany) => Response::error(
+                429,
+                &format!("{MAX_RUNNING} downloads are running; try again when one ends"),
+            ),
+            Err(StartError::Thread(e)) => {
+                Response::error(503, &format!("cannot start the download: {e}"))
+            }
+        }
+    }
+
+    fn cancel_download(&self, name: &str) -> Response {
+        if self.jobs.cancel(name) {
+            Response::json(
+                200,
+                &json!({ "name": name, "status": "cancelling", "partial": "kept, to resume" }),
+            )
+        } else {
+            Response::error(404, &format!("no download of '{name}' is running"))
+        }
+    }
+}
+
+/// A download as JSON.
+fn job_json(job: &JobView) -> Value {
+    let error = match &job.state {
+        JobState::Failed(e) => Some(e.clone()),
+        _ => None,
+    };
+    json!({
+        "name": job.name,
+        "id": job.id.map(|d| d.to_string()),
+        "state": job.state.as_str(),
+        "already_had": matches!(job.state, JobState::Done { already_had: true }),
+        "bytes": job.bytes,
+        "total": job.total,
+        "sources": job.sources,
+        "elapsed_secs": job.elapsed.as_secs_f64(),
+        "note": job.note,
+        "error": error,
+    })
 }
 
 /// The non-empty text of a JSON body's `key`, at most [`MAX_MESSAGE`] bytes.

@@ -9,7 +9,9 @@
 
 pub mod catalog;
 pub mod download;
+pub mod downloader;
 pub mod hashcache;
+pub mod jobs;
 pub mod links;
 pub mod plan;
 pub mod pool;
@@ -31,11 +33,13 @@ use crate::protocol::commands::Role;
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::{FileName, PeerId};
 use crate::protocol::VERSION;
-use catalog::{Catalog, SharedFile};
+use catalog::Catalog;
 use crossbeam_channel::Receiver;
-use download::{DownloadError, DownloadOutcome, DownloadRequest, Progress};
+use download::{DownloadError, DownloadOutcome, Progress};
+pub use downloader::Downloader;
+pub use jobs::Jobs;
 use links::LinkState;
-use links::{LinkCommand, LinkConfig, Links};
+use links::{LinkConfig, Links};
 use pool::IndexPool;
 use serve::PeerService;
 use std::net::{SocketAddr, TcpListener};
@@ -275,7 +279,8 @@ pub enum PeerEvent {
 pub struct Peer {
     config: PeerConfig,
     shared: Arc<PeerShared>,
-    pool: IndexPool,
+    downloader: Arc<Downloader>,
+    jobs: Arc<Jobs>,
     links: Option<Links>,
     server: Option<ServerHandle>,
     http: Option<crate::http::HttpHandle>,
@@ -311,16 +316,7 @@ impl Peer {
             overlay: overlay.clone(),
             events: tx.clone(),
         });
-        let http = match &config.http {
-            Some(h) => Some(crate::http::start(
-                h,
-                Arc::new(crate::http::PeerApi {
-                    service: service.clone(),
-                }),
-            )?),
-            None => None,
-        };
-        let server = server::spawn(listener, config.server, service, stats)
+        let server = server::spawn(listener, config.server, service.clone(), stats)
             .map_err(|e| format!("cannot start the server: {e}"))?;
         Self::start_overlay(
             &config,
@@ -344,11 +340,28 @@ impl Peer {
             gate_rx,
         )
         .map_err(|e| format!("cannot start index links: {e}"))?;
-        let pool = IndexPool::new(config.indexes.clone(), config.timeouts);
+        let downloader = Arc::new(Downloader {
+            shared: shared.clone(),
+            config: config.clone(),
+            pool: IndexPool::new(config.indexes.clone(), config.timeouts),
+            publisher: Some(links.publisher()),
+        });
+        let jobs = Arc::new(Jobs::new(downloader.clone()));
+        let http = match &config.http {
+            Some(h) => Some(crate::http::start(
+                h,
+                Arc::new(crate::http::PeerApi {
+                    service,
+                    jobs: jobs.clone(),
+                }),
+            )?),
+            None => None,
+        };
         let peer = Peer {
             config,
             shared,
-            pool,
+            downloader,
+            jobs,
             links: Some(links),
             server: Some(server),
             http,
@@ -443,7 +456,7 @@ impl Peer {
     }
 
     pub fn pool(&self) -> &IndexPool {
-        &self.pool
+        self.downloader.pool()
     }
 
     pub fn events(&self) -> &Receiver<PeerEvent> {
@@ -460,10 +473,8 @@ impl Peer {
         self.shared.link_states()
     }
 
-    /// Downloads into the shared folder, then shares the file onward. A file nobody
-    /// gave a content id for is quarantined in the state dir (never shared) unless
-    /// `allow_unverified`; `verify_sha1` also checks the whole-file SHA-1 (see
-    /// [`DownloadRequest::verify_sha1`]).
+    /// Downloads into the shared folder, then shares the file onward (see
+    /// [`Downloader::download`]).
     pub fn download(
         &self,
         name: FileName,
@@ -473,52 +484,19 @@ impl Peer {
         progress: &dyn Progress,
         cancel: &AtomicBool,
     ) -> Result<DownloadOutcome, DownloadError> {
-        let existing = self
-            .shared
-            .catalog()
-            .get(name.as_str())
-            .map(|f| f.hashes.id);
-        let req = DownloadRequest {
-            name: name.clone(),
-            id,
-            dest_dir: &self.config.dir,
-            state_dir: &self.config.state_dir,
-            existing,
-            self_id: self.shared.id.as_str(),
-            timeouts: self.config.timeouts,
-            max_sources: self.config.max_sources,
-            download_limit: self.config.download_limit.clone(),
-            allow_unverified,
-            max_unverified_size: self.config.max_unverified_size,
-            verify_sha1,
-            direct_io: !self.config.page_cache,
-        };
-        let outcome = download::download(&self.pool, &req, progress, cancel)?;
-        if let DownloadOutcome::Downloaded(done) = &outcome {
-            self.shared.downloads.fetch_add(1, Ordering::Relaxed);
-            self.shared
-                .bytes_downloaded
-                .fetch_add(done.hashes.size, Ordering::Relaxed);
-            let file = SharedFile {
-                name,
-                path: done
-                    .path
-                    .canonicalize()
-                    .unwrap_or_else(|_| done.path.clone()),
-                stamp: done.stamp,
-                hashes: done.hashes.clone(),
-            };
-            self.shared.catalog_mut().insert(file.clone());
-            if let Some(l) = &self.links {
-                l.send(LinkCommand::Publish(vec![file]));
-            }
-        }
-        Ok(outcome)
+        self.downloader
+            .download(name, id, allow_unverified, verify_sha1, progress, cancel)
+    }
+
+    /// Downloads running in the background (started over HTTP).
+    pub fn jobs(&self) -> &Arc<Jobs> {
+        &self.jobs
     }
 
     /// Leaves the overlay and every index, and stops serving.
     pub fn shutdown(mut self) {
         self.shared.stopping.store(true, Ordering::Relaxed);
+        self.jobs.cancel_all();
         self.overlay.leave();
         if let Some(l) = self.links.take() {
             l.leave();

@@ -317,3 +317,135 @@ fn state_changes_need_the_token_and_refusals_are_counted() {
     assert_ne!(code, 0);
     assert!(err.contains("shorter than 16 characters"), "{err}");
 }
+
+fn wait_json(what: &str, addr: SocketAddr, target: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = get(addr, target).json();
+        if done(&v) {
+            return v;
+        }
+        assert!(std::time::Instant::now() < until, "{what}: last seen {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_peer_downloads_in_the_background_when_told_over_http_and_a_delete_stops_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = index(tmp.path(), &[]);
+    let holder_dir = tmp.path().join("holder");
+    share(&holder_dir);
+    // A second file, big enough to be caught running at a low rate.
+    let big: Vec<u8> = (0..6_000_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(holder_dir.join("big.bin"), &big).unwrap();
+    let _holder = peer(&holder_dir, &idx, &[]);
+    let dir = tmp.path().join("getter");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut getter = peer(
+        &dir,
+        &idx,
+        &["--http", "127.0.0.1:0", "--max-download-rate", "1M"],
+    );
+    let h = http_addr(&mut getter);
+
+    let started = post(h, "/downloads", r#"{"name": "report.bin"}"#, None);
+    assert_eq!(
+        started.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&started.body)
+    );
+    assert_eq!(
+        started.header("location").as_deref(),
+        Some("/downloads/report.bin")
+    );
+    let done = wait_json("report.bin done", h, "/downloads/report.bin", |v| {
+        v["state"] != "running"
+    });
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["bytes"], 300_000);
+    assert_eq!(
+        std::fs::read(dir.join("report.bin")).unwrap(),
+        std::fs::read(holder_dir.join("report.bin")).unwrap()
+    );
+    // Shared onward at once.
+    let files = get(h, "/files").json();
+    assert_eq!(files["files"][0]["name"], "report.bin", "{files}");
+
+    // A slow one: listed with its progress, refused twice, stopped by DELETE.
+    assert_eq!(
+        post(h, "/downloads", r#"{"name": "big.bin"}"#, None).status,
+        202
+    );
+    let running = wait_json("big.bin under way", h, "/downloads", |v| {
+        v["downloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["name"] == "big.bin" && d["bytes"].as_u64().unwrap_or(0) > 0)
+    });
+    let big_row = running["downloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "big.bin")
+        .unwrap()
+        .clone();
+    assert_eq!(big_row["state"], "running");
+    assert_eq!(big_row["total"], 6_000_000);
+    assert_eq!(
+        post(h, "/downloads", r#"{"name": "big.bin"}"#, None).status,
+        409
+    );
+    let cancel = raw(
+        h,
+        b"DELETE /downloads/big.bin HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(
+        cancel.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&cancel.body)
+    );
+    let stopped = wait_json("big.bin stopped", h, "/downloads/big.bin", |v| {
+        v["state"] != "running"
+    });
+    assert_eq!(stopped["state"], "cancelled", "{stopped}");
+    assert!(
+        !dir.join("big.bin").exists(),
+        "a cancelled download is not placed"
+    );
+    let partials = std::fs::read_dir(dir.join(".p2pshare/partial"))
+        .unwrap()
+        .count();
+    assert!(partials > 0, "the partial is kept, to resume");
+
+    // Bad input.
+    assert_eq!(
+        post(h, "/downloads", r#"{"name": "../etc/passwd"}"#, None).status,
+        400
+    );
+    assert_eq!(post(h, "/downloads", r#"{"id": "abc"}"#, None).status, 400);
+    assert_eq!(post(h, "/downloads", "not json", None).status, 400);
+    let none = raw(
+        h,
+        b"DELETE /downloads/nothing.bin HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(none.status, 404);
+    // A name nobody has fails, and says so.
+    assert_eq!(
+        post(h, "/downloads", r#"{"name": "missing.bin"}"#, None).status,
+        202
+    );
+    let failed = wait_json("missing.bin ends", h, "/downloads/missing.bin", |v| {
+        v["state"] != "running"
+    });
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("missing.bin")),
+        "{failed}"
+    );
+}
