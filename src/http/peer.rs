@@ -5,6 +5,7 @@
 //!   of the content id (`If-None-Match` answers 304);
 //! - `GET /peers`: the members it knows, as `members` answers;
 //! - `POST /broadcast` `{"msg": "..."}`: what the console's `say` does;
+//! - `GET /events`: the latest broadcasts and messages it received (50);
 //! - `POST /message` `{"sender": "...", "msg": "..."}`: a message to this node, shown
 //!   where its direct messages go, answered as seed 000's `/message` answers;
 //! - `POST /downloads` `{"name": "..."}` (and `"id"` to pick one content): a download
@@ -55,6 +56,7 @@ impl Api for PeerApi {
             "/files" => only_get(req).unwrap_or_else(|| self.files()),
             "/peers" => only_get(req).unwrap_or_else(|| members(&*self.service, req)),
             "/broadcast" => post(&|| self.broadcast(req)),
+            "/events" => only_get(req).unwrap_or_else(|| self.events()),
             "/message" => post(&|| self.message(req)),
             "/downloads" => match req.method {
                 Method::Get | Method::Head => self.downloads(),
@@ -182,6 +184,13 @@ impl PeerApi {
             return Response::error(400, "the body needs \"sender\": a name of 1 to 128 bytes");
         }
         let me = self.service.shared.me.name.to_string();
+        self.service.shared.remember(crate::peer::Recent {
+            kind: "http-message",
+            from: sender.clone(),
+            id: None,
+            text: text.clone(),
+            at_ms: crate::clock::wall_ms(),
+        });
         let _ = self
             .service
             .events
@@ -204,6 +213,25 @@ impl PeerApi {
 }
 
 impl PeerApi {
+    fn events(&self) -> Response {
+        let events: Vec<Value> = self
+            .service
+            .shared
+            .recent()
+            .iter()
+            .map(|r| {
+                json!({
+                    "kind": r.kind,
+                    "from": r.from,
+                    "id": r.id,
+                    "text": r.text,
+                    "at_ms": r.at_ms,
+                })
+            })
+            .collect();
+        Response::json(200, &json!({ "events": events }))
+    }
+
     fn downloads(&self) -> Response {
         let list: Vec<Value> = self.jobs.list().iter().map(job_json).collect();
         Response::json(200, &json!({ "downloads": list }))

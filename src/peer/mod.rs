@@ -109,7 +109,28 @@ pub struct PeerShared {
     /// Each index link's state, in the order the indexes were given; written by the
     /// link threads, read by `status`. A leaf lock.
     pub links: Mutex<Vec<LinkState>>,
+    /// The latest broadcasts and messages, newest last, for the HTTP interface. A
+    /// leaf lock.
+    recent: Mutex<std::collections::VecDeque<Recent>>,
 }
+
+/// A broadcast or message this peer received, as the HTTP interface lists them.
+#[derive(Clone, Debug)]
+pub struct Recent {
+    /// `broadcast`, `message` (a node that proved its key) or `http-message` (a name
+    /// nothing proves).
+    pub kind: &'static str,
+    /// The sender's name as given.
+    pub from: String,
+    /// The sender's id, when its key proved it.
+    pub id: Option<String>,
+    pub text: String,
+    /// When it arrived (Unix milliseconds).
+    pub at_ms: u64,
+}
+
+/// Broadcasts and messages kept for the HTTP interface.
+pub const RECENT_KEPT: usize = 50;
 
 impl PeerShared {
     pub fn new(me: Me, stats: Arc<ServerStats>, indexes: &[NodeAddr]) -> PeerShared {
@@ -132,7 +153,24 @@ impl PeerShared {
             bytes_downloaded: AtomicU64::new(0),
             downloads: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            recent: Mutex::new(std::collections::VecDeque::new()),
         }
+    }
+
+    /// Keeps a broadcast or message for the HTTP interface (the newest
+    /// [`RECENT_KEPT`]).
+    pub fn remember(&self, r: Recent) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() >= RECENT_KEPT {
+            recent.pop_front();
+        }
+        recent.push_back(r);
+    }
+
+    /// The broadcasts and messages kept, oldest first.
+    pub fn recent(&self) -> Vec<Recent> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().cloned().collect()
     }
 
     pub fn catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
@@ -324,6 +362,7 @@ impl Peer {
             overlay.clone(),
             inbox,
             tx.clone(),
+            shared.clone(),
         )
         .map_err(|e| format!("cannot start the overlay: {e}"))?;
         // Closed (dropped) by the scan thread when the initial scan is done.
@@ -392,6 +431,7 @@ impl Peer {
         handle: OverlayHandle,
         inbox: Receiver<runtime::Input>,
         events: crossbeam_channel::Sender<PeerEvent>,
+        shared: Arc<PeerShared>,
     ) -> std::io::Result<()> {
         let settings = config.overlay.clone();
         let wall = crate::clock::wall_ms();
@@ -414,6 +454,18 @@ impl Peer {
         let sink: runtime::EventSink = Box::new(move |ev: OverlayEvent| {
             if let Some(l) = &log {
                 runtime::log_event(l, &ev, &seeds);
+            }
+            if let OverlayEvent::Said {
+                origin, name, text, ..
+            } = &ev
+            {
+                shared.remember(Recent {
+                    kind: "broadcast",
+                    from: name.as_ref().unwrap_or(origin).to_string(),
+                    id: Some(origin.to_string()),
+                    text: text.clone(),
+                    at_ms: crate::clock::wall_ms(),
+                });
             }
             let _ = events.send(PeerEvent::Overlay(ev));
         });

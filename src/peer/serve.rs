@@ -221,6 +221,13 @@ impl PeerService {
         };
         let text = wire::unescape_text(args[0])?;
         let now = crate::clock::wall_ms();
+        self.shared.remember(super::Recent {
+            kind: "message",
+            from: name.to_string(),
+            id: Some(from.id.to_string()),
+            text: text.clone(),
+            at_ms: now,
+        });
         let _ = self.events.send(super::PeerEvent::Message {
             from: name.to_string(),
             id: from.id.clone(),

@@ -179,6 +179,15 @@ fn the_index_and_a_peer_answer_json_files_and_ranges_over_http() {
     assert_eq!(msg["msg"], "hello");
     assert!(msg["current_node"].is_string());
     p.wait_line(|l| l.contains("message over HTTP from 'alice'") && l.ends_with("hello"));
+    let events = get(ph, "/events").json();
+    let last = &events["events"][0];
+    assert_eq!(last["kind"], "http-message", "{events}");
+    assert_eq!(last["from"], "alice");
+    assert_eq!(last["text"], "hello");
+    assert!(
+        last["id"].is_null(),
+        "an HTTP sender's name is proven by nothing"
+    );
 }
 
 #[test]
