@@ -232,14 +232,17 @@ fn accept_loop<S: Service>(
             continue;
         }
         stats.accepted.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::global().connection_accepted(role);
         let host = address_share(remote.ip());
         if let Err(why) = admit(&config, &stats, &per_address, host) {
             stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::global().connection_refused(role, crate::metrics::Refused::Busy);
             log::warn!("{role}: refusing {remote}: {why}");
             refuse_busy(stream, &format!("{why}; try again later"));
             continue;
         }
         stats.live.fetch_add(1, Ordering::SeqCst);
+        crate::metrics::global().connections_live_add(role, 1);
         next_id += 1;
         let id = next_id;
         lock(&registry).insert(id, stream.as_raw_fd());
@@ -253,6 +256,7 @@ fn accept_loop<S: Service>(
                 id,
                 per_address: per_address.clone(),
                 host,
+                role,
             },
         };
         // Hand the connection to an idle worker if one is waiting (a rendezvous
@@ -353,6 +357,8 @@ fn answer_inline<S: Service>(
     };
     stats.accepted.fetch_add(1, Ordering::Relaxed);
     stats.requests.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::global().connection_accepted(service.role().as_str());
+    crate::metrics::global().request(service.role().as_str(), "classic", true);
     // A reply this short fits the new socket's empty send buffer: this does not block
     // (and the write timeout bounds it if it ever did).
     let _ = (&*stream).write_all(text.as_bytes());
@@ -455,6 +461,7 @@ struct LiveGuard {
     id: u64,
     per_address: PerAddress,
     host: IpAddr,
+    role: &'static str,
 }
 
 impl Drop for LiveGuard {
@@ -470,6 +477,7 @@ impl Drop for LiveGuard {
             }
         }
         self.stats.live.fetch_sub(1, Ordering::SeqCst);
+        crate::metrics::global().connections_live_add(self.role, -1);
     }
 }
 
@@ -521,6 +529,7 @@ fn write_reply(
                     }
                 }
             }
+            crate::metrics::global().served_bytes.inc_by(len);
         }
     }
     Ok(true)
@@ -724,6 +733,8 @@ impl<S: Service> Session<'_, S> {
     /// says so and closes.
     fn refuse_for_memory(&mut self) -> io::Result<()> {
         self.stats.refused_memory.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::global()
+            .connection_refused(self.role.as_str(), crate::metrics::Refused::Memory);
         log::warn!(
             "{}: {}: closing: the {} MiB for requests in flight are spent",
             self.role,
@@ -742,6 +753,7 @@ impl<S: Service> Session<'_, S> {
     fn answer_classic(&mut self, classic: codec::Classic) -> io::Result<()> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let reply = self.service.classic(classic, self.remote);
+        crate::metrics::global().request(self.role.as_str(), "classic", !reply.is_refusal());
         write_reply(&mut self.out, self.stream, reply)?;
         self.close()
     }
@@ -756,7 +768,9 @@ impl<S: Service> Session<'_, S> {
                     self.answered = true;
                     self.stats.requests.fetch_add(1, Ordering::Relaxed);
                     // The decoder refused the verbs this role does not serve.
+                    let verb = commands::command(req.verb).name;
                     let reply = self.service.handle(req, self.remote, conn);
+                    crate::metrics::global().request(self.role.as_str(), verb, !reply.is_refusal());
                     if !write_reply(&mut self.out, self.stream, reply)? {
                         self.out.flush()?;
                         return Ok(Next::Close);
@@ -764,6 +778,7 @@ impl<S: Service> Session<'_, S> {
                 }
                 Err(e) => {
                     self.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::global().request(self.role.as_str(), "other", false);
                     log::debug!("{}: {}: {}", self.role, self.remote, e.refusal);
                     self.out.write_all(e.refusal.to_line().as_bytes())?;
                     match e.skip {
