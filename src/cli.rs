@@ -332,7 +332,7 @@ pub struct TransferFlags {
 #[derive(Args, Debug, Clone)]
 pub struct HttpFlags {
     /// Serve the HTTP interface on this address: JSON endpoints (/status, /health,
-    /// the role's own) and a dashboard page (/). A bare
+    /// the role's own), Prometheus metrics (/metrics) and a dashboard page (/). A bare
     /// PORT means 127.0.0.1:PORT. Off unless given.
     #[arg(long, value_parser = http_addr, value_name = "ADDR")]
     pub http: Option<SocketAddr>,

@@ -25,6 +25,7 @@ pub mod eventlog;
 pub mod http;
 pub mod identity;
 pub mod index;
+pub mod metrics;
 pub mod net;
 pub mod output;
 pub mod overlay;
@@ -39,8 +40,11 @@ pub mod units;
 /// nothing of networking, networking nothing of the roles, the index and the overlay
 /// nothing of each other or of the peer, and no role knows how its results are shown.
 pub const LAYERS: &[&[&str]] = &[
-    // Values, text and time: no knowledge of any role.
-    &["protocol", "clock", "config", "units", "output", "signals"],
+    // Values, text and time: no knowledge of any role. The process-wide metrics too:
+    // every layer counts into them.
+    &[
+        "protocol", "clock", "config", "units", "output", "signals", "metrics",
+    ],
     // Keys and signatures: values and the key file.
     &["identity"],
     &["eventlog"],

@@ -66,7 +66,7 @@ pub fn seed(a: SeedArgs) -> Result<(), CmdError> {
 fn say_http(addr: Option<std::net::SocketAddr>) {
     if let Some(addr) = addr {
         output::say(format!(
-            "HTTP on http://{addr}/ (dashboard; JSON at /status, /health)"
+            "HTTP on http://{addr}/ (dashboard; JSON at /status, /health; metrics at /metrics)"
         ));
     }
 }

@@ -1,4 +1,4 @@
-//! What every role answers over HTTP (`/status`, `/health`, the dashboard
+//! What every role answers over HTTP (`/status`, `/health`, `/metrics`, the dashboard
 //! at `/`), the [`Api`] each role implements for its own endpoints, and responses.
 
 use super::{write_all, HttpStats, Method, Request};
@@ -29,7 +29,7 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 /// Routes a request: the paths every role has, then the role's own.
 pub(super) fn route<A: Api + ?Sized>(api: &A, req: &Request, stats: &HttpStats) -> Response {
     let path = req.path.as_str();
-    let common = matches!(path, "/" | "/status" | "/health");
+    let common = matches!(path, "/" | "/status" | "/health" | "/metrics");
     if common && !matches!(req.method, Method::Get | Method::Head) {
         return Response::error(405, &format!("{path} takes GET"));
     }
@@ -54,6 +54,11 @@ pub(super) fn route<A: Api + ?Sized>(api: &A, req: &Request, stats: &HttpStats) 
             Response::json(200, &status)
         }
         "/health" => health(&api.status_rows()),
+        "/metrics" => Response::new(
+            200,
+            crate::metrics::CONTENT_TYPE,
+            crate::metrics::encode().into_bytes(),
+        ),
         _ => api
             .route(req)
             .unwrap_or_else(|| Response::error(404, &format!("no such path: {path}"))),

@@ -1,5 +1,5 @@
-//! The HTTP interface of every role (`--http ADDR`): JSON endpoints and the
-//! dashboard, served by the project's own threaded server
+//! The HTTP interface of every role (`--http ADDR`): JSON endpoints, Prometheus
+//! metrics and the dashboard, served by the project's own threaded server
 //! ([`crate::net::server`]) on a listener of its own, so the same connection caps,
 //! per-address shares and timeouts apply as on the line protocol.
 //!
@@ -34,6 +34,7 @@ pub use peer::PeerApi;
 pub use seed::SeedApi;
 
 use crate::net::server::{self, Protocol, ServerConfig, ServerHandle, ServerStats};
+use crate::protocol::commands::Role;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,7 +74,7 @@ pub struct Http<A: Api> {
     /// The listener is on loopback: only this machine can reach it.
     loopback: bool,
     stats: Arc<HttpStats>,
-    name: String,
+    name: &'static str,
 }
 
 /// A running HTTP interface.
@@ -104,7 +105,11 @@ pub fn start<A: Api>(settings: &HttpSettings, api: Arc<A>) -> Result<HttpHandle,
         );
     }
     let http = Http {
-        name: format!("{}-http", api.role().as_str()),
+        name: match api.role() {
+            Role::Index => "index-http",
+            Role::Seed => "seed-http",
+            Role::Peer => "peer-http",
+        },
         api,
         token: settings.token.clone(),
         loopback: addr.ip().is_loopback(),
@@ -121,8 +126,8 @@ pub fn start<A: Api>(settings: &HttpSettings, api: Arc<A>) -> Result<HttpHandle,
 }
 
 impl<A: Api> Protocol for Http<A> {
-    fn thread_name(&self) -> &str {
-        &self.name
+    fn thread_name(&self) -> &'static str {
+        self.name
     }
 
     fn serve(
@@ -147,6 +152,11 @@ impl<A: Api> Protocol for Http<A> {
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             let keep = req.keep_alive;
             let response = self.respond(&req);
+            crate::metrics::global().request(
+                self.name,
+                route_label(&req.path),
+                response.status < 400,
+            );
             if response.status >= 400 && response.status != 401 && response.status < 500 {
                 self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
             }
@@ -194,6 +204,28 @@ impl<A: Api> Http<A> {
                 )),
             },
         }
+    }
+}
+
+/// The `verb` label of an HTTP request in `p2pshare_requests_total`: its route, from a
+/// closed set (the name in a path is not a label).
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/" => "dashboard",
+        "/status" => "status",
+        "/health" => "health",
+        "/metrics" => "metrics",
+        "/search" => "search",
+        "/files" => "files",
+        "/peers" => "peers",
+        "/events" => "events",
+        "/message" => "message",
+        "/broadcast" => "broadcast",
+        "/downloads" => "downloads",
+        p if p.starts_with("/downloads/") => "download",
+        p if p.starts_with("/files/") && p.ends_with("/holders") => "holders",
+        p if p.starts_with("/files/") => "file",
+        _ => "other",
     }
 }
 

@@ -108,3 +108,75 @@ impl Index {
         self.server.shutdown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::value;
+    use crate::net::client::Client;
+    use crate::net::node::HelloRole;
+    use crate::net::testing::test_me;
+    use crate::net::Timeouts;
+    use std::time::{Duration, Instant};
+
+    /// A real index on a socket: the server counts connections and requests by verb
+    /// and outcome, and the lease sweep sets the size gauges. The registry is the
+    /// process's, shared with tests running beside this one: only growth is asserted.
+    #[test]
+    fn a_served_index_counts_into_the_process_metrics() {
+        let index = Index::start(IndexSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            me: test_me("idx"),
+            db: None,
+            config: IndexConfig::default(),
+            server: ServerConfig::default(),
+            http: None,
+            log: None,
+        })
+        .unwrap();
+        let requests = |verb: &str, outcome: &str| {
+            value(&format!(
+                r#"p2pshare_requests_total{{role="index",verb="{verb}",outcome="{outcome}"}}"#
+            ))
+        };
+        let accepted = || value(r#"p2pshare_connections_accepted_total{role="index"}"#);
+        let live = || value(r#"p2pshare_connections_live{role="index"}"#);
+        let before = (
+            requests("ping", "ok"),
+            requests("beat", "err"),
+            requests("other", "err"),
+            requests("publish", "ok"),
+            accepted(),
+        );
+
+        let addr = index.local_addr().to_string();
+        let mut c = Client::connect(&addr, &Timeouts::default()).unwrap();
+        c.call(&["ping"]).unwrap();
+        assert!(c.call(&["beat"]).is_err(), "no session yet");
+        assert!(c.call(&["no-such-verb"]).is_err());
+        c.hello(Some(&test_me("p1")), HelloRole::Peer, 2000, None)
+            .unwrap();
+        let id = crate::protocol::hash::Sha1Digest::of(b"m.txt");
+        let row = format!("m.txt|1|{id}|-\n");
+        c.send(format!("publish|1\n{row}").as_bytes(), "publish")
+            .unwrap();
+        c.read_ok("publish").unwrap();
+
+        assert!(requests("ping", "ok") > before.0);
+        assert!(requests("beat", "err") > before.1);
+        assert!(requests("other", "err") > before.2);
+        assert!(requests("publish", "ok") > before.3);
+        assert!(accepted() > before.4);
+        assert!(live() >= 1.0, "this connection is live");
+
+        // The sweep runs every second; another index in this process may set the
+        // gauges in between, so wait to see ours.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while value("p2pshare_index_files") < 1.0 || value("p2pshare_index_peers") < 1.0 {
+            assert!(Instant::now() < deadline, "the sweep set no index size");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(c);
+        index.shutdown();
+    }
+}

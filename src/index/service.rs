@@ -11,6 +11,7 @@ use super::quota::Quotas;
 use super::search::Query;
 use super::store::{Endpoint, FileMeta, IndexStore, PeerKind, StoreError};
 use crate::clock::Clock;
+use crate::metrics;
 use crate::net::node::{self, HelloRole, Me};
 use crate::net::server::ServerStats;
 use crate::net::{Reply, Service};
@@ -289,6 +290,8 @@ impl IndexService {
                 let now = service.clock.now();
                 let mut store = service.write();
                 let expired = store.expire(now);
+                let size = store.counts();
+                metrics::global().index_size(size.peers, size.names, size.entries);
                 for id in expired {
                     log::info!("lease of peer '{id}' ran out; its files are withdrawn");
                     service.event("expired", &format!("peer={id}"));
@@ -644,7 +647,11 @@ impl Service for IndexService {
                     .beat(&peer, self.clock.now(), self.config.lease)?;
                 Ok(Reply::Text(codec::line(&["ok", &known.to_string()])))
             }),
-            Verb::Publish | Verb::Sync => self.publish(&req, remote, conn),
+            Verb::Publish | Verb::Sync => {
+                metrics::timed(&metrics::global().index_publish_seconds, || {
+                    self.publish(&req, remote, conn)
+                })
+            }
             Verb::Withdraw => self.withdraw(&req, remote, conn),
             Verb::Bye => {
                 let mut ticket = None;
@@ -661,7 +668,9 @@ impl Service for IndexService {
                     .map(|()| Reply::Text("ok|bye\n".into()))
             }
             Verb::Get => self.get(&req.args),
-            Verb::Search => self.search(&req.args),
+            Verb::Search => metrics::timed(&metrics::global().index_search_seconds, || {
+                self.search(&req.args)
+            }),
             _ => Err(refuse(ErrorCode::UnknownVerb, "not served by an index")),
         };
         outcome.unwrap_or_else(|r| Reply::Text(r.to_line()))
@@ -1039,6 +1048,28 @@ pub(super) mod tests {
         assert!(other
             .ask("get|fine.txt")
             .starts_with("ok|1\n10.0.0.2|2000|"));
+    }
+
+    #[test]
+    fn publish_and_search_are_timed_in_the_process_metrics() {
+        // Process-wide histograms that other tests feed too: at least ours.
+        let count = |h| crate::metrics::value(&format!("p2pshare_index_{h}_seconds_count"));
+        let (publishes, searches) = (count("publish"), count("search"));
+        let index = index();
+        let mut p = Session::new(&index);
+        p.hello_as(HelloRole::Peer, "p1", 2000);
+        assert_eq!(
+            p.ask(&batch("publish", &["a.txt", "b.txt"])),
+            "ok|2
+"
+        );
+        assert!(p.ask("publish|1\n../x|1|-|-").starts_with("err|"));
+        assert!(p.ask("search|a.txt").starts_with("ok|"));
+        assert!(
+            count("publish") >= publishes + 2.0,
+            "a refused batch is timed too"
+        );
+        assert!(count("search") > searches);
     }
 
     pub(in crate::index) fn index_with(config: IndexConfig) -> IndexService {

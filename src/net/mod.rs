@@ -39,6 +39,20 @@ pub enum Reply {
     Close(String),
 }
 
+impl Reply {
+    /// Whether the reply refuses its request: an `err|...` line, or in the classic
+    /// dialect an `Error: ...` line or a close with nothing said.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            Reply::Text(text) => text.starts_with("err|"),
+            Reply::Close(text) => {
+                text.starts_with("err|") || text.starts_with("Error") || text.is_empty()
+            }
+            Reply::Bytes(_) | Reply::File { .. } => false,
+        }
+    }
+}
+
 /// The logic behind a server: decoded requests in, replies out.
 pub trait Service: Send + Sync + 'static {
     /// State kept for one connection (for example, the peer that said hello on it).

@@ -176,8 +176,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// [`Service`] ([`spawn`]), or another protocol on its own listener (the HTTP
 /// interface), under the same caps, timeouts and memory budget.
 pub trait Protocol: Send + Sync + 'static {
-    /// Names the threads (`<name>-accept`, `<name>-worker-<n>`).
-    fn thread_name(&self) -> &str;
+    /// Names the threads (`<name>-accept`, `<name>-worker-<n>`) and is the `role`
+    /// label of the connection metrics (`index`, `peer-http`, ...).
+    fn thread_name(&self) -> &'static str;
 
     /// Answers a new connection on the accept thread from what it sent already, when
     /// that is possible at once; `false` hands it to a worker.
@@ -207,7 +208,7 @@ struct Lines<S> {
 }
 
 impl<S: Service> Protocol for Lines<S> {
-    fn thread_name(&self) -> &str {
+    fn thread_name(&self) -> &'static str {
         self.name
     }
 
@@ -253,7 +254,7 @@ pub fn spawn_protocol<P: Protocol>(
     set_inherited_options(&listener, &config)?;
     let stop = Arc::new(AtomicBool::new(false));
     let registry: Registry = Arc::new(Mutex::new(HashMap::new()));
-    let name = protocol.thread_name().to_owned();
+    let name = protocol.thread_name();
     let accept = {
         let stop = stop.clone();
         let registry = registry.clone();
@@ -277,7 +278,7 @@ fn accept_loop<P: Protocol>(
     stop: Arc<AtomicBool>,
     registry: Registry,
 ) {
-    let role = protocol.thread_name().to_owned();
+    let role = protocol.thread_name();
     let mut next_id: u64 = 0;
     let mut next_worker: u64 = 0;
     let (idle_tx, idle_rx) = crossbeam_channel::bounded::<Job>(0);
@@ -302,14 +303,17 @@ fn accept_loop<P: Protocol>(
             continue;
         }
         stats.accepted.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::global().connection_accepted(role);
         let host = address_share(remote.ip());
         if let Err(why) = admit(&config, &stats, &per_address, host) {
             stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::global().connection_refused(role, crate::metrics::Refused::Busy);
             log::warn!("{role}: refusing {remote}: {why}");
             protocol.refuse_busy(stream, &format!("{why}; try again later"));
             continue;
         }
         stats.live.fetch_add(1, Ordering::SeqCst);
+        crate::metrics::global().connections_live_add(role, 1);
         next_id += 1;
         let id = next_id;
         lock(&registry).insert(id, stream.as_raw_fd());
@@ -323,6 +327,7 @@ fn accept_loop<P: Protocol>(
                 id,
                 per_address: per_address.clone(),
                 host,
+                role,
             },
         };
         // Hand the connection to an idle worker if one is waiting (a rendezvous
@@ -423,6 +428,8 @@ fn answer_inline<S: Service>(
     };
     stats.accepted.fetch_add(1, Ordering::Relaxed);
     stats.requests.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::global().connection_accepted(service.role().as_str());
+    crate::metrics::global().request(service.role().as_str(), "classic", true);
     // A reply this short fits the new socket's empty send buffer: this does not block
     // (and the write timeout bounds it if it ever did).
     let _ = (&*stream).write_all(text.as_bytes());
@@ -524,6 +531,7 @@ struct LiveGuard {
     id: u64,
     per_address: PerAddress,
     host: IpAddr,
+    role: &'static str,
 }
 
 impl Drop for LiveGuard {
@@ -539,6 +547,7 @@ impl Drop for LiveGuard {
             }
         }
         self.stats.live.fetch_sub(1, Ordering::SeqCst);
+        crate::metrics::global().connections_live_add(self.role, -1);
     }
 }
 
@@ -590,6 +599,7 @@ fn write_reply(
                     }
                 }
             }
+            crate::metrics::global().served_bytes.inc_by(len);
         }
     }
     Ok(true)
@@ -793,6 +803,8 @@ impl<S: Service> Session<'_, S> {
     /// says so and closes.
     fn refuse_for_memory(&mut self) -> io::Result<()> {
         self.stats.refused_memory.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::global()
+            .connection_refused(self.role.as_str(), crate::metrics::Refused::Memory);
         log::warn!(
             "{}: {}: closing: the {} MiB for requests in flight are spent",
             self.role,
@@ -811,6 +823,7 @@ impl<S: Service> Session<'_, S> {
     fn answer_classic(&mut self, classic: codec::Classic) -> io::Result<()> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let reply = self.service.classic(classic, self.remote);
+        crate::metrics::global().request(self.role.as_str(), "classic", !reply.is_refusal());
         write_reply(&mut self.out, self.stream, reply)?;
         self.close()
     }
@@ -825,7 +838,9 @@ impl<S: Service> Session<'_, S> {
                     self.answered = true;
                     self.stats.requests.fetch_add(1, Ordering::Relaxed);
                     // The decoder refused the verbs this role does not serve.
+                    let verb = commands::command(req.verb).name;
                     let reply = self.service.handle(req, self.remote, conn);
+                    crate::metrics::global().request(self.role.as_str(), verb, !reply.is_refusal());
                     if !write_reply(&mut self.out, self.stream, reply)? {
                         self.out.flush()?;
                         return Ok(Next::Close);
@@ -833,6 +848,7 @@ impl<S: Service> Session<'_, S> {
                 }
                 Err(e) => {
                     self.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::global().request(self.role.as_str(), "other", false);
                     log::debug!("{}: {}: {}", self.role, self.remote, e.refusal);
                     self.out.write_all(e.refusal.to_line().as_bytes())?;
                     match e.skip {

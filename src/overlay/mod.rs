@@ -486,6 +486,7 @@ pub struct OverlayStatus {
     pub neighbours: usize,
     pub passive: usize,
     pub suspects: usize,
+    /// Members dead or left, still remembered (peers), or tombstones (seeds).
     pub dead: usize,
     pub seeds_up: usize,
     pub seeds: usize,
@@ -503,6 +504,8 @@ pub struct OverlayStatus {
     pub dropped_signature: u64,
     /// Registrations refused by a quota (seeds: live ids per address).
     pub refused_quota: u64,
+    /// The broadcast counters (peers).
+    pub gossip: gossip::GossipStats,
     pub rows: Vec<MemberRow>,
 }
 

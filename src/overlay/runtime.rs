@@ -487,6 +487,7 @@ fn run_core<C: Core>(mut core: C, setup: CoreSetup) {
     let mut outbox = setup.outbox();
     core.start(clock.now());
     let mut leaving: Option<channel::Sender<()>> = None;
+    let mut reported = (Millis(0), crate::metrics::BroadcastTotals::default());
     loop {
         flush(&mut core, &mut outbox, &setup.sink);
         if let Some(done) = leaving.take() {
@@ -525,7 +526,35 @@ fn run_core<C: Core>(mut core: C, setup: CoreSetup) {
         if core.poll_at() <= clock.now() {
             core.tick(clock.now());
         }
+        report(&core, setup.me.role, &mut reported, clock.now());
     }
+}
+
+/// How often a core thread sets the process-wide overlay metrics from its core.
+const REPORT_EVERY: u64 = 1000;
+
+/// Sets the overlay metrics from the core's status, at most every [`REPORT_EVERY`]
+/// milliseconds (`last` holds when it did, and the broadcast totals it counted then).
+fn report<C: Core>(
+    core: &C,
+    role: Role,
+    last: &mut (Millis, crate::metrics::BroadcastTotals),
+    now: Millis,
+) {
+    if now.0 < last.0 .0 {
+        return;
+    }
+    last.0 = Millis(now.0 + REPORT_EVERY);
+    let s = core.status(false, now);
+    let m = crate::metrics::global();
+    let alive = s.peers.saturating_sub(s.suspects);
+    m.overlay_members(role.as_str(), alive, s.suspects, s.dead);
+    let totals = crate::metrics::BroadcastTotals {
+        sent: s.gossip.pushed,
+        received: s.gossip.received,
+        duplicate: s.gossip.duplicates,
+    };
+    m.broadcasts(totals, &mut last.1);
 }
 
 fn flush<C: Core>(core: &mut C, outbox: &mut Outbox, sink: &EventSink) {

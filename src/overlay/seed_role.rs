@@ -406,6 +406,22 @@ mod tests {
     }
 
     #[test]
+    fn a_running_core_sets_the_overlay_member_gauges() {
+        let seed = seed_with_core();
+        let mut s = Session::new(&seed);
+        assert_eq!(status_rows(&s.ask("status"))["health"], "ok");
+        // The core thread reports at most once a second, the first time after its first
+        // input or timer (the status just asked is one).
+        let series = r#"p2pshare_overlay_members{role="seed",state="alive"} "#;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !crate::metrics::encode().contains(series) {
+            assert!(std::time::Instant::now() < deadline, "no {series}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        seed.overlay.leave();
+    }
+
+    #[test]
     fn a_seed_whose_core_does_not_answer_says_it_is_failing() {
         let seed = seed_without_core();
         let mut s = Session::new(&seed);

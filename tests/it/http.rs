@@ -160,10 +160,24 @@ fn the_index_and_a_peer_answer_json_files_and_ranges_over_http() {
     assert_eq!(bad_range.status, 416);
     assert_eq!(get(ph, "/files/missing.bin").status, 404);
 
-    // The dashboard is there on every role.
+    // The dashboard and the metrics are there on every role.
     let page = get(ph, "/");
     assert_eq!(page.status, 200);
     assert!(String::from_utf8_lossy(&page.body).contains("<title>p2pshare</title>"));
+    let metrics = get(ih, "/metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(metrics
+        .header("content-type")
+        .unwrap()
+        .contains("openmetrics"));
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    assert!(
+        text.contains(
+            "p2pshare_requests_total{role=\"index-http\",verb=\"search\",outcome=\"ok\"}"
+        ),
+        "the searches above are counted:\n{text}"
+    );
+    assert!(text.trim_end().ends_with("# EOF"));
 
     // A message as seed 000 posts it, answered as seed 000 answers.
     let msg = post(

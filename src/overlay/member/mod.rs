@@ -746,12 +746,14 @@ impl Core for PeerNode {
             neighbours: self.active().len(),
             passive: self.passive().len(),
             suspects: self.suspects(),
+            dead: self.members.len() - self.live_members(),
             seeds_up: self.seeds_up(),
             said: self.stats.said,
             heard: self.stats.heard,
             heard_before_start: self.stats.heard_before_start,
             dropped_rate: self.gossip.stats.dropped_rate,
             dropped_signature: self.dropped_signature(),
+            gossip: self.gossip.stats.clone(),
             rows: if rows { self.members() } else { Vec::new() },
             ..OverlayStatus::default()
         }

@@ -139,6 +139,7 @@ impl<R: Read> Read for Tee<'_, R> {
         }
         self.file.write_all(&buf[..n])?;
         self.progress.advance(n as u64);
+        crate::metrics::global().downloaded_bytes.inc_by(n as u64);
         Ok(n)
     }
 }

@@ -339,11 +339,15 @@ pub fn download(
     cancel: &AtomicBool,
 ) -> Result<DownloadOutcome, DownloadError> {
     let started = Instant::now();
+    // Active until it returns; failed unless `end` counts it completed.
+    let active = crate::metrics::global().download_started();
     let holders = pool
         .holders(&req.name, req.id)
         .map_err(DownloadError::Index)?;
     let requery = || pool.holders(&req.name, req.id).unwrap_or_default();
-    download_from(&holders, req, &requery, progress, cancel, started)
+    active.end(download_from(
+        &holders, req, &requery, progress, cancel, started,
+    ))
 }
 
 /// Downloads one file from holders already known, trying them in the order given

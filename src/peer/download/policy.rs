@@ -219,15 +219,17 @@ impl SourcePolicy {
         let bad = self.bad.entry(addr.to_owned()).or_insert(0);
         *bad += 1;
         let ban = *bad >= BAD_PIECES_BAN;
-        if ban {
-            self.banned.insert(addr.to_owned());
+        if ban && self.banned.insert(addr.to_owned()) {
+            crate::metrics::global().source_bans.inc();
         }
         ban
     }
 
     /// Bans `addr` for the rest of the download (it lied about the piece list).
     pub(super) fn ban(&mut self, addr: &str) {
-        self.banned.insert(addr.to_owned());
+        if self.banned.insert(addr.to_owned()) {
+            crate::metrics::global().source_bans.inc();
+        }
     }
 
     pub(super) fn is_banned(&self, addr: &str) -> bool {
@@ -345,6 +347,8 @@ mod tests {
 
     #[test]
     fn a_holder_banned_after_the_bad_piece_limit_is_never_started_again() {
+        let bans = || crate::metrics::value("p2pshare_source_bans_total");
+        let before = bans();
         let t0 = Instant::now();
         let mut p = SourcePolicy::new(vec![holder(1)], 4, PATIENCE, t0);
         assert_eq!(start_all(&mut p, t0, 0), vec![1]);
@@ -362,6 +366,8 @@ mod tests {
         p.ban(&addr(2));
         p.offer(vec![holder(2), holder(3)]);
         assert_eq!(start_all(&mut p, t0 + secs(2000.0), 0), vec![3]);
+        // Both bans are counted in the process's metrics (other tests may ban too).
+        assert!(bans() >= before + 2.0);
     }
 
     #[test]

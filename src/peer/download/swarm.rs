@@ -864,6 +864,7 @@ impl Swarm<'_> {
                 st.policy.bad_piece(addr)
             };
             let _ = self.spare_tx.try_send(buf);
+            crate::metrics::global().pieces_rejected.inc();
             return Ok(Judged::Bad { banned });
         }
         let first = {
@@ -904,6 +905,8 @@ impl Swarm<'_> {
             return Err(e);
         }
         self.progress.advance(len);
+        crate::metrics::global().pieces_verified.inc();
+        crate::metrics::global().downloaded_bytes.inc_by(len);
         Ok(Judged::Good)
     }
 }
