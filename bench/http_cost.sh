@@ -112,6 +112,7 @@ for ((run = 1; run <= RUNS; run++)); do
         if [ "$mode" = scraped ]; then
             scraper "http://$INDEX_HTTP/metrics" >>"$LOGDIR/scraper.log" 2>&1 &
             SCRAPER=$!
+            sleep 0.5 # the interpreter's start is not part of the measurement
         fi
         rate="$(get_rate)"
         echo "get-rate,$mode,$run,$rate" >>"$CSV"
@@ -119,6 +120,7 @@ for ((run = 1; run <= RUNS; run++)); do
         if [ "$mode" = scraped ]; then
             scraper "http://$PEER_HTTP/metrics" "http://$INDEX_HTTP/metrics" >>"$LOGDIR/scraper.log" 2>&1 &
             SCRAPER=$!
+            sleep 0.5
         fi
         secs="$(download_secs)"
         echo "download-s,$mode,$run,$secs" >>"$CSV"
