@@ -472,3 +472,36 @@ fn a_peer_downloads_in_the_background_when_told_over_http_and_a_delete_stops_one
         "{failed}"
     );
 }
+
+#[test]
+fn http_connections_beyond_the_address_share_get_503_and_the_others_are_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut idx = index(
+        tmp.path(),
+        &[
+            "--http",
+            "127.0.0.1:0",
+            "--max-connections-per-address",
+            "2",
+        ],
+    );
+    let h = http_addr(&mut idx);
+    // Two idle keep-alive connections take this address's share.
+    let mut held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(h).unwrap()).collect();
+    for s in &mut held {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    }
+    let refused = get(h, "/health");
+    assert_eq!(refused.status, 503, "{}", refused.head);
+    assert!(refused.json()["error"].as_str().unwrap().contains("limit"));
+    // One held connection ends: the next request is served.
+    drop(held.pop());
+    crate::util::eventually("a slot is free again", Duration::from_secs(10), || {
+        get(h, "/health").status == 200
+    });
+}
