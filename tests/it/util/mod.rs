@@ -199,6 +199,18 @@ impl Proc {
     }
 }
 
+/// The HTTP address a node started with `--http` printed ("HTTP on http://ADDR/").
+pub fn http_addr(p: &mut Proc) -> SocketAddr {
+    let is_it = |l: &str| l.starts_with("HTTP on http://");
+    let seen = p.seen.lock().unwrap().iter().find(|l| is_it(l)).cloned();
+    let line = seen.unwrap_or_else(|| p.wait_line(is_it));
+    line.trim_start_matches("HTTP on http://")
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
 /// Starts an index server on an ephemeral port.
 pub fn index(cwd: &Path, extra: &[&str]) -> Proc {
     Args::index_server().args(extra).start("index", cwd)
