@@ -53,8 +53,12 @@ pub const LAYERS: &[&[&str]] = &[
     // The roles' own logic.
     &["index", "overlay"],
     &["peer"],
-    // How results are shown, and the command line that configures the roles.
-    &["render", "bench", "cli"],
+    // How results are shown.
+    &["render", "bench"],
+    // The HTTP interface to every role.
+    &["http"],
+    // The command line that configures the roles.
+    &["cli"],
     &["console"],
     // What each subcommand does (main.rs calls it).
     &["cmd"],

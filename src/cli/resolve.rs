@@ -212,7 +212,6 @@ impl IndexArgs {
                 ..IndexConfig::default()
             },
             server: self.server.config(),
-            http: self.http.settings(self.server.config())?,
             log: self.log.open()?,
         })
     }
@@ -251,7 +250,6 @@ impl SeedArgs {
                 ..SeedConfig::default()
             },
             server: self.server.config(),
-            http: self.http.settings(self.server.config())?,
             log: self.log.open()?,
         })
     }
@@ -292,7 +290,6 @@ impl PeerArgs {
             indexes: self.index.addrs()?,
             me: Me { key, name },
             server: self.server.config(),
-            http: self.http.settings(self.server.config())?,
             timeouts: self.index.timeouts(),
             watch: WatchConfig {
                 settle: self.settle,

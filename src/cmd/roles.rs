@@ -5,15 +5,18 @@
 use super::CmdError;
 use crate::cli::{IndexArgs, PeerArgs, SeedArgs};
 use crate::console;
+use crate::http;
 use crate::index::Index;
 use crate::output;
 use crate::overlay::Seed;
 use crate::peer::Peer;
 use crate::signals::{self, Signal};
+use std::sync::Arc;
 
 /// `p2pshare index`.
 pub fn index(a: IndexArgs) -> Result<(), CmdError> {
     let settings = a.settings()?;
+    let http_settings = a.http.settings(a.server.config())?;
     // Peers beat every third of the lease; a session quieter than the idle limit is
     // closed, and the peer reconnects and syncs its whole catalog each time.
     let beat = settings.config.lease / 3;
@@ -31,9 +34,22 @@ pub fn index(a: IndexArgs) -> Result<(), CmdError> {
         index.local_addr(),
         index.me().id()
     ));
-    say_http(index.http_addr());
+    let http = start_http(
+        http_settings,
+        Arc::new(http::IndexApi {
+            service: index.service().clone(),
+        }),
+    );
+    let http = match http {
+        Ok(h) => h,
+        Err(e) => {
+            index.shutdown();
+            return Err(e);
+        }
+    };
     let sig = signals.recv().unwrap_or(Signal::Terminate);
     log::info!("{sig:?}: shutting down");
+    stop_http(http);
     index.shutdown();
     Ok(())
 }
@@ -41,6 +57,7 @@ pub fn index(a: IndexArgs) -> Result<(), CmdError> {
 /// `p2pshare seed`.
 pub fn seed(a: SeedArgs) -> Result<(), CmdError> {
     let settings = a.settings()?;
+    let http_settings = a.http.settings(a.server.config())?;
     let seeds = list(settings.seeds.iter());
     let signals = signals::take_over()?;
     let seed = Seed::start(settings).map_err(CmdError::failed)?;
@@ -55,19 +72,45 @@ pub fn seed(a: SeedArgs) -> Result<(), CmdError> {
         seed.local_addr(),
         seed.id()
     ));
-    say_http(seed.http_addr());
+    let http = start_http(
+        http_settings,
+        Arc::new(http::SeedApi {
+            service: seed.service().clone(),
+        }),
+    );
+    let http = match http {
+        Ok(h) => h,
+        Err(e) => {
+            seed.shutdown();
+            return Err(e);
+        }
+    };
     let sig = signals.recv().unwrap_or(Signal::Terminate);
     log::info!("{sig:?}: shutting down");
+    stop_http(http);
     seed.shutdown();
     Ok(())
 }
 
-/// Where the HTTP interface is, when it runs.
-fn say_http(addr: Option<std::net::SocketAddr>) {
-    if let Some(addr) = addr {
-        output::say(format!(
-            "HTTP on http://{addr}/ (dashboard; JSON at /status, /health; metrics at /metrics)"
-        ));
+/// Starts the role's HTTP interface when `--http` asks for it, and says where it is.
+fn start_http<A: http::Api>(
+    settings: Option<http::HttpSettings>,
+    api: Arc<A>,
+) -> Result<Option<http::HttpHandle>, CmdError> {
+    let Some(settings) = settings else {
+        return Ok(None);
+    };
+    let handle = http::start(&settings, api).map_err(CmdError::failed)?;
+    output::say(format!(
+        "HTTP on http://{}/ (dashboard; JSON at /status, /health; metrics at /metrics)",
+        handle.local_addr()
+    ));
+    Ok(Some(handle))
+}
+
+fn stop_http(handle: Option<http::HttpHandle>) {
+    if let Some(h) = handle {
+        h.shutdown();
     }
 }
 
@@ -84,6 +127,7 @@ fn list<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
 /// `p2pshare peer`.
 pub fn peer(a: PeerArgs) -> Result<(), CmdError> {
     let config = a.config()?;
+    let http_settings = a.http.settings(a.server.config())?;
     let (name, id, dir) = (
         config.me.name.clone(),
         config.me.id().clone(),
@@ -101,7 +145,20 @@ pub fn peer(a: PeerArgs) -> Result<(), CmdError> {
         peer.local_addr(),
         dir.display(),
     ));
-    say_http(peer.http_addr());
+    let http = start_http(
+        http_settings,
+        Arc::new(http::PeerApi {
+            service: peer.service().clone(),
+            jobs: peer.jobs().clone(),
+        }),
+    );
+    let http = match http {
+        Ok(h) => h,
+        Err(e) => {
+            peer.shutdown();
+            return Err(e);
+        }
+    };
     if a.no_console {
         let events = peer.events().clone();
         loop {
@@ -123,6 +180,7 @@ pub fn peer(a: PeerArgs) -> Result<(), CmdError> {
     } else {
         console::run(&peer, signals);
     }
+    stop_http(http);
     peer.shutdown();
     Ok(())
 }

@@ -31,7 +31,7 @@ pub(super) fn route<A: Api + ?Sized>(api: &A, req: &Request, stats: &HttpStats) 
     let path = req.path.as_str();
     let common = matches!(path, "/" | "/status" | "/health" | "/metrics");
     if common && !matches!(req.method, Method::Get | Method::Head) {
-        return Response::error(405, &format!("{path} takes GET"));
+        return Response::not_allowed(path, Allow::Get);
     }
     match path {
         "/" => Response::new(
@@ -66,19 +66,41 @@ pub(super) fn route<A: Api + ?Sized>(api: &A, req: &Request, stats: &HttpStats) 
 }
 
 /// 200 when the node says it is healthy, 503 with the reason otherwise: the same
-/// judgement as `p2pshare status`.
+/// judgement as `p2pshare status`. The 503 body is an error body too (`error`,
+/// `status`), as every error is.
 fn health(rows: &[(String, String)]) -> Response {
     let row = |key: &str| rows.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     match row("health").as_deref() {
         Some("ok") => Response::json(200, &json!({ "health": "ok" })),
         other => {
-            let reason = row("failing").unwrap_or_else(|| other.unwrap_or("unknown").to_owned());
+            let health = match other {
+                Some("failing") => "failing",
+                _ => "unknown",
+            };
+            let reason = row("failing")
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| format!("health is {}", other.unwrap_or("not reported")));
             Response::json(
                 503,
-                &json!({ "health": other.unwrap_or("unknown"), "reason": reason }),
+                &json!({
+                    "health": health,
+                    "reason": reason,
+                    "error": format!("not healthy: {reason}"),
+                    "status": 503,
+                }),
             )
         }
     }
+}
+
+/// The methods a path takes, for a 405's `Allow` header.
+#[derive(Clone, Copy, Debug)]
+pub enum Allow {
+    /// `GET` (and `HEAD`, which is a `GET` without the body).
+    Get,
+    Post,
+    GetPost,
+    GetDelete,
 }
 
 /// What is sent back.
@@ -121,6 +143,18 @@ impl Response {
         Response::json(status, &json!({ "error": message, "status": status }))
     }
 
+    /// 405 for a method `path` does not take, with the `Allow` header RFC 9110 asks
+    /// of a 405.
+    pub fn not_allowed(path: &str, allow: Allow) -> Response {
+        let (what, methods) = match allow {
+            Allow::Get => ("GET", "GET, HEAD"),
+            Allow::Post => ("POST", "POST"),
+            Allow::GetPost => ("GET or POST", "GET, HEAD, POST"),
+            Allow::GetDelete => ("GET or DELETE", "GET, HEAD, DELETE"),
+        };
+        Response::error(405, &format!("{path} takes {what}")).with_header("Allow", methods.into())
+    }
+
     pub fn with_header(mut self, name: &'static str, value: String) -> Response {
         self.headers.push((name, value));
         self
@@ -134,19 +168,25 @@ impl Response {
     }
 
     /// Writes the response; `keep`: the connection stays open; `head_only`: no body.
+    /// A 204 or 304 has no body, and so no `Content-Type` nor `Content-Length`
+    /// (RFC 9110: a 304's length would have to be the 200's).
     pub(super) fn write_to(
         &self,
         stream: &TcpStream,
         keep: bool,
         head_only: bool,
     ) -> io::Result<()> {
-        let mut head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
-            self.status,
-            reason(self.status),
-            self.content_type,
-            self.body_len()
-        );
+        let bodiless = matches!(self.status, 204 | 304);
+        let head_only = head_only || bodiless;
+        let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        if !bodiless {
+            head.push_str(&format!(
+                "Content-Type: {}\r\nContent-Length: {}\r\n",
+                self.content_type,
+                self.body_len()
+            ));
+        }
+        head.push_str("Cache-Control: no-store\r\n");
         for (name, value) in &self.headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -215,5 +255,41 @@ impl Response {
     /// The body as JSON (tests).
     pub fn value(&self) -> Value {
         serde_json::from_str(&self.text()).unwrap_or(Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn an_unhealthy_node_answers_503_with_an_error_body() {
+        assert_eq!(health(&rows(&[("health", "ok")])).status, 200);
+        let r = health(&rows(&[("health", "failing"), ("failing", "index down")]));
+        assert_eq!(r.status, 503);
+        let v = r.value();
+        assert_eq!(v["health"], "failing");
+        assert_eq!(v["reason"], "index down");
+        assert_eq!(v["status"], 503);
+        assert!(v["error"].as_str().unwrap().contains("index down"), "{v}");
+        let v = health(&rows(&[])).value();
+        assert_eq!(v["health"], "unknown");
+        assert_eq!(v["status"], 503);
+        assert!(!v["reason"].as_str().unwrap().is_empty(), "{v}");
+    }
+
+    #[test]
+    fn a_405_says_which_methods_are_allowed() {
+        let r = Response::not_allowed("/status", Allow::Get);
+        assert_eq!(r.status, 405);
+        assert_eq!(r.headers, vec![("Allow", "GET, HEAD".to_owned())]);
+        assert_eq!(r.value()["status"], 405);
     }
 }

@@ -1,7 +1,7 @@
 //! An index server's own HTTP endpoints: `GET /search?q=WORDS[&limit=N]` and
 //! `GET /files/NAME/holders[?id=CONTENT_ID]`.
 
-use super::api::{Api, Response};
+use super::api::{Allow, Api, Response};
 use super::bridge::ask;
 use super::{Method, Request};
 use crate::index::service::IndexService;
@@ -108,7 +108,7 @@ impl IndexApi {
 /// 405 unless the request is a GET (or HEAD).
 pub(super) fn only_get(req: &Request) -> Option<Response> {
     (!matches!(req.method, Method::Get | Method::Head))
-        .then(|| Response::error(405, &format!("{} takes GET", req.path)))
+        .then(|| Response::not_allowed(&req.path, Allow::Get))
 }
 
 /// The `status` rows of a line-protocol service, asked in process.

@@ -27,7 +27,7 @@ mod parse;
 mod peer;
 mod seed;
 
-pub use api::{Api, Response};
+pub use api::{Allow, Api, Response};
 pub use index::IndexApi;
 pub use parse::{Method, Request};
 pub use peer::PeerApi;

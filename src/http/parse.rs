@@ -331,7 +331,10 @@ pub(super) fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> 
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                // Two hex digits exactly: `from_str_radix` would also take a sign.
+                let hex = Some(&bytes[i + 1..i + 3])
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .and_then(|h| std::str::from_utf8(h).ok());
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(b) => {
                         out.push(b);
@@ -368,6 +371,8 @@ mod tests {
         assert_eq!(percent_decode("100%", false).unwrap(), "100%");
         assert_eq!(percent_decode("%4", false).unwrap(), "%4");
         assert_eq!(percent_decode("%41", false).unwrap(), "A");
+        assert_eq!(percent_decode("%+41", false).unwrap(), "%+41", "no sign");
+        assert_eq!(percent_decode("a%4", false).unwrap(), "a%4");
         assert!(percent_decode("%ff", false).is_none());
     }
 }

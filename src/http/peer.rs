@@ -1,8 +1,9 @@
 //! A peer's own HTTP endpoints:
 //!
 //! - `GET /files`: what it shares (name, size, content id, sha1);
-//! - `GET /files/NAME`: the bytes, with `Range: bytes=A-B` (one range) and an `ETag`
-//!   of the content id (`If-None-Match` answers 304);
+//! - `GET /files/NAME`: the bytes, with `Range: bytes=A-B` (one range; a Range in
+//!   another unit, or of several ranges, is ignored as RFC 9110 allows) and an `ETag`
+//!   of the content id (`If-None-Match` with it, or `*`, answers 304);
 //! - `GET /peers`: the members it knows, as `members` answers;
 //! - `POST /broadcast` `{"msg": "..."}`: what the console's `say` does;
 //! - `GET /events`: the latest broadcasts and messages it received (50);
@@ -12,7 +13,7 @@
 //!   in the background (202); `GET /downloads`: every download and its progress;
 //!   `DELETE /downloads/NAME`: stops it and keeps the partial, for a resume.
 
-use super::api::{Api, Body, Response};
+use super::api::{Allow, Api, Body, Response};
 use super::bridge::ask;
 use super::index::{only_get, status_rows};
 use super::seed::members;
@@ -49,7 +50,7 @@ impl Api for PeerApi {
             if req.method == Method::Post {
                 f()
             } else {
-                Response::error(405, &format!("{path} takes POST"))
+                Response::not_allowed(path, Allow::Post)
             }
         };
         Some(match path {
@@ -61,7 +62,7 @@ impl Api for PeerApi {
             "/downloads" => match req.method {
                 Method::Get | Method::Head => self.downloads(),
                 Method::Post => self.start_download(req),
-                _ => Response::error(405, "/downloads takes GET or POST"),
+                _ => Response::not_allowed(path, Allow::GetPost),
             },
             _ if path.starts_with("/downloads/") => {
                 let name = &path["/downloads/".len()..];
@@ -71,7 +72,7 @@ impl Api for PeerApi {
                         None => Response::error(404, &format!("no download of '{name}'")),
                     },
                     Method::Delete => self.cancel_download(name),
-                    _ => Response::error(405, &format!("{path} takes GET or DELETE")),
+                    _ => Response::not_allowed(path, Allow::GetDelete),
                 }
             }
             _ => {
@@ -109,22 +110,21 @@ impl PeerApi {
             (f.path.clone(), f.hashes.size, f.hashes.id)
         };
         let etag = format!("\"{id}\"");
-        if req.header("if-none-match") == Some(etag.as_str()) {
+        if req
+            .header("if-none-match")
+            .is_some_and(|tags| none_match(tags, &etag))
+        {
             return Response::new(304, "application/octet-stream", Vec::new())
                 .with_header("ETag", etag);
         }
-        let (status, start, len) = match req.header("range") {
-            None => (200, 0, size),
-            Some(range) => match byte_range(range, size) {
-                Some((start, end)) => (206, start, end - start + 1),
-                None => {
-                    return Response::error(
-                        416,
-                        &format!("range '{range}' is not within {size} bytes"),
-                    )
+        let range = req.header("range").unwrap_or("");
+        let (status, start, len) = match byte_range(range, size) {
+            Range::Whole => (200, 0, size),
+            Range::Part(start, end) => (206, start, end - start + 1),
+            Range::Unsatisfiable => {
+                return Response::error(416, &format!("range '{range}' is not within {size} bytes"))
                     .with_header("Content-Range", format!("bytes */{size}"))
-                }
-            },
+            }
         };
         let file = match crate::peer::catalog::open_nofollow(&path) {
             Ok(f) => f,
@@ -328,38 +328,92 @@ fn message_text(req: &Request, key: &str) -> Result<String, Response> {
     Ok(text.to_owned())
 }
 
-/// One range of `Range: bytes=A-B`, `bytes=A-` or `bytes=-N` within `size` bytes:
-/// (first, last), inclusive.
-fn byte_range(header: &str, size: u64) -> Option<(u64, u64)> {
-    let spec = header.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') || size == 0 {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let (start, end) = match (a.trim(), b.trim()) {
-        ("", n) => {
-            let n: u64 = n.parse().ok()?;
-            (size.saturating_sub(n), size - 1)
-        }
-        (a, "") => (a.parse().ok()?, size - 1),
-        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(size - 1)),
+/// Does `If-None-Match: TAGS` match `etag`? `*`, or a list of tags compared weakly
+/// (`W/"x"` matches `"x"`), as RFC 9110 13.1.2 says.
+fn none_match(tags: &str, etag: &str) -> bool {
+    tags.trim() == "*"
+        || tags
+            .split(',')
+            .any(|tag| tag.trim().trim_start_matches("W/") == etag)
+}
+
+/// What a `Range` header asks of a file.
+#[derive(Debug, PartialEq, Eq)]
+enum Range {
+    /// No range, or one this server ignores (another unit, several ranges): the
+    /// whole file, 200.
+    Whole,
+    /// Bytes first to last, inclusive: 206.
+    Part(u64, u64),
+    /// A byte range that is malformed or not within the file: 416.
+    Unsatisfiable,
+}
+
+/// The one range of `Range: bytes=A-B`, `bytes=A-` or `bytes=-N` within `size` bytes.
+/// Units other than bytes are ignored (RFC 9110 14.2 says they must be), and so are
+/// several ranges at once (it allows that).
+fn byte_range(header: &str, size: u64) -> Range {
+    let Some((unit, spec)) = header.trim().split_once('=') else {
+        return Range::Whole;
     };
-    (start <= end && start < size).then_some((start, end))
+    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
+        return Range::Whole;
+    }
+    let part = || -> Option<(u64, u64)> {
+        if size == 0 {
+            return None;
+        }
+        let (a, b) = spec.split_once('-')?;
+        let digits = |t: &str| -> Option<u64> {
+            (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| t.parse().ok())
+                .flatten()
+        };
+        let (start, end) = match (a.trim(), b.trim()) {
+            ("", n) => (size.saturating_sub(digits(n)?), size - 1),
+            (a, "") => (digits(a)?, size - 1),
+            (a, b) => (digits(a)?, digits(b)?.min(size - 1)),
+        };
+        (start <= end && start < size).then_some((start, end))
+    };
+    match part() {
+        Some((start, end)) => Range::Part(start, end),
+        None => Range::Unsatisfiable,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::byte_range;
+    use super::{byte_range, none_match, Range};
 
     #[test]
     fn ranges_are_read_as_rfc_9110_says() {
-        assert_eq!(byte_range("bytes=0-9", 100), Some((0, 9)));
-        assert_eq!(byte_range("bytes=90-", 100), Some((90, 99)));
-        assert_eq!(byte_range("bytes=-10", 100), Some((90, 99)));
-        assert_eq!(byte_range("bytes=50-500", 100), Some((50, 99)));
-        assert_eq!(byte_range("bytes=100-", 100), None);
-        assert_eq!(byte_range("bytes=5-1", 100), None);
-        assert_eq!(byte_range("bytes=0-1,5-6", 100), None);
-        assert_eq!(byte_range("items=0-1", 100), None);
+        assert_eq!(byte_range("bytes=0-9", 100), Range::Part(0, 9));
+        assert_eq!(byte_range("bytes=90-", 100), Range::Part(90, 99));
+        assert_eq!(byte_range("bytes=-10", 100), Range::Part(90, 99));
+        assert_eq!(byte_range("bytes=50-500", 100), Range::Part(50, 99));
+        assert_eq!(byte_range("Bytes=0-0", 100), Range::Part(0, 0));
+        assert_eq!(byte_range("bytes=100-", 100), Range::Unsatisfiable);
+        assert_eq!(byte_range("bytes=5-1", 100), Range::Unsatisfiable);
+        assert_eq!(byte_range("bytes=-0", 100), Range::Unsatisfiable);
+        assert_eq!(byte_range("bytes=+1-2", 100), Range::Unsatisfiable);
+        assert_eq!(byte_range("bytes=", 100), Range::Unsatisfiable);
+        assert_eq!(byte_range("bytes=0-", 0), Range::Unsatisfiable);
+        // Ignored: the whole file.
+        assert_eq!(byte_range("", 100), Range::Whole);
+        assert_eq!(byte_range("bytes=0-1,5-6", 100), Range::Whole);
+        assert_eq!(byte_range("items=0-1", 100), Range::Whole);
+        assert_eq!(byte_range("garbage", 100), Range::Whole);
+    }
+
+    #[test]
+    fn if_none_match_takes_a_star_a_list_and_weak_tags() {
+        let etag = "\"sha1:ab\"";
+        assert!(none_match("\"sha1:ab\"", etag));
+        assert!(none_match("*", etag));
+        assert!(none_match("\"x\", W/\"sha1:ab\"", etag));
+        assert!(!none_match("\"sha1:abc\"", etag));
+        assert!(!none_match("sha1:ab", etag));
+        assert!(!none_match("", etag));
     }
 }

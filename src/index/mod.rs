@@ -15,7 +15,6 @@ pub mod service;
 pub mod store;
 
 use crate::eventlog::EventLog;
-use crate::http::{self, HttpHandle, HttpSettings};
 use crate::net::node::Me;
 use crate::net::server::{self, ServerConfig, ServerHandle, ServerStats};
 use service::{IndexConfig, IndexService};
@@ -32,15 +31,13 @@ pub struct IndexSettings {
     pub db: Option<PathBuf>,
     pub config: IndexConfig,
     pub server: ServerConfig,
-    /// The HTTP interface, if any.
-    pub http: Option<HttpSettings>,
     pub log: Option<Arc<EventLog>>,
 }
 
 /// A running index server.
 pub struct Index {
     server: ServerHandle,
-    http: Option<HttpHandle>,
+    service: Arc<IndexService>,
     me: Me,
 }
 
@@ -72,18 +69,13 @@ impl Index {
         service
             .start_sweeper()
             .map_err(|e| format!("cannot start the lease sweep: {e}"))?;
-        let http = match &settings.http {
-            Some(h) => Some(http::start(
-                h,
-                Arc::new(http::IndexApi {
-                    service: service.clone(),
-                }),
-            )?),
-            None => None,
-        };
-        let server = server::spawn(listener, settings.server, service, stats)
+        let server = server::spawn(listener, settings.server, service.clone(), stats)
             .map_err(|e| format!("cannot start the server: {e}"))?;
-        Ok(Index { server, http, me })
+        Ok(Index {
+            server,
+            service,
+            me,
+        })
     }
 
     /// Who the index is: its key and name.
@@ -95,16 +87,13 @@ impl Index {
         self.server.local_addr()
     }
 
-    /// Where the HTTP interface listens, if it runs.
-    pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http.as_ref().map(HttpHandle::local_addr)
+    /// The service behind the server, for other interfaces to the same index (HTTP).
+    pub fn service(&self) -> &Arc<IndexService> {
+        &self.service
     }
 
     /// Stops accepting, closes every connection and waits for their threads.
     pub fn shutdown(self) {
-        if let Some(h) = self.http {
-            h.shutdown();
-        }
         self.server.shutdown();
     }
 }
@@ -130,7 +119,6 @@ mod tests {
             db: None,
             config: IndexConfig::default(),
             server: ServerConfig::default(),
-            http: None,
             log: None,
         })
         .unwrap();

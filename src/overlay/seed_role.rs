@@ -13,7 +13,6 @@ use super::{OverlayEvent, SeedConfig};
 use crate::clock::Clock;
 use crate::config::NodeAddr;
 use crate::eventlog::EventLog;
-use crate::http::{self, HttpHandle, HttpSettings};
 use crate::identity::NodeKey;
 use crate::net::node::{self, status_reply, Me};
 use crate::net::server::{self, ServerConfig, ServerHandle, ServerStats};
@@ -37,8 +36,6 @@ pub struct SeedSettings {
     pub seeds: Vec<NodeAddr>,
     pub config: SeedConfig,
     pub server: ServerConfig,
-    /// The HTTP interface, if any.
-    pub http: Option<HttpSettings>,
     pub log: Option<Arc<EventLog>>,
 }
 
@@ -46,7 +43,7 @@ pub struct SeedSettings {
 pub struct Seed {
     me: Me,
     server: ServerHandle,
-    http: Option<HttpHandle>,
+    service: Arc<SeedService>,
     overlay: OverlayHandle,
 }
 
@@ -78,16 +75,7 @@ impl Seed {
             stats: stats.clone(),
             clock: Clock::new(),
         });
-        let http = match &settings.http {
-            Some(h) => Some(http::start(
-                h,
-                Arc::new(http::SeedApi {
-                    service: service.clone(),
-                }),
-            )?),
-            None => None,
-        };
-        let server = server::spawn(listener, settings.server, service, stats)
+        let server = server::spawn(listener, settings.server, service.clone(), stats)
             .map_err(|e| format!("cannot start the server: {e}"))?;
         let node = SeedNode::new(
             id.clone(),
@@ -116,7 +104,7 @@ impl Seed {
         Ok(Seed {
             me,
             server,
-            http,
+            service,
             overlay,
         })
     }
@@ -134,17 +122,14 @@ impl Seed {
         self.server.local_addr()
     }
 
-    /// Where the HTTP interface listens, if it runs.
-    pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http.as_ref().map(HttpHandle::local_addr)
+    /// The service behind the server, for other interfaces to the same seed (HTTP).
+    pub fn service(&self) -> &Arc<SeedService> {
+        &self.service
     }
 
     /// Tells the other seeds it leaves, and stops serving.
     pub fn shutdown(self) {
         self.overlay.leave();
-        if let Some(h) = self.http {
-            h.shutdown();
-        }
         self.server.shutdown();
     }
 }

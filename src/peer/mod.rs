@@ -59,8 +59,6 @@ pub struct PeerConfig {
     /// The peer's key (STATE_DIR/node.key) and name (the folder's, or `--id`).
     pub me: Me,
     pub server: ServerConfig,
-    /// The HTTP interface, if any.
-    pub http: Option<crate::http::HttpSettings>,
     pub timeouts: Timeouts,
     pub watch: WatchConfig,
     /// Most holders a download uses at once.
@@ -321,7 +319,7 @@ pub struct Peer {
     jobs: Arc<Jobs>,
     links: Option<Links>,
     server: Option<ServerHandle>,
-    http: Option<crate::http::HttpHandle>,
+    service: Arc<PeerService>,
     events: Receiver<PeerEvent>,
     overlay: OverlayHandle,
 }
@@ -386,16 +384,6 @@ impl Peer {
             publisher: Some(links.publisher()),
         });
         let jobs = Arc::new(Jobs::new(downloader.clone()));
-        let http = match &config.http {
-            Some(h) => Some(crate::http::start(
-                h,
-                Arc::new(crate::http::PeerApi {
-                    service,
-                    jobs: jobs.clone(),
-                }),
-            )?),
-            None => None,
-        };
         let peer = Peer {
             config,
             shared,
@@ -403,7 +391,7 @@ impl Peer {
             jobs,
             links: Some(links),
             server: Some(server),
-            http,
+            service,
             events,
             overlay,
         };
@@ -553,16 +541,13 @@ impl Peer {
         if let Some(l) = self.links.take() {
             l.leave();
         }
-        if let Some(h) = self.http.take() {
-            h.shutdown();
-        }
         if let Some(s) = self.server.take() {
             s.shutdown();
         }
     }
 
-    /// Where the HTTP interface listens, if it runs.
-    pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http.as_ref().map(crate::http::HttpHandle::local_addr)
+    /// The service behind the server, for other interfaces to the same peer (HTTP).
+    pub fn service(&self) -> &Arc<PeerService> {
+        &self.service
     }
 }

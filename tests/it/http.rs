@@ -2,24 +2,12 @@
 //! JSON endpoints, files with ranges, access with a token, and bad input of every
 //! kind answered with a clear status while the node keeps serving.
 
-use crate::util::{index, peer, Proc};
+use crate::util::{http_addr, index, peer};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
-
-/// The HTTP address a node printed at start.
-fn http_addr(p: &mut Proc) -> SocketAddr {
-    let is_it = |l: &str| l.starts_with("HTTP on http://");
-    let seen = p.seen.lock().unwrap().iter().find(|l| is_it(l)).cloned();
-    let line = seen.unwrap_or_else(|| p.wait_line(is_it));
-    line.trim_start_matches("HTTP on http://")
-        .split('/')
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-}
 
 struct Answer {
     status: u16,
@@ -153,6 +141,24 @@ fn the_index_and_a_peer_answer_json_files_and_ranges_over_http() {
             .as_bytes(),
     );
     assert_eq!(cached.status, 304);
+    // A 304 has no body, so no length: one would have to be the whole file's.
+    assert_eq!(cached.header("content-length"), None, "{}", cached.head);
+    assert_eq!(cached.header("etag"), Some(format!("\"{id}\"")));
+    for tags in ["*".to_owned(), format!("\"other\", W/\"{id}\"")] {
+        let cached = raw(
+            ph,
+            format!("GET /files/report.bin HTTP/1.1\r\nIf-None-Match: {tags}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(cached.status, 304, "If-None-Match: {tags}: {}", cached.head);
+    }
+    // A Range in a unit the server does not know is ignored: the whole file.
+    let other_unit = raw(
+        ph,
+        b"GET /files/report.bin HTTP/1.1\r\nRange: items=0-9\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(other_unit.status, 200, "{}", other_unit.head);
+    assert_eq!(other_unit.body.len(), 300_000);
     let bad_range = raw(
         ph,
         b"GET /files/report.bin HTTP/1.1\r\nRange: bytes=400000-\r\nConnection: close\r\n\r\n",
@@ -270,6 +276,9 @@ fn bad_http_input_gets_a_clear_status_and_the_node_keeps_serving() {
     for (what, request, want) in cases {
         let answer = raw(h, &request);
         assert_eq!(answer.status, want, "{what}: {}", answer.head);
+        if want == 405 {
+            assert_eq!(answer.header("allow").as_deref(), Some("GET, HEAD"));
+        }
         let body = answer.json();
         assert_eq!(body["status"], want, "{what}: {body}");
         assert!(

@@ -9,7 +9,7 @@
 //! `P2PSHARE_REQUIRE_TOOLS=1` (CI), when a missing tool fails them.
 
 use crate::overlay::seed;
-use crate::util::{eventually, index, peer, Proc};
+use crate::util::{eventually, http_addr, index, peer};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,33 +19,7 @@ use std::time::Duration;
 
 /// The tool's path, or `None` (after saying so) when it is missing and not required.
 fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("P2PSHARE_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "{name} is not installed and P2PSHARE_REQUIRE_TOOLS=1: run `bash tests/tools.sh`"
-        );
-        eprintln!(
-            "skipped: {name} not installed (bash tests/tools.sh installs it; CI requires it)"
-        );
-    }
-    found
-}
-
-/// The HTTP address a node printed at start.
-fn http_addr(p: &mut Proc) -> SocketAddr {
-    let is_it = |l: &str| l.starts_with("HTTP on http://");
-    let seen = p.seen.lock().unwrap().iter().find(|l| is_it(l)).cloned();
-    let line = seen.unwrap_or_else(|| p.wait_line(is_it));
-    line.trim_start_matches("HTTP on http://")
-        .split('/')
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
+    crate::util::tool(name, &[name], "bash tests/tools.sh installs it")
 }
 
 /// GET over a fresh connection; the status and the body.

@@ -15,6 +15,7 @@ mod durability;
 mod fuzz_corpus;
 mod hostile;
 mod http;
+mod http_schema;
 mod http_tools;
 mod limits;
 mod live_folder;

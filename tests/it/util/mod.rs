@@ -199,6 +199,18 @@ impl Proc {
     }
 }
 
+/// The HTTP address a node started with `--http` printed ("HTTP on http://ADDR/").
+pub fn http_addr(p: &mut Proc) -> SocketAddr {
+    let is_it = |l: &str| l.starts_with("HTTP on http://");
+    let seen = p.seen.lock().unwrap().iter().find(|l| is_it(l)).cloned();
+    let line = seen.unwrap_or_else(|| p.wait_line(is_it));
+    line.trim_start_matches("HTTP on http://")
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
 /// Starts an index server on an ephemeral port.
 pub fn index(cwd: &Path, extra: &[&str]) -> Proc {
     Args::index_server().args(extra).start("index", cwd)
@@ -682,4 +694,54 @@ pub fn holders(index: SocketAddr, name: &str) -> Vec<String> {
     (0..n)
         .map(|_| raw.line().split('|').nth(6).unwrap().to_owned())
         .collect()
+}
+
+/// Where the Python tools of `tests/tools.sh` live: `$P2PSHARE_TOOLS_VENV`, else
+/// `target/tools-venv` (a relative path is taken from the crate's root).
+pub fn tools_venv() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    match std::env::var_os("P2PSHARE_TOOLS_VENV") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target/tools-venv"),
+    }
+}
+
+/// An outside program a test drives (schemathesis, a browser, ...): the first of
+/// `commands` found in the tools' virtual environment ([`tools_venv`]), then on
+/// PATH. When none is there, the test cannot run: with `P2PSHARE_REQUIRE_TOOLS=1` (as
+/// in CI) that fails it, saying how to install the tool (`install_hint`, such as
+/// "bash tests/tools.sh installs it"); otherwise it prints
+/// `skipped: NAME not installed (HINT; CI requires it)` where the harness does not
+/// hide it, and the caller returns.
+pub fn tool(name: &str, commands: &[&str], install_hint: &str) -> Option<PathBuf> {
+    let venv_bin = tools_venv().join("bin");
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let found = std::iter::once(venv_bin)
+        .chain(on_path)
+        .flat_map(|dir| commands.iter().map(move |c| dir.join(c)))
+        .find(|path| is_executable(path));
+    if found.is_some() {
+        return found;
+    }
+    let required = std::env::var("P2PSHARE_REQUIRE_TOOLS").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "P2PSHARE_REQUIRE_TOOLS=1, and {name} is not installed: {install_hint} \
+         ({} looked for in {} and on PATH)",
+        commands.join(" or "),
+        tools_venv().join("bin").display()
+    );
+    // Straight to stderr, past the harness's capture: a skip must be seen.
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: {name} not installed ({install_hint}; CI requires it)"
+    );
+    None
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
