@@ -2,6 +2,7 @@
 //! at `/`), the [`Api`] each role implements for its own endpoints, and responses.
 
 use super::{write_all, HttpStats, Method, Request};
+use crate::net::rate::TokenBucket;
 use crate::protocol::commands::Role;
 use crate::render;
 use serde_json::{json, Value};
@@ -9,6 +10,7 @@ use std::fs::File;
 use std::io;
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// A role's HTTP endpoints, beside those every role has.
 pub trait Api: Send + Sync + 'static {
@@ -114,11 +116,13 @@ pub struct Response {
 
 pub enum Body {
     Bytes(Vec<u8>),
-    /// `len` bytes of a file from `offset`, sent with sendfile(2).
+    /// `len` bytes of a file from `offset`, sent with sendfile(2), paced by `limit`
+    /// (the node's upload limit) when there is one.
     File {
         file: File,
         offset: u64,
         len: u64,
+        limit: Option<Arc<TokenBucket>>,
     },
 }
 
@@ -201,12 +205,31 @@ impl Response {
                 write_all(stream, &all)
             }
             Body::Bytes(_) => write_all(stream, head.as_bytes()),
-            Body::File { file, offset, len } => {
+            Body::File {
+                file,
+                offset,
+                len,
+                limit,
+            } => {
                 write_all(stream, head.as_bytes())?;
                 if head_only {
                     return Ok(());
                 }
-                crate::net::server::send_file(stream, file, *offset, *len)
+                match limit {
+                    None => crate::net::server::send_file(stream, file, *offset, *len),
+                    Some(bucket) => {
+                        // Paced as the line protocol paces: 64 KiB at a time, each
+                        // after its tokens.
+                        let mut at = 0;
+                        while at < *len {
+                            let n = (*len - at).min(64 * 1024);
+                            bucket.take(n);
+                            crate::net::server::send_file(stream, file, offset + at, n)?;
+                            at += n;
+                        }
+                        Ok(())
+                    }
+                }
             }
         }
     }
@@ -228,6 +251,7 @@ fn reason(status: u16) -> &'static str {
         408 => "Request Timeout",
         409 => "Conflict",
         413 => "Content Too Large",
+        415 => "Unsupported Media Type",
         416 => "Range Not Satisfiable",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",

@@ -178,13 +178,42 @@ impl<A: Api> Protocol for Http<A> {
 
 impl<A: Api> Http<A> {
     fn respond(&self, req: &Request) -> Response {
-        if req.method.changes_state() {
-            if let Err(refusal) = self.allowed(req) {
-                self.stats.refused_access.fetch_add(1, Ordering::Relaxed);
-                return refusal;
+        let checked = self.same_site(req).and_then(|()| {
+            if req.method.changes_state() || private(&req.path) {
+                self.allowed(req)
+            } else {
+                Ok(())
             }
+        });
+        if let Err(refusal) = checked {
+            self.stats.refused_access.fetch_add(1, Ordering::Relaxed);
+            return refusal;
         }
         api::route(&*self.api, req, &self.stats)
+    }
+
+    /// A loopback listener without a token trusts whoever can reach it: this
+    /// machine. A web page the user opens runs on this machine too, so a request
+    /// that names another site (a `Host` that is not a loopback name, the mark of DNS
+    /// rebinding; an `Origin` that is not this node) is refused.
+    fn same_site(&self, req: &Request) -> Result<(), Response> {
+        if !self.loopback || self.token.is_some() {
+            return Ok(());
+        }
+        let host_ok = req.header("host").is_none_or(is_loopback_host);
+        let origin_ok = req.header("origin").is_none_or(|o| {
+            o.strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"))
+                .is_some_and(is_loopback_host)
+        });
+        if host_ok && origin_ok {
+            Ok(())
+        } else {
+            Err(Response::error(
+                403,
+                "a loopback node without a token answers only requests for a loopback host, from its own pages",
+            ))
+        }
     }
 
     /// May this request change state?
@@ -193,7 +222,7 @@ impl<A: Api> Http<A> {
             None if self.loopback => Ok(()),
             None => Err(Response::error(
                 401,
-                "this node's HTTP interface is open to the network without a token: it changes nothing (start it with --http-token-file)",
+                "this node's HTTP interface is open to the network without a token: it changes nothing and keeps messages and downloads to itself (start it with --http-token-file)",
             )),
             Some(token) => match req.bearer() {
                 Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
@@ -227,6 +256,32 @@ fn route_label(path: &str) -> &'static str {
         p if p.starts_with("/files/") => "file",
         _ => "other",
     }
+}
+
+/// Paths whose answers are not for anyone who can connect (messages received, the
+/// downloads the user started): read with the same access as a state change.
+fn private(path: &str) -> bool {
+    path == "/events" || path == "/downloads" || path.starts_with("/downloads/")
+}
+
+/// `localhost`, `127.0.0.1`, `[::1]` and other loopback literals, with or without a
+/// port.
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim();
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        }),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Compares secrets without an early exit that would time how much matched.

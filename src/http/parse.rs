@@ -75,8 +75,19 @@ impl Request {
             .then_some(token.trim())
     }
 
-    /// The body as JSON.
+    /// The body as JSON; it must say so (`Content-Type: application/json`, 415
+    /// otherwise), which is also what keeps a web page from posting here without the
+    /// browser's preflight, a request this server does not answer.
     pub fn json(&self) -> Result<serde_json::Value, Response> {
+        let json = self
+            .header("content-type")
+            .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/json"));
+        if !json {
+            return Err(Response::error(
+                415,
+                "the body must be JSON, sent as Content-Type: application/json",
+            ));
+        }
         serde_json::from_slice(&self.body)
             .map_err(|e| Response::error(400, &format!("the body is not JSON: {e}")))
     }
@@ -89,7 +100,7 @@ impl Request {
             method,
             path,
             query,
-            headers: Vec::new(),
+            headers: vec![("content-type".into(), "application/json".into())],
             body: body.to_vec(),
             remote: SocketAddr::from(([127, 0, 0, 1], 1)),
             keep_alive: true,
@@ -103,6 +114,10 @@ pub(super) struct Reader<'a> {
     buf: Vec<u8>,
     request_timeout: Duration,
     idle_timeout: Duration,
+    /// No request was read yet: the first is due within the request timeout of the
+    /// connection, as on the line protocol (a silent connection does not hold a slot
+    /// for the idle timeout).
+    first: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -112,6 +127,7 @@ impl<'a> Reader<'a> {
             buf: first.to_vec(),
             request_timeout: config.request_timeout,
             idle_timeout: config.read_timeout,
+            first: true,
         }
     }
 
@@ -119,7 +135,8 @@ impl<'a> Reader<'a> {
     /// requests; `Err` with the response that refuses a bad one (the connection then
     /// closes).
     pub(super) fn next_request(&mut self, remote: SocketAddr) -> Result<Option<Request>, Response> {
-        let mut started: Option<Instant> = (!self.buf.is_empty()).then(Instant::now);
+        let mut started: Option<Instant> = (self.first || !self.buf.is_empty()).then(Instant::now);
+        let waiting_first = std::mem::replace(&mut self.first, false);
         let head_len = loop {
             if let Some(end) = find(&self.buf, b"\r\n\r\n") {
                 break end + 4;
@@ -132,6 +149,9 @@ impl<'a> Reader<'a> {
             }
             match self.fill(started) {
                 Ok(0) if self.buf.is_empty() => return Ok(None),
+                Err(e) if waiting_first && self.buf.is_empty() && is_timeout(&e) => {
+                    return Err(Response::error(408, "no request arrived in time"))
+                }
                 Ok(0) => return Err(Response::error(400, "the request ended before its head")),
                 Ok(_) => {
                     started.get_or_insert_with(Instant::now);
@@ -183,9 +203,29 @@ impl<'a> Reader<'a> {
             Some(c) if c.contains("keep-alive") => true,
             _ => version >= 1,
         };
-        let chunked = header("transfer-encoding")
-            .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
-        let length = header("content-length");
+        // RFC 9112 6.1 and 6.3: chunked must be the (only) coding a server can frame,
+        // and several Content-Length values must agree; anything else could put the
+        // connection out of step with a proxy in front of it.
+        let chunked = match header("transfer-encoding").map(str::to_ascii_lowercase) {
+            None => false,
+            Some(te) if te.trim() == "chunked" => true,
+            Some(te) => {
+                return Err(Response::error(
+                    400,
+                    &format!("Transfer-Encoding '{te}' is not supported (only chunked)"),
+                ))
+            }
+        };
+        let lengths: Vec<&str> = list
+            .iter()
+            .filter(|(k, _)| k == "content-length")
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .collect();
+        if lengths.windows(2).any(|w| w[0] != w[1]) {
+            return Err(Response::error(400, "Content-Length values disagree"));
+        }
+        let length = lengths.first().copied();
         let body = match (chunked, length) {
             (true, Some(_)) => {
                 return Err(Response::error(
@@ -240,7 +280,7 @@ impl<'a> Reader<'a> {
                 while !self.line(started)?.is_empty() {}
                 return Ok(body);
             }
-            if body.len() + size > MAX_BODY {
+            if size > MAX_BODY - body.len() {
                 return Err(Response::error(
                     413,
                     &format!("the body is over {MAX_BODY} bytes"),

@@ -14,13 +14,13 @@
 //!   `DELETE /downloads/NAME`: stops it and keeps the partial, for a resume.
 
 use super::api::{Allow, Api, Body, Response};
-use super::bridge::ask;
+use super::bridge::{ask, refused};
 use super::index::{only_get, status_rows};
 use super::seed::members;
 use super::{Method, Request};
 use crate::overlay::wire;
 use crate::peer::jobs::{JobState, JobView, Jobs, StartError, MAX_RUNNING};
-use crate::peer::serve::PeerService;
+use crate::peer::serve::{open_checked, PeerService};
 use crate::protocol::commands::Role;
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::FileName;
@@ -102,12 +102,12 @@ impl PeerApi {
     }
 
     fn file(&self, req: &Request, name: &str) -> Response {
-        let (path, size, id) = {
+        let (shared, size, id) = {
             let catalog = self.service.shared.catalog();
             let Some(f) = catalog.get(name) else {
                 return Response::error(404, &format!("this peer does not share '{name}'"));
             };
-            (f.path.clone(), f.hashes.size, f.hashes.id)
+            (f.clone(), f.hashes.size, f.hashes.id)
         };
         let etag = format!("\"{id}\"");
         if req
@@ -117,7 +117,13 @@ impl PeerApi {
             return Response::new(304, "application/octet-stream", Vec::new())
                 .with_header("ETag", etag);
         }
-        let range = req.header("range").unwrap_or("");
+        // A range of another version than the one the client holds (`If-Range` with
+        // another tag) would splice the two: the whole file is sent instead.
+        let same_version = req.header("if-range").is_none_or(|tag| tag.trim() == etag);
+        let range = match req.header("range") {
+            Some(r) if same_version => r,
+            _ => "",
+        };
         let (status, start, len) = match byte_range(range, size) {
             Range::Whole => (200, 0, size),
             Range::Part(start, end) => (206, start, end - start + 1),
@@ -126,16 +132,13 @@ impl PeerApi {
                     .with_header("Content-Range", format!("bytes */{size}"))
             }
         };
-        let file = match crate::peer::catalog::open_nofollow(&path) {
-            Ok(f) => f,
-            Err(e) => return Response::error(404, &format!("'{name}' cannot be read: {e}")),
-        };
         // The bytes must still be the content the ETag names: a file changed since it
-        // was hashed is not served under its old id.
-        match file.metadata() {
-            Ok(meta) if meta.len() == size => {}
-            _ => return Response::error(409, &format!("'{name}' changed since it was hashed")),
-        }
+        // was hashed (its size, times or inode) is not served under its old id, as on
+        // the line protocol.
+        let file = match open_checked(&shared) {
+            Ok(f) => f,
+            Err(refusal) => return refused(refusal.code, &refusal.message),
+        };
         let mut response = Response {
             status,
             content_type: "application/octet-stream",
@@ -143,6 +146,7 @@ impl PeerApi {
                 file,
                 offset: start,
                 len,
+                limit: self.service.upload_limit.clone(),
             },
             headers: vec![("ETag", etag), ("Accept-Ranges", "bytes".into())],
         };

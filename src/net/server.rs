@@ -174,7 +174,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// What serves the connections a server accepts: the line protocol of a
 /// [`Service`] ([`spawn`]), or another protocol on its own listener (the HTTP
-/// interface), under the same caps, timeouts and memory budget.
+/// interface), under the same connection caps, per-address shares and timeouts (the
+/// request-memory budget is the line protocol's; HTTP caps each body itself).
 pub trait Protocol: Send + Sync + 'static {
     /// Names the threads (`<name>-accept`, `<name>-worker-<n>`) and is the `role`
     /// label of the connection metrics (`index`, `peer-http`, ...).

@@ -37,7 +37,7 @@ fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
 }
 
 /// Opens a shared file and checks it is still the file that was hashed.
-fn open_checked(file: &SharedFile) -> Result<File, Refusal> {
+pub(crate) fn open_checked(file: &SharedFile) -> Result<File, Refusal> {
     let f = open_nofollow(&file.path).map_err(|e| {
         refuse(
             ErrorCode::NotFound,

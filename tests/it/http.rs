@@ -61,7 +61,7 @@ fn parse(all: &[u8]) -> Answer {
 fn get(addr: SocketAddr, target: &str) -> Answer {
     raw(
         addr,
-        format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
     )
 }
 
@@ -70,7 +70,7 @@ fn post(addr: SocketAddr, target: &str, body: &str, token: Option<&str>) -> Answ
     raw(
         addr,
         format!(
-            "POST {target} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST {target} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .as_bytes(),
@@ -165,6 +165,19 @@ fn the_index_and_a_peer_answer_json_files_and_ranges_over_http() {
     );
     assert_eq!(bad_range.status, 416);
     assert_eq!(get(ph, "/files/missing.bin").status, 404);
+    // A range of another version is not spliced onto this one: the whole file comes.
+    let other = raw(
+        ph,
+        b"GET /files/report.bin HTTP/1.1\r\nRange: bytes=0-9\r\nIf-Range: \"sha1:0000000000000000000000000000000000000000\"\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(other.status, 200);
+    assert_eq!(other.body.len(), 300_000);
+    let same = raw(
+        ph,
+        format!("GET /files/report.bin HTTP/1.1\r\nRange: bytes=0-9\r\nIf-Range: \"{id}\"\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(same.status, 206);
 
     // The dashboard and the metrics are there on every role.
     let page = get(ph, "/");
@@ -185,6 +198,12 @@ fn the_index_and_a_peer_answer_json_files_and_ranges_over_http() {
     );
     assert!(text.trim_end().ends_with("# EOF"));
 
+    // A form post is not JSON: a web page cannot post here without a preflight.
+    let form = raw(
+        ph,
+        b"POST /message HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    );
+    assert_eq!(form.status, 415);
     // A message as seed 000 posts it, answered as seed 000 answers.
     let msg = post(
         ph,
@@ -272,6 +291,37 @@ fn bad_http_input_gets_a_clear_status_and_the_node_keeps_serving() {
             b"GET /status HTTP/1.1\r\nHost:".to_vec(),
             408,
         ),
+        ("a silent client", Vec::new(), 408),
+        (
+            "a chunk size that would wrap the body's length",
+            b"POST /search HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\nffffffffffffffff\r\n".to_vec(),
+            413,
+        ),
+        (
+            "a coding the server cannot frame",
+            b"POST /search HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "lengths that disagree",
+            b"POST /search HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd".to_vec(),
+            400,
+        ),
+        (
+            "another site's host name (DNS rebinding)",
+            b"GET /status HTTP/1.1\r\nHost: attacker.example:8080\r\nConnection: close\r\n\r\n".to_vec(),
+            403,
+        ),
+        (
+            "a web page of another site",
+            b"GET /status HTTP/1.1\r\nHost: localhost\r\nOrigin: http://attacker.example\r\nConnection: close\r\n\r\n".to_vec(),
+            403,
+        ),
+        (
+            "a post where only GET is served",
+            b"POST /search HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}".to_vec(),
+            405,
+        ),
     ];
     for (what, request, want) in cases {
         let answer = raw(h, &request);
@@ -291,7 +341,7 @@ fn bad_http_input_gets_a_clear_status_and_the_node_keeps_serving() {
     // Keep-alive: two requests on one connection, the second with a chunked body.
     let mut s = TcpStream::connect(h).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /search?q=x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n").unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\nGET /search?q=x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n").unwrap();
     let mut all = Vec::new();
     let _ = s.read_to_end(&mut all);
     let text = String::from_utf8_lossy(&all);
@@ -328,10 +378,19 @@ fn state_changes_need_the_token_and_refusals_are_counted() {
         post(h, "/message", body, Some("s3cret-token-0123456789")).status,
         200
     );
-    // Reading needs no token.
+    // Reading needs no token, but what the node received and what its user started
+    // are not for anyone who connects.
     assert_eq!(get(h, "/files").status, 200);
+    assert_eq!(get(h, "/events").status, 401);
+    assert_eq!(get(h, "/downloads").status, 401);
+    let events = raw(
+        h,
+        b"GET /events HTTP/1.1\r\nAuthorization: Bearer s3cret-token-0123456789\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(events.status, 200);
+    assert_eq!(events.json()["events"][0]["from"], "bob");
     let st = get(h, "/status").json();
-    assert_eq!(st["http"]["refused_access"], 2, "{st}");
+    assert_eq!(st["http"]["refused_access"], 4, "{st}");
 
     // A token too short to be one is refused at start.
     std::fs::write(&token_file, "short\n").unwrap();
@@ -499,7 +558,7 @@ fn http_connections_beyond_the_address_share_get_503_and_the_others_are_served()
     let mut held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(h).unwrap()).collect();
     for s in &mut held {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .unwrap();
         let mut buf = [0u8; 512];
         let n = s.read(&mut buf).unwrap();

@@ -18,6 +18,7 @@ use byteorder::{BigEndian, ReadBytesExt};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Cursor, Read, Write};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -525,6 +526,27 @@ fn reserve(file: &File, size: u64) -> io::Result<()> {
     if size == 0 {
         return Ok(());
     }
+    // What is not allocated yet must fit: a failed fallocate keeps what it allocated,
+    // and a size the index claims (up to 1 TiB) must not fill the disk.
+    let allocated = file.metadata()?.blocks().saturating_mul(512);
+    let needed = size.saturating_sub(allocated);
+    // SAFETY: `stat` is a plain C struct written by fstatvfs; the fd is valid.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut stat) } == 0 {
+        // fsblkcnt_t and c_ulong are narrower than u64 on some targets.
+        #[allow(clippy::useless_conversion)]
+        let free = u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize));
+        if needed > free {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "not enough space: {} more needed, {} free",
+                    crate::units::fmt_bytes(needed),
+                    crate::units::fmt_bytes(free)
+                ),
+            ));
+        }
+    }
     // SAFETY: fallocate only reads its integer arguments; the fd is valid for the
     // lifetime of `file`.
     let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size as libc::off_t) };
@@ -583,6 +605,22 @@ pub(super) fn place(part: &Path, dest: &Path) -> Result<FileStamp, DownloadError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A size beyond the free space is refused before anything is allocated, so a
+    /// claimed size cannot fill the disk; a size that fits is allocated.
+    #[test]
+    fn reserving_more_than_the_free_space_is_refused_and_allocates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("big.part")).unwrap();
+        let e = reserve(&file, 1 << 60).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::StorageFull, "{e}");
+        assert!(e.to_string().contains("not enough space"), "{e}");
+        assert_eq!(file.metadata().unwrap().blocks(), 0);
+        reserve(&file, 1 << 20).unwrap();
+        // tmpfs and others without fallocate leave the file as it was.
+        let blocks = file.metadata().unwrap().blocks();
+        assert!(blocks == 0 || blocks * 512 >= 1 << 20, "{blocks} blocks");
+    }
 
     #[test]
     fn place_never_replaces_an_existing_file() {

@@ -8,12 +8,13 @@
 //! the policy says so, and collects how sources end. One `download-src-<k>` thread per
 //! source pulls pieces from the plan with [`PIPELINE_DEPTH`] requests in flight and
 //! only receives: each piece goes, in the buffer it arrived in, to a pool of
-//! `download-verify-<k>` threads (one per core, at least two), which hash it against
+//! `download-verify-<k>` threads (one per core, from two to eight), which hash it against
 //! the piece list, write it in place (see `buffer`: directly to the device where the
 //! file system allows) and tell the `download-disk` thread (see [`DiskWriter`]). So
 //! receiving, hashing and writing overlap, and one source's pieces are hashed on every
 //! core. The verifier tells the source how each of its pieces fared: a source ends only
-//! once every piece it sent is judged, and one whose holder is banned for bad pieces
+//! once every piece it sent is judged (or every piece of the file is in), and one whose
+//! holder is banned for bad pieces
 //! stops. When nothing is missing any more, idle sources duplicate the pieces in
 //! flight longest (endgame); the first copy wins, and once every piece is in, the
 //! connections still busy are shut down, so a slow or stalled source never holds the
@@ -64,6 +65,7 @@ const DISK_QUEUE: usize = 16;
 const VERIFY_QUEUE: usize = 8;
 
 /// Verifier threads: one per core (hashing is most of a download's CPU), at least two
+/// and at most eight
 /// (a direct write blocks its verifier until the device has the piece).
 fn verifiers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
@@ -269,18 +271,17 @@ fn run_swarm(
         }
     );
     std::thread::scope(|scope| {
+        let check = &check_against;
+        let unchecked = resumed.unchecked;
+        let whole_sha1 = job.req.verify_sha1;
+        // The disk thread owns its end of the queue: if it stops (an error, a panic),
+        // the queue disconnects and the verifiers' sends fail at once instead of
+        // blocking on a full queue nobody reads.
         let disk = std::thread::Builder::new()
             .name("download-disk".into())
-            .spawn_scoped(scope, || {
-                DiskWriter::new(
-                    partial,
-                    size,
-                    resumed_pieces,
-                    resumed.unchecked,
-                    &check_against,
-                    job.req.verify_sha1,
-                )
-                .run(&disk_rx, &spare_tx)
+            .spawn_scoped(scope, move || {
+                DiskWriter::new(partial, size, resumed_pieces, unchecked, check, whole_sha1)
+                    .run(&disk_rx, &spare_tx)
             });
         let disk = match disk {
             Ok(handle) => handle,
