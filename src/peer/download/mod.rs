@@ -218,6 +218,12 @@ pub enum DownloadError {
         path: PathBuf,
         source: io::Error,
     },
+    /// This content is being downloaded already in this process (under this name or
+    /// another, from the console or the HTTP interface): two downloads would share
+    /// one partial file.
+    Busy {
+        name: String,
+    },
     Cancelled,
 }
 
@@ -269,6 +275,10 @@ impl fmt::Display for DownloadError {
                  was placed in the folder and the bytes were discarded"
             ),
             DownloadError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            DownloadError::Busy { name } => write!(
+                f,
+                "'{name}': this content is being downloaded already; wait for that download, or stop it"
+            ),
             DownloadError::Cancelled => f.write_str("cancelled"),
         }
     }
@@ -388,6 +398,18 @@ pub fn download_from(
     // Partials of an earlier version are named by the whole-file SHA-1: renamed to the
     // content id, or taken over when this content's holders claim that SHA-1.
     partial::migrate(&partial_dir);
+    // One download per content at a time: they would share the partial. Held until
+    // the file is placed.
+    let _claim = match target {
+        Some(t) => Some(
+            partial::Claim::take(partial_dir.join(format!("{}.part", t.id.hex()))).ok_or_else(
+                || DownloadError::Busy {
+                    name: req.name.to_string(),
+                },
+            )?,
+        ),
+        None => None,
+    };
     if let Some(t) = target {
         Partial::adopt(&partial_dir, t, &req.name);
     }

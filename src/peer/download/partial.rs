@@ -21,6 +21,7 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// Which resumed pieces are hashed before they are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -518,6 +519,33 @@ impl Partial {
     }
 }
 
+/// The partials some download of this process is using: two downloads of one content
+/// (under two names, or from the console and the HTTP interface at once) would share
+/// one partial, and the second to finish would find it gone.
+static CLAIMED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A partial's path, claimed by one download until dropped.
+pub(super) struct Claim(PathBuf);
+
+impl Claim {
+    /// Claims `part`; `None` when another download of this process holds it.
+    pub(super) fn take(part: PathBuf) -> Option<Claim> {
+        let mut claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+        if claimed.contains(&part) {
+            return None;
+        }
+        claimed.push(part.clone());
+        Some(Claim(part))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+        claimed.retain(|p| p != &self.0);
+    }
+}
+
 /// Allocates the file's blocks up front (`fallocate`): a full disk shows at the start
 /// of a download, not in its middle; the file is not fragmented by pieces arriving
 /// out of order; and direct writes into allocated blocks run side by side (ext4 and
@@ -605,6 +633,15 @@ pub(super) fn place(part: &Path, dest: &Path) -> Result<FileStamp, DownloadError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_is_claimed_by_one_download_at_a_time() {
+        let path = PathBuf::from("/nonexistent/claim-test.part");
+        let first = Claim::take(path.clone()).expect("free");
+        assert!(Claim::take(path.clone()).is_none(), "held");
+        drop(first);
+        assert!(Claim::take(path).is_some(), "free again");
+    }
 
     /// A size beyond the free space is refused before anything is allocated, so a
     /// claimed size cannot fill the disk; a size that fits is allocated.
