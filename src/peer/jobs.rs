@@ -111,6 +111,9 @@ pub struct Jobs {
     downloader: Arc<Downloader>,
     table: Mutex<BTreeMap<String, Job>>,
     next: AtomicU64,
+    /// The download threads, so that a shutdown can wait for them to record their
+    /// progress.
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Jobs {
@@ -119,6 +122,7 @@ impl Jobs {
             downloader,
             table: Mutex::new(BTreeMap::new()),
             next: AtomicU64::new(1),
+            threads: Mutex::new(Vec::new()),
         }
     }
 
@@ -183,9 +187,16 @@ impl Jobs {
                 );
                 jobs.finish(job_name.as_str(), outcome);
             });
-        if let Err(e) = spawned {
-            self.table().remove(name.as_str());
-            return Err(StartError::Thread(e.to_string()));
+        match spawned {
+            Ok(handle) => {
+                let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+                threads.retain(|t| !t.is_finished());
+                threads.push(handle);
+            }
+            Err(e) => {
+                self.table().remove(name.as_str());
+                return Err(StartError::Thread(e.to_string()));
+            }
         }
         Ok(self.view(name.as_str()).expect("the job was just inserted"))
     }
@@ -227,10 +238,21 @@ impl Jobs {
         }
     }
 
-    /// Asks every running download to stop (the peer is shutting down).
-    pub fn cancel_all(&self) {
+    /// Stops every running download (the peer is shutting down) and waits, up to
+    /// `within`, for each to record where it was, so it resumes from there.
+    pub fn stop_all(&self, within: Duration) {
         for job in self.table().values() {
             job.live.cancel.store(true, Ordering::SeqCst);
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let until = Instant::now() + within;
+        for t in threads {
+            while !t.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
     }
 }

@@ -536,7 +536,7 @@ impl Peer {
     /// Leaves the overlay and every index, and stops serving.
     pub fn shutdown(mut self) {
         self.shared.stopping.store(true, Ordering::Relaxed);
-        self.jobs.cancel_all();
+        self.jobs.stop_all(Duration::from_secs(5));
         self.overlay.leave();
         if let Some(l) = self.links.take() {
             l.leave();
