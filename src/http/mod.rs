@@ -157,7 +157,8 @@ impl<A: Api> Protocol for Http<A> {
                 route_label(&req.path),
                 response.status < 400,
             );
-            if response.status >= 400 && response.status != 401 && response.status < 500 {
+            // Access refusals (401, 403) are counted as such in `respond`.
+            if (400..500).contains(&response.status) && !matches!(response.status, 401 | 403) {
                 self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
             }
             if let Err(e) = response.write_to(stream, keep, req.method == Method::Head) {
