@@ -22,7 +22,7 @@
 //! index again, when to give up); this module is their runtime.
 //!
 //! The rooms: this file is the entry point (from which holders, in which order, and
-//! the quarantine); `choice` decides which content, and refuses when holders disagree; `swarm` fetches pieces from several holders at once; `policy` decides
+//! the quarantine); `choice` decides which content, and refuses when holders disagree; `swarm` fetches pieces from several holders at once, and `swarm::verify` judges them; `buffer` holds them and writes them; `policy` decides
 //! which holders it uses; `partial` owns the partial file, its resume-state record
 //! ([`StateRecord`]) and placing the finished file; `disk` is the disk writer;
 //! `classic` fetches a whole file from a classic holder.

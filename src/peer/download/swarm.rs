@@ -41,7 +41,6 @@ use crate::protocol::hash::{parse_piece_list, piece_list_digest, Sha1Digest};
 use crate::protocol::name::FileName;
 use crate::protocol::{piece_count, PIECE_SIZE};
 use crossbeam_channel::{Receiver, Sender};
-use sha1::{Digest, Sha1};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{Shutdown, TcpStream};
@@ -50,6 +49,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread::Scope;
 use std::time::{Duration, Instant};
+use verify::{Judged, Received, Verdict, Work};
+
+mod verify;
 
 /// Fetch requests kept in flight on one connection, so the source never idles
 /// between pieces.
@@ -832,116 +834,6 @@ impl Swarm<'_> {
         }
         Ok(buf)
     }
-
-    /// A verifier's loop: judges received pieces until it takes a stop.
-    fn verify_all(&self, queue: &Receiver<Work>) {
-        while let Ok(Work::Piece(received)) = queue.recv() {
-            let Received {
-                source,
-                addr,
-                piece,
-                buf,
-                verdict,
-            } = received;
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.judge(source, &addr, piece, buf)
-            }))
-            .unwrap_or_else(|_| Err(io::Error::other("a verifier thread panicked")));
-            // The source may have ended (it failed): the plan knows already.
-            let _ = verdict.send(Verdict { piece, result });
-        }
-    }
-
-    /// Hashes piece `i` from `source` and compares it with the piece list. A good
-    /// piece is written in place (unless another source's copy got there first) and
-    /// reported to the disk thread; a bad one goes back to the plan, and counts
-    /// against its holder (`addr`).
-    fn judge(&self, source: SourceId, addr: &str, i: usize, buf: PieceBuf) -> io::Result<Judged> {
-        let hash = Sha1Digest(Sha1::digest(&buf[..]).into());
-        if Some(&hash) != self.pieces.get().and_then(|list| list.get(i)) {
-            let banned = {
-                let mut st = self.lock();
-                st.plan.bad_copy(i, source);
-                st.policy.bad_piece(addr)
-            };
-            let _ = self.spare_tx.try_send(buf);
-            crate::metrics::global().pieces_rejected.inc();
-            return Ok(Judged::Bad { banned });
-        }
-        let first = {
-            let mut st = self.lock();
-            let first = st.plan.verified(i);
-            if first {
-                *st.delivered.entry(source).or_insert(0) += 1;
-            }
-            first
-        };
-        if !first {
-            let _ = self.spare_tx.try_send(buf);
-            return Ok(Judged::Good);
-        }
-        let len = buf.len() as u64;
-        let written = self.writer.write_at(&buf, i as u64 * PIECE_SIZE);
-        // The disk thread hashes the bytes for the whole-file SHA-1, then gives the
-        // buffer back; otherwise it goes back now.
-        let data = if self.whole_sha1 {
-            Some(buf)
-        } else {
-            let _ = self.spare_tx.try_send(buf);
-            None
-        };
-        let landed = written.map(|()| Landed {
-            piece: i,
-            len,
-            data,
-        });
-        let failed = landed
-            .as_ref()
-            .err()
-            .map(|e| io::Error::new(e.kind(), e.to_string()));
-        if self.to_disk.send(landed).is_err() {
-            return Err(io::Error::other("the disk thread stopped"));
-        }
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        self.progress.advance(len);
-        crate::metrics::global().pieces_verified.inc();
-        crate::metrics::global().downloaded_bytes.inc_by(len);
-        Ok(Judged::Good)
-    }
-}
-
-/// Work for a verifier.
-enum Work {
-    Piece(Received),
-    /// Every source has ended: the verifier that takes this ends.
-    Stop,
-}
-
-/// A piece as it arrived from a source, on its way to be judged.
-struct Received {
-    source: SourceId,
-    /// The holder's address, which a bad piece counts against.
-    addr: String,
-    piece: usize,
-    buf: PieceBuf,
-    /// Where the source hears how the piece fared.
-    verdict: Sender<Verdict>,
-}
-
-/// How a piece fared, for its source.
-struct Verdict {
-    piece: usize,
-    /// `Err`: it could not be written; the download stops.
-    result: io::Result<Judged>,
-}
-
-enum Judged {
-    /// It matched its hash (and is written, unless another copy was first).
-    Good,
-    /// It did not; `banned`: its holder is banned for the rest of the download.
-    Bad { banned: bool },
 }
 
 /// Asks a holder for the piece list of `target` and checks it against the content id
