@@ -224,7 +224,7 @@ impl Console<'_> {
         };
         let progress = BarProgress::new();
         self.cancel.store(false, Ordering::SeqCst);
-        let result = self.peer.download(
+        let result = self.peer.downloader().download(
             name.clone(),
             id,
             flags.allow_unverified,

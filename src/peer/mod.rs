@@ -3,7 +3,8 @@
 //! Threads: the server's accept and connection threads (serve.rs), one link thread
 //! per index (links.rs), one `peer-scan` thread that hashes the folder at start, the
 //! overlay's `overlay` and `olink-*` threads ([`crate::overlay::runtime`]), and
-//! whoever calls [`Peer::download`] (the console, or a one-shot command).
+//! whoever downloads through its [`Downloader`] (the console on its own thread, the
+//! HTTP interface's `download-job-<k>` threads ([`jobs`])).
 //!
 //! The cores it drives are the [`catalog::Catalog`] and the [`plan::PiecePlan`].
 
@@ -30,12 +31,10 @@ use crate::overlay::runtime::{self, CoreSetup, Identity, OverlayHandle};
 use crate::overlay::{OverlayConfig, OverlayEvent};
 use crate::protocol::codec;
 use crate::protocol::commands::Role;
-use crate::protocol::hash::Sha1Digest;
-use crate::protocol::name::{FileName, PeerId};
+use crate::protocol::name::PeerId;
 use crate::protocol::VERSION;
 use catalog::Catalog;
 use crossbeam_channel::Receiver;
-use download::{DownloadError, DownloadOutcome, Progress};
 pub use downloader::Downloader;
 pub use jobs::Jobs;
 use links::LinkState;
@@ -514,18 +513,9 @@ impl Peer {
     }
 
     /// Downloads into the shared folder, then shares the file onward (see
-    /// [`Downloader::download`]).
-    pub fn download(
-        &self,
-        name: FileName,
-        id: Option<Sha1Digest>,
-        allow_unverified: bool,
-        verify_sha1: bool,
-        progress: &dyn Progress,
-        cancel: &AtomicBool,
-    ) -> Result<DownloadOutcome, DownloadError> {
-        self.downloader
-            .download(name, id, allow_unverified, verify_sha1, progress, cancel)
+    /// [`Downloader::download`]); the console and the HTTP interface share it.
+    pub fn downloader(&self) -> &Arc<Downloader> {
+        &self.downloader
     }
 
     /// Downloads running in the background (started over HTTP).
