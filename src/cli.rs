@@ -138,6 +138,11 @@ pub enum Command {
     /// Print a shell completion script to stdout, e.g.
     /// `p2pshare completions bash > ~/.local/share/bash-completion/completions/p2pshare`.
     Completions(CompletionsArgs),
+    /// Make the network's key (--network): it signs the key-value store's values.
+    Keygen(KeygenArgs),
+    /// The key-value store on the DHT: `kv put KEY VALUE`, `kv get KEY`, `kv rm KEY`.
+    #[command(subcommand)]
+    Kv(KvCommand),
     /// Print a node's id (its public key), creating its key when there is none yet.
     /// With no option: the peer of the current folder (./.p2pshare/node.key).
     Id(IdArgs),
@@ -155,9 +160,93 @@ impl Command {
             Command::Status(a) => a.json,
             Command::Say(a) => a.json,
             Command::Members(a) => a.json,
+            Command::Keygen(a) => a.json,
+            Command::Kv(KvCommand::Put(a)) => a.json,
+            Command::Kv(KvCommand::Get(a)) => a.json,
+            Command::Kv(KvCommand::Rm(a)) => a.json,
             _ => false,
         }
     }
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Copy the key to every node that may write the store, and only the \
+id file (the same path with .id) to nodes that may only read it. A network key is never \
+replaced: make it once.")]
+pub struct KeygenArgs {
+    /// The network's key (the only kind made here: a node makes its own key on first
+    /// start).
+    #[arg(long, required = true)]
+    pub network: bool,
+    /// Where to write it; its id goes beside it, with .id.
+    #[arg(long, value_name = "FILE", default_value = "config/network.key")]
+    pub out: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KvCommand {
+    /// Store VALUE under KEY (the last writer wins, by sequence number).
+    Put(KvPutArgs),
+    /// Print KEY's value; exits 1 with 'not found' when it has none.
+    Get(KvGetArgs),
+    /// Remove KEY (a signed removal that a stale copy cannot undo).
+    Rm(KvRmArgs),
+}
+
+/// How a one-shot command reaches the DHT: a node of its own for the command's
+/// length, bootstrapped from the seeds (or --dht-bootstrap).
+#[derive(Args, Debug, Clone)]
+pub struct DhtClientFlags {
+    #[command(flatten)]
+    pub seeds: SeedListFlags,
+    #[command(flatten)]
+    pub dht: DhtFlags,
+}
+
+#[derive(Args, Debug)]
+pub struct KvPutArgs {
+    /// Any UTF-8, up to 64 bytes.
+    pub key: String,
+    /// Up to 1 MiB; '-' reads it from standard input.
+    pub value: String,
+    /// Only if the value's sequence number is still SEQ (as `kv get` shows it):
+    /// compare-and-swap.
+    #[arg(long, value_name = "SEQ")]
+    pub cas: Option<i64>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: DhtClientFlags,
+}
+
+#[derive(Args, Debug)]
+pub struct KvGetArgs {
+    pub key: String,
+    /// Print JSON (key, value, seq) instead of the value.
+    #[arg(long, conflicts_with = "raw")]
+    pub json: bool,
+    /// Print the value's bytes exactly, without a newline after them.
+    #[arg(long)]
+    pub raw: bool,
+    #[command(flatten)]
+    pub client: DhtClientFlags,
+}
+
+#[derive(Args, Debug)]
+pub struct KvRmArgs {
+    pub key: String,
+    /// Only if the value's sequence number is still SEQ.
+    #[arg(long, value_name = "SEQ")]
+    pub cas: Option<i64>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: DhtClientFlags,
 }
 
 #[derive(Args, Debug)]
@@ -382,6 +471,54 @@ pub struct LogFlags {
     pub log_file: Option<PathBuf>,
 }
 
+/// Which DHT a node joins.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DhtKind {
+    /// This network's own, bootstrapped from its seeds.
+    Private,
+    /// The public Mainline DHT, through its usual bootstrap nodes
+    /// (router.bittorrent.com:6881 and others).
+    Public,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DhtFlags {
+    /// Run no DHT node: files are found through index servers only, and the
+    /// key-value store is out of reach.
+    #[arg(long)]
+    pub no_dht: bool,
+    /// Which DHT to join.
+    #[arg(long, value_enum, default_value_t = DhtKind::Private)]
+    pub dht: DhtKind,
+    /// A DHT node to bootstrap from, HOST:PORT (repeatable). Default: the seeds, at
+    /// their TCP port number (a seed's DHT node listens on UDP at the same number).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub dht_bootstrap: Vec<String>,
+    /// The network's key (made by `p2pshare keygen --network`), which signs the
+    /// key-value store's values. Without it, the network's id beside it (the same path
+    /// with .id) lets a node read the store but not write it.
+    #[arg(long, value_name = "FILE", default_value = "config/network.key")]
+    pub network_key: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DhtNodeFlags {
+    #[command(flatten)]
+    pub dht: DhtFlags,
+    /// UDP port of the DHT node. Default: the same number as the TCP port.
+    #[arg(long, value_name = "PORT")]
+    pub dht_port: Option<u16>,
+    /// Put what this node holds for the DHT again this often: the network's values
+    /// stored here, their chunks, and this node's announces.
+    #[arg(long, default_value = "15m", value_parser = duration, value_name = "DURATION")]
+    pub dht_republish: Duration,
+    /// Requests a second that one IPv4 address may send this node's DHT (a burst of
+    /// twice that); more go unanswered. Storing a 1 MiB value asks each node of a
+    /// small network about 2,000 times.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub dht_rate: u64,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct SeedListFlags {
     /// File listing the seed nodes, one 'HOST:PORT ID' a line ('#' comments), where ID
@@ -447,6 +584,8 @@ pub struct SeedArgs {
     pub max_peers_per_address: u32,
     #[command(flatten)]
     pub seeds: SeedListFlags,
+    #[command(flatten)]
+    pub dht: DhtNodeFlags,
     #[command(flatten)]
     pub log: LogFlags,
     #[command(flatten)]
@@ -587,6 +726,8 @@ pub struct PeerArgs {
     #[command(flatten)]
     pub seeds: SeedListFlags,
     #[command(flatten)]
+    pub dht: DhtNodeFlags,
+    #[command(flatten)]
     pub liveness: LivenessFlags,
     #[command(flatten)]
     pub log: LogFlags,
@@ -646,10 +787,18 @@ pub struct GetArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Find holders on the DHT only, without asking an index server. Without it, the
+    /// DHT is asked when no index answers or none knows the name.
+    #[arg(long, conflicts_with = "no_dht")]
+    pub no_index: bool,
     #[command(flatten)]
     pub transfer: TransferFlags,
     #[command(flatten)]
     pub index: IndexFlags,
+    #[command(flatten)]
+    pub seeds: SeedListFlags,
+    #[command(flatten)]
+    pub dht: DhtFlags,
 }
 
 #[derive(Args, Debug)]

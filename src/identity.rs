@@ -180,6 +180,40 @@ impl NodeKey {
         }
     }
 
+    /// The key in `path`, which must exist (a network key is made on purpose, by
+    /// `p2pshare keygen --network`, never on first use).
+    pub fn load(path: &Path) -> Result<NodeKey, KeyError> {
+        let text = std::fs::read_to_string(path)?;
+        check_private(path)?;
+        let seed = hex_decode(text.trim()).ok_or(KeyError::Malformed)?;
+        let seed: [u8; 32] = seed.try_into().map_err(|_| KeyError::Malformed)?;
+        Ok(NodeKey::from_seed(seed))
+    }
+
+    /// A new key written to `path` (owner-only); fails when the file exists.
+    pub fn create(path: &Path) -> Result<NodeKey, KeyError> {
+        if path.exists() {
+            return Err(KeyError::Io(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the file exists",
+            )));
+        }
+        let key = NodeKey::generate();
+        write_private(path, &format!("{}\n", hex_encode(&key.signing.to_bytes())))?;
+        Ok(key)
+    }
+
+    /// The 32-byte secret, for a signer that takes raw Ed25519 keys (the DHT's BEP 44
+    /// items). Never written anywhere but the owner-only key file.
+    pub fn secret_bytes(&self) -> [u8; 32] {
+        self.signing.to_bytes()
+    }
+
+    /// The 32-byte public key.
+    pub fn public_bytes(&self) -> [u8; 32] {
+        self.signing.verifying_key().to_bytes()
+    }
+
     pub fn id(&self) -> &PeerId {
         &self.id
     }

@@ -21,6 +21,7 @@ pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod console;
+pub mod dht;
 pub mod eventlog;
 pub mod http;
 pub mod identity;
@@ -50,8 +51,8 @@ pub const LAYERS: &[&[&str]] = &[
     &["eventlog"],
     // Sockets: servers, clients, rate limits.
     &["net"],
-    // The roles' own logic.
-    &["index", "overlay"],
+    // The roles' own logic, and the DHT that seeds and peers run.
+    &["index", "overlay", "dht"],
     &["peer"],
     // How results are shown.
     &["render", "bench"],

@@ -5,10 +5,11 @@
 //! [`ArgError::Unreadable`].
 
 use super::{
-    HttpFlags, IndexArgs, IndexFlags, LivenessFlags, LivenessMode, LogFlags, PeerArgs, SeedArgs,
+    DhtFlags, DhtKind, DhtNodeFlags, HttpFlags, IndexArgs, IndexFlags, LivenessFlags, LivenessMode, LogFlags, PeerArgs, SeedArgs,
     SeedListFlags, ServerFlags,
 };
 use crate::config::{read_addr_list, NodeAddr};
+use crate::dht::{DhtSettings, Network};
 use crate::eventlog::EventLog;
 use crate::http::HttpSettings;
 use crate::identity::NodeKey;
@@ -136,6 +137,75 @@ impl SeedListFlags {
                 .map_err(ArgError::Unreadable)?
                 .unwrap_or_default()),
         }
+    }
+}
+
+impl DhtFlags {
+    /// The network key or id, when there is one.
+    pub fn network(&self) -> Result<Option<Network>, ArgError> {
+        Network::load(&self.network_key).map_err(ArgError::Unreadable)
+    }
+
+    /// A DHT node for a one-shot command: it answers nobody, takes any port, and
+    /// bootstraps from --dht-bootstrap, else from `seeds`. `None` with --no-dht.
+    pub fn client_settings(&self, seeds: &[NodeAddr]) -> Result<Option<DhtSettings>, ArgError> {
+        self.settings(seeds, std::net::Ipv4Addr::UNSPECIFIED, Some(0), false)
+    }
+
+    fn settings(
+        &self,
+        seeds: &[NodeAddr],
+        bind: std::net::Ipv4Addr,
+        port: Option<u16>,
+        server: bool,
+    ) -> Result<Option<DhtSettings>, ArgError> {
+        if self.no_dht {
+            return Ok(None);
+        }
+        let public = self.dht == DhtKind::Public;
+        let bootstrap = if !self.dht_bootstrap.is_empty() || public {
+            self.dht_bootstrap.clone()
+        } else {
+            seeds.iter().map(|s| s.as_str().to_owned()).collect()
+        };
+        Ok(Some(DhtSettings {
+            bind,
+            port,
+            bootstrap,
+            public,
+            // On the public DHT, the crate's adaptive mode decides.
+            server: server && !public,
+            republish: Duration::from_secs(15 * 60),
+            rate: 5000,
+            network: self.network()?,
+        }))
+    }
+}
+
+impl DhtNodeFlags {
+    /// The DHT node of a seed or a peer listening on `listen`, bootstrapped from
+    /// `seeds`. `None` with --no-dht.
+    pub fn settings(
+        &self,
+        listen: std::net::SocketAddr,
+        seeds: &[NodeAddr],
+    ) -> Result<Option<DhtSettings>, ArgError> {
+        let bind = match listen.ip() {
+            std::net::IpAddr::V4(ip) => ip,
+            // The crate speaks IPv4 only.
+            std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+        };
+        if self.dht_republish < Duration::from_secs(1) {
+            return Err(usage("--dht-republish must be 1s or more"));
+        }
+        Ok(self
+            .dht
+            .settings(seeds, bind, self.dht_port, true)?
+            .map(|s| DhtSettings {
+                republish: self.dht_republish,
+                rate: self.dht_rate,
+                ..s
+            }))
     }
 }
 
@@ -303,6 +373,7 @@ impl PeerArgs {
                 .transfer
                 .max_download_rate
                 .map(|r| Arc::new(TokenBucket::new(r))),
+            dht: self.dht.settings(self.listen, &self.seeds.addrs()?)?,
             overlay: OverlaySettings {
                 seeds: self.seeds.addrs()?,
                 config: self.liveness.overlay_config()?,

@@ -5,12 +5,13 @@
 
 mod bench;
 mod error;
+mod kv;
 mod oneshot;
 mod roles;
 
 pub use error::{CmdError, ErrorKind};
 
-use crate::cli::{manual, BenchCommand, Command};
+use crate::cli::{manual, BenchCommand, Command, KvCommand};
 
 /// Runs one command to its end.
 pub fn run(command: Command) -> Result<(), CmdError> {
@@ -24,6 +25,10 @@ pub fn run(command: Command) -> Result<(), CmdError> {
         Command::Get(a) => oneshot::get(a),
         Command::Status(a) => oneshot::status(a),
         Command::Id(a) => oneshot::id(a),
+        Command::Keygen(a) => kv::keygen(a),
+        Command::Kv(KvCommand::Put(a)) => kv::put(a),
+        Command::Kv(KvCommand::Get(a)) => kv::get(a),
+        Command::Kv(KvCommand::Rm(a)) => kv::rm(a),
         Command::Bench(BenchCommand::Index(a)) => bench::index(a),
         Command::Bench(BenchCommand::Overlay(a)) => bench::overlay(a),
         Command::Completions(a) => print_document(&manual::completions(a.shell)),

@@ -12,6 +12,7 @@ use crate::overlay::wire;
 use crate::peer::download::{
     self, ContentIdArg, DownloadError, DownloadOutcome, DownloadRequest, KeptNotes, Progress,
 };
+use crate::peer::finder::{DhtUse, Finder, LazyDht};
 use crate::peer::pool::IndexPool;
 use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::FileName;
@@ -47,8 +48,18 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
         .transpose()
         .map_err(|e| CmdError::usage(format!("--id: {e}")))?;
     let pool = IndexPool::new(a.index.addrs()?, a.index.timeouts());
+    let self_id = format!("get-{}", std::process::id());
+    let finder = Finder {
+        dht: match a.dht.client_settings(&a.seeds.addrs()?)? {
+            Some(s) => DhtUse::Fallback(Arc::new(LazyDht::new(s))),
+            None => DhtUse::Off,
+        },
+        no_index: a.no_index,
+        self_id: self_id.clone(),
+        timeouts: a.index.timeouts(),
+    };
     let id = match &id_arg {
-        Some(arg) => Some(content_id(&pool, &name, arg)?),
+        Some(arg) => Some(content_id(&pool, &finder, &name, arg)?),
         None => None,
     };
     let made = TempFolders::make(&a.dir)?;
@@ -61,7 +72,6 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
     };
     let state_dir = a.state_dir.clone().unwrap_or_else(|| dir.join(".p2pshare"));
     let made = made.with_state(&state_dir);
-    let self_id = format!("get-{}", std::process::id());
     let req = DownloadRequest {
         name: name.clone(),
         id,
@@ -83,7 +93,7 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
     let bar = BarProgress::new();
     let notes = KeptNotes::default();
     let progress: &dyn Progress = if a.json { &notes } else { &bar };
-    let result = download::download(&pool, &req, progress, &cancel);
+    let result = download::download(&pool, &finder, &req, progress, &cancel);
     // Folders this command made and left empty go again, whatever the outcome: a
     // failed get leaves no trace, a finished one no empty state folders.
     made.remove_empty();
@@ -115,12 +125,13 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
 /// holders of the name.
 fn content_id(
     pool: &IndexPool,
+    finder: &Finder,
     name: &FileName,
     arg: &ContentIdArg,
 ) -> Result<Sha1Digest, CmdError> {
     let holders = match arg {
         ContentIdArg::Full(_) => Vec::new(),
-        ContentIdArg::Short(_) => pool.holders(name, None)?,
+        ContentIdArg::Short(_) => finder.holders(pool, name, None)?,
     };
     arg.resolve(&holders)
         .map_err(|e| CmdError::failed(format!("--id: '{name}': {e}")))

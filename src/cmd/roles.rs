@@ -5,6 +5,7 @@
 use super::CmdError;
 use crate::cli::{IndexArgs, PeerArgs, SeedArgs};
 use crate::console;
+use crate::dht::DhtNode;
 use crate::http;
 use crate::index::Index;
 use crate::output;
@@ -58,9 +59,20 @@ pub fn index(a: IndexArgs) -> Result<(), CmdError> {
 pub fn seed(a: SeedArgs) -> Result<(), CmdError> {
     let settings = a.settings()?;
     let http_settings = a.http.settings(a.server.config())?;
+    // A seed's DHT node bootstraps from the other seeds: the seeds are the private
+    // DHT's bootstrap nodes.
+    let dht_settings = a.dht.settings(a.listen, &settings.seeds)?;
     let seeds = list(settings.seeds.iter());
     let signals = signals::take_over()?;
     let seed = Seed::start(settings).map_err(CmdError::failed)?;
+    let dht = match dht_settings.map(|s| DhtNode::start(s, seed.local_addr().port())) {
+        Some(Ok(node)) => Some(Arc::new(node)),
+        Some(Err(e)) => {
+            seed.shutdown();
+            return Err(CmdError::failed(e));
+        }
+        None => None,
+    };
     output::say(format!(
         "p2pshare seed '{}' listening on {}, id {}, seeds {seeds}",
         seed.name(),
@@ -72,10 +84,14 @@ pub fn seed(a: SeedArgs) -> Result<(), CmdError> {
         seed.local_addr(),
         seed.id()
     ));
+    if let Some(d) = &dht {
+        output::say(format!("DHT node on UDP {}", d.local_addr()));
+    }
     let http = start_http(
         http_settings,
         Arc::new(http::SeedApi {
             service: seed.service().clone(),
+            dht: dht.clone(),
         }),
     );
     let http = match http {
@@ -88,6 +104,9 @@ pub fn seed(a: SeedArgs) -> Result<(), CmdError> {
     let sig = signals.recv().unwrap_or(Signal::Terminate);
     log::info!("{sig:?}: shutting down");
     stop_http(http);
+    if let Some(d) = dht {
+        d.stop();
+    }
     seed.shutdown();
     Ok(())
 }

@@ -103,6 +103,7 @@ pub enum Allow {
     Post,
     GetPost,
     GetDelete,
+    GetPutDelete,
 }
 
 /// What is sent back.
@@ -155,6 +156,7 @@ impl Response {
             Allow::Post => ("POST", "POST"),
             Allow::GetPost => ("GET or POST", "GET, HEAD, POST"),
             Allow::GetDelete => ("GET or DELETE", "GET, HEAD, DELETE"),
+            Allow::GetPutDelete => ("GET, PUT or DELETE", "GET, HEAD, PUT, DELETE"),
         };
         Response::error(405, &format!("{path} takes {what}")).with_header("Allow", methods.into())
     }

@@ -23,6 +23,7 @@
 mod api;
 mod bridge;
 mod index;
+mod kv;
 mod parse;
 mod peer;
 mod seed;
@@ -253,6 +254,7 @@ fn route_label(path: &str) -> &'static str {
         "/broadcast" => "broadcast",
         "/downloads" => "downloads",
         p if p.starts_with("/downloads/") => "download",
+        p if p.starts_with("/kv/") => "kv",
         p if p.starts_with("/files/") && p.ends_with("/holders") => "holders",
         p if p.starts_with("/files/") => "file",
         _ => "other",

@@ -75,6 +75,10 @@ impl Api for PeerApi {
                     _ => Response::not_allowed(path, Allow::GetDelete),
                 }
             }
+            _ if path.starts_with("/kv/") => {
+                let shared = &self.service.shared;
+                super::kv::route(shared.dht.get().map(|d| &**d), shared.me.name.as_str(), req)?
+            }
             _ => {
                 let name = path.strip_prefix("/files/")?;
                 only_get(req).unwrap_or_else(|| self.file(req, name))

@@ -4,6 +4,7 @@ use super::api::{Api, Response};
 use super::bridge::ask;
 use super::index::{only_get, status_rows};
 use super::Request;
+use crate::dht::DhtNode;
 use crate::overlay::seed_role::SeedService;
 use crate::protocol::commands::Role;
 use serde_json::{json, Value};
@@ -11,6 +12,8 @@ use std::sync::Arc;
 
 pub struct SeedApi {
     pub service: Arc<SeedService>,
+    /// The seed's DHT node, for the key-value store (`/kv/KEY`).
+    pub dht: Option<Arc<DhtNode>>,
 }
 
 impl Api for SeedApi {
@@ -25,7 +28,7 @@ impl Api for SeedApi {
     fn route(&self, req: &Request) -> Option<Response> {
         match req.path.as_str() {
             "/peers" => Some(only_get(req).unwrap_or_else(|| members(&*self.service, req))),
-            _ => None,
+            _ => super::kv::route(self.dht.as_deref(), self.service.me.name.as_str(), req),
         }
     }
 }

@@ -5,6 +5,7 @@
 use super::catalog::SharedFile;
 use super::download::{self, DownloadError, DownloadOutcome, DownloadRequest, Progress};
 use super::links::{LinkCommand, Publisher};
+use super::finder::Finder;
 use super::pool::IndexPool;
 use super::{PeerConfig, PeerShared};
 use crate::protocol::hash::Sha1Digest;
@@ -16,6 +17,8 @@ pub struct Downloader {
     pub(super) shared: Arc<PeerShared>,
     pub(super) config: PeerConfig,
     pub(super) pool: IndexPool,
+    /// Where holders come from: the indexes, and the DHT beside them.
+    pub(super) finder: Finder,
     /// Where a finished download is published to the indexes.
     pub(super) publisher: Option<Publisher>,
 }
@@ -58,7 +61,7 @@ impl Downloader {
             verify_sha1,
             direct_io: !self.config.page_cache,
         };
-        let outcome = download::download(&self.pool, &req, progress, cancel)?;
+        let outcome = download::download(&self.pool, &self.finder, &req, progress, cancel)?;
         if let DownloadOutcome::Downloaded(done) = &outcome {
             self.shared.downloads.fetch_add(1, Ordering::Relaxed);
             self.shared

@@ -8,9 +8,11 @@
 //!
 //! The cores it drives are the [`catalog::Catalog`] and the [`plan::PiecePlan`].
 
+mod announce;
 pub mod catalog;
 pub mod download;
 pub mod downloader;
+pub mod finder;
 pub mod hashcache;
 pub mod jobs;
 pub mod links;
@@ -21,6 +23,7 @@ pub mod watch;
 
 use crate::clock::Clock;
 use crate::config::NodeAddr;
+use crate::dht::DhtNode;
 use crate::eventlog::EventLog;
 use crate::net::node::Me;
 use crate::net::rate::TokenBucket;
@@ -35,6 +38,7 @@ use crate::protocol::name::PeerId;
 use crate::protocol::VERSION;
 use catalog::Catalog;
 use crossbeam_channel::Receiver;
+use finder::{DhtUse, Finder};
 pub use downloader::Downloader;
 pub use jobs::Jobs;
 use links::LinkState;
@@ -69,6 +73,8 @@ pub struct PeerConfig {
     pub upload_limit: Option<Arc<TokenBucket>>,
     pub download_limit: Option<Arc<TokenBucket>>,
     pub overlay: OverlaySettings,
+    /// The DHT node to run (`None`: `--no-dht`).
+    pub dht: Option<crate::dht::DhtSettings>,
 }
 
 /// The peer's part in the overlay: seeds, timers, event log.
@@ -109,6 +115,8 @@ pub struct PeerShared {
     /// The latest broadcasts and messages, newest last, for the HTTP interface. A
     /// leaf lock.
     recent: Mutex<std::collections::VecDeque<Recent>>,
+    /// The peer's DHT node, once started (never, with `--no-dht`).
+    pub dht: std::sync::OnceLock<Arc<crate::dht::DhtNode>>,
 }
 
 /// A broadcast or message this peer received, as the HTTP interface lists them.
@@ -151,6 +159,7 @@ impl PeerShared {
             downloads: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             recent: Mutex::new(std::collections::VecDeque::new()),
+            dht: std::sync::OnceLock::new(),
         }
     }
 
@@ -376,10 +385,27 @@ impl Peer {
             gate_rx,
         )
         .map_err(|e| format!("cannot start index links: {e}"))?;
+        let port = server.local_addr().port();
+        let dht = match &config.dht {
+            Some(s) => {
+                let node = Arc::new(DhtNode::start(s.clone(), port)?);
+                let _ = shared.dht.set(node.clone());
+                announce::spawn(shared.clone(), node.clone(), port)
+                    .map_err(|e| format!("cannot start the DHT announcer: {e}"))?;
+                DhtUse::Merge(node)
+            }
+            None => DhtUse::Off,
+        };
         let downloader = Arc::new(Downloader {
             shared: shared.clone(),
             config: config.clone(),
             pool: IndexPool::new(config.indexes.clone(), config.timeouts),
+            finder: Finder {
+                dht,
+                no_index: false,
+                self_id: shared.id.to_string(),
+                timeouts: config.timeouts,
+            },
             publisher: Some(links.publisher()),
         });
         let jobs = Arc::new(Jobs::new(downloader.clone()));
@@ -533,6 +559,9 @@ impl Peer {
         }
         if let Some(s) = self.server.take() {
             s.shutdown();
+        }
+        if let Some(d) = self.shared.dht.get() {
+            d.stop();
         }
     }
 

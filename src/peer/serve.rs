@@ -124,6 +124,31 @@ impl PeerService {
         Ok(file.clone())
     }
 
+    /// `have|NAME`: the size, content id and whole-file SHA-1 (`-` when unknown) of
+    /// the file shared under NAME.
+    fn have(&self, args: &[&str]) -> Result<Reply, Refusal> {
+        let name = FileName::parse(args[0]).map_err(|e| {
+            refuse(
+                ErrorCode::BadName,
+                format!("'{}': {e}", codec::printable(args[0])),
+            )
+        })?;
+        let catalog = self.shared.catalog();
+        let file = catalog
+            .get(name.as_str())
+            .ok_or_else(|| refuse(ErrorCode::NotFound, format!("no shared file '{name}'")))?;
+        let sha1 = file
+            .hashes
+            .sha1
+            .map_or_else(|| "-".to_owned(), |d| d.to_string());
+        Ok(Reply::Text(codec::line(&[
+            "ok",
+            &file.hashes.size.to_string(),
+            &file.hashes.id.to_string(),
+            &sha1,
+        ])))
+    }
+
     fn pieces(&self, args: &[&str]) -> Result<Reply, Refusal> {
         let file = self.lookup(args[0], args[1])?;
         let mut out = codec::data_header(file.hashes.pieces.len() as u64 * 20).into_bytes();
@@ -267,6 +292,7 @@ impl Service for PeerService {
             Verb::Status => Ok(self.status()),
             Verb::Pieces => self.pieces(&req.args),
             Verb::Fetch => self.fetch(&req.args),
+            Verb::Have => self.have(&req.args),
             Verb::Say => self.say(&req.args),
             Verb::Msg => self.message(&req.args, remote, conn),
             Verb::Members => self

@@ -23,6 +23,7 @@ pub enum Verb {
     Search,
     Pieces,
     Fetch,
+    Have,
     // Overlay, node to node (one-way: answered `ok` at once).
     Register,
     Peers,
@@ -251,6 +252,17 @@ pub const COMMANDS: &[Command] = &[
         usage: "pieces|<name>|<content-id>",
         reply: "data|<len> then len bytes: the raw 20-byte piece hashes",
         summary: "the piece list of a shared file",
+    },
+    Command {
+        verb: Verb::Have,
+        name: "have",
+        roles: PEER,
+        min_args: 1,
+        max_args: 1,
+        rows: None,
+        usage: "have|<name>",
+        reply: "ok|<size>|<content-id>|<sha1>",
+        summary: "what the peer shares under a name (asked of holders the DHT finds)",
     },
     Command {
         verb: Verb::Fetch,

@@ -39,6 +39,7 @@ pub use choice::{choices, ContentChoice, ContentIdArg};
 pub use partial::{partials, PartialInfo, StateRecord};
 
 use super::catalog::{hash_file, ContentHashes, FileStamp};
+use super::finder::Finder;
 use super::pool::{Holder, IndexPool};
 use crate::net::rate::TokenBucket;
 use crate::net::{NetError, Timeouts};
@@ -344,6 +345,7 @@ struct Target {
 /// Downloads one file. See the module documentation for the guarantees.
 pub fn download(
     pool: &IndexPool,
+    finder: &Finder,
     req: &DownloadRequest<'_>,
     progress: &dyn Progress,
     cancel: &AtomicBool,
@@ -351,10 +353,10 @@ pub fn download(
     let started = Instant::now();
     // Active until it returns; failed unless `end` counts it completed.
     let active = crate::metrics::global().download_started();
-    let holders = pool
-        .holders(&req.name, req.id)
+    let holders = finder
+        .holders(pool, &req.name, req.id)
         .map_err(DownloadError::Index)?;
-    let requery = || pool.holders(&req.name, req.id).unwrap_or_default();
+    let requery = || finder.holders(pool, &req.name, req.id).unwrap_or_default();
     active.end(download_from(
         &holders, req, &requery, progress, cancel, started,
     ))
