@@ -170,9 +170,11 @@ impl Command {
 }
 
 #[derive(Args, Debug)]
-#[command(after_help = "Copy the key to every node that may write the store, and only the \
+#[command(
+    after_help = "Copy the key to every node that may write the store, and only the \
 id file (the same path with .id) to nodes that may only read it. A network key is never \
-replaced: make it once.")]
+replaced: make it once."
+)]
 pub struct KeygenArgs {
     /// The network's key (the only kind made here: a node makes its own key on first
     /// start).

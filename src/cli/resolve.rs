@@ -5,8 +5,8 @@
 //! [`ArgError::Unreadable`].
 
 use super::{
-    DhtFlags, DhtKind, DhtNodeFlags, HttpFlags, IndexArgs, IndexFlags, LivenessFlags, LivenessMode, LogFlags, PeerArgs, SeedArgs,
-    SeedListFlags, ServerFlags,
+    DhtFlags, DhtKind, DhtNodeFlags, HttpFlags, IndexArgs, IndexFlags, LivenessFlags, LivenessMode,
+    LogFlags, PeerArgs, SeedArgs, SeedListFlags, ServerFlags,
 };
 use crate::config::{read_addr_list, NodeAddr};
 use crate::dht::{DhtSettings, Network};

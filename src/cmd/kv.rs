@@ -122,9 +122,9 @@ pub fn rm(a: KvRmArgs) -> Result<(), CmdError> {
         .kv_rm(&a.key, a.cas)
         .map_err(|e| CmdError::failed(format!("kv rm '{}': {e}", a.key)))?;
     match removed {
-        Some(seq) if a.json => output::say(
-            json!({ "key": a.key, "status": "removed", "seq": seq }).to_string(),
-        ),
+        Some(seq) if a.json => {
+            output::say(json!({ "key": a.key, "status": "removed", "seq": seq }).to_string())
+        }
         Some(seq) => output::say(format!("removed {} (seq {seq})", a.key)),
         None if a.json => {
             output::say(json!({ "key": a.key, "error": "not found" }).to_string());

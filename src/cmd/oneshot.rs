@@ -51,8 +51,16 @@ pub fn get(a: GetArgs) -> Result<(), CmdError> {
     let self_id = format!("get-{}", std::process::id());
     let finder = Finder {
         dht: match a.dht.client_settings(&a.seeds.addrs()?)? {
-            Some(s) => DhtUse::Fallback(Arc::new(LazyDht::new(s))),
-            None => DhtUse::Off,
+            // With no node to start from, there is nothing to ask.
+            Some(s) if s.public || !s.bootstrap.is_empty() => {
+                DhtUse::Fallback(Arc::new(LazyDht::new(s)))
+            }
+            _ if a.no_index => {
+                return Err(CmdError::usage(
+                    "--no-index finds holders on the DHT, which needs a node to start from:                      list seeds (config/seeds.txt, --seed) or give --dht-bootstrap HOST:PORT",
+                ))
+            }
+            _ => DhtUse::Off,
         },
         no_index: a.no_index,
         self_id: self_id.clone(),

@@ -91,6 +91,16 @@ pub(super) const CONSOLE_COMMANDS: &[ConsoleCommand] = &[
         },
     },
     ConsoleCommand {
+        name: "kv",
+        aliases: &[],
+        args: "put KEY VALUE | get KEY | rm KEY",
+        summary: "the network's key-value store on the DHT (writing needs the network's key)",
+        run: |c, args| {
+            c.kv(args);
+            Flow::Continue
+        },
+    },
+    ConsoleCommand {
         name: "peers",
         aliases: &[],
         args: "",

@@ -10,6 +10,7 @@
 
 mod commands;
 mod events;
+mod kv;
 mod progress;
 
 pub use commands::{complete, help_for, help_lines};

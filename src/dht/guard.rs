@@ -105,15 +105,18 @@ impl RequestFilter for Guard {
         };
         match parse_put(&format!("{request:?}")) {
             Some(Put::Mutable(item)) if item.key == network => {
-                let signed = value::signable(item.seq, &item.v, item.salt.as_deref().unwrap_or(&[]));
+                let signed =
+                    value::signable(item.seq, &item.v, item.salt.as_deref().unwrap_or(&[]));
                 if super::verify(&network, &signed, &item.sig) {
-                    self.inner.held.stored_mutable(mainline::MutableItem::new_signed_unchecked(
-                        item.key,
-                        item.sig,
-                        &item.v,
-                        item.seq,
-                        item.salt.as_deref(),
-                    ));
+                    self.inner
+                        .held
+                        .stored_mutable(mainline::MutableItem::new_signed_unchecked(
+                            item.key,
+                            item.sig,
+                            &item.v,
+                            item.seq,
+                            item.salt.as_deref(),
+                        ));
                 }
             }
             Some(Put::Immutable(v)) => self.inner.held.stored_immutable(v),
@@ -207,7 +210,10 @@ mod tests {
         let Some(Put::Mutable(m)) = parse_put(&text) else {
             panic!("not read: {text}")
         };
-        assert_eq!((m.v, m.seq, m.salt), (b"bl".to_vec(), 5, Some(b"c".to_vec())));
+        assert_eq!(
+            (m.v, m.seq, m.salt),
+            (b"bl".to_vec(), 5, Some(b"c".to_vec()))
+        );
         assert_eq!(m.key[31], 31);
         let no_salt = text.replace("salt: Some([99])", "salt: None");
         let Some(Put::Mutable(m)) = parse_put(&no_salt) else {

@@ -256,7 +256,8 @@ mod tests {
     #[test]
     fn chunks_are_put_again_only_while_a_kept_item_points_to_them() {
         let held = Held::new(Duration::from_secs(60));
-        let enc = value::encode(&vec![5; 3000]).unwrap();
+        let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let enc = value::encode(&data).unwrap();
         for c in &enc.chunks {
             held.stored_immutable(c.clone());
         }

@@ -16,6 +16,8 @@ use std::sync::Mutex;
 
 /// Chunk lookups run at once for one value.
 const CHUNK_THREADS: usize = 16;
+/// Lookups of one chunk before it counts as missing.
+const CHUNK_TRIES: usize = 3;
 
 /// Why a key-value operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +37,10 @@ pub enum KvError {
     /// The DHT did not store it (no nodes, none answered): the crate's reason.
     Network(String),
     /// A chunk of a large value could not be found.
-    MissingChunks { missing: usize, of: usize },
+    MissingChunks {
+        missing: usize,
+        of: usize,
+    },
 }
 
 impl fmt::Display for KvError {
@@ -94,7 +99,10 @@ pub struct Read {
 #[allow(deprecated)] // the crate's synchronous API
 impl DhtNode {
     fn public(&self) -> Result<[u8; 32], KvError> {
-        self.network.as_ref().map(|n| n.public).ok_or(KvError::NoNetwork)
+        self.network
+            .as_ref()
+            .map(|n| n.public)
+            .ok_or(KvError::NoNetwork)
     }
 
     fn signer(&self) -> Result<SigningKey, KvError> {
@@ -107,7 +115,9 @@ impl DhtNode {
     fn newest(&self, key: &str) -> Result<Option<MutableItem>, KvError> {
         value::check_key(key)?;
         let public = self.public()?;
-        let item = self.dht.get_mutable_most_recent(&public, Some(key.as_bytes()));
+        let item = self
+            .dht
+            .get_mutable_most_recent(&public, Some(key.as_bytes()));
         if let Some(i) = &item {
             self.held.stored_mutable(i.clone());
         }
@@ -227,31 +237,20 @@ impl DhtNode {
         Ok(Some(Read { value, seq }))
     }
 
-    /// Immutable items by target, in order; every one must be found.
+    /// Immutable items by target, in order; every one must be found. A lookup that
+    /// found nothing is tried again (up to [`CHUNK_TRIES`] times in all): under load
+    /// a lookup can end before the nodes that hold a chunk answered.
     fn get_chunks(&self, targets: &[[u8; 20]]) -> Result<Vec<Vec<u8>>, KvError> {
         let found: Vec<Mutex<Option<Vec<u8>>>> = targets.iter().map(|_| Mutex::new(None)).collect();
-        let next = Mutex::new(0usize);
-        std::thread::scope(|s| {
-            for _ in 0..CHUNK_THREADS.min(targets.len()) {
-                s.spawn(|| loop {
-                    let i = {
-                        let mut n = next.lock().expect("next");
-                        *n += 1;
-                        *n - 1
-                    };
-                    let Some(t) = targets.get(i) else {
-                        return;
-                    };
-                    // The crate checks the chunk against its target; so does this.
-                    if let Some(v) = self.dht.get_immutable(mainline::Id::from(*t)) {
-                        if value::immutable_target(&v) == *t {
-                            self.held.stored_immutable(v.to_vec());
-                            *found[i].lock().expect("found") = Some(v.to_vec());
-                        }
-                    }
-                });
+        for _ in 0..CHUNK_TRIES {
+            let todo: Vec<usize> = (0..targets.len())
+                .filter(|&i| found[i].lock().expect("found").is_none())
+                .collect();
+            if todo.is_empty() {
+                break;
             }
-        });
+            self.get_some_chunks(targets, &todo, &found);
+        }
         let found: Vec<Option<Vec<u8>>> = found
             .into_iter()
             .map(|m| m.into_inner().expect("found"))
@@ -264,5 +263,31 @@ impl DhtNode {
             });
         }
         Ok(found.into_iter().map(|c| c.expect("found")).collect())
+    }
+
+    fn get_some_chunks(
+        &self,
+        targets: &[[u8; 20]],
+        todo: &[usize],
+        found: &[Mutex<Option<Vec<u8>>>],
+    ) {
+        let next = Mutex::new(todo.iter());
+        std::thread::scope(|s| {
+            for _ in 0..CHUNK_THREADS.min(todo.len()) {
+                s.spawn(|| loop {
+                    let Some(&i) = next.lock().expect("next").next() else {
+                        return;
+                    };
+                    let t = &targets[i];
+                    // The crate checks the chunk against its target; so does this.
+                    if let Some(v) = self.dht.get_immutable(mainline::Id::from(*t)) {
+                        if value::immutable_target(&v) == *t {
+                            self.held.stored_immutable(v.to_vec());
+                            *found[i].lock().expect("found") = Some(v.to_vec());
+                        }
+                    }
+                });
+            }
+        });
     }
 }

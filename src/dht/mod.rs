@@ -84,8 +84,8 @@ impl Network {
     /// `keygen` prints it), a read-only network. `None` when neither file exists.
     pub fn load(path: &Path) -> Result<Option<Network>, String> {
         if path.exists() {
-            let key = NodeKey::load(path)
-                .map_err(|e| format!("network key {}: {e}", path.display()))?;
+            let key =
+                NodeKey::load(path).map_err(|e| format!("network key {}: {e}", path.display()))?;
             return Ok(Some(Network {
                 public: key.public_bytes(),
                 secret: Some(key.secret_bytes()),
@@ -199,7 +199,10 @@ impl DhtNode {
                     "UDP port {tcp_port} is taken ({e}): the DHT node takes another; \
                      --dht-port chooses one"
                 );
-                builder.port(0).build().map_err(|e| format!("cannot start the DHT: {e}"))?
+                builder
+                    .port(0)
+                    .build()
+                    .map_err(|e| format!("cannot start the DHT: {e}"))?
             }
             Err(e) => {
                 return Err(format!(
@@ -221,8 +224,16 @@ impl DhtNode {
         };
         log::info!(
             "DHT node on UDP {local} ({}, bootstrap: {})",
-            if s.public { "public Mainline DHT" } else { "private network" },
-            if s.bootstrap.is_empty() { "none".to_owned() } else { s.bootstrap.join(", ") }
+            if s.public {
+                "public Mainline DHT"
+            } else {
+                "private network"
+            },
+            if s.bootstrap.is_empty() {
+                "none".to_owned()
+            } else {
+                s.bootstrap.join(", ")
+            }
         );
         Ok(DhtNode {
             dht,
@@ -403,3 +414,6 @@ fn put_again(dht: &Dht, held: &Held, w: Work) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -273,7 +273,7 @@ mod tests {
         short.pop();
         assert!(matches!(decode(&short), Err(ValueError::Corrupt(_))));
         let mut wrong_len = enc.item.clone();
-        wrong_len[MAGIC.len() + 3] = 0xff; // claims more chunks than it lists
+        wrong_len[MAGIC.len() + 1] = 0xff; // claims more chunks than it lists
         assert!(matches!(decode(&wrong_len), Err(ValueError::Corrupt(_))));
         assert!(index_entries(&[0; 40], 0, 5000).is_err());
         assert!(assemble(5000, &vec![vec![7; 1000]; 4]).is_err());

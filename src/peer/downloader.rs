@@ -4,8 +4,8 @@
 
 use super::catalog::SharedFile;
 use super::download::{self, DownloadError, DownloadOutcome, DownloadRequest, Progress};
-use super::links::{LinkCommand, Publisher};
 use super::finder::Finder;
+use super::links::{LinkCommand, Publisher};
 use super::pool::IndexPool;
 use super::{PeerConfig, PeerShared};
 use crate::protocol::hash::Sha1Digest;

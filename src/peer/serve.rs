@@ -66,6 +66,23 @@ pub fn status_rows(shared: &PeerShared, overlay: &OverlayHandle) -> Vec<(String,
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
     rows.extend(shared.link_rows());
+    if let Some(d) = shared.dht.get() {
+        let (table, estimate) = d.size();
+        let (mutable, immutable, announces, _) = d.held_counts();
+        let (requests, limited) = d.requests();
+        rows.extend(
+            [
+                ("dht_addr", d.local_addr().to_string()),
+                ("dht_nodes", table.to_string()),
+                ("dht_size_estimate", estimate.to_string()),
+                ("dht_announces", announces.to_string()),
+                ("dht_items_held", (mutable + immutable).to_string()),
+                ("dht_requests", requests.to_string()),
+                ("dht_requests_limited", limited.to_string()),
+            ]
+            .map(|(k, v)| (k.to_owned(), v)),
+        );
+    }
     let mut failing = shared.failing();
     match overlay.status(false) {
         Ok(o) => {

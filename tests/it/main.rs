@@ -11,6 +11,7 @@ mod util;
 mod basics;
 mod cli;
 mod console;
+mod dht;
 mod durability;
 mod fuzz_corpus;
 mod hostile;
