@@ -152,6 +152,10 @@ pub struct Metrics {
     pub index_entries: Gauge,
     pub index_publish_seconds: Histogram,
     pub index_search_seconds: Histogram,
+    pub dht_requests: Counter,
+    pub dht_requests_limited: Counter,
+    pub dht_republished: Counter,
+    pub dht_items_held: Gauge,
 }
 
 /// A labelled family that is described (`# HELP`, `# TYPE`) even before its first
@@ -198,6 +202,10 @@ impl Metrics {
             index_files: Gauge::default(),
             index_entries: Gauge::default(),
             index_publish_seconds: Histogram::new(latency_buckets()),
+            dht_requests: Counter::default(),
+            dht_requests_limited: Counter::default(),
+            dht_republished: Counter::default(),
+            dht_items_held: Gauge::default(),
             index_search_seconds: Histogram::new(latency_buckets()),
         };
         let mut r = Registry::with_prefix("p2pshare");
@@ -305,6 +313,26 @@ impl Metrics {
             "Time to answer a search",
             Unit::Seconds,
             m.index_search_seconds.clone(),
+        );
+        r.register(
+            "dht_requests",
+            "DHT queries received (answered or not)",
+            m.dht_requests.clone(),
+        );
+        r.register(
+            "dht_requests_limited",
+            "DHT queries left unanswered: their address was over --dht-rate",
+            m.dht_requests_limited.clone(),
+        );
+        r.register(
+            "dht_republished",
+            "Items, chunks and announces put again on the DHT",
+            m.dht_republished.clone(),
+        );
+        r.register(
+            "dht_items_held",
+            "DHT items kept to put again (mutable and immutable)",
+            m.dht_items_held.clone(),
         );
         m.registry = r;
         m

@@ -96,8 +96,11 @@ impl Guard {
 impl RequestFilter for Guard {
     fn allow_request(&self, request: &RequestSpecific, from: SocketAddrV4) -> bool {
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        let metrics = crate::metrics::global();
+        metrics.dht_requests.inc();
         if !self.within_rate(*from.ip()) {
             self.inner.limited.fetch_add(1, Ordering::Relaxed);
+            metrics.dht_requests_limited.inc();
             return false;
         }
         let Some(network) = self.inner.network else {

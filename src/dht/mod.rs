@@ -368,9 +368,16 @@ fn republish(dht: &Dht, held: &Held, stop: &(Mutex<bool>, Condvar)) {
             }
         }
         let work = held.due(Instant::now(), 256);
+        let (mutable, immutable, _, _) = held.counts();
+        crate::metrics::global()
+            .dht_items_held
+            .set((mutable + immutable) as i64);
         if work.is_empty() {
             continue;
         }
+        crate::metrics::global()
+            .dht_republished
+            .inc_by(work.len() as u64);
         let queue = Mutex::new(work);
         std::thread::scope(|s| {
             for _ in 0..REPUBLISH_THREADS {

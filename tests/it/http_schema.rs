@@ -146,8 +146,11 @@ fn every_role_answers_as_docs_http_api_yaml_describes() {
 
     let mut idx = index(&folder("index"), &["--http", "127.0.0.1:0"]);
     let index_http = http_addr(&mut idx);
+    // A network key, so the key-value store answers for real (its DHT: the seed and
+    // the two peers).
+    let key = crate::dht::network_key(root);
     let mut seed = Args::seed_server()
-        .args(&["--http", "127.0.0.1:0"])
+        .args(&["--http", "127.0.0.1:0", "--network-key", &key])
         .start("seed", &folder("seed"));
     let seed_http = http_addr(&mut seed);
 
@@ -168,10 +171,16 @@ fn every_role_answers_as_docs_http_api_yaml_describes() {
             "127.0.0.1:0",
             "--http-token-file",
             token_file.to_str().unwrap(),
+            "--network-key",
+            &key,
         ],
     );
     let peer_http = http_addr(&mut p);
-    let _other: Proc = peer(&folder("other"), &idx, &["--seed", &seed_addr]);
+    let _other: Proc = peer(
+        &folder("other"),
+        &idx,
+        &["--seed", &seed_addr, "--network-key", &key],
+    );
     eventually("the peer has a neighbour", Duration::from_secs(20), || {
         get_json(peer_http, "/status")["neighbours"].as_u64() >= Some(1)
     });
