@@ -21,11 +21,16 @@ use crate::protocol::hash::Sha1Digest;
 use crate::protocol::name::FileName;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 /// Addresses asked per lookup (BEP 5 answers give up to 20 per node).
 const MAX_ASKED: usize = 64;
 /// Addresses asked at once.
 const ASKERS: usize = 8;
+/// How long a download that has holders from an index waits for the DHT's.
+const MERGE_WAIT: Duration = Duration::from_secs(1);
+/// How long a lookup waits for the DHT when no index gave holders.
+const LOOKUP_WAIT: Duration = Duration::from_secs(20);
 
 /// How a lookup uses the DHT.
 #[derive(Clone)]
@@ -87,19 +92,36 @@ impl Finder {
         id: Option<Sha1Digest>,
     ) -> Result<Vec<Holder>, NetError> {
         let ask_index = !self.no_index && !pool.addrs().is_empty();
-        let dht_holders = |d: &DhtNode| dht_holders(d, name, id, &self.self_id, &self.timeouts);
+        let ask_dht = |d: &DhtNode| dht_holders(d, name, id, &self.self_id, &self.timeouts);
         let (indexed, found) = match &self.dht {
             DhtUse::Off => (ask_index.then(|| pool.holders(name, id)), None),
-            DhtUse::Merge(d) => std::thread::scope(|s| {
-                let t = s.spawn(|| dht_holders(d));
+            DhtUse::Merge(d) => {
+                // The DHT's lookup runs beside the index's; once the index has given
+                // holders, the download does not wait long for more (a lookup that
+                // meets dead nodes waits seconds for them). A later lookup, when
+                // sources run dry, finds them again.
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                let (d, name_owned, self_id, timeouts) =
+                    (d.clone(), name.clone(), self.self_id.clone(), self.timeouts);
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("dht-lookup".into())
+                        .spawn(move || {
+                            let _ = tx.send(dht_holders(&d, &name_owned, id, &self_id, &timeouts));
+                        });
                 let indexed = ask_index.then(|| pool.holders(name, id));
-                (indexed, Some(t.join().unwrap_or_default()))
-            }),
+                let wait = match &indexed {
+                    Some(Ok(h)) if !h.is_empty() => MERGE_WAIT,
+                    _ => LOOKUP_WAIT,
+                };
+                let found = spawned.ok().and_then(|_| rx.recv_timeout(wait).ok());
+                (indexed, Some(found.unwrap_or_default()))
+            }
             DhtUse::Fallback(lazy) => {
                 let indexed = ask_index.then(|| pool.holders(name, id));
                 let enough = matches!(&indexed, Some(Ok(h)) if !h.is_empty());
                 let found = match (enough, lazy.get()) {
-                    (false, Some(d)) => Some(dht_holders(d)),
+                    (false, Some(d)) => Some(ask_dht(d)),
                     _ => None,
                 };
                 (indexed, found)
