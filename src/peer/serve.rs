@@ -30,6 +30,8 @@ pub struct PeerService {
     pub overlay: OverlayHandle,
     /// Where direct messages go (the console, or the log without one).
     pub events: crossbeam_channel::Sender<super::PeerEvent>,
+    /// Files pushed to this peer (refused unless it allows them).
+    pub uploads: Arc<super::upload::Uploads>,
 }
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
@@ -267,6 +269,7 @@ impl Service for PeerService {
             Verb::Status => Ok(self.status()),
             Verb::Pieces => self.pieces(&req.args),
             Verb::Fetch => self.fetch(&req.args),
+            Verb::Upload => super::upload::wire::request(&self.uploads, &req.args, remote, conn),
             Verb::Say => self.say(&req.args),
             Verb::Msg => self.message(&req.args, remote, conn),
             Verb::Members => self
@@ -370,12 +373,20 @@ mod tests {
         });
         let (overlay, _inbox) = OverlayHandle::channel(&[]).unwrap();
         let (events_tx, events) = crossbeam_channel::unbounded();
+        let uploads = Arc::new(crate::peer::upload::Uploads::new(
+            crate::peer::upload::UploadConfig::default(),
+            shared.clone(),
+            dir.path(),
+            &dir.path().join(".p2pshare"),
+            None,
+        ));
         Fixture {
             service: PeerService {
                 shared,
                 upload_limit: None,
                 overlay,
                 events: events_tx,
+                uploads,
             },
             events,
             data,

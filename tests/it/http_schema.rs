@@ -151,8 +151,9 @@ fn every_role_answers_as_docs_http_api_yaml_describes() {
         .start("seed", &folder("seed"));
     let seed_http = http_addr(&mut seed);
 
-    // A peer sharing the file the document's examples name, with a token, and a
-    // second peer in the overlay so that a broadcast has somewhere to go.
+    // A peer sharing the file the document's examples name, with a token, taking
+    // uploads (so that every answer of `POST /upload` can come up), and a second
+    // peer in the overlay so that a broadcast has somewhere to go.
     let share = folder("share");
     std::fs::write(share.join("report.pdf"), crate::util::noise(5000, 7)).unwrap();
     let token_file = root.join("token");
@@ -168,6 +169,7 @@ fn every_role_answers_as_docs_http_api_yaml_describes() {
             "127.0.0.1:0",
             "--http-token-file",
             token_file.to_str().unwrap(),
+            "--allow-upload",
         ],
     );
     let peer_http = http_addr(&mut p);

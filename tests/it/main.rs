@@ -22,3 +22,4 @@ mod live_folder;
 mod newcomer;
 mod overlay;
 mod swarm;
+mod upload;
