@@ -710,8 +710,8 @@ do not hash to the content id sent (nothing is kept then)."
 pub struct UploadArgs {
     /// The file to send.
     pub file: PathBuf,
-    /// The peer to send it to: its line-protocol port, HOST:PORT, or ID@HOST:PORT to
-    /// check the peer's key.
+    /// The peer to send it to, at the address it serves files on: HOST:PORT, or
+    /// ID@HOST:PORT to check the peer's key.
     #[arg(long, default_value = "127.0.0.1:1025", value_parser = node_addr)]
     pub peer: NodeAddr,
     /// The name the file takes in the peer's folder. Default: its own name.

@@ -736,3 +736,59 @@ fn the_console_pushes_a_file_to_another_peer_as_itself() {
     console.type_line("upload nowhere");
     console.wait_line(|l| l.starts_with("usage: upload FILE PEER"));
 }
+
+#[test]
+fn a_payload_pipelined_behind_its_request_is_taken_and_a_stalled_one_is_dropped() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let index = index(root, &[]);
+    let share = root.join("share");
+    let (p, h) = upload_peer(&share, &index, &["--request-timeout", "1s"]);
+    let mut raw = Raw::connect(p.addr);
+    assert!(raw
+        .hello_as("client", "uploader", 0)
+        .starts_with("ok|peer|"));
+    // A client sure of the go-ahead may send the bytes at once, and the next request
+    // behind them: the payload is taken from what arrived with the request.
+    let data = b"pipelined bytes".to_vec();
+    let mut wire = format!("upload|piped.txt|{}|{}\n", data.len(), content_id(&data)).into_bytes();
+    wire.extend_from_slice(&data);
+    wire.extend_from_slice(b"ping\n");
+    raw.send(&wire);
+    assert_eq!(raw.line(), "ok|send|15");
+    assert!(raw.line().starts_with("ok|uploaded|piped.txt|"));
+    assert_eq!(raw.line(), "ok|pong");
+
+    // A payload that stops arriving: refused within the request timeout, closed,
+    // and nothing kept.
+    let data = noise(100_000, 2);
+    assert_eq!(offer(&mut raw, "stalled.bin", &data), "ok|send|100000");
+    raw.send(&data[..10_000]);
+    let reply = raw.line();
+    assert!(
+        reply.starts_with("err|bad-request|the payload stalled at 10000 of 100000 bytes"),
+        "{reply}"
+    );
+    assert!(raw.read_to_end().is_empty(), "the connection closes");
+    eventually("the temporary file is gone", DEADLINE, || {
+        temporaries(&share) == 0
+    });
+
+    // The same over HTTP: 408.
+    let mut s = TcpStream::connect(h).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "POST /upload?name=stalled.bin&sha1={} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        sha1_hex(&data),
+        data.len()
+    )
+    .unwrap();
+    s.write_all(&data[..10_000]).unwrap();
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 408 "), "{head}");
+    eventually("the temporary file is gone", DEADLINE, || {
+        temporaries(&share) == 0
+    });
+    assert_eq!(folder(&share), vec!["piped.txt"]);
+}

@@ -438,3 +438,25 @@ fn refusals_and_successes_are_counted_by_reason() {
     assert!(crate::metrics::value(accepted) > ok);
     assert_eq!(f.temporaries(), 0);
 }
+
+#[test]
+fn a_file_the_disk_cannot_hold_is_refused_before_a_byte_is_sent() {
+    let f = Fixture::new(UploadConfig {
+        allowed: true,
+        max_size: u64::MAX,
+        ..UploadConfig::default()
+    });
+    let probe = File::open(&f.dir).unwrap();
+    let Some(free) = disk::free_space(&probe) else {
+        return; // the file system does not say
+    };
+    let size = free + (1 << 30);
+    let reply = f
+        .session()
+        .ask(&format!("upload|huge.bin|{size}|{}", id_of(b"")));
+    assert!(
+        reply.starts_with("err|too-large|not enough disk space"),
+        "{reply}"
+    );
+    assert_eq!(f.temporaries(), 0);
+}
