@@ -126,6 +126,9 @@ pub enum Command {
     Search(SearchArgs),
     /// Download one file into a folder (verified before it appears).
     Get(GetArgs),
+    /// Push a file to a peer started with --allow-upload: the peer checks it against
+    /// its content id, then keeps and shares it.
+    Upload(UploadArgs),
     /// Ask a node for its status; exits 0 only when it answers healthy.
     Status(StatusArgs),
     /// Broadcast a message to every live peer, through a running peer.
@@ -157,6 +160,7 @@ impl Command {
         match self {
             Command::Search(a) => a.json,
             Command::Get(a) => a.json,
+            Command::Upload(a) => a.json,
             Command::Status(a) => a.json,
             Command::Say(a) => a.json,
             Command::Members(a) => a.json,
@@ -418,6 +422,48 @@ pub struct TransferFlags {
     /// finished file stays in memory for whoever reads it next.
     #[arg(long)]
     pub page_cache: bool,
+}
+
+/// What a peer takes from uploaders (`p2pshare upload`, `POST /upload`).
+#[derive(Args, Debug, Clone)]
+pub struct UploadFlags {
+    /// Take files pushed to this peer (`p2pshare upload FILE --peer ADDR`, or
+    /// `POST /upload` over --http): each checked against the content id or SHA-1
+    /// its uploader gives, then placed in the folder and shared. Off unless given.
+    #[arg(long)]
+    pub allow_upload: bool,
+    /// Take only names ending in one of these extensions (comma-separated, without
+    /// regard to case: txt,pdf,png). Default: any name.
+    #[arg(long, value_delimiter = ',', value_name = "EXT,...", value_parser = extension)]
+    pub upload_extensions: Vec<String>,
+    /// The largest file taken by upload (K, M, G: binary units).
+    #[arg(long, default_value = "1G", value_parser = upload_size, value_name = "SIZE")]
+    pub max_upload_size: u64,
+    /// Uploads taken at once, from all addresses (one at a time from each address).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_uploads: u32,
+}
+
+/// An extension of `--upload-extensions`: letters and digits, a leading dot allowed.
+fn extension(text: &str) -> Result<String, String> {
+    let e = text.trim().trim_start_matches('.').to_ascii_lowercase();
+    if e.is_empty() || e.len() > 32 || !e.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "'{text}' is not an extension (letters and digits: txt, pdf, tar)"
+        ));
+    }
+    Ok(e)
+}
+
+/// A size of `--max-upload-size`: at most the largest file the network shares.
+fn upload_size(text: &str) -> Result<u64, String> {
+    let n = size(text)?;
+    if n > crate::protocol::MAX_FILE_SIZE {
+        return Err(format!(
+            "'{text}' is over the largest file the network shares (1024G)"
+        ));
+    }
+    Ok(n)
 }
 
 #[derive(Args, Debug, Clone)]
@@ -722,6 +768,8 @@ pub struct PeerArgs {
     #[arg(long, value_parser = rate, value_name = "RATE")]
     pub max_upload_rate: Option<u64>,
     #[command(flatten)]
+    pub uploads: UploadFlags,
+    #[command(flatten)]
     pub transfer: TransferFlags,
     #[command(flatten)]
     pub index: IndexFlags,
@@ -801,6 +849,32 @@ pub struct GetArgs {
     pub seeds: SeedListFlags,
     #[command(flatten)]
     pub dht: DhtFlags,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "The peer refuses, and says why, a name that is not a plain file name, an \
+extension it does not take, a file over its size limit, a name it has with other \
+content (a name it has with the same content is a success: 'exists'), and bytes that \
+do not hash to the content id sent (nothing is kept then)."
+)]
+pub struct UploadArgs {
+    /// The file to send.
+    pub file: PathBuf,
+    /// The peer to send it to, at the address it serves files on: HOST:PORT, or
+    /// ID@HOST:PORT to check the peer's key.
+    #[arg(long, default_value = "127.0.0.1:1025", value_parser = node_addr)]
+    pub peer: NodeAddr,
+    /// The name the file takes in the peer's folder. Default: its own name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Give up connecting, or waiting for the peer (to answer, or to take more
+    /// bytes), after this long.
+    #[arg(long, default_value = "15s", value_parser = duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Args, Debug)]

@@ -42,6 +42,14 @@
 //! | `p2pshare_pieces_rejected_total` | counter | | pieces whose hash did not match |
 //! | `p2pshare_source_bans_total` | counter | | holders banned for the rest of a download (bad pieces, or a piece list that does not match its content id) |
 //!
+//! **Uploads** (`peer::upload`: files pushed to a peer started with `--allow-upload`):
+//!
+//! | family | type | labels | meaning |
+//! | --- | --- | --- | --- |
+//! | `p2pshare_uploads_accepted_total` | counter | | uploads that succeeded: proven and placed, or found in the folder already |
+//! | `p2pshare_uploads_refused_total` | counter | `reason` | uploads refused or abandoned, by why: `not-allowed`, `bad-name`, `extension`, `too-large`, `no-space`, `busy`, `exists`, `mismatch`, `bad-request`, `incomplete`, `internal` |
+//! | `p2pshare_uploads_received_bytes_total` | counter | | bytes of the uploads placed in the folder |
+//!
 //! **Overlay** (`overlay::runtime`, from each core's status, once a second; a seed's
 //! members are its registrations):
 //!
@@ -101,6 +109,12 @@ pub struct RequestLabels {
     pub outcome: &'static str,
 }
 
+/// Why an upload was refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
 /// Overlay members in one state.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MemberLabels {
@@ -143,6 +157,9 @@ pub struct Metrics {
     pub pieces_verified: Counter,
     pub pieces_rejected: Counter,
     pub source_bans: Counter,
+    pub uploads_accepted: Counter,
+    pub uploads_refused: Family<ReasonLabels, Counter>,
+    pub uploads_received_bytes: Counter,
     pub overlay_members: Family<MemberLabels, Gauge>,
     pub broadcasts_sent: Counter,
     pub broadcasts_received: Counter,
@@ -194,6 +211,9 @@ impl Metrics {
             pieces_verified: Counter::default(),
             pieces_rejected: Counter::default(),
             source_bans: Counter::default(),
+            uploads_accepted: Counter::default(),
+            uploads_refused: Family::default(),
+            uploads_received_bytes: Counter::default(),
             overlay_members: Family::default(),
             broadcasts_sent: Counter::default(),
             broadcasts_received: Counter::default(),
@@ -270,6 +290,22 @@ impl Metrics {
             "source_bans",
             "Holders banned for the rest of a download",
             m.source_bans.clone(),
+        );
+        r.register(
+            "uploads_accepted",
+            "Uploads that succeeded (placed, or in the folder already)",
+            m.uploads_accepted.clone(),
+        );
+        r.register(
+            "uploads_refused",
+            "Uploads refused or abandoned, by reason",
+            Described(m.uploads_refused.clone()),
+        );
+        r.register_with_unit(
+            "uploads_received",
+            "Bytes of the uploads placed in the folder",
+            Unit::Bytes,
+            m.uploads_received_bytes.clone(),
         );
         r.register(
             "overlay_members",
@@ -383,6 +419,19 @@ impl Metrics {
             metrics: self,
             ended: false,
         }
+    }
+
+    /// An upload succeeded, placing `bytes` in the folder (0: it was there already).
+    pub fn upload_accepted(&self, bytes: u64) {
+        self.uploads_accepted.inc();
+        self.uploads_received_bytes.inc_by(bytes);
+    }
+
+    /// An upload was refused or abandoned; `reason` is from a closed set.
+    pub fn upload_refused(&self, reason: &'static str) {
+        self.uploads_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// Sets the member gauges of an overlay node.
@@ -510,6 +559,9 @@ mod tests {
         ("p2pshare_pieces_verified", "counter"),
         ("p2pshare_pieces_rejected", "counter"),
         ("p2pshare_source_bans", "counter"),
+        ("p2pshare_uploads_accepted", "counter"),
+        ("p2pshare_uploads_refused", "counter"),
+        ("p2pshare_uploads_received_bytes", "counter"),
         ("p2pshare_overlay_members", "gauge"),
         ("p2pshare_broadcasts_sent", "counter"),
         ("p2pshare_broadcasts_received", "counter"),
@@ -519,6 +571,10 @@ mod tests {
         ("p2pshare_index_entries", "gauge"),
         ("p2pshare_index_publish_seconds", "histogram"),
         ("p2pshare_index_search_seconds", "histogram"),
+        ("p2pshare_dht_requests", "counter"),
+        ("p2pshare_dht_requests_limited", "counter"),
+        ("p2pshare_dht_republished", "counter"),
+        ("p2pshare_dht_items_held", "gauge"),
     ];
 
     #[test]

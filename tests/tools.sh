@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs the outside tools some integration tests drive (tests/it/http_schema.rs,
-# tests/it/http_tools.rs),
+# tests/it/http_tools.rs, tests/it/upload.rs),
 # idempotently: a run with everything in place changes nothing. Packages come from PyPI
 # and the distribution's package mirror only.
 #
 #   bash tests/tools.sh          # everything
-#   bash tests/tools.sh NAME...  # some of it (schemathesis, prometheus, chromium)
+#   bash tests/tools.sh NAME...  # some of it (schemathesis, prometheus, chromium, curl)
 #
 # The Python tools go into one virtual environment, target/tools-venv (or
 # $P2PSHARE_TOOLS_VENV); the tests look for them there and on PATH. Without them the
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 # The versions the tests were checked with.
 SCHEMATHESIS_VERSION=4.32.5
 
-TOOLS=(schemathesis prometheus chromium)
+TOOLS=(schemathesis prometheus chromium curl)
 VENV=${P2PSHARE_TOOLS_VENV:-target/tools-venv}
 
 say() { printf 'tools: %s\n' "$*"; }
@@ -106,6 +106,12 @@ install_prometheus() {
 install_chromium() {
     apt_tool chromium chromium
     chromium --version 2>/dev/null | head -n 1
+}
+
+# curl: posts a form to a peer's /upload in tests/it/upload.rs (Debian's package).
+install_curl() {
+    apt_tool curl curl
+    curl --version | head -n 1
 }
 
 main() {

@@ -8,6 +8,7 @@
 //! and replays every file of `corpus/` through them in `cargo test`, so it uses
 //! nothing but `p2pshare` and the standard library.
 
+use p2pshare::http::multipart::{Event, Limits, Multipart, MultipartError, PartHead};
 use p2pshare::overlay::wire;
 use p2pshare::peer::download::StateRecord;
 use p2pshare::peer::hashcache::HashCache;
@@ -29,6 +30,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("unescape_text", unescape_text),
     ("state_record", state_record),
     ("hash_cache", hash_cache),
+    ("multipart", multipart),
 ];
 
 /// A request as it travels: its line, then its rows. `None` when a field holds a
@@ -236,5 +238,80 @@ pub fn hash_cache(data: &[u8]) {
             // the SHA-1 flag and hash, the piece count).
             assert!(cache.len() <= bytes.len() / 75);
         }
+    }
+}
+
+/// The boundary of the forms the `multipart` target reads.
+pub const BOUNDARY: &str = "b0undary";
+
+/// A form's parts with their data gathered, as `Multipart` finds them when `body`
+/// arrives `step` bytes at a time; checks on the way that every event uses at least
+/// one byte and no more than it was given.
+fn form(
+    body: &[u8],
+    step: usize,
+    limits: Limits,
+) -> Result<Vec<(PartHead, Vec<u8>)>, MultipartError> {
+    let mut parser = Multipart::new(BOUNDARY, limits);
+    let mut parts: Vec<(PartHead, Vec<u8>)> = Vec::new();
+    let mut buf = Vec::new();
+    let mut fed = 0;
+    loop {
+        match parser.next(&buf)? {
+            Some((event, used)) => {
+                assert!(
+                    used > 0 && used <= buf.len(),
+                    "used {used} of {}",
+                    buf.len()
+                );
+                match event {
+                    Event::Part(head) => parts.push((head, Vec::new())),
+                    Event::Data(d) => {
+                        assert_eq!(d.len(), used);
+                        parts
+                            .last_mut()
+                            .expect("data inside a part")
+                            .1
+                            .extend_from_slice(d);
+                    }
+                    Event::PartEnd | Event::End | Event::Skip => {}
+                }
+                buf.drain(..used);
+            }
+            None if fed == body.len() => {
+                parser.finish()?;
+                return Ok(parts);
+            }
+            None => {
+                let n = step.min(body.len() - fed);
+                buf.extend_from_slice(&body[fed..fed + n]);
+                fed += n;
+            }
+        }
+    }
+}
+
+/// The form parser never panics nor stalls, and what it finds does not depend on how
+/// the bytes arrive: all at once, or 1 to 16 at a time (the first byte picks the
+/// size), the same parts with the same data, or a refusal both times. Small caps, so
+/// that the fuzzer reaches them.
+pub fn multipart(data: &[u8]) {
+    let Some((&first, body)) = data.split_first() else {
+        return;
+    };
+    let limits = Limits {
+        preamble: 256,
+        head: 256,
+        parts: 4,
+        file: 1024,
+        field: 64,
+        epilogue: 256,
+    };
+    let whole = form(body, body.len().max(1), limits);
+    let chunked = form(body, 1 + usize::from(first % 16), limits);
+    match (&whole, &chunked) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(_), Err(_)) => {}
+        _ => panic!("whole: {whole:?}, in chunks: {chunked:?}"),
     }
 }

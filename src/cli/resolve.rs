@@ -6,7 +6,7 @@
 
 use super::{
     DhtFlags, DhtKind, DhtNodeFlags, HttpFlags, IndexArgs, IndexFlags, LivenessFlags, LivenessMode,
-    LogFlags, PeerArgs, SeedArgs, SeedListFlags, ServerFlags,
+    LogFlags, PeerArgs, SeedArgs, SeedListFlags, ServerFlags, UploadFlags,
 };
 use crate::config::{read_addr_list, NodeAddr};
 use crate::dht::{DhtSettings, Network};
@@ -20,6 +20,7 @@ use crate::net::rate::TokenBucket;
 use crate::net::server::ServerConfig;
 use crate::net::Timeouts;
 use crate::overlay::{Liveness, OverlayConfig, SeedConfig, SeedSettings};
+use crate::peer::upload::UploadConfig;
 use crate::peer::watch::WatchConfig;
 use crate::peer::{OverlaySettings, PeerConfig};
 use crate::protocol::name::PeerId;
@@ -60,6 +61,17 @@ impl ServerFlags {
             request_timeout: self.request_timeout,
             request_memory: self.request_memory as usize,
             ..ServerConfig::default()
+        }
+    }
+}
+
+impl UploadFlags {
+    pub fn config(&self) -> UploadConfig {
+        UploadConfig {
+            allowed: self.allow_upload,
+            extensions: self.upload_extensions.clone(),
+            max_size: self.max_upload_size,
+            max_running: self.max_uploads as usize,
         }
     }
 }
@@ -374,6 +386,7 @@ impl PeerArgs {
                 .max_download_rate
                 .map(|r| Arc::new(TokenBucket::new(r))),
             dht: self.dht.settings(self.listen, &self.seeds.addrs()?)?,
+            upload: self.uploads.config(),
             overlay: OverlaySettings {
                 seeds: self.seeds.addrs()?,
                 config: self.liveness.overlay_config()?,

@@ -1,5 +1,6 @@
 //! What each subcommand does, from its parsed arguments to a result: the roles
-//! ([`roles`]), the one-shot commands ([`oneshot`]) and the benchmarks ([`bench`]).
+//! ([`roles`]), the one-shot commands ([`oneshot`], and [`upload`]) and the
+//! benchmarks ([`bench`]).
 //! `main.rs` parses, starts logging, calls [`run`], and turns a [`CmdError`] into an
 //! exit code.
 
@@ -8,6 +9,7 @@ mod error;
 mod kv;
 mod oneshot;
 mod roles;
+mod upload;
 
 pub use error::{CmdError, ErrorKind};
 
@@ -23,6 +25,7 @@ pub fn run(command: Command) -> Result<(), CmdError> {
         Command::Members(a) => oneshot::members(a),
         Command::Search(a) => oneshot::search(a),
         Command::Get(a) => oneshot::get(a),
+        Command::Upload(a) => upload::upload(a),
         Command::Status(a) => oneshot::status(a),
         Command::Id(a) => oneshot::id(a),
         Command::Keygen(a) => kv::keygen(a),

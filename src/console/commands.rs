@@ -101,6 +101,17 @@ pub(super) const CONSOLE_COMMANDS: &[ConsoleCommand] = &[
         },
     },
     ConsoleCommand {
+        name: "upload",
+        aliases: &[],
+        args: "FILE PEER",
+        summary: "push a file to a peer that takes uploads (id, name or host:port); \
+                  it checks the file against its content id, then shares it",
+        run: |c, args| {
+            c.upload(args);
+            Flow::Continue
+        },
+    },
+    ConsoleCommand {
         name: "peers",
         aliases: &[],
         args: "",

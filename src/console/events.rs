@@ -81,6 +81,18 @@ pub fn describe(event: &PeerEvent, seeds: &[NodeAddr]) -> Option<String> {
             remote.ip().to_canonical(),
             terminal_safe(text)
         ),
+        PeerEvent::Uploaded {
+            name,
+            size,
+            id,
+            remote,
+        } => format!(
+            "received '{}' ({}, id {}) by upload from {}; sharing it",
+            terminal_safe(name),
+            fmt_bytes(*size),
+            id.short(),
+            remote.ip().to_canonical()
+        ),
         PeerEvent::Overlay(ev) => return describe_overlay(ev, seeds),
     })
 }

@@ -26,6 +26,7 @@ use crate::overlay::{wire, MemberState};
 use crate::peer::download::{partials, ContentIdArg, DownloadError, DownloadOutcome};
 use crate::peer::links::LinkCommand;
 use crate::peer::pool::Found;
+use crate::peer::upload::push::push;
 use crate::peer::Peer;
 use crate::protocol::commands::Role;
 use crate::protocol::hash::Sha1Digest;
@@ -390,6 +391,50 @@ impl Console<'_> {
                 output::say(format!("reply from {who}: {}", terminal_safe(&text)));
             }
             Err(e) => output::say(format!("msg failed: {e}")),
+        }
+    }
+
+    /// `upload FILE PEER`: pushes a file of this machine to another peer, as this
+    /// peer (its key proves the session).
+    fn upload(&self, args: &str) {
+        let usage = "usage: upload FILE PEER  (PEER: a name or an id from 'peers', or host:port)";
+        let Some((file, who)) = args.trim().rsplit_once(char::is_whitespace) else {
+            return output::say(usage);
+        };
+        let path = std::path::Path::new(file.trim());
+        let name = match path.file_name().and_then(|n| n.to_str()) {
+            Some(n) => match FileName::parse(n) {
+                Ok(name) => name,
+                Err(e) => return output::say(format!("'{n}': {e}")),
+            },
+            None => return output::say(usage),
+        };
+        let (addr, expect) = if let Ok(a) = who.parse::<std::net::SocketAddr>() {
+            (a.to_string(), None)
+        } else {
+            match self.member_named(who) {
+                Ok(found) => found,
+                Err(why) => return output::say(why),
+            }
+        };
+        let me = (&self.peer.shared().me, self.peer.local_addr().port());
+        let t = self.peer.config().timeouts;
+        let progress = BarProgress::new();
+        let pushed = push(&addr, expect.as_ref(), Some(me), path, &name, t, &progress);
+        match pushed {
+            Ok(done) if done.status == "exists" => {
+                output::say(format!("{who} has {} already: nothing to send", done.name))
+            }
+            Ok(done) => output::say(format!(
+                "uploaded {} ({}, id {}) to {who}; it is shared there",
+                done.name,
+                fmt_bytes(done.size),
+                done.id.short()
+            )),
+            Err(e) => output::say(match e.hint() {
+                Some(hint) => format!("upload failed: {e}; {hint}"),
+                None => format!("upload failed: {e}"),
+            }),
         }
     }
 

@@ -22,6 +22,20 @@ pub trait Api: Send + Sync + 'static {
     /// Answers a request for one of the role's own paths; `None` when the path is
     /// not one of them (404). A known path with the wrong method answers 405.
     fn route(&self, req: &Request) -> Option<Response>;
+
+    /// Whether a request's body is left on the connection for [`Api::receive`]
+    /// instead of being read whole first (an upload: up to a peer's size cap, far
+    /// over the 1 MiB a body may otherwise have, and never held in memory).
+    fn streams(&self, _method: Method, _path: &str) -> bool {
+        false
+    }
+
+    /// Answers a request whose body [`Api::streams`]: `body` reads it as it arrives.
+    /// The access checks were made already. What it leaves unread closes the
+    /// connection after the response.
+    fn receive(&self, req: &Request, _body: &mut dyn io::Read) -> Response {
+        Response::error(404, &format!("no such path: {}", req.path))
+    }
 }
 
 /// The dashboard: one page, compiled in, that refreshes itself from the JSON
@@ -255,10 +269,12 @@ fn reason(status: u16) -> &'static str {
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
         416 => "Range Not Satisfiable",
+        422 => "Unprocessable Content",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
+        507 => "Insufficient Storage",
         _ => "Status",
     }
 }

@@ -39,7 +39,9 @@ pub(super) fn ask<S: Service>(
     let text = match reply {
         Reply::Text(text) | Reply::Close(text) => text,
         Reply::Bytes(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Reply::File { .. } => return Err(Response::error(500, "an unexpected data reply")),
+        Reply::File { .. } | Reply::Receive { .. } => {
+            return Err(Response::error(500, "an unexpected data reply"))
+        }
     };
     let mut lines = text.lines();
     let head = lines.next().unwrap_or_default();
@@ -66,6 +68,8 @@ pub(super) fn refused(code: ErrorCode, message: &str) -> Response {
         ErrorCode::NotFound | ErrorCode::UnknownId => 404,
         ErrorCode::TooLarge => 413,
         ErrorCode::UnknownPeer => 401,
+        ErrorCode::Forbidden => 403,
+        ErrorCode::BadContent => 422,
         ErrorCode::Conflict | ErrorCode::NoNeighbours => 409,
         ErrorCode::Busy => 503,
         ErrorCode::Internal => 500,

@@ -5,9 +5,11 @@
 //!
 //! HTTP/1.1 with keep-alive; request heads parsed by `httparse` (what hyper uses),
 //! capped at [`MAX_HEAD`] bytes and [`MAX_HEADERS`] headers; bodies by
-//! `Content-Length` or chunked, capped at [`MAX_BODY`]. A request must arrive whole
-//! within the server's request timeout of its first byte; a connection idle between
-//! requests is closed after the idle timeout. Every error is a JSON body
+//! `Content-Length` or chunked, capped at [`MAX_BODY`], but for the bodies a role
+//! streams ([`Api::streams`]: a peer's uploads), read as they arrive (`body`). A
+//! request must arrive whole within the server's request timeout of its first byte (a
+//! streamed body: at 64 KiB/s or faster); a connection idle between requests is
+//! closed after the idle timeout. Every error is a JSON body
 //! `{"error": "...", "status": N}` with a status that fits.
 //!
 //! Access: anything that changes state (`POST`, `PUT`, `DELETE`) needs
@@ -18,15 +20,20 @@
 //!
 //! The rooms: this file is the protocol (parsing, bodies, responses, access); `api`
 //! routes what every role answers and defines [`Api`], which each role implements
-//! (`index`, `seed`, `peer`); `dashboard.html` is the page at `/`.
+//! (`index`, `seed`, `peer`); `upload` is a peer's `POST /upload`, with `body` (a
+//! streamed body) and `multipart` (the form parser) under it; `dashboard.html` is
+//! the page at `/`.
 
 mod api;
+mod body;
 mod bridge;
 mod index;
 mod kv;
+pub mod multipart;
 mod parse;
 mod peer;
 mod seed;
+mod upload;
 
 pub use api::{Allow, Api, Response};
 pub use index::IndexApi;
@@ -140,8 +147,9 @@ impl<A: Api> Protocol for Http<A> {
         _stats: &ServerStats,
     ) {
         let mut reader = parse::Reader::new(stream, first, config);
+        let streams = |method: Method, path: &str| self.api.streams(method, path);
         loop {
-            let req = match reader.next_request(remote) {
+            let req = match reader.next_request(remote, &streams) {
                 Ok(Some(req)) => req,
                 Ok(None) => return,
                 Err(refusal) => {
@@ -151,8 +159,13 @@ impl<A: Api> Protocol for Http<A> {
                 }
             };
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let keep = req.keep_alive;
-            let response = self.respond(&req);
+            let mut keep = req.keep_alive;
+            let (response, whole) = match req.pending {
+                None => (self.respond(&req), true),
+                Some(framing) => self.respond_streamed(&req, framing, &mut reader),
+            };
+            // A body left unread cannot be told from the next request.
+            keep &= whole;
             crate::metrics::global().request(
                 self.name,
                 route_label(&req.path),
@@ -165,6 +178,12 @@ impl<A: Api> Protocol for Http<A> {
             if let Err(e) = response.write_to(stream, keep, req.method == Method::Head) {
                 log::debug!("http {remote}: {e}");
                 return;
+            }
+            if !whole {
+                // The client may still be sending the body: drained for a moment, so
+                // that the close does not reset the connection under the response.
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                crate::net::server::linger(stream, crate::net::server::LINGER);
             }
             if !keep {
                 return;
@@ -192,6 +211,34 @@ impl<A: Api> Http<A> {
             return refusal;
         }
         api::route(&*self.api, req, &self.stats)
+    }
+
+    /// Answers a request whose body is still on the connection (an upload), after
+    /// the same access checks as any other: a refusal is answered before a byte of
+    /// the body is read. Also says whether the body was read to its end.
+    fn respond_streamed(
+        &self,
+        req: &Request,
+        framing: body::Framing,
+        reader: &mut parse::Reader<'_>,
+    ) -> (Response, bool) {
+        let checked = self.same_site(req).and_then(|()| {
+            if req.method.changes_state() {
+                self.allowed(req)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(refusal) = checked {
+            self.stats.refused_access.fetch_add(1, Ordering::Relaxed);
+            return (refusal, framing == body::Framing::Length(0));
+        }
+        let expects_continue = req
+            .header("expect")
+            .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"));
+        let mut body = body::BodyReader::new(reader, framing, expects_continue);
+        let response = self.api.receive(req, &mut body);
+        (response, body.finished())
     }
 
     /// A loopback listener without a token trusts whoever can reach it: this
@@ -253,8 +300,10 @@ fn route_label(path: &str) -> &'static str {
         "/message" => "message",
         "/broadcast" => "broadcast",
         "/downloads" => "downloads",
+        "/upload" => "upload",
         p if p.starts_with("/downloads/") => "download",
         p if p.starts_with("/kv/") => "kv",
+        p if p.starts_with("/download/") => "file",
         p if p.starts_with("/files/") && p.ends_with("/holders") => "holders",
         p if p.starts_with("/files/") => "file",
         _ => "other",

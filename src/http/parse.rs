@@ -1,6 +1,9 @@
 //! Reading requests off a connection: the head (parsed by `httparse`), then the body
-//! by `Content-Length` or chunked, each within its cap and the request timeout.
+//! by `Content-Length` or chunked, each within its cap and the request timeout; or,
+//! for a request whose body the role streams (an upload), the head alone, the body
+//! left for [`super::body`].
 
+use super::body::Framing;
 use super::{Response, MAX_BODY, MAX_HEAD, MAX_HEADERS};
 use crate::net::server::ServerConfig;
 use std::io::{self, Read};
@@ -46,6 +49,9 @@ pub struct Request {
     /// Header names lower-cased.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// For a request whose body is streamed ([`super::Api::streams`]): how its body
+    /// is framed. It is still on the connection, and `body` is empty.
+    pub pending: Option<Framing>,
     pub remote: SocketAddr,
     /// Keep the connection open after the response.
     pub keep_alive: bool,
@@ -102,6 +108,7 @@ impl Request {
             query,
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.to_vec(),
+            pending: None,
             remote: SocketAddr::from(([127, 0, 0, 1], 1)),
             keep_alive: true,
         }
@@ -110,10 +117,10 @@ impl Request {
 
 /// Reads requests off one connection, keeping what was read past the last one.
 pub(super) struct Reader<'a> {
-    stream: &'a TcpStream,
-    buf: Vec<u8>,
-    request_timeout: Duration,
-    idle_timeout: Duration,
+    pub(super) stream: &'a TcpStream,
+    pub(super) buf: Vec<u8>,
+    pub(super) request_timeout: Duration,
+    pub(super) idle_timeout: Duration,
     /// No request was read yet: the first is due within the request timeout of the
     /// connection, as on the line protocol (a silent connection does not hold a slot
     /// for the idle timeout).
@@ -133,8 +140,13 @@ impl<'a> Reader<'a> {
 
     /// The next request; `None` when the client closed (or went idle) between
     /// requests; `Err` with the response that refuses a bad one (the connection then
-    /// closes).
-    pub(super) fn next_request(&mut self, remote: SocketAddr) -> Result<Option<Request>, Response> {
+    /// closes). The body of a request `streams` picks (by method and path) is left on
+    /// the connection, for a [`super::body::BodyReader`]; any other is read whole.
+    pub(super) fn next_request(
+        &mut self,
+        remote: SocketAddr,
+        streams: &dyn Fn(Method, &str) -> bool,
+    ) -> Result<Option<Request>, Response> {
         let mut started: Option<Instant> = (self.first || !self.buf.is_empty()).then(Instant::now);
         let waiting_first = std::mem::replace(&mut self.first, false);
         let head_len = loop {
@@ -226,6 +238,32 @@ impl<'a> Reader<'a> {
             return Err(Response::error(400, "Content-Length values disagree"));
         }
         let length = lengths.first().copied();
+        if streams(method, &path) {
+            let framing = match (chunked, length) {
+                (true, Some(_)) => {
+                    return Err(Response::error(
+                        400,
+                        "both Content-Length and Transfer-Encoding: chunked",
+                    ))
+                }
+                (true, None) => Framing::Chunked,
+                (false, Some(text)) => Framing::Length(
+                    crate::protocol::decimal(text)
+                        .ok_or_else(|| Response::error(400, "Content-Length is not a number"))?,
+                ),
+                (false, None) => Framing::Length(0),
+            };
+            return Ok(Some(Request {
+                method,
+                path,
+                query,
+                headers: list,
+                body: Vec::new(),
+                pending: Some(framing),
+                remote,
+                keep_alive,
+            }));
+        }
         let body = match (chunked, length) {
             (true, Some(_)) => {
                 return Err(Response::error(
@@ -254,6 +292,7 @@ impl<'a> Reader<'a> {
             query,
             headers: list,
             body,
+            pending: None,
             remote,
             keep_alive,
         }))

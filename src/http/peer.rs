@@ -11,7 +11,10 @@
 //!   where its direct messages go, answered as seed 000's `/message` answers;
 //! - `POST /downloads` `{"name": "..."}` (and `"id"` to pick one content): a download
 //!   in the background (202); `GET /downloads`: every download and its progress;
-//!   `DELETE /downloads/NAME`: stops it and keeps the partial, for a resume.
+//!   `DELETE /downloads/NAME`: stops it and keeps the partial, for a resume;
+//! - `POST /upload`: a file pushed to the peer (see [`super::upload`]), its body
+//!   streamed; `GET /download/NAME`: the bytes of a shared file, as `/files/NAME`
+//!   (seed 002's path).
 
 use super::api::{Allow, Api, Body, Response};
 use super::bridge::{ask, refused};
@@ -38,6 +41,14 @@ pub struct PeerApi {
 impl Api for PeerApi {
     fn role(&self) -> Role {
         Role::Peer
+    }
+
+    fn streams(&self, method: Method, path: &str) -> bool {
+        method == Method::Post && path == "/upload"
+    }
+
+    fn receive(&self, req: &Request, body: &mut dyn std::io::Read) -> Response {
+        super::upload::upload(&self.service.uploads, req, body)
     }
 
     fn status_rows(&self) -> Vec<(String, String)> {
@@ -79,8 +90,12 @@ impl Api for PeerApi {
                 let shared = &self.service.shared;
                 super::kv::route(shared.dht.get().map(|d| &**d), shared.me.name.as_str(), req)?
             }
+            // A POST was streamed to `receive`; any other method is not taken.
+            "/upload" => Response::not_allowed(path, Allow::Post),
             _ => {
-                let name = path.strip_prefix("/files/")?;
+                let name = path
+                    .strip_prefix("/files/")
+                    .or_else(|| path.strip_prefix("/download/"))?;
                 only_get(req).unwrap_or_else(|| self.file(req, name))
             }
         })

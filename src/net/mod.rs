@@ -37,6 +37,27 @@ pub enum Reply {
     },
     /// A final line; the connection closes after it.
     Close(String),
+    /// The request announced a payload of its own (an `upload`): `header` (the go
+    /// ahead) is written, the next `len` bytes the client sends go to `sink` as they
+    /// arrive (never buffered whole), and the sink's reply follows them.
+    Receive {
+        header: String,
+        len: u64,
+        sink: Box<dyn PayloadSink>,
+    },
+}
+
+/// Takes a payload a request announced ([`Reply::Receive`]). The server feeds it the
+/// bytes in order, as they arrive, then asks for the reply; a sink dropped before
+/// [`PayloadSink::finish`] (the client went away, or was too slow) must leave nothing
+/// behind.
+pub trait PayloadSink: Send {
+    /// The next bytes of the payload. A refusal ends the exchange: it is the reply,
+    /// and the connection closes (the rest of the payload cannot be skipped).
+    fn write(&mut self, bytes: &[u8]) -> Result<(), crate::protocol::Refusal>;
+
+    /// Every byte arrived: the reply to the request.
+    fn finish(self: Box<Self>) -> Reply;
 }
 
 impl Reply {
@@ -48,7 +69,7 @@ impl Reply {
             Reply::Close(text) => {
                 text.starts_with("err|") || text.starts_with("Error") || text.is_empty()
             }
-            Reply::Bytes(_) | Reply::File { .. } => false,
+            Reply::Bytes(_) | Reply::File { .. } | Reply::Receive { .. } => false,
         }
     }
 }

@@ -16,8 +16,15 @@
 //! `read_timeout`; they and no-delay are set on the listener, and accepted sockets
 //! inherit them (Linux).
 //!
+//! A request that announces a payload of its own (`upload`) has it handed over as it
+//! arrives ([`payload`]).
+//!
 //! Shared state: the live-connection registry (a small mutex-guarded map used only to
 //! shut connections down) and atomic counters. No lock is held across I/O.
+
+mod payload;
+
+pub use payload::{linger, LINGER};
 
 use super::{address_share, Reply, Service};
 use crate::protocol::codec::{self, Decoded};
@@ -578,6 +585,13 @@ fn write_reply(
             out.write_all(text.as_bytes())?;
             return Ok(false);
         }
+        Reply::Receive { .. } => {
+            // Only a modern request's answer may take a payload (see
+            // `Session::receive`); the classic dialect has none.
+            let line = codec::error_line(ErrorCode::Internal, "no payload is taken here");
+            out.write_all(line.as_bytes())?;
+            return Ok(false);
+        }
         Reply::File {
             header,
             file,
@@ -841,6 +855,22 @@ impl<S: Service> Session<'_, S> {
                     // The decoder refused the verbs this role does not serve.
                     let verb = commands::command(req.verb).name;
                     let reply = self.service.handle(req, self.remote, conn);
+                    let reply = match reply {
+                        Reply::Receive { header, len, sink } => {
+                            match self.receive(&header, len, sink)? {
+                                Some(reply) => reply,
+                                None => {
+                                    crate::metrics::global().request(
+                                        self.role.as_str(),
+                                        verb,
+                                        false,
+                                    );
+                                    return Ok(Next::Close);
+                                }
+                            }
+                        }
+                        reply => reply,
+                    };
                     crate::metrics::global().request(self.role.as_str(), verb, !reply.is_refusal());
                     if !write_reply(&mut self.out, self.stream, reply)? {
                         self.out.flush()?;

@@ -48,6 +48,8 @@ pub fn bytes(reply: Reply) -> Vec<u8> {
             file.take(len).read_to_end(&mut out).unwrap();
             out
         }
+        // The go-ahead alone: no payload follows (the sink is dropped unfed).
+        Reply::Receive { header, .. } => header.into_bytes(),
     }
 }
 
@@ -103,6 +105,38 @@ impl<'a, S: Service> Session<'a, S> {
     /// Handles one request; the reply as text.
     pub fn ask(&mut self, wire: &str) -> String {
         String::from_utf8(self.ask_bytes(wire)).expect("a text reply")
+    }
+
+    /// Handles a request that may take a payload ([`Reply::Receive`]): when it does,
+    /// hands it `payload` in pieces of `piece` bytes, as a server would. The replies
+    /// as text: the first, and the one after the payload (`None` when none was
+    /// taken, or when a write was refused: then the first holds the go-ahead and the
+    /// second the refusal).
+    pub fn send_payload(
+        &mut self,
+        wire: &str,
+        payload: &[u8],
+        piece: usize,
+    ) -> (String, Option<String>) {
+        let reply = self
+            .service
+            .handle(request(wire), self.remote, &mut self.conn);
+        let Reply::Receive {
+            header,
+            len,
+            mut sink,
+        } = reply
+        else {
+            return (String::from_utf8(bytes(reply)).expect("a text reply"), None);
+        };
+        assert_eq!(len, payload.len() as u64, "the payload announced");
+        for part in payload.chunks(piece.max(1)) {
+            if let Err(refusal) = sink.write(part) {
+                return (header, Some(refusal.to_line()));
+            }
+        }
+        let last = String::from_utf8(bytes(sink.finish())).expect("a text reply");
+        (header, Some(last))
     }
 
     /// Says hello as `role` with the test key of `name` (see

@@ -1,6 +1,7 @@
 //! The peer: shares a folder, serves it, downloads, and keeps the indexes informed.
 //!
-//! Threads: the server's accept and connection threads (serve.rs), one link thread
+//! Threads: the server's accept and connection threads (serve.rs, which also take
+//! uploads: [`upload`]), one link thread
 //! per index (links.rs), one `peer-scan` thread that hashes the folder at start, the
 //! overlay's `overlay` and `olink-*` threads ([`crate::overlay::runtime`]), and
 //! whoever downloads through its [`Downloader`] (the console on its own thread, the
@@ -19,6 +20,7 @@ pub mod links;
 pub mod plan;
 pub mod pool;
 pub mod serve;
+pub mod upload;
 pub mod watch;
 
 use crate::clock::Clock;
@@ -72,6 +74,8 @@ pub struct PeerConfig {
     pub page_cache: bool,
     pub upload_limit: Option<Arc<TokenBucket>>,
     pub download_limit: Option<Arc<TokenBucket>>,
+    /// What the peer takes from uploaders (nothing without `--allow-upload`).
+    pub upload: upload::UploadConfig,
     pub overlay: OverlaySettings,
     /// The DHT node to run (`None`: `--no-dht`).
     pub dht: Option<crate::dht::DhtSettings>,
@@ -318,6 +322,14 @@ pub enum PeerEvent {
         text: String,
         remote: SocketAddr,
     },
+    /// A file pushed to this peer (`upload`, `POST /upload`) was proven and placed in
+    /// the folder, and is shared now.
+    Uploaded {
+        name: String,
+        size: u64,
+        id: crate::protocol::hash::Sha1Digest,
+        remote: SocketAddr,
+    },
 }
 
 pub struct Peer {
@@ -354,11 +366,19 @@ impl Peer {
         ));
         let (tx, events) = crossbeam_channel::unbounded();
         let (overlay, inbox) = OverlayHandle::channel(&config.overlay.seeds)?;
+        let uploads = Arc::new(upload::Uploads::new(
+            config.upload.clone(),
+            shared.clone(),
+            &config.dir,
+            &config.state_dir,
+            Some(tx.clone()),
+        ));
         let service = Arc::new(PeerService {
             shared: shared.clone(),
             upload_limit: config.upload_limit.clone(),
             overlay: overlay.clone(),
             events: tx.clone(),
+            uploads: uploads.clone(),
         });
         let server = server::spawn(listener, config.server, service.clone(), stats)
             .map_err(|e| format!("cannot start the server: {e}"))?;
@@ -396,6 +416,7 @@ impl Peer {
             }
             None => DhtUse::Off,
         };
+        uploads.set_publisher(links.publisher());
         let downloader = Arc::new(Downloader {
             shared: shared.clone(),
             config: config.clone(),

@@ -30,6 +30,8 @@ pub struct PeerService {
     pub overlay: OverlayHandle,
     /// Where direct messages go (the console, or the log without one).
     pub events: crossbeam_channel::Sender<super::PeerEvent>,
+    /// Files pushed to this peer (refused unless it allows them).
+    pub uploads: Arc<super::upload::Uploads>,
 }
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
@@ -310,6 +312,7 @@ impl Service for PeerService {
             Verb::Pieces => self.pieces(&req.args),
             Verb::Fetch => self.fetch(&req.args),
             Verb::Have => self.have(&req.args),
+            Verb::Upload => super::upload::wire::request(&self.uploads, &req.args, remote, conn),
             Verb::Say => self.say(&req.args),
             Verb::Msg => self.message(&req.args, remote, conn),
             Verb::Members => self
@@ -413,12 +416,20 @@ mod tests {
         });
         let (overlay, _inbox) = OverlayHandle::channel(&[]).unwrap();
         let (events_tx, events) = crossbeam_channel::unbounded();
+        let uploads = Arc::new(crate::peer::upload::Uploads::new(
+            crate::peer::upload::UploadConfig::default(),
+            shared.clone(),
+            dir.path(),
+            &dir.path().join(".p2pshare"),
+            None,
+        ));
         Fixture {
             service: PeerService {
                 shared,
                 upload_limit: None,
                 overlay,
                 events: events_tx,
+                uploads,
             },
             events,
             data,

@@ -24,6 +24,7 @@ pub enum Verb {
     Pieces,
     Fetch,
     Have,
+    Upload,
     // Overlay, node to node (one-way: answered `ok` at once).
     Register,
     Peers,
@@ -274,6 +275,17 @@ pub const COMMANDS: &[Command] = &[
         usage: "fetch|<name>|<content-id>|<offset>|<length>",
         reply: "data|<len> then len bytes of the file",
         summary: "a chunk-aligned byte range of a shared file",
+    },
+    Command {
+        verb: Verb::Upload,
+        name: "upload",
+        roles: PEER,
+        min_args: 3,
+        max_args: 3,
+        rows: None,
+        usage: "upload|<name>|<size>|<content-id>",
+        reply: "ok|send|<size>, then <size> bytes from the client, then ok|uploaded|<name>|<content-id>|<sha1>; or at once ok|exists|<name>|<content-id>|<sha1>",
+        summary: "push a file to a peer started with --allow-upload: checked against its content id, then shared",
     },
     Command {
         verb: Verb::Register,

@@ -82,12 +82,17 @@ pub enum ErrorCode {
     BadVersion,
     /// A broadcast would reach nobody: the peer has no neighbours (yet).
     NoNeighbours,
+    /// The request is well formed, but this node does not allow it (an upload to a
+    /// peer not started with `--allow-upload`).
+    Forbidden,
+    /// The bytes sent are not the content the request named: nothing was kept.
+    BadContent,
     /// Something failed inside the server; the request may be retried.
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownVerb,
         ErrorCode::BadName,
@@ -100,6 +105,8 @@ impl ErrorCode {
         ErrorCode::Conflict,
         ErrorCode::BadVersion,
         ErrorCode::NoNeighbours,
+        ErrorCode::Forbidden,
+        ErrorCode::BadContent,
         ErrorCode::Internal,
     ];
 
@@ -117,6 +124,8 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::BadVersion => "bad-version",
             ErrorCode::NoNeighbours => "no-neighbours",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::BadContent => "bad-content",
             ErrorCode::Internal => "internal",
         }
     }

@@ -431,3 +431,113 @@ fn a_node_that_answers_with_lies_changes_no_value_and_no_download() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     thread.join().unwrap();
 }
+
+/// README's run of seed 002, step by step, on ephemeral ports: upload `mydoc.txt`,
+/// download it back, the four values stored on some nodes and read on others, and a
+/// missing key's 404; with p2pshare's commands, then with curl.
+#[test]
+fn seed_002s_run_is_reproduced_with_p2pshare_and_with_curl() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let key = network_key(root);
+    let s1 = dht_seed(root, "s1", &key, &[]);
+    let s2 = dht_seed(root, "s2", &key, &[&s1]);
+    let mut nodes = Vec::new();
+    let mut webs = Vec::new();
+    for i in 1..=3 {
+        let dir = root.join(format!("node{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut p = Args::peer_sharing(&dir)
+            .no_console()
+            .flag("--seed", s1.addr)
+            .flag("--network-key", &key)
+            .flag("--http", "127.0.0.1:0")
+            .args(&["--allow-upload"])
+            .start(&format!("node{i}"), root);
+        webs.push(http_addr(&mut p));
+        nodes.push(p);
+    }
+    let doc = b"Hello, this is a test document.\n";
+    std::fs::write(root.join("mydoc.txt"), doc).unwrap();
+
+    // p2pshare's own commands.
+    let (code, out, err) = Args::of(&["upload", "mydoc.txt"])
+        .flag("--peer", nodes[0].addr)
+        .run(root);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("uploaded mydoc.txt"), "{out}");
+    let back = root.join("back");
+    eventually(
+        "mydoc.txt is found on the DHT",
+        Duration::from_secs(20),
+        || {
+            Args::get("mydoc.txt")
+                .args(&["--no-index"])
+                .flag("--seed", s1.addr)
+                .dir(&back)
+                .run(root)
+                .0
+                == 0
+        },
+    );
+    assert_eq!(std::fs::read(back.join("mydoc.txt")).unwrap(), doc);
+    assert_eq!(kv(root, &s1, &key, &["put", "color", "blue"]).0, 0);
+    for (k, v) in [
+        ("fruit", "apple"),
+        ("animal", "tiger"),
+        ("language", "python"),
+    ] {
+        let (code, out, err) = kv(root, &s2, &key, &["put", k, v]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    for (k, v) in [
+        ("color", "blue"),
+        ("fruit", "apple"),
+        ("animal", "tiger"),
+        ("language", "python"),
+    ] {
+        let (code, out, _) = kv(root, &s1, &key, &["get", k]);
+        assert_eq!((code, out.trim()), (0, v), "{k}");
+    }
+    let (code, _, err) = kv(root, &s1, &key, &["get", "shape"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("shape: not found"), "{err}");
+
+    // curl, as seed 002's scripts did.
+    let sha1 = {
+        use sha1::Digest;
+        let d = sha1::Sha1::digest(doc);
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-F", "file=@mydoc.txt"])
+        .arg(format!("http://{}/upload?sha1={sha1}", webs[0]))
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["filename"], "mydoc.txt", "{v}");
+    assert!(v["status"] == "uploaded" || v["status"] == "exists", "{v}");
+    let (status, body) = http("GET", webs[0], "/download/mydoc.txt", None);
+    assert_eq!((status, body.as_bytes()), (200, &doc[..]));
+    let (status, body) = http("PUT", webs[0], "/kv/color", Some(r#"{"value": "blue"}"#));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (status, v["status"].as_str(), v["storing_node"].as_str()),
+        (200, Some("success"), Some("node1"))
+    );
+    for (i, (k, val)) in [
+        ("color", "blue"),
+        ("fruit", "apple"),
+        ("animal", "tiger"),
+        ("language", "python"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (status, body) = http("GET", webs[1 + i % 2], &format!("/kv/{k}"), None);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((status, v["value"].as_str()), (200, Some(*val)), "{k}");
+    }
+    assert_eq!(http("GET", webs[2], "/kv/shape", None).0, 404);
+}

@@ -33,6 +33,9 @@ const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_co
 /// up here.)
 const EXAMPLES: u32 = 150;
 
+/// Test cases per operation and phase for the key-value store's operations.
+const KV_EXAMPLES: u32 = 20;
+
 /// Longest one schemathesis run may take before the test gives up on it.
 const RUN_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -61,6 +64,19 @@ fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
 /// Runs schemathesis against one role's operations (those tagged `role`), and fails
 /// with its whole report unless every check passed.
 fn check(st: &Path, cwd: &Path, role: &str, addr: SocketAddr, seed: u64, extra: &[&str]) {
+    check_n(st, cwd, role, addr, seed, EXAMPLES, extra)
+}
+
+/// `check` with `examples` test cases per operation and phase.
+fn check_n(
+    st: &Path,
+    cwd: &Path,
+    role: &str,
+    addr: SocketAddr,
+    seed: u64,
+    examples: u32,
+    extra: &[&str],
+) {
     // Links (stateful testing) are documented between the index's operations and
     // between the peer's; a seed has none.
     let phases = if role == "seed" {
@@ -77,7 +93,7 @@ fn check(st: &Path, cwd: &Path, role: &str, addr: SocketAddr, seed: u64, extra: 
         .args(["--include-tag", role])
         .args(["--checks", CHECKS])
         .args(["--phases", phases])
-        .args(["--max-examples", &EXAMPLES.to_string()])
+        .args(["--max-examples", &examples.to_string()])
         .args(["--seed", &seed.to_string()])
         .args(["--workers", "1"])
         .args(["--request-timeout", "10"])
@@ -154,8 +170,9 @@ fn every_role_answers_as_docs_http_api_yaml_describes() {
         .start("seed", &folder("seed"));
     let seed_http = http_addr(&mut seed);
 
-    // A peer sharing the file the document's examples name, with a token, and a
-    // second peer in the overlay so that a broadcast has somewhere to go.
+    // A peer sharing the file the document's examples name, with a token, taking
+    // uploads (so that every answer of `POST /upload` can come up), and a second
+    // peer in the overlay so that a broadcast has somewhere to go.
     let share = folder("share");
     std::fs::write(share.join("report.pdf"), crate::util::noise(5000, 7)).unwrap();
     let token_file = root.join("token");
@@ -173,6 +190,7 @@ fn every_role_answers_as_docs_http_api_yaml_describes() {
             token_file.to_str().unwrap(),
             "--network-key",
             &key,
+            "--allow-upload",
         ],
     );
     let peer_http = http_addr(&mut p);
@@ -187,14 +205,27 @@ fn every_role_answers_as_docs_http_api_yaml_describes() {
 
     let work = folder("schemathesis");
     let auth = format!("Authorization: Bearer {TOKEN}");
+    // The key-value store is a DHT lookup per request (about 0.1 s on loopback): its
+    // operations get a run of their own, with fewer cases, on the seed (a peer serves
+    // the same code).
+    let no_kv = ["--exclude-path-regex", "^/kv/"];
     check(&st, &work, "index", index_http, rng.gen(), &[]);
-    check(&st, &work, "seed", seed_http, rng.gen(), &[]);
+    check(&st, &work, "seed", seed_http, rng.gen(), &no_kv);
+    check_n(
+        &st,
+        &work,
+        "seed",
+        seed_http,
+        rng.gen(),
+        KV_EXAMPLES,
+        &["--include-path-regex", "^/kv/"],
+    );
     check(
         &st,
         &work,
         "peer",
         peer_http,
         rng.gen(),
-        &["--header", &auth],
+        &["--header", &auth, no_kv[0], no_kv[1]],
     );
 }

@@ -23,3 +23,4 @@ mod live_folder;
 mod newcomer;
 mod overlay;
 mod swarm;
+mod upload;
