@@ -75,6 +75,7 @@ pub fn log_event(log: &EventLog, ev: &OverlayEvent, seeds: &[NodeAddr]) {
         OverlayEvent::NeighborDown { id, reason } => {
             log.write("neighbour-down", &format!("peer={id} reason={reason}"))
         }
+        OverlayEvent::ProbeMissed { id } => log.write("probe-missed", &format!("peer={id}")),
         OverlayEvent::Suspected { id } => log.write("suspect", &format!("peer={id}")),
         OverlayEvent::Refuted { id, incarnation } => {
             log.write("refuted", &format!("peer={id} incarnation={incarnation}"))
@@ -85,6 +86,10 @@ pub fn log_event(log: &EventLog, ev: &OverlayEvent, seeds: &[NodeAddr]) {
         OverlayEvent::Dead { id, by } => log.write("dead", &format!("peer={id} declared-by={by}")),
         OverlayEvent::Left { id } => log.write("left", &format!("peer={id}")),
         OverlayEvent::Forgotten { id } => log.write("forgotten", &format!("peer={id}")),
+        OverlayEvent::Reported { id, by } => {
+            log.write("report", &format!("peer={id} reported-by={by}"))
+        }
+        OverlayEvent::Cleared { id } => log.write("report-cleared", &format!("peer={id}")),
         OverlayEvent::SeedUp { seed: i, peers } => {
             log.write("seed-up", &format!("seed={} peers={peers}", seed(i)))
         }
@@ -291,6 +296,8 @@ struct Link {
 struct Outbox {
     me: Identity,
     seeds: Arc<Vec<NodeAddr>>,
+    /// The peers to join through (`--join`), by position.
+    contacts: Arc<Vec<NodeAddr>>,
     seed_keys: Arc<SeedKeys>,
     timeouts: Timeouts,
     links: HashMap<Dest, Link>,
@@ -324,10 +331,16 @@ impl Outbox {
                 return;
             }
         }
-        let addr = match out.to {
-            Dest::Node(a) => a.to_string(),
+        // A contact listed with its key must answer with it (a seed's key is checked
+        // in the link, since a seed listed without one is pinned on first use).
+        let (addr, pinned) = match out.to {
+            Dest::Node(a) => (a.to_string(), None),
             Dest::Seed(i) => match self.seeds.get(i) {
-                Some(s) => s.to_string(),
+                Some(s) => (s.to_string(), None),
+                None => return,
+            },
+            Dest::Contact(i) => match self.contacts.get(i) {
+                Some(c) => (c.to_string(), c.key().and_then(|k| PeerId::parse(k).ok())),
                 None => return,
             },
         };
@@ -345,7 +358,7 @@ impl Outbox {
             .name(format!("olink-{addr}"))
             .stack_size(256 * 1024)
             .spawn(move || {
-                link(dest, addr, (me, seed_keys), timeouts, rx, inbox);
+                link(dest, addr, (me, seed_keys, pinned), timeouts, rx, inbox);
                 flag.store(true, Ordering::Relaxed);
             });
         match spawned {
@@ -370,7 +383,7 @@ impl Outbox {
 fn link(
     dest: Dest,
     addr: String,
-    (me, seed_keys): (Identity, Arc<SeedKeys>),
+    (me, seed_keys, pinned): (Identity, Arc<SeedKeys>, Option<PeerId>),
     timeouts: Timeouts,
     rx: Receiver<Msg>,
     inbox: channel::Sender<Input>,
@@ -387,12 +400,19 @@ fn link(
     // has (the core learns who it is from what it says, signed).
     let expect = match dest {
         Dest::Seed(i) => seed_keys.expected(i),
+        Dest::Contact(_) => pinned,
         Dest::Node(_) => None,
     };
     match client.hello(Some(&me.me), me.hello_role(), me.port, expect.as_ref()) {
         Ok(answer) => {
             if let Dest::Seed(i) = dest {
                 seed_keys.pin(i, &answer.id);
+            }
+            // A contact's name can lead back here (a service name that resolves to
+            // every container of the service, this one included): this link closes,
+            // and the next try resolves the name again.
+            if matches!(dest, Dest::Contact(_)) && answer.id == *me.me.id() {
+                return unreachable("that is this node".to_owned());
             }
         }
         Err(e) => {
@@ -439,6 +459,8 @@ pub type EventSink = Box<dyn Fn(OverlayEvent) + Send>;
 pub struct CoreSetup {
     pub me: Identity,
     pub seeds: Vec<NodeAddr>,
+    /// The peers to join through besides the seeds (`--join`; none for a seed).
+    pub contacts: Vec<NodeAddr>,
     pub timeouts: Timeouts,
     pub inbox: Receiver<Input>,
     pub handle: OverlayHandle,
@@ -450,6 +472,7 @@ impl CoreSetup {
         Outbox {
             me: self.me.clone(),
             seeds: Arc::new(self.seeds.clone()),
+            contacts: Arc::new(self.contacts.clone()),
             seed_keys: self.handle.seed_keys.clone(),
             timeouts: self.timeouts,
             links: HashMap::new(),
