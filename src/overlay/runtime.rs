@@ -97,6 +97,31 @@ pub fn log_event(log: &EventLog, ev: &OverlayEvent, seeds: &[NodeAddr]) {
     }
 }
 
+/// Most addresses of one contact's name tried on one link (each may cost a connect
+/// timeout).
+const CONTACT_ADDRS_MAX: usize = 8;
+
+/// The addresses a contact's name stands for, in random order. A name may stand for
+/// several (a compose service: every container of it, this one included), and the
+/// resolver sorts them by how well they match this node's own address (RFC 6724),
+/// which puts this node itself first: taken in that order, every try would lead back
+/// here.
+fn contact_addrs(name: &str) -> Result<Vec<String>, String> {
+    use rand::seq::SliceRandom;
+    use std::net::ToSocketAddrs;
+    let mut found: Vec<String> = name
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {name}: {e}"))?
+        .map(|a| a.to_string())
+        .collect();
+    found.shuffle(&mut rand::thread_rng());
+    found.truncate(CONTACT_ADDRS_MAX);
+    if found.is_empty() {
+        return Err(format!("{name} resolves to no address"));
+    }
+    Ok(found)
+}
+
 /// Who this node is on its outgoing links.
 #[derive(Clone, Debug)]
 pub struct Identity {
@@ -392,10 +417,6 @@ fn link(
         log::debug!("overlay: {addr} ({dest}): {why}");
         let _ = inbox.try_send(Input::Unreachable(dest));
     };
-    let mut client = match Client::connect(&addr, &timeouts) {
-        Ok(c) => c,
-        Err(e) => return unreachable(e.to_string()),
-    };
     // A seed must answer with its listed key; a node address with whatever key it
     // has (the core learns who it is from what it says, signed).
     let expect = match dest {
@@ -403,25 +424,46 @@ fn link(
         Dest::Contact(_) => pinned,
         Dest::Node(_) => None,
     };
-    match client.hello(Some(&me.me), me.hello_role(), me.port, expect.as_ref()) {
-        Ok(answer) => {
-            if let Dest::Seed(i) = dest {
-                seed_keys.pin(i, &answer.id);
+    let candidates = match dest {
+        Dest::Contact(_) => match contact_addrs(&addr) {
+            Ok(found) => found,
+            Err(e) => return unreachable(e),
+        },
+        _ => vec![addr.clone()],
+    };
+    let mut client = None;
+    let mut why = String::new();
+    for candidate in candidates {
+        let mut c = match Client::connect(&candidate, &timeouts) {
+            Ok(c) => c,
+            Err(e) => {
+                why = e.to_string();
+                continue;
             }
-            // A contact's name can lead back here (a service name that resolves to
-            // every container of the service, this one included): this link closes,
-            // and the next try resolves the name again.
-            if matches!(dest, Dest::Contact(_)) && answer.id == *me.me.id() {
-                return unreachable("that is this node".to_owned());
+        };
+        match c.hello(Some(&me.me), me.hello_role(), me.port, expect.as_ref()) {
+            Ok(answer) => {
+                if let Dest::Seed(i) = dest {
+                    seed_keys.pin(i, &answer.id);
+                }
+                if matches!(dest, Dest::Contact(_)) && answer.id == *me.me.id() {
+                    why = format!("{candidate} is this node");
+                    continue;
+                }
+                client = Some(c);
+                break;
             }
-        }
-        Err(e) => {
-            if expect.is_some() {
-                log::warn!("overlay: {addr} ({dest}): {e}");
+            Err(e) => {
+                if expect.is_some() {
+                    log::warn!("overlay: {candidate} ({dest}): {e}");
+                }
+                why = e.to_string();
             }
-            return unreachable(e.to_string());
         }
     }
+    let Some(mut client) = client else {
+        return unreachable(why);
+    };
     loop {
         let first = match rx.recv_timeout(LINK_IDLE) {
             Ok(m) => m,
@@ -698,4 +740,18 @@ pub struct OverlayConn {
     /// The name its hello gave (any node may give any name).
     pub name: Option<PeerId>,
     pending: Option<node::Pending>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contact_addrs;
+
+    #[test]
+    fn a_contact_name_gives_its_addresses_and_an_unknown_one_an_error() {
+        assert_eq!(contact_addrs("127.0.0.1:1025").unwrap(), ["127.0.0.1:1025"]);
+        let local = contact_addrs("localhost:1025").unwrap();
+        assert!(!local.is_empty() && local.iter().all(|a| a.ends_with(":1025")));
+        let err = contact_addrs("no-such-host.invalid:1025").unwrap_err();
+        assert!(err.contains("no-such-host.invalid"), "{err}");
+    }
 }
