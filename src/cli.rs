@@ -775,6 +775,19 @@ pub struct PeerArgs {
     pub index: IndexFlags,
     #[command(flatten)]
     pub seeds: SeedListFlags,
+    /// A peer to join through, HOST:PORT or ID@HOST:PORT (repeatable), besides the
+    /// seeds: asked to be a neighbour at start and, every 2 s, whenever this peer has
+    /// none; its peer lists bring the rest. A peer that knows one live member joins
+    /// with every seed down. The name is resolved at each try (a name with several
+    /// addresses, such as a compose service, may lead to another member each time).
+    #[arg(long = "join", value_name = "[ID@]HOST:PORT", value_parser = node_addr)]
+    pub join: Vec<NodeAddr>,
+    /// Once this peer knows other members, send them TEXT as a direct message: to one
+    /// chosen at random, and to another if it does not answer (for up to a minute).
+    /// The reply is printed and written to the event log. As the seed-000 nodes
+    /// greeted a random peer at start.
+    #[arg(long, value_name = "TEXT")]
+    pub greet: Option<String>,
     #[command(flatten)]
     pub dht: DhtNodeFlags,
     #[command(flatten)]

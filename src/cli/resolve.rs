@@ -389,10 +389,30 @@ impl PeerArgs {
             upload: self.uploads.config(),
             overlay: OverlaySettings {
                 seeds: self.seeds.addrs()?,
+                contacts: self.join.clone(),
                 config: self.liveness.overlay_config()?,
                 log: self.log.open()?,
             },
+            greet: self.greet_text()?,
         })
+    }
+
+    /// The `--greet` text: not blank, and short enough for a direct message.
+    fn greet_text(&self) -> Result<Option<String>, ArgError> {
+        let Some(text) = &self.greet else {
+            return Ok(None);
+        };
+        if text.trim().is_empty() {
+            return Err(usage("--greet: the text is empty"));
+        }
+        if text.len() > crate::overlay::wire::MAX_TEXT {
+            return Err(usage(format!(
+                "--greet: the text is {} bytes, at most {}",
+                text.len(),
+                crate::overlay::wire::MAX_TEXT
+            )));
+        }
+        Ok(Some(text.clone()))
     }
 }
 

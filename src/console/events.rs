@@ -93,6 +93,13 @@ pub fn describe(event: &PeerEvent, seeds: &[NodeAddr]) -> Option<String> {
             id.short(),
             remote.ip().to_canonical()
         ),
+        PeerEvent::Greeted { name, id, reply } => format!(
+            "greeted {} ({}): {}",
+            terminal_safe(name),
+            crate::identity::short(id.as_str()),
+            terminal_safe(reply)
+        ),
+        PeerEvent::GreetFailed { why } => format!("greeting not delivered: {why}"),
         PeerEvent::Overlay(ev) => return describe_overlay(ev, seeds),
     })
 }
@@ -159,6 +166,10 @@ fn describe_overlay(ev: &OverlayEvent, seeds: &[NodeAddr]) -> Option<String> {
             log::debug!("neighbour {id} down ({reason})");
             return None;
         }
+        OverlayEvent::ProbeMissed { id } => {
+            log::debug!("{id} did not answer a probe in time");
+            return None;
+        }
         OverlayEvent::Suspected { id } => {
             log::info!("{id} is suspected (no answer to probes)");
             return None;
@@ -167,7 +178,11 @@ fn describe_overlay(ev: &OverlayEvent, seeds: &[NodeAddr]) -> Option<String> {
             log::info!("{id} is alive after all (refuted)");
             return None;
         }
-        OverlayEvent::Joined { .. } | OverlayEvent::Forgotten { .. } => return None,
+        // A seed's own events.
+        OverlayEvent::Joined { .. }
+        | OverlayEvent::Forgotten { .. }
+        | OverlayEvent::Reported { .. }
+        | OverlayEvent::Cleared { .. } => return None,
     })
 }
 

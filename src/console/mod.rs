@@ -17,7 +17,6 @@ pub use commands::{complete, help_for, help_lines};
 pub use events::describe;
 pub use progress::BarProgress;
 
-use crate::net::node::HelloRole;
 use crate::output;
 use crate::overlay::member::MemberRow;
 use crate::overlay::member::NotSent;
@@ -375,21 +374,16 @@ impl Console<'_> {
                 Err(why) => return output::say(why),
             }
         };
-        let t = self.peer.config().timeouts;
-        let shared = self.peer.shared();
-        let port = self.peer.local_addr().port();
-        let reply = crate::net::client::Client::connect(&addr, &t).and_then(|mut c| {
-            c.hello(Some(&shared.me), HelloRole::Peer, port, expect.as_ref())?;
-            c.call(&["msg", &wire::escape_text(text)])
-        });
+        let reply = crate::peer::message::send(
+            &self.peer.shared().me,
+            self.peer.local_addr().port(),
+            &self.peer.config().timeouts,
+            &addr,
+            expect.as_ref(),
+            text,
+        );
         match reply {
-            Ok(f) => {
-                let text = f
-                    .first()
-                    .and_then(|r| wire::unescape_text(r).ok())
-                    .unwrap_or_default();
-                output::say(format!("reply from {who}: {}", terminal_safe(&text)));
-            }
+            Ok(text) => output::say(format!("reply from {who}: {}", terminal_safe(&text))),
             Err(e) => output::say(format!("msg failed: {e}")),
         }
     }

@@ -207,6 +207,17 @@ impl PeerApi {
             return Response::error(400, "the body needs \"sender\": a name of 1 to 128 bytes");
         }
         let me = self.service.shared.me.name.to_string();
+        if let Some(l) = &self.service.log {
+            l.write(
+                "http-message",
+                &format!(
+                    "name={} addr={} text={}",
+                    wire::escape_text(&sender),
+                    req.remote,
+                    wire::escape_text(&text)
+                ),
+            );
+        }
         self.service.shared.remember(crate::peer::Recent {
             kind: "http-message",
             from: sender.clone(),

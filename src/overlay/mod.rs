@@ -59,6 +59,10 @@ pub enum Dest {
     /// The seed at this position of the configured seed list (dialled by name, so that
     /// container host names resolve when the seed is up).
     Seed(usize),
+    /// The peer to join through at this position of the configured contacts (`--join`),
+    /// dialled by name as seeds are: a name with several addresses (a service of
+    /// containers) may answer from another of them each time.
+    Contact(usize),
 }
 
 impl fmt::Display for Dest {
@@ -66,6 +70,7 @@ impl fmt::Display for Dest {
         match self {
             Dest::Node(a) => write!(f, "{a}"),
             Dest::Seed(i) => write!(f, "seed #{}", i + 1),
+            Dest::Contact(i) => write!(f, "contact #{}", i + 1),
         }
     }
 }
@@ -450,6 +455,11 @@ pub enum OverlayEvent {
         id: PeerId,
         addr: SocketAddr,
     },
+    /// A neighbour did not answer a probe in time (SWIM: it is probed again, and
+    /// through others; classic: one more missed ping).
+    ProbeMissed {
+        id: PeerId,
+    },
     Suspected {
         id: PeerId,
     },
@@ -468,6 +478,15 @@ pub enum OverlayEvent {
     },
     /// A seed forgot a member that was neither seen nor vouched for in time.
     Forgotten {
+        id: PeerId,
+    },
+    /// A peer (`by`) reported a member dead to this seed, which now probes it itself.
+    Reported {
+        id: PeerId,
+        by: PeerId,
+    },
+    /// The member a report named answered the seed's own probe: the report is dropped.
+    Cleared {
         id: PeerId,
     },
     /// This node refuted a suspicion or a death about itself.

@@ -75,6 +75,7 @@ pub fn log_event(log: &EventLog, ev: &OverlayEvent, seeds: &[NodeAddr]) {
         OverlayEvent::NeighborDown { id, reason } => {
             log.write("neighbour-down", &format!("peer={id} reason={reason}"))
         }
+        OverlayEvent::ProbeMissed { id } => log.write("probe-missed", &format!("peer={id}")),
         OverlayEvent::Suspected { id } => log.write("suspect", &format!("peer={id}")),
         OverlayEvent::Refuted { id, incarnation } => {
             log.write("refuted", &format!("peer={id} incarnation={incarnation}"))
@@ -85,11 +86,40 @@ pub fn log_event(log: &EventLog, ev: &OverlayEvent, seeds: &[NodeAddr]) {
         OverlayEvent::Dead { id, by } => log.write("dead", &format!("peer={id} declared-by={by}")),
         OverlayEvent::Left { id } => log.write("left", &format!("peer={id}")),
         OverlayEvent::Forgotten { id } => log.write("forgotten", &format!("peer={id}")),
+        OverlayEvent::Reported { id, by } => {
+            log.write("report", &format!("peer={id} reported-by={by}"))
+        }
+        OverlayEvent::Cleared { id } => log.write("report-cleared", &format!("peer={id}")),
         OverlayEvent::SeedUp { seed: i, peers } => {
             log.write("seed-up", &format!("seed={} peers={peers}", seed(i)))
         }
         OverlayEvent::SeedDown { seed: i } => log.write("seed-down", &format!("seed={}", seed(i))),
     }
+}
+
+/// Most addresses of one contact's name tried on one link (each may cost a connect
+/// timeout).
+const CONTACT_ADDRS_MAX: usize = 8;
+
+/// The addresses a contact's name stands for, in random order. A name may stand for
+/// several (a compose service: every container of it, this one included), and the
+/// resolver sorts them by how well they match this node's own address (RFC 6724),
+/// which puts this node itself first: taken in that order, every try would lead back
+/// here.
+fn contact_addrs(name: &str) -> Result<Vec<String>, String> {
+    use rand::seq::SliceRandom;
+    use std::net::ToSocketAddrs;
+    let mut found: Vec<String> = name
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {name}: {e}"))?
+        .map(|a| a.to_string())
+        .collect();
+    found.shuffle(&mut rand::thread_rng());
+    found.truncate(CONTACT_ADDRS_MAX);
+    if found.is_empty() {
+        return Err(format!("{name} resolves to no address"));
+    }
+    Ok(found)
 }
 
 /// Who this node is on its outgoing links.
@@ -291,6 +321,8 @@ struct Link {
 struct Outbox {
     me: Identity,
     seeds: Arc<Vec<NodeAddr>>,
+    /// The peers to join through (`--join`), by position.
+    contacts: Arc<Vec<NodeAddr>>,
     seed_keys: Arc<SeedKeys>,
     timeouts: Timeouts,
     links: HashMap<Dest, Link>,
@@ -324,10 +356,16 @@ impl Outbox {
                 return;
             }
         }
-        let addr = match out.to {
-            Dest::Node(a) => a.to_string(),
+        // A contact listed with its key must answer with it (a seed's key is checked
+        // in the link, since a seed listed without one is pinned on first use).
+        let (addr, pinned) = match out.to {
+            Dest::Node(a) => (a.to_string(), None),
             Dest::Seed(i) => match self.seeds.get(i) {
-                Some(s) => s.to_string(),
+                Some(s) => (s.to_string(), None),
+                None => return,
+            },
+            Dest::Contact(i) => match self.contacts.get(i) {
+                Some(c) => (c.to_string(), c.key().and_then(|k| PeerId::parse(k).ok())),
                 None => return,
             },
         };
@@ -345,7 +383,7 @@ impl Outbox {
             .name(format!("olink-{addr}"))
             .stack_size(256 * 1024)
             .spawn(move || {
-                link(dest, addr, (me, seed_keys), timeouts, rx, inbox);
+                link(dest, addr, (me, seed_keys, pinned), timeouts, rx, inbox);
                 flag.store(true, Ordering::Relaxed);
             });
         match spawned {
@@ -370,7 +408,7 @@ impl Outbox {
 fn link(
     dest: Dest,
     addr: String,
-    (me, seed_keys): (Identity, Arc<SeedKeys>),
+    (me, seed_keys, pinned): (Identity, Arc<SeedKeys>, Option<PeerId>),
     timeouts: Timeouts,
     rx: Receiver<Msg>,
     inbox: channel::Sender<Input>,
@@ -379,29 +417,53 @@ fn link(
         log::debug!("overlay: {addr} ({dest}): {why}");
         let _ = inbox.try_send(Input::Unreachable(dest));
     };
-    let mut client = match Client::connect(&addr, &timeouts) {
-        Ok(c) => c,
-        Err(e) => return unreachable(e.to_string()),
-    };
     // A seed must answer with its listed key; a node address with whatever key it
     // has (the core learns who it is from what it says, signed).
     let expect = match dest {
         Dest::Seed(i) => seed_keys.expected(i),
+        Dest::Contact(_) => pinned,
         Dest::Node(_) => None,
     };
-    match client.hello(Some(&me.me), me.hello_role(), me.port, expect.as_ref()) {
-        Ok(answer) => {
-            if let Dest::Seed(i) = dest {
-                seed_keys.pin(i, &answer.id);
+    let candidates = match dest {
+        Dest::Contact(_) => match contact_addrs(&addr) {
+            Ok(found) => found,
+            Err(e) => return unreachable(e),
+        },
+        _ => vec![addr.clone()],
+    };
+    let mut client = None;
+    let mut why = String::new();
+    for candidate in candidates {
+        let mut c = match Client::connect(&candidate, &timeouts) {
+            Ok(c) => c,
+            Err(e) => {
+                why = e.to_string();
+                continue;
             }
-        }
-        Err(e) => {
-            if expect.is_some() {
-                log::warn!("overlay: {addr} ({dest}): {e}");
+        };
+        match c.hello(Some(&me.me), me.hello_role(), me.port, expect.as_ref()) {
+            Ok(answer) => {
+                if let Dest::Seed(i) = dest {
+                    seed_keys.pin(i, &answer.id);
+                }
+                if matches!(dest, Dest::Contact(_)) && answer.id == *me.me.id() {
+                    why = format!("{candidate} is this node");
+                    continue;
+                }
+                client = Some(c);
+                break;
             }
-            return unreachable(e.to_string());
+            Err(e) => {
+                if expect.is_some() {
+                    log::warn!("overlay: {candidate} ({dest}): {e}");
+                }
+                why = e.to_string();
+            }
         }
     }
+    let Some(mut client) = client else {
+        return unreachable(why);
+    };
     loop {
         let first = match rx.recv_timeout(LINK_IDLE) {
             Ok(m) => m,
@@ -439,6 +501,8 @@ pub type EventSink = Box<dyn Fn(OverlayEvent) + Send>;
 pub struct CoreSetup {
     pub me: Identity,
     pub seeds: Vec<NodeAddr>,
+    /// The peers to join through besides the seeds (`--join`; none for a seed).
+    pub contacts: Vec<NodeAddr>,
     pub timeouts: Timeouts,
     pub inbox: Receiver<Input>,
     pub handle: OverlayHandle,
@@ -450,6 +514,7 @@ impl CoreSetup {
         Outbox {
             me: self.me.clone(),
             seeds: Arc::new(self.seeds.clone()),
+            contacts: Arc::new(self.contacts.clone()),
             seed_keys: self.handle.seed_keys.clone(),
             timeouts: self.timeouts,
             links: HashMap::new(),
@@ -675,4 +740,18 @@ pub struct OverlayConn {
     /// The name its hello gave (any node may give any name).
     pub name: Option<PeerId>,
     pending: Option<node::Pending>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contact_addrs;
+
+    #[test]
+    fn a_contact_name_gives_its_addresses_and_an_unknown_one_an_error() {
+        assert_eq!(contact_addrs("127.0.0.1:1025").unwrap(), ["127.0.0.1:1025"]);
+        let local = contact_addrs("localhost:1025").unwrap();
+        assert!(!local.is_empty() && local.iter().all(|a| a.ends_with(":1025")));
+        let err = contact_addrs("no-such-host.invalid:1025").unwrap_err();
+        assert!(err.contains("no-such-host.invalid"), "{err}");
+    }
 }

@@ -403,6 +403,9 @@ impl SeedNode {
             return;
         }
         self.probes.remove(&seq);
+        self.events.push(OverlayEvent::Cleared {
+            id: from.id.clone(),
+        });
         if let Some(r) = self.members.get_mut(&from.id) {
             r.probe = None;
             r.reporters.clear();
@@ -534,6 +537,10 @@ impl SeedNode {
         if r.reporters.len() < REPORTERS_MAX {
             r.reporters.insert(from.id.clone());
         }
+        self.events.push(OverlayEvent::Reported {
+            id: id.clone(),
+            by: from.id.clone(),
+        });
         self.start_probe(&id, now);
     }
 

@@ -93,6 +93,7 @@ impl Seed {
                     port,
                 },
                 seeds: settings.seeds.clone(),
+                contacts: Vec::new(),
                 timeouts: Timeouts::default(),
                 inbox,
                 handle: overlay.clone(),
@@ -146,6 +147,12 @@ fn event_sink(log: Option<Arc<EventLog>>, seeds: Vec<NodeAddr>) -> EventSink {
             OverlayEvent::Left { id } => log::info!("{id} left"),
             OverlayEvent::Forgotten { id } => {
                 log::info!("{id} forgotten: not seen nor vouched for in time")
+            }
+            OverlayEvent::Reported { id, by } => {
+                log::info!("{id} reported dead by {by}: probing it")
+            }
+            OverlayEvent::Cleared { id } => {
+                log::info!("{id} answered the probe: the report is dropped")
             }
             _ => {}
         }
@@ -269,6 +276,7 @@ mod tests {
                     port: 1500,
                 },
                 seeds: Vec::new(),
+                contacts: Vec::new(),
                 timeouts: Timeouts::default(),
                 inbox,
                 handle: overlay.clone(),

@@ -418,7 +418,8 @@ impl Sim {
                     None => continue,
                 },
                 Dest::Seed(k) if k < self.config.seeds => k,
-                Dest::Seed(_) => continue,
+                // The simulated peers join through the seeds only: no contacts.
+                Dest::Seed(_) | Dest::Contact(_) => continue,
             };
             if self.slots[i].group != self.slots[to].group
                 || (self.config.loss > 0.0 && self.rng.gen_bool(self.config.loss))

@@ -3,7 +3,8 @@
 //! Threads: the server's accept and connection threads (serve.rs, which also take
 //! uploads: [`upload`]), one link thread
 //! per index (links.rs), one `peer-scan` thread that hashes the folder at start, the
-//! overlay's `overlay` and `olink-*` threads ([`crate::overlay::runtime`]), and
+//! overlay's `overlay` and `olink-*` threads ([`crate::overlay::runtime`]), the
+//! `peer-greet` thread while a `--greet` looks for a member to greet ([`message`]), and
 //! whoever downloads through its [`Downloader`] (the console on its own thread, the
 //! HTTP interface's `download-job-<k>` threads ([`jobs`])).
 //!
@@ -17,6 +18,7 @@ pub mod finder;
 pub mod hashcache;
 pub mod jobs;
 pub mod links;
+pub mod message;
 pub mod plan;
 pub mod pool;
 pub mod serve;
@@ -79,13 +81,19 @@ pub struct PeerConfig {
     pub overlay: OverlaySettings,
     /// The DHT node to run (`None`: `--no-dht`).
     pub dht: Option<crate::dht::DhtSettings>,
+    /// A direct message for one live member chosen at random, once this peer knows
+    /// some (`--greet`): see [`greet`].
+    pub greet: Option<String>,
 }
 
-/// The peer's part in the overlay: seeds, timers, event log.
+/// The peer's part in the overlay: seeds, contacts, timers, event log.
 #[derive(Clone)]
 pub struct OverlaySettings {
     /// The seeds to join through (none: the peer joins only when others contact it).
     pub seeds: Vec<NodeAddr>,
+    /// Peers to join through besides the seeds (`--join`): asked to be neighbours at
+    /// start and whenever this peer has none, so it joins with every seed down.
+    pub contacts: Vec<NodeAddr>,
     pub config: OverlayConfig,
     pub log: Option<Arc<EventLog>>,
 }
@@ -94,6 +102,7 @@ impl std::fmt::Debug for OverlaySettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OverlaySettings")
             .field("seeds", &self.seeds)
+            .field("contacts", &self.contacts)
             .field("config", &self.config)
             .field("log", &self.log.is_some())
             .finish()
@@ -330,6 +339,16 @@ pub enum PeerEvent {
         id: crate::protocol::hash::Sha1Digest,
         remote: SocketAddr,
     },
+    /// The greeting (`--greet`) was answered by this member.
+    Greeted {
+        name: String,
+        id: PeerId,
+        reply: String,
+    },
+    /// No member answered the greeting in time.
+    GreetFailed {
+        why: String,
+    },
 }
 
 pub struct Peer {
@@ -379,6 +398,7 @@ impl Peer {
             overlay: overlay.clone(),
             events: tx.clone(),
             uploads: uploads.clone(),
+            log: config.overlay.log.clone(),
         });
         let server = server::spawn(listener, config.server, service.clone(), stats)
             .map_err(|e| format!("cannot start the server: {e}"))?;
@@ -391,6 +411,20 @@ impl Peer {
             shared.clone(),
         )
         .map_err(|e| format!("cannot start the overlay: {e}"))?;
+        if let Some(text) = &config.greet {
+            message::Greeting {
+                text: text.clone(),
+                me: config.me.clone(),
+                port: server.local_addr().port(),
+                timeouts: config.timeouts,
+                overlay: overlay.clone(),
+                shared: shared.clone(),
+                events: tx.clone(),
+                log: config.overlay.log.clone(),
+            }
+            .spawn()
+            .map_err(|e| format!("cannot start the greeting: {e}"))?;
+        }
         // Closed (dropped) by the scan thread when the initial scan is done.
         let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
         let links = Links::start(
@@ -479,7 +513,8 @@ impl Peer {
             runtime::random_seed(),
             wall / 1000,
             wall * 1000,
-        );
+        )
+        .with_contacts(settings.contacts.len());
         // Neighbours catch a new link up on recent broadcasts; this process printed
         // none of them, and those sent before it started are not news to its user.
         node.show_said_from(wall);
@@ -512,6 +547,7 @@ impl Peer {
                     port,
                 },
                 seeds: settings.seeds,
+                contacts: settings.contacts,
                 timeouts: config.timeouts,
                 inbox,
                 handle,

@@ -7,6 +7,7 @@
 
 use super::catalog::{open_nofollow, FileStamp, SharedFile};
 use super::PeerShared;
+use crate::eventlog::EventLog;
 use crate::net::node::{self, status_reply};
 use crate::net::rate::TokenBucket;
 use crate::net::{Reply, Service};
@@ -32,6 +33,8 @@ pub struct PeerService {
     pub events: crossbeam_channel::Sender<super::PeerEvent>,
     /// Files pushed to this peer (refused unless it allows them).
     pub uploads: Arc<super::upload::Uploads>,
+    /// The event log (`--log-file`), where direct messages are written too.
+    pub log: Option<Arc<EventLog>>,
 }
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
@@ -265,6 +268,16 @@ impl PeerService {
         };
         let text = wire::unescape_text(args[0])?;
         let now = crate::clock::wall_ms();
+        if let Some(l) = &self.log {
+            l.write(
+                "direct-message",
+                &format!(
+                    "from={} name={name} addr={remote} text={}",
+                    from.id,
+                    wire::escape_text(&text)
+                ),
+            );
+        }
         self.shared.remember(super::Recent {
             kind: "message",
             from: name.to_string(),
@@ -391,7 +404,7 @@ mod tests {
         /// The content of `shared.bin`, and its content id.
         data: Vec<u8>,
         id: Sha1Digest,
-        _dir: tempfile::TempDir,
+        dir: tempfile::TempDir,
     }
 
     /// A peer `me` sharing `shared.bin`: 10 000 bytes, so one piece of two full
@@ -430,11 +443,14 @@ mod tests {
                 overlay,
                 events: events_tx,
                 uploads,
+                log: Some(Arc::new(
+                    EventLog::open(&dir.path().join("events.log")).unwrap(),
+                )),
             },
             events,
             data,
             id,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -599,5 +615,16 @@ mod tests {
         }
         assert!(s.ask("msg|bad %zz").starts_with("err|bad-request|"));
         assert!(f.events.try_recv().is_err());
+        // And written to the event log, once, with the sender's proven id.
+        let log = std::fs::read_to_string(f.dir.path().join("events.log")).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 1, "{log}");
+        assert!(
+            lines[0].ends_with(&format!(
+                " direct-message from={} name=p1 addr=127.0.0.1:40000 text=hello %7C there",
+                test_id("p1")
+            )),
+            "{log}"
+        );
     }
 }

@@ -326,6 +326,117 @@ fn a_direct_message_is_answered_and_peers_lists_neighbours() {
 }
 
 #[test]
+fn a_peer_started_with_greet_messages_a_live_member_and_prints_its_reply() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &["--db", ":memory:"]);
+    let s1 = seed(root.path(), "s1", &[]);
+    let ps = peers(root.path(), &index, &[&s1], 2, false);
+    let dir = root.path().join("greeter");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = root.path().join("greeter.log");
+    let mut g = peer(
+        &dir,
+        &index,
+        &[
+            "--seed",
+            &s1.addr_str(),
+            "--greet",
+            "hello from the greeter",
+            "--log-file",
+            log.to_str().unwrap(),
+        ],
+    );
+    // "greeted p1 (abcd1234): p1 got your message at ...; hello, greeter"
+    let line = g.wait_line(|l| l.starts_with("greeted "));
+    let name = line["greeted ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let greeted = ps
+        .iter()
+        .position(|p| p.name == name)
+        .unwrap_or_else(|| panic!("greeted someone else: {line}"));
+    assert!(
+        line.contains(&format!(": {name} got your message at "))
+            && line.ends_with("hello, greeter"),
+        "{line}"
+    );
+    eventually("the greeted peer printed it", DEADLINE, || {
+        ps[greeted].seen.lock().unwrap().iter().any(|l| {
+            l.starts_with("message from greeter (") && l.ends_with(": hello from the greeter")
+        })
+    });
+    // Once: the other peer was not greeted.
+    let other = 1 - greeted;
+    assert!(!ps[other]
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.starts_with("message from greeter")));
+    // Both ends wrote it to their event logs.
+    let sent = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        sent.lines()
+            .any(|l| l.contains(" greeted peer=") && l.contains(&format!(" name={name} "))),
+        "{sent}"
+    );
+    let received = std::fs::read_to_string(root.path().join(format!("{name}.log"))).unwrap();
+    assert!(
+        received.lines().any(|l| l.contains(" direct-message from=")
+            && l.contains(" name=greeter ")
+            && l.ends_with(" text=hello from the greeter")),
+        "{received}"
+    );
+}
+
+#[test]
+fn a_peer_joins_through_a_live_peer_when_every_seed_is_down() {
+    let root = tempfile::tempdir().unwrap();
+    let index = index(root.path(), &["--db", ":memory:"]);
+    let s1 = seed(root.path(), "s1", &[]);
+    let seed_addr = s1.addr_str();
+    let ps = peers(root.path(), &index, &[&s1], 3, false);
+    eventually("the peers have neighbours", DEADLINE, || {
+        ps.iter().all(|p| neighbours(p.addr).len() >= 2)
+    });
+    drop(s1);
+    // A new peer whose only seed is down, and that knows one live peer.
+    let dir = root.path().join("late");
+    std::fs::create_dir_all(&dir).unwrap();
+    let late = peer(
+        &dir,
+        &index,
+        &["--seed", &seed_addr, "--join", &ps[1].addr_str()],
+    );
+    eventually(
+        "the new peer knows every peer, and every peer knows it",
+        DEADLINE,
+        || {
+            let known = members(late.addr);
+            ["p0", "p1", "p2"]
+                .iter()
+                .all(|p| known.get(*p).is_some_and(|(s, _)| s == "alive"))
+                && ps.iter().all(|p| {
+                    members(p.addr)
+                        .get("late")
+                        .is_some_and(|(s, _)| s == "alive")
+                })
+                && !neighbours(late.addr).is_empty()
+        },
+    );
+    let (code, out, err) =
+        Args::of(&["say", "hello from late", "--peer", &late.addr_str()]).run(root.path());
+    assert_eq!(code, 0, "{out}{err}");
+    eventually(
+        "every peer printed the new peer's broadcast",
+        DEADLINE,
+        || ps.iter().all(|p| said_lines(p, "hello from late") == 1),
+    );
+}
+
+#[test]
 fn a_restarted_peer_does_not_print_broadcasts_from_before_it_started() {
     let root = tempfile::tempdir().unwrap();
     let index = index(root.path(), &["--db", ":memory:"]);

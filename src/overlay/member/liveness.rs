@@ -355,6 +355,11 @@ impl PeerNode {
             let Some(p) = self.liveness.probes.get(&seq).cloned() else {
                 continue;
             };
+            if p.phase == ProbePhase::Direct {
+                self.ctx.events.push(OverlayEvent::ProbeMissed {
+                    id: p.target.clone(),
+                });
+            }
             match (self.ctx.config.liveness, p.phase) {
                 (Mode::Swim, ProbePhase::Direct) if self.ctx.config.indirect_probes > 0 => {
                     let views = (&self.views.active[..], &self.views.passive[..]);
@@ -609,6 +614,30 @@ mod tests {
             );
             assert_eq!(net.nodes[i].member(&yid).unwrap().state, MemberState::Dead);
         }
+    }
+
+    #[test]
+    fn a_crashed_neighbour_shows_as_a_missed_probe_then_a_suspicion_then_a_death() {
+        let mut net = Net::new(8, OverlayConfig::default());
+        let y = 2;
+        let yid = pid("n2");
+        let w = (0..8)
+            .find(|&i| net.nodes[i].active().contains(&yid))
+            .unwrap();
+        net.nodes[w].take_events();
+        let until = net.now.0 + 10_000;
+        net.run(until, |i, j, _| i != y && j != y);
+        let about_y: Vec<&'static str> = net.nodes[w]
+            .take_events()
+            .into_iter()
+            .filter_map(|e| match e {
+                OverlayEvent::ProbeMissed { id } if id == yid => Some("probe-missed"),
+                OverlayEvent::Suspected { id } if id == yid => Some("suspect"),
+                OverlayEvent::Dead { id, .. } if id == yid => Some("dead"),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(about_y, ["probe-missed", "suspect", "dead"]);
     }
 
     #[test]

@@ -396,10 +396,19 @@ impl PeerNode {
 
     // ----- starting and leaving -----
 
-    /// Registers with a majority of the seeds, chosen at random.
+    /// Joins through `count` contacts besides the seeds (`Dest::Contact(0..count)`):
+    /// see [`PeerNode::start`].
+    pub fn with_contacts(mut self, count: usize) -> PeerNode {
+        self.views.contacts = count;
+        self
+    }
+
+    /// Registers with a majority of the seeds, chosen at random, and asks the contacts
+    /// (if any) to become neighbours.
     pub fn start(&mut self, now: Millis) {
         self.seeds.start(&mut self.ctx, &self.views.active, now);
         self.views.start(&mut self.ctx, now);
+        self.views.join(&mut self.ctx, now);
         self.next_cleanup = after(now, CLEANUP_EVERY);
         self.recount();
     }
@@ -535,6 +544,8 @@ impl PeerNode {
             Dest::Node(addr) => self
                 .views
                 .unreachable(&mut self.ctx, &self.members, addr, now),
+            // Asked again while this node has no view; nothing waits for it meanwhile.
+            Dest::Contact(_) => {}
         }
     }
 

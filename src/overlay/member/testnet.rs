@@ -122,6 +122,9 @@ pub fn lone(config: OverlayConfig, count: usize) -> PeerNode {
 pub struct Net {
     pub nodes: Vec<PeerNode>,
     pub now: Millis,
+    /// Where each contact (`Dest::Contact(k)`) leads: a node's index, or `None` for
+    /// a contact that is down.
+    pub contacts: Vec<Option<usize>>,
 }
 
 impl Net {
@@ -139,6 +142,7 @@ impl Net {
         let mut net = Net {
             nodes,
             now: Millis(0),
+            contacts: Vec::new(),
         };
         net.run(10_000, |_, _, _| true);
         net
@@ -155,8 +159,14 @@ impl Net {
             for i in 0..self.nodes.len() {
                 for out in self.nodes[i].take_out() {
                     moved = true;
-                    let Dest::Node(a) = out.to else { continue };
-                    let j = (a.port() - 3000) as usize;
+                    let j = match out.to {
+                        Dest::Node(a) => (a.port() - 3000) as usize,
+                        Dest::Contact(k) => match self.contacts.get(k).copied().flatten() {
+                            Some(j) => j,
+                            None => continue,
+                        },
+                        Dest::Seed(_) => continue,
+                    };
                     if keep(i, j, &out.msg) {
                         let from = Sender {
                             id: self.nodes[i].id().clone(),

@@ -1,7 +1,9 @@
 //! The views (HyParView): the symmetric active view of neighbours, the passive view it
 //! is repaired from, neighbour requests and their replies, shuffles (peer-list
-//! exchange between neighbours), and rotation (a full view swaps a neighbour for a
-//! passive member now and then, so the overlay keeps mixing).
+//! exchange between neighbours), rotation (a full view swaps a neighbour for a
+//! passive member now and then, so the overlay keeps mixing), and joining through
+//! contacts (`--join`: peers asked to be neighbours at start and whenever this node
+//! has no view at all, so that a peer that knows one live member joins without seeds).
 //!
 //! [`Views`] owns the two views, the requests in flight and the view timers; what it
 //! sends goes through the [`Ctx`]. Entering and leaving the active view also tells the
@@ -16,6 +18,7 @@ use rand::seq::{IteratorRandom, SliceRandom};
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// The active and passive views, and the requests that change them.
 pub(super) struct Views {
@@ -30,7 +33,14 @@ pub(super) struct Views {
     /// The active view's target size, recomputed when the member count may have
     /// changed much (counting members on every tick would cost O(N)).
     target: usize,
+    /// How many contacts (`Dest::Contact`) this node joins through.
+    pub contacts: usize,
+    /// When the contacts are asked again, while this node has no view at all.
+    next_join: Millis,
 }
+
+/// How often a node with no view at all asks its contacts again.
+const JOIN_EVERY: Duration = Duration::from_secs(2);
 
 impl Views {
     pub fn new(active_min: usize) -> Views {
@@ -42,6 +52,23 @@ impl Views {
             next_shuffle: Millis(0),
             next_rotate: Millis(0),
             target: active_min,
+            contacts: 0,
+            next_join: Millis(0),
+        }
+    }
+
+    /// Asks every contact to become a neighbour, with high priority (this node has no
+    /// neighbour yet, so the request is always accepted). The contact is not known by
+    /// id until it answers, so no request is pending: its reply (or a `neighbor` of
+    /// its own) makes it a neighbour like any other, and its shuffles bring the rest.
+    pub fn join(&mut self, ctx: &mut Ctx, now: Millis) {
+        if self.contacts == 0 || ctx.left {
+            return;
+        }
+        self.next_join = after(now, JOIN_EVERY);
+        for i in 0..self.contacts {
+            let msg = neighbor(ctx, true, self.active.len());
+            ctx.send(Dest::Contact(i), msg);
         }
     }
 
@@ -206,8 +233,12 @@ impl Views {
             .collect()
     }
 
-    /// The shuffle with a random neighbour, and the rotation, when they are due.
+    /// The shuffle with a random neighbour, the rotation, and a new try of the
+    /// contacts by a node with no view at all, when they are due.
     pub fn tick(&mut self, ctx: &mut Ctx, members: &Members, now: Millis) {
+        if self.contacts > 0 && self.isolated() && now >= self.next_join {
+            self.join(ctx, now);
+        }
         if now >= self.next_shuffle {
             self.next_shuffle = after(now, ctx.config.shuffle_interval);
             if let Some(n) = self.active.choose(&mut ctx.rng).cloned() {
@@ -277,6 +308,9 @@ impl Views {
     /// The earliest of `at` and this part's timers.
     pub fn poll_at(&self, mut at: Millis) -> Millis {
         at = at.min(self.next_shuffle).min(self.next_rotate);
+        if self.contacts > 0 && self.isolated() {
+            at = at.min(self.next_join);
+        }
         for d in self.pending.values() {
             at = at.min(*d);
         }
@@ -645,5 +679,101 @@ mod tests {
             dialled <= 6,
             "{dialled} neighbour requests at one instant to 6 unreachable members"
         );
+    }
+
+    #[test]
+    fn a_peer_without_seeds_joins_through_one_contact_and_finds_the_rest() {
+        let mut net = Net::new(8, OverlayConfig::default());
+        // n8 knows no member and no seed: only a contact, which leads to n5.
+        let mut x = node("n8", OverlayConfig::default(), 8, 1).with_contacts(1);
+        x.start(net.now);
+        let asks: Vec<Out> = x.take_out();
+        assert!(
+            matches!(
+                &asks[..],
+                [Out {
+                    to: Dest::Contact(0),
+                    msg: Msg::Neighbor { high: true, .. }
+                }]
+            ),
+            "{asks:?}"
+        );
+        net.nodes.push(x);
+        net.contacts = vec![Some(5)];
+        for n in &mut net.nodes {
+            n.take_events();
+        }
+        // The first ask was taken above: the next, 2 s later, is delivered.
+        let until = net.now.0 + 2_500;
+        net.run(until, |_, _, _| true);
+        assert!(
+            net.nodes[8].active().contains(&pid("n5")),
+            "the contact took it"
+        );
+        // Peer exchange (shuffles every 5 s) brings every other member.
+        let until = net.now.0 + 30_000;
+        net.run(until, |_, _, _| true);
+        assert_eq!(net.nodes[8].live_members(), 8, "knows every member");
+        assert!(
+            net.nodes[8].active().len() >= 4,
+            "{:?}",
+            net.nodes[8].active()
+        );
+        assert!(net.asymmetric_links().is_empty());
+        // And the others know it: its broadcast reaches every one of them, once.
+        let now = net.now;
+        net.nodes[8].say("joined".into(), now.0, now).unwrap();
+        let until = net.now.0 + 2_000;
+        net.run(until, |_, _, _| true);
+        for (i, n) in net.nodes.iter_mut().enumerate().take(8) {
+            let heard = n
+                .take_events()
+                .into_iter()
+                .filter(|e| matches!(e, OverlayEvent::Said { text, .. } if text == "joined"))
+                .count();
+            assert_eq!(heard, 1, "n{i}");
+        }
+    }
+
+    #[test]
+    fn contacts_are_asked_again_only_while_the_peer_has_no_view() {
+        let asks = |x: &mut PeerNode| {
+            x.take_out()
+                .iter()
+                .filter(|o| matches!(o.to, Dest::Contact(_)))
+                .count()
+        };
+        // Two contacts that never answer: both are asked at start, then every 2 s.
+        let mut x = node("n0", OverlayConfig::default(), 1, 1).with_contacts(2);
+        x.start(Millis(0));
+        assert_eq!(asks(&mut x), 2);
+        let mut total = 0;
+        for t in (10..=5_000).step_by(10) {
+            x.tick(Millis(t));
+            total += asks(&mut x);
+        }
+        assert_eq!(total, 4, "asked again at 2 s and 4 s");
+        // Unreachable contacts change nothing but the next try.
+        x.unreachable(Dest::Contact(0), Millis(5_000));
+        assert_eq!(asks(&mut x), 0);
+        // A peer with neighbours leaves its contacts alone: n0 never asks with high
+        // priority (it always has a neighbour), so every such request would be one.
+        let mut net = Net::new(4, OverlayConfig::default());
+        net.nodes[0].views.contacts = 1;
+        net.contacts = vec![Some(1)];
+        let mut high = 0;
+        let until = net.now.0 + 10_000;
+        net.run(until, |i, _, m| {
+            if i == 0 && matches!(m, Msg::Neighbor { high: true, .. }) {
+                high += 1;
+            }
+            true
+        });
+        assert_eq!(high, 0);
+        assert!(!net.nodes[0].active().is_empty());
+        // Without contacts, nothing is sent anywhere.
+        let mut z = node("n0", OverlayConfig::default(), 1, 1);
+        z.start(Millis(0));
+        assert_eq!(asks(&mut z), 0);
     }
 }

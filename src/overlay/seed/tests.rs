@@ -133,8 +133,17 @@ fn one_report_is_a_suspicion_checked_by_probing() {
     let mut s = seed();
     register(&mut s, "a", 2001, 0);
     register(&mut s, "b", 2002, 0);
+    s.take_events();
     s.handle(&from("b", 2002), dead("a", 2001), Millis(10));
     assert_eq!(s.alive(), 2, "one report alone removes nobody");
+    // The report is an event (the event log's `report` line), the probe its answer.
+    assert_eq!(
+        s.take_events(),
+        [OverlayEvent::Reported {
+            id: pid("a"),
+            by: pid("b")
+        }]
+    );
     let probe = s.take_out();
     assert!(
         matches!(&probe[..], [Out { to: Dest::Node(a), msg: Msg::Probe { .. } }] if a.port() == 2001)
@@ -151,9 +160,11 @@ fn one_report_is_a_suspicion_checked_by_probing() {
     // An ack from anyone but a does not answer a's probe.
     s.handle(&from("b", 2002), ack.clone(), Millis(15));
     assert_eq!(s.reported(), 1);
+    assert!(s.take_events().is_empty());
     // a answers: the report is dropped.
     s.handle(&from("a", 2001), ack, Millis(20));
     assert_eq!(s.reported(), 0);
+    assert_eq!(s.take_events(), [OverlayEvent::Cleared { id: pid("a") }]);
     s.tick(Millis(5000));
     assert_eq!(s.alive(), 2);
     // Reported again, and this time every probe goes unanswered.

@@ -44,6 +44,7 @@ impl Fixture {
                 overlay,
                 events,
                 uploads,
+                log: None,
             },
             dir,
             _tmp: tmp,
