@@ -11,6 +11,7 @@ mod util;
 mod basics;
 mod cli;
 mod console;
+mod dht_interop;
 mod durability;
 mod fuzz_corpus;
 mod hostile;
