@@ -12,16 +12,18 @@
 #      (index, seed, peer) on 127.0.0.1. The two are interleaved for --runs rounds;
 #      the report gives the medians and their ratio (DHT / index).
 #
-# Usage: bench/dht.sh [--nodes 200] [--keys 10000] [--republish 120s] [--size 64M]
-#                     [--runs 5] [--out DIR] [--smoke]
-#   --nodes      DHT nodes in part 1                                   [default: 200]
-#   --keys       keys in part 1                                        [default: 10000]
-#   --republish  the nodes' republish period in part 1                 [default: 120s]
-#   --size       file size in part 2, K/M/G binary                     [default: 64M]
-#   --runs       rounds of part 2                                      [default: 5]
-#   --out        results folder            [default: bench/results/dht-<UTC timestamp>]
-#   --smoke      30 nodes, 100 keys, 1 wave, republish 3s, an 8M file, 1 round, for
-#                CI: checks the script still runs
+# Usage: bench/dht.sh [--nodes 200] [--keys 10000] [--republish 120s] [--waves 3]
+#                     [--concurrency 16] [--size 64M] [--runs 5] [--out DIR] [--smoke]
+#   --nodes        DHT nodes in part 1                                 [default: 200]
+#   --keys         keys in part 1                                      [default: 10000]
+#   --republish    the nodes' republish period in part 1               [default: 120s]
+#   --waves        kill waves in part 1 (0: none)                      [default: 3]
+#   --concurrency  operations under way at once in part 1              [default: 16]
+#   --size         file size in part 2, K/M/G binary                   [default: 64M]
+#   --runs         rounds of part 2                                    [default: 5]
+#   --out          results folder          [default: bench/results/dht-<UTC timestamp>]
+#   --smoke        30 nodes, 100 keys, 1 wave, republish 3s, an 8M file, 1 round, for
+#                  CI: checks the script still runs
 # Environment: BENCH_WAIT_SECS, how long to wait for servers (default 120).
 # Outputs in OUT: dht.json and dht.txt (part 1), get.csv (one row per timed get),
 # report.txt (both parts' summary), logs/.
@@ -35,6 +37,8 @@ CMDLINE="bench/dht.sh $*"
 NODES=200
 KEYS=10000
 REPUBLISH=120s
+WAVES=3
+CONCURRENCY=16
 SIZE_ARG=64M
 RUNS=5
 OUT=""
@@ -46,12 +50,14 @@ usage_error() {
 }
 while [ $# -gt 0 ]; do
     case "$1" in
-        --nodes | --keys | --republish | --size | --runs | --out)
+        --nodes | --keys | --republish | --waves | --concurrency | --size | --runs | --out)
             [ $# -ge 2 ] || usage_error "$1 needs a value"
             case "$1" in
                 --nodes) NODES="$2" ;;
                 --keys) KEYS="$2" ;;
                 --republish) REPUBLISH="$2" ;;
+                --waves) WAVES="$2" ;;
+                --concurrency) CONCURRENCY="$2" ;;
                 --size) SIZE_ARG="$2" ;;
                 --runs) RUNS="$2" ;;
                 --out) OUT="$2" ;;
@@ -59,11 +65,12 @@ while [ $# -gt 0 ]; do
             shift 2
             ;;
         --smoke) SMOKE=1 && shift ;;
-        -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' && exit 0 ;;
+        -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//' && exit 0 ;;
         *) usage_error "unknown argument '$1'" ;;
     esac
 done
-BENCH_ARGS=(--nodes "$NODES" --keys "$KEYS" --republish "$REPUBLISH")
+BENCH_ARGS=(--nodes "$NODES" --keys "$KEYS" --republish "$REPUBLISH" --waves "$WAVES"
+    --concurrency "$CONCURRENCY")
 if [ "$SMOKE" -eq 1 ]; then
     BENCH_ARGS=(--nodes 30 --keys 100 --missing 20 --waves 1 --sample 20 --republish 3s)
     SIZE_ARG=8M
@@ -71,7 +78,7 @@ if [ "$SMOKE" -eq 1 ]; then
 fi
 SIZE="$(size_to_bytes "$SIZE_ARG")" || usage_error "bad --size '$SIZE_ARG' (examples: 8M, 1G)"
 case "$RUNS" in '' | *[!0-9]* | 0) usage_error "--runs must be a positive whole number" ;; esac
-case "$NODES$KEYS" in *[!0-9]*) usage_error "--nodes and --keys must be whole numbers" ;; esac
+case "$NODES$KEYS$WAVES$CONCURRENCY" in *[!0-9]*) usage_error "--nodes, --keys, --waves and --concurrency must be whole numbers" ;; esac
 case "$WAIT_SECS" in '' | *[!0-9]* | 0) usage_error "BENCH_WAIT_SECS must be a positive whole number" ;; esac
 for tool in python3 cargo head; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is required and not installed"
