@@ -310,6 +310,52 @@ pub enum BenchCommand {
     /// broadcast reach, failure detection, false deaths under loss, half the network
     /// killed. The same --seed replays the same run.
     Overlay(BenchOverlayArgs),
+    /// Run a private DHT of N nodes in this process on 127.0.0.1: keys put from random
+    /// nodes and read from others, missing keys, then nodes killed in waves with
+    /// republication in between.
+    Dht(BenchDhtArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchDhtArgs {
+    /// DHT nodes, each with its own UDP socket on 127.0.0.1.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(2..=5_000))]
+    pub nodes: u32,
+    /// Keys put, then read.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub keys: u32,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub value_size: u32,
+    /// Lookups of keys that were never written.
+    #[arg(long, default_value_t = 1000)]
+    pub missing: u32,
+    /// Share of the nodes killed, over all the waves.
+    #[arg(long, default_value_t = 0.3)]
+    pub kill: f64,
+    /// Waves the kills come in; after each, the bench waits 1.5 republish periods
+    /// plus 5 s, then reads.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub waves: u32,
+    /// Keys read after each wave but the last (which reads them all).
+    #[arg(long, default_value_t = 1000)]
+    pub sample: u32,
+    /// Operations under way at once.
+    #[arg(long, short = 'c', default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+    /// The nodes' republish period (--dht-republish). Every holder of an item puts it
+    /// again once a period: many keys and a short period load the machine.
+    #[arg(long, default_value = "120s", value_parser = duration)]
+    pub republish: Duration,
+    /// Seeds every random choice.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the figures as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

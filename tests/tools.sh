@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the outside tools some integration tests drive (tests/it/http_schema.rs,
-# tests/it/http_tools.rs, tests/it/upload.rs),
+# tests/it/http_tools.rs, tests/it/upload.rs, tests/it/dht_interop.rs),
 # idempotently: a run with everything in place changes nothing. Packages come from PyPI
 # and the distribution's package mirror only.
 #
 #   bash tests/tools.sh          # everything
-#   bash tests/tools.sh NAME...  # some of it (schemathesis, prometheus, chromium, curl)
+#   bash tests/tools.sh NAME...  # some of it (schemathesis, prometheus, chromium, curl,
+#                                # libtorrent)
 #
 # The Python tools go into one virtual environment, target/tools-venv (or
 # $P2PSHARE_TOOLS_VENV); the tests look for them there and on PATH. Without them the
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/.."
 # The versions the tests were checked with.
 SCHEMATHESIS_VERSION=4.32.5
 
-TOOLS=(schemathesis prometheus chromium curl)
+TOOLS=(schemathesis prometheus chromium curl libtorrent)
 VENV=${P2PSHARE_TOOLS_VENV:-target/tools-venv}
 
 say() { printf 'tools: %s\n' "$*"; }
@@ -112,6 +113,18 @@ install_chromium() {
 install_curl() {
     apt_tool curl curl
     curl --version | head -n 1
+}
+
+# libtorrent: a second DHT implementation in tests/it/dht_interop.rs (Debian's
+# python3-libtorrent, a module for Debian's own /usr/bin/python3).
+install_libtorrent() {
+    if /usr/bin/python3 -c 'import libtorrent' >/dev/null 2>&1; then
+        say "python3-libtorrent is installed"
+    else
+        apt_install python3-libtorrent
+        say "installed python3-libtorrent"
+    fi
+    /usr/bin/python3 -c 'import libtorrent; print("libtorrent", libtorrent.__version__)'
 }
 
 main() {

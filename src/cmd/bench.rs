@@ -3,7 +3,7 @@
 
 use super::CmdError;
 use crate::bench::index_load;
-use crate::cli::{BenchIndexArgs, BenchOverlayArgs, LivenessMode};
+use crate::cli::{BenchDhtArgs, BenchIndexArgs, BenchOverlayArgs, LivenessMode};
 use crate::net::Timeouts;
 use serde_json::json;
 
@@ -107,6 +107,48 @@ pub fn overlay(a: BenchOverlayArgs) -> Result<(), CmdError> {
         ..OverlayBench::default()
     };
     let report = overlay::run(&bench);
+    if let Some(path) = &a.json_out {
+        std::fs::write(path, report.json().to_string() + "\n")
+            .map_err(|e| CmdError::failed(format!("{}: {e}", path.display())))?;
+    }
+    if a.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(())
+}
+
+/// `p2pshare bench dht`.
+pub fn dht(a: BenchDhtArgs) -> Result<(), CmdError> {
+    use crate::bench::dht::{self, DhtBench};
+    if !(0.0..1.0).contains(&a.kill) {
+        return Err(CmdError::usage(format!(
+            "--kill must be at least 0 and below 1, not {}",
+            a.kill
+        )));
+    }
+    if a.republish.is_zero() {
+        return Err(CmdError::usage("--republish must be above zero"));
+    }
+    let bench = DhtBench {
+        nodes: a.nodes as usize,
+        keys: a.keys as usize,
+        value_size: a.value_size as usize,
+        missing: a.missing as usize,
+        kill: a.kill,
+        waves: a.waves as usize,
+        sample: a.sample as usize,
+        concurrency: a.concurrency as usize,
+        republish: a.republish,
+        seed: a.seed,
+        ..DhtBench::default()
+    };
+    let started = std::time::Instant::now();
+    let progress = move |line: &str| {
+        eprintln!("[{:7.1} s] {line}", started.elapsed().as_secs_f64());
+    };
+    let report = dht::run(&bench, &progress).map_err(CmdError::failed)?;
     if let Some(path) = &a.json_out {
         std::fs::write(path, report.json().to_string() + "\n")
             .map_err(|e| CmdError::failed(format!("{}: {e}", path.display())))?;

@@ -34,6 +34,7 @@ pub fn run(command: Command) -> Result<(), CmdError> {
         Command::Kv(KvCommand::Rm(a)) => kv::rm(a),
         Command::Bench(BenchCommand::Index(a)) => bench::index(a),
         Command::Bench(BenchCommand::Overlay(a)) => bench::overlay(a),
+        Command::Bench(BenchCommand::Dht(a)) => bench::dht(a),
         Command::Completions(a) => print_document(&manual::completions(a.shell)),
         Command::Man => print_document(manual::man_page().as_bytes()),
     }

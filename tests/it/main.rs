@@ -12,6 +12,7 @@ mod basics;
 mod cli;
 mod console;
 mod dht;
+mod dht_interop;
 mod durability;
 mod fuzz_corpus;
 mod hostile;
