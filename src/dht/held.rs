@@ -8,7 +8,8 @@
 //! put from another holder pushes this node's turn back, since the item was just
 //! refreshed everywhere):
 //!
-//! - the network's mutable items put here, written or read here (the newest of each);
+//! - the network's mutable items put here or written here (the newest of each; a
+//!   reader keeps nothing, or every read would add a node putting the item again);
 //! - the immutable chunks those items point to (a chunk no kept item points to is
 //!   dropped after two periods, so a flood of chunks cannot crowd out real ones);
 //! - this node's own announces (the content ids and names a peer shares).
@@ -35,7 +36,7 @@ pub enum Work {
 struct Kept<T> {
     item: T,
     due: Instant,
-    /// When it was last stored, written or read here.
+    /// When it was last stored or written here.
     seen: Instant,
 }
 
@@ -73,7 +74,7 @@ impl Held {
         inner.mutable.len() + inner.immutable.len() >= MAX_HELD
     }
 
-    /// A mutable item put here, written or read here: kept unless an item with a
+    /// A mutable item put here or written here: kept unless an item with a
     /// higher sequence number is.
     pub fn stored_mutable(&self, item: MutableItem) {
         let now = Instant::now();
@@ -104,7 +105,7 @@ impl Held {
         }
     }
 
-    /// An immutable item put here, written or read here.
+    /// An immutable item put here or written here.
     pub fn stored_immutable(&self, v: Vec<u8>) {
         let now = Instant::now();
         let due = self.next_turn(now);

@@ -115,13 +115,11 @@ impl DhtNode {
     fn newest(&self, key: &str) -> Result<Option<MutableItem>, KvError> {
         value::check_key(key)?;
         let public = self.public()?;
-        let item = self
+        // A reader keeps nothing: the nodes that store an item, and its writer, put it
+        // again; readers too would add a node putting it again with every read.
+        Ok(self
             .dht
-            .get_mutable_most_recent(&public, Some(key.as_bytes()));
-        if let Some(i) = &item {
-            self.held.stored_mutable(i.clone());
-        }
-        Ok(item)
+            .get_mutable_most_recent(&public, Some(key.as_bytes())))
     }
 
     /// Stores `value` under `key`; returns its sequence number.
@@ -282,7 +280,6 @@ impl DhtNode {
                     // The crate checks the chunk against its target; so does this.
                     if let Some(v) = self.dht.get_immutable(mainline::Id::from(*t)) {
                         if value::immutable_target(&v) == *t {
-                            self.held.stored_immutable(v.to_vec());
                             *found[i].lock().expect("found") = Some(v.to_vec());
                         }
                     }
