@@ -22,8 +22,8 @@
 #   --size         file size in part 2, K/M/G binary                   [default: 64M]
 #   --runs         rounds of part 2                                    [default: 5]
 #   --out          results folder          [default: bench/results/dht-<UTC timestamp>]
-#   --smoke        30 nodes, 100 keys, 1 wave, republish 3s, an 8M file, 1 round, for
-#                  CI: checks the script still runs
+#   --smoke        30 nodes, 60 keys, 1 wave, republish 2s, 32 at once, an 8M file,
+#                  1 round, for CI: checks the script still runs
 # Environment: BENCH_WAIT_SECS, how long to wait for servers (default 120).
 # Outputs in OUT: dht.json and dht.txt (part 1), get.csv (one row per timed get),
 # report.txt (both parts' summary), logs/.
@@ -72,7 +72,8 @@ done
 BENCH_ARGS=(--nodes "$NODES" --keys "$KEYS" --republish "$REPUBLISH" --waves "$WAVES"
     --concurrency "$CONCURRENCY")
 if [ "$SMOKE" -eq 1 ]; then
-    BENCH_ARGS=(--nodes 30 --keys 100 --missing 20 --waves 1 --sample 20 --republish 3s)
+    BENCH_ARGS=(--nodes 30 --keys 60 --missing 10 --waves 1 --sample 10 --republish 2s
+        --concurrency 32)
     SIZE_ARG=8M
     RUNS=1
 fi

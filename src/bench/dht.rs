@@ -448,14 +448,20 @@ fn start(b: &DhtBench, progress: &(dyn Fn(&str) + Sync)) -> Result<Net, String> 
 /// Stops and drops `victims`; returns how many of their UDP ports could be bound
 /// again within 2 s.
 fn kill(net: &mut Net, victims: &[usize]) -> usize {
-    let mut ports = Vec::new();
-    for &i in victims {
-        if let Some(node) = net.nodes[i].take() {
-            ports.push(node.local_addr().port());
-            node.stop();
-            drop(node);
+    let dying: Vec<DhtNode> = victims
+        .iter()
+        .filter_map(|&i| net.nodes[i].take())
+        .collect();
+    let ports: Vec<u16> = dying.iter().map(|n| n.local_addr().port()).collect();
+    // All at once: each waits for the puts its republishing thread has under way.
+    std::thread::scope(|s| {
+        for node in dying {
+            s.spawn(move || {
+                node.stop();
+                drop(node);
+            });
         }
-    }
+    });
     let until = Instant::now() + Duration::from_secs(2);
     let mut closed = vec![false; ports.len()];
     while Instant::now() < until && closed.iter().any(|c| !c) {
@@ -488,13 +494,12 @@ fn read_phase(
     })
 }
 
-/// Stops every live node's republishing thread, 16 at a time (each waits for the
+/// Stops every live node's republishing thread, all at once (each waits for the
 /// puts it has under way).
 fn stop_republishing(net: &Net) {
-    let live: Vec<&DhtNode> = net.nodes.iter().flatten().collect();
     std::thread::scope(|s| {
-        for chunk in live.chunks(16) {
-            s.spawn(move || chunk.iter().for_each(|n| n.stop()));
+        for node in net.nodes.iter().flatten() {
+            s.spawn(move || node.stop());
         }
     });
 }
