@@ -417,6 +417,7 @@ fn start(b: &DhtBench, progress: &(dyn Fn(&str) + Sync)) -> Result<Net, String> 
             server: true,
             republish: b.republish,
             rate: RATE,
+            request_timeout: crate::dht::PRIVATE_REQUEST_TIMEOUT,
             network: Some(network.clone()),
         };
         let node = DhtNode::start(settings, 0).map_err(|e| format!("node {i}: {e}"))?;

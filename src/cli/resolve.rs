@@ -189,6 +189,11 @@ impl DhtFlags {
             server: server && !public,
             republish: Duration::from_secs(15 * 60),
             rate: 5000,
+            request_timeout: if public {
+                mainline::DEFAULT_REQUEST_TIMEOUT
+            } else {
+                crate::dht::PRIVATE_REQUEST_TIMEOUT
+            },
             network: self.network()?,
         }))
     }

@@ -35,6 +35,13 @@ use std::time::{Duration, Instant};
 
 /// Most things put again at once.
 const REPUBLISH_THREADS: usize = 8;
+/// A request's wait for its answer in a private network: a lookup ends only when every
+/// request it sent was answered or timed out, and a dead node stays in routing tables
+/// for minutes, so this is what a lookup costs once nodes have died. The crate's 2 s
+/// suits the public DHT's far and slow nodes; a network's own nodes answer within a
+/// round trip.
+pub const PRIVATE_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Items the crate's server keeps (each of each kind), up from its 1000: a network of
 /// 200 nodes holding 10,000 values keeps about 1000 copies a node, unevenly.
 const SERVER_VALUES: usize = 20_000;
@@ -58,6 +65,8 @@ pub struct DhtSettings {
     pub republish: Duration,
     /// Requests a second one IPv4 address may send.
     pub rate: u64,
+    /// How long a request waits for its answer before a lookup gives up on that node.
+    pub request_timeout: Duration,
     /// The network's key, for the key-value store.
     pub network: Option<Network>,
 }
@@ -172,6 +181,7 @@ impl DhtNode {
         let mut builder = Dht::builder();
         builder
             .bind_address(s.bind)
+            .request_timeout(s.request_timeout)
             .port(s.port.unwrap_or(tcp_port))
             .server_settings(ServerSettings {
                 max_mutable_values: SERVER_VALUES,

@@ -21,6 +21,7 @@ fn settings(bootstrap: Vec<String>, network: Option<Network>, republish: Duratio
         server: true,
         republish,
         rate: 1_000_000,
+        request_timeout: PRIVATE_REQUEST_TIMEOUT,
         network,
     }
 }
